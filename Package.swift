@@ -1,0 +1,22 @@
+// swift-tools-version: 6.1
+// TokenLedger: a token-billing ledger server. Module layout and dependency direction are described
+// in docs/architecture.md; targets are added as they get content.
+import PackageDescription
+
+let strictSettings: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+]
+
+let package = Package(
+    name: "TokenLedger",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "LedgerCore", targets: ["LedgerCore"]),
+    ],
+    targets: [
+        // Domain types, the deterministic state machine, the price catalog and the limits.
+        // Imports the standard library only.
+        .target(name: "LedgerCore", swiftSettings: strictSettings),
+        .testTarget(name: "LedgerCoreTests", dependencies: ["LedgerCore"], swiftSettings: strictSettings),
+    ]
+)

@@ -1,0 +1,75 @@
+/// Work that falls due at a ledger time, whatever traffic there is.
+package enum DueKind: Hashable, Sendable, Codable {
+    case holdExpiry(HoldID)
+    case grantActivation(GrantID)
+    /// Valid only while the tenant's plan generation is still `generation`.
+    case planRenewal(generation: UInt64)
+    case grantExpiry(GrantID)
+    /// Valid only while the member's budget generation is still `generation`.
+    case budgetReset(MemberID, generation: UInt64)
+
+    /// Order among items due at the same instant: holds release first (so that their tokens can
+    /// roll over), scheduled grants start, plans renew (carrying over before the old grant expires),
+    /// grants expire, and budgets reset last.
+    var rank: UInt8 {
+        switch self {
+        case .holdExpiry: return 0
+        case .grantActivation: return 1
+        case .planRenewal: return 2
+        case .grantExpiry: return 3
+        case .budgetReset: return 4
+        }
+    }
+}
+
+/// One scheduled item. Items are never removed when they become moot (a hold committed before
+/// its expiry); the handler checks that the item still applies when it comes due.
+package struct DueItem: Hashable, Sendable, Codable {
+    package var time: LedgerTime
+    package var sequence: UInt64
+    package var tenant: TenantID
+    package var kind: DueKind
+
+    /// Total order: time, then rank, then scheduling sequence. Deterministic, so replay applies
+    /// due work in the same order.
+    func precedes(_ other: DueItem) -> Bool {
+        (time, kind.rank, sequence) < (other.time, other.kind.rank, other.sequence)
+    }
+}
+
+/// A binary min-heap of ``DueItem`` in ``DueItem/precedes(_:)`` order.
+package struct DueQueue: Hashable, Sendable, Codable {
+    private(set) var items: [DueItem] = []
+
+    package var count: Int { items.count }
+    package var first: DueItem? { items.first }
+
+    package mutating func insert(_ item: DueItem) {
+        items.append(item)
+        var child = items.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard items[child].precedes(items[parent]) else { break }
+            items.swapAt(child, parent)
+            child = parent
+        }
+    }
+
+    package mutating func removeFirst() -> DueItem? {
+        guard !items.isEmpty else { return nil }
+        items.swapAt(0, items.count - 1)
+        let top = items.removeLast()
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1
+            let right = left + 1
+            var smallest = parent
+            if left < items.count, items[left].precedes(items[smallest]) { smallest = left }
+            if right < items.count, items[right].precedes(items[smallest]) { smallest = right }
+            guard smallest != parent else { break }
+            items.swapAt(parent, smallest)
+            parent = smallest
+        }
+        return top
+    }
+}

@@ -1,0 +1,106 @@
+// The conservation audit. It recomputes every derived total from the grants and holds and compares.
+
+/// One broken invariant found by ``LedgerState/audit()``.
+public struct AuditViolation: Hashable, Sendable, CustomStringConvertible {
+    public var tenant: TenantID?
+    public var message: String
+    public var description: String { tenant.map { "tenant \($0): \(message)" } ?? message }
+}
+
+extension LedgerState {
+    /// Checks every invariant of every tenant; an empty result means the ledger is consistent:
+    /// per grant `amount == remaining + consumed + expired + voided + carriedOver` and
+    /// `held <= remaining`; per tenant the held, granted, spent and debt totals match the grants and
+    /// holds; every hold resolved at most once and holding nothing once resolved.
+    public func audit() -> [AuditViolation] {
+        var violations: [AuditViolation] = []
+        for tenantID in tenants.keys.sorted() {
+            tenants[tenantID]!.audit(into: &violations)
+        }
+        return violations
+    }
+}
+
+extension Tenant {
+    func audit(into violations: inout [AuditViolation]) {
+        func fail(_ message: String) { violations.append(AuditViolation(tenant: id, message: message)) }
+        var granted: Tokens = 0
+        var consumed: Tokens = 0
+        var refundGrants: Tokens = 0
+        var heldOnGrants: Tokens = 0
+        var unheldActive: Tokens = 0
+        for (position, grant) in grants.enumerated() {
+            if grant.id.rawValue != UInt64(position + 1) { fail("grant at index \(position) has id \(grant.id)") }
+            let (sum1, o1) = grant.remaining.addingReportingOverflow(grant.consumed)
+            let (sum2, o2) = sum1.addingReportingOverflow(grant.expired)
+            let (sum3, o3) = sum2.addingReportingOverflow(grant.voided)
+            let (sum4, o4) = sum3.addingReportingOverflow(grant.carriedOver)
+            if o1 || o2 || o3 || o4 || sum4 != grant.amount {
+                fail("grant \(grant.id): amount \(grant.amount) != remaining \(grant.remaining) + consumed \(grant.consumed) + expired \(grant.expired) + voided \(grant.voided) + carried \(grant.carriedOver)")
+            }
+            if grant.held > grant.remaining { fail("grant \(grant.id): held \(grant.held) > remaining \(grant.remaining)") }
+            if (grant.state == .expired || grant.state == .voided), grant.remaining != grant.held {
+                fail("grant \(grant.id) is \(grant.state.rawValue) but has \(grant.remaining - min(grant.held, grant.remaining)) unheld tokens")
+            }
+            if grant.state == .pending, grant.held > 0 { fail("pending grant \(grant.id) has held tokens") }
+            if grant.state == .active, grant.remaining > 0, !activeGrants.contains(grant.id) {
+                fail("active grant \(grant.id) with tokens is missing from the burn-down order")
+            }
+            if grant.state == .active { unheldActive += grant.unheld }
+            granted += grant.amount
+            consumed += grant.consumed
+            heldOnGrants += grant.held
+            if grant.kind == .refund { refundGrants += grant.amount }
+        }
+        for (earlier, later) in zip(activeGrants, activeGrants.dropFirst())
+        where !(grants[index(earlier)].burnKey < grants[index(later)].burnKey) {
+            fail("burn-down order has \(earlier) before \(later)")
+        }
+        if granted != grantedTotal { fail("granted total \(grantedTotal) != sum of grant amounts \(granted)") }
+        if granted > Limits.tenantTokensMax { fail("granted \(granted) above the tenant limit") }
+        if heldOnGrants != heldTotal { fail("held total \(heldTotal) != held on grants \(heldOnGrants)") }
+        if refundedTotal > capturedTotal { fail("refunded \(refundedTotal) > captured \(capturedTotal)") }
+        else if spent + refundGrants != consumed + debt {
+            fail("spent \(spent) + refund grants \(refundGrants) != consumed \(consumed) + debt \(debt)")
+        }
+        if debt > 0, unheldActive > 0 { fail("debt \(debt) outstanding while \(unheldActive) tokens are unheld") }
+
+        var heldByHolds: Tokens = 0
+        var open = 0
+        var heldByMember: [MemberID: Tokens] = [:]
+        var heldPerGrant: [GrantID: Tokens] = [:]
+        for hold in holds.values {
+            let allocated = hold.allocations.reduce(Tokens(0)) { $0 + $1.amount }
+            let captures = hold.captures.reduce(Tokens(0)) { $0 + $1.amount }
+            if allocated != hold.held { fail("hold \(hold.id): held \(hold.held) != allocations \(allocated)") }
+            if hold.captured < hold.refunded { fail("hold \(hold.id): refunded more than captured") }
+            else if captures + hold.overdraftCaptured != hold.captured - hold.refunded {
+                fail("hold \(hold.id): captures \(captures) + overdraft \(hold.overdraftCaptured) != net captured \(hold.captured - hold.refunded)")
+            }
+            if hold.state == .held {
+                open += 1
+                heldByHolds += hold.held
+                if hold.resolvedAt != nil { fail("open hold \(hold.id) has a resolution time") }
+                if let member = hold.member { heldByMember[member, default: 0] += hold.held }
+                for allocation in hold.allocations { heldPerGrant[allocation.grant, default: 0] += allocation.amount }
+            } else {
+                if hold.held != 0 || !hold.allocations.isEmpty { fail("resolved hold \(hold.id) still holds tokens") }
+                if hold.resolvedAt == nil { fail("resolved hold \(hold.id) has no resolution time") }
+            }
+        }
+        if open != openHoldCount { fail("open hold count \(openHoldCount) != \(open)") }
+        if heldByHolds != heldTotal { fail("held total \(heldTotal) != held by open holds \(heldByHolds)") }
+        for grant in grants where heldPerGrant[grant.id, default: 0] != grant.held {
+            fail("grant \(grant.id): held \(grant.held) != held by holds \(heldPerGrant[grant.id, default: 0])")
+        }
+        for member in members.values where member.held != heldByMember[member.id, default: 0] {
+            fail("member \(member.id): held \(member.held) != held by its holds \(heldByMember[member.id, default: 0])")
+        }
+        for member in members.values where (member.settings.lowBalanceThreshold != nil) != thresholdMembers.contains(member.id) {
+            fail("member \(member.id): threshold membership out of date")
+        }
+        if history.enumerated().contains(where: { $0.element.sequence != UInt64($0.offset + 1) }) {
+            fail("history sequence numbers are not 1, 2, 3, ...")
+        }
+    }
+}

@@ -1,0 +1,195 @@
+// Read-only views: balance, estimate, history. They read the state as it is; the engine applies a
+// tick first when `nextDueTime` has passed, so that expiries show.
+
+/// A grant as a balance shows it.
+public struct BucketView: Hashable, Sendable {
+    public var id: GrantID
+    public var kind: GrantKind
+    public var state: GrantState
+    public var amount: Tokens
+    public var remaining: Tokens
+    public var held: Tokens
+    public var priority: UInt32
+    public var effectiveAt: LedgerTime
+    public var expiresAt: LedgerTime?
+}
+
+/// The plan meter: `used` of `total` in the current plan period (e.g. 500,000/3,000,000 used).
+/// `total` is what was used plus every token still in the pool, so a purchase raises it and an
+/// expiry lowers it.
+public struct MeterView: Hashable, Sendable {
+    public var used: Tokens
+    public var total: Tokens
+    public var periodStart: LedgerTime
+    public var periodEnd: LedgerTime
+    /// The plan's spend limit, 0 when none.
+    public var spendLimit: Tokens
+}
+
+/// A member's budget as a balance shows it.
+public struct MemberBudgetView: Hashable, Sendable {
+    public var member: MemberID
+    public var cap: Tokens
+    public var period: PeriodUnit
+    public var spent: Tokens
+    public var held: Tokens
+    public var remaining: Tokens
+    public var resetsAt: LedgerTime
+}
+
+/// A tenant's balance at the ledger's current time.
+public struct BalanceView: Hashable, Sendable {
+    public var tenant: TenantID
+    public var time: LedgerTime
+    /// Unheld tokens of active grants.
+    public var available: Tokens
+    /// Tokens held by open holds.
+    public var reserved: Tokens
+    /// Tokens captured, net of refunds.
+    public var spent: Tokens
+    /// Overdraft used and not yet paid back.
+    public var debt: Tokens
+    public var overdraftLimit: Tokens
+    /// Expired and voided tokens over the tenant's life.
+    public var expired: Tokens
+    public var voided: Tokens
+    /// Every grant minus tokens moved between plan grants by rollover.
+    public var granted: Tokens
+    /// Active and pending grants with tokens left, in burn-down order (pending last).
+    public var buckets: [BucketView]
+    public var meter: MeterView?
+    /// With a member: its budget, when it has one.
+    public var memberBudget: MemberBudgetView?
+    /// With a member: what the member can spend now (the smaller of pool and budget).
+    public var memberAvailable: Tokens?
+    public var lowBalanceThreshold: Tokens
+    public var belowThreshold: Bool
+    public var openHolds: Int
+}
+
+/// One priced item of an estimate.
+public struct EstimateItem: Hashable, Sendable {
+    public var feature: String
+    public var quantity: UInt64
+    public var cost: Tokens
+}
+
+/// What a list of items costs and whether it can run now.
+public struct EstimateView: Hashable, Sendable {
+    public var catalogVersion: String
+    public var items: [EstimateItem]
+    public var total: Tokens
+    /// Whether every item fits now.
+    public var affordable: Bool
+    /// How many leading items fit now.
+    public var itemsAffordable: Int
+    /// The limit that binds first and what it allows.
+    public var binding: BindingLimit
+    public var headroom: Tokens
+    public var headroomDetail: Headroom
+}
+
+extension LedgerState {
+    /// The tenant, or `not_found`.
+    public func tenant(_ tenantID: TenantID) throws(LedgerError) -> Tenant {
+        guard tenantID.isValid else { throw LedgerError(.invalidArgument, "tenant id must be 1 to \(Limits.idLengthMax) bytes of [A-Za-z0-9._:-]") }
+        guard let tenant = tenants[tenantID] else { throw LedgerError.notFound("tenant \(tenantID)") }
+        return tenant
+    }
+
+    public func balance(_ tenantID: TenantID, member memberID: MemberID? = nil) throws(LedgerError) -> BalanceView {
+        let tenant = try tenant(tenantID)
+        var buckets: [BucketView] = []
+        var expired: Tokens = 0
+        var voided: Tokens = 0
+        var carried: Tokens = 0
+        for grant in tenant.grants {
+            expired += grant.expired
+            voided += grant.voided
+            carried += grant.carriedOver
+        }
+        let ordered = tenant.activeGrants.map { tenant.grants[tenant.index($0)] }
+            + tenant.grants.filter { $0.state == .pending }
+        for grant in ordered where grant.remaining > 0 && (grant.state == .active || grant.state == .pending) {
+            buckets.append(
+                BucketView(
+                    id: grant.id, kind: grant.kind, state: grant.state, amount: grant.amount, remaining: grant.remaining,
+                    held: grant.held, priority: grant.priority, effectiveAt: grant.effectiveAt, expiresAt: grant.expiresAt))
+        }
+        let available = tenant.available
+        var view = BalanceView(
+            tenant: tenantID, time: time, available: available, reserved: tenant.heldTotal, spent: tenant.spent,
+            debt: tenant.debt, overdraftLimit: tenant.settings.overdraftLimit, expired: expired, voided: voided,
+            granted: tenant.grantedTotal - carried, buckets: buckets, meter: nil, memberBudget: nil, memberAvailable: nil,
+            lowBalanceThreshold: tenant.settings.lowBalanceThreshold, belowThreshold: tenant.belowThreshold,
+            openHolds: tenant.openHoldCount)
+        if let period = tenant.planPeriod, let plan = tenant.settings.plan {
+            var inPool: Tokens = 0
+            for id in tenant.activeGrants { inPool += tenant.grants[tenant.index(id)].remaining }
+            view.meter = MeterView(
+                used: period.used, total: period.used + inPool, periodStart: period.start, periodEnd: period.end,
+                spendLimit: plan.spendLimit)
+        }
+        if let memberID {
+            guard memberID.isValid else { throw LedgerError(.invalidArgument, "member id must be 1 to \(Limits.idLengthMax) bytes of [A-Za-z0-9._:-]") }
+            guard let member = tenant.members[memberID] else { throw LedgerError.notFound("member \(memberID)") }
+            if let budget = member.settings.budget {
+                view.memberBudget = MemberBudgetView(
+                    member: memberID, cap: budget.cap, period: budget.period.unit, spent: member.spentInPeriod,
+                    held: member.held, remaining: member.budgetRemaining!, resetsAt: member.periodEnd)
+            }
+            view.memberAvailable = tenant.headroom(member: member).binding.remaining
+        }
+        return view
+    }
+
+    /// Prices `items` with the installed catalog and checks them against the pool, the member's
+    /// budget (when `member` is given and has one) and the plan's spend limit. An unknown member is
+    /// estimated as one without a budget, as a reserve would create it.
+    public func estimate(_ tenantID: TenantID, member memberID: MemberID? = nil, items: [PricedItem]) throws(LedgerError)
+        -> EstimateView
+    {
+        let tenant = try tenant(tenantID)
+        guard let catalog else { throw LedgerError(.invalidArgument, "no price catalog is installed") }
+        if let memberID { try IdentifierRule.check(memberID.rawValue, field: "member id") }
+        let costs = try catalog.price(items)
+        let headroom = tenant.headroom(member: memberID.flatMap { tenant.members[$0] })
+        let (binding, remaining) = headroom.binding
+        var total: Tokens = 0
+        var fitting = 0
+        var estimateItems: [EstimateItem] = []
+        for (item, cost) in zip(items, costs) {
+            total += cost
+            if total <= remaining, fitting == estimateItems.count { fitting += 1 }
+            estimateItems.append(EstimateItem(feature: item.feature, quantity: item.quantity, cost: cost))
+        }
+        return EstimateView(
+            catalogVersion: catalog.version, items: estimateItems, total: total, affordable: total <= remaining,
+            itemsAffordable: fitting, binding: binding, headroom: remaining, headroomDetail: headroom)
+    }
+
+    /// One page of the tenant's history, oldest first.
+    public func history(_ tenantID: TenantID, filter: HistoryFilter) throws(LedgerError) -> HistoryPage {
+        let tenant = try tenant(tenantID)
+        guard filter.limit >= 1, filter.limit <= Limits.historyPageMax else {
+            throw LedgerError(.invalidArgument, "a history page holds 1 to \(Limits.historyPageMax) entries")
+        }
+        var entries: [HistoryEntry] = []
+        // Sequence n is at index n - 1, so the cursor is a direct index.
+        let start = Int(min(filter.afterSequence, UInt64(tenant.history.count)))
+        var nextCursor: UInt64? = nil
+        for entry in tenant.history[start...] {
+            if let member = filter.member, entry.member != member { continue }
+            if let source = filter.source, entry.source != source { continue }
+            if let kinds = filter.kinds, !kinds.contains(entry.kind) { continue }
+            if let since = filter.since, entry.time < since { continue }
+            if let until = filter.until, entry.time >= until { break }
+            if entries.count == filter.limit {
+                nextCursor = entries.last!.sequence
+                break
+            }
+            entries.append(entry)
+        }
+        return HistoryPage(entries: entries, nextCursor: nextCursor)
+    }
+}

@@ -1,0 +1,104 @@
+/// A plan: a periodic allowance issued as a `plan` grant that expires at the period's end.
+public struct Plan: Hashable, Sendable, Codable {
+    /// Tokens issued at the start of each period.
+    public var allowance: Tokens
+    public var period: PeriodRule
+    /// Most tokens of the ending period's plan grant carried into the next one; 0: no rollover.
+    public var rolloverCap: Tokens
+    /// Most tokens the tenant may hold plus spend per plan period from any source; 0: no limit.
+    /// Exceeding it is `plan_limit_reached`.
+    public var spendLimit: Tokens
+
+    public init(allowance: Tokens, period: PeriodRule, rolloverCap: Tokens = 0, spendLimit: Tokens = 0) {
+        self.allowance = allowance
+        self.period = period
+        self.rolloverCap = rolloverCap
+        self.spendLimit = spendLimit
+    }
+}
+
+/// A volume bonus: purchases of at least `fromMinor` earn `basisPoints` / 10,000 extra tokens.
+public struct BonusTier: Hashable, Sendable, Codable {
+    public var fromMinor: UInt64
+    public var basisPoints: UInt32
+
+    public init(fromMinor: UInt64, basisPoints: UInt32) {
+        self.fromMinor = fromMinor
+        self.basisPoints = basisPoints
+    }
+}
+
+/// How money converts to tokens for one tenant.
+public struct PurchaseRules: Hashable, Sendable, Codable {
+    /// Tokens for every `minorUnitsPerRate` minor units of money (default 100 tokens per 100 cents).
+    public var tokensPerRate: UInt64
+    public var minorUnitsPerRate: UInt64
+    /// Smallest purchase in minor units (default 500: 5.00).
+    public var minimumMinor: UInt64
+    /// Ascending by `fromMinor`; the highest tier a purchase reaches applies.
+    public var bonusTiers: [BonusTier]
+
+    public init(tokensPerRate: UInt64, minorUnitsPerRate: UInt64, minimumMinor: UInt64, bonusTiers: [BonusTier]) {
+        self.tokensPerRate = tokensPerRate
+        self.minorUnitsPerRate = minorUnitsPerRate
+        self.minimumMinor = minimumMinor
+        self.bonusTiers = bonusTiers
+    }
+
+    /// 100 tokens per 1.00; minimum 5.00; +5% from 50.00, +7.5% from 100.00, +10% from 200.00.
+    public static let `default` = PurchaseRules(
+        tokensPerRate: 100, minorUnitsPerRate: 100, minimumMinor: 500,
+        bonusTiers: [
+            BonusTier(fromMinor: 5_000, basisPoints: 500),
+            BonusTier(fromMinor: 10_000, basisPoints: 750),
+            BonusTier(fromMinor: 20_000, basisPoints: 1_000),
+        ])
+
+    /// Largest `tokensPerRate`: with ``Limits/purchaseMoneyMax`` the product stays below 2^64.
+    public static let tokensPerRateMax: UInt64 = 100_000
+    /// Largest bonus, in basis points (100%).
+    public static let bonusBasisPointsMax: UInt32 = 10_000
+}
+
+/// A tenant's configuration.
+public struct TenantSettings: Hashable, Sendable, Codable {
+    public var plan: Plan?
+    public var purchaseRules: PurchaseRules
+    /// How far a final commit may capture beyond the pool (default 0: never).
+    public var overdraftLimit: Tokens
+    /// The pool's low-balance threshold; 0: no alerts.
+    public var lowBalanceThreshold: Tokens
+
+    public init(
+        plan: Plan? = nil, purchaseRules: PurchaseRules = .default, overdraftLimit: Tokens = 0,
+        lowBalanceThreshold: Tokens = 0
+    ) {
+        self.plan = plan
+        self.purchaseRules = purchaseRules
+        self.overdraftLimit = overdraftLimit
+        self.lowBalanceThreshold = lowBalanceThreshold
+    }
+}
+
+/// A partial change of a tenant's configuration: nil fields stay as they are.
+public struct TenantSettingsChange: Hashable, Sendable, Codable {
+    public enum PlanChange: Hashable, Sendable, Codable {
+        case set(Plan)
+        case remove
+    }
+
+    public var plan: PlanChange?
+    public var purchaseRules: PurchaseRules?
+    public var overdraftLimit: Tokens?
+    public var lowBalanceThreshold: Tokens?
+
+    public init(
+        plan: PlanChange? = nil, purchaseRules: PurchaseRules? = nil, overdraftLimit: Tokens? = nil,
+        lowBalanceThreshold: Tokens? = nil
+    ) {
+        self.plan = plan
+        self.purchaseRules = purchaseRules
+        self.overdraftLimit = overdraftLimit
+        self.lowBalanceThreshold = lowBalanceThreshold
+    }
+}

@@ -1,0 +1,340 @@
+// Reservations: reserve, commit, release, expiry and refund.
+
+/// The limit that binds first for a requested amount.
+public enum BindingLimit: String, Hashable, Sendable, Codable {
+    /// The tenant's shared pool (plus the overdraft, for a final over-capture).
+    case pool
+    case memberBudget = "member_budget"
+    /// The plan's per-period spend limit.
+    case plan
+}
+
+/// How much more each limit allows right now.
+public struct Headroom: Hashable, Sendable {
+    public var pool: Tokens
+    /// Nil without a member budget.
+    public var budget: (remaining: Tokens, cap: Tokens, resetsAt: LedgerTime)?
+    /// Nil without a plan spend limit.
+    public var plan: (remaining: Tokens, limit: Tokens, resetsAt: LedgerTime)?
+
+    public static func == (lhs: Headroom, rhs: Headroom) -> Bool {
+        lhs.pool == rhs.pool && lhs.budget?.remaining == rhs.budget?.remaining && lhs.budget?.cap == rhs.budget?.cap
+            && lhs.budget?.resetsAt == rhs.budget?.resetsAt && lhs.plan?.remaining == rhs.plan?.remaining
+            && lhs.plan?.limit == rhs.plan?.limit && lhs.plan?.resetsAt == rhs.plan?.resetsAt
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(pool)
+        hasher.combine(budget?.remaining)
+        hasher.combine(plan?.remaining)
+    }
+
+    /// The smallest of the limits and which it is; on a tie the pool, then the budget, binds.
+    public var binding: (limit: BindingLimit, remaining: Tokens) {
+        var result = (BindingLimit.pool, pool)
+        if let budget, budget.remaining < result.1 { result = (.memberBudget, budget.remaining) }
+        if let plan, plan.remaining < result.1 { result = (.plan, plan.remaining) }
+        return result
+    }
+
+    /// The typed error for asking `amount`, or nil when every limit allows it.
+    func refusal(_ amount: Tokens, poolAvailable: Tokens) -> LedgerError? {
+        let (limit, remaining) = binding
+        guard amount > remaining else { return nil }
+        switch limit {
+        case .pool:
+            return LedgerError(
+                .insufficientBalance, "\(amount) tokens requested, \(remaining) available",
+                details: .balance(available: poolAvailable, requested: amount))
+        case .memberBudget:
+            let budget = budget!
+            return LedgerError(
+                .budgetExceeded, "\(amount) tokens requested, \(budget.remaining) of the budget of \(budget.cap) left until \(budget.resetsAt)",
+                details: .budget(remaining: budget.remaining, cap: budget.cap, resetsAt: budget.resetsAt))
+        case .plan:
+            let plan = plan!
+            return LedgerError(
+                .planLimitReached, "\(amount) tokens requested, \(plan.remaining) of the plan's limit of \(plan.limit) left until \(plan.resetsAt)",
+                details: .plan(remaining: plan.remaining, limit: plan.limit, resetsAt: plan.resetsAt))
+        }
+    }
+}
+
+extension Tenant {
+    /// What each limit allows now for `member`; `overdraft` adds the unused overdraft to the pool.
+    public func headroom(member: Member?, overdraft: Bool = false) -> Headroom {
+        var pool = available
+        if overdraft { pool += settings.overdraftLimit.subtractingClamped(debt) }
+        var result = Headroom(pool: pool)
+        if let member, let budget = member.settings.budget {
+            result.budget = (member.budgetRemaining!, budget.cap, member.periodEnd)
+        }
+        if let plan = settings.plan, plan.spendLimit > 0, let period = planPeriod {
+            result.plan = (plan.spendLimit.subtractingClamped(period.used + heldTotal), plan.spendLimit, period.end)
+        }
+        return result
+    }
+
+    func refuse(_ error: LedgerError, member: MemberID?, requested: Tokens, _ ctx: inout ApplyContext) -> LedgerError {
+        if error.code == .budgetExceeded, let member, case .budget(let remaining, let cap, let resetsAt)? = error.details {
+            ctx.emit(id, .budgetExceeded(member: member, requested: requested, remaining: remaining, cap: cap, resetsAt: resetsAt))
+        }
+        return error
+    }
+
+    // MARK: - Reserve
+
+    /// The amount a reserve asks for, pricing items with the installed catalog.
+    static func price(_ amount: ReserveRequest.Amount, catalog: PriceCatalog?) throws(LedgerError) -> (Tokens, String?, [PricedItem]) {
+        switch amount {
+        case .tokens(let tokens):
+            try checkAmount(tokens, "reserve amount")
+            return (tokens, nil, [])
+        case .items(let items):
+            guard let catalog else { throw LedgerError(.invalidArgument, "no price catalog is installed") }
+            var total: Tokens = 0
+            for cost in try catalog.price(items) { total += cost }  // <= 1,000 x 10^15: no overflow
+            guard total <= Limits.amountMax else {
+                throw LedgerError.limit("amount_max", Limits.amountMax, "the items cost \(total), above \(Limits.amountMax)")
+            }
+            return (total, catalog.version, items)
+        }
+    }
+
+    static func holdTTLMilliseconds(_ ttl: Duration?) throws(LedgerError) -> Int64 {
+        let ttl = ttl ?? Limits.holdTTLDefault
+        guard ttl >= Limits.holdTTLMin, ttl <= Limits.holdTTLMax else {
+            throw LedgerError(
+                .invalidArgument,
+                "hold TTL must be \(Limits.holdTTLMin.wholeMilliseconds / 1000) s to \(Limits.holdTTLMax.wholeMilliseconds / 1000) s")
+        }
+        return ttl.wholeMilliseconds
+    }
+
+    mutating func reserve(_ request: ReserveRequest, _ ctx: inout ApplyContext) throws(LedgerError) -> Hold {
+        try IdentifierRule.check(request.hold.rawValue, field: "hold id")
+        if let member = request.member { try IdentifierRule.check(member.rawValue, field: "member id") }
+        let ttl = try Self.holdTTLMilliseconds(request.ttl)
+        let (amount, catalogVersion, items) = try Self.price(request.amount, catalog: ctx.catalog)
+        guard holds[request.hold] == nil else { throw LedgerError(.alreadyExists, "hold \(request.hold) exists already") }
+        guard openHoldCount < Limits.openHoldsPerTenantMax else {
+            throw LedgerError.limit("open_holds_per_tenant_max", UInt64(Limits.openHoldsPerTenantMax), "tenant \(id) has \(Limits.openHoldsPerTenantMax) open holds already")
+        }
+        var member = try request.member.map { (memberID) throws(LedgerError) in try self.member(memberID, creating: true, ctx) }
+        if let refusal = headroom(member: member).refusal(amount, poolAvailable: available) {
+            throw refuse(refusal, member: request.member, requested: amount, &ctx)
+        }
+        let allocations = planDraw(amount)!
+
+        for allocation in allocations {
+            grants[index(allocation.grant)].held += allocation.amount
+            record(.reserve, ctx, amount: allocation.amount, member: request.member, hold: request.hold, grant: allocation.grant)
+        }
+        if member != nil {
+            member!.held += amount
+            members[member!.id] = member!
+        }
+        heldTotal += amount
+        openHoldCount += 1
+        let hold = Hold(
+            id: request.hold, member: request.member, state: .held, amount: amount, allocations: allocations, held: amount,
+            captured: 0, captures: [], overdraftCaptured: 0, refunded: 0, createdAt: ctx.now,
+            expiresAt: ctx.now.adding(milliseconds: ttl), resolvedAt: nil, catalogVersion: catalogVersion, items: items,
+            budgetPeriodOfCapture: nil, planPeriodOfCapture: nil)
+        holds[request.hold] = hold
+        ctx.schedule(hold.expiresAt, .holdExpiry(request.hold))
+        return hold
+    }
+
+    // MARK: - Commit, release, expiry
+
+    /// The open hold, or the error that says why it is not open.
+    func openHold(_ holdID: HoldID) throws(LedgerError) -> Hold {
+        try IdentifierRule.check(holdID.rawValue, field: "hold id")
+        guard let hold = holds[holdID] else { throw LedgerError.notFound("hold \(holdID)") }
+        switch hold.state {
+        case .held: return hold
+        case .committed: throw LedgerError(.alreadyCommitted, "hold \(holdID) was committed at \(hold.resolvedAt!)")
+        case .released: throw LedgerError(.alreadyReleased, "hold \(holdID) was released at \(hold.resolvedAt!)")
+        case .expired: throw LedgerError(.expired, "hold \(holdID) expired at \(hold.resolvedAt!)")
+        }
+    }
+
+    mutating func commit(_ holdID: HoldID, amount: Tokens, final: Bool, _ ctx: inout ApplyContext) throws(LedgerError)
+        -> CommandOutcome
+    {
+        var hold = try openHold(holdID)
+        try Self.checkAmount(amount, "commit amount", allowZero: final && hold.captured > 0)
+        var extraDraws: [Allocation] = []
+        var extraDebt: Tokens = 0
+        if amount > hold.held {
+            guard final else {
+                throw LedgerError(
+                    .invalidArgument, "a partial commit of \(amount) exceeds the \(hold.held) tokens still held; only a final commit may capture more")
+            }
+            let extra = amount - hold.held
+            let member = hold.member.flatMap { members[$0] }
+            if let refusal = headroom(member: member, overdraft: true).refusal(extra, poolAvailable: available) {
+                throw refuse(refusal, member: hold.member, requested: extra, &ctx)
+            }
+            let fromPool = min(extra, available)
+            extraDraws = planDraw(fromPool)!
+            extraDebt = extra - fromPool
+        }
+
+        // Capture from the hold's own allocations, in the order they were reserved.
+        var toCapture = min(amount, hold.held)
+        var index = 0
+        while toCapture > 0 {
+            let take = min(hold.allocations[index].amount, toCapture)
+            let grantID = hold.allocations[index].grant
+            grants[self.index(grantID)].held -= take
+            capture(Allocation(grant: grantID, amount: take), into: &hold, ctx)
+            hold.allocations[index].amount -= take
+            hold.held -= take
+            heldTotal -= take
+            if let memberID = hold.member { members[memberID]!.held -= take }
+            toCapture -= take
+            index += 1
+        }
+        hold.allocations.removeAll { $0.amount == 0 }
+        for draw in extraDraws { capture(draw, into: &hold, ctx) }
+        if extraDebt > 0 {
+            debt += extraDebt
+            hold.overdraftCaptured += extraDebt
+            hold.captured += extraDebt
+            capturedTotal += extraDebt
+            countSpending(extraDebt, hold: &hold)
+            record(.overdraft, ctx, amount: extraDebt, member: hold.member, hold: holdID)
+        }
+        var released: Tokens = 0
+        if final {
+            released = hold.held
+            resolve(&hold, as: .committed, returning: .release, ctx)
+        }
+        holds[holdID] = hold
+        return .committed(hold, captured: amount, released: released)
+    }
+
+    /// Captures unheld-or-held tokens already taken off the grant's `held` by the caller.
+    private mutating func capture(_ draw: Allocation, into hold: inout Hold, _ ctx: ApplyContext) {
+        let position = index(draw.grant)
+        grants[position].remaining -= draw.amount
+        grants[position].consumed += draw.amount
+        if let existing = hold.captures.firstIndex(where: { $0.grant == draw.grant }) {
+            hold.captures[existing].amount += draw.amount
+        } else {
+            hold.captures.append(draw)
+        }
+        hold.captured += draw.amount
+        capturedTotal += draw.amount
+        countSpending(draw.amount, hold: &hold)
+        record(.capture, ctx, amount: draw.amount, member: hold.member, hold: hold.id, grant: draw.grant)
+    }
+
+    /// Adds captured tokens to the member's budget period and the plan meter, and notes the periods
+    /// on the hold for later refunds.
+    private mutating func countSpending(_ amount: Tokens, hold: inout Hold) {
+        if let memberID = hold.member, members[memberID]!.settings.budget != nil {
+            members[memberID]!.spentInPeriod += amount
+            hold.budgetPeriodOfCapture = members[memberID]!.periodStart
+        }
+        if planPeriod != nil {
+            planPeriod!.used += amount
+            hold.planPeriodOfCapture = planPeriod!.start
+        }
+    }
+
+    /// Returns everything the hold still holds and closes it.
+    private mutating func resolve(_ hold: inout Hold, as state: HoldState, returning kind: HistoryKind, _ ctx: ApplyContext) {
+        for allocation in hold.allocations { returnHeld(allocation, as: kind, hold: hold, ctx) }
+        heldTotal -= hold.held
+        if let memberID = hold.member { members[memberID]!.held -= hold.held }
+        hold.allocations = []
+        hold.held = 0
+        hold.state = state
+        hold.resolvedAt = ctx.now
+        openHoldCount -= 1
+    }
+
+    mutating func release(_ holdID: HoldID, _ ctx: inout ApplyContext) throws(LedgerError) -> CommandOutcome {
+        var hold = try openHold(holdID)
+        let released = hold.held
+        resolve(&hold, as: .released, returning: .release, ctx)
+        holds[holdID] = hold
+        return .released(hold, released: released)
+    }
+
+    mutating func expireHold(_ holdID: HoldID, _ ctx: inout ApplyContext) {
+        guard var hold = holds[holdID], hold.state == .held, hold.expiresAt == ctx.now else { return }
+        let released = hold.held
+        resolve(&hold, as: .expired, returning: .holdExpired, ctx)
+        holds[holdID] = hold
+        ctx.emit(id, .holdExpired(hold: holdID, released: released))
+    }
+
+    // MARK: - Refund
+
+    /// Returns captured tokens: the overdraft part first (reducing debt), then grant by grant in
+    /// reverse capture order. Tokens whose grant is no longer active go to one new non-expiring
+    /// refund grant.
+    mutating func refund(_ holdID: HoldID, amount: Tokens, _ ctx: inout ApplyContext) throws(LedgerError) -> CommandOutcome {
+        try IdentifierRule.check(holdID.rawValue, field: "hold id")
+        guard var hold = holds[holdID] else { throw LedgerError.notFound("hold \(holdID)") }
+        try Self.checkAmount(amount, "refund amount")
+        let refundable = hold.captured - hold.refunded
+        guard amount <= refundable else {
+            throw LedgerError(.invalidArgument, "refund of \(amount) exceeds the \(refundable) captured tokens not yet refunded")
+        }
+        // Worst case every token goes to a new grant.
+        try checkGrantable(amount)
+
+        var left = amount
+        var toNewGrant: Tokens = 0
+        if hold.overdraftCaptured > 0 {
+            let take = min(hold.overdraftCaptured, left)
+            hold.overdraftCaptured -= take
+            left -= take
+            let fromDebt = min(take, debt)
+            debt -= fromDebt
+            toNewGrant += take - fromDebt
+            if fromDebt > 0 { record(.refund, ctx, amount: fromDebt, member: hold.member, hold: holdID) }
+        }
+        var position = hold.captures.count - 1
+        while left > 0 {
+            let grantID = hold.captures[position].grant
+            let take = min(hold.captures[position].amount, left)
+            hold.captures[position].amount -= take
+            left -= take
+            position -= 1
+            guard grants[index(grantID)].state == .active else {
+                toNewGrant += take
+                continue
+            }
+            grants[index(grantID)].remaining += take
+            grants[index(grantID)].consumed -= take
+            insertActive(grantID)
+            record(.refund, ctx, amount: take, member: hold.member, hold: holdID, grant: grantID)
+        }
+        hold.captures.removeAll { $0.amount == 0 }
+        var newGrant: GrantID? = nil
+        if toNewGrant > 0 {
+            newGrant = addGrant(
+                kind: .refund, amount: toNewGrant, effectiveAt: ctx.now, expiresAt: nil, priority: Grant.defaultPriority,
+                note: "refund of hold \(holdID)", &ctx)
+            record(.refund, ctx, amount: toNewGrant, member: hold.member, hold: holdID, grant: newGrant)
+        }
+        hold.refunded += amount
+        refundedTotal += amount
+        if let memberID = hold.member, let member = members[memberID], member.settings.budget != nil,
+            hold.budgetPeriodOfCapture == member.periodStart
+        {
+            members[memberID]!.spentInPeriod -= min(amount, member.spentInPeriod)
+        }
+        if let period = planPeriod, hold.planPeriodOfCapture == period.start {
+            planPeriod!.used -= min(amount, period.used)
+        }
+        holds[holdID] = hold
+        return .refunded(hold, refunded: amount, newGrant: newGrant)
+    }
+}

@@ -1,0 +1,259 @@
+// A tenant's state and the helpers every operation shares.
+//
+// Invariants (checked by LedgerState.audit()):
+// - per grant: amount == remaining + consumed + expired + voided + carriedOver; held <= remaining;
+//   an expired or voided grant has remaining == held.
+// - per tenant: sum of grant held == heldTotal == sum of open holds' held; openHoldCount is the
+//   number of holds in state held; grantedTotal == sum of grant amounts;
+//   capturedTotal - refundedTotal == sum(consumed) + debt - sum(amount of refund grants);
+//   debt > 0 only while no active grant has unheld tokens.
+// - per member: held == sum of its open holds' held.
+// - activeGrants is in burn-down order and holds every active grant that has tokens left.
+
+/// The plan's current period as the ledger tracks it.
+public struct PlanPeriod: Hashable, Sendable, Codable {
+    /// The plan grant of the current period, if one was issued.
+    public var grant: GrantID?
+    public var start: LedgerTime
+    public var end: LedgerTime
+    /// Tokens captured in this period from any source, net of refunds of this period's captures.
+    public var used: Tokens
+    /// Counts plan removals and first settings, so that a renewal scheduled under an older plan is
+    /// ignored.
+    public var generation: UInt64
+}
+
+/// One company's pool, members, holds and history.
+public struct Tenant: Hashable, Sendable, Codable {
+    public let id: TenantID
+    public internal(set) var settings: TenantSettings
+    public let createdAt: LedgerTime
+    /// Every grant ever issued; `grants[n - 1]` has id `n`.
+    public internal(set) var grants: [Grant] = []
+    /// Active grants in burn-down order (may still list some with nothing left; pruned lazily).
+    var activeGrants: [GrantID] = []
+    public internal(set) var holds: [HoldID: Hold] = [:]
+    public internal(set) var openHoldCount = 0
+    /// Tokens held by open holds.
+    public internal(set) var heldTotal: Tokens = 0
+    /// Tokens captured through the overdraft and not yet paid back.
+    public internal(set) var debt: Tokens = 0
+    /// Sum of every grant's amount (bounded by ``Limits/tenantTokensMax``).
+    public internal(set) var grantedTotal: Tokens = 0
+    /// Tokens captured over the tenant's life.
+    public internal(set) var capturedTotal: Tokens = 0
+    /// Tokens refunded over the tenant's life.
+    public internal(set) var refundedTotal: Tokens = 0
+    public internal(set) var members: [MemberID: Member] = [:]
+    /// Members with a threshold override, sorted, so that evaluation order is deterministic.
+    var thresholdMembers: [MemberID] = []
+    public internal(set) var belowThreshold = false
+    public internal(set) var planPeriod: PlanPeriod?
+    /// Plan generation counter (survives plan removal so stale renewals stay stale).
+    var planGeneration: UInt64 = 0
+    public internal(set) var history: [HistoryEntry] = []
+    var idempotency = IdempotencyTable()
+
+    init(id: TenantID, settings: TenantSettings, createdAt: LedgerTime) {
+        self.id = id
+        self.settings = settings
+        self.createdAt = createdAt
+    }
+
+    // MARK: - Reading
+
+    /// Unheld tokens of active grants: what new holds can take right now.
+    public var available: Tokens {
+        var total: Tokens = 0
+        for id in activeGrants { total += grants[index(id)].unheld }
+        return total
+    }
+
+    /// Net tokens spent: captured minus refunded.
+    public var spent: Tokens { capturedTotal - refundedTotal }
+
+    func index(_ id: GrantID) -> Int { Int(id.rawValue - 1) }
+
+    /// The grant with this id, or nil when it is not this tenant's.
+    public func grant(_ id: GrantID) -> Grant? {
+        guard id.rawValue >= 1, id.rawValue <= UInt64(grants.count) else { return nil }
+        return grants[index(id)]
+    }
+
+    // MARK: - Recording
+
+    mutating func record(
+        _ kind: HistoryKind, _ ctx: ApplyContext, amount: Tokens, member: MemberID? = nil, hold: HoldID? = nil,
+        grant: GrantID? = nil
+    ) {
+        let source = grant.map { grants[index($0)].kind }
+        history.append(
+            HistoryEntry(
+                sequence: UInt64(history.count + 1), time: ctx.now, kind: kind, member: member, hold: hold, grant: grant,
+                source: source, amount: amount, requestID: ctx.requestID))
+    }
+
+    // MARK: - Grants
+
+    /// Adds a grant (checked by the caller against the limits) and schedules what it needs.
+    mutating func addGrant(
+        kind: GrantKind, amount: Tokens, effectiveAt: LedgerTime, expiresAt: LedgerTime?, priority: UInt32,
+        moneyMinor: UInt64 = 0, linkedGrant: GrantID? = nil, note: String = "", _ ctx: inout ApplyContext
+    ) -> GrantID {
+        let id = GrantID(UInt64(grants.count + 1))
+        let pending = effectiveAt > ctx.now
+        grants.append(
+            Grant(
+                id: id, kind: kind, state: pending ? .pending : .active, amount: amount, remaining: amount, held: 0,
+                consumed: 0, expired: 0, voided: 0, carriedOver: 0, priority: priority, createdAt: ctx.now,
+                effectiveAt: effectiveAt, expiresAt: expiresAt, moneyMinor: moneyMinor, linkedGrant: linkedGrant,
+                note: note))
+        grantedTotal += amount
+        record(.grant, ctx, amount: amount, grant: id)
+        if pending {
+            ctx.schedule(effectiveAt, .grantActivation(id))
+        } else {
+            insertActive(id)
+        }
+        if let expiresAt { ctx.schedule(expiresAt, .grantExpiry(id)) }
+        return id
+    }
+
+    /// Puts an active grant into the burn-down order unless it is there already.
+    mutating func insertActive(_ id: GrantID) {
+        let key = grants[index(id)].burnKey
+        var low = 0
+        var high = activeGrants.count
+        while low < high {
+            let middle = (low + high) / 2
+            if grants[index(activeGrants[middle])].burnKey < key { low = middle + 1 } else { high = middle }
+        }
+        if low < activeGrants.count, activeGrants[low] == id { return }
+        activeGrants.insert(id, at: low)
+    }
+
+    /// Drops grants that are no longer active or have nothing left.
+    mutating func pruneActive() {
+        let grants = self.grants
+        activeGrants.removeAll { id in
+            let grant = grants[Int(id.rawValue - 1)]
+            return grant.state != .active || grant.remaining == 0
+        }
+    }
+
+    /// Number of grants that count against ``Limits/activeGrantsPerTenantMax``.
+    mutating func liveGrantCount() -> Int {
+        pruneActive()
+        return activeGrants.count + grants.lazy.filter { $0.state == .pending }.count
+    }
+
+    /// Checks that `amount` more tokens may be granted to this tenant.
+    func checkGrantable(_ amount: Tokens) throws(LedgerError) {
+        guard amount <= Limits.tenantTokensMax - grantedTotal else {
+            throw LedgerError.limit(
+                "tenant_tokens_max", Limits.tenantTokensMax,
+                "tenant \(id) would be granted more than \(Limits.tenantTokensMax) tokens in total")
+        }
+    }
+
+    /// Plans how to take `amount` unheld tokens in burn-down order, without changing anything.
+    func planDraw(_ amount: Tokens) -> [Allocation]? {
+        var left = amount
+        var draws: [Allocation] = []
+        for id in activeGrants where left > 0 {
+            let unheld = grants[index(id)].unheld
+            guard unheld > 0 else { continue }
+            let take = min(unheld, left)
+            draws.append(Allocation(grant: id, amount: take))
+            left -= take
+        }
+        return left == 0 ? draws : nil
+    }
+
+    /// Returns held tokens of a grant; what comes back to an expired or voided grant is expired or
+    /// voided at once.
+    mutating func returnHeld(_ allocation: Allocation, as kind: HistoryKind, hold: Hold, _ ctx: ApplyContext) {
+        let position = index(allocation.grant)
+        grants[position].held -= allocation.amount
+        record(kind, ctx, amount: allocation.amount, member: hold.member, hold: hold.id, grant: allocation.grant)
+        switch grants[position].state {
+        case .expired:
+            grants[position].remaining -= allocation.amount
+            grants[position].expired += allocation.amount
+            record(.grantExpired, ctx, amount: allocation.amount, hold: hold.id, grant: allocation.grant)
+        case .voided:
+            grants[position].remaining -= allocation.amount
+            grants[position].voided += allocation.amount
+            record(.void, ctx, amount: allocation.amount, hold: hold.id, grant: allocation.grant)
+        case .active, .pending:
+            break
+        }
+    }
+
+    // MARK: - After every change
+
+    /// Pays overdraft debt back from unheld tokens, then reports threshold crossings.
+    mutating func settle(_ ctx: inout ApplyContext) {
+        if debt > 0 {
+            for id in activeGrants where debt > 0 {
+                let position = index(id)
+                let take = min(grants[position].unheld, debt)
+                guard take > 0 else { continue }
+                grants[position].remaining -= take
+                grants[position].consumed += take
+                debt -= take
+                record(.debtRepaid, ctx, amount: take, grant: id)
+            }
+        }
+        evaluateThresholds(&ctx)
+    }
+
+    private mutating func evaluateThresholds(_ ctx: inout ApplyContext) {
+        let pool = available
+        let threshold = settings.lowBalanceThreshold
+        if threshold > 0 {
+            belowThreshold = crossing(wasBelow: belowThreshold, value: pool, threshold: threshold, member: nil, &ctx)
+        } else {
+            belowThreshold = false
+        }
+        for memberID in thresholdMembers {
+            guard var member = members[memberID], let memberThreshold = member.settings.lowBalanceThreshold else { continue }
+            let spendable = min(pool, member.budgetRemaining ?? .max)
+            member.belowThreshold = crossing(
+                wasBelow: member.belowThreshold, value: spendable, threshold: memberThreshold, member: memberID, &ctx)
+            members[memberID] = member
+        }
+    }
+
+    /// Records and emits a crossing of `threshold`; returns whether `value` is now below it.
+    private mutating func crossing(
+        wasBelow: Bool, value: Tokens, threshold: Tokens, member: MemberID?, _ ctx: inout ApplyContext
+    ) -> Bool {
+        if value < threshold, !wasBelow {
+            record(.lowBalance, ctx, amount: value, member: member)
+            ctx.emit(id, .lowBalance(member: member, available: value, threshold: threshold))
+            return true
+        }
+        if value >= threshold, wasBelow {
+            record(.balanceRecovered, ctx, amount: value, member: member)
+            ctx.emit(id, .balanceRecovered(member: member, available: value, threshold: threshold))
+            return false
+        }
+        return wasBelow
+    }
+}
+
+/// What one command (or one due item) needs while it runs, and what it leaves to the state.
+struct ApplyContext {
+    let now: LedgerTime
+    let requestID: RequestID?
+    let catalog: PriceCatalog?
+    var events: [LedgerEvent] = []
+    var scheduled: [(LedgerTime, DueKind)] = []
+
+    mutating func schedule(_ time: LedgerTime, _ kind: DueKind) { scheduled.append((time, kind)) }
+
+    mutating func emit(_ tenant: TenantID, _ kind: LedgerEvent.Kind) {
+        events.append(LedgerEvent(tenant: tenant, time: now, kind: kind))
+    }
+}
