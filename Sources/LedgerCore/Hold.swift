@@ -7,6 +7,11 @@ public enum HoldState: String, Sendable, Codable {
 public struct Allocation: Hashable, Sendable, Codable {
     public var grant: GrantID
     public var amount: Tokens
+
+    public init(grant: GrantID, amount: Tokens) {
+        self.grant = grant
+        self.amount = amount
+    }
 }
 
 /// A priced line of an estimate or a reserve: a catalog feature and a quantity in its unit.

@@ -29,6 +29,7 @@ extension Tenant {
         var refundGrants: Tokens = 0
         var heldOnGrants: Tokens = 0
         var unheldActive: Tokens = 0
+        let inBurnOrder = Set(activeGrants)
         for (position, grant) in grants.enumerated() {
             if grant.id.rawValue != UInt64(position + 1) { fail("grant at index \(position) has id \(grant.id)") }
             let (sum1, o1) = grant.remaining.addingReportingOverflow(grant.consumed)
@@ -43,7 +44,7 @@ extension Tenant {
                 fail("grant \(grant.id) is \(grant.state.rawValue) but has \(grant.remaining - min(grant.held, grant.remaining)) unheld tokens")
             }
             if grant.state == .pending, grant.held > 0 { fail("pending grant \(grant.id) has held tokens") }
-            if grant.state == .active, grant.remaining > 0, !activeGrants.contains(grant.id) {
+            if grant.state == .active, grant.remaining > 0, !inBurnOrder.contains(grant.id) {
                 fail("active grant \(grant.id) with tokens is missing from the burn-down order")
             }
             if grant.state == .active { unheldActive += grant.unheld }
@@ -51,6 +52,9 @@ extension Tenant {
             consumed += grant.consumed
             heldOnGrants += grant.held
             if grant.kind == .refund { refundGrants += grant.amount }
+        }
+        if grants.count(where: { $0.state == .pending }) != pendingGrantCount {
+            fail("pending grant count \(pendingGrantCount) is out of date")
         }
         for (earlier, later) in zip(activeGrants, activeGrants.dropFirst())
         where !(grants[index(earlier)].burnKey < grants[index(later)].burnKey) {
@@ -96,7 +100,8 @@ extension Tenant {
         for member in members.values where member.held != heldByMember[member.id, default: 0] {
             fail("member \(member.id): held \(member.held) != held by its holds \(heldByMember[member.id, default: 0])")
         }
-        for member in members.values where (member.settings.lowBalanceThreshold != nil) != thresholdMembers.contains(member.id) {
+        let withThreshold = Set(thresholdMembers)
+        for member in members.values where (member.settings.lowBalanceThreshold != nil) != withThreshold.contains(member.id) {
             fail("member \(member.id): threshold membership out of date")
         }
         if history.enumerated().contains(where: { $0.element.sequence != UInt64($0.offset + 1) }) {

@@ -296,6 +296,7 @@ extension Tenant {
             throw LedgerError(.invalidArgument, "grant \(grantID) is \(grant.state.rawValue) already")
         }
         let amount = grant.unheld
+        if grant.state == .pending { pendingGrantCount -= 1 }
         voidUnheld(grantID, amount: amount, markVoided: true, ctx)
         return .voided(grants[index(grantID)], amount: amount)
     }
@@ -313,6 +314,7 @@ extension Tenant {
     mutating func activateGrant(_ grantID: GrantID, _ ctx: inout ApplyContext) {
         guard let grant = grant(grantID), grant.state == .pending, grant.effectiveAt == ctx.now else { return }
         grants[index(grantID)].state = .active
+        pendingGrantCount -= 1
         insertActive(grantID)
         record(.grantActivated, ctx, amount: grant.remaining, grant: grantID)
     }

@@ -32,6 +32,8 @@ public struct Tenant: Hashable, Sendable, Codable {
     public internal(set) var grants: [Grant] = []
     /// Active grants in burn-down order (may still list some with nothing left; pruned lazily).
     var activeGrants: [GrantID] = []
+    /// Grants waiting for their effective time.
+    var pendingGrantCount = 0
     public internal(set) var holds: [HoldID: Hold] = [:]
     public internal(set) var openHoldCount = 0
     /// Tokens held by open holds.
@@ -111,6 +113,7 @@ public struct Tenant: Hashable, Sendable, Codable {
         grantedTotal += amount
         record(.grant, ctx, amount: amount, grant: id)
         if pending {
+            pendingGrantCount += 1
             ctx.schedule(effectiveAt, .grantActivation(id))
         } else {
             insertActive(id)
@@ -144,7 +147,7 @@ public struct Tenant: Hashable, Sendable, Codable {
     /// Number of grants that count against ``Limits/activeGrantsPerTenantMax``.
     mutating func liveGrantCount() -> Int {
         pruneActive()
-        return activeGrants.count + grants.lazy.filter { $0.state == .pending }.count
+        return activeGrants.count + pendingGrantCount
     }
 
     /// Checks that `amount` more tokens may be granted to this tenant.
