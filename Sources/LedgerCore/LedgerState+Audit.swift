@@ -30,7 +30,8 @@ extension Tenant {
         var heldOnGrants: Tokens = 0
         var unheldActive: Tokens = 0
         let inBurnOrder = Set(activeGrants)
-        for (position, grant) in grants.enumerated() {
+        for position in grants.indices {
+            let grant = grants[position]
             if grant.id.rawValue != UInt64(position + 1) { fail("grant at index \(position) has id \(grant.id)") }
             let (sum1, o1) = grant.remaining.addingReportingOverflow(grant.consumed)
             let (sum2, o2) = sum1.addingReportingOverflow(grant.expired)
@@ -56,9 +57,11 @@ extension Tenant {
         if grants.count(where: { $0.state == .pending }) != pendingGrantCount {
             fail("pending grant count \(pendingGrantCount) is out of date")
         }
-        for (earlier, later) in zip(activeGrants, activeGrants.dropFirst())
-        where !(grants[index(earlier)].burnKey < grants[index(later)].burnKey) {
-            fail("burn-down order has \(earlier) before \(later)")
+        for position in activeGrants.indices.dropFirst() {
+            let (earlier, later) = (activeGrants[position - 1], activeGrants[position])
+            if !(grants[index(earlier)].burnKey < grants[index(later)].burnKey) {
+                fail("burn-down order has \(earlier) before \(later)")
+            }
         }
         if granted != grantedTotal { fail("granted total \(grantedTotal) != sum of grant amounts \(granted)") }
         if granted > Limits.tenantTokensMax { fail("granted \(granted) above the tenant limit") }
@@ -104,8 +107,9 @@ extension Tenant {
         for member in members.values where (member.settings.lowBalanceThreshold != nil) != withThreshold.contains(member.id) {
             fail("member \(member.id): threshold membership out of date")
         }
-        if history.enumerated().contains(where: { $0.element.sequence != UInt64($0.offset + 1) }) {
-            fail("history sequence numbers are not 1, 2, 3, ...")
+        for position in history.indices where history[position].sequence != UInt64(position + 1) {
+            fail("history entry at index \(position) has sequence \(history[position].sequence)")
+            break
         }
     }
 }

@@ -1,0 +1,113 @@
+import LedgerCore
+import Testing
+
+@Suite struct IdempotencyTests {
+    let acme: TenantID = "acme"
+
+    func ledger() -> TestLedger {
+        var ledger = TestLedger()
+        ledger.createTenant(acme)
+        ledger.grant(acme, 1_000)
+        return ledger
+    }
+
+    @Test func sameRequestReplaysTheOriginalResultAndChangesNothing() {
+        var ledger = ledger()
+        let reserve = CommandBody.reserve(acme, ReserveRequest(hold: "h", amount: .tokens(100)))
+        let first = ledger.run(reserve, requestID: "op-1")
+        #expect(!first.replayed)
+        let historyCount = ledger.tenant(acme).history.count
+        ledger.now = ledger.now.adding(.seconds(5))
+        let second = ledger.run(reserve, requestID: "op-1")
+        #expect(second.replayed)
+        #expect(second.outcome == first.outcome)
+        #expect(ledger.tenant(acme).history.count == historyCount)
+        #expect(ledger.balance(acme).reserved == 100)
+
+        // Commit retried after the hold changed still answers as the first time.
+        let commit = CommandBody.commit(acme, "h", amount: 60, final: true)
+        let committed = ledger.run(commit, requestID: "op-2")
+        let retried = ledger.run(commit, requestID: "op-2")
+        #expect(retried.replayed)
+        #expect(retried.outcome == committed.outcome)
+        #expect(ledger.balance(acme).spent == 60)
+    }
+
+    @Test func sameIDWithADifferentCommandIsAConflict() {
+        var ledger = ledger()
+        ledger.ok(.reserve(acme, ReserveRequest(hold: "h", amount: .tokens(100))), requestID: "op-1")
+        ledger.fail(.reserve(acme, ReserveRequest(hold: "h", amount: .tokens(101))), .idempotencyConflict, requestID: "op-1")
+        ledger.fail(.release(acme, "h"), .idempotencyConflict, requestID: "op-1")
+        #expect(ledger.balance(acme).reserved == 100)
+    }
+
+    @Test func aFailedFirstAttemptStaysFailed() {
+        var ledger = ledger()
+        let reserve = CommandBody.reserve(acme, ReserveRequest(hold: "big", amount: .tokens(5_000)))
+        ledger.fail(reserve, .insufficientBalance, requestID: "op-1")
+        ledger.grant(acme, 10_000)
+        let retry = ledger.run(reserve, requestID: "op-1")
+        #expect(retry.replayed)
+        #expect((try? retry.outcome.get()) == nil)
+        // A new request id is a new attempt.
+        ledger.ok(reserve, requestID: "op-2")
+    }
+
+    @Test func requestIDsAreScopedToTheirTenant() {
+        var ledger = ledger()
+        ledger.createTenant("globex")
+        ledger.grant("globex", 1_000)
+        ledger.ok(.reserve(acme, ReserveRequest(hold: "h", amount: .tokens(1))), requestID: "shared")
+        let other = ledger.run(.reserve("globex", ReserveRequest(hold: "h", amount: .tokens(1))), requestID: "shared")
+        #expect(!other.replayed)
+        #expect((try? other.outcome.get()) != nil)
+    }
+
+    @Test func requestIDIsRequiredAndValidated() {
+        var ledger = ledger()
+        let result = ledger.state.apply(LedgerCommand(time: ledger.now, requestID: nil, body: .release(acme, "h")))
+        #expect(result.outcome.failureCode == .invalidArgument)
+        ledger.fail(.release(acme, "h"), .invalidArgument, requestID: "white space")
+    }
+
+    @Test func createTenantIsIdempotentToo() {
+        var ledger = TestLedger()
+        let create = CommandBody.createTenant("new", TenantSettings(overdraftLimit: 5))
+        ledger.ok(create, requestID: "c1")
+        #expect(ledger.run(create, requestID: "c1").replayed)
+        ledger.fail(create, .alreadyExists, requestID: "c2")
+        ledger.fail(.createTenant("new", TenantSettings()), .idempotencyConflict, requestID: "c1")
+    }
+
+    @Test func retentionIsBoundedByTimeAndCount() {
+        var ledger = ledger()
+        let reserve = CommandBody.reserve(acme, ReserveRequest(hold: "h", amount: .tokens(1)))
+        ledger.ok(reserve, requestID: "old")
+        ledger.ok(.release(acme, "h"), requestID: "release")
+        // Within the retention window the request is remembered...
+        ledger.now = ledger.now.adding(.hours(23))
+        #expect(ledger.run(reserve, requestID: "old").replayed)
+        // ...after it, and after another request has been remembered, it is forgotten: the same
+        // command runs again (and finds the hold id taken).
+        ledger.now = ledger.now.adding(.hours(2))
+        ledger.ok(.grant(acme, GrantRequest(kind: .promo, amount: 1)), requestID: "later")
+        let again = ledger.run(reserve, requestID: "old")
+        #expect(!again.replayed)
+        #expect(again.outcome.failureCode == .alreadyExists)
+
+        for index in 0..<(Limits.idempotencyEntriesPerTenantMax + 10) {
+            _ = ledger.state.apply(LedgerCommand(time: ledger.now, requestID: RequestID("bulk-\(index)"), body: .release(acme, "none")))
+        }
+                let first = ledger.run(.release(acme, "none"), requestID: "bulk-0")
+        #expect(!first.replayed)  // evicted by count
+        let recent = ledger.run(.release(acme, "none"), requestID: "bulk-\(Limits.idempotencyEntriesPerTenantMax + 9)")
+        #expect(recent.replayed)
+    }
+}
+
+extension Result where Failure == LedgerError {
+    var failureCode: ErrorCode? {
+        if case .failure(let error) = self { return error.code }
+        return nil
+    }
+}
