@@ -92,7 +92,7 @@ public struct EstimateView: Hashable, Sendable {
 extension LedgerState {
     /// The tenant, or `not_found`.
     public func tenant(_ tenantID: TenantID) throws(LedgerError) -> Tenant {
-        guard tenantID.isValid else { throw LedgerError(.invalidArgument, "tenant id must be 1 to \(Limits.idLengthMax) bytes of [A-Za-z0-9._:-]") }
+        try IdentifierRule.check(tenantID.rawValue, field: "tenant id")
         guard let tenant = tenants[tenantID] else { throw LedgerError.notFound("tenant \(tenantID)") }
         return tenant
     }
@@ -131,7 +131,7 @@ extension LedgerState {
                 spendLimit: plan.spendLimit)
         }
         if let memberID {
-            guard memberID.isValid else { throw LedgerError(.invalidArgument, "member id must be 1 to \(Limits.idLengthMax) bytes of [A-Za-z0-9._:-]") }
+            try IdentifierRule.check(memberID.rawValue, field: "member id")
             guard let member = tenant.members[memberID] else { throw LedgerError.notFound("member \(memberID)") }
             if let budget = member.settings.budget {
                 view.memberBudget = MemberBudgetView(

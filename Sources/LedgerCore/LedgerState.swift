@@ -70,11 +70,11 @@ public struct LedgerState: Hashable, Sendable, Codable {
         guard let requestID = command.requestID else {
             return (.failure(LedgerError(.invalidArgument, "a request id is required")), false)
         }
-        guard requestID.isValid else {
-            return (.failure(LedgerError(.invalidArgument, "request id must be 1 to \(Limits.idLengthMax) bytes of [A-Za-z0-9._:-]")), false)
-        }
-        guard tenantID.isValid else {
-            return (.failure(LedgerError(.invalidArgument, "tenant id must be 1 to \(Limits.idLengthMax) bytes of [A-Za-z0-9._:-]")), false)
+        do {
+            try IdentifierRule.check(requestID.rawValue, field: "request id")
+            try IdentifierRule.check(tenantID.rawValue, field: "tenant id")
+        } catch {
+            return (.failure(error), false)
         }
         if let entry = tenants[tenantID]?.idempotency.entry(requestID) {
             guard entry.body == command.body else {
