@@ -12,11 +12,16 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .library(name: "LedgerCore", targets: ["LedgerCore"]),
+        .library(name: "LedgerStore", targets: ["LedgerStore"]),
     ],
     targets: [
         // Domain types, the deterministic state machine, the price catalog and the limits.
         // Imports the standard library only.
         .target(name: "LedgerCore", swiftSettings: strictSettings),
+        // WAL segments, snapshots, recovery scan, data-directory manifest and lock. Stores
+        // checksummed bytes; knows nothing of the ledger's domain or the network.
+        .target(name: "LedgerStore", swiftSettings: strictSettings),
         .testTarget(name: "LedgerCoreTests", dependencies: ["LedgerCore"], swiftSettings: strictSettings),
+        .testTarget(name: "LedgerStoreTests", dependencies: ["LedgerStore"], swiftSettings: strictSettings),
     ]
 )

@@ -1,0 +1,141 @@
+// Snapshot files: `snapshot-<LSN, 20 digits>.snap`, written as `.snap.tmp` first.
+//
+//   header (32 bytes)
+//   +----------------+---------+----------+-----------+-----------------+
+//   | "TLSNAP01"  8  | ver u32 | rsvd u32 |  LSN u64  | body length u64 |
+//   +----------------+---------+----------+-----------+-----------------+
+//   body (body length bytes: the engine's encoding of the ledger state)
+//   footer (24 bytes)
+//   +----------------+-----------+---------+----------+
+//   | "TLSNEND1"  8  |  LSN u64  | crc u32 | rsvd u32 |
+//   +----------------+-----------+---------+----------+
+//   crc: CRC32C of the header, the body and the footer's first 16 bytes.
+//
+// Invariants: a `.snap` file is complete and durable (temp file fsynced, renamed, directory
+// fsynced); the two newest snapshots are kept; a snapshot with LSN S is written only after the log
+// is durable through S.
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+public struct SnapshotStore: Sendable {
+    public let directory: String
+    public let faults: StorageFaults?
+    /// Snapshots kept: the newest and the one before it (the fallback).
+    public static let keptCount = 2
+
+    static let headerMagic = Array("TLSNAP01".utf8)
+    static let footerMagic = Array("TLSNEND1".utf8)
+    static let headerSize = 32
+    static let footerSize = 24
+    static let formatVersion: UInt32 = 1
+
+    public init(directory: String, faults: StorageFaults? = nil) {
+        self.directory = directory
+        self.faults = faults
+    }
+
+    static func name(lsn: UInt64) -> String {
+        let digits = String(lsn)
+        return "snapshot-" + String(repeating: "0", count: max(0, 20 - digits.count)) + digits + ".snap"
+    }
+
+    static func lsn(fromName name: String) -> UInt64? {
+        guard name.hasPrefix("snapshot-"), name.hasSuffix(".snap") else { return nil }
+        return UInt64(name.dropFirst("snapshot-".count).dropLast(".snap".count))
+    }
+
+    /// The encoded file for `body` at `lsn`.
+    public static func encode(lsn: UInt64, body: [UInt8]) -> [UInt8] {
+        var bytes = headerMagic
+        bytes.reserveCapacity(headerSize + body.count + footerSize)
+        bytes.appendLittleEndian(formatVersion)
+        bytes.appendLittleEndian(UInt32(0))
+        bytes.appendLittleEndian(lsn)
+        bytes.appendLittleEndian(UInt64(body.count))
+        bytes.append(contentsOf: body)
+        bytes.append(contentsOf: footerMagic)
+        bytes.appendLittleEndian(lsn)
+        bytes.appendLittleEndian(CRC32C.checksum(bytes))
+        bytes.appendLittleEndian(UInt32(0))
+        return bytes
+    }
+
+    /// The LSN and body of a snapshot file's bytes, or why they are not a valid snapshot.
+    public static func decode(_ bytes: [UInt8]) -> Result<(lsn: UInt64, body: ArraySlice<UInt8>), SnapshotDamage> {
+        bytes.withUnsafeBytes { raw in
+            guard raw.count >= headerSize + footerSize else { return .failure(SnapshotDamage(reason: "shorter than a header and footer")) }
+            guard Array(raw[0..<8]) == headerMagic else { return .failure(SnapshotDamage(reason: "bad header magic")) }
+            guard raw.loadLittleEndian(UInt32.self, at: 8) == formatVersion else { return .failure(SnapshotDamage(reason: "unknown format version")) }
+            let lsn = raw.loadLittleEndian(UInt64.self, at: 16)
+            let length = raw.loadLittleEndian(UInt64.self, at: 24)
+            guard length == UInt64(raw.count - headerSize - footerSize) else { return .failure(SnapshotDamage(reason: "body length \(length) does not match the file size")) }
+            let footer = raw.count - footerSize
+            guard Array(raw[footer..<(footer + 8)]) == footerMagic else { return .failure(SnapshotDamage(reason: "bad footer magic")) }
+            guard raw.loadLittleEndian(UInt64.self, at: footer + 8) == lsn else { return .failure(SnapshotDamage(reason: "header and footer LSNs differ")) }
+            let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<(footer + 16)]))
+            guard crc == raw.loadLittleEndian(UInt32.self, at: footer + 16) else { return .failure(SnapshotDamage(reason: "checksum mismatch")) }
+            guard raw.loadLittleEndian(UInt32.self, at: footer + 20) == 0 else { return .failure(SnapshotDamage(reason: "reserved footer field not zero")) }
+            return .success((lsn, bytes[headerSize..<footer]))
+        }
+    }
+
+    /// Writes a snapshot durably (temp file, fsync, rename, directory fsync), then deletes all but
+    /// the two newest. Returns the LSNs kept, newest first.
+    @discardableResult
+    public func write(lsn: UInt64, body: [UInt8]) throws(StorageError) -> [UInt64] {
+        let path = directory + "/" + Self.name(lsn: lsn)
+        let temporary = path + ".tmp"
+        let file = try DurableFile(path: temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, faults: faults)
+        try file.write(Self.encode(lsn: lsn, body: body))
+        try file.fullSync()
+        file.close()
+        try FileSystem.rename(temporary, path)
+        try FileSystem.syncDirectory(directory, faults: faults)
+        let all = try snapshotLSNs()
+        for old in all.dropFirst(Self.keptCount) { try FileSystem.remove(directory + "/" + Self.name(lsn: old)) }
+        if all.count > Self.keptCount { try FileSystem.syncDirectory(directory, faults: faults) }
+        return Array(all.prefix(Self.keptCount))
+    }
+
+    /// LSNs of the snapshot files present, newest first.
+    public func snapshotLSNs() throws(StorageError) -> [UInt64] {
+        try FileSystem.list(directory).compactMap(Self.lsn(fromName:)).sorted(by: >)
+    }
+
+    /// Removes leftover `.tmp` files of interrupted snapshots. Returns how many.
+    @discardableResult
+    public func removeTemporaries() throws(StorageError) -> Int {
+        let leftovers = try FileSystem.list(directory).filter { $0.hasSuffix(".snap.tmp") }
+        for name in leftovers { try FileSystem.remove(directory + "/" + name) }
+        if !leftovers.isEmpty { try FileSystem.syncDirectory(directory, faults: faults) }
+        return leftovers.count
+    }
+
+    /// The newest valid snapshot, falling back to older ones when the newest is damaged. `skipped`
+    /// names the damaged files passed over. Nil when there is no snapshot at all.
+    public func loadNewest() throws(StorageError) -> (lsn: UInt64, body: ArraySlice<UInt8>, skipped: [String])? {
+        var skipped: [String] = []
+        for lsn in try snapshotLSNs() {
+            let path = directory + "/" + Self.name(lsn: lsn)
+            switch Self.decode(try FileSystem.readFile(path)) {
+            case .success(let snapshot) where snapshot.lsn == lsn:
+                return (lsn, snapshot.body, skipped)
+            case .success:
+                skipped.append("\(path): LSN differs from its name")
+            case .failure(let damage):
+                skipped.append("\(path): \(damage.reason)")
+            }
+        }
+        guard skipped.isEmpty else {
+            throw StorageError.noUsableSnapshot(directory: directory, reason: skipped.joined(separator: "; "))
+        }
+        return nil
+    }
+}
+
+/// Why a snapshot file was rejected.
+public struct SnapshotDamage: Error, Hashable, Sendable {
+    public var reason: String
+}

@@ -1,0 +1,287 @@
+// The per-shard write-ahead log with group commit.
+//
+// Invariants:
+// - append() assigns LSNs in call order, strictly increasing by one, and copies the encoded record
+//   into the pending batch; it never blocks on I/O.
+// - One writer thread per log takes the whole pending batch, writes it with one write() and makes it
+//   durable with one fdatasync(); only then does durableLSN advance and are waiters up to it resumed.
+// - A new segment is created (header written, file fsynced, directory fsynced) before it holds a
+//   record that will be acknowledged.
+// - Fail-stop: the first write or sync error stops the log for good. No later acknowledgement,
+//   every waiter and every later call gets the error, and `onFailure` is called once. An fsync is
+//   never retried (after a failed fsync the kernel may have dropped the dirty pages).
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Counters of a log, for benchmarks and metrics.
+public struct WALStatistics: Hashable, Sendable {
+    /// fdatasync calls that made batches durable.
+    public var syncs: UInt64 = 0
+    /// Records made durable.
+    public var records: UInt64 = 0
+    /// Bytes written, headers included.
+    public var bytes: UInt64 = 0
+    /// Total time spent in write+fdatasync, in nanoseconds.
+    public var syncNanoseconds: UInt64 = 0
+
+    /// Records per fdatasync: how well group commit batches.
+    public var recordsPerSync: Double { syncs == 0 ? 0 : Double(records) / Double(syncs) }
+}
+
+public final class WriteAheadLog: @unchecked Sendable {
+    public struct Configuration: Sendable {
+        /// A segment that reaches this size is closed and the next batch starts a new one.
+        public var segmentSizeMax: Int
+
+        public init(segmentSizeMax: Int = 64 << 20) {
+            self.segmentSizeMax = segmentSizeMax
+        }
+    }
+
+    public let directory: String
+    private let configuration: Configuration
+    private let faults: StorageFaults?
+    private let onFailure: @Sendable (StorageError) -> Void
+
+    private let mutex = Mutex()
+    private let wakeWriter = Condition()
+    private let writerDone = Condition()
+    // Guarded by `mutex`:
+    private var pending: [UInt8] = []
+    private var pendingFirstLSN: UInt64
+    private var pendingRecords = 0
+    private var nextLSN: UInt64
+    private var durable: UInt64
+    private var waiters: [(lsn: UInt64, continuation: CheckedContinuation<Result<Void, StorageError>, Never>)] = []
+    private var failure: StorageError?
+    private var closing = false
+    private var writerRunning = false
+    private var statistics = WALStatistics()
+    private var segments: [SegmentInfo]
+    // Owned by the writer thread:
+    private var segment: DurableFile?
+    private var segmentSize = 0
+
+    /// Opens the log for appending after recovery: `recovered` tells the last LSN and the segments.
+    public init(
+        directory: String, recovered: RecoveredLog, configuration: Configuration = Configuration(),
+        faults: StorageFaults? = nil, onFailure: @escaping @Sendable (StorageError) -> Void = { _ in }
+    ) throws(StorageError) {
+        self.directory = directory
+        self.configuration = configuration
+        self.faults = faults
+        self.onFailure = onFailure
+        nextLSN = recovered.lastLSN + 1
+        pendingFirstLSN = nextLSN
+        durable = recovered.lastLSN
+        segments = recovered.segments
+        if let last = recovered.segments.last {
+            let file = try DurableFile(path: last.path, flags: O_WRONLY | O_APPEND, faults: faults)
+            segmentSize = try file.seekToEnd()
+            segment = file
+        }
+        writerRunning = true
+        startThread { [self] in runWriter() }
+    }
+
+    /// The highest LSN known durable.
+    public var durableLSN: UInt64 { mutex.withLock { durable } }
+
+    /// The LSN the next append gets.
+    public var nextAppendLSN: UInt64 { mutex.withLock { nextLSN } }
+
+    public var stats: WALStatistics { mutex.withLock { statistics } }
+
+    /// Segments currently on disk, oldest first.
+    public var segmentList: [SegmentInfo] { mutex.withLock { segments } }
+
+    /// Queues one record and returns its LSN. Durable only once ``waitDurable(_:)`` returns.
+    public func append(_ body: UnsafeRawBufferPointer) throws(StorageError) -> UInt64 {
+        guard body.count <= WALFormat.recordBodyMax else {
+            throw StorageError.recordTooLarge(size: body.count, limit: WALFormat.recordBodyMax)
+        }
+        mutex.lock()
+        defer { mutex.unlock() }
+        if let failure { throw StorageError.stopped(reason: failure.description) }
+        guard !closing else { throw StorageError.stopped(reason: "the log is closed") }
+        let lsn = nextLSN
+        nextLSN += 1
+        let start = pending.count
+        WALFormat.appendRecord(lsn: lsn, body: body, to: &pending)
+        // Check the record right after encoding, as recovery will check it after reading.
+        let check = pending.withUnsafeBytes { WALFormat.checkRecord($0, at: start) }
+        precondition(check == .valid(lsn: lsn, body: (start + WALFormat.recordHeaderSize)..<pending.count), "WAL record failed its own check")
+        pendingRecords += 1
+        wakeWriter.signal()
+        return lsn
+    }
+
+    public func append(_ body: [UInt8]) throws(StorageError) -> UInt64 {
+        let result: Result<UInt64, StorageError> = body.withUnsafeBytes { buffer in
+            do throws(StorageError) { return .success(try append(buffer)) } catch { return .failure(error) }
+        }
+        return try result.get()
+    }
+
+    /// Returns once every record up to `lsn` is durable; throws if the log stopped first.
+    public func waitDurable(_ lsn: UInt64) async throws(StorageError) {
+        mutex.lock()
+        if durable >= lsn {
+            mutex.unlock()
+            return
+        }
+        if let failure {
+            mutex.unlock()
+            throw StorageError.stopped(reason: failure.description)
+        }
+        let result = await withCheckedContinuation { continuation in
+            waiters.append((lsn, continuation))
+            mutex.unlock()
+        }
+        try result.get()
+    }
+
+    /// Flushes what is pending, stops the writer and closes the segment.
+    public func close() {
+        mutex.lock()
+        closing = true
+        wakeWriter.signal()
+        while writerRunning { writerDone.wait(mutex) }
+        mutex.unlock()
+        segment?.close()
+    }
+
+    /// Deletes segments whose records are all at or below `lsn` (covered by a durable snapshot).
+    /// The newest segment is never deleted.
+    public func removeSegments(coveredThrough lsn: UInt64) throws(StorageError) {
+        let doomed: [SegmentInfo] = mutex.withLock {
+            var doomed: [SegmentInfo] = []
+            while segments.count > 1, segments[1].firstLSN <= lsn + 1 {
+                doomed.append(segments.removeFirst())
+            }
+            return doomed
+        }
+        guard !doomed.isEmpty else { return }
+        for segment in doomed { try FileSystem.remove(segment.path) }
+        try FileSystem.syncDirectory(directory, faults: faults)
+    }
+
+    // MARK: - Writer thread
+
+    private func runWriter() {
+        mutex.lock()
+        while true {
+            while pending.isEmpty && !closing { wakeWriter.wait(mutex) }
+            if pending.isEmpty || failure != nil { break }
+            let batch = pending
+            let firstLSN = pendingFirstLSN
+            let records = pendingRecords
+            pending.removeAll(keepingCapacity: true)
+            pendingRecords = 0
+            pendingFirstLSN = nextLSN
+            mutex.unlock()
+
+            let started = monotonicNanoseconds()
+            var outcome: StorageError? = nil
+            do throws(StorageError) {
+                try writeBatch(batch, firstLSN: firstLSN)
+            } catch {
+                outcome = error
+            }
+            let elapsed = monotonicNanoseconds() - started
+
+            mutex.lock()
+            if let outcome {
+                fail(outcome)
+                break
+            }
+            durable = firstLSN + UInt64(records) - 1
+            statistics.syncs += 1
+            statistics.records += UInt64(records)
+            statistics.bytes += UInt64(batch.count)
+            statistics.syncNanoseconds += elapsed
+            resumeWaiters()
+        }
+        writerRunning = false
+        writerDone.signal()
+        mutex.unlock()
+    }
+
+    /// Called with the mutex held.
+    private func resumeWaiters() {
+        var index = 0
+        while index < waiters.count {
+            if waiters[index].lsn <= durable {
+                waiters[index].continuation.resume(returning: .success(()))
+                waiters.swapAt(index, waiters.count - 1)
+                waiters.removeLast()
+            } else {
+                index += 1
+            }
+        }
+    }
+
+    /// Called with the mutex held.
+    private func fail(_ error: StorageError) {
+        failure = error
+        for waiter in waiters { waiter.continuation.resume(returning: .failure(.stopped(reason: error.description))) }
+        waiters.removeAll()
+        pending.removeAll()
+        let onFailure = self.onFailure
+        mutex.unlock()
+        onFailure(error)
+        mutex.lock()
+    }
+
+    private func writeBatch(_ batch: [UInt8], firstLSN: UInt64) throws(StorageError) {
+        if segment == nil || segmentSize >= configuration.segmentSizeMax {
+            try startSegment(firstLSN: firstLSN)
+        }
+        try segment!.write(batch)
+        try segment!.dataSync()
+        segmentSize += batch.count
+    }
+
+    private func startSegment(firstLSN: UInt64) throws(StorageError) {
+        segment?.close()
+        segment = nil
+        let info = SegmentInfo(path: directory + "/" + SegmentInfo.name(firstLSN: firstLSN), firstLSN: firstLSN)
+        let file = try DurableFile(path: info.path, flags: O_WRONLY | O_CREAT | O_EXCL | O_APPEND, faults: faults)
+        let header = WALFormat.segmentHeader(firstLSN: firstLSN)
+        try file.write(header)
+        try file.fullSync()
+        try FileSystem.syncDirectory(directory, faults: faults)
+        segment = file
+        segmentSize = header.count
+        mutex.withLock { segments.append(info) }
+    }
+}
+
+/// Nanoseconds of CLOCK_MONOTONIC.
+public func monotonicNanoseconds() -> UInt64 {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+}
+
+/// Starts a detached OS thread (the WAL writer blocks in fdatasync, which must not happen on
+/// Swift's cooperative pool).
+func startThread(_ body: @escaping @Sendable () -> Void) {
+    final class Box: @unchecked Sendable {
+        let body: @Sendable () -> Void
+        init(_ body: @escaping @Sendable () -> Void) { self.body = body }
+    }
+    let box = Unmanaged.passRetained(Box(body)).toOpaque()
+    var thread = pthread_t()
+    let result = pthread_create(
+        &thread, nil,
+        { pointer in
+            let box = Unmanaged<Box>.fromOpaque(pointer!).takeRetainedValue()
+            box.body()
+            return nil
+        }, box)
+    precondition(result == 0, "pthread_create failed: \(result)")
+    pthread_detach(thread)
+}

@@ -1,0 +1,27 @@
+import LedgerStore
+import Testing
+
+@Suite struct CRC32CTests {
+    // RFC 3720 (iSCSI) appendix B.4 test vectors and the common "123456789" check value.
+    static let vectors: [([UInt8], UInt32)] = [
+        (Array("123456789".utf8), 0xE306_9283),
+        ([UInt8](repeating: 0, count: 32), 0x8A91_36AA),
+        ([UInt8](repeating: 0xFF, count: 32), 0x62A8_AB43),
+        ((0..<32).map { UInt8($0) }, 0x46DD_794E),
+        ((0..<32).map { UInt8(31 - $0) }, 0x113F_DB5C),
+        ([], 0),
+    ]
+
+    @Test(arguments: vectors)
+    func publishedVectors(bytes: [UInt8], expected: UInt32) {
+        #expect(CRC32C.checksum(bytes) == expected)
+    }
+
+    @Test func continuingEqualsOneShotAtEverySplit() {
+        let bytes = (0..<301).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ 3) }
+        let whole = CRC32C.checksum(bytes)
+        for split in 0...bytes.count {
+            #expect(CRC32C.checksum(bytes[split...], continuing: CRC32C.checksum(bytes[..<split])) == whole)
+        }
+    }
+}

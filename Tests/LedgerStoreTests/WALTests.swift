@@ -1,0 +1,195 @@
+import Glibc
+import LedgerStore
+import Testing
+
+@Suite struct WALTests {
+    @Test func appendedRecordsAreDurableAndRecoveredInOrder() async throws {
+        let directory = TemporaryDirectory()
+        try await writeLog(directory.path, count: 500)
+        let recovered = try WALRecovery.recover(directory: directory.path, afterLSN: 0)
+        #expect(recovered.records.count == 500)
+        #expect(recovered.records.map(\.lsn) == Array(1...500))
+        #expect(recovered.records.allSatisfy { $0.body == body($0.lsn) })
+        #expect(recovered.lastLSN == 500)
+        #expect(recovered.tornBytes == 0)
+        // Only records after the snapshot's LSN come back.
+        let tail = try WALRecovery.recover(directory: directory.path, afterLSN: 450)
+        #expect(tail.records.map(\.lsn) == Array(451...500))
+    }
+
+    @Test func appendsContinueAfterRecoveryAndSegmentsRotate() async throws {
+        let directory = TemporaryDirectory()
+        try await writeLog(directory.path, count: 100, segmentSizeMax: 1_000)
+        let first = try WALRecovery.recover(directory: directory.path, afterLSN: 0)
+        #expect(first.segments.count > 5)
+        let log = try WriteAheadLog(directory: directory.path, recovered: first, configuration: .init(segmentSizeMax: 1_000))
+        #expect(log.nextAppendLSN == 101)
+        let lsn = try log.append(body(101))
+        try await log.waitDurable(lsn)
+        log.close()
+        let second = try WALRecovery.recover(directory: directory.path, afterLSN: 0)
+        #expect(second.records.map(\.lsn) == Array(1...101))
+        // Segment names carry their first LSN and segments chain without gaps.
+        for (earlier, later) in zip(second.segments, second.segments.dropFirst()) { #expect(earlier.firstLSN < later.firstLSN) }
+    }
+
+    @Test func segmentsCoveredByASnapshotAreRemovedButNeverTheNewest() async throws {
+        let directory = TemporaryDirectory()
+        try await writeLog(directory.path, count: 100, segmentSizeMax: 1_000)
+        let recovered = try WALRecovery.recover(directory: directory.path, afterLSN: 0)
+        let log = try WriteAheadLog(directory: directory.path, recovered: recovered, configuration: .init(segmentSizeMax: 1_000))
+        let before = log.segmentList
+        try log.removeSegments(coveredThrough: 60)
+        let after = log.segmentList
+        #expect(after.count < before.count)
+        #expect(after.first!.firstLSN <= 61)
+        try log.removeSegments(coveredThrough: 1_000)
+        #expect(log.segmentList.count == 1)
+        log.close()
+        let tail = try WALRecovery.recover(directory: directory.path, afterLSN: 100)
+        #expect(tail.records.isEmpty)
+        #expect(tail.lastLSN == 100)
+    }
+
+    @Test func groupCommitBatchesConcurrentWriters() async throws {
+        let directory = TemporaryDirectory()
+        let log = try WriteAheadLog(directory: directory.path, recovered: try WALRecovery.recover(directory: directory.path, afterLSN: 0))
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for writer in 0..<64 {
+                group.addTask {
+                    for index in 0..<20 {
+                        let lsn = try log.append(body(UInt64(writer * 100 + index)))
+                        try await log.waitDurable(lsn)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let stats = log.stats
+        log.close()
+        #expect(stats.records == 1_280)
+        #expect(stats.syncs < stats.records)
+        #expect(try WALRecovery.recover(directory: directory.path, afterLSN: 0).records.count == 1_280)
+    }
+
+    @Test func oversizedRecordsAreRefused() throws {
+        let directory = TemporaryDirectory()
+        let log = try WriteAheadLog(directory: directory.path, recovered: try WALRecovery.recover(directory: directory.path, afterLSN: 0))
+        #expect(throws: StorageError.recordTooLarge(size: WALFormat.recordBodyMax + 1, limit: WALFormat.recordBodyMax)) {
+            _ = try log.append([UInt8](repeating: 0, count: WALFormat.recordBodyMax + 1))
+        }
+        log.close()
+    }
+}
+
+@Suite struct RecoveryTests {
+    /// The segment of a freshly written 20-record log, and where each record starts.
+    func sampleLog() async throws -> (TemporaryDirectory, String, [Int]) {
+        let directory = TemporaryDirectory()
+        try await writeLog(directory.path, count: 20)
+        let segment = directory.path + "/" + (try FileSystem.list(directory.path).first { $0.hasSuffix(".log") }!)
+        let starts = (0..<20).map { WALFormat.segmentHeaderSize + $0 * (WALFormat.recordHeaderSize + 40) }
+        return (directory, segment, starts)
+    }
+
+    @Test func tornTailCutAtEveryByteOfTheLastRecordsRecoversToTheLastWholeRecord() async throws {
+        let (directory, segment, starts) = try await sampleLog()
+        let fullSize = try FileSystem.readFile(segment).count
+        let name = String(segment.split(separator: "/").last!)
+        // Every offset from the start of record 17 to the end of the file.
+        for cut in starts[16]...fullSize {
+            let trial = directory.sub("cut-\(cut)")
+            try copyFile(segment, trial + "/" + name, length: cut)
+            let recovered = try WALRecovery.recover(directory: trial, afterLSN: 0)
+            let whole = starts.filter { $0 + WALFormat.recordHeaderSize + 40 <= cut }.count
+            #expect(recovered.records.count == whole, "cut at \(cut)")
+            #expect(recovered.lastLSN == UInt64(whole))
+            let kept = starts.indices.contains(whole) ? starts[whole] : fullSize
+            #expect(try FileSystem.readFile(trial + "/" + name).count == min(kept, cut))
+            #expect(recovered.tornBytes == cut - min(kept, cut))
+            #expect((recovered.tornFile != nil) == (cut > kept))
+            if let torn = recovered.tornFile { #expect(try FileSystem.readFile(torn).count == cut - kept) }
+            // The log continues from there.
+            let log = try WriteAheadLog(directory: trial, recovered: recovered)
+            let lsn = try log.append(body(99))
+            #expect(lsn == UInt64(whole) + 1)
+            try await log.waitDurable(lsn)
+            log.close()
+            #expect(try WALRecovery.recover(directory: trial, afterLSN: 0).records.count == whole + 1)
+        }
+    }
+
+    @Test func garbageTailIsTruncated() async throws {
+        let (directory, segment, _) = try await sampleLog()
+        var bytes = try FileSystem.readFile(segment)
+        bytes += (0..<333).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+        try FileSystem.writeFile(segment, bytes)
+        let recovered = try WALRecovery.recover(directory: directory.path, afterLSN: 0)
+        #expect(recovered.records.count == 20)
+        #expect(recovered.tornBytes == 333)
+    }
+
+    @Test func bitFlipsFollowedByValidRecordsRefuseToStart() async throws {
+        let (directory, segment, starts) = try await sampleLog()
+        let pristine = try FileSystem.readFile(segment)
+        let name = String(segment.split(separator: "/").last!)
+        // Flip one bit in every byte of records 5 to 7 (header and body).
+        for offset in starts[4]..<starts[7] {
+            let trial = directory.sub("flip-\(offset)")
+            var bytes = pristine
+            bytes[offset] ^= 0x10
+            try FileSystem.writeFile(trial + "/" + name, bytes)
+            do {
+                _ = try WALRecovery.recover(directory: trial, afterLSN: 0)
+                Issue.record("accepted a flipped bit at \(offset)")
+            } catch {
+                guard case .corruption(let file, let at, let lsn, _) = error else {
+                    Issue.record("\(error)")
+                    continue
+                }
+                let record = starts.lastIndex { $0 <= offset }!
+                #expect(file == trial + "/" + name)
+                #expect(at == starts[record])
+                #expect(lsn == UInt64(record + 1))
+            }
+            // Nothing was truncated.
+            #expect(try FileSystem.readFile(trial + "/" + name) == bytes)
+        }
+    }
+
+    @Test func damageInAnEarlierSegmentRefusesToStart() async throws {
+        let directory = TemporaryDirectory()
+        try await writeLog(directory.path, count: 60, segmentSizeMax: 1_000)
+        let names = try FileSystem.list(directory.path).filter { $0.hasSuffix(".log") }
+        let first = directory.path + "/" + names[0]
+        var bytes = try FileSystem.readFile(first)
+        bytes.removeLast(10)  // looks torn, but later segments exist
+        try FileSystem.writeFile(first, bytes)
+        #expect(throws: StorageError.self) { try WALRecovery.recover(directory: directory.path, afterLSN: 0) }
+        // A missing middle segment is a gap.
+        let other = TemporaryDirectory()
+        try await writeLog(other.path, count: 60, segmentSizeMax: 1_000)
+        let otherNames = try FileSystem.list(other.path).filter { $0.hasSuffix(".log") }
+        try FileSystem.remove(other.path + "/" + otherNames[1])
+        #expect(throws: StorageError.self) { try WALRecovery.recover(directory: other.path, afterLSN: 0) }
+        // A log that starts after the snapshot's LSN + 1 lost records.
+        let headless = TemporaryDirectory()
+        try await writeLog(headless.path, count: 60, segmentSizeMax: 1_000)
+        try FileSystem.remove(headless.path + "/" + (try FileSystem.list(headless.path).first { $0.hasSuffix(".log") }!))
+        #expect(throws: StorageError.self) { try WALRecovery.recover(directory: headless.path, afterLSN: 0) }
+        // A log that ends before the snapshot's LSN lost records too.
+        let third = TemporaryDirectory()
+        try await writeLog(third.path, count: 10)
+        #expect(throws: StorageError.self) { try WALRecovery.recover(directory: third.path, afterLSN: 50) }
+    }
+
+    @Test func aLastSegmentWithATornHeaderIsSetAside() async throws {
+        let directory = TemporaryDirectory()
+        try await writeLog(directory.path, count: 10)
+        try FileSystem.writeFile(directory.path + "/wal-00000000000000000011.log", Array("TLWALS".utf8))
+        let recovered = try WALRecovery.recover(directory: directory.path, afterLSN: 0)
+        #expect(recovered.records.count == 10)
+        #expect(recovered.segments.count == 1)
+        #expect(!FileSystem.exists(directory.path + "/wal-00000000000000000011.log"))
+    }
+}
