@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .library(name: "LedgerCore", targets: ["LedgerCore"]),
         .library(name: "LedgerStore", targets: ["LedgerStore"]),
+        .library(name: "LedgerEngine", targets: ["LedgerEngine"]),
     ],
     targets: [
         // Domain types, the deterministic state machine, the price catalog and the limits.
@@ -21,7 +22,14 @@ let package = Package(
         // WAL segments, snapshots, recovery scan, data-directory manifest and lock. Stores
         // checksummed bytes; knows nothing of the ledger's domain or the network.
         .target(name: "LedgerStore", swiftSettings: strictSettings),
-        .testTarget(name: "LedgerCoreTests", dependencies: ["LedgerCore"], swiftSettings: strictSettings),
+        // Shard actors around the state machine: recover, apply, append, await durability; snapshots.
+        .target(name: "LedgerEngine", dependencies: ["LedgerCore", "LedgerStore"], swiftSettings: strictSettings),
+        // Fixtures shared by the test suites (command generators).
+        .target(name: "LedgerTesting", dependencies: ["LedgerCore"], swiftSettings: strictSettings),
+        .testTarget(name: "LedgerCoreTests", dependencies: ["LedgerCore", "LedgerTesting"], swiftSettings: strictSettings),
         .testTarget(name: "LedgerStoreTests", dependencies: ["LedgerStore"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "LedgerEngineTests", dependencies: ["LedgerEngine", "LedgerCore", "LedgerStore", "LedgerTesting"],
+            swiftSettings: strictSettings),
     ]
 )

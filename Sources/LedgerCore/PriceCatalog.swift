@@ -121,6 +121,23 @@ public struct PriceCatalog: Hashable, Sendable, Codable {
         return feature
     }
 
+    private enum CodingKeys: String, CodingKey { case version, features }
+
+    /// Encoded as the version and the features sorted by name: a stable form that needs no
+    /// string-keyed dictionary.
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        try container.encode(version, forKey: .version)
+        try container.encode(sortedFeatures, forKey: .features)
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        try self.init(
+            version: try container.decode(String.self, forKey: .version),
+            features: try container.decode([FeaturePrice].self, forKey: .features))
+    }
+
     /// Features sorted by name.
     public var sortedFeatures: [FeaturePrice] { features.values.sorted { $0.name < $1.name } }
 

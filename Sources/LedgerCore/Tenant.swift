@@ -71,6 +71,11 @@ public struct Tenant: Hashable, Sendable, Codable {
         return total
     }
 
+    /// The remembered outcome of a request, while idempotency retention keeps it.
+    public func rememberedOutcome(_ requestID: RequestID) -> Result<CommandOutcome, LedgerError>? {
+        idempotency.entry(requestID)?.outcome.result
+    }
+
     /// Net tokens spent: captured minus refunded.
     public var spent: Tokens { capturedTotal - refundedTotal }
 

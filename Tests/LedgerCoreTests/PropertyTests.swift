@@ -1,131 +1,6 @@
 import LedgerCore
+import LedgerTesting
 import Testing
-
-/// SplitMix64: a small, seedable generator, so that a failing sequence can be replayed from its seed.
-struct SeededGenerator: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
-
-/// Makes random but plausible commands, including invalid ones, reused request ids and long jumps
-/// in time (holds expiring, grants expiring, plan periods and budget periods rolling over).
-struct CommandGenerator {
-    var random: SeededGenerator
-    var time: LedgerTime
-    var requestCounter = 0
-    var previous: [(RequestID, CommandBody)] = []
-    /// Holds named by earlier reserves, so that commits, releases and refunds mostly find one.
-    var reserved: [(TenantID, HoldID)] = []
-    var holdCounter: UInt64 = 0
-    let tenants: [TenantID] = ["t0", "t1", "t2"]
-    let members: [MemberID] = ["m0", "m1", "m2", "m3"]
-
-    init(seed: UInt64) {
-        random = SeededGenerator(state: seed)
-        time = LedgerTime(iso8601: "2026-06-28T10:00:00Z")!
-    }
-
-    mutating func int(_ range: ClosedRange<UInt64>) -> UInt64 { UInt64.random(in: range, using: &random) }
-    mutating func chance(_ percent: UInt64) -> Bool { int(0...99) < percent }
-    mutating func pick<T>(_ values: [T]) -> T { values[Int(int(0...UInt64(values.count - 1)))] }
-
-    mutating func period() -> PeriodRule {
-        let unit = pick(PeriodUnit.allCases)
-        return chance(50) ? PeriodRule(unit: unit) : PeriodRule(unit: unit, anchor: time.adding(milliseconds: Int64(int(0...40 * 86_400_000))))
-    }
-
-    mutating func advanceTime() {
-        let roll = int(0...99)
-        let millis: UInt64
-        if roll < 55 { millis = int(0...60_000) } else if roll < 90 { millis = int(60_000...36 * 3_600_000) } else { millis = int(1...40) * 86_400_000 }
-        time = time.adding(milliseconds: Int64(millis))
-    }
-
-    mutating func amount(_ max: UInt64) -> Tokens { chance(3) ? 0 : int(1...max) }
-
-    mutating func body() -> CommandBody {
-        var tenant = chance(2) ? TenantID("ghost") : pick(tenants)
-        var hold = HoldID("h\(int(0...24))")
-        if !reserved.isEmpty, chance(85) {
-            // Mostly a recent hold, sometimes an old one.
-            let recent = reserved.suffix(chance(70) ? 4 : reserved.count)
-            (tenant, hold) = recent[recent.startIndex + Int(int(0...UInt64(recent.count - 1)))]
-        }
-        let member: MemberID? = chance(30) ? nil : pick(members)
-        switch int(0...99) {
-        case 0..<4:
-            var settings = TenantSettings()
-            if chance(50) { settings.plan = Plan(allowance: int(0...20_000), period: period(), rolloverCap: chance(50) ? int(0...5_000) : 0, spendLimit: chance(30) ? int(1...30_000) : 0) }
-            settings.overdraftLimit = chance(30) ? int(0...2_000) : 0
-            settings.lowBalanceThreshold = chance(50) ? int(0...3_000) : 0
-            return .createTenant(tenant, settings)
-        case 4..<8:
-            var change = TenantSettingsChange()
-            switch int(0...3) {
-            case 0: change.plan = .set(Plan(allowance: int(0...20_000), period: period(), rolloverCap: int(0...5_000), spendLimit: chance(40) ? int(1...30_000) : 0))
-            case 1: change.plan = .remove
-            case 2: change.overdraftLimit = int(0...3_000)
-            default: change.lowBalanceThreshold = int(0...3_000)
-            }
-            return .configureTenant(tenant, change)
-        case 8..<13:
-            let budget = chance(60) ? Budget(cap: int(0...8_000), period: period()) : nil
-            return .setMember(tenant, member ?? "m0", MemberSettings(budget: budget, lowBalanceThreshold: chance(40) ? int(0...2_000) : nil))
-        case 13..<23:
-            let kind = pick([GrantKind.purchase, .bonus, .referral, .promo, .adjustment, .plan])
-            let effective: LedgerTime? = chance(15) ? time.adding(milliseconds: Int64(int(1...5 * 86_400_000))) : nil
-            let expires: LedgerTime? = chance(50) ? time.adding(milliseconds: Int64(int(1_000...20 * 86_400_000))) : nil
-            return .grant(tenant, GrantRequest(kind: kind, amount: amount(6_000), effectiveAt: effective, expiresAt: expires, priority: chance(20) ? UInt32(int(0...200)) : nil))
-        case 23..<28:
-            return .purchase(tenant, moneyMinor: int(300...30_000), note: "order")
-        case 28..<31:
-            return .refundPurchase(tenant, GrantID(int(0...12)))
-        case 31..<34:
-            return .voidGrant(tenant, GrantID(int(0...12)))
-        case 34..<56:
-            let amount: ReserveRequest.Amount =
-                chance(25)
-                ? .items((0..<int(1...3)).map { _ in PricedItem(feature: pick(["transcription", "report.qa", "ai_question", "cover_image", "nope"]), quantity: int(0...120)) })
-                : .tokens(amount(3_000))
-            let ttl: Duration? = chance(30) ? nil : .milliseconds(Int64(int(500...2 * 86_400_000)))
-            if chance(90) {
-                holdCounter += 1
-                hold = HoldID("h\(holdCounter)")
-            }
-            reserved.append((tenant, hold))
-            return .reserve(tenant, ReserveRequest(hold: hold, member: member, amount: amount, ttl: ttl))
-        case 56..<78:
-            return .commit(tenant, hold, amount: int(0...2_500), final: chance(60))
-        case 78..<88:
-            return .release(tenant, hold)
-        default:
-            return .refund(tenant, hold, amount: amount(1_500))
-        }
-    }
-
-    /// The next command: usually a fresh request, sometimes a retry or a reused id.
-    mutating func next() -> LedgerCommand {
-        advanceTime()
-        if !previous.isEmpty, chance(8) {
-            let (id, body) = pick(previous)
-            return LedgerCommand(time: time, requestID: id, body: chance(70) ? body : self.body())
-        }
-        if chance(3) { return LedgerCommand(time: time, requestID: nil, body: .tick) }
-        let body = body()
-        requestCounter += 1
-        let id = RequestID("r\(requestCounter)")
-        previous.append((id, body))
-        // Rarely, a clock that stepped back: the ledger must take it as its own time.
-        let stamped = chance(2) ? time.adding(milliseconds: -5_000) : time
-        return LedgerCommand(time: stamped, requestID: id, body: body)
-    }
-}
 
 @Suite struct PropertyTests {
     /// 2,000 sequences in 4 parallel chunks of 500.
@@ -146,13 +21,7 @@ struct CommandGenerator {
             results.append(result)
             return result
         }
-        _ = apply(LedgerCommand(time: generator.time, requestID: nil, body: .installCatalog(.demo)))
-        for tenant in generator.tenants {
-            var settings = TenantSettings(overdraftLimit: generator.chance(30) ? generator.int(0...2_000) : 0)
-            if generator.chance(60) { settings.plan = Plan(allowance: generator.int(0...20_000), period: generator.period(), rolloverCap: generator.int(0...3_000), spendLimit: generator.chance(30) ? generator.int(1...40_000) : 0) }
-            _ = apply(LedgerCommand(time: generator.time, requestID: "setup", body: .createTenant(tenant, settings)))
-            _ = apply(LedgerCommand(time: generator.time, requestID: "fund", body: .grant(tenant, GrantRequest(kind: .purchase, amount: generator.int(0...20_000)))))
-        }
+        for command in generator.setupCommands() { _ = apply(command) }
         var resolved: [TenantID: [HoldID: HoldState]] = [:]
         for step in 0..<Self.commandsPerSequence {
             let command = generator.next()
