@@ -26,6 +26,10 @@ let package = Package(
         .target(name: "LedgerEngine", dependencies: ["LedgerCore", "LedgerStore"], swiftSettings: strictSettings),
         // Fixtures shared by the test suites (command generators).
         .target(name: "LedgerTesting", dependencies: ["LedgerCore"], swiftSettings: strictSettings),
+        // Test helper: a workload that prints every acknowledged command until it is killed.
+        .executableTarget(
+            name: "ledger-crashtest-worker", dependencies: ["LedgerCore", "LedgerEngine", "LedgerStore", "LedgerTesting"],
+            swiftSettings: strictSettings),
         .testTarget(name: "LedgerCoreTests", dependencies: ["LedgerCore", "LedgerTesting"], swiftSettings: strictSettings),
         .testTarget(name: "LedgerStoreTests", dependencies: ["LedgerStore"], swiftSettings: strictSettings),
         .testTarget(

@@ -157,3 +157,22 @@ public struct CommandGenerator {
         return (commands, state)
     }
 }
+
+/// A one-line summary of a command's outcome that two processes can compare: the outcome's case
+/// and the numbers that matter, or the error code.
+public func outcomeTag(_ result: Result<CommandOutcome, LedgerError>) -> String {
+    switch result {
+    case .failure(let error): return "error:\(error.code.rawValue)"
+    case .success(let outcome):
+        switch outcome {
+        case .reserved(let hold): return "reserved:\(hold.id):\(hold.amount)"
+        case .committed(let hold, let captured, let released): return "committed:\(hold.id):\(captured):\(released):\(hold.state.rawValue)"
+        case .released(let hold, let released): return "released:\(hold.id):\(released)"
+        case .refunded(let hold, let refunded, let grant): return "refunded:\(hold.id):\(refunded):\(grant.map { "\($0)" } ?? "-")"
+        case .granted(let grant): return "granted:\(grant.id):\(grant.amount)"
+        case .purchased(let purchase, let bonus): return "purchased:\(purchase.id):\(purchase.amount):\(bonus?.amount ?? 0)"
+        case .tenantCreated(let tenant): return "created:\(tenant)"
+        default: return "ok"
+        }
+    }
+}
