@@ -26,6 +26,9 @@ let package = Package(
         .target(name: "LedgerEngine", dependencies: ["LedgerCore", "LedgerStore"], swiftSettings: strictSettings),
         // Fixtures shared by the test suites (command generators).
         .target(name: "LedgerTesting", dependencies: ["LedgerCore"], swiftSettings: strictSettings),
+        // Storage benchmarks: replay speed, snapshot write and load, group commit (scripts/bench-storage).
+        .executableTarget(
+            name: "ledger-storage-bench", dependencies: ["LedgerCore", "LedgerEngine", "LedgerStore"], swiftSettings: strictSettings),
         // Test helper: a workload that prints every acknowledged command until it is killed.
         .executableTarget(
             name: "ledger-crashtest-worker", dependencies: ["LedgerCore", "LedgerEngine", "LedgerStore", "LedgerTesting"],

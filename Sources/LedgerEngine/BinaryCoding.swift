@@ -60,12 +60,17 @@ final class Sink: Encoder {
     init() { bytes.reserveCapacity(256) }
 
     func encodeValue<T: Encodable>(_ value: T) throws {
-        switch value {
-        case let value as String: write(value)
-        case let value as UInt64: write(value)
-        case let value as Int64: write(value)
-        case let value as Bool: write(value)
-        default: try value.encode(to: self)
+        // Compare metatypes first: a dynamic cast of every value to each primitive costs far more.
+        if T.self == String.self {
+            write(value as! String)
+        } else if T.self == UInt64.self {
+            write(value as! UInt64)
+        } else if T.self == Int64.self {
+            write(value as! Int64)
+        } else if T.self == Bool.self {
+            write(value as! Bool)
+        } else {
+            try value.encode(to: self)
         }
     }
 
