@@ -39,7 +39,7 @@ package struct DueItem: Hashable, Sendable, Codable {
 
 /// A binary min-heap of ``DueItem`` in ``DueItem/precedes(_:)`` order.
 package struct DueQueue: Hashable, Sendable, Codable {
-    private(set) var items: [DueItem] = []
+    var items: [DueItem] = []
 
     package var count: Int { items.count }
     package var first: DueItem? { items.first }

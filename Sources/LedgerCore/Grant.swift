@@ -19,7 +19,7 @@ public enum GrantKind: String, Sendable, Codable, CaseIterable {
 }
 
 /// The life of a grant. Only `active` grants fund new holds.
-public enum GrantState: String, Sendable, Codable {
+public enum GrantState: String, Sendable, Codable, CaseIterable {
     /// Its effective time has not come yet.
     case pending
     case active

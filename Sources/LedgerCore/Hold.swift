@@ -1,5 +1,5 @@
 /// The life of a reservation. A hold resolves at most once: from `held` to one of the others.
-public enum HoldState: String, Sendable, Codable {
+public enum HoldState: String, Sendable, Codable, CaseIterable {
     case held, committed, released, expired
 }
 

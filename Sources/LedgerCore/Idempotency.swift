@@ -28,12 +28,23 @@ package struct IdempotencyTable: Hashable, Sendable, Codable {
         var time: LedgerTime
     }
 
-    private(set) var entries: [RequestID: Entry] = [:]
+    var entries: [RequestID: Entry] = [:]
     /// Request ids in arrival order; `order[head...]` are live.
-    private var order: [RequestID] = []
-    private var head = 0
+    var order: [RequestID] = []
+    var head = 0
 
     package var count: Int { entries.count }
+
+    /// Equal when the same requests are remembered in the same order; the already-evicted prefix
+    /// of `order` (kept until compaction) does not count.
+    package static func == (lhs: IdempotencyTable, rhs: IdempotencyTable) -> Bool {
+        lhs.entries == rhs.entries && lhs.order[lhs.head...] == rhs.order[rhs.head...]
+    }
+
+    package func hash(into hasher: inout Hasher) {
+        hasher.combine(entries.count)
+        for id in order[head...] { hasher.combine(id) }
+    }
 
     package func entry(_ id: RequestID) -> Entry? { entries[id] }
 

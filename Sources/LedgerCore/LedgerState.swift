@@ -14,12 +14,12 @@
 /// what falls due.
 public struct LedgerState: Hashable, Sendable, Codable {
     /// The ledger time of the last applied command.
-    public private(set) var time: LedgerTime
-    public private(set) var tenants: [TenantID: Tenant] = [:]
+    public internal(set) var time: LedgerTime
+    public internal(set) var tenants: [TenantID: Tenant] = [:]
     /// The catalog that prices estimates and priced reserves; nil until one is installed.
-    public private(set) var catalog: PriceCatalog?
-    private(set) var due = DueQueue()
-    private var dueSequence: UInt64 = 0
+    public internal(set) var catalog: PriceCatalog?
+    var due = DueQueue()
+    var dueSequence: UInt64 = 0
 
     public init(time: LedgerTime = .epoch) {
         self.time = time

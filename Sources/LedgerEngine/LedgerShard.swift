@@ -81,7 +81,7 @@ public actor LedgerShard {
         var skipped: [String] = []
         if let snapshot = try snapshots.loadNewest() {
             do {
-                state = try BinaryCoding.decode(LedgerState.self, from: Array(snapshot.body))
+                state = try LedgerState(binary: Array(snapshot.body))
             } catch {
                 throw EngineError.recoveryFailed("snapshot at LSN \(snapshot.lsn) in \(directory) does not decode: \(error)")
             }
@@ -92,7 +92,7 @@ public actor LedgerShard {
         for record in log.records {
             let command: LedgerCommand
             do {
-                command = try BinaryCoding.decode(LedgerCommand.self, from: record.body)
+                command = try LedgerCommand(binary: record.body)
             } catch {
                 throw EngineError.recoveryFailed("record LSN \(record.lsn) in \(directory) does not decode: \(error)")
             }
@@ -124,12 +124,7 @@ public actor LedgerShard {
 
     private func applyAndLog(_ command: LedgerCommand) throws -> (CommandResult, UInt64) {
         if let failure { throw EngineError.unavailable(failure) }
-        let bytes: [UInt8]
-        do {
-            bytes = try BinaryCoding.encode(command)
-        } catch {
-            preconditionFailure("a ledger command failed to encode: \(error)")
-        }
+        let bytes = command.binaryEncoded
         let result = state.apply(command)
         do {
             appliedLSN = try wal.append(bytes)
@@ -199,13 +194,7 @@ public actor LedgerShard {
     }
 
     private nonisolated static func write(_ state: LedgerState, lsn: UInt64, store: SnapshotStore) async throws -> [UInt64] {
-        let body: [UInt8]
-        do {
-            body = try BinaryCoding.encode(state)
-        } catch {
-            preconditionFailure("the ledger state failed to encode: \(error)")
-        }
-        return try store.write(lsn: lsn, body: body)
+        try store.write(lsn: lsn, body: state.binaryEncoded)
     }
 
     /// Flushes the log, writes a final snapshot and closes the log.

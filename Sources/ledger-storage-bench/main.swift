@@ -57,7 +57,7 @@ func replay(directory: String, records: Int) async throws {
     var last: UInt64 = 0
     var bytes = 0
     for command in workload(records: records, tenants: 1_000) {
-        let body = try BinaryCoding.encode(command)
+        let body = command.binaryEncoded
         bytes += body.count
         last = try log.append(body)
     }
@@ -81,7 +81,7 @@ func snapshot(directory: String, tenants: Int) async throws {
     let rssBuilt = residentBytes()
     let store = SnapshotStore(directory: directory)
     var began = monotonicNanoseconds()
-    let body = try BinaryCoding.encode(state)
+    let body = state.binaryEncoded
     let encodeSeconds = seconds(since: began)
     began = monotonicNanoseconds()
     try store.write(lsn: 1, body: body)
@@ -91,7 +91,7 @@ func snapshot(directory: String, tenants: Int) async throws {
     let loaded = try store.loadNewest()!
     let readSeconds = seconds(since: began)
     began = monotonicNanoseconds()
-    let decoded = try BinaryCoding.decode(LedgerState.self, from: Array(loaded.body))
+    let decoded = try LedgerState(binary: Array(loaded.body))
     let decodeSeconds = seconds(since: began)
     precondition(decoded.tenants.count == tenants)
     print(

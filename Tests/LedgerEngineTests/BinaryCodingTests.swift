@@ -1,5 +1,4 @@
 import LedgerCore
-import LedgerEngine
 import LedgerTesting
 import Testing
 
@@ -9,16 +8,14 @@ import Testing
         var commands = generator.setupCommands()
         for _ in 0..<3_000 { commands.append(generator.next()) }
         for command in commands {
-            let bytes = try BinaryCoding.encode(command)
-            #expect(try BinaryCoding.decode(LedgerCommand.self, from: bytes) == command)
+            #expect(try LedgerCommand(binary: command.binaryEncoded) == command)
         }
     }
 
     @Test(arguments: [1, 2, 3, 4, 5] as [UInt64])
     func statesRoundTrip(seed: UInt64) throws {
         let (_, state) = CommandGenerator.randomLedger(seed: seed, steps: 400)
-        let bytes = try BinaryCoding.encode(state)
-        let decoded = try BinaryCoding.decode(LedgerState.self, from: bytes)
+        let decoded = try LedgerState(binary: state.binaryEncoded)
         #expect(decoded == state)
         #expect(decoded.audit().isEmpty)
         // The decoded state keeps working identically.
@@ -36,23 +33,24 @@ import Testing
     @Test func truncatedAndDamagedInputThrowsAndNeverCrashes() throws {
         var generator = CommandGenerator(seed: 11)
         for _ in 0..<60 {
-            let bytes = try BinaryCoding.encode(generator.next())
+            let bytes = generator.next().binaryEncoded
             for cut in 0..<bytes.count {
-                #expect(throws: (any Error).self) { try BinaryCoding.decode(LedgerCommand.self, from: Array(bytes.prefix(cut))) }
+                #expect(throws: (any Error).self) { try LedgerCommand(binary: Array(bytes.prefix(cut))) }
             }
             for index in bytes.indices {
                 var damaged = bytes
                 damaged[index] ^= 0xA5
                 // Either a typed error or some other valid command: never a crash.
-                _ = try? BinaryCoding.decode(LedgerCommand.self, from: damaged)
+                _ = try? LedgerCommand(binary: damaged)
             }
         }
         var random = SeededGenerator(state: 99)
         for _ in 0..<2_000 {
             let bytes = (0..<Int.random(in: 0...64, using: &random)).map { _ in UInt8.random(in: 0...255, using: &random) }
-            _ = try? BinaryCoding.decode(LedgerState.self, from: bytes)
+            _ = try? LedgerState(binary: bytes)
         }
         // A hostile element count is refused before any allocation.
-        #expect(throws: (any Error).self) { try BinaryCoding.decode([UInt64].self, from: [0xFF, 0xFF, 0xFF, 0x7F]) }
+        var reader = BinaryReader([0xFF, 0xFF, 0xFF, 0x7F])
+        #expect(throws: BinaryFormatError.self) { try reader.readArray(UInt64.self) }
     }
 }

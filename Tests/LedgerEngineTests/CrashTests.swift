@@ -61,7 +61,7 @@ import Testing
             let state = await shard.stateCopy
             var replayed = LedgerState()
             for record in try WALRecovery.recover(directory: shard.directory, afterLSN: 0).records {
-                _ = replayed.apply(try BinaryCoding.decode(LedgerCommand.self, from: record.body))
+                _ = replayed.apply(try LedgerCommand(binary: record.body))
             }
             if replayed != state { Issue.record("round \(round): shard \(shard.index) differs from a full replay") }
         }

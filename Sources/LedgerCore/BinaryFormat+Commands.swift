@@ -1,0 +1,325 @@
+// Binary forms of commands and everything they carry (the WAL record bodies).
+
+extension LedgerTime: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) { writer.write(millisecondsSinceEpoch) }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(millisecondsSinceEpoch: try reader.read())
+    }
+}
+
+extension TenantID: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) { writer.write(rawValue) }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) { self.init(try reader.read(String.self)) }
+}
+
+extension MemberID: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) { writer.write(rawValue) }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) { self.init(try reader.read(String.self)) }
+}
+
+extension HoldID: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) { writer.write(rawValue) }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) { self.init(try reader.read(String.self)) }
+}
+
+extension RequestID: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) { writer.write(rawValue) }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) { self.init(try reader.read(String.self)) }
+}
+
+extension GrantID: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) { writer.write(rawValue) }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) { self.init(try reader.read(UInt64.self)) }
+}
+
+extension PeriodUnit: BinaryCodable {}
+extension GrantKind: BinaryCodable {}
+extension GrantState: BinaryCodable {}
+extension HoldState: BinaryCodable {}
+extension HistoryKind: BinaryCodable {}
+extension ErrorCode: BinaryCodable {}
+
+extension PeriodRule: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(unit)
+        writer.write(anchor)
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(unit: try reader.read(), anchor: try reader.read(LedgerTime.self))
+    }
+}
+
+extension Plan: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(allowance)
+        writer.write(period)
+        writer.write(rolloverCap)
+        writer.write(spendLimit)
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(allowance: try reader.read(), period: try reader.read(), rolloverCap: try reader.read(), spendLimit: try reader.read())
+    }
+}
+
+extension BonusTier: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(fromMinor)
+        writer.write(basisPoints)
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(fromMinor: try reader.read(), basisPoints: try reader.read())
+    }
+}
+
+extension PurchaseRules: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(tokensPerRate)
+        writer.write(minorUnitsPerRate)
+        writer.write(minimumMinor)
+        writer.write(bonusTiers)
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(
+            tokensPerRate: try reader.read(), minorUnitsPerRate: try reader.read(), minimumMinor: try reader.read(),
+            bonusTiers: try reader.readArray())
+    }
+}
+
+extension TenantSettings: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(plan)
+        writer.write(purchaseRules)
+        writer.write(overdraftLimit)
+        writer.write(lowBalanceThreshold)
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(
+            plan: try reader.readOptional(), purchaseRules: try reader.read(), overdraftLimit: try reader.read(),
+            lowBalanceThreshold: try reader.read())
+    }
+}
+
+extension TenantSettingsChange.PlanChange: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        switch self {
+        case .set(let plan):
+            writer.tag(0)
+            writer.write(plan)
+        case .remove:
+            writer.tag(1)
+        }
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self = try reader.tag(below: 2) == 0 ? .set(try reader.read()) : .remove
+    }
+}
+
+extension TenantSettingsChange: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(plan)
+        writer.write(purchaseRules)
+        writer.write(overdraftLimit)
+        writer.write(lowBalanceThreshold)
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(
+            plan: try reader.readOptional(), purchaseRules: try reader.readOptional(), overdraftLimit: try reader.readOptional(),
+            lowBalanceThreshold: try reader.readOptional())
+    }
+}
+
+extension Budget: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(cap)
+        writer.write(period)
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(cap: try reader.read(), period: try reader.read())
+    }
+}
+
+extension MemberSettings: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(budget)
+        writer.write(lowBalanceThreshold)
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(budget: try reader.readOptional(), lowBalanceThreshold: try reader.readOptional())
+    }
+}
+
+extension GrantRequest: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(kind)
+        writer.write(amount)
+        writer.write(effectiveAt)
+        writer.write(expiresAt)
+        writer.write(priority)
+        writer.write(note)
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(
+            kind: try reader.read(), amount: try reader.read(), effectiveAt: try reader.readOptional(),
+            expiresAt: try reader.readOptional(), priority: try reader.readOptional(), note: try reader.read())
+    }
+}
+
+extension PricedItem: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(feature)
+        writer.write(quantity)
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(feature: try reader.read(), quantity: try reader.read())
+    }
+}
+
+extension ReserveRequest.Amount: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        switch self {
+        case .tokens(let tokens):
+            writer.tag(0)
+            writer.write(tokens)
+        case .items(let items):
+            writer.tag(1)
+            writer.write(items)
+        }
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self = try reader.tag(below: 2) == 0 ? .tokens(try reader.read()) : .items(try reader.readArray())
+    }
+}
+
+extension ReserveRequest: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(hold)
+        writer.write(member)
+        writer.write(amount)
+        writer.write(ttl)
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(hold: try reader.read(), member: try reader.readOptional(), amount: try reader.read(), ttl: try reader.readOptional())
+    }
+}
+
+extension FeaturePrice: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(name)
+        writer.write(unit)
+        writer.write(base)
+        writer.write(rate)
+        writer.write(per)
+        writer.write(description)
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(
+            name: try reader.read(), unit: try reader.read(), base: try reader.read(), rate: try reader.read(),
+            per: try reader.read(), description: try reader.read())
+    }
+}
+
+extension PriceCatalog: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(version)
+        writer.write(sortedFeatures)
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        let version = try reader.read(String.self)
+        let features = try reader.readArray(FeaturePrice.self)
+        do {
+            try self.init(version: version, features: features)
+        } catch {
+            throw reader.fail("invalid catalog: \(error)")
+        }
+    }
+}
+
+extension CommandBody: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        switch self {
+        case .createTenant(let tenant, let settings):
+            writer.tag(0)
+            writer.write(tenant)
+            writer.write(settings)
+        case .configureTenant(let tenant, let change):
+            writer.tag(1)
+            writer.write(tenant)
+            writer.write(change)
+        case .setMember(let tenant, let member, let settings):
+            writer.tag(2)
+            writer.write(tenant)
+            writer.write(member)
+            writer.write(settings)
+        case .grant(let tenant, let request):
+            writer.tag(3)
+            writer.write(tenant)
+            writer.write(request)
+        case .purchase(let tenant, let moneyMinor, let note):
+            writer.tag(4)
+            writer.write(tenant)
+            writer.write(moneyMinor)
+            writer.write(note)
+        case .refundPurchase(let tenant, let grant):
+            writer.tag(5)
+            writer.write(tenant)
+            writer.write(grant)
+        case .voidGrant(let tenant, let grant):
+            writer.tag(6)
+            writer.write(tenant)
+            writer.write(grant)
+        case .reserve(let tenant, let request):
+            writer.tag(7)
+            writer.write(tenant)
+            writer.write(request)
+        case .commit(let tenant, let hold, let amount, let final):
+            writer.tag(8)
+            writer.write(tenant)
+            writer.write(hold)
+            writer.write(amount)
+            writer.write(final)
+        case .release(let tenant, let hold):
+            writer.tag(9)
+            writer.write(tenant)
+            writer.write(hold)
+        case .refund(let tenant, let hold, let amount):
+            writer.tag(10)
+            writer.write(tenant)
+            writer.write(hold)
+            writer.write(amount)
+        case .installCatalog(let catalog):
+            writer.tag(11)
+            writer.write(catalog)
+        case .tick:
+            writer.tag(12)
+        }
+    }
+
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        switch try reader.tag(below: 13) {
+        case 0: self = .createTenant(try reader.read(), try reader.read())
+        case 1: self = .configureTenant(try reader.read(), try reader.read())
+        case 2: self = .setMember(try reader.read(), try reader.read(), try reader.read())
+        case 3: self = .grant(try reader.read(), try reader.read())
+        case 4: self = .purchase(try reader.read(), moneyMinor: try reader.read(), note: try reader.read())
+        case 5: self = .refundPurchase(try reader.read(), try reader.read())
+        case 6: self = .voidGrant(try reader.read(), try reader.read())
+        case 7: self = .reserve(try reader.read(), try reader.read())
+        case 8: self = .commit(try reader.read(), try reader.read(), amount: try reader.read(), final: try reader.read())
+        case 9: self = .release(try reader.read(), try reader.read())
+        case 10: self = .refund(try reader.read(), try reader.read(), amount: try reader.read())
+        case 11: self = .installCatalog(try reader.read())
+        default: self = .tick
+        }
+    }
+}
+
+extension LedgerCommand: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(time)
+        writer.write(requestID)
+        writer.write(body)
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(time: try reader.read(), requestID: try reader.readOptional(), body: try reader.read())
+    }
+}

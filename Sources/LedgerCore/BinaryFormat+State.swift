@@ -1,0 +1,405 @@
+// Binary forms of the ledger state and what it stores (the snapshot bodies).
+
+extension Allocation: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(grant)
+        writer.write(amount)
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(grant: try reader.read(), amount: try reader.read())
+    }
+}
+
+extension Grant: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(id)
+        writer.write(kind)
+        writer.write(state)
+        writer.write(amount)
+        writer.write(remaining)
+        writer.write(held)
+        writer.write(consumed)
+        writer.write(expired)
+        writer.write(voided)
+        writer.write(carriedOver)
+        writer.write(priority)
+        writer.write(createdAt)
+        writer.write(effectiveAt)
+        writer.write(expiresAt)
+        writer.write(moneyMinor)
+        writer.write(linkedGrant)
+        writer.write(note)
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(
+            id: try reader.read(), kind: try reader.read(), state: try reader.read(), amount: try reader.read(),
+            remaining: try reader.read(), held: try reader.read(), consumed: try reader.read(), expired: try reader.read(),
+            voided: try reader.read(), carriedOver: try reader.read(), priority: try reader.read(), createdAt: try reader.read(),
+            effectiveAt: try reader.read(), expiresAt: try reader.readOptional(), moneyMinor: try reader.read(),
+            linkedGrant: try reader.readOptional(), note: try reader.read())
+    }
+}
+
+extension Hold: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(id)
+        writer.write(member)
+        writer.write(state)
+        writer.write(amount)
+        writer.write(allocations)
+        writer.write(held)
+        writer.write(captured)
+        writer.write(captures)
+        writer.write(overdraftCaptured)
+        writer.write(refunded)
+        writer.write(createdAt)
+        writer.write(expiresAt)
+        writer.write(resolvedAt)
+        writer.write(catalogVersion)
+        writer.write(items)
+        writer.write(budgetPeriodOfCapture)
+        writer.write(planPeriodOfCapture)
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(
+            id: try reader.read(), member: try reader.readOptional(), state: try reader.read(), amount: try reader.read(),
+            allocations: try reader.readArray(), held: try reader.read(), captured: try reader.read(),
+            captures: try reader.readArray(), overdraftCaptured: try reader.read(), refunded: try reader.read(),
+            createdAt: try reader.read(), expiresAt: try reader.read(), resolvedAt: try reader.readOptional(),
+            catalogVersion: try reader.readOptional(), items: try reader.readArray(),
+            budgetPeriodOfCapture: try reader.readOptional(), planPeriodOfCapture: try reader.readOptional())
+    }
+}
+
+extension Member: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(id)
+        writer.write(settings)
+        writer.write(spentInPeriod)
+        writer.write(held)
+        writer.write(periodStart)
+        writer.write(periodEnd)
+        writer.write(budgetGeneration)
+        writer.write(belowThreshold)
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(
+            id: try reader.read(), settings: try reader.read(), spentInPeriod: try reader.read(), held: try reader.read(),
+            periodStart: try reader.read(), periodEnd: try reader.read(), budgetGeneration: try reader.read(),
+            belowThreshold: try reader.read())
+    }
+}
+
+extension PlanPeriod: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(grant)
+        writer.write(start)
+        writer.write(end)
+        writer.write(used)
+        writer.write(generation)
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(
+            grant: try reader.readOptional(), start: try reader.read(), end: try reader.read(), used: try reader.read(),
+            generation: try reader.read())
+    }
+}
+
+extension HistoryEntry: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(sequence)
+        writer.write(time)
+        writer.write(kind)
+        writer.write(member)
+        writer.write(hold)
+        writer.write(grant)
+        writer.write(source)
+        writer.write(amount)
+        writer.write(requestID)
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(
+            sequence: try reader.read(), time: try reader.read(), kind: try reader.read(), member: try reader.readOptional(),
+            hold: try reader.readOptional(), grant: try reader.readOptional(), source: try reader.readOptional(),
+            amount: try reader.read(), requestID: try reader.readOptional())
+    }
+}
+
+extension ErrorDetails: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        switch self {
+        case .budget(let remaining, let cap, let resetsAt):
+            writer.tag(0)
+            writer.write(remaining)
+            writer.write(cap)
+            writer.write(resetsAt)
+        case .plan(let remaining, let limit, let resetsAt):
+            writer.tag(1)
+            writer.write(remaining)
+            writer.write(limit)
+            writer.write(resetsAt)
+        case .balance(let available, let requested):
+            writer.tag(2)
+            writer.write(available)
+            writer.write(requested)
+        case .limit(let name, let value):
+            writer.tag(3)
+            writer.write(name)
+            writer.write(value)
+        }
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        switch try reader.tag(below: 4) {
+        case 0: self = .budget(remaining: try reader.read(), cap: try reader.read(), resetsAt: try reader.read())
+        case 1: self = .plan(remaining: try reader.read(), limit: try reader.read(), resetsAt: try reader.read())
+        case 2: self = .balance(available: try reader.read(), requested: try reader.read())
+        default: self = .limit(name: try reader.read(), value: try reader.read())
+        }
+    }
+}
+
+extension LedgerError: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(code)
+        writer.write(message)
+        writer.write(details)
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(try reader.read(), try reader.read(), details: try reader.readOptional())
+    }
+}
+
+extension CommandOutcome: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        switch self {
+        case .tenantCreated(let tenant):
+            writer.tag(0)
+            writer.write(tenant)
+        case .tenantConfigured(let tenant):
+            writer.tag(1)
+            writer.write(tenant)
+        case .memberSet(let member):
+            writer.tag(2)
+            writer.write(member)
+        case .granted(let grant):
+            writer.tag(3)
+            writer.write(grant)
+        case .purchased(let purchase, let bonus):
+            writer.tag(4)
+            writer.write(purchase)
+            writer.write(bonus)
+        case .purchaseRefunded(let purchase, let bonus, let voided, let bonusVoided, let money):
+            writer.tag(5)
+            writer.write(purchase)
+            writer.write(bonus)
+            writer.write(voided)
+            writer.write(bonusVoided)
+            writer.write(money)
+        case .voided(let grant, let amount):
+            writer.tag(6)
+            writer.write(grant)
+            writer.write(amount)
+        case .reserved(let hold):
+            writer.tag(7)
+            writer.write(hold)
+        case .committed(let hold, let captured, let released):
+            writer.tag(8)
+            writer.write(hold)
+            writer.write(captured)
+            writer.write(released)
+        case .released(let hold, let released):
+            writer.tag(9)
+            writer.write(hold)
+            writer.write(released)
+        case .refunded(let hold, let refunded, let newGrant):
+            writer.tag(10)
+            writer.write(hold)
+            writer.write(refunded)
+            writer.write(newGrant)
+        case .catalogInstalled(let version):
+            writer.tag(11)
+            writer.write(version)
+        case .ticked:
+            writer.tag(12)
+        }
+    }
+
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        switch try reader.tag(below: 13) {
+        case 0: self = .tenantCreated(try reader.read())
+        case 1: self = .tenantConfigured(try reader.read())
+        case 2: self = .memberSet(try reader.read())
+        case 3: self = .granted(try reader.read())
+        case 4: self = .purchased(purchase: try reader.read(), bonus: try reader.readOptional())
+        case 5:
+            self = .purchaseRefunded(
+                purchase: try reader.read(), bonus: try reader.readOptional(), voided: try reader.read(),
+                bonusVoided: try reader.read(), moneyRefundMinor: try reader.read())
+        case 6: self = .voided(try reader.read(), amount: try reader.read())
+        case 7: self = .reserved(try reader.read())
+        case 8: self = .committed(try reader.read(), captured: try reader.read(), released: try reader.read())
+        case 9: self = .released(try reader.read(), released: try reader.read())
+        case 10: self = .refunded(try reader.read(), refunded: try reader.read(), newGrant: try reader.readOptional())
+        case 11: self = .catalogInstalled(version: try reader.read())
+        default: self = .ticked
+        }
+    }
+}
+
+extension StoredOutcome: BinaryCodable {
+    package func encode(to writer: inout BinaryWriter) {
+        switch self {
+        case .success(let outcome):
+            writer.tag(0)
+            writer.write(outcome)
+        case .failure(let error):
+            writer.tag(1)
+            writer.write(error)
+        }
+    }
+    package init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self = try reader.tag(below: 2) == 0 ? .success(try reader.read()) : .failure(try reader.read())
+    }
+}
+
+extension IdempotencyTable.Entry: BinaryCodable {
+    package func encode(to writer: inout BinaryWriter) {
+        writer.write(body)
+        writer.write(outcome)
+        writer.write(time)
+    }
+    package init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(body: try reader.read(), outcome: try reader.read(), time: try reader.read())
+    }
+}
+
+extension IdempotencyTable: BinaryCodable {
+    package func encode(to writer: inout BinaryWriter) {
+        // Only the live part of the arrival order is kept.
+        writer.write(Array(order[head...]))
+        writer.writeVarint(UInt64(entries.count))
+        for id in order[head...] {
+            writer.write(entries[id]!)
+        }
+    }
+    package init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init()
+        order = try reader.readArray()
+        let count = try reader.readCount()
+        guard count == order.count else { throw reader.fail("idempotency entries do not match their order") }
+        entries.reserveCapacity(count)
+        for id in order {
+            guard entries.updateValue(try reader.read(), forKey: id) == nil else { throw reader.fail("duplicate request id") }
+        }
+    }
+}
+
+extension DueKind: BinaryCodable {
+    package func encode(to writer: inout BinaryWriter) {
+        switch self {
+        case .holdExpiry(let hold):
+            writer.tag(0)
+            writer.write(hold)
+        case .grantActivation(let grant):
+            writer.tag(1)
+            writer.write(grant)
+        case .planRenewal(let generation):
+            writer.tag(2)
+            writer.write(generation)
+        case .grantExpiry(let grant):
+            writer.tag(3)
+            writer.write(grant)
+        case .budgetReset(let member, let generation):
+            writer.tag(4)
+            writer.write(member)
+            writer.write(generation)
+        }
+    }
+    package init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        switch try reader.tag(below: 5) {
+        case 0: self = .holdExpiry(try reader.read())
+        case 1: self = .grantActivation(try reader.read())
+        case 2: self = .planRenewal(generation: try reader.read())
+        case 3: self = .grantExpiry(try reader.read())
+        default: self = .budgetReset(try reader.read(), generation: try reader.read())
+        }
+    }
+}
+
+extension DueItem: BinaryCodable {
+    package func encode(to writer: inout BinaryWriter) {
+        writer.write(time)
+        writer.write(sequence)
+        writer.write(tenant)
+        writer.write(kind)
+    }
+    package init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(time: try reader.read(), sequence: try reader.read(), tenant: try reader.read(), kind: try reader.read())
+    }
+}
+
+extension Tenant: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(id)
+        writer.write(settings)
+        writer.write(createdAt)
+        writer.write(grants)
+        writer.write(activeGrants)
+        writer.write(pendingGrantCount)
+        writer.write(holds)
+        writer.write(openHoldCount)
+        writer.write(heldTotal)
+        writer.write(debt)
+        writer.write(grantedTotal)
+        writer.write(capturedTotal)
+        writer.write(refundedTotal)
+        writer.write(members)
+        writer.write(thresholdMembers)
+        writer.write(belowThreshold)
+        writer.write(planPeriod)
+        writer.write(planGeneration)
+        writer.write(history)
+        writer.write(idempotency)
+    }
+
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        id = try reader.read()
+        settings = try reader.read()
+        createdAt = try reader.read()
+        grants = try reader.readArray()
+        activeGrants = try reader.readArray()
+        pendingGrantCount = try reader.read()
+        holds = try reader.readDictionary()
+        openHoldCount = try reader.read()
+        heldTotal = try reader.read()
+        debt = try reader.read()
+        grantedTotal = try reader.read()
+        capturedTotal = try reader.read()
+        refundedTotal = try reader.read()
+        members = try reader.readDictionary()
+        thresholdMembers = try reader.readArray()
+        belowThreshold = try reader.read()
+        planPeriod = try reader.readOptional()
+        planGeneration = try reader.read()
+        history = try reader.readArray()
+        idempotency = try reader.read()
+    }
+}
+
+extension LedgerState: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(time)
+        writer.write(tenants)
+        writer.write(catalog)
+        writer.write(due.items)
+        writer.write(dueSequence)
+    }
+
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(time: try reader.read())
+        tenants = try reader.readDictionary()
+        catalog = try reader.readOptional()
+        due.items = try reader.readArray()
+        dueSequence = try reader.read()
+    }
+}
