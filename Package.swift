@@ -25,7 +25,7 @@ let package = Package(
         // Shard actors around the state machine: recover, apply, append, await durability; snapshots.
         .target(name: "LedgerEngine", dependencies: ["LedgerCore", "LedgerStore"], swiftSettings: strictSettings),
         // Fixtures shared by the test suites (command generators).
-        .target(name: "LedgerTesting", dependencies: ["LedgerCore"], swiftSettings: strictSettings),
+        .target(name: "LedgerTesting", dependencies: ["LedgerCore", "LedgerStore"], swiftSettings: strictSettings),
         // Storage benchmarks: replay speed, snapshot write and load, group commit (scripts/bench-storage).
         .executableTarget(
             name: "ledger-storage-bench", dependencies: ["LedgerCore", "LedgerEngine", "LedgerStore"], swiftSettings: strictSettings),
@@ -34,7 +34,7 @@ let package = Package(
             name: "ledger-crashtest-worker", dependencies: ["LedgerCore", "LedgerEngine", "LedgerStore", "LedgerTesting"],
             swiftSettings: strictSettings),
         .testTarget(name: "LedgerCoreTests", dependencies: ["LedgerCore", "LedgerTesting"], swiftSettings: strictSettings),
-        .testTarget(name: "LedgerStoreTests", dependencies: ["LedgerStore"], swiftSettings: strictSettings),
+        .testTarget(name: "LedgerStoreTests", dependencies: ["LedgerStore", "LedgerTesting"], swiftSettings: strictSettings),
         .testTarget(
             name: "LedgerEngineTests", dependencies: ["LedgerEngine", "LedgerCore", "LedgerStore", "LedgerTesting"],
             swiftSettings: strictSettings),

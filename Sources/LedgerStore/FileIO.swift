@@ -31,24 +31,20 @@ public final class StorageFaults: @unchecked Sendable {
     }
 
     func checkWrite(_ path: String) throws(StorageError) {
-        if let error = lock.withLock({ () -> Int32? in
-            guard let left = writesBeforeFailure else { return nil }
-            if left == 0 { return errnoToReport }
-            writesBeforeFailure = left - 1
-            return nil
-        }) {
-            throw StorageError.io(operation: "write", path: path, errno: error)
-        }
+        if let error = consume(&writesBeforeFailure) { throw StorageError.io(operation: "write", path: path, errno: error) }
     }
 
     func checkSync(_ path: String) throws(StorageError) {
-        if let error = lock.withLock({ () -> Int32? in
-            guard let left = syncsBeforeFailure else { return nil }
+        if let error = consume(&syncsBeforeFailure) { throw StorageError.io(operation: "fdatasync", path: path, errno: error) }
+    }
+
+    /// Counts one operation against `budget`; returns the errno to fail it with once it is spent.
+    private func consume(_ budget: inout Int?) -> Int32? {
+        lock.withLock {
+            guard let left = budget else { return nil }
             if left == 0 { return errnoToReport }
-            syncsBeforeFailure = left - 1
+            budget = left - 1
             return nil
-        }) {
-            throw StorageError.io(operation: "fdatasync", path: path, errno: error)
         }
     }
 }

@@ -1,4 +1,5 @@
 import LedgerStore
+import LedgerTesting
 import Testing
 
 @Suite struct CRC32CTests {

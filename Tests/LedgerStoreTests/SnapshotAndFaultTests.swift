@@ -1,5 +1,6 @@
 import Glibc
 import LedgerStore
+import LedgerTesting
 import Testing
 
 @Suite struct SnapshotTests {

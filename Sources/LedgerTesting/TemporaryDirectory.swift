@@ -1,12 +1,11 @@
 import Glibc
 import LedgerStore
-import Testing
 
 /// A fresh directory under the system temp dir, removed when the test ends.
-final class TemporaryDirectory {
-    let path: String
+public final class TemporaryDirectory {
+    public let path: String
 
-    init(_ label: String = "ledger") {
+    public init(_ label: String = "ledger") {
         var template = Array("/tmp/\(label)-XXXXXX".utf8CString)
         let result = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
         precondition(result != nil, "mkdtemp failed")
@@ -19,7 +18,7 @@ final class TemporaryDirectory {
         removeTree(path)
     }
 
-    func sub(_ name: String) -> String {
+    public func sub(_ name: String) -> String {
         let full = path + "/" + name
         try! FileSystem.makeDirectory(full)
         return full
@@ -27,7 +26,7 @@ final class TemporaryDirectory {
 }
 
 /// Deletes a directory tree without forking.
-func removeTree(_ path: String) {
+public func removeTree(_ path: String) {
     var status = stat()
     guard lstat(path, &status) == 0 else { return }
     if (status.st_mode & S_IFMT) == S_IFDIR {
