@@ -2,7 +2,7 @@ import LedgerCore
 import LedgerTesting
 import Testing
 
-@Suite struct BinaryCodingTests {
+@Suite struct BinaryFormatTests {
     @Test func commandsRoundTrip() throws {
         var generator = CommandGenerator(seed: 7)
         var commands = generator.setupCommands()
