@@ -14,6 +14,21 @@ let package = Package(
         .library(name: "LedgerCore", targets: ["LedgerCore"]),
         .library(name: "LedgerStore", targets: ["LedgerStore"]),
         .library(name: "LedgerEngine", targets: ["LedgerEngine"]),
+        .library(name: "LedgerWire", targets: ["LedgerWire"]),
+        .library(name: "LedgerServer", targets: ["LedgerServer"]),
+        .library(name: "LedgerClient", targets: ["LedgerClient"]),
+        .executable(name: "ledgerd", targets: ["ledgerd"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-protobuf.git", from: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto.git", "3.12.3"..<"5.0.0"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
     ],
     targets: [
         // Domain types, the deterministic state machine, the price catalog and the limits.
@@ -24,6 +39,52 @@ let package = Package(
         .target(name: "LedgerStore", swiftSettings: strictSettings),
         // Shard actors around the state machine: recover, apply, append, await durability; snapshots.
         .target(name: "LedgerEngine", dependencies: ["LedgerCore", "LedgerStore"], swiftSettings: strictSettings),
+        // The wire contract: generated protobuf types (Generated/, never edited by hand), the frame
+        // codec and the mapping between wire messages and LedgerCore's domain types.
+        .target(
+            name: "LedgerWire",
+            dependencies: [
+                "LedgerCore", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            ],
+            swiftSettings: strictSettings),
+        // The server: NIO bootstrap, TLS 1.3 with client certificates, access control, connection
+        // handling and limits, dispatch to the engine, dev TLS material, the lifecycle services.
+        .target(
+            name: "LedgerServer",
+            dependencies: [
+                "LedgerCore", "LedgerStore", "LedgerEngine", "LedgerWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings),
+        // The async Swift client: TLS connect, call-id correlation, bounded in-flight calls.
+        .target(
+            name: "LedgerClient",
+            dependencies: [
+                "LedgerCore", "LedgerWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strictSettings),
+        // The server executable: flags and config file -> configuration -> ServiceGroup.
+        .executableTarget(
+            name: "ledgerd",
+            dependencies: [
+                "LedgerServer", "LedgerCore", "LedgerEngine", "LedgerStore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSettings),
         // Fixtures shared by the test suites (command generators).
         .target(name: "LedgerTesting", dependencies: ["LedgerCore", "LedgerStore"], swiftSettings: strictSettings),
         // Storage benchmarks: replay speed, snapshot write and load, group commit (scripts/bench-storage).
@@ -37,6 +98,23 @@ let package = Package(
         .testTarget(name: "LedgerStoreTests", dependencies: ["LedgerStore", "LedgerTesting"], swiftSettings: strictSettings),
         .testTarget(
             name: "LedgerEngineTests", dependencies: ["LedgerEngine", "LedgerCore", "LedgerStore", "LedgerTesting"],
+            swiftSettings: strictSettings),
+        .testTarget(
+            name: "LedgerWireTests",
+            dependencies: [
+                "LedgerWire", "LedgerCore", .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings),
+        .testTarget(
+            name: "LedgerServerTests",
+            dependencies: [
+                "LedgerServer", "LedgerClient", "LedgerWire", "LedgerCore", "LedgerTesting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
             swiftSettings: strictSettings),
     ]
 )

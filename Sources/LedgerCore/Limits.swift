@@ -45,6 +45,12 @@ public enum Limits {
     public static let grantPriorityMax: UInt32 = 1_000_000
     /// Entries returned by one history page.
     public static let historyPageMax = 1_000
+    /// Earliest time a request may name (an anchor, an effective or expiry time, a history bound):
+    /// 1970-01-01T00:00:00Z. With ``timeMax`` it keeps every calendar computation far from `Int64`
+    /// overflow.
+    public static let timeMin = LedgerTime(millisecondsSinceEpoch: 0)
+    /// Latest time a request may name: 9999-12-31T23:59:59.999Z.
+    public static let timeMax = LedgerTime(millisecondsSinceEpoch: 253_402_300_799_999)
     /// Length of a free-text note or reference on a grant, in UTF-8 bytes.
     public static let noteLengthMax = 256
 }

@@ -58,6 +58,16 @@ public final class DataDirectory: @unchecked Sendable {
         return path + "/shard-" + String(repeating: "0", count: max(0, 3 - digits.count)) + digits
     }
 
+    /// The shard count a data directory's manifest records, or nil when there is no manifest yet
+    /// (or it cannot be read: opening the directory then reports why).
+    public static func recordedShardCount(path: String) -> Int? {
+        guard let bytes = try? FileSystem.readFile(path + "/manifest") else { return nil }
+        for line in String(decoding: bytes, as: UTF8.self).split(separator: "\n") where line.hasPrefix("shards ") {
+            return Int(line.dropFirst(7))
+        }
+        return nil
+    }
+
     private func checkManifest(faults: StorageFaults?) throws(StorageError) {
         let manifestPath = path + "/manifest"
         let expected = "tokenledger-data\nformat \(Self.formatVersion)\nshards \(shardCount)\n"

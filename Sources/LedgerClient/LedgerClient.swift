@@ -1,0 +1,140 @@
+import LedgerCore
+import LedgerWire
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// The async Swift client. One TLS connection, many calls in flight on it (bounded by
+/// `inFlightMax`), replies matched by call id. A call that fails for a retryable reason (the
+/// connection dropped, a timeout, `overloaded`, `unavailable`) is sent again, on a new connection
+/// if need be, with the same request id, so the ledger never applies it twice.
+///
+///     let client = try await LedgerClient.connect(.development())
+///     let hold = try await client.reserve(tenant: "acme", hold: "job-1", tokens: 296)
+///     _ = try await client.commit(tenant: "acme", hold: "job-1", amount: 280)
+public final class LedgerClient: Sendable {
+    public let configuration: ClientConfiguration
+    private let group: any EventLoopGroup
+    private let state: Mutex<State>
+    private let slots: CallSlots
+
+    private struct State {
+        var connection: ClientConnection?
+        var nextCallID: UInt64 = 0
+        var closed = false
+    }
+
+    private init(configuration: ClientConfiguration, group: any EventLoopGroup, connection: ClientConnection) {
+        self.configuration = configuration
+        self.group = group
+        state = Mutex(State(connection: connection))
+        slots = CallSlots(count: max(1, configuration.inFlightMax))
+    }
+
+    /// Connects (TLS 1.3, client certificate) and returns a ready client.
+    public static func connect(
+        _ configuration: ClientConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+    ) async throws(LedgerClientError) -> LedgerClient {
+        let connection = try await ClientConnection.connect(configuration, group: group)
+        return LedgerClient(configuration: configuration, group: group, connection: connection)
+    }
+
+    /// Closes the connection; calls in flight fail with `connectionClosed`.
+    public func close() async {
+        let connection = state.withLock { state in
+            state.closed = true
+            defer { state.connection = nil }
+            return state.connection
+        }
+        await connection?.close()
+    }
+
+    /// Makes a call and returns the server's reply; an error reply throws `.rejected`.
+    public func call(_ call: LedgerCall) async throws(LedgerClientError) -> WireResponse {
+        await slots.acquire()
+        defer { slots.release() }
+        var attempt = 1
+        var backoff = configuration.retry.backoff
+        while true {
+            do {
+                let response = try await send(call)
+                if case .error(let error)? = response.result { throw LedgerClientError.rejected(LedgerError(error)) }
+                return response
+            } catch let error as LedgerClientError {
+                guard error.isRetryable, attempt < configuration.retry.attempts, !isClosed else { throw error }
+                attempt += 1
+                try? await Task.sleep(for: backoff)
+                backoff *= 2
+            } catch {
+                throw .protocolViolation("\(error)")
+            }
+        }
+    }
+
+    private var isClosed: Bool { state.withLock { $0.closed } }
+
+    private func send(_ call: LedgerCall) async throws(LedgerClientError) -> WireResponse {
+        let connection = try await liveConnection()
+        let callID = state.withLock { state in
+            state.nextCallID += 1
+            return state.nextCallID
+        }
+        return try await connection.send(WireRequest(callID: callID, call: call))
+    }
+
+    /// The open connection, or a new one when the last one closed.
+    private func liveConnection() async throws(LedgerClientError) -> ClientConnection {
+        let current: ClientConnection? = try state.withLock { (state) throws(LedgerClientError) in
+            if state.closed { throw .connectionClosed("the client was closed") }
+            return state.connection
+        }
+        if let current, current.isActive { return current }
+        let fresh = try await ClientConnection.connect(configuration, group: group)
+        let (winner, loser): (ClientConnection, ClientConnection?) = state.withLock { state in
+            if let existing = state.connection, existing.isActive, existing !== current { return (existing, fresh) }
+            state.connection = fresh
+            return (fresh, nil)
+        }
+        if let loser { await loser.close() }
+        return winner
+    }
+}
+
+/// A counting semaphore for calls in flight: `acquire` waits while all slots are taken.
+final class CallSlots: Sendable {
+    private struct State {
+        var available: Int
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state: Mutex<State>
+
+    init(count: Int) {
+        state = Mutex(State(available: count))
+    }
+
+    func acquire() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let resumeNow = state.withLock { state in
+                if state.available > 0 {
+                    state.available -= 1
+                    return true
+                }
+                state.waiters.append(continuation)
+                return false
+            }
+            if resumeNow { continuation.resume() }
+        }
+    }
+
+    func release() {
+        let waiter: CheckedContinuation<Void, Never>? = state.withLock { state in
+            if state.waiters.isEmpty {
+                state.available += 1
+                return nil
+            }
+            return state.waiters.removeFirst()
+        }
+        waiter?.resume()
+    }
+}

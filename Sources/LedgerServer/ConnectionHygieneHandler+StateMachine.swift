@@ -1,0 +1,102 @@
+import NIOCore
+
+extension ConnectionHygieneHandler {
+    /// Decides when a connection has overstayed: a handshake that does not finish, a frame that
+    /// stops arriving half way, a connection that sits idle. Pure: it is told what happened and
+    /// when, and asked what to do at a given time, so that tests drive it without a socket.
+    ///
+    /// It follows frame boundaries in the decrypted byte stream itself (4-byte big-endian length,
+    /// then the body) so that it knows when a frame is partially in, and it counts frames in and
+    /// replies out to know whether calls are in flight.
+    struct StateMachine {
+        enum Action: Equatable {
+            case none
+            case close(Reason)
+        }
+
+        enum Reason: String, Equatable {
+            case handshakeTimeout = "handshake timeout"
+            case frameReadTimeout = "frame read timeout"
+            case idleTimeout = "idle timeout"
+        }
+
+        let limits: ConnectionLimits
+        private(set) var handshakeDone = false
+        private let openedAt: NIODeadline
+        private var lastActivity: NIODeadline
+        /// When the first byte of the frame now arriving came; nil between frames.
+        private var partialFrameSince: NIODeadline? = nil
+        private var headerBytes: [UInt8] = []
+        private var bodyRemaining = 0
+        private(set) var framesIn = 0
+        private(set) var repliesOut = 0
+
+        init(limits: ConnectionLimits, now: NIODeadline) {
+            self.limits = limits
+            openedAt = now
+            lastActivity = now
+        }
+
+        mutating func handshakeCompleted(now: NIODeadline) {
+            handshakeDone = true
+            lastActivity = now
+        }
+
+        /// Bytes of the decrypted stream arrived.
+        mutating func received(_ buffer: ByteBuffer, now: NIODeadline) {
+            lastActivity = now
+            var view = buffer.readableBytesView[...]
+            while !view.isEmpty {
+                if partialFrameSince == nil { partialFrameSince = now }
+                if bodyRemaining > 0 {
+                    let taken = min(bodyRemaining, view.count)
+                    bodyRemaining -= taken
+                    view = view.dropFirst(taken)
+                    if bodyRemaining == 0 { frameCompleted() }
+                    continue
+                }
+                headerBytes.append(view.first!)
+                view = view.dropFirst()
+                if headerBytes.count == 4 {
+                    let length = headerBytes.reduce(0) { $0 << 8 | Int($1) }
+                    headerBytes.removeAll(keepingCapacity: true)
+                    bodyRemaining = length
+                    if length == 0 { frameCompleted() }
+                }
+            }
+        }
+
+        private mutating func frameCompleted() {
+            framesIn += 1
+            partialFrameSince = nil
+        }
+
+        /// A reply frame was written.
+        mutating func replyWritten(now: NIODeadline) {
+            repliesOut += 1
+            lastActivity = now
+        }
+
+        var callsInFlight: Int { max(0, framesIn - repliesOut) }
+
+        func check(now: NIODeadline) -> Action {
+            if !handshakeDone {
+                return now - openedAt >= .init(limits.handshakeTimeout) ? .close(.handshakeTimeout) : .none
+            }
+            if let since = partialFrameSince, now - since >= .init(limits.frameReadTimeout) {
+                return .close(.frameReadTimeout)
+            }
+            if partialFrameSince == nil, callsInFlight == 0, now - lastActivity >= .init(limits.idleTimeout) {
+                return .close(.idleTimeout)
+            }
+            return .none
+        }
+    }
+}
+
+extension TimeAmount {
+    init(_ duration: Duration) {
+        let (seconds, attoseconds) = duration.components
+        self = .nanoseconds(seconds * 1_000_000_000 + attoseconds / 1_000_000_000)
+    }
+}

@@ -1,0 +1,90 @@
+import Logging
+import NIOCore
+import NIOSSL
+import NIOTLS
+
+/// Sits between TLS and the frame decoder and closes connections that overstay: handshake
+/// timeout, frame read deadline, idle timeout (decisions in ``StateMachine``). It also turns the
+/// server's drain request into the end of the connection's input, so that the calls in flight
+/// finish and nothing new is read.
+final class ConnectionHygieneHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    /// Fired into the pipeline by the server when it shuts down.
+    struct Drain {}
+
+    private var machine: StateMachine
+    private var timer: RepeatedTask?
+    private var draining = false
+    private let logger: Logger
+
+    init(limits: ConnectionLimits, now: NIODeadline = .now(), logger: Logger) {
+        machine = StateMachine(limits: limits, now: now)
+        self.logger = logger
+    }
+
+    /// How often the deadlines are checked: a quarter of the shortest, between 10 ms and 1 s.
+    static func checkInterval(_ limits: ConnectionLimits) -> TimeAmount {
+        let shortest = min(limits.handshakeTimeout, limits.frameReadTimeout, limits.idleTimeout)
+        let quarter = TimeAmount(shortest / 4)
+        return max(.milliseconds(10), min(.seconds(1), quarter))
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        timer = context.eventLoop.scheduleRepeatedTask(
+            initialDelay: Self.checkInterval(machine.limits), delay: Self.checkInterval(machine.limits)
+        ) { _ in
+            let (handler, context) = loopBound.value
+            handler.checkDeadlines(context: context)
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        timer?.cancel()
+        timer = nil
+        context.fireChannelInactive()
+    }
+
+    private func checkDeadlines(context: ChannelHandlerContext) {
+        guard case .close(let reason) = machine.check(now: .now()) else { return }
+        logger.debug("closing connection", metadata: ["connection.close_reason": "\(reason.rawValue)"])
+        timer?.cancel()
+        timer = nil
+        context.close(promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        guard !draining else { return }
+        let buffer = unwrapInboundIn(data)
+        machine.received(buffer, now: .now())
+        context.fireChannelRead(data)
+    }
+
+    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+        machine.replyWritten(now: .now())
+        context.write(data, promise: promise)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        switch event {
+        case TLSUserEvent.handshakeCompleted:
+            machine.handshakeCompleted(now: .now())
+            context.fireUserInboundEventTriggered(event)
+        case is Drain:
+            guard !draining else { return }
+            draining = true
+            context.fireUserInboundEventTriggered(ChannelEvent.inputClosed)
+        default:
+            context.fireUserInboundEventTriggered(event)
+        }
+    }
+}

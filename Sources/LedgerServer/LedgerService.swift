@@ -1,0 +1,116 @@
+import LedgerCore
+import LedgerEngine
+import LedgerWire
+import Logging
+import NIOCore
+import Synchronization
+
+/// The calls themselves: decodes a request frame, checks the principal's access, runs the call
+/// on the engine and builds the reply. Knows nothing of sockets; the server hands it frames.
+public final class LedgerService: Sendable {
+    public let engine: LedgerEngine
+    let serverVersion: String
+    let draining = Mutex(false)
+    let logger: Logger
+
+    public init(engine: LedgerEngine, serverVersion: String, logger: Logger) {
+        self.engine = engine
+        self.serverVersion = serverVersion
+        self.logger = logger
+    }
+
+    /// Health reports "draining" from now on.
+    func beginDraining() { draining.withLock { $0 = true } }
+
+    /// The reply to one request frame. Never throws: every failure is an error reply.
+    public func respond(to frame: ByteBuffer, principal: Principal) async -> WireResponse {
+        let request: WireRequest
+        do {
+            request = try WireRequest(frame: frame)
+        } catch {
+            return WireResponse(
+                callID: 0, error: LedgerError(.invalidArgument, "the frame is not a valid Request message: \(error)"))
+        }
+        if request.containsUnknownFields {
+            return WireResponse(
+                callID: request.callID,
+                error: LedgerError(
+                    .invalidArgument, "the request has fields this server does not know; upgrade the server or the client"))
+        }
+        let call: LedgerCall
+        do {
+            call = try LedgerCall(request)
+            try principal.authorize(call)
+        } catch {
+            return WireResponse(callID: request.callID, error: error)
+        }
+        return await perform(call, callID: request.callID, principal: principal)
+    }
+
+    /// Runs a decoded, authorized call.
+    public func perform(_ call: LedgerCall, callID: UInt64, principal: Principal) async -> WireResponse {
+        do {
+            switch call {
+            case .command(let body, let requestID):
+                return WireResponse(callID: callID, result: try await engine.execute(body, requestID: requestID))
+            case .installCatalog(let catalog):
+                return WireResponse(callID: callID, result: try await engine.execute(.installCatalog(catalog), requestID: nil))
+            case .balance(let tenant, let member):
+                let view = try await engine.shard(for: tenant).read { state in try state.balance(tenant, member: member) }
+                return WireResponse.with {
+                    $0.callID = callID
+                    $0.balance = Tokenledger_V1_BalanceResult(view)
+                }
+            case .estimate(let tenant, let member, let items):
+                let view = try await engine.shard(for: tenant).read { state in
+                    try state.estimate(tenant, member: member, items: items)
+                }
+                return WireResponse.with {
+                    $0.callID = callID
+                    $0.estimate = Tokenledger_V1_EstimateResult(view)
+                }
+            case .history(let tenant, let filter):
+                let page = try await engine.shard(for: tenant).read { state in try state.history(tenant, filter: filter) }
+                return WireResponse.with {
+                    $0.callID = callID
+                    $0.history = Tokenledger_V1_HistoryResult(page)
+                }
+            case .catalog:
+                guard let catalog = try await engine.shards[0].read({ state in state.catalog }) else {
+                    return WireResponse(callID: callID, error: LedgerError(.notFound, "no price catalog is installed"))
+                }
+                return WireResponse.with {
+                    $0.callID = callID
+                    $0.catalog = Tokenledger_V1_CatalogResult(catalog)
+                }
+            case .health:
+                return health(callID: callID, principal: principal)
+            }
+        } catch let error as LedgerError {
+            return WireResponse(callID: callID, error: error)
+        } catch {
+            // The engine refuses after a storage failure (fail-stop); nothing was acknowledged.
+            logger.error("call failed", metadata: ["call.id": "\(callID)", "error": "\(error)"])
+            return WireResponse(callID: callID, error: LedgerError(.unavailable, "the ledger is unavailable: \(error)"))
+        }
+    }
+
+    private func health(callID: UInt64, principal: Principal) -> WireResponse {
+        let isDraining = draining.withLock { $0 }
+        return WireResponse.with {
+            $0.callID = callID
+            $0.health = .with {
+                $0.status = isDraining ? "draining" : "serving"
+                $0.serverVersion = serverVersion
+                $0.shardCount = UInt32(engine.shards.count)
+                $0.timeMs = SystemClock().now().millisecondsSinceEpoch
+                $0.principal = principal.name
+                switch principal.role {
+                case .admin: $0.role = .admin
+                case .service: $0.role = .service
+                case .tenant: $0.role = .tenant
+                }
+            }
+        }
+    }
+}

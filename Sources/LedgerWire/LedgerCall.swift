@@ -1,0 +1,313 @@
+import LedgerCore
+
+/// The wire's envelopes and messages, under names that read well outside this module. The
+/// generated types themselves live in Generated/ and are never edited by hand.
+public typealias WireRequest = Tokenledger_V1_Request
+public typealias WireResponse = Tokenledger_V1_Response
+public typealias WireError = Tokenledger_V1_Error
+public typealias WireErrorCode = Tokenledger_V1_ErrorCode
+
+/// A decoded request: what the server is asked to do, in LedgerCore's terms.
+public enum LedgerCall: Hashable, Sendable {
+    /// A change to one tenant, under its idempotency key.
+    case command(CommandBody, RequestID)
+    case balance(TenantID, member: MemberID?)
+    case estimate(TenantID, member: MemberID?, items: [PricedItem])
+    case history(TenantID, HistoryFilter)
+    case catalog
+    case installCatalog(PriceCatalog)
+    case health
+
+    /// What a principal needs to make the call (see docs/protocol.md, "Access").
+    public enum Access: Sendable, Hashable {
+        /// Reserve, commit, release, refund, estimate, balance, history: the tenant's metering.
+        case metering(TenantID)
+        /// Creating and configuring tenants and members, grants, purchases, catalogs: admins only.
+        case admin
+        /// Health and the catalog: any authenticated principal.
+        case anyone
+    }
+
+    public var access: Access {
+        switch self {
+        case .command(let body, _):
+            switch body {
+            case .reserve(let tenant, _), .commit(let tenant, _, _, _), .release(let tenant, _),
+                .refund(let tenant, _, _):
+                return .metering(tenant)
+            default:
+                return .admin
+            }
+        case .balance(let tenant, _), .estimate(let tenant, _, _), .history(let tenant, _):
+            return .metering(tenant)
+        case .installCatalog:
+            return .admin
+        case .catalog, .health:
+            return .anyone
+        }
+    }
+
+    /// The tenant the call acts on, if any.
+    public var tenant: TenantID? {
+        switch self {
+        case .command(let body, _): return body.tenant
+        case .balance(let tenant, _), .estimate(let tenant, _, _), .history(let tenant, _): return tenant
+        case .catalog, .installCatalog, .health: return nil
+        }
+    }
+
+    /// Decodes a request's call. Every structural fault is `invalid_argument` naming the field;
+    /// business rules (amounts, limits, state) are LedgerCore's to check.
+    public init(_ request: WireRequest) throws(LedgerError) {
+        guard let call = request.call else { throw LedgerError(.invalidArgument, "the request names no call") }
+        switch call {
+        case .reserve(let message): self = try Self.reserve(message)
+        case .commit(let message):
+            self = .command(
+                .commit(
+                    try tenantID(message.tenant), try identifier(message.holdID, "hold_id"), amount: message.amount,
+                    final: !message.partial), try requestID(message.requestID))
+        case .release(let message):
+            self = .command(
+                .release(try tenantID(message.tenant), try identifier(message.holdID, "hold_id")),
+                try requestID(message.requestID))
+        case .refund(let message):
+            self = .command(
+                .refund(try tenantID(message.tenant), try identifier(message.holdID, "hold_id"), amount: message.amount),
+                try requestID(message.requestID))
+        case .estimate(let message):
+            self = .estimate(
+                try tenantID(message.tenant), member: try optionalMember(message.member),
+                items: try pricedItems(message.items))
+        case .balance(let message):
+            self = .balance(try tenantID(message.tenant), member: try optionalMember(message.member))
+        case .createTenant(let message):
+            self = .command(
+                .createTenant(try tenantID(message.tenant), try tenantSettings(message.settings)),
+                try requestID(message.requestID))
+        case .configureTenant(let message): self = try Self.configureTenant(message)
+        case .setMember(let message):
+            var settings = MemberSettings()
+            if message.hasBudget { settings.budget = try budget(message.budget) }
+            if case .lowBalanceThreshold(let threshold)? = message.threshold { settings.lowBalanceThreshold = threshold }
+            self = .command(
+                .setMember(try tenantID(message.tenant), try identifier(message.member, "member"), settings),
+                try requestID(message.requestID))
+        case .grant(let message): self = try Self.grant(message)
+        case .purchase(let message):
+            try checkNote(message.note)
+            self = .command(
+                .purchase(try tenantID(message.tenant), moneyMinor: message.moneyMinor, note: message.note),
+                try requestID(message.requestID))
+        case .voidGrant(let message):
+            self = .command(
+                .voidGrant(try tenantID(message.tenant), try grantID(message.grantID)), try requestID(message.requestID))
+        case .refundPurchase(let message):
+            self = .command(
+                .refundPurchase(try tenantID(message.tenant), try grantID(message.grantID)),
+                try requestID(message.requestID))
+        case .history(let message): self = try Self.history(message)
+        case .catalog: self = .catalog
+        case .installCatalog(let message):
+            guard message.json.utf8.count <= Limits.catalogBytesMax else {
+                throw LedgerError(
+                    .limitExceeded, "the catalog is larger than \(Limits.catalogBytesMax) bytes",
+                    details: .limit(name: "catalog_bytes_max", value: UInt64(Limits.catalogBytesMax)))
+            }
+            self = .installCatalog(try PriceCatalog(json: Array(message.json.utf8)))
+        case .health: self = .health
+        }
+    }
+
+    private static func reserve(_ message: Tokenledger_V1_ReserveRequest) throws(LedgerError) -> LedgerCall {
+        let amount: ReserveRequest.Amount
+        switch message.amount {
+        case .tokens(let tokens)?: amount = .tokens(tokens)
+        case .items(let items)?: amount = .items(try pricedItems(items.items))
+        case nil: throw LedgerError(.invalidArgument, "amount: give tokens or items")
+        }
+        var ttl: Duration? = nil
+        if message.ttlMs != 0 {
+            // Far above the longest TTL, so that the conversion cannot overflow; the core checks the range.
+            guard message.ttlMs <= 1 << 50 else {
+                throw LedgerError(.invalidArgument, "ttl_ms \(message.ttlMs) is out of range")
+            }
+            ttl = .milliseconds(Int64(message.ttlMs))
+        }
+        let request = ReserveRequest(
+            hold: try identifier(message.holdID, "hold_id"), member: try optionalMember(message.member), amount: amount,
+            ttl: ttl)
+        return .command(.reserve(try tenantID(message.tenant), request), try requestID(message.requestID))
+    }
+
+    private static func configureTenant(_ message: Tokenledger_V1_ConfigureTenantRequest) throws(LedgerError)
+        -> LedgerCall
+    {
+        var change = TenantSettingsChange()
+        switch message.planChange {
+        case .setPlan(let plan)?: change.plan = .set(try LedgerWire.plan(plan))
+        case .removePlan(let remove)?:
+            guard remove else { throw LedgerError(.invalidArgument, "remove_plan: set it to true or leave it out") }
+            change.plan = .remove
+        case nil: break
+        }
+        if message.hasPurchaseRules { change.purchaseRules = purchaseRules(message.purchaseRules) }
+        if case .overdraftLimit(let limit)? = message.overdraft { change.overdraftLimit = limit }
+        if case .lowBalanceThreshold(let threshold)? = message.threshold { change.lowBalanceThreshold = threshold }
+        return .command(.configureTenant(try tenantID(message.tenant), change), try requestID(message.requestID))
+    }
+
+    private static func grant(_ message: Tokenledger_V1_GrantRequest) throws(LedgerError) -> LedgerCall {
+        try checkNote(message.note)
+        var request = GrantRequest(kind: try grantKind(message.kind, "kind"), amount: message.amount, note: message.note)
+        if case .effectiveAtMs(let time)? = message.effective { request.effectiveAt = try ledgerTime(time, "effective_at_ms") }
+        if case .expiresAtMs(let time)? = message.expiry { request.expiresAt = try ledgerTime(time, "expires_at_ms") }
+        if case .priority(let priority)? = message.priorityOption { request.priority = priority }
+        return .command(.grant(try tenantID(message.tenant), request), try requestID(message.requestID))
+    }
+
+    private static func history(_ message: Tokenledger_V1_HistoryRequest) throws(LedgerError) -> LedgerCall {
+        var filter = HistoryFilter(member: try optionalMember(message.member), afterSequence: message.afterSequence)
+        if case .source(let source)? = message.sourceOption { filter.source = try grantKind(source, "source") }
+        if !message.kinds.isEmpty {
+            var kinds = Set<HistoryKind>()
+            for kind in message.kinds { kinds.insert(try historyKind(kind)) }
+            filter.kinds = kinds
+        }
+        if case .sinceMs(let time)? = message.sinceOption { filter.since = try ledgerTime(time, "since_ms") }
+        if case .untilMs(let time)? = message.untilOption { filter.until = try ledgerTime(time, "until_ms") }
+        if message.limit != 0 {
+            guard message.limit <= UInt32(Limits.historyPageMax) else {
+                throw LedgerError(
+                    .limitExceeded, "limit \(message.limit) is above the page size limit of \(Limits.historyPageMax)",
+                    details: .limit(name: "history_page_max", value: UInt64(Limits.historyPageMax)))
+            }
+            filter.limit = Int(message.limit)
+        }
+        return .history(try tenantID(message.tenant), filter)
+    }
+}
+
+// MARK: - Field decoders
+
+private func identifier<ID: LedgerIdentifier>(_ text: String, _ field: String) throws(LedgerError) -> ID {
+    try IdentifierRule.check(text, field: field)
+    return ID(text)
+}
+
+private func tenantID(_ text: String) throws(LedgerError) -> TenantID { try identifier(text, "tenant") }
+
+private func requestID(_ text: String) throws(LedgerError) -> RequestID { try identifier(text, "request_id") }
+
+private func optionalMember(_ text: String) throws(LedgerError) -> MemberID? {
+    text.isEmpty ? nil : try identifier(text, "member")
+}
+
+private func grantID(_ value: UInt64) throws(LedgerError) -> GrantID {
+    guard value != 0 else { throw LedgerError(.invalidArgument, "grant_id: required (grant ids start at 1)") }
+    return GrantID(value)
+}
+
+private func checkNote(_ note: String) throws(LedgerError) {
+    guard note.utf8.count <= Limits.noteLengthMax else {
+        throw LedgerError(
+            .limitExceeded, "note is longer than \(Limits.noteLengthMax) bytes",
+            details: .limit(name: "note_length_max", value: UInt64(Limits.noteLengthMax)))
+    }
+}
+
+func ledgerTime(_ milliseconds: Int64, _ field: String) throws(LedgerError) -> LedgerTime {
+    guard (Limits.timeMin.millisecondsSinceEpoch...Limits.timeMax.millisecondsSinceEpoch).contains(milliseconds) else {
+        throw LedgerError(
+            .invalidArgument, "\(field): \(milliseconds) is outside \(Limits.timeMin.iso8601) ... \(Limits.timeMax.iso8601)")
+    }
+    return LedgerTime(millisecondsSinceEpoch: milliseconds)
+}
+
+private func pricedItems(_ items: [Tokenledger_V1_PricedItem]) throws(LedgerError) -> [PricedItem] {
+    guard items.count <= Limits.estimateItemsMax else {
+        throw LedgerError(
+            .limitExceeded, "\(items.count) items, above the limit of \(Limits.estimateItemsMax)",
+            details: .limit(name: "estimate_items_max", value: UInt64(Limits.estimateItemsMax)))
+    }
+    return items.map { PricedItem(feature: $0.feature, quantity: $0.quantity) }
+}
+
+private func periodUnit(_ unit: Tokenledger_V1_PeriodUnit, _ field: String) throws(LedgerError) -> PeriodUnit {
+    switch unit {
+    case .day: return .day
+    case .week: return .week
+    case .month: return .month
+    case .unspecified, .UNRECOGNIZED:
+        throw LedgerError(.invalidArgument, "\(field): a period unit (day, week or month) is required")
+    }
+}
+
+private func period(_ message: Tokenledger_V1_Period, _ field: String) throws(LedgerError) -> PeriodRule {
+    let unit = try periodUnit(message.unit, "\(field).unit")
+    var anchor: LedgerTime? = nil
+    if case .anchorMs(let time)? = message.anchor { anchor = try ledgerTime(time, "\(field).anchor_ms") }
+    return PeriodRule(unit: unit, anchor: anchor)
+}
+
+private func plan(_ message: Tokenledger_V1_Plan) throws(LedgerError) -> Plan {
+    guard message.hasPeriod else { throw LedgerError(.invalidArgument, "plan.period: required") }
+    return Plan(
+        allowance: message.allowance, period: try period(message.period, "plan.period"),
+        rolloverCap: message.rolloverCap, spendLimit: message.spendLimit)
+}
+
+private func purchaseRules(_ message: Tokenledger_V1_PurchaseRules) -> PurchaseRules {
+    PurchaseRules(
+        tokensPerRate: message.tokensPerRate, minorUnitsPerRate: message.minorUnitsPerRate,
+        minimumMinor: message.minimumMinor,
+        bonusTiers: message.bonusTiers.map { BonusTier(fromMinor: $0.fromMinor, basisPoints: $0.basisPoints) })
+}
+
+private func tenantSettings(_ message: Tokenledger_V1_TenantSettings) throws(LedgerError) -> TenantSettings {
+    TenantSettings(
+        plan: message.hasPlan ? try plan(message.plan) : nil,
+        purchaseRules: message.hasPurchaseRules ? purchaseRules(message.purchaseRules) : .default,
+        overdraftLimit: message.overdraftLimit, lowBalanceThreshold: message.lowBalanceThreshold)
+}
+
+private func budget(_ message: Tokenledger_V1_Budget) throws(LedgerError) -> Budget {
+    guard message.hasPeriod else { throw LedgerError(.invalidArgument, "budget.period: required") }
+    return Budget(cap: message.cap, period: try period(message.period, "budget.period"))
+}
+
+func grantKind(_ kind: Tokenledger_V1_GrantKind, _ field: String) throws(LedgerError) -> GrantKind {
+    switch kind {
+    case .plan: return .plan
+    case .purchase: return .purchase
+    case .bonus: return .bonus
+    case .referral: return .referral
+    case .promo: return .promo
+    case .refund: return .refund
+    case .adjustment: return .adjustment
+    case .unspecified, .UNRECOGNIZED: throw LedgerError(.invalidArgument, "\(field): a grant kind is required")
+    }
+}
+
+private func historyKind(_ kind: Tokenledger_V1_HistoryKind) throws(LedgerError) -> HistoryKind {
+    guard let index = HistoryKind.wireOrder.firstIndex(where: { $0.wire == kind }) else {
+        throw LedgerError(.invalidArgument, "kinds: \(kind) is not a history kind")
+    }
+    return HistoryKind.wireOrder[index].domain
+}
+
+extension HistoryKind {
+    /// Domain and wire kinds side by side; one table serves both directions.
+    static let wireOrder: [(domain: HistoryKind, wire: Tokenledger_V1_HistoryKind)] = [
+        (.tenantCreated, .tenantCreated), (.tenantConfigured, .tenantConfigured),
+        (.memberConfigured, .memberConfigured), (.grant, .grant), (.grantActivated, .grantActivated),
+        (.reserve, .reserve), (.capture, .capture), (.overdraft, .overdraft), (.debtRepaid, .debtRepaid),
+        (.release, .release), (.holdExpired, .holdExpired), (.refund, .refund), (.void, .void),
+        (.grantExpired, .grantExpired), (.planRenewal, .planRenewal), (.rollover, .rollover),
+        (.budgetReset, .budgetReset), (.lowBalance, .lowBalance), (.balanceRecovered, .balanceRecovered),
+    ]
+
+    var wire: Tokenledger_V1_HistoryKind {
+        Self.wireOrder.first { $0.domain == self }!.wire
+    }
+}

@@ -1,0 +1,169 @@
+import Foundation
+import LedgerCore
+import LedgerEngine
+import LedgerServer
+import LedgerStore
+import Logging
+import ServiceLifecycle
+
+/// The start-up sequence: TLS material, access policy, engine (recovery), catalog, listen, serve.
+/// Every failure is a log line and a documented exit code, never a crash.
+struct Daemon {
+    let options: DaemonOptions
+    let logger: Logger
+
+    func run() async -> Int32 {
+        do {
+            try FileManager.default.createDirectory(atPath: options.dataDirectory, withIntermediateDirectories: true)
+        } catch {
+            logger.critical("cannot create the data directory", metadata: ["data.dir": "\(options.dataDirectory)", "error": "\(error)"])
+            return StorageExitCode.storageFailure
+        }
+        let configuration: ServerConfiguration
+        let catalog: PriceCatalog?
+        do {
+            configuration = try serverConfiguration()
+            catalog = try catalogToInstall()
+        } catch {
+            logger.critical("bad configuration", metadata: ["error": "\(error)"])
+            return 1
+        }
+        let shardCount = DataDirectory.recordedShardCount(path: options.dataDirectory)
+            ?? options.shardCount ?? ProcessInfo.processInfo.activeProcessorCount
+        if let requested = options.shardCount, requested != shardCount {
+            logger.critical(
+                "the data directory has a different shard count",
+                metadata: ["data.dir": "\(options.dataDirectory)", "shards.recorded": "\(shardCount)", "shards.requested": "\(requested)"])
+            return StorageExitCode.dataDirectory
+        }
+        let engine: LedgerEngine
+        do {
+            let failureLogger = logger
+            engine = try LedgerEngine(
+                path: options.dataDirectory, shardCount: shardCount,
+                onFailure: { error in
+                    // Fail-stop: nothing more is acknowledged; calls in flight get `unavailable`. Exit
+                    // shortly after so those replies can leave, and let a supervisor restart us.
+                    failureLogger.critical("storage failure; stopping", metadata: ["error": "\(error)"])
+                    Thread.detachNewThread {
+                        Thread.sleep(forTimeInterval: 0.2)
+                        exit(StorageExitCode.storageFailure)
+                    }
+                })
+        } catch {
+            logger.critical("cannot open the ledger", metadata: ["data.dir": "\(options.dataDirectory)", "error": "\(error)"])
+            return Self.exitCode(for: error)
+        }
+        for shard in engine.shards {
+            let report = shard.recovery
+            logger.info(
+                "shard recovered",
+                metadata: [
+                    "shard": "\(shard.index)", "snapshot.lsn": "\(report.snapshotLSN)", "wal.records_replayed": "\(report.recordsReplayed)",
+                    "wal.lsn": "\(report.lastLSN)", "wal.torn_bytes": "\(report.tornBytes)",
+                    "recovery.ms": "\(report.nanoseconds / 1_000_000)",
+                ])
+        }
+        do {
+            try await install(catalog, engine: engine)
+            let server = try await LedgerServer.bind(configuration: configuration, engine: engine, logger: logger)
+            printWelcome(server: server, configuration: configuration)
+            let group = ServiceGroup(
+                configuration: .init(services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+            try await group.run()
+            return 0
+        } catch {
+            logger.critical("server failed", metadata: ["error": "\(error)"])
+            await engine.close(finalSnapshot: false)
+            return 1
+        }
+    }
+
+    static func exitCode(for error: any Error) -> Int32 {
+        switch error {
+        case StorageError.locked, StorageError.manifest: return StorageExitCode.dataDirectory
+        case StorageError.corruption, StorageError.noUsableSnapshot, EngineError.recoveryFailed: return StorageExitCode.corruption
+        default: return StorageExitCode.storageFailure
+        }
+    }
+
+    private func serverConfiguration() throws -> ServerConfiguration {
+        var configuration: ServerConfiguration
+        if let certificate = options.certificatePath, let key = options.privateKeyPath, let ca = options.clientCAPath {
+            configuration = ServerConfiguration(certificatePath: certificate, privateKeyPath: key, clientCAPath: ca)
+        } else {
+            let development = DevelopmentTLS(dataDirectory: options.dataDirectory)
+            if try development.createIfMissing() {
+                logger.notice("created development TLS material", metadata: ["tls.dir": "\(development.directory)"])
+            }
+            configuration = ServerConfiguration(
+                certificatePath: development.serverCertificatePath, privateKeyPath: development.serverKeyPath,
+                clientCAPath: development.caPath)
+        }
+        configuration.host = options.host
+        configuration.port = options.port
+        if let path = options.accessPath {
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw DaemonError("cannot read the access file \(path)")
+            }
+            do {
+                configuration.access = try AccessPolicy(json: Array(data))
+            } catch {
+                throw DaemonError("access file \(path): \(error)")
+            }
+        }
+        if let value = options.frameSizeMax { configuration.limits.frameSizeMax = value }
+        if let value = options.inFlightMax { configuration.limits.inFlightPerConnectionMax = value }
+        if let value = options.connectionsMax { configuration.limits.connectionsMax = value }
+        if let value = options.idleTimeoutSeconds { configuration.limits.idleTimeout = .seconds(value) }
+        if let value = options.handshakeTimeoutSeconds { configuration.limits.handshakeTimeout = .seconds(value) }
+        if let value = options.frameReadTimeoutSeconds { configuration.limits.frameReadTimeout = .seconds(value) }
+        return configuration
+    }
+
+    /// The catalog from `--catalog`, or nil to keep what is installed (the demo on a fresh ledger).
+    private func catalogToInstall() throws -> PriceCatalog? {
+        guard let path = options.catalogPath else { return nil }
+        guard let data = FileManager.default.contents(atPath: path) else { throw DaemonError("cannot read the catalog \(path)") }
+        do {
+            return try PriceCatalog(json: Array(data))
+        } catch {
+            throw DaemonError("catalog \(path): \(error)")
+        }
+    }
+
+    /// Installs the configured catalog when its version is not the installed one; on a ledger with
+    /// no catalog at all, installs the demo catalog.
+    private func install(_ configured: PriceCatalog?, engine: LedgerEngine) async throws {
+        let installed = try await engine.shards[0].read { state in state.catalog?.version }
+        let wanted: PriceCatalog
+        if let configured {
+            guard configured.version != installed else { return }
+            wanted = configured
+        } else {
+            guard installed == nil else { return }
+            wanted = .demo
+        }
+        let result = try await engine.execute(.installCatalog(wanted), requestID: nil)
+        if case .failure(let error) = result.outcome { throw DaemonError("installing catalog \(wanted.version): \(error)") }
+        logger.notice("installed price catalog", metadata: ["catalog.version": "\(wanted.version)"])
+    }
+
+    private func printWelcome(server: LedgerServer, configuration: ServerConfiguration) {
+        let tls = DevelopmentTLS(dataDirectory: options.dataDirectory)
+        var lines = ["ledgerd listening on \(configuration.host):\(server.boundPort) (TLS 1.3, client certificates required)"]
+        lines.append("  data directory: \(options.dataDirectory) (\(server.service.engine.shards.count) shards)")
+        if options.certificatePath == nil {
+            lines.append("  connect as admin with: --ca \(tls.caPath) --cert \(tls.adminCertificatePath) --key \(tls.adminKeyPath)")
+            lines.append("  Swift: try await LedgerClient.connect(.development(dataDirectory: \"\(options.dataDirectory)\"))")
+        }
+        lines.append("  stop with Ctrl-C or SIGTERM (drains connections, writes a final snapshot)")
+        // Written straight to the descriptor: stdout may be a pipe, where print() would buffer it.
+        FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+    }
+}
+
+struct DaemonError: Error, CustomStringConvertible {
+    var description: String
+    init(_ description: String) { self.description = description }
+}
