@@ -72,7 +72,9 @@ public final class LedgerServer: Service, Sendable {
                 }
             }
         let port = serverChannel.channel.localAddress?.port ?? configuration.port
-        let service = LedgerService(engine: engine, serverVersion: configuration.serverVersion, logger: logger)
+        let service = LedgerService(
+            engine: engine, serverVersion: configuration.serverVersion,
+            callsInFlightMax: configuration.limits.serverCallsInFlightMax, logger: logger)
         return LedgerServer(
             configuration: configuration, service: service, logger: logger, serverChannel: serverChannel, boundPort: port)
     }

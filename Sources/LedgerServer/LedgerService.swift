@@ -12,10 +12,13 @@ public final class LedgerService: Sendable {
     let serverVersion: String
     let draining = Mutex(false)
     let logger: Logger
+    let callsInFlightMax: Int
+    private let callsInFlight = Mutex(0)
 
-    public init(engine: LedgerEngine, serverVersion: String, logger: Logger) {
+    public init(engine: LedgerEngine, serverVersion: String, callsInFlightMax: Int = 65_536, logger: Logger) {
         self.engine = engine
         self.serverVersion = serverVersion
+        self.callsInFlightMax = callsInFlightMax
         self.logger = logger
     }
 
@@ -44,6 +47,19 @@ public final class LedgerService: Sendable {
         } catch {
             return WireResponse(callID: request.callID, error: error)
         }
+        let admitted = callsInFlight.withLock { count in
+            guard count < callsInFlightMax else { return false }
+            count += 1
+            return true
+        }
+        guard admitted else {
+            return WireResponse(
+                callID: request.callID,
+                error: LedgerError(
+                    .overloaded, "the server has \(callsInFlightMax) calls in flight; try again shortly",
+                    details: .limit(name: "server_calls_in_flight_max", value: UInt64(callsInFlightMax))))
+        }
+        defer { callsInFlight.withLock { $0 -= 1 } }
         return await perform(call, callID: request.callID, principal: principal)
     }
 
