@@ -8,42 +8,42 @@ extension ConnectionHygieneHandler {
     /// It follows frame boundaries in the decrypted byte stream itself (4-byte big-endian length,
     /// then the body) so that it knows when a frame is partially in, and it counts frames in and
     /// replies out to know whether calls are in flight.
-    struct StateMachine {
-        enum Action: Equatable {
+    package struct StateMachine {
+        package enum Action: Equatable {
             case none
             case close(Reason)
         }
 
-        enum Reason: String, Equatable {
+        package enum Reason: String, Equatable {
             case handshakeTimeout = "handshake timeout"
             case frameReadTimeout = "frame read timeout"
             case idleTimeout = "idle timeout"
         }
 
-        let limits: ConnectionLimits
-        private(set) var handshakeDone = false
+        package let limits: ConnectionLimits
+        package private(set) var handshakeDone = false
         private let openedAt: NIODeadline
         private var lastActivity: NIODeadline
         /// When the first byte of the frame now arriving came; nil between frames.
         private var partialFrameSince: NIODeadline? = nil
         private var headerBytes: [UInt8] = []
         private var bodyRemaining = 0
-        private(set) var framesIn = 0
-        private(set) var repliesOut = 0
+        package private(set) var framesIn = 0
+        package private(set) var repliesOut = 0
 
-        init(limits: ConnectionLimits, now: NIODeadline) {
+        package init(limits: ConnectionLimits, now: NIODeadline) {
             self.limits = limits
             openedAt = now
             lastActivity = now
         }
 
-        mutating func handshakeCompleted(now: NIODeadline) {
+        package mutating func handshakeCompleted(now: NIODeadline) {
             handshakeDone = true
             lastActivity = now
         }
 
         /// Bytes of the decrypted stream arrived.
-        mutating func received(_ buffer: ByteBuffer, now: NIODeadline) {
+        package mutating func received(_ buffer: ByteBuffer, now: NIODeadline) {
             lastActivity = now
             var view = buffer.readableBytesView[...]
             while !view.isEmpty {
@@ -72,14 +72,14 @@ extension ConnectionHygieneHandler {
         }
 
         /// A reply frame was written.
-        mutating func replyWritten(now: NIODeadline) {
+        package mutating func replyWritten(now: NIODeadline) {
             repliesOut += 1
             lastActivity = now
         }
 
-        var callsInFlight: Int { max(0, framesIn - repliesOut) }
+        package var callsInFlight: Int { max(0, framesIn - repliesOut) }
 
-        func check(now: NIODeadline) -> Action {
+        package func check(now: NIODeadline) -> Action {
             if !handshakeDone {
                 return now - openedAt >= .init(limits.handshakeTimeout) ? .close(.handshakeTimeout) : .none
             }

@@ -7,21 +7,23 @@ import NIOTLS
 /// timeout, frame read deadline, idle timeout (decisions in ``StateMachine``). It also turns the
 /// server's drain request into the end of the connection's input, so that the calls in flight
 /// finish and nothing new is read.
-final class ConnectionHygieneHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = ByteBuffer
-    typealias InboundOut = ByteBuffer
-    typealias OutboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
+package final class ConnectionHygieneHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    package typealias InboundIn = ByteBuffer
+    package typealias InboundOut = ByteBuffer
+    package typealias OutboundIn = ByteBuffer
+    package typealias OutboundOut = ByteBuffer
 
     /// Fired into the pipeline by the server when it shuts down.
-    struct Drain {}
+    package struct Drain {
+        package init() {}
+    }
 
     private var machine: StateMachine
     private var timer: RepeatedTask?
     private var draining = false
     private let logger: Logger
 
-    init(limits: ConnectionLimits, now: NIODeadline = .now(), logger: Logger) {
+    package init(limits: ConnectionLimits, now: NIODeadline = .now(), logger: Logger) {
         machine = StateMachine(limits: limits, now: now)
         self.logger = logger
     }
@@ -33,7 +35,7 @@ final class ConnectionHygieneHandler: ChannelDuplexHandler, RemovableChannelHand
         return max(.milliseconds(10), min(.seconds(1), quarter))
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    package func handlerAdded(context: ChannelHandlerContext) {
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         timer = context.eventLoop.scheduleRepeatedTask(
             initialDelay: Self.checkInterval(machine.limits), delay: Self.checkInterval(machine.limits)
@@ -43,12 +45,12 @@ final class ConnectionHygieneHandler: ChannelDuplexHandler, RemovableChannelHand
         }
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
+    package func handlerRemoved(context: ChannelHandlerContext) {
         timer?.cancel()
         timer = nil
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    package func channelInactive(context: ChannelHandlerContext) {
         timer?.cancel()
         timer = nil
         context.fireChannelInactive()
@@ -62,19 +64,19 @@ final class ConnectionHygieneHandler: ChannelDuplexHandler, RemovableChannelHand
         context.close(promise: nil)
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !draining else { return }
         let buffer = unwrapInboundIn(data)
         machine.received(buffer, now: .now())
         context.fireChannelRead(data)
     }
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+    package func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         machine.replyWritten(now: .now())
         context.write(data, promise: promise)
     }
 
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+    package func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         switch event {
         case TLSUserEvent.handshakeCompleted:
             machine.handshakeCompleted(now: .now())

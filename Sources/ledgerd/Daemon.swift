@@ -67,9 +67,13 @@ struct Daemon {
         do {
             try await install(catalog, engine: engine)
             let server = try await LedgerServer.bind(configuration: configuration, engine: engine, logger: logger)
-            printWelcome(server: server, configuration: configuration)
+            // The banner is printed by a service: by then the group traps SIGTERM/SIGINT, so a
+            // supervisor (or test) that signals as soon as it reads the banner gets a clean stop.
+            let banner = Banner(text: welcome(server: server, configuration: configuration))
             let group = ServiceGroup(
-                configuration: .init(services: [.init(service: server)], gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
+                configuration: .init(
+                    services: [.init(service: server), .init(service: banner, successTerminationBehavior: .ignore)],
+                    gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             try await group.run()
             return 0
         } catch {
@@ -149,7 +153,7 @@ struct Daemon {
         logger.notice("installed price catalog", metadata: ["catalog.version": "\(wanted.version)"])
     }
 
-    private func printWelcome(server: LedgerServer, configuration: ServerConfiguration) {
+    private func welcome(server: LedgerServer, configuration: ServerConfiguration) -> String {
         let tls = DevelopmentTLS(dataDirectory: options.dataDirectory)
         var lines = ["ledgerd listening on \(configuration.host):\(server.boundPort) (TLS 1.3, client certificates required)"]
         lines.append("  data directory: \(options.dataDirectory) (\(server.service.engine.shards.count) shards)")
@@ -158,8 +162,17 @@ struct Daemon {
             lines.append("  Swift: try await LedgerClient.connect(.development(dataDirectory: \"\(options.dataDirectory)\"))")
         }
         lines.append("  stop with Ctrl-C or SIGTERM (drains connections, writes a final snapshot)")
+        return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+/// Prints how to connect, once the server is up and signals are trapped.
+struct Banner: Service {
+    let text: String
+
+    func run() async throws {
         // Written straight to the descriptor: stdout may be a pipe, where print() would buffer it.
-        FileHandle.standardOutput.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+        FileHandle.standardOutput.write(Data(text.utf8))
     }
 }
 

@@ -57,11 +57,15 @@ struct RawConnection {
     }
 
     /// Writes `bytes`, then reads replies until `count` have come or the stream ends.
-    func exchange(_ bytes: [UInt8], expecting count: Int, closeOutputAfterWrite: Bool = false) async throws -> Outcome {
+    /// With `closeAfterWrite` the connection is closed as soon as the bytes are out.
+    func exchange(_ bytes: [UInt8], expecting count: Int, closeAfterWrite: Bool = false) async throws -> Outcome {
         var outcome = Outcome()
         try await channel.executeThenClose { inbound, outbound in
             if !bytes.isEmpty { try await outbound.write(ByteBuffer(bytes: bytes)) }
-            if closeOutputAfterWrite { outbound.finish() }
+            if closeAfterWrite {
+                outcome.closed = true
+                return
+            }
             var buffer = ByteBuffer()
             let decoder = FrameDecoder(frameSizeMax: 16 << 20)
             do {

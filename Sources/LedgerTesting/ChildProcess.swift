@@ -1,12 +1,14 @@
 import Glibc
 
 /// A child process with its stdout on a pipe, for tests that kill real processes.
-final class ChildProcess {
-    let pid: pid_t
+public final class ChildProcess {
+    public let pid: pid_t
     private let output: Int32
     private var buffer: [UInt8] = []
 
-    init(_ executable: String, _ arguments: [String]) throws {
+    /// Starts `executable`; its stderr goes to `stderrPath` when one is given (a log file), else
+    /// it is inherited.
+    public init(_ executable: String, _ arguments: [String], stderrPath: String? = nil) throws {
         var pipeEnds: [Int32] = [0, 0]
         guard pipe(&pipeEnds) == 0 else { throw ChildError("pipe failed: \(errno)") }
         var actions = posix_spawn_file_actions_t()
@@ -14,6 +16,7 @@ final class ChildProcess {
         defer { posix_spawn_file_actions_destroy(&actions) }
         posix_spawn_file_actions_adddup2(&actions, pipeEnds[1], 1)
         posix_spawn_file_actions_addclose(&actions, pipeEnds[0])
+        if let stderrPath { posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_APPEND, 0o644) }
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var child = pid_t()
@@ -30,7 +33,7 @@ final class ChildProcess {
     deinit { close(output) }
 
     /// Reads until a whole line arrives or the pipe closes; nil at end of output.
-    func readLine() -> String? {
+    public func readLine() -> String? {
         while true {
             if let newline = buffer.firstIndex(of: UInt8(ascii: "\n")) {
                 let line = String(decoding: buffer[..<newline], as: UTF8.self)
@@ -45,11 +48,11 @@ final class ChildProcess {
         }
     }
 
-    func kill(_ signal: Int32 = SIGKILL) { _ = Glibc.kill(pid, signal) }
+    public func kill(_ signal: Int32 = SIGKILL) { _ = Glibc.kill(pid, signal) }
 
     /// Waits for the child; returns its exit status or the signal that ended it (as 128 + n).
     @discardableResult
-    func wait() -> Int32 {
+    public func wait() -> Int32 {
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0, errno == EINTR {}
         if status & 0x7F == 0 { return (status >> 8) & 0xFF }
@@ -57,13 +60,13 @@ final class ChildProcess {
     }
 }
 
-struct ChildError: Error, CustomStringConvertible {
-    var description: String
-    init(_ description: String) { self.description = description }
+public struct ChildError: Error, CustomStringConvertible {
+    public var description: String
+    public init(_ description: String) { self.description = description }
 }
 
 /// An executable built next to the test bundle.
-func builtProduct(_ name: String) -> String {
+public func builtProduct(_ name: String) -> String {
     var path = [CChar](repeating: 0, count: 4096)
     let length = readlink("/proc/self/exe", &path, path.count - 1)
     let executable = String(decoding: path[..<max(0, length)].map { UInt8(bitPattern: $0) }, as: UTF8.self)

@@ -1,0 +1,108 @@
+import LedgerServer
+import Logging
+import NIOCore
+import NIOEmbedded
+import NIOTLS
+import Testing
+
+@Suite("Connection hygiene: deadlines decided without a socket")
+struct HygieneStateMachineTests {
+    static var limits: ConnectionLimits {
+        var limits = ConnectionLimits()
+        limits.handshakeTimeout = .seconds(10)
+        limits.frameReadTimeout = .seconds(30)
+        limits.idleTimeout = .seconds(300)
+        return limits
+    }
+
+    static let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
+    static func at(_ seconds: Int64) -> NIODeadline { start + .seconds(seconds) }
+
+    static func frame(_ bodyLength: Int) -> ByteBuffer {
+        var buffer = ByteBuffer()
+        buffer.writeInteger(UInt32(bodyLength), endianness: .big)
+        buffer.writeBytes(Array(repeating: 1, count: bodyLength))
+        return buffer
+    }
+
+    typealias Machine = ConnectionHygieneHandler.StateMachine
+
+    @Test(
+        "each deadline closes at its time and not before",
+        arguments: [
+            // (what happens, when we look, what must be decided)
+            ("no handshake", 9, Machine.Action.none),
+            ("no handshake", 10, .close(.handshakeTimeout)),
+            ("handshake, nothing else", 299, .none),
+            ("handshake, nothing else", 300, .close(.idleTimeout)),
+            ("half a frame at 5", 34, .none),
+            ("half a frame at 5", 35, .close(.frameReadTimeout)),
+            ("a call in flight since 5", 1_000, .none),
+            ("a call answered at 20", 319, .none),
+            ("a call answered at 20", 320, .close(.idleTimeout)),
+        ] as [(String, Int64, Machine.Action)])
+    func deadlines(scenario: String, lookAt: Int64, expected: Machine.Action) {
+        var machine = Machine(limits: Self.limits, now: Self.start)
+        if scenario != "no handshake" { machine.handshakeCompleted(now: Self.start) }
+        switch scenario {
+        case "half a frame at 5":
+            var frame = Self.frame(100)
+            machine.received(frame.readSlice(length: 50)!, now: Self.at(5))
+        case "a call in flight since 5":
+            machine.received(Self.frame(10), now: Self.at(5))
+        case "a call answered at 20":
+            machine.received(Self.frame(10), now: Self.at(5))
+            machine.replyWritten(now: Self.at(20))
+        default:
+            break
+        }
+        #expect(machine.check(now: Self.at(lookAt)) == expected, "\(scenario) at \(lookAt)")
+    }
+
+    @Test("frames are counted across any split of the stream, headers included")
+    func frameTracking() {
+        let stream = Self.frame(3).readableBytesView + Self.frame(0).readableBytesView + Self.frame(300).readableBytesView
+        for chunkSize in [1, 2, 3, 4, 5, 7, 64, 1_000] {
+            var machine = Machine(limits: Self.limits, now: Self.start)
+            machine.handshakeCompleted(now: Self.start)
+            var offset = stream.startIndex
+            while offset < stream.endIndex {
+                let end = min(offset + chunkSize, stream.endIndex)
+                machine.received(ByteBuffer(bytes: stream[offset..<end]), now: Self.at(1))
+                offset = end
+            }
+            #expect(machine.framesIn == 3, "chunks of \(chunkSize)")
+            // No partial frame remains, so no frame deadline: only idleness, with three calls unanswered.
+            #expect(machine.check(now: Self.at(1_000)) == .none)
+            #expect(machine.callsInFlight == 3)
+        }
+    }
+
+    @Test("the handler turns Drain into the end of input and passes nothing after it")
+    func drainOnEmbeddedChannel() throws {
+        let recorder = EventRecorder()
+        let channel = EmbeddedChannel(
+            handlers: [ConnectionHygieneHandler(limits: Self.limits, now: .now(), logger: Logger(label: "test")), recorder])
+        try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
+        channel.pipeline.fireUserInboundEventTriggered(TLSUserEvent.handshakeCompleted(negotiatedProtocol: nil))
+        try channel.writeInbound(Self.frame(1))
+        #expect(try channel.readInbound(as: ByteBuffer.self) != nil)
+        #expect(!recorder.inputClosed)
+        channel.pipeline.fireUserInboundEventTriggered(ConnectionHygieneHandler.Drain())
+        #expect(recorder.inputClosed)
+        try channel.writeInbound(Self.frame(1))
+        #expect(try channel.readInbound(as: ByteBuffer.self) == nil)
+        #expect(channel.isActive)
+        _ = try? channel.finish()
+    }
+}
+
+final class EventRecorder: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    var inputClosed = false
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if case ChannelEvent.inputClosed = event { inputClosed = true }
+        context.fireUserInboundEventTriggered(event)
+    }
+}

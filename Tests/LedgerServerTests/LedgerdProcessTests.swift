@@ -1,0 +1,127 @@
+import Foundation
+import Glibc
+import LedgerClient
+import LedgerCore
+import LedgerEngine
+import LedgerTesting
+import Testing
+
+/// The real `ledgerd` binary, as README.md's first command starts it: embedded defaults,
+/// development TLS created on first start, the demo catalog, SIGTERM for a clean stop.
+@Suite("ledgerd, the process")
+struct LedgerdProcessTests {
+    struct Started {
+        let process: ChildProcess
+        let port: Int
+        let banner: [String]
+    }
+
+    /// Starts ledgerd on a free port and reads its banner.
+    static func start(_ dataPath: String, _ extra: [String] = []) throws -> Started {
+        let process = try ChildProcess(
+            builtProduct("ledgerd"), ["--data-dir", dataPath, "--listen", "127.0.0.1:0"] + extra,
+            stderrPath: dataPath + ".log")
+        var banner: [String] = []
+        while let line = process.readLine() {
+            banner.append(line)
+            if line.hasPrefix("  stop with") { break }
+        }
+        guard let first = banner.first, first.hasPrefix("ledgerd listening on 127.0.0.1:"),
+            let port = Int(first.dropFirst("ledgerd listening on 127.0.0.1:".count).prefix { $0.isNumber })
+        else {
+            process.kill()
+            process.wait()
+            throw ChildError("ledgerd did not start: \(banner), log: \(log(dataPath))")
+        }
+        return Started(process: process, port: port, banner: banner)
+    }
+
+    static func log(_ dataPath: String) -> String {
+        (try? String(contentsOfFile: dataPath + ".log", encoding: .utf8)) ?? ""
+    }
+
+    @Test("starts on defaults, serves the dev admin, refuses a second process, stops cleanly, keeps state")
+    func lifecycle() async throws {
+        let directory = TemporaryDirectory("ledgerd")
+        let dataPath = directory.path + "/data"
+        let first = try Self.start(dataPath, ["--shards", "2"])
+        #expect(first.banner.contains { $0.contains("--ca \(dataPath)/tls/ca.pem") })
+        for file in ["ca.pem", "ca-key.pem", "server.pem", "server-key.pem", "admin.pem", "admin-key.pem"] {
+            #expect(FileManager.default.fileExists(atPath: "\(dataPath)/tls/\(file)"), "\(file)")
+        }
+        let keyMode = try FileManager.default.attributesOfItem(atPath: "\(dataPath)/tls/admin-key.pem")[.posixPermissions] as? Int
+        #expect(keyMode == 0o600)
+
+        let client = try await LedgerClient.connect(.development(dataDirectory: dataPath, port: first.port))
+        #expect(try await client.catalog().version == PriceCatalog.demo.version)
+        _ = try await client.createTenant("acme")
+        _ = try await client.purchase(tenant: "acme", moneyMinor: 5_000)
+        _ = try await client.reserve(tenant: "acme", hold: "h", items: [PricedItem(feature: "transcription", quantity: 37)])
+        let before = try await client.balance(tenant: "acme")
+        #expect(before.reserved == 296)
+
+        // A second process on the same data directory is refused with exit code 72.
+        let second = try ChildProcess(
+            builtProduct("ledgerd"), ["--data-dir", dataPath, "--listen", "127.0.0.1:0"], stderrPath: dataPath + ".second.log")
+        #expect(second.wait() == StorageExitCode.dataDirectory)
+
+        // SIGTERM: drain, flush, final snapshot, exit 0. The open connection is closed for us.
+        first.process.kill(SIGTERM)
+        #expect(first.process.wait() == 0)
+        #expect(Self.log(dataPath).contains("server stopped"))
+        await client.close()
+
+        // Restart: nothing to replay past the final snapshot, and every balance as it was.
+        let restarted = try Self.start(dataPath)
+        let replayed = Self.log(dataPath).components(separatedBy: "\n").filter { $0.contains("shard recovered") }.suffix(2)
+        #expect(replayed.count == 2)
+        #expect(replayed.allSatisfy { $0.contains("wal.records_replayed=0") }, "\(replayed)")
+        let again = try await LedgerClient.connect(.development(dataDirectory: dataPath, port: restarted.port))
+        var after = try await again.balance(tenant: "acme")
+        after.timeMs = before.timeMs
+        #expect(after == before)
+        await again.close()
+        restarted.process.kill(SIGINT)
+        #expect(restarted.process.wait() == 0)
+    }
+
+    @Test("bad configuration is a clear error and a non-zero exit, never a crash")
+    func badConfiguration() throws {
+        let directory = TemporaryDirectory("ledgerd-config")
+        let dataPath = directory.path + "/data"
+        let cases: [([String], String)] = [
+            (["--listen", "nowhere"], "HOST:PORT"),
+            (["--listen", "127.0.0.1:99999"], "port"),
+            (["--shards", "0"], "--shards"),
+            (["--tls-cert", "/nonexistent.pem"], "--tls-key"),
+            (["--log-level", "loud"], "log level"),
+            (["--catalog", "/nonexistent.json"], "catalog"),
+        ]
+        for (arguments, message) in cases {
+            let logPath = directory.path + "/bad.log"
+            let process = try ChildProcess(builtProduct("ledgerd"), ["--data-dir", dataPath] + arguments, stderrPath: logPath)
+            let status = process.wait()
+            let log = (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? ""
+            #expect(status != 0 && status < 128, "\(arguments): exit \(status)")
+            #expect(log.contains(message), "\(arguments): \(log)")
+            try? FileManager.default.removeItem(atPath: logPath)
+        }
+
+        // A config file with an unknown setting names it.
+        let configPath = directory.path + "/ledgerd.json"
+        try #"{"listen": "127.0.0.1:0", "shard": 3}"#.write(toFile: configPath, atomically: true, encoding: .utf8)
+        let logPath = directory.path + "/config.log"
+        let process = try ChildProcess(builtProduct("ledgerd"), ["--config", configPath], stderrPath: logPath)
+        #expect(process.wait() != 0)
+        #expect(((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").contains("unknown setting \"shard\""))
+
+        // A data directory made with 2 shards refuses to open with 3.
+        let started = try Self.start(dataPath, ["--shards", "2"])
+        started.process.kill(SIGTERM)
+        #expect(started.process.wait() == 0)
+        let mismatch = try ChildProcess(
+            builtProduct("ledgerd"), ["--data-dir", dataPath, "--listen", "127.0.0.1:0", "--shards", "3"],
+            stderrPath: directory.path + "/mismatch.log")
+        #expect(mismatch.wait() == StorageExitCode.dataDirectory)
+    }
+}
