@@ -53,10 +53,10 @@ final class TestPKI: Sendable {
 
     func path(_ name: String) -> String { directory + "/" + name }
 
-    func serverConfiguration(limits: ConnectionLimits = ConnectionLimits()) throws -> ServerConfiguration {
+    func serverConfiguration(limits: ConnectionLimits = ConnectionLimits(), port: Int = 0) throws -> ServerConfiguration {
         var configuration = ServerConfiguration(
             certificatePath: path("server.pem"), privateKeyPath: path("server-key.pem"), clientCAPath: path("ca.pem"))
-        configuration.port = 0
+        configuration.port = port
         configuration.limits = limits
         configuration.maintenanceInterval = .milliseconds(100)
         configuration.access = try AccessPolicy(json: Array(Self.accessJSON.utf8))
@@ -88,7 +88,7 @@ struct RunningServer: Sendable {
 /// Opens the ledger at `dataPath`, installs the demo catalog on a fresh one, serves it while
 /// `body` runs, then shuts down gracefully (drain, final snapshot) and waits for it.
 func withServer<T: Sendable>(
-    dataPath: String, shards: Int = 2, limits: ConnectionLimits = ConnectionLimits(),
+    dataPath: String, shards: Int = 2, limits: ConnectionLimits = ConnectionLimits(), port: Int = 0,
     storage: ShardConfiguration = ShardConfiguration(),
     _ body: @Sendable (RunningServer) async throws -> T
 ) async throws -> T {
@@ -100,7 +100,7 @@ func withServer<T: Sendable>(
     var logger = Logger(label: "test-server")
     logger.logLevel = .warning
     let server = try await LedgerServer.bind(
-        configuration: try pki.serverConfiguration(limits: limits), engine: engine, logger: logger)
+        configuration: try pki.serverConfiguration(limits: limits, port: port), engine: engine, logger: logger)
     let running = RunningServer(server: server, pki: pki)
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await server.run() }

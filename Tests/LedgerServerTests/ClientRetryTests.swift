@@ -1,0 +1,62 @@
+import LedgerClient
+import LedgerCore
+import LedgerTesting
+import Testing
+
+@Suite("The Swift client's retries")
+struct ClientRetryTests {
+    @Test("a call made while the server restarts is retried on a new connection, with the same request id")
+    func retryAcrossRestart() async throws {
+        let directory = TemporaryDirectory("client-retry")
+        // A client connected to the first server, which then stops under it.
+        let (client, port) = try await withServer(dataPath: directory.path) { server in
+            var configuration = server.pki.clientConfiguration("admin", port: server.port)
+            configuration.retry = RetryPolicy(attempts: 30, backoff: .milliseconds(50))
+            let client = try await LedgerClient.connect(configuration)
+            _ = try await client.createTenant("acme")
+            _ = try await client.grant(tenant: "acme", GrantRequest(kind: .promo, amount: 1_000))
+            return (client, server.port)
+        }
+        let requestID = RequestID("reserve-during-restart")
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            group.addTask {
+                // The old connection is closed and the server is down: the call retries until it is back.
+                let reserved = try await client.reserve(tenant: "acme", hold: "h", tokens: 300, requestID: requestID)
+                #expect(reserved.hold.amount == 300)
+            }
+            try await Task.sleep(for: .milliseconds(300))
+            try await withServer(dataPath: directory.path, port: port) { server in
+                let checker = try await server.client()
+                var reserved: UInt64 = 0
+                for _ in 0..<200 where reserved == 0 {
+                    reserved = try await checker.balance(tenant: "acme").reserved
+                    if reserved == 0 { try await Task.sleep(for: .milliseconds(50)) }
+                }
+                #expect(reserved == 300)
+                // A second delivery of the same request is answered from memory, not applied again.
+                let replay = try await checker.call(
+                    .command(.reserve("acme", ReserveRequest(hold: "h", amount: .tokens(300))), requestID))
+                #expect(replay.replayed)
+                #expect(try await checker.balance(tenant: "acme").reserved == 300)
+                await checker.close()
+            }
+            try await group.waitForAll()
+        }
+        await client.close()
+    }
+
+    @Test("a business error is not retried; a closed client refuses calls")
+    func noRetryOfBusinessErrors() async throws {
+        let directory = TemporaryDirectory("client-noretry")
+        try await withServer(dataPath: directory.path) { server in
+            let client = try await server.client()
+            let started = ContinuousClock.now
+            #expect(await errorCode { try await client.balance(tenant: "nobody") } == .notFound)
+            #expect(ContinuousClock.now - started < .milliseconds(40), "a not_found must not wait for backoff")
+            await client.close()
+            await #expect(throws: LedgerClientError.connectionClosed("the client was closed")) {
+                try await client.health()
+            }
+        }
+    }
+}
