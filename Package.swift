@@ -90,6 +90,14 @@ let package = Package(
         // Storage benchmarks: replay speed, snapshot write and load, group commit (scripts/bench-storage).
         .executableTarget(
             name: "ledger-storage-bench", dependencies: ["LedgerCore", "LedgerEngine", "LedgerStore"], swiftSettings: strictSettings),
+        // Server overhead benchmark: the same workload on the engine and through TLS (scripts/bench-server).
+        .executableTarget(
+            name: "ledger-server-bench",
+            dependencies: [
+                "LedgerCore", "LedgerEngine", "LedgerStore", "LedgerServer", "LedgerClient",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings),
         // Test helper: a workload that prints every acknowledged command until it is killed.
         .executableTarget(
             name: "ledger-crashtest-worker", dependencies: ["LedgerCore", "LedgerEngine", "LedgerStore", "LedgerTesting"],
