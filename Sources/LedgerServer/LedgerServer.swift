@@ -128,7 +128,12 @@ public final class LedgerServer: Service, Sendable {
             do {
                 try await serverChannel.executeThenClose { inbound in
                     for try await connection in inbound {
-                        guard let id = register(connection.channel) else { continue }
+                        guard let id = register(connection.channel) else {
+                            // Refused (full or draining): close it through its async wrapper, which
+                            // must always be finished (NIOAsyncChannel traps if it never is).
+                            group.addTask { try? await connection.executeThenClose { _, _ in } }
+                            continue
+                        }
                         group.addTask {
                             await self.serve(connection)
                             self.registry.withLock { _ = $0.channels.removeValue(forKey: id) }
@@ -143,7 +148,7 @@ public final class LedgerServer: Service, Sendable {
         }
     }
 
-    /// Registers an accepted connection, or closes it when the server is full or draining.
+    /// Registers an accepted connection; nil when the server is full or draining (the caller closes it).
     private func register(_ channel: any Channel) -> Int? {
         enum Decision { case accept(Int), full, draining }
         let decision: Decision = registry.withLock { registry in
@@ -160,10 +165,8 @@ public final class LedgerServer: Service, Sendable {
                 "connection refused: connection limit reached",
                 metadata: ["connection.peer": "\(channel.remoteAddress.map { "\($0)" } ?? "?")",
                     "limit": "\(configuration.limits.connectionsMax)"])
-            channel.close(promise: nil)
             return nil
         case .draining:
-            channel.close(promise: nil)
             return nil
         }
     }

@@ -1,3 +1,4 @@
+import Glibc
 import LedgerClient
 import LedgerCore
 import LedgerServer
@@ -80,6 +81,59 @@ struct FrameTests {
             #expect(outcome.closed)
             #expect(ContinuousClock.now - started < .seconds(10))
         }
+    }
+
+    @Test("a handshake that never comes, an idle connection and one connection too many are closed")
+    func connectionHygieneOverSockets() async throws {
+        let directory = TemporaryDirectory("server-hygiene")
+        var limits = ConnectionLimits()
+        limits.handshakeTimeout = .milliseconds(300)
+        limits.idleTimeout = .milliseconds(500)
+        limits.connectionsMax = 2
+        try await withServer(dataPath: directory.path, limits: limits) { server in
+            // Plain TCP that never starts TLS: closed at the handshake deadline.
+            let started = ContinuousClock.now
+            #expect(Self.plainSocketIsClosedByPeer(port: server.port))
+            #expect(ContinuousClock.now - started < .seconds(10))
+
+            // One call answered, then silence: closed when idle.
+            let idle = try await RawConnection.connect(port: server.port)
+            let idleOutcome = try await idle.exchange(Self.health, expecting: 2)
+            #expect(idleOutcome.responses.count == 1)
+            #expect(idleOutcome.closed)
+
+            // Two connections are the limit; a third is closed at once, and frees nothing.
+            let first = try await server.client()
+            let second = try await server.client()
+            _ = try await first.health()
+            _ = try await second.health()
+            let third = try await RawConnection.connect(port: server.port)
+            let thirdOutcome = try await third.exchange(Self.health, expecting: 1)
+            #expect(thirdOutcome.responses.isEmpty)
+            #expect(thirdOutcome.closed)
+            _ = try await first.health()
+            await first.close()
+            await second.close()
+        }
+    }
+
+    /// Connects with plain TCP, sends nothing, and waits (up to 10 s) for the server to close.
+    static func plainSocketIsClosedByPeer(port: Int) -> Bool {
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard descriptor >= 0 else { return false }
+        defer { close(descriptor) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { return false }
+        var timeout = timeval(tv_sec: 10, tv_usec: 0)
+        setsockopt(descriptor, SOL_SOCKET, SO_RCVTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
+        var byte: UInt8 = 0
+        return recv(descriptor, &byte, 1, 0) == 0
     }
 
     @Test("pipelined calls are all answered, matched by call id, out of order when one is slower")
