@@ -50,15 +50,9 @@ func drive(writers: Int, seconds: Double, pair: @escaping @Sendable (Int, Int) a
 }
 
 func report(_ name: String, _ engine: LedgerEngine, before: (UInt64, UInt64), latencies: [UInt64], elapsed: Double, extra: String) async {
-    var records: UInt64 = 0
-    var syncs: UInt64 = 0
-    for shard in engine.shards {
-        let stats = await shard.walStatistics
-        records += stats.records
-        syncs += stats.syncs
-    }
-    records -= before.0
-    syncs -= before.1
+    let after = await walTotals(engine)
+    let records = after.0 - before.0
+    let syncs = after.1 - before.1
     let pairs = latencies.count
     func percentile(_ p: Double) -> Double { pairs == 0 ? 0 : Double(latencies[min(pairs - 1, Int(Double(pairs) * p))]) / 1e6 }
     print(
