@@ -1,4 +1,7 @@
 import LedgerClient
+import NIOCore
+import NIOPosix
+import NIOSSL
 import LedgerCore
 import LedgerTesting
 import Testing
@@ -61,5 +64,35 @@ struct ClientRetryTests {
                 try await client.health()
             }
         }
+    }
+
+    @Test("a server that never answers gives timedOut after the call timeout, retries included")
+    func callTimeout() async throws {
+        // A real TLS server (the test PKI's certificate, client certificates required) that reads
+        // and discards every byte.
+        let pki = TestPKI.shared
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(pki.path("server.pem")).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: pki.path("server-key.pem"), format: .pem)))
+        tls.minimumTLSVersion = .tlsv13
+        tls.certificateVerification = .noHostnameVerification
+        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(pki.path("ca.pem")))
+        let context = try NIOSSLContext(configuration: tls)
+        let silent = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: context))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        var configuration = pki.clientConfiguration("admin", port: silent.localAddress!.port!)
+        configuration.callTimeout = .milliseconds(300)
+        configuration.retry = RetryPolicy(attempts: 2, backoff: .milliseconds(10))
+        let client = try await LedgerClient.connect(configuration)
+        let started = ContinuousClock.now
+        await #expect(throws: LedgerClientError.timedOut) { try await client.health() }
+        #expect(ContinuousClock.now - started >= .milliseconds(600), "two attempts of 300 ms each")
+        await client.close()
+        try await silent.close()
     }
 }
