@@ -120,7 +120,11 @@ public final class LedgerServer: Service, Sendable {
         logger.info("draining", metadata: ["connections.open": "\(channels.count)"])
         service.beginDraining()
         serverChannel.channel.close(promise: nil)
-        for channel in channels { channel.pipeline.fireUserInboundEventTriggered(ConnectionHygieneHandler.Drain()) }
+        let drainTimeout = TimeAmount(configuration.limits.drainTimeout)
+        for channel in channels {
+            channel.pipeline.fireUserInboundEventTriggered(ConnectionHygieneHandler.Drain())
+            channel.eventLoop.scheduleTask(in: drainTimeout) { channel.close(promise: nil) }
+        }
     }
 
     private func acceptConnections() async throws {

@@ -46,6 +46,9 @@ public struct ConnectionLimits: Sendable, Hashable {
     public var idleTimeout: Duration = .seconds(300)
     /// Once a frame has started to arrive, all of it must arrive within this time.
     public var frameReadTimeout: Duration = .seconds(30)
+    /// On shutdown, connections whose calls have not finished within this time (a client that
+    /// stopped reading its replies) are closed, so that a stuck peer cannot hold the drain open.
+    public var drainTimeout: Duration = .seconds(30)
     /// Replies buffered for a connection that does not read them: above `high` the connection
     /// stops being read until its buffer falls below `low`.
     public var writeBufferLowWaterMark: Int = 256 << 10
