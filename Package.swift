@@ -18,6 +18,7 @@ let package = Package(
         .library(name: "LedgerServer", targets: ["LedgerServer"]),
         .library(name: "LedgerClient", targets: ["LedgerClient"]),
         .executable(name: "ledgerd", targets: ["ledgerd"]),
+        .executable(name: "tokenctl", targets: ["tokenctl"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -85,6 +86,14 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings),
+        // The command-line client: one file per subcommand under Subcommands/.
+        .executableTarget(
+            name: "tokenctl",
+            dependencies: [
+                "LedgerClient", "LedgerWire", "LedgerCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ],
+            swiftSettings: strictSettings),
         // Fixtures shared by the test suites (command generators).
         .target(name: "LedgerTesting", dependencies: ["LedgerCore", "LedgerStore"], swiftSettings: strictSettings),
         // Storage benchmarks: replay speed, snapshot write and load, group commit (scripts/bench-storage).
@@ -113,6 +122,15 @@ let package = Package(
                 "LedgerWire", "LedgerCore", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings),
+        .testTarget(
+            name: "TokenctlTests",
+            dependencies: [
+                "LedgerServer", "LedgerCore", "LedgerTesting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ],
             swiftSettings: strictSettings),
         .testTarget(

@@ -1,0 +1,78 @@
+import ArgumentParser
+import Foundation
+import LedgerClient
+import LedgerCore
+
+/// Options every subcommand takes: where the server is, which certificate to present, how to
+/// print. Defaults come from the environment (`TOKENCTL_SERVER`, `TOKENCTL_DATA_DIR`) and then
+/// from ledgerd's embedded defaults.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: "HOST:PORT of ledgerd (default $TOKENCTL_SERVER or 127.0.0.1:7443).")
+    var server: String?
+    @Option(name: .customLong("data-dir"), help: "Where the development TLS material is (default $TOKENCTL_DATA_DIR or ./ledger-data).")
+    var dataDir: String?
+    @Option(name: .long, help: "CA certificate (PEM) the server's certificate must chain to (default <data-dir>/tls/ca.pem).")
+    var ca: String?
+    @Option(name: .long, help: "Client certificate (PEM), the principal (default <data-dir>/tls/admin.pem).")
+    var cert: String?
+    @Option(name: .long, help: "Client private key (PEM) (default <data-dir>/tls/admin-key.pem).")
+    var key: String?
+    @Flag(name: .long, help: "Print one JSON object on stdout (JSON lines for lists).")
+    var json = false
+    @Option(name: .long, help: "Seconds to wait for each reply (default 30).")
+    var timeout: Double = 30
+
+    func validate() throws {
+        guard timeout > 0, timeout <= 3_600 else { throw ValidationError("--timeout must be between 0 and 3600 seconds") }
+        _ = try address()
+    }
+
+    func address() throws -> (host: String, port: Int) {
+        let text = server ?? ProcessInfo.processInfo.environment["TOKENCTL_SERVER"] ?? "127.0.0.1:7443"
+        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
+            (1...65_535).contains(port)
+        else { throw ValidationError("--server \(text): expected HOST:PORT") }
+        var host = String(text[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        return (host.isEmpty ? "127.0.0.1" : host, port)
+    }
+
+    func clientConfiguration() throws -> ClientConfiguration {
+        let (host, port) = try address()
+        let dataDirectory = dataDir ?? ProcessInfo.processInfo.environment["TOKENCTL_DATA_DIR"] ?? "./ledger-data"
+        let development = ClientConfiguration.development(dataDirectory: dataDirectory, host: host, port: port)
+        var configuration = ClientConfiguration(
+            host: host, port: port, caPath: ca ?? development.caPath,
+            certificatePath: cert ?? development.certificatePath, privateKeyPath: key ?? development.privateKeyPath)
+        configuration.callTimeout = .milliseconds(Int64(timeout * 1_000))
+        configuration.connectTimeout = .milliseconds(Int64(min(timeout, 10) * 1_000))
+        for (flag, path) in [("--ca", configuration.caPath), ("--cert", configuration.certificatePath ?? ""),
+                             ("--key", configuration.privateKeyPath ?? "")]
+        where !FileManager.default.isReadableFile(atPath: path) {
+            throw CommandFailure(
+                .usage, "\(flag) \(path) is not readable (start ledgerd once to create the development material, or pass \(flag))")
+        }
+        return configuration
+    }
+
+    /// Connects, runs `body`, prints its output; every failure becomes a one-line diagnostic and
+    /// the documented exit code.
+    func run(_ body: (LedgerClient) async throws -> Output) async throws {
+        do {
+            let client = try await LedgerClient.connect(try clientConfiguration())
+            let output: Output
+            do {
+                output = try await body(client)
+            } catch {
+                await client.close()
+                throw error
+            }
+            await client.close()
+            output.print(json: json)
+        } catch let failure as CommandFailure {
+            failure.report()
+        } catch let error as LedgerClientError {
+            CommandFailure(error).report()
+        }
+    }
+}

@@ -1,0 +1,106 @@
+import Foundation
+import LedgerCore
+
+/// A JSON value with ordered keys (stable output for scripts and tests).
+indirect enum JSON {
+    case object([(String, JSON)])
+    case array([JSON])
+    case string(String)
+    case unsigned(UInt64)
+    case signed(Int64)
+    case bool(Bool)
+    case null
+
+    var text: String {
+        switch self {
+        case .object(let fields):
+            return "{" + fields.map { "\(JSON.string($0.0).text):\($0.1.text)" }.joined(separator: ",") + "}"
+        case .array(let values): return "[" + values.map(\.text).joined(separator: ",") + "]"
+        case .string(let value): return Self.quoted(value)
+        case .unsigned(let value): return String(value)
+        case .signed(let value): return String(value)
+        case .bool(let value): return value ? "true" : "false"
+        case .null: return "null"
+        }
+    }
+
+    /// A time as ISO 8601, or null for 0 ("none" on the wire).
+    static func time(_ milliseconds: Int64) -> JSON {
+        milliseconds == 0 ? .null : .string(LedgerTime(millisecondsSinceEpoch: milliseconds).iso8601)
+    }
+
+    static func quoted(_ text: String) -> String {
+        var out = "\""
+        for scalar in text.unicodeScalars {
+            switch scalar {
+            case "\"": out += "\\\""
+            case "\\": out += "\\\\"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            case "\t": out += "\\t"
+            case _ where scalar.value < 0x20:
+                let hex = String(scalar.value, radix: 16)
+                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+            default: out.unicodeScalars.append(scalar)
+            }
+        }
+        return out + "\""
+    }
+}
+
+/// What a command prints: text for people, JSON for scripts (one object, or one per line).
+struct Output {
+    var human: String
+    var json: [JSON]
+
+    init(human: String, json: JSON) {
+        self.human = human
+        self.json = [json]
+    }
+
+    init(human: String, jsonLines: [JSON]) {
+        self.human = human
+        json = jsonLines
+    }
+
+    func print(json asJSON: Bool) {
+        let text = asJSON ? json.map { $0.text + "\n" }.joined() : (human.hasSuffix("\n") ? human : human + "\n")
+        FileHandle.standardOutput.write(Data(text.utf8))
+    }
+}
+
+enum Format {
+    /// 2999720 -> "2,999,720".
+    static func tokens(_ value: UInt64) -> String {
+        let digits = String(value)
+        var out = ""
+        for (index, character) in digits.enumerated() {
+            if index > 0, (digits.count - index) % 3 == 0 { out.append(",") }
+            out.append(character)
+        }
+        return out
+    }
+
+    static func time(_ milliseconds: Int64) -> String {
+        milliseconds == 0 ? "-" : LedgerTime(millisecondsSinceEpoch: milliseconds).iso8601
+    }
+
+    /// Label/value lines with the values aligned.
+    static func fields(_ rows: [(String, String)]) -> String {
+        let width = rows.map(\.0.count).max() ?? 0
+        return rows.map { $0.0.padding(toLength: width, withPad: " ", startingAt: 0) + "  " + $0.1 }.joined(separator: "\n")
+    }
+
+    /// A table: a header row and rows, columns aligned; columns named in `right` align right.
+    static func table(_ header: [String], _ rows: [[String]], right: Set<Int> = []) -> String {
+        var widths = header.map(\.count)
+        for row in rows { for (index, cell) in row.enumerated() { widths[index] = max(widths[index], cell.count) } }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { index, cell in
+                let pad = String(repeating: " ", count: widths[index] - cell.count)
+                return right.contains(index) ? pad + cell : cell + pad
+            }.joined(separator: "  ").replacingOccurrences(of: "\\s+$", with: "", options: .regularExpression)
+        }
+        return ([line(header)] + rows.map(line)).joined(separator: "\n")
+    }
+}

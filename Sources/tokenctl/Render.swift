@@ -1,0 +1,102 @@
+import LedgerCore
+import LedgerWire
+
+/// How wire results look, for people and for scripts.
+enum Render {
+    static func name(_ kind: Tokenledger_V1_GrantKind) -> String {
+        switch kind {
+        case .plan: return "plan"
+        case .purchase: return "purchase"
+        case .bonus: return "bonus"
+        case .referral: return "referral"
+        case .promo: return "promo"
+        case .refund: return "refund"
+        case .adjustment: return "adjustment"
+        case .unspecified, .UNRECOGNIZED: return "-"
+        }
+    }
+
+    static func name(_ state: Tokenledger_V1_HoldState) -> String {
+        switch state {
+        case .held: return "held"
+        case .committed: return "committed"
+        case .released: return "released"
+        case .expired: return "expired"
+        case .unspecified, .UNRECOGNIZED: return "-"
+        }
+    }
+
+    static func name(_ state: Tokenledger_V1_GrantState) -> String {
+        switch state {
+        case .pending: return "pending"
+        case .active: return "active"
+        case .expired: return "expired"
+        case .voided: return "voided"
+        case .unspecified, .UNRECOGNIZED: return "-"
+        }
+    }
+
+    static func name(_ kind: Tokenledger_V1_HistoryKind) -> String {
+        let text = String(describing: kind)
+        // camelCase -> snake_case, the names of docs/semantics.md.
+        return text.reduce(into: "") { out, character in
+            if character.isUppercase { out += "_" + character.lowercased() } else { out.append(character) }
+        }
+    }
+
+    static func name(_ unit: Tokenledger_V1_PeriodUnit) -> String {
+        switch unit {
+        case .day: return "day"
+        case .week: return "week"
+        case .month: return "month"
+        case .unspecified, .UNRECOGNIZED: return "-"
+        }
+    }
+
+    static func grantID(_ id: UInt64) -> String { id == 0 ? "-" : "g\(id)" }
+
+    static func holdJSON(_ hold: Tokenledger_V1_Hold) -> JSON {
+        .object([
+            ("id", .string(hold.id)), ("member", hold.member.isEmpty ? .null : .string(hold.member)),
+            ("state", .string(name(hold.state))), ("amount", .unsigned(hold.amount)), ("held", .unsigned(hold.held)),
+            ("captured", .unsigned(hold.captured)), ("overdraft_captured", .unsigned(hold.overdraftCaptured)),
+            ("refunded", .unsigned(hold.refunded)), ("created_at", JSON.time(hold.createdAtMs)),
+            ("expires_at", JSON.time(hold.expiresAtMs)), ("resolved_at", JSON.time(hold.resolvedAtMs)),
+            ("catalog_version", hold.catalogVersion.isEmpty ? .null : .string(hold.catalogVersion)),
+            ("items", .array(hold.items.map { .object([("feature", .string($0.feature)), ("quantity", .unsigned($0.quantity))]) })),
+            ("allocations", .array(hold.allocations.map { .object([("grant", .string(grantID($0.grantID))), ("amount", .unsigned($0.amount))]) })),
+        ])
+    }
+
+    static func holdFields(_ hold: Tokenledger_V1_Hold) -> [(String, String)] {
+        var rows = [("hold", hold.id), ("state", name(hold.state)), ("amount", Format.tokens(hold.amount))]
+        if !hold.member.isEmpty { rows.append(("member", hold.member)) }
+        rows += [
+            ("held", Format.tokens(hold.held)), ("captured", Format.tokens(hold.captured)),
+            ("refunded", Format.tokens(hold.refunded)), ("expires at", Format.time(hold.expiresAtMs)),
+        ]
+        if !hold.catalogVersion.isEmpty {
+            rows.append(("priced by", hold.catalogVersion + ": " + hold.items.map { "\($0.feature)=\($0.quantity)" }.joined(separator: " ")))
+        }
+        return rows
+    }
+
+    static func grantJSON(_ grant: Tokenledger_V1_Grant) -> JSON {
+        .object([
+            ("id", .string(grantID(grant.id))), ("kind", .string(name(grant.kind))), ("state", .string(name(grant.state))),
+            ("amount", .unsigned(grant.amount)), ("remaining", .unsigned(grant.remaining)), ("held", .unsigned(grant.held)),
+            ("priority", .unsigned(UInt64(grant.priority))), ("effective_at", JSON.time(grant.effectiveAtMs)),
+            ("expires_at", JSON.time(grant.expiresAtMs)), ("money_minor", .unsigned(grant.moneyMinor)),
+            ("linked_grant", grant.linkedGrantID == 0 ? .null : .string(grantID(grant.linkedGrantID))), ("note", .string(grant.note)),
+        ])
+    }
+
+    static func grantRow(_ grant: Tokenledger_V1_Grant) -> [String] {
+        [grantID(grant.id), name(grant.kind), name(grant.state), Format.tokens(grant.amount), Format.tokens(grant.remaining),
+         Format.time(grant.expiresAtMs)]
+    }
+
+    static func grantTable(_ grants: [Tokenledger_V1_Grant]) -> String {
+        Format.table(["GRANT", "KIND", "STATE", "AMOUNT", "REMAINING", "EXPIRES"], grants.map(grantRow), right: [3, 4])
+    }
+}

@@ -1,0 +1,122 @@
+import ArgumentParser
+import LedgerCore
+import LedgerWire
+
+/// reserve, commit, release, refund: the life of a hold.
+struct ReserveCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "reserve", abstract: "Hold tokens before the work: an amount, or items priced by the catalog.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The tenant id.") var tenant: String
+    @Argument(help: "Tokens to hold (or give --item).") var amount: String?
+    @Option(name: .long, help: "The hold id (yours: commit and release name it).") var id: String
+    @Option(name: .long, help: "Charge a member's budget.") var member: String?
+    @Option(name: .long, help: "Time to live: 90s, 15m, 2h, 1d (default 15m).") var ttl: String?
+    @Option(name: .long, help: "FEATURE=QUANTITY, priced by the catalog; repeat for several.") var item: [String] = []
+    @Option(name: .customLong("request-id"), help: "Idempotency key (default: a fresh UUID).") var requestID: String?
+
+    func validate() throws {
+        guard (amount == nil) != item.isEmpty else { throw ValidationError("give an AMOUNT or --item FEATURE=QTY, not both") }
+    }
+
+    func run() async throws {
+        let tenantID: TenantID = try Parse.identifier(tenant, "tenant")
+        let holdID: HoldID = try Parse.identifier(id, "--id")
+        let memberID: MemberID? = try member.map { try Parse.identifier($0, "--member") }
+        let ttl = try self.ttl.map { try Parse.duration($0, "--ttl") }
+        let requestID = try Parse.requestID(self.requestID)
+        let tokens = try amount.map { try Parse.amount($0, "AMOUNT") }
+        let items = try item.map(Parse.item)
+        try await global.run { client in
+            let hold: Tokenledger_V1_Hold
+            if let tokens {
+                hold = try await client.reserve(tenant: tenantID, hold: holdID, tokens: tokens, member: memberID, ttl: ttl, requestID: requestID).hold
+            } else {
+                hold = try await client.reserve(tenant: tenantID, hold: holdID, items: items, member: memberID, ttl: ttl, requestID: requestID).hold
+            }
+            return Output(
+                human: "reserved \(Format.tokens(hold.amount)) on \(tenantID)\n" + Format.fields(Render.holdFields(hold)),
+                json: .object([("tenant", .string(tenantID.rawValue)), ("hold", Render.holdJSON(hold)), ("request_id", .string(requestID.rawValue))]))
+        }
+    }
+}
+
+struct CommitCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "commit", abstract: "Capture what the work used; a final commit (the default) releases the rest.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The tenant id.") var tenant: String
+    @Argument(help: "The hold id.") var hold: String
+    @Argument(help: "Tokens used.") var amount: String
+    @Flag(name: .long, help: "Capture and keep the hold open for more.") var partial = false
+    @Option(name: .customLong("request-id"), help: "Idempotency key (default: a fresh UUID).") var requestID: String?
+
+    func run() async throws {
+        let tenantID: TenantID = try Parse.identifier(tenant, "tenant")
+        let holdID: HoldID = try Parse.identifier(hold, "hold")
+        let tokens = try Parse.amount(amount, "AMOUNT")
+        let requestID = try Parse.requestID(self.requestID)
+        try await global.run { client in
+            let result = try await client.commit(tenant: tenantID, hold: holdID, amount: tokens, final: !partial, requestID: requestID)
+            return Output(
+                human: "committed \(Format.tokens(result.captured)), released \(Format.tokens(result.released))\n"
+                    + Format.fields(Render.holdFields(result.hold)),
+                json: .object([
+                    ("tenant", .string(tenantID.rawValue)), ("captured", .unsigned(result.captured)),
+                    ("released", .unsigned(result.released)), ("hold", Render.holdJSON(result.hold)),
+                    ("request_id", .string(requestID.rawValue)),
+                ]))
+        }
+    }
+}
+
+struct ReleaseCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "release", abstract: "Give a hold's tokens back unused.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The tenant id.") var tenant: String
+    @Argument(help: "The hold id.") var hold: String
+    @Option(name: .customLong("request-id"), help: "Idempotency key (default: a fresh UUID).") var requestID: String?
+
+    func run() async throws {
+        let tenantID: TenantID = try Parse.identifier(tenant, "tenant")
+        let holdID: HoldID = try Parse.identifier(hold, "hold")
+        let requestID = try Parse.requestID(self.requestID)
+        try await global.run { client in
+            let result = try await client.release(tenant: tenantID, hold: holdID, requestID: requestID)
+            return Output(
+                human: "released \(Format.tokens(result.released))\n" + Format.fields(Render.holdFields(result.hold)),
+                json: .object([
+                    ("tenant", .string(tenantID.rawValue)), ("released", .unsigned(result.released)),
+                    ("hold", Render.holdJSON(result.hold)), ("request_id", .string(requestID.rawValue)),
+                ]))
+        }
+    }
+}
+
+struct RefundCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "refund", abstract: "Give back captured tokens of a hold.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The tenant id.") var tenant: String
+    @Argument(help: "The hold id.") var hold: String
+    @Argument(help: "Tokens to give back.") var amount: String
+    @Option(name: .customLong("request-id"), help: "Idempotency key (default: a fresh UUID).") var requestID: String?
+
+    func run() async throws {
+        let tenantID: TenantID = try Parse.identifier(tenant, "tenant")
+        let holdID: HoldID = try Parse.identifier(hold, "hold")
+        let tokens = try Parse.amount(amount, "AMOUNT")
+        let requestID = try Parse.requestID(self.requestID)
+        try await global.run { client in
+            let result = try await client.refund(tenant: tenantID, hold: holdID, amount: tokens, requestID: requestID)
+            var human = "refunded \(Format.tokens(result.refunded))"
+            if result.newGrantID != 0 { human += " as new grant \(Render.grantID(result.newGrantID))" }
+            return Output(
+                human: human + "\n" + Format.fields(Render.holdFields(result.hold)),
+                json: .object([
+                    ("tenant", .string(tenantID.rawValue)), ("refunded", .unsigned(result.refunded)),
+                    ("new_grant", result.newGrantID == 0 ? .null : .string(Render.grantID(result.newGrantID))),
+                    ("hold", Render.holdJSON(result.hold)), ("request_id", .string(requestID.rawValue)),
+                ]))
+        }
+    }
+}

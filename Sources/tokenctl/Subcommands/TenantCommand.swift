@@ -1,0 +1,50 @@
+import ArgumentParser
+import LedgerCore
+
+struct TenantCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tenant", abstract: "Manage tenants.", subcommands: [Create.self])
+
+    struct Create: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Create a tenant, optionally with a plan.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The tenant id.") var tenant: String
+        @Option(name: .customLong("plan-allowance"), help: "Tokens issued every plan period.") var planAllowance: String?
+        @Option(name: .customLong("plan-period"), help: "day, week or month (default month).") var planPeriod: String?
+        @Option(name: .customLong("overdraft-limit"), help: "How far a final commit may go below zero.") var overdraftLimit: String?
+        @Option(name: .customLong("threshold"), help: "Low-balance threshold of the pool.") var threshold: String?
+        @Option(name: .customLong("request-id"), help: "Idempotency key (default: a fresh UUID).") var requestID: String?
+
+        func validate() throws {
+            if planPeriod != nil, planAllowance == nil { throw ValidationError("--plan-period needs --plan-allowance") }
+        }
+
+        func run() async throws {
+            let tenantID: TenantID = try Parse.identifier(tenant, "tenant")
+            var settings = TenantSettings()
+            if let planAllowance {
+                settings.plan = Plan(
+                    allowance: try Parse.amount(planAllowance, "--plan-allowance"),
+                    period: PeriodRule(unit: try Parse.period(planPeriod ?? "month", "--plan-period")))
+            }
+            if let overdraftLimit { settings.overdraftLimit = try Parse.amount(overdraftLimit, "--overdraft-limit") }
+            if let threshold { settings.lowBalanceThreshold = try Parse.amount(threshold, "--threshold") }
+            let requestID = try Parse.requestID(self.requestID)
+            try await global.run { client in
+                let result = try await client.createTenant(tenantID, settings: settings, requestID: requestID)
+                var rows = [("tenant", result.tenant)]
+                if let plan = settings.plan {
+                    rows.append(("plan", "\(Format.tokens(plan.allowance)) tokens per \(plan.period.unit.rawValue)"))
+                }
+                return Output(
+                    human: "created tenant \(result.tenant)\n" + Format.fields(rows),
+                    json: .object([
+                        ("tenant", .string(result.tenant)),
+                        ("plan_allowance", settings.plan.map { .unsigned($0.allowance) } ?? .null),
+                        ("plan_period", settings.plan.map { .string($0.period.unit.rawValue) } ?? .null),
+                        ("request_id", .string(requestID.rawValue)),
+                    ]))
+            }
+        }
+    }
+}

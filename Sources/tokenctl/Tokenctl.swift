@@ -1,0 +1,23 @@
+import ArgumentParser
+
+/// The command-line client: every call of the ledger, for operators and scripts. Results go to
+/// stdout (aligned text, or JSON with --json); failures to stderr as
+/// `tokenctl: error: <code>: <message>` with one exit code per class of failure (README.md).
+@main
+struct Tokenctl: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tokenctl",
+        abstract: "Call a TokenLedger server: tenants, members, grants, purchases, holds, balances, history.",
+        discussion: """
+            Exit codes: 0 ok; 64 usage; 65 invalid_argument or limit_exceeded; 66 not_found; 67 a conflict \
+            (already_exists, already_committed, already_released, expired, idempotency_conflict); 68 not enough \
+            to spend (insufficient_balance, budget_exceeded, plan_limit_reached); 69 unreachable, timeout, \
+            overloaded or unavailable (retry with the same --request-id); 76 protocol error; 77 \
+            unauthenticated or permission_denied.
+            """,
+        subcommands: [
+            TenantCommand.self, MemberCommand.self, GrantCommand.self, PurchaseCommand.self, ReserveCommand.self,
+            CommitCommand.self, ReleaseCommand.self, RefundCommand.self, EstimateCommand.self, BalanceCommand.self,
+            HistoryCommand.self, CatalogCommand.self, HealthCommand.self,
+        ])
+}

@@ -1,0 +1,202 @@
+import Foundation
+import LedgerServer
+import LedgerTesting
+import Testing
+
+@Suite("tokenctl, the real binary against a real server", .serialized)
+struct TokenctlTests {
+    /// The README's walkthrough, line by line: every command must succeed.
+    @Test("the README walkthrough runs as written")
+    func readmeWalkthrough() throws {
+        let readme = try String(contentsOfFile: Self.repositoryRoot + "/README.md", encoding: .utf8)
+        let block = try #require(readme.components(separatedBy: "<!-- walkthrough -->").dropFirst().first)
+        let lines = block.components(separatedBy: "<!-- /walkthrough -->")[0].split(separator: "\n")
+            .map(String.init).filter { $0.hasPrefix("tokenctl ") }
+        #expect(lines.count >= 15)
+        let ledger = try LiveLedger()
+        defer { ledger.stop() }
+        var outputs: [String: String] = [:]
+        for line in lines {
+            let run = try ledger.tokenctl(Array(line.split(separator: " ").map(String.init).dropFirst()))
+            #expect(run.status == 0, "\(line): \(run.stderr)")
+            #expect(run.stderr.isEmpty, "\(line): \(run.stderr)")
+            outputs[line] = run.stdout
+        }
+        let balance = try #require(outputs["tokenctl balance acme --member ana"])
+        #expect(balance.contains("240/3,005,750 used"), "\(balance)")
+        #expect(balance.contains("member ana  240/10,000 spent this day"), "\(balance)")
+        #expect(readme.contains("240/3,005,750 used"), "README quotes the meter the walkthrough produces")
+    }
+
+    @Test("every command's --json output, parsed and checked")
+    func jsonOutput() throws {
+        let ledger = try LiveLedger()
+        defer { ledger.stop() }
+        let created = try ledger.tokenctl("tenant create acme --plan-allowance 1000 --plan-period week --json --request-id create-acme")
+        #expect(created.status == 0, "\(created.stderr)")
+        #expect(created.object["tenant"] as? String == "acme")
+        #expect(created.object["plan_period"] as? String == "week")
+        #expect(created.object["request_id"] as? String == "create-acme")
+
+        let member = try ledger.tokenctl("member set acme ana --budget 500 --budget-period day --threshold 50 --json")
+        #expect((member.object["budget"] as? [String: Any])?["cap"] as? Int == 500)
+        #expect(member.object["threshold"] as? Int == 50)
+
+        let grant = try ledger.tokenctl("grant acme 300 --kind referral --expires-at 2030-01-01T00:00:00Z --note friend --json")
+        let grantObject = try #require(grant.object["grant"] as? [String: Any])
+        #expect(grantObject["kind"] as? String == "referral")
+        #expect(grantObject["remaining"] as? Int == 300)
+        #expect(grantObject["expires_at"] as? String == "2030-01-01T00:00:00.000Z")
+
+        let purchase = try ledger.tokenctl("purchase acme --money 10000 --json")
+        #expect(purchase.object["tokens"] as? Int == 10_750)
+        #expect((purchase.object["bonus"] as? [String: Any])?["amount"] as? Int == 750)
+
+        let estimate = try ledger.tokenctl("estimate acme --member ana --item transcription=37 --item report.qa=1 --json")
+        #expect(estimate.object["total"] as? Int == 296 + 40)
+        #expect(estimate.object["affordable"] as? Bool == true)
+        #expect((estimate.object["items"] as? [[String: Any]])?.map { $0["cost"] as? Int } == [296, 40])
+
+        let reserve = try ledger.tokenctl("reserve acme 200 --id h1 --member ana --ttl 1h --json")
+        let hold = try #require(reserve.object["hold"] as? [String: Any])
+        #expect(hold["state"] as? String == "held")
+        #expect(hold["amount"] as? Int == 200)
+        #expect(hold["member"] as? String == "ana")
+
+        let partial = try ledger.tokenctl("commit acme h1 50 --partial --json")
+        #expect(partial.object["captured"] as? Int == 50)
+        #expect((partial.object["hold"] as? [String: Any])?["state"] as? String == "held")
+        let final = try ledger.tokenctl("commit acme h1 100 --json")
+        #expect(final.object["released"] as? Int == 50)
+        let refund = try ledger.tokenctl("refund acme h1 30 --json")
+        #expect(refund.object["refunded"] as? Int == 30)
+        _ = try ledger.tokenctl("reserve acme 10 --id h2")
+        let release = try ledger.tokenctl("release acme h2 --json")
+        #expect(release.object["released"] as? Int == 10)
+
+        let balance = try ledger.tokenctl("balance acme --member ana --json")
+        #expect(balance.object["tenant"] as? String == "acme")
+        #expect(balance.object["spent"] as? Int == 150 - 30)
+        #expect(balance.object["reserved"] as? Int == 0)
+        let buckets = try #require(balance.object["buckets"] as? [[String: Any]])
+        #expect(buckets.first?["kind"] as? String == "plan")
+        #expect(buckets.allSatisfy { $0["id"] is String && $0["remaining"] is Int && $0.keys.contains("expires_at") })
+        let budget = try #require(balance.object["member_budget"] as? [String: Any])
+        #expect(budget["cap"] as? Int == 500)
+        #expect(budget["spent"] as? Int == 120)
+        #expect(budget["remaining"] as? Int == 380)
+        #expect(budget["resets_at"] is String)
+        let available = try #require(balance.object["available"] as? Int)
+        #expect(available == 1_000 + 300 + 10_750 - 120)
+
+        let history = try ledger.tokenctl("history acme --limit 1000 --json")
+        #expect(history.lines.count > 10)
+        #expect(history.lines.map { $0["sequence"] as? Int ?? 0 } == Array(1...history.lines.count))
+        let captures = history.lines.filter { $0["kind"] as? String == "capture" }
+        #expect(captures.compactMap { $0["amount"] as? Int }.reduce(0, +) == 150)
+        let planOnly = try ledger.tokenctl("history acme --source plan --json")
+        #expect(planOnly.lines.allSatisfy { $0["source"] as? String == "plan" })
+
+        let catalog = try ledger.tokenctl("catalog --json")
+        #expect(catalog.object["version"] as? String == "demo-2026-11")
+        #expect((catalog.object["features"] as? [[String: Any]])?.contains { $0["name"] as? String == "transcription" } == true)
+        let health = try ledger.tokenctl("health --json")
+        #expect(health.object["status"] as? String == "serving")
+        #expect(health.object["principal"] as? String == "admin")
+
+        // A retry with the same request id is answered, not applied again.
+        let first = try ledger.tokenctl("grant acme 5 --kind adjustment --request-id adj-1 --json")
+        let again = try ledger.tokenctl("grant acme 5 --kind adjustment --request-id adj-1 --json")
+        #expect(first.object["grant"] as? [String: Any] != nil)
+        #expect((again.object["grant"] as? [String: Any])?["id"] as? String == (first.object["grant"] as? [String: Any])?["id"] as? String)
+        #expect(try ledger.tokenctl("balance acme --json").object["available"] as? Int == available + 5)
+    }
+
+    @Test("human output: aligned tables, thousands separators, ISO 8601 times")
+    func humanOutput() throws {
+        let ledger = try LiveLedger()
+        defer { ledger.stop() }
+        _ = try ledger.tokenctl("tenant create acme --plan-allowance 3000000")
+        let balance = try ledger.tokenctl("balance acme")
+        #expect(balance.stdout.contains("available  3,000,000"))
+        #expect(balance.stdout.contains("0/3,000,000 used, resets "))
+        let table = balance.stdout.components(separatedBy: "\n\n")[1].split(separator: "\n")
+        #expect(table.first?.hasPrefix("BUCKET  KIND  STATE   REMAINING") == true, "\(table)")
+        // REMAINING is right-aligned: its last digit sits under the header's last letter.
+        let header = String(table[0])
+        let row = String(table[1])
+        let end = header.range(of: "REMAINING")!.upperBound
+        let column = header.distance(from: header.startIndex, to: end)
+        #expect(row.prefix(column).hasSuffix("3,000,000"), "\(row)")
+        #expect(row.contains(#/\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}\.\d{3}Z/#))
+    }
+
+    @Test("every error class has its exit code and a one-line diagnostic")
+    func exitCodes() throws {
+        let ledger = try LiveLedger(arguments: ["--access", Self.writeAccessFile()])
+        defer { ledger.stop() }
+        _ = try ledger.tokenctl("tenant create acme")
+        _ = try ledger.tokenctl("grant acme 100 --kind promo")
+        _ = try ledger.tokenctl("reserve acme 10 --id done")
+        _ = try ledger.tokenctl("commit acme done 10")
+        _ = try ledger.tokenctl("member set acme ana --budget 5 --budget-period day")
+        // A service certificate, issued with the development CA's key, as an operator would.
+        let tls = DevelopmentTLS(dataDirectory: ledger.dataPath)
+        let authority = try CertificateAuthority(
+            certificatePEM: try String(contentsOfFile: tls.caPath, encoding: .utf8),
+            privateKeyPEM: try String(contentsOfFile: tls.caKeyPath, encoding: .utf8))
+        let meter = try authority.issueClient(commonName: "meter")
+        try DevelopmentTLS.write(meter.certificatePEM, to: ledger.directory.path + "/meter.pem", private: false)
+        try DevelopmentTLS.write(meter.privateKeyPEM, to: ledger.directory.path + "/meter-key.pem", private: true)
+        let asMeter = "--cert \(ledger.directory.path)/meter.pem --key \(ledger.directory.path)/meter-key.pem"
+
+        let cases: [(String, Int32, String?)] = [
+            ("reserve acme --id x", 64, nil),
+            ("balance acme --server nowhere", 64, nil),
+            ("balance acme --cert /nonexistent.pem", 64, "usage"),
+            ("reserve acme 0 --id zero", 65, "invalid_argument"),
+            ("history acme --limit 1000 --since 1970-01-01", 0, nil),
+            ("balance nobody", 66, "not_found"),
+            ("tenant create acme", 67, "already_exists"),
+            ("commit acme done 1", 67, "already_committed"),
+            ("reserve acme 1000000 --id big", 68, "insufficient_balance"),
+            ("reserve acme 10 --id over --member ana", 68, "budget_exceeded"),
+            ("tenant create other \(asMeter)", 77, "permission_denied"),
+            ("balance acme \(asMeter)", 0, nil),
+            ("balance acme --server 127.0.0.1:1", 69, "connect_failed"),
+        ]
+        for (line, status, code) in cases {
+            let run = try ledger.tokenctl(line)
+            #expect(run.status == status, "\(line): \(run.status) \(run.stderr)")
+            if let code {
+                #expect(run.stderr.hasPrefix("tokenctl: error: \(code): "), "\(line): \(run.stderr)")
+                #expect(run.stderr.split(separator: "\n").count == 1, "\(line): \(run.stderr)")
+            }
+            #expect(!run.stderr.contains("Fatal error") && !run.stderr.contains("Stack"), "\(line): \(run.stderr)")
+        }
+        // A valid certificate whose name the access file does not know.
+        let stranger = try authority.issueClient(commonName: "stranger")
+        try DevelopmentTLS.write(stranger.certificatePEM, to: ledger.directory.path + "/stranger.pem", private: false)
+        try DevelopmentTLS.write(stranger.privateKeyPEM, to: ledger.directory.path + "/stranger-key.pem", private: true)
+        let unknown = try ledger.tokenctl("health --cert \(ledger.directory.path)/stranger.pem --key \(ledger.directory.path)/stranger-key.pem")
+        #expect(unknown.status == 77, "\(unknown.stderr)")
+        #expect(unknown.stderr.hasPrefix("tokenctl: error: unauthenticated: "))
+        // The server went away: unavailable class.
+        #expect(ledger.stop() == 0)
+        let down = try ledger.tokenctl("health")
+        #expect(down.status == 69)
+        #expect(down.stderr.hasPrefix("tokenctl: error: connect_failed: "))
+    }
+
+    static func writeAccessFile() throws -> String {
+        let path = FileManager.default.temporaryDirectory.path + "/tokenctl-access-\(UUID().uuidString).json"
+        try #"{"principals": [{"name": "admin", "role": "admin"}, {"name": "meter", "role": "service", "tenants": "*"}]}"#
+            .write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    /// The repository root: this file is Tests/TokenctlTests/TokenctlTests.swift.
+    static var repositoryRoot: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    }
+}
