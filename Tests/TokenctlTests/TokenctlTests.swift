@@ -1,5 +1,8 @@
 import Foundation
 import LedgerServer
+import NIOCore
+import NIOPosix
+import NIOSSL
 import LedgerTesting
 import Testing
 
@@ -188,6 +191,31 @@ struct TokenctlTests {
         #expect(down.stderr.hasPrefix("tokenctl: error: connect_failed: "))
     }
 
+    @Test("a server that answers with something that is not a Response: exit 76")
+    func protocolError() async throws {
+        let ledger = try LiveLedger()
+        defer { ledger.stop() }
+        // A TLS server with the same development certificate that answers every byte with a frame
+        // of garbage.
+        let tls = DevelopmentTLS(dataDirectory: ledger.dataPath)
+        var configuration = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMFile(tls.serverCertificatePath).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(file: tls.serverKeyPath, format: .pem)))
+        configuration.minimumTLSVersion = .tlsv13
+        let context = try NIOSSLContext(configuration: configuration)
+        let liar = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .childChannelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHandlers([NIOSSLServerHandler(context: context), GarbageReplier()])
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+        let run = try ledger.tokenctl(["health"], server: "127.0.0.1:\(liar.localAddress!.port!)")
+        #expect(run.status == 76, "\(run.stderr)")
+        #expect(run.stderr.hasPrefix("tokenctl: error: protocol_error: "), "\(run.stderr)")
+        try await liar.close()
+    }
+
     static func writeAccessFile() throws -> String {
         let path = FileManager.default.temporaryDirectory.path + "/tokenctl-access-\(UUID().uuidString).json"
         try #"{"principals": [{"name": "admin", "role": "admin"}, {"name": "meter", "role": "service", "tenants": "*"}]}"#
@@ -198,5 +226,15 @@ struct TokenctlTests {
     /// The repository root: this file is Tests/TokenctlTests/TokenctlTests.swift.
     static var repositoryRoot: String {
         URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
+    }
+}
+
+/// Answers whatever it reads with one frame whose body is not a valid protobuf message.
+final class GarbageReplier: ChannelInboundHandler, Sendable {
+    typealias InboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        context.writeAndFlush(wrapOutboundOut(ByteBuffer(bytes: [0, 0, 0, 4, 0xFF, 0xFF, 0xFF, 0xFF])), promise: nil)
     }
 }
