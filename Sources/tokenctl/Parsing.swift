@@ -61,6 +61,13 @@ enum Parse {
         return ID(text)
     }
 
+    /// `g3` or `3`.
+    static func grantID(_ text: String) throws -> GrantID {
+        let digits = text.hasPrefix("g") ? String(text.dropFirst()) : text
+        guard let value = UInt64(digits), value > 0 else { throw ValidationError("GRANT \(text): expected a grant id like g3") }
+        return GrantID(value)
+    }
+
     static func requestID(_ text: String?) throws -> RequestID {
         guard let text else { return RequestID(UUIDText.fresh()) }
         return try identifier(text, "--request-id")

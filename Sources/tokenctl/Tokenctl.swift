@@ -16,7 +16,8 @@ struct Tokenctl: AsyncParsableCommand {
             unauthenticated or permission_denied.
             """,
         subcommands: [
-            TenantCommand.self, MemberCommand.self, GrantCommand.self, PurchaseCommand.self, ReserveCommand.self,
+            TenantCommand.self, MemberCommand.self, GrantCommand.self, PurchaseCommand.self, VoidCommand.self,
+            RefundPurchaseCommand.self, ReserveCommand.self,
             CommitCommand.self, ReleaseCommand.self, RefundCommand.self, EstimateCommand.self, BalanceCommand.self,
             HistoryCommand.self, CatalogCommand.self, HealthCommand.self,
         ])

@@ -101,18 +101,46 @@ struct TokenctlTests {
         #expect(planOnly.lines.allSatisfy { $0["source"] as? String == "plan" })
 
         let catalog = try ledger.tokenctl("catalog --json")
-        #expect(catalog.object["version"] as? String == "demo-2026-11")
+        #expect(catalog.object["version"] as? String == "demo-2026-11", "\(catalog.stderr)")
         #expect((catalog.object["features"] as? [[String: Any]])?.contains { $0["name"] as? String == "transcription" } == true)
         let health = try ledger.tokenctl("health --json")
         #expect(health.object["status"] as? String == "serving")
         #expect(health.object["principal"] as? String == "admin")
+
+        // Administration beyond the walkthrough: configure, void, refund a purchase, install a catalog.
+        let configured = try ledger.tokenctl("tenant configure acme --threshold 20000 --overdraft-limit 10 --json")
+        #expect(configured.object["tenant"] as? String == "acme", "\(configured.stderr)")
+        let afterConfigure = try ledger.tokenctl("balance acme --json").object
+        #expect(afterConfigure["low_balance_threshold"] as? Int == 20_000)
+        #expect(afterConfigure["below_threshold"] as? Bool == true)
+        #expect(afterConfigure["overdraft_limit"] as? Int == 10)
+        let referral = try #require(grantObject["id"] as? String)
+        let voided = try ledger.tokenctl(["void", "acme", referral, "--json"])
+        #expect(voided.object["voided"] as? Int == 300, "\(voided.stderr)")
+        let purchaseID = try #require((purchase.object["purchase"] as? [String: Any])?["id"] as? String)
+        let bought = try ledger.tokenctl(["refund-purchase", "acme", purchaseID, "--json"])
+        #expect(bought.status == 0, "\(bought.stderr)")
+        #expect((bought.object["voided"] as? Int ?? 0) > 0)
+        #expect(bought.object["money_refund_minor"] as? Int == bought.object["voided"] as? Int)
+        let catalogPath = ledger.directory.path + "/catalog.json"
+        try #"{"version": "v2", "features": {"transcription": {"unit": "minute", "rate": 9}}}"#
+            .write(toFile: catalogPath, atomically: true, encoding: .utf8)
+        let installed = try ledger.tokenctl(["catalog", "install", catalogPath, "--json"])
+        #expect(installed.object["version"] as? String == "v2", "\(installed.stderr)")
+        #expect(try ledger.tokenctl("estimate acme --item transcription=10 --json").object["total"] as? Int == 90)
+        #expect(try ledger.tokenctl("catalog show --json").object["version"] as? String == "v2")
+        try "{not json".write(toFile: catalogPath, atomically: true, encoding: .utf8)
+        let badCatalog = try ledger.tokenctl(["catalog", "install", catalogPath])
+        #expect(badCatalog.status == 65)
+        #expect(badCatalog.stderr.hasPrefix("tokenctl: error: invalid_argument: "))
 
         // A retry with the same request id is answered, not applied again.
         let first = try ledger.tokenctl("grant acme 5 --kind adjustment --request-id adj-1 --json")
         let again = try ledger.tokenctl("grant acme 5 --kind adjustment --request-id adj-1 --json")
         #expect(first.object["grant"] as? [String: Any] != nil)
         #expect((again.object["grant"] as? [String: Any])?["id"] as? String == (first.object["grant"] as? [String: Any])?["id"] as? String)
-        #expect(try ledger.tokenctl("balance acme --json").object["available"] as? Int == available + 5)
+        let finalBalance = try ledger.tokenctl("balance acme --json").object
+        #expect(finalBalance["granted"] as? Int == (afterConfigure["granted"] as? Int ?? 0) + 5)
     }
 
     @Test("human output: aligned tables, thousands separators, ISO 8601 times")

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import LedgerCore
 import LedgerWire
 
@@ -96,7 +97,9 @@ struct BalanceCommand: AsyncParsableCommand {
             ("tenant", .string(balance.tenant)), ("available", .unsigned(balance.available)),
             ("reserved", .unsigned(balance.reserved)), ("spent", .unsigned(balance.spent)), ("debt", .unsigned(balance.debt)),
             ("expired", .unsigned(balance.expired)), ("voided", .unsigned(balance.voided)), ("granted", .unsigned(balance.granted)),
-            ("open_holds", .unsigned(UInt64(balance.openHolds))), ("time", JSON.time(balance.timeMs)),
+            ("open_holds", .unsigned(UInt64(balance.openHolds))), ("overdraft_limit", .unsigned(balance.overdraftLimit)),
+            ("low_balance_threshold", .unsigned(balance.lowBalanceThreshold)), ("below_threshold", .bool(balance.belowThreshold)),
+            ("time", JSON.time(balance.timeMs)),
             ("buckets", .array(balance.buckets.map {
                 .object([
                     ("id", .string(Render.grantID($0.grantID))), ("kind", .string(Render.name($0.kind))),
@@ -168,7 +171,35 @@ struct HistoryCommand: AsyncParsableCommand {
 }
 
 struct CatalogCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "catalog", abstract: "Show the installed price catalog.")
+    static let configuration = CommandConfiguration(
+        commandName: "catalog", abstract: "Show the installed price catalog (or install one).",
+        subcommands: [CatalogShowCommand.self, Install.self], defaultSubcommand: CatalogShowCommand.self)
+
+    struct Install: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Install a price catalog from a JSON file (docs/semantics.md).")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The catalog JSON file.") var file: String
+
+        func run() async throws {
+            guard let data = FileManager.default.contents(atPath: file) else {
+                CommandFailure(.usage, "cannot read \(file)").report()
+            }
+            let catalog: PriceCatalog
+            do {
+                catalog = try PriceCatalog(json: Array(data))
+            } catch {
+                CommandFailure(.invalid, "\(file): \(error.message)", code: error.code.rawValue).report()
+            }
+            try await global.run { client in
+                let result = try await client.installCatalog(catalog)
+                return Output(human: "installed catalog \(result.version)", json: .object([("version", .string(result.version))]))
+            }
+        }
+    }
+}
+
+struct CatalogShowCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "show", abstract: "Show the installed price catalog.")
     @OptionGroup var global: GlobalOptions
 
     func run() async throws {

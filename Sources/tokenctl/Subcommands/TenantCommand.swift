@@ -3,7 +3,7 @@ import LedgerCore
 
 struct TenantCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
-        commandName: "tenant", abstract: "Manage tenants.", subcommands: [Create.self])
+        commandName: "tenant", abstract: "Manage tenants.", subcommands: [Create.self, Configure.self])
 
     struct Create: AsyncParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Create a tenant, optionally with a plan.")
@@ -44,6 +44,47 @@ struct TenantCommand: AsyncParsableCommand {
                         ("plan_period", settings.plan.map { .string($0.period.unit.rawValue) } ?? .null),
                         ("request_id", .string(requestID.rawValue)),
                     ]))
+            }
+        }
+    }
+
+    struct Configure: AsyncParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Change a tenant's plan, overdraft or threshold; what is not given stays.")
+        @OptionGroup var global: GlobalOptions
+        @Argument(help: "The tenant id.") var tenant: String
+        @Option(name: .customLong("plan-allowance"), help: "Set the plan: tokens per period.") var planAllowance: String?
+        @Option(name: .customLong("plan-period"), help: "day, week or month (default month).") var planPeriod: String?
+        @Flag(name: .customLong("remove-plan"), help: "Remove the plan.") var removePlan = false
+        @Option(name: .customLong("overdraft-limit"), help: "How far a final commit may go below zero.") var overdraftLimit: String?
+        @Option(name: .customLong("threshold"), help: "Low-balance threshold of the pool.") var threshold: String?
+        @Option(name: .customLong("request-id"), help: "Idempotency key (default: a fresh UUID).") var requestID: String?
+
+        func validate() throws {
+            if removePlan, planAllowance != nil { throw ValidationError("--remove-plan and --plan-allowance exclude each other") }
+            if planPeriod != nil, planAllowance == nil { throw ValidationError("--plan-period needs --plan-allowance") }
+            if !removePlan, planAllowance == nil, overdraftLimit == nil, threshold == nil {
+                throw ValidationError("nothing to change: give --plan-allowance, --remove-plan, --overdraft-limit or --threshold")
+            }
+        }
+
+        func run() async throws {
+            let tenantID: TenantID = try Parse.identifier(tenant, "tenant")
+            var change = TenantSettingsChange()
+            if removePlan { change.plan = .remove }
+            if let planAllowance {
+                change.plan = .set(
+                    Plan(
+                        allowance: try Parse.amount(planAllowance, "--plan-allowance"),
+                        period: PeriodRule(unit: try Parse.period(planPeriod ?? "month", "--plan-period"))))
+            }
+            if let overdraftLimit { change.overdraftLimit = try Parse.amount(overdraftLimit, "--overdraft-limit") }
+            if let threshold { change.lowBalanceThreshold = try Parse.amount(threshold, "--threshold") }
+            let requestID = try Parse.requestID(self.requestID)
+            try await global.run { client in
+                let result = try await client.configureTenant(tenantID, change: change, requestID: requestID)
+                return Output(
+                    human: "configured tenant \(result.tenant)",
+                    json: .object([("tenant", .string(result.tenant)), ("request_id", .string(requestID.rawValue))]))
             }
         }
     }
