@@ -72,7 +72,14 @@ final class ClientConnection: Sendable {
             throw .protocolViolation("could not encode the request: \(error)")
         }
         let promise = channel.eventLoop.makePromise(of: WireResponse.self)
-        channel.writeAndFlush(ClientCallHandler.Call(callID: request.callID, frame: frame, promise: promise), promise: nil)
+        let completion = CallCompletion(promise)
+        // If the channel closed before the call reached the handler (which then is no longer in
+        // the pipeline), only the write promise learns of it: fail the call from there, or its
+        // caller would wait forever.
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { error in completion.fail(LedgerClientError.connectionClosed("\(error)")) }
+        channel.writeAndFlush(
+            ClientCallHandler.Call(callID: request.callID, frame: frame, completion: completion), promise: written)
         do {
             return try await promise.futureResult.get()
         } catch let error as LedgerClientError {
@@ -96,11 +103,11 @@ final class ClientCallHandler: ChannelDuplexHandler {
     struct Call {
         var callID: UInt64
         var frame: ByteBuffer
-        var promise: EventLoopPromise<WireResponse>
+        var completion: CallCompletion
     }
 
     private struct Pending {
-        var promise: EventLoopPromise<WireResponse>
+        var completion: CallCompletion
         var timeout: Scheduled<Void>
     }
 
@@ -115,23 +122,19 @@ final class ClientCallHandler: ChannelDuplexHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let call = unwrapOutboundIn(data)
         if let closedReason {
-            call.promise.fail(LedgerClientError.connectionClosed(closedReason))
+            call.completion.fail(LedgerClientError.connectionClosed(closedReason))
+            promise?.fail(ChannelError.ioOnClosedChannel)
             return
         }
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let callID = call.callID
         let timeout = context.eventLoop.scheduleTask(in: callTimeout) {
             let (handler, _) = loopBound.value
-            handler.pending.removeValue(forKey: callID)?.promise.fail(LedgerClientError.timedOut)
+            handler.pending.removeValue(forKey: callID)?.completion.fail(LedgerClientError.timedOut)
         }
-        pending[callID] = Pending(promise: call.promise, timeout: timeout)
-        context.write(wrapOutboundOut(call.frame)).whenFailure { error in
-            let (handler, _) = loopBound.value
-            if let entry = handler.pending.removeValue(forKey: callID) {
-                entry.timeout.cancel()
-                entry.promise.fail(LedgerClientError.connectionClosed("write failed: \(error)"))
-            }
-        }
+        pending[callID] = Pending(completion: call.completion, timeout: timeout)
+        // A failed write fails the call through the sender's write promise.
+        context.write(wrapOutboundOut(call.frame), promise: promise)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -145,7 +148,7 @@ final class ClientCallHandler: ChannelDuplexHandler {
         }
         if let entry = pending.removeValue(forKey: response.callID) {
             entry.timeout.cancel()
-            entry.promise.succeed(response)
+            entry.completion.succeed(response)
         } else if response.callID == 0, case .error(let error)? = response.result {
             // A connection-level refusal (bad frame, unknown principal): every call on it fails.
             failAll(LedgerClientError.rejected(LedgerError(error)))
@@ -169,12 +172,39 @@ final class ClientCallHandler: ChannelDuplexHandler {
         pending.removeAll()
         for entry in entries.values {
             entry.timeout.cancel()
-            entry.promise.fail(error)
+            entry.completion.fail(error)
         }
     }
 }
 
 import LedgerCore
+import Synchronization
+
+/// Completes a call's promise once: the reply, the timeout, a closed connection and a failed
+/// write may race to finish the same call, and a NIO promise must be completed exactly once.
+final class CallCompletion: Sendable {
+    private let promise: EventLoopPromise<WireResponse>
+    private let completed = Mutex(false)
+
+    init(_ promise: EventLoopPromise<WireResponse>) {
+        self.promise = promise
+    }
+
+    private func claim() -> Bool {
+        completed.withLock { done in
+            defer { done = true }
+            return !done
+        }
+    }
+
+    func succeed(_ response: WireResponse) {
+        if claim() { promise.succeed(response) }
+    }
+
+    func fail(_ error: any Error) {
+        if claim() { promise.fail(error) }
+    }
+}
 
 enum CertificateHostname {
     /// Whether `name` is an IPv4 or IPv6 literal (no SNI is sent for those).

@@ -1,4 +1,5 @@
 import LedgerClient
+import Glibc
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -11,14 +12,18 @@ struct ClientRetryTests {
     @Test("a call made while the server restarts is retried on a new connection, with the same request id")
     func retryAcrossRestart() async throws {
         let directory = TemporaryDirectory("client-retry")
-        // A client connected to the first server, which then stops under it.
-        let (client, port) = try await withServer(dataPath: directory.path) { server in
-            var configuration = server.pki.clientConfiguration("admin", port: server.port)
-            configuration.retry = RetryPolicy(attempts: 30, backoff: .milliseconds(50))
-            let client = try await LedgerClient.connect(configuration)
-            _ = try await client.createTenant("acme")
-            _ = try await client.grant(tenant: "acme", GrantRequest(kind: .promo, amount: 1_000))
-            return (client, server.port)
+        // The second server must get the same port back. A port from the kernel's ephemeral range
+        // could meanwhile become the local port of some other test's connection, so pick one below
+        // it (32768) that is free now.
+        let (client, port) = try await Self.withFreeLowPort { port in
+            try await withServer(dataPath: directory.path, port: port) { server in
+                var configuration = server.pki.clientConfiguration("admin", port: server.port)
+                configuration.retry = RetryPolicy(attempts: 30, backoff: .milliseconds(50))
+                let client = try await LedgerClient.connect(configuration)
+                _ = try await client.createTenant("acme")
+                _ = try await client.grant(tenant: "acme", GrantRequest(kind: .promo, amount: 1_000))
+                return (client, server.port)
+            }
         }
         let requestID = RequestID("reserve-during-restart")
         try await withThrowingTaskGroup(of: Void.self) { group in
@@ -28,7 +33,8 @@ struct ClientRetryTests {
                 #expect(reserved.hold.amount == 300)
             }
             try await Task.sleep(for: .milliseconds(300))
-            try await withServer(dataPath: directory.path, port: port) { server in
+            try await Self.retryingWhileAddressInUse {
+              try await withServer(dataPath: directory.path, port: port) { server in
                 let checker = try await server.client()
                 var reserved: UInt64 = 0
                 for _ in 0..<200 where reserved == 0 {
@@ -42,10 +48,37 @@ struct ClientRetryTests {
                 #expect(replay.replayed)
                 #expect(try await checker.balance(tenant: "acme").reserved == 300)
                 await checker.close()
+              }
             }
             try await group.waitForAll()
         }
         await client.close()
+    }
+
+    /// Runs `body` until it does not fail with EADDRINUSE (for at most ~10 s): the first server's
+    /// sockets on the port may linger briefly until the client has seen their close.
+    static func retryingWhileAddressInUse(_ body: () async throws -> Void) async throws {
+        for _ in 0..<100 {
+            do {
+                return try await body()
+            } catch let error as IOError where error.errnoCode == EADDRINUSE {
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        try await body()
+    }
+
+    /// Runs `body` with a port in 20000..<32000, trying others while binding fails.
+    static func withFreeLowPort<T>(_ body: (Int) async throws -> T) async throws -> T {
+        var lastError: (any Error)? = nil
+        for _ in 0..<20 {
+            do {
+                return try await body(Int.random(in: 20_000..<32_000))
+            } catch let error as IOError where error.errnoCode == EADDRINUSE {
+                lastError = error
+            }
+        }
+        throw lastError!
     }
 
     @Test("a business error is not retried; a closed client refuses calls")

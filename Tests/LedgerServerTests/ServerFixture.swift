@@ -99,8 +99,14 @@ func withServer<T: Sendable>(
     }
     var logger = Logger(label: "test-server")
     logger.logLevel = .warning
-    let server = try await LedgerServer.bind(
-        configuration: try pki.serverConfiguration(limits: limits, port: port), engine: engine, logger: logger)
+    let server: LedgerServer
+    do {
+        server = try await LedgerServer.bind(
+            configuration: try pki.serverConfiguration(limits: limits, port: port), engine: engine, logger: logger)
+    } catch {
+        await engine.close(finalSnapshot: false)
+        throw error
+    }
     let running = RunningServer(server: server, pki: pki)
     return try await withThrowingTaskGroup(of: Void.self) { group in
         group.addTask { try await server.run() }

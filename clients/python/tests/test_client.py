@@ -1,0 +1,125 @@
+"""The Python client against a live ledgerd: every call, typed errors, pipelining, retries."""
+
+import threading
+
+import pytest
+
+import tokenledger
+from tokenledger import pb
+
+
+def test_every_call(ledger):
+    with ledger.client() as client:
+        health = client.health()
+        assert health.status == "serving" and health.principal == "admin"
+        assert client.catalog().version == "demo-2026-11"
+
+        client.create_tenant("acme", plan_allowance=3_000_000)
+        client.configure_tenant("acme", low_balance_threshold=1_000)
+        member = client.set_member("acme", "ana", budget=10_000, budget_period="day").member
+        assert member.budget.cap == 10_000
+
+        estimate = client.estimate("acme", {"transcription": 37}, member="ana")
+        assert estimate.total == 296 and estimate.affordable
+        hold = client.reserve("acme", "interview-1", items={"transcription": 37}, member="ana").hold
+        assert hold.amount == 296 and hold.state == pb.HOLD_STATE_HELD
+        committed = client.commit("acme", "interview-1", 280)
+        assert (committed.captured, committed.released) == (280, 16)
+
+        promo = client.grant("acme", 500, "promo", note="welcome").grant
+        purchase = client.purchase("acme", 10_000)
+        assert purchase.purchase.amount == 10_000 and purchase.bonus.amount == 750
+        assert client.void_grant("acme", promo.id).voided == 500
+        refunded = client.refund_purchase("acme", purchase.purchase.id)
+        assert refunded.voided == 10_000 and refunded.money_refund_minor == 10_000
+
+        client.reserve("acme", "report-1", 100)
+        assert client.commit("acme", "report-1", 30, partial=True).hold.state == pb.HOLD_STATE_HELD
+        assert client.release("acme", "report-1").released == 70
+        assert client.refund("acme", "interview-1", 80).refunded == 80
+
+        balance = client.balance("acme", member="ana")
+        assert balance.spent == 280 + 30 - 80
+        assert balance.meter.total == 3_000_000
+        # A refund gives budget back when the capture was in the current period (docs/semantics.md).
+        assert balance.member_budget.spent == 280 - 80
+        history = client.history("acme", limit=1000)
+        assert [e.sequence for e in history.entries] == list(range(1, len(history.entries) + 1))
+        assert client.install_catalog('{"version": "v2", "features": {"x": {"unit": "u", "rate": 3}}}').version == "v2"
+        assert client.estimate("acme", [("x", 4)]).total == 12
+
+
+def test_typed_errors(ledger):
+    with ledger.client(attempts=1) as client:
+        client.create_tenant("acme")
+        client.grant("acme", 100, "promo")
+        client.set_member("acme", "ana", budget=5)
+        with pytest.raises(tokenledger.InvalidArgument):
+            client.reserve("acme", "zero", 0)
+        with pytest.raises(tokenledger.NotFound):
+            client.balance("nobody")
+        with pytest.raises(tokenledger.AlreadyExists):
+            client.create_tenant("acme")
+        with pytest.raises(tokenledger.InsufficientBalance) as poor:
+            client.reserve("acme", "big", 1_000)
+        assert poor.value.details == {"available": 100, "requested": 1_000, "kind": "balance"}
+        with pytest.raises(tokenledger.BudgetExceeded) as budget:
+            client.reserve("acme", "b", 10, member="ana")
+        assert budget.value.details["cap"] == 5 and budget.value.details["resets_at_ms"] > 0
+        client.reserve("acme", "h", 10)
+        client.commit("acme", "h", 10)
+        with pytest.raises(tokenledger.AlreadyCommitted):
+            client.commit("acme", "h", 1)
+        client.reserve("acme", "r", 1, request_id="same")
+        with pytest.raises(tokenledger.IdempotencyConflict):
+            client.reserve("acme", "r2", 2, request_id="same")
+        with pytest.raises(tokenledger.LimitExceeded):
+            client.history("acme", limit=1001)
+        assert isinstance(budget.value, tokenledger.LedgerError)
+
+
+def test_pipelining_from_many_threads(ledger):
+    with ledger.client() as client:
+        client.create_tenant("acme")
+        client.grant("acme", 1_000_000, "promo")
+        failures = []
+
+        def work(worker):
+            try:
+                for index in range(25):
+                    hold = f"w{worker}-{index}"
+                    client.reserve("acme", hold, 2)
+                    client.commit("acme", hold, 1)
+            except Exception as error:  # collected and asserted below
+                failures.append(error)
+
+        threads = [threading.Thread(target=work, args=(n,)) for n in range(16)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert failures == []
+        assert client.balance("acme").spent == 16 * 25
+
+
+def test_retry_uses_the_same_request_id(ledger):
+    with ledger.client() as client:
+        client.create_tenant("acme")
+        client.grant("acme", 1_000, "promo")
+        first = client.request("reserve", pb.ReserveRequest(request_id="job-1", tenant="acme", hold_id="h", tokens=300))
+        again = client.request("reserve", pb.ReserveRequest(request_id="job-1", tenant="acme", hold_id="h", tokens=300))
+        assert not first.replayed and again.replayed
+        assert again.reserve == first.reserve
+        assert client.balance("acme").reserved == 300
+
+
+def test_refusals(ledger):
+    # The server goes away: calls fail with a transport error after the retries.
+    client = ledger.client(attempts=2, backoff=0.01)
+    client.health()
+    assert ledger.stop() == 0
+    with pytest.raises(tokenledger.TransportError):
+        client.health()
+    client.close()
+    with pytest.raises(tokenledger.ConnectionClosed):
+        client.health()

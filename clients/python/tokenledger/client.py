@@ -1,0 +1,338 @@
+"""A thread-safe TokenLedger client over TLS 1.3 with pipelining.
+
+One connection carries many calls at once: each request gets a call id, a reader thread matches
+replies (which may come in any order) to the waiting callers. Any number of threads may share one
+``Client``. A call that fails for a retryable reason (transport failure, ``overloaded``,
+``unavailable``) is sent again, on a new connection if needed, with the same request id, so the
+ledger never applies it twice.
+"""
+
+import os
+import socket
+import ssl
+import struct
+import threading
+import time
+import uuid
+
+from ._generated.tokenledger.v1 import ledger_pb2 as pb
+from . import errors
+
+FRAME_SIZE_MAX = 16 << 20
+
+GRANT_KINDS = {
+    "plan": pb.GRANT_KIND_PLAN, "purchase": pb.GRANT_KIND_PURCHASE, "bonus": pb.GRANT_KIND_BONUS,
+    "referral": pb.GRANT_KIND_REFERRAL, "promo": pb.GRANT_KIND_PROMO, "refund": pb.GRANT_KIND_REFUND,
+    "adjustment": pb.GRANT_KIND_ADJUSTMENT,
+}
+PERIODS = {"day": pb.PERIOD_UNIT_DAY, "week": pb.PERIOD_UNIT_WEEK, "month": pb.PERIOD_UNIT_MONTH}
+
+
+def new_request_id():
+    return str(uuid.uuid4())
+
+
+class _Pending:
+    __slots__ = ("event", "response", "error")
+
+    def __init__(self):
+        self.event = threading.Event()
+        self.response = None
+        self.error = None
+
+
+class _Connection:
+    """One TLS socket and its reader thread."""
+
+    def __init__(self, host, port, context, server_name, connect_timeout):
+        raw = socket.create_connection((host, port), timeout=connect_timeout)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        try:
+            self.sock = context.wrap_socket(raw, server_hostname=server_name)
+        except Exception:
+            raw.close()
+            raise
+        self.sock.settimeout(None)
+        self.write_lock = threading.Lock()
+        self.lock = threading.Lock()
+        self.pending = {}
+        self.closed_reason = None
+        self.reader = threading.Thread(target=self._read_loop, name="tokenledger-reader", daemon=True)
+        self.reader.start()
+
+    def send(self, call_id, payload):
+        pending = _Pending()
+        with self.lock:
+            if self.closed_reason is not None:
+                raise errors.ConnectionClosed(self.closed_reason)
+            self.pending[call_id] = pending
+        try:
+            with self.write_lock:
+                self.sock.sendall(struct.pack(">I", len(payload)) + payload)
+        except OSError as error:
+            self._fail_all(f"write failed: {error}")
+        return pending
+
+    def forget(self, call_id):
+        with self.lock:
+            self.pending.pop(call_id, None)
+
+    def _read_exact(self, count):
+        chunks = []
+        while count > 0:
+            chunk = self.sock.recv(min(count, 1 << 16))
+            if not chunk:
+                raise EOFError("closed by the server")
+            chunks.append(chunk)
+            count -= len(chunk)
+        return b"".join(chunks)
+
+    def _read_loop(self):
+        try:
+            while True:
+                (length,) = struct.unpack(">I", self._read_exact(4))
+                if length == 0 or length > FRAME_SIZE_MAX:
+                    raise errors.ProtocolError(f"a reply frame of {length} bytes")
+                response = pb.Response()
+                try:
+                    response.ParseFromString(self._read_exact(length))
+                except Exception as error:  # the protobuf runtime's DecodeError
+                    raise errors.ProtocolError(f"a reply that is not a Response: {error}")
+                with self.lock:
+                    pending = self.pending.pop(response.call_id, None)
+                if pending is not None:
+                    pending.response = response
+                    pending.event.set()
+                elif response.call_id == 0 and response.WhichOneof("result") == "error":
+                    # A refusal of the whole connection (unknown principal, bad frame).
+                    self._fail_all(errors.from_wire(response.error))
+                    return
+        except errors.ProtocolError as error:
+            self._fail_all(error)
+        except (OSError, EOFError, ssl.SSLError, struct.error) as error:
+            self._fail_all(f"{error}" or "closed")
+
+    def _fail_all(self, reason):
+        with self.lock:
+            if self.closed_reason is None:
+                self.closed_reason = str(reason)
+            pending = list(self.pending.values())
+            self.pending.clear()
+        for entry in pending:
+            entry.error = reason if isinstance(reason, Exception) else errors.ConnectionClosed(str(reason))
+            entry.event.set()
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+    @property
+    def alive(self):
+        return self.closed_reason is None
+
+    def close(self):
+        self._fail_all("closed by the client")
+
+
+class Client:
+    """Connects lazily on the first call; use as a context manager or call ``close()``.
+
+    ``data_dir`` picks ledgerd's development material (``<data_dir>/tls/ca.pem``, ``admin.pem``,
+    ``admin-key.pem``); ``ca``, ``cert``, ``key`` override it.
+    """
+
+    def __init__(self, host="127.0.0.1", port=7443, *, data_dir="./ledger-data", ca=None, cert=None, key=None,
+                 server_name=None, timeout=30.0, connect_timeout=10.0, attempts=3, backoff=0.05):
+        tls = os.path.join(data_dir, "tls")
+        self.host, self.port = host, port
+        self.timeout, self.connect_timeout = timeout, connect_timeout
+        self.attempts, self.backoff = max(1, attempts), backoff
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        context.minimum_version = ssl.TLSVersion.TLSv1_3
+        context.load_verify_locations(ca or os.path.join(tls, "ca.pem"))
+        context.load_cert_chain(cert or os.path.join(tls, "admin.pem"), key or os.path.join(tls, "admin-key.pem"))
+        self._context = context
+        self._server_name = server_name or host
+        self._lock = threading.Lock()
+        self._connection = None
+        self._next_call_id = 0
+        self._closed = False
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def close(self):
+        with self._lock:
+            self._closed = True
+            connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
+
+    def _live(self):
+        with self._lock:
+            if self._closed:
+                raise errors.ConnectionClosed("the client was closed")
+            if self._connection is not None and self._connection.alive:
+                return self._connection
+            try:
+                self._connection = _Connection(self.host, self.port, self._context, self._server_name, self.connect_timeout)
+            except (OSError, ssl.SSLError) as error:
+                raise errors.ConnectionFailed(f"{self.host}:{self.port}: {error}") from None
+            return self._connection
+
+    def _call_id(self):
+        with self._lock:
+            self._next_call_id += 1
+            return self._next_call_id
+
+    def call(self, field, message):
+        """Sends ``Request{<field>: message}`` and returns the reply's result message. Raises a
+        ``LedgerError`` subclass for an error reply."""
+        return getattr(self.request(field, message), field)
+
+    def request(self, field, message):
+        """Like ``call`` but returns the whole ``Response`` (its ``replayed`` flag says whether the
+        request id had been seen with the same call)."""
+        delay = self.backoff
+        for attempt in range(1, self.attempts + 1):
+            try:
+                return self._call_once(field, message)
+            except errors.TokenLedgerError as error:
+                if not error.retryable or attempt == self.attempts or self._closed:
+                    raise
+                time.sleep(delay)
+                delay *= 2
+
+    def _call_once(self, field, message):
+        connection = self._live()
+        request = pb.Request(call_id=self._call_id())
+        getattr(request, field).CopyFrom(message)
+        pending = connection.send(request.call_id, request.SerializeToString())
+        if not pending.event.wait(self.timeout):
+            connection.forget(request.call_id)
+            raise errors.Timeout(f"no reply within {self.timeout} s")
+        if pending.error is not None:
+            raise pending.error
+        response = pending.response
+        which = response.WhichOneof("result")
+        if which == "error":
+            raise errors.from_wire(response.error)
+        if which != field:
+            raise errors.ProtocolError(f"expected a {field} result, got {which}")
+        return response
+
+    # Metering ---------------------------------------------------------------------------------
+
+    def reserve(self, tenant, hold_id, tokens=None, *, items=None, member="", ttl_ms=0, request_id=None):
+        """Reserve ``tokens``, or the catalog price of ``items`` ({feature: quantity} or pairs)."""
+        message = pb.ReserveRequest(request_id=request_id or new_request_id(), tenant=tenant, hold_id=hold_id,
+                                    member=member, ttl_ms=ttl_ms)
+        if (tokens is None) == (items is None):
+            raise ValueError("give tokens or items")
+        if tokens is not None:
+            message.tokens = tokens
+        else:
+            message.items.items.extend(_items(items))
+        return self.call("reserve", message)
+
+    def commit(self, tenant, hold_id, amount, *, partial=False, request_id=None):
+        return self.call("commit", pb.CommitRequest(request_id=request_id or new_request_id(), tenant=tenant,
+                                                    hold_id=hold_id, amount=amount, partial=partial))
+
+    def release(self, tenant, hold_id, *, request_id=None):
+        return self.call("release", pb.ReleaseRequest(request_id=request_id or new_request_id(), tenant=tenant,
+                                                      hold_id=hold_id))
+
+    def refund(self, tenant, hold_id, amount, *, request_id=None):
+        return self.call("refund", pb.RefundRequest(request_id=request_id or new_request_id(), tenant=tenant,
+                                                    hold_id=hold_id, amount=amount))
+
+    def estimate(self, tenant, items, *, member=""):
+        return self.call("estimate", pb.EstimateRequest(tenant=tenant, member=member, items=_items(items)))
+
+    def balance(self, tenant, *, member=""):
+        return self.call("balance", pb.BalanceRequest(tenant=tenant, member=member))
+
+    def history(self, tenant, *, member="", source=None, since_ms=None, after_sequence=0, limit=0):
+        message = pb.HistoryRequest(tenant=tenant, member=member, after_sequence=after_sequence, limit=limit)
+        if source is not None:
+            message.source = GRANT_KINDS[source]
+        if since_ms is not None:
+            message.since_ms = since_ms
+        return self.call("history", message)
+
+    # Administration ---------------------------------------------------------------------------
+
+    def create_tenant(self, tenant, *, plan_allowance=None, plan_period="month", overdraft_limit=0,
+                      low_balance_threshold=0, request_id=None):
+        settings = pb.TenantSettings(overdraft_limit=overdraft_limit, low_balance_threshold=low_balance_threshold)
+        if plan_allowance is not None:
+            settings.plan.allowance = plan_allowance
+            settings.plan.period.unit = PERIODS[plan_period]
+        return self.call("create_tenant", pb.CreateTenantRequest(request_id=request_id or new_request_id(),
+                                                                 tenant=tenant, settings=settings))
+
+    def configure_tenant(self, tenant, *, plan_allowance=None, plan_period="month", remove_plan=False,
+                         overdraft_limit=None, low_balance_threshold=None, request_id=None):
+        message = pb.ConfigureTenantRequest(request_id=request_id or new_request_id(), tenant=tenant)
+        if plan_allowance is not None:
+            message.set_plan.allowance = plan_allowance
+            message.set_plan.period.unit = PERIODS[plan_period]
+        elif remove_plan:
+            message.remove_plan = True
+        if overdraft_limit is not None:
+            message.overdraft_limit = overdraft_limit
+        if low_balance_threshold is not None:
+            message.low_balance_threshold = low_balance_threshold
+        return self.call("configure_tenant", message)
+
+    def set_member(self, tenant, member, *, budget=None, budget_period="month", low_balance_threshold=None,
+                   request_id=None):
+        message = pb.SetMemberRequest(request_id=request_id or new_request_id(), tenant=tenant, member=member)
+        if budget is not None:
+            message.budget.cap = budget
+            message.budget.period.unit = PERIODS[budget_period]
+        if low_balance_threshold is not None:
+            message.low_balance_threshold = low_balance_threshold
+        return self.call("set_member", message)
+
+    def grant(self, tenant, amount, kind, *, expires_at_ms=None, effective_at_ms=None, priority=None, note="",
+              request_id=None):
+        message = pb.GrantRequest(request_id=request_id or new_request_id(), tenant=tenant, amount=amount,
+                                  kind=GRANT_KINDS[kind], note=note)
+        if expires_at_ms is not None:
+            message.expires_at_ms = expires_at_ms
+        if effective_at_ms is not None:
+            message.effective_at_ms = effective_at_ms
+        if priority is not None:
+            message.priority = priority
+        return self.call("grant", message)
+
+    def purchase(self, tenant, money_minor, *, note="", request_id=None):
+        return self.call("purchase", pb.PurchaseRequest(request_id=request_id or new_request_id(), tenant=tenant,
+                                                        money_minor=money_minor, note=note))
+
+    def void_grant(self, tenant, grant_id, *, request_id=None):
+        return self.call("void_grant", pb.VoidGrantRequest(request_id=request_id or new_request_id(), tenant=tenant,
+                                                           grant_id=grant_id))
+
+    def refund_purchase(self, tenant, grant_id, *, request_id=None):
+        return self.call("refund_purchase", pb.RefundPurchaseRequest(request_id=request_id or new_request_id(),
+                                                                     tenant=tenant, grant_id=grant_id))
+
+    def catalog(self):
+        return self.call("catalog", pb.CatalogRequest())
+
+    def install_catalog(self, json_text):
+        return self.call("install_catalog", pb.InstallCatalogRequest(json=json_text))
+
+    def health(self):
+        return self.call("health", pb.HealthRequest())
+
+
+def _items(items):
+    pairs = items.items() if isinstance(items, dict) else items
+    return [pb.PricedItem(feature=feature, quantity=quantity) for feature, quantity in pairs]
