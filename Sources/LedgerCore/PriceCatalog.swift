@@ -199,31 +199,12 @@ extension PriceCatalog {
     /// The JSON form, features sorted by name: `PriceCatalog(json:)` reads it back to an equal
     /// catalog.
     public var json: String {
-        var text = "{\"version\":\(Self.quoted(version)),\"features\":{"
+        var text = "{\"version\":\(JSONValue.quoted(version)),\"features\":{"
         for (index, feature) in sortedFeatures.enumerated() {
             if index > 0 { text += "," }
-            text += "\(Self.quoted(feature.name)):{\"unit\":\(Self.quoted(feature.unit)),\"base\":\(feature.base),"
-            text += "\"rate\":\(feature.rate),\"per\":\(feature.per),\"description\":\(Self.quoted(feature.description))}"
+            text += "\(JSONValue.quoted(feature.name)):{\"unit\":\(JSONValue.quoted(feature.unit)),\"base\":\(feature.base),"
+            text += "\"rate\":\(feature.rate),\"per\":\(feature.per),\"description\":\(JSONValue.quoted(feature.description))}"
         }
         return text + "}}"
-    }
-
-    /// A JSON string literal: quotes, backslashes and control characters escaped.
-    static func quoted(_ text: String) -> String {
-        var out = "\""
-        for scalar in text.unicodeScalars {
-            switch scalar {
-            case "\"": out += "\\\""
-            case "\\": out += "\\\\"
-            case "\n": out += "\\n"
-            case "\r": out += "\\r"
-            case "\t": out += "\\t"
-            case _ where scalar.value < 0x20:
-                let hex = String(scalar.value, radix: 16)
-                out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
-            default: out.unicodeScalars.append(scalar)
-            }
-        }
-        return out + "\""
     }
 }
