@@ -25,10 +25,10 @@ final class ClientConnection: Sendable {
         let serverName = configuration.serverName ?? configuration.host
         let hostnameForSNI = CertificateHostname.isIPAddress(serverName) ? nil : serverName
         let frameSizeMax = configuration.frameSizeMax
-        let callTimeout = TimeAmount.nanoseconds(configuration.callTimeout.nanoseconds)
+        let callTimeout = TimeAmount(configuration.callTimeout)
         do {
             let channel = try await ClientBootstrap(group: group)
-                .connectTimeout(.nanoseconds(configuration.connectTimeout.nanoseconds))
+                .connectTimeout(TimeAmount(configuration.connectTimeout))
                 .channelOption(.socketOption(.tcp_nodelay), value: 1)
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
@@ -210,12 +210,5 @@ enum CertificateHostname {
     /// Whether `name` is an IPv4 or IPv6 literal (no SNI is sent for those).
     static func isIPAddress(_ name: String) -> Bool {
         (try? SocketAddress(ipAddress: name, port: 0)) != nil
-    }
-}
-
-extension Duration {
-    var nanoseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
     }
 }

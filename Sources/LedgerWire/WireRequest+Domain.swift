@@ -100,7 +100,7 @@ extension WireRequest {
                     case .tokens(let tokens): $0.tokens = tokens
                     case .items(let items): $0.items = .with { $0.items = items.map(Tokenledger_V1_PricedItem.init) }
                     }
-                    if let ttl = request.ttl { $0.ttlMs = UInt64(clamping: ttl.milliseconds) }
+                    if let ttl = request.ttl { $0.ttlMs = UInt64(clamping: ttl.wholeMilliseconds) }
                 })
         case .commit(let tenant, let hold, let amount, let final):
             return .commit(
@@ -131,14 +131,6 @@ extension WireRequest {
         case .tick:
             preconditionFailure("a tick is the server's own maintenance and has no request")
         }
-    }
-}
-
-extension Duration {
-    /// Whole milliseconds, rounded down.
-    var milliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1_000 + attoseconds / 1_000_000_000_000_000
     }
 }
 
