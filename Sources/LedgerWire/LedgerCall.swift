@@ -234,13 +234,10 @@ private func pricedItems(_ items: [Tokenledger_V1_PricedItem]) throws(LedgerErro
 }
 
 private func periodUnit(_ unit: Tokenledger_V1_PeriodUnit, _ field: String) throws(LedgerError) -> PeriodUnit {
-    switch unit {
-    case .day: return .day
-    case .week: return .week
-    case .month: return .month
-    case .unspecified, .UNRECOGNIZED:
+    guard let domain = unit.domain else {
         throw LedgerError(.invalidArgument, "\(field): a period unit (day, week or month) is required")
     }
+    return domain
 }
 
 private func period(_ message: Tokenledger_V1_Period, _ field: String) throws(LedgerError) -> PeriodRule {
@@ -277,23 +274,13 @@ private func budget(_ message: Tokenledger_V1_Budget) throws(LedgerError) -> Bud
 }
 
 func grantKind(_ kind: Tokenledger_V1_GrantKind, _ field: String) throws(LedgerError) -> GrantKind {
-    switch kind {
-    case .plan: return .plan
-    case .purchase: return .purchase
-    case .bonus: return .bonus
-    case .referral: return .referral
-    case .promo: return .promo
-    case .refund: return .refund
-    case .adjustment: return .adjustment
-    case .unspecified, .UNRECOGNIZED: throw LedgerError(.invalidArgument, "\(field): a grant kind is required")
-    }
+    guard let domain = kind.domain else { throw LedgerError(.invalidArgument, "\(field): a grant kind is required") }
+    return domain
 }
 
 private func historyKind(_ kind: Tokenledger_V1_HistoryKind) throws(LedgerError) -> HistoryKind {
-    guard let index = HistoryKind.wireOrder.firstIndex(where: { $0.wire == kind }) else {
-        throw LedgerError(.invalidArgument, "kinds: \(kind) is not a history kind")
-    }
-    return HistoryKind.wireOrder[index].domain
+    guard let domain = kind.domain else { throw LedgerError(.invalidArgument, "kinds: \(kind) is not a history kind") }
+    return domain
 }
 
 extension HistoryKind {
@@ -307,7 +294,7 @@ extension HistoryKind {
         (.budgetReset, .budgetReset), (.lowBalance, .lowBalance), (.balanceRecovered, .balanceRecovered),
     ]
 
-    var wire: Tokenledger_V1_HistoryKind {
+    public var wire: Tokenledger_V1_HistoryKind {
         Self.wireOrder.first { $0.domain == self }!.wire
     }
 }

@@ -138,7 +138,7 @@ extension WireErrorCode {
 }
 
 extension Tokenledger_V1_GrantKind {
-    init(_ kind: GrantKind) {
+    public init(_ kind: GrantKind) {
         switch kind {
         case .plan: self = .plan
         case .purchase: self = .purchase
@@ -152,7 +152,7 @@ extension Tokenledger_V1_GrantKind {
 }
 
 extension Tokenledger_V1_GrantState {
-    init(_ state: GrantState) {
+    public init(_ state: GrantState) {
         switch state {
         case .pending: self = .pending
         case .active: self = .active
@@ -163,7 +163,7 @@ extension Tokenledger_V1_GrantState {
 }
 
 extension Tokenledger_V1_HoldState {
-    init(_ state: HoldState) {
+    public init(_ state: HoldState) {
         switch state {
         case .held: self = .held
         case .committed: self = .committed
@@ -174,7 +174,7 @@ extension Tokenledger_V1_HoldState {
 }
 
 extension Tokenledger_V1_PeriodUnit {
-    init(_ unit: PeriodUnit) {
+    public init(_ unit: PeriodUnit) {
         switch unit {
         case .day: self = .day
         case .week: self = .week

@@ -3,55 +3,12 @@ import LedgerWire
 
 /// How wire results look, for people and for scripts.
 enum Render {
-    static func name(_ kind: Tokenledger_V1_GrantKind) -> String {
-        switch kind {
-        case .plan: return "plan"
-        case .purchase: return "purchase"
-        case .bonus: return "bonus"
-        case .referral: return "referral"
-        case .promo: return "promo"
-        case .refund: return "refund"
-        case .adjustment: return "adjustment"
-        case .unspecified, .UNRECOGNIZED: return "-"
-        }
-    }
-
-    static func name(_ state: Tokenledger_V1_HoldState) -> String {
-        switch state {
-        case .held: return "held"
-        case .committed: return "committed"
-        case .released: return "released"
-        case .expired: return "expired"
-        case .unspecified, .UNRECOGNIZED: return "-"
-        }
-    }
-
-    static func name(_ state: Tokenledger_V1_GrantState) -> String {
-        switch state {
-        case .pending: return "pending"
-        case .active: return "active"
-        case .expired: return "expired"
-        case .voided: return "voided"
-        case .unspecified, .UNRECOGNIZED: return "-"
-        }
-    }
-
-    static func name(_ kind: Tokenledger_V1_HistoryKind) -> String {
-        let text = String(describing: kind)
-        // camelCase -> snake_case, the names of docs/semantics.md.
-        return text.reduce(into: "") { out, character in
-            if character.isUppercase { out += "_" + character.lowercased() } else { out.append(character) }
-        }
-    }
-
-    static func name(_ unit: Tokenledger_V1_PeriodUnit) -> String {
-        switch unit {
-        case .day: return "day"
-        case .week: return "week"
-        case .month: return "month"
-        case .unspecified, .UNRECOGNIZED: return "-"
-        }
-    }
+    // Names are the domain enums' raw values, the names docs/semantics.md uses; "-" for none.
+    static func name(_ kind: Tokenledger_V1_GrantKind) -> String { kind.domain?.rawValue ?? "-" }
+    static func name(_ state: Tokenledger_V1_HoldState) -> String { state.domain?.rawValue ?? "-" }
+    static func name(_ state: Tokenledger_V1_GrantState) -> String { state.domain?.rawValue ?? "-" }
+    static func name(_ kind: Tokenledger_V1_HistoryKind) -> String { kind.domain?.rawValue ?? "-" }
+    static func name(_ unit: Tokenledger_V1_PeriodUnit) -> String { unit.domain?.rawValue ?? "-" }
 
     static func grantID(_ id: UInt64) -> String { id == 0 ? "-" : "g\(id)" }
 

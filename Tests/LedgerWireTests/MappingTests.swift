@@ -62,6 +62,17 @@ struct MappingTests {
         #expect(LedgerError(WireError.with { $0.code = .UNRECOGNIZED(99) }).code == .unavailable)
     }
 
+    @Test("every domain enum maps to the wire and back")
+    func enums() {
+        for kind in GrantKind.allCases { #expect(Tokenledger_V1_GrantKind(kind).domain == kind) }
+        for state in GrantState.allCases { #expect(Tokenledger_V1_GrantState(state).domain == state) }
+        for state in HoldState.allCases { #expect(Tokenledger_V1_HoldState(state).domain == state) }
+        for unit in PeriodUnit.allCases { #expect(Tokenledger_V1_PeriodUnit(unit).domain == unit) }
+        for kind in HistoryKind.allCases { #expect(kind.wire.domain == kind) }
+        #expect(Tokenledger_V1_GrantKind.unspecified.domain == nil)
+        #expect(Tokenledger_V1_HistoryKind.UNRECOGNIZED(99).domain == nil)
+    }
+
     @Test("error details round-trip")
     func errorDetails() {
         let errors = [
