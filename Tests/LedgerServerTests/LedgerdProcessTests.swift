@@ -10,30 +10,13 @@ import Testing
 /// development TLS created on first start, the demo catalog, SIGTERM for a clean stop.
 @Suite("ledgerd, the process")
 struct LedgerdProcessTests {
-    struct Started {
-        let process: ChildProcess
-        let port: Int
-        let banner: [String]
-    }
-
-    /// Starts ledgerd on a free port and reads its banner.
-    static func start(_ dataPath: String, _ extra: [String] = []) throws -> Started {
-        let process = try ChildProcess(
-            builtProduct("ledgerd"), ["--data-dir", dataPath, "--listen", "127.0.0.1:0"] + extra,
-            stderrPath: dataPath + ".log")
-        var banner: [String] = []
-        while let line = process.readLine() {
-            banner.append(line)
-            if line.hasPrefix("  stop with") { break }
+    /// Starts ledgerd on a free port and reads its banner; its log is `<dataPath>.log`.
+    static func start(_ dataPath: String, _ extra: [String] = []) throws -> StartedLedgerd {
+        do {
+            return try StartedLedgerd(dataPath: dataPath, arguments: extra, logPath: dataPath + ".log")
+        } catch {
+            throw ChildError("\(error), log: \(log(dataPath))")
         }
-        guard let first = banner.first, first.hasPrefix("ledgerd listening on 127.0.0.1:"),
-            let port = Int(first.dropFirst("ledgerd listening on 127.0.0.1:".count).prefix { $0.isNumber })
-        else {
-            process.kill()
-            process.wait()
-            throw ChildError("ledgerd did not start: \(banner), log: \(log(dataPath))")
-        }
-        return Started(process: process, port: port, banner: banner)
     }
 
     static func log(_ dataPath: String) -> String {

@@ -13,18 +13,10 @@ final class LiveLedger {
     var dataPath: String { directory.path + "/ledger-data" }
 
     init(arguments: [String] = []) throws {
-        let dataPath = directory.path + "/ledger-data"
-        process = try ChildProcess(
-            builtProduct("ledgerd"), ["--data-dir", dataPath, "--listen", "127.0.0.1:0"] + arguments,
-            stderrPath: directory.path + "/ledgerd.log")
-        guard let first = process.readLine(), first.hasPrefix("ledgerd listening on 127.0.0.1:"),
-            let port = Int(first.dropFirst("ledgerd listening on 127.0.0.1:".count).prefix { $0.isNumber })
-        else {
-            process.kill()
-            process.wait()
-            throw ChildError("ledgerd did not start")
-        }
-        self.port = port
+        let started = try StartedLedgerd(
+            dataPath: directory.path + "/ledger-data", arguments: arguments, logPath: directory.path + "/ledgerd.log")
+        process = started.process
+        port = started.port
     }
 
     /// Stops the server with SIGTERM and returns its exit status.

@@ -1,0 +1,29 @@
+/// A real `ledgerd` (built next to the test bundle) on a free loopback port, its banner read.
+public struct StartedLedgerd {
+    public let process: ChildProcess
+    public let port: Int
+    /// The lines ledgerd printed on start (where it listens, how to connect).
+    public let banner: [String]
+
+    /// Starts `ledgerd --data-dir dataPath --listen 127.0.0.1:0 arguments...` with stderr to
+    /// `logPath`; throws (after killing it) if it does not print where it listens.
+    public init(dataPath: String, arguments: [String] = [], logPath: String) throws {
+        let process = try ChildProcess(
+            builtProduct("ledgerd"), ["--data-dir", dataPath, "--listen", "127.0.0.1:0"] + arguments, stderrPath: logPath)
+        var banner: [String] = []
+        while let line = process.readLine() {
+            banner.append(line)
+            if line.hasPrefix("  stop with") { break }
+        }
+        let prefix = "ledgerd listening on 127.0.0.1:"
+        guard let first = banner.first, first.hasPrefix(prefix), let port = Int(first.dropFirst(prefix.count).prefix { $0.isNumber })
+        else {
+            process.kill()
+            process.wait()
+            throw ChildError("ledgerd did not start: \(banner)")
+        }
+        self.process = process
+        self.port = port
+        self.banner = banner
+    }
+}
