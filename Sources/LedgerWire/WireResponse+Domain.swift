@@ -388,7 +388,7 @@ extension Tokenledger_V1_CatalogResult {
             .with {
                 $0.name = feature.name
                 $0.unit = feature.unit
-                $0.base = feature.base
+                $0.baseCost = feature.base
                 $0.rate = feature.rate
                 $0.per = feature.per
                 $0.description_p = feature.description

@@ -2451,7 +2451,9 @@ public nonisolated struct Tokenledger_V1_FeaturePrice: Sendable {
 
   public var unit: String = String()
 
-  public var base: UInt64 = 0
+  /// The catalog JSON's "base": tokens charged once per item. Not named `base`, which protoc-c
+  /// cannot compile (every generated C struct has a member `base`).
+  public var baseCost: UInt64 = 0
 
   public var rate: UInt64 = 0
 
@@ -6185,7 +6187,7 @@ nonisolated extension Tokenledger_V1_CatalogRequest: SwiftProtobuf.Message, Swif
 
 nonisolated extension Tokenledger_V1_FeaturePrice: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".FeaturePrice"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}unit\0\u{1}base\0\u{1}rate\0\u{1}per\0\u{1}description\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}name\0\u{1}unit\0\u{3}base_cost\0\u{1}rate\0\u{1}per\0\u{1}description\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -6195,7 +6197,7 @@ nonisolated extension Tokenledger_V1_FeaturePrice: SwiftProtobuf.Message, SwiftP
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularStringField(value: &self.name) }()
       case 2: try { try decoder.decodeSingularStringField(value: &self.unit) }()
-      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.base) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.baseCost) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.rate) }()
       case 5: try { try decoder.decodeSingularUInt64Field(value: &self.per) }()
       case 6: try { try decoder.decodeSingularStringField(value: &self.description_p) }()
@@ -6211,8 +6213,8 @@ nonisolated extension Tokenledger_V1_FeaturePrice: SwiftProtobuf.Message, SwiftP
     if !self.unit.isEmpty {
       try visitor.visitSingularStringField(value: self.unit, fieldNumber: 2)
     }
-    if self.base != 0 {
-      try visitor.visitSingularUInt64Field(value: self.base, fieldNumber: 3)
+    if self.baseCost != 0 {
+      try visitor.visitSingularUInt64Field(value: self.baseCost, fieldNumber: 3)
     }
     if self.rate != 0 {
       try visitor.visitSingularUInt64Field(value: self.rate, fieldNumber: 4)
@@ -6229,7 +6231,7 @@ nonisolated extension Tokenledger_V1_FeaturePrice: SwiftProtobuf.Message, SwiftP
   public static func ==(lhs: Tokenledger_V1_FeaturePrice, rhs: Tokenledger_V1_FeaturePrice) -> Bool {
     if lhs.name != rhs.name {return false}
     if lhs.unit != rhs.unit {return false}
-    if lhs.base != rhs.base {return false}
+    if lhs.baseCost != rhs.baseCost {return false}
     if lhs.rate != rhs.rate {return false}
     if lhs.per != rhs.per {return false}
     if lhs.description_p != rhs.description_p {return false}

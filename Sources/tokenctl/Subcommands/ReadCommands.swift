@@ -207,14 +207,14 @@ struct CatalogShowCommand: AsyncParsableCommand {
             let catalog = try await client.catalog()
             let table = Format.table(
                 ["FEATURE", "UNIT", "BASE", "RATE", "PER", "DESCRIPTION"],
-                catalog.features.map { [$0.name, $0.unit, Format.tokens($0.base), Format.tokens($0.rate), Format.tokens($0.per), $0.description_p] },
+                catalog.features.map { [$0.name, $0.unit, Format.tokens($0.baseCost), Format.tokens($0.rate), Format.tokens($0.per), $0.description_p] },
                 right: [2, 3, 4])
             return Output(
                 human: "catalog \(catalog.version)\n" + table,
                 json: .object([
                     ("version", .string(catalog.version)),
                     ("features", .array(catalog.features.map {
-                        .object([("name", .string($0.name)), ("unit", .string($0.unit)), ("base", .unsigned($0.base)),
+                        .object([("name", .string($0.name)), ("unit", .string($0.unit)), ("base", .unsigned($0.baseCost)),
                                  ("rate", .unsigned($0.rate)), ("per", .unsigned($0.per)), ("description", .string($0.description_p))])
                     })),
                 ]))

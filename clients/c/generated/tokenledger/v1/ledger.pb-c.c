@@ -7456,12 +7456,12 @@ static const ProtobufCFieldDescriptor tokenledger__v1__feature_price__field_desc
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
-    "base",
+    "base_cost",
     3,
     PROTOBUF_C_LABEL_NONE,
     PROTOBUF_C_TYPE_UINT64,
     0,   /* quantifier_offset */
-    offsetof(Tokenledger__V1__FeaturePrice, base),
+    offsetof(Tokenledger__V1__FeaturePrice, base_cost),
     NULL,
     NULL,
     0,             /* flags */
@@ -7505,7 +7505,7 @@ static const ProtobufCFieldDescriptor tokenledger__v1__feature_price__field_desc
   },
 };
 static const unsigned tokenledger__v1__feature_price__field_indices_by_name[] = {
-  2,   /* field[2] = base */
+  2,   /* field[2] = base_cost */
   5,   /* field[5] = description */
   0,   /* field[0] = name */
   4,   /* field[4] = per */

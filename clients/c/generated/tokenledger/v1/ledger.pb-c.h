@@ -1264,7 +1264,11 @@ struct  Tokenledger__V1__FeaturePrice
   ProtobufCMessage base;
   char *name;
   char *unit;
-  uint64_t base;
+  /*
+   * The catalog JSON's "base": tokens charged once per item. Not named `base`, which protoc-c
+   * cannot compile (every generated C struct has a member `base`).
+   */
+  uint64_t base_cost;
   uint64_t rate;
   uint64_t per;
   char *description;
