@@ -19,6 +19,7 @@ let package = Package(
         .library(name: "LedgerClient", targets: ["LedgerClient"]),
         .executable(name: "ledgerd", targets: ["ledgerd"]),
         .executable(name: "tokenctl", targets: ["tokenctl"]),
+        .executable(name: "ledger-load", targets: ["ledger-load"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -30,6 +31,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
     ],
     targets: [
         // Domain types, the deterministic state machine, the price catalog and the limits.
@@ -80,7 +82,7 @@ let package = Package(
         .executableTarget(
             name: "ledgerd",
             dependencies: [
-                "LedgerServer", "LedgerCore", "LedgerEngine", "LedgerStore",
+                "LedgerServer", "LedgerCore", "LedgerEngine", "LedgerStore", "LedgerWire",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -108,6 +110,17 @@ let package = Package(
             ],
             swiftSettings: strictSettings),
         // Test helper: a workload that prints every acknowledged command until it is killed.
+        .executableTarget(
+            name: "ledger-load",
+            dependencies: [
+                "LedgerClient", "LedgerCore", "LedgerWire", "LedgerServer",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
+            ],
+            swiftSettings: strictSettings),
         .executableTarget(
             name: "ledger-crashtest-worker", dependencies: ["LedgerCore", "LedgerEngine", "LedgerStore", "LedgerTesting"],
             swiftSettings: strictSettings),

@@ -80,7 +80,7 @@ public final class LedgerServer: Service, Sendable {
     }
 
     /// TLS 1.3 only; the client must present a certificate that chains to the client CA.
-    static func makeSSLContext(_ configuration: ServerConfiguration) throws -> NIOSSLContext {
+    public static func makeSSLContext(_ configuration: ServerConfiguration) throws -> NIOSSLContext {
         let chain = try NIOSSLCertificate.fromPEMFile(configuration.certificatePath)
         let key = try NIOSSLPrivateKey(file: configuration.privateKeyPath, format: .pem)
         var tls = TLSConfiguration.makeServerConfiguration(

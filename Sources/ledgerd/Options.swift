@@ -1,4 +1,5 @@
 import ArgumentParser
+import LedgerWire
 import LedgerCore
 
 /// Everything `ledgerd` can be told, from flags or from a JSON config file (`--config`). A flag
@@ -73,22 +74,11 @@ struct DaemonOptions: Sendable, Equatable {
 
     /// `HOST:PORT`, `[IPv6]:PORT` or `:PORT` (all interfaces).
     static func parseListen(_ text: String) throws(ValidationError) -> (String, Int) {
-        var hostPart: Substring
-        var portPart: Substring
-        if text.hasPrefix("["), let close = text.firstIndex(of: "]") {
-            hostPart = text[text.index(after: text.startIndex)..<close]
-            portPart = text[text.index(after: close)...]
-            guard portPart.hasPrefix(":") else { throw ValidationError("--listen \(text): expected [HOST]:PORT") }
-            portPart = portPart.dropFirst()
-        } else {
-            guard let colon = text.lastIndex(of: ":") else { throw ValidationError("--listen \(text): expected HOST:PORT") }
-            hostPart = text[..<colon]
-            portPart = text[text.index(after: colon)...]
+        do {
+            let address = try HostPort(parsing: text, emptyHost: "0.0.0.0")
+            return (address.host, address.port)
+        } catch {
+            throw ValidationError("--listen: \(error)")
         }
-        if hostPart.isEmpty { hostPart = "0.0.0.0" }
-        guard let port = Int(portPart), (0...65_535).contains(port) else {
-            throw ValidationError("--listen \(text): the port must be 0 to 65535")
-        }
-        return (String(hostPart), port)
     }
 }

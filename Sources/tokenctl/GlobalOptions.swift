@@ -1,4 +1,5 @@
 import ArgumentParser
+import LedgerWire
 import Foundation
 import LedgerClient
 import LedgerCore
@@ -29,12 +30,12 @@ struct GlobalOptions: ParsableArguments {
 
     func address() throws -> (host: String, port: Int) {
         let text = server ?? ProcessInfo.processInfo.environment["TOKENCTL_SERVER"] ?? "127.0.0.1:7443"
-        guard let colon = text.lastIndex(of: ":"), let port = Int(text[text.index(after: colon)...]),
-            (1...65_535).contains(port)
-        else { throw ValidationError("--server \(text): expected HOST:PORT") }
-        var host = String(text[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
-        return (host.isEmpty ? "127.0.0.1" : host, port)
+        do {
+            let address = try HostPort(parsing: text, emptyHost: "127.0.0.1", ports: 1...65_535)
+            return (address.host, address.port)
+        } catch {
+            throw ValidationError("--server: \(error)")
+        }
     }
 
     func clientConfiguration() throws -> ClientConfiguration {

@@ -1,0 +1,251 @@
+// ledger-load: the load harness. Drives a live ledgerd over the real wire with the Swift client,
+// reports throughput, latency percentiles (HdrHistogram) and errors by code, and checks the
+// ledger's invariants for every tenant it touched. docs/benchmarks.md shows how scripts/bench
+// uses it; `ledger-load --help` lists every option.
+import ArgumentParser
+import Foundation
+import Histogram
+import LedgerClient
+import LedgerCore
+import LedgerWire
+
+@main
+struct LedgerLoad: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ledger-load",
+        abstract: "Load generator and invariant checker for TokenLedger.",
+        subcommands: [Run.self, Echo.self],
+        defaultSubcommand: Run.self)
+}
+
+struct Echo: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "echo-server",
+        abstract: "The transport ceiling: TLS 1.3 + framing with canned replies, no ledger.")
+
+    @Option(help: "HOST:PORT to listen on (port 0: any free port, printed on the first line).")
+    var listen = "127.0.0.1:0"
+    @Option(name: .customLong("data-dir"), help: "Where the development TLS material is (made if missing).")
+    var dataDirectory = "./ledger-data"
+
+    func run() async throws {
+        let (host, port) = try parseAddress(listen, ports: 0...65_535)
+        try await EchoServer.run(host: host, port: port, dataDirectory: dataDirectory)
+    }
+}
+
+func parseAddress(_ text: String, ports: ClosedRange<Int> = 1...65_535) throws -> (String, Int) {
+    do {
+        let address = try HostPort(parsing: text, emptyHost: "127.0.0.1", ports: ports)
+        return (address.host, address.port)
+    } catch {
+        throw LoadError.usage("\(error)")
+    }
+}
+
+struct Run: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run", abstract: "Run a workload against a server (the default command).")
+
+    @Option(help: "The server, HOST:PORT.") var server = "127.0.0.1:7443"
+    @Option(name: .customLong("data-dir"), help: "ledgerd's data directory, for its development TLS material (admin).")
+    var dataDirectory = "./ledger-data"
+    @Option(help: "CA file (overrides --data-dir).") var ca: String?
+    @Option(help: "Client certificate (overrides --data-dir).") var cert: String?
+    @Option(help: "Client key (overrides --data-dir).") var key: String?
+
+    @Option(help: "TLS connections.") var connections = 4
+    @Option(help: "Calls in flight per connection (each is a lane running operations one after another).")
+    var pipeline = 16
+    @Option(help: "Seconds to run (default 10 unless --operations is given).") var duration: Double?
+    @Option(help: "Operations to run in total (an operation is one mix entry, e.g. a reserve+commit pair).")
+    var operations: Int?
+    @Option(help: "Target calls per second (open loop; latency counted from the intended send time).")
+    var rate: Double?
+
+    @Option(help: "Tenants to spread the load over.") var tenants = 1000
+    @Option(help: "uniform, zipf or hot.") var distribution = "uniform"
+    @Option(name: .customLong("zipf-s"), help: "The zipf exponent.") var zipfExponent = 0.99
+    @Option(name: .customLong("hot-fraction"), help: "With hot: the share of operations on tenant 0.")
+    var hotFraction = 1.0
+    @Option(help: "Operations and weights: pair (reserve+commit), release (reserve+release), refund, estimate, balance.")
+    var mix = "pair=1"
+    @Option(help: "Tokens each reserve holds (a pair commits four fifths).") var amount: UInt64 = 10
+    @Option(name: .customLong("hold-ttl-ms"), help: "Hold TTL in milliseconds (default: the server's, 15 minutes).")
+    var holdTTLMilliseconds: UInt64?
+    @Option(name: .customLong("tenant-prefix"), help: "Tenant names are PREFIX-N (default: a fresh random prefix; reuse one to reuse its tenants).")
+    var tenantPrefix: String?
+    @Option(name: .customLong("hold-prefix"), help: "Hold ids are PREFIX-LANE-N (default: a fresh random prefix).")
+    var holdPrefix: String?
+    @Option(help: "Tokens granted to each tenant at setup.") var grant: UInt64 = 1_000_000_000_000
+    @Option(help: "Seed of the workload's random choices.") var seed: UInt64 = 1
+    @Option(help: "Tries per call (1: no retries).") var attempts = 3
+
+    @Flag(help: "The target is `ledger-load echo-server`: no setup, no check.") var echo = false
+    @Flag(name: .customLong("setup-only"), help: "Create and fund the tenants, then stop (for memory measurements).")
+    var setupOnly = false
+    @Flag(name: .customLong("no-check"), help: "Skip the invariant check at the end.") var noCheck = false
+    @Flag(help: "Print the report as JSON on stdout.") var json = false
+    @Flag(help: "No progress line.") var quiet = false
+
+    func validate() throws {
+        guard connections >= 1, pipeline >= 1, tenants >= 1 else {
+            throw ValidationError("--connections, --pipeline and --tenants must be at least 1")
+        }
+        guard amount >= 1, amount <= Limits.amountMax else { throw ValidationError("--amount must be 1 to \(Limits.amountMax)") }
+        if let rate, rate <= 0 { throw ValidationError("--rate must be above 0") }
+        if let duration, duration <= 0 { throw ValidationError("--duration must be above 0") }
+        if let operations, operations < 0 { throw ValidationError("--operations must be 0 or more") }
+    }
+
+    func run() async throws {
+        do {
+            try await execute()
+        } catch let error as LoadError {
+            FileHandle.standardError.write(Data("ledger-load: error: \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+    }
+
+    private func execute() async throws {
+        let (host, port) = try parseAddress(server)
+        var configuration = ClientConfiguration.development(dataDirectory: dataDirectory, host: host, port: port)
+        if let ca { configuration.caPath = ca }
+        if let cert { configuration.certificatePath = cert }
+        if let key { configuration.privateKeyPath = key }
+        configuration.inFlightMax = max(256, pipeline)
+        configuration.retry = RetryPolicy(attempts: max(1, attempts))
+
+        var clients: [LedgerClient] = []
+        for _ in 0..<connections {
+            do {
+                clients.append(try await LedgerClient.connect(configuration))
+            } catch {
+                throw LoadError.failed("cannot connect to \(server): \(error)")
+            }
+        }
+        defer { for client in clients { Task { await client.close() } } }
+
+        let prefix = tenantPrefix ?? "load-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
+        let names = (0..<tenants).map { TenantID("\(prefix)-\($0)") }
+        let lanes = connections * pipeline
+        if !echo {
+            let began = monotonicNanoseconds()
+            try await setUp(names, clients: clients, lanes: lanes)
+            let seconds = Double(monotonicNanoseconds() - began) / 1e9
+            progress("set up \(names.count) tenants in \(String(format: "%.1f", seconds)) s\n")
+            if setupOnly {
+                if json { print("{\"tenants\":\(names.count),\"setup_s\":\(String(format: "%.3f", seconds))}") }
+                return
+            }
+        }
+
+        let plan = RunPlan(
+            tenants: names,
+            distribution: try TenantDistribution.parse(
+                distribution, count: tenants, zipfExponent: zipfExponent, hotFraction: hotFraction),
+            mix: try OperationMix(parsing: mix), lanes: lanes,
+            duration: duration ?? (operations == nil ? 10 : nil), operations: operations, rate: rate, amount: amount,
+            holdTTL: holdTTLMilliseconds.map { .milliseconds(Int64(clamping: $0)) },
+            holdPrefix: holdPrefix ?? "h\(String(UInt32.random(in: 0...UInt32.max), radix: 36))", seed: seed)
+        let start = monotonicNanoseconds()
+        let state = RunState(operations: plan.operations, duration: plan.duration, start: start)
+        let ticker = Task { await showProgress(state, start: start) }
+        let stats = await withTaskGroup(of: LaneStats.self) { group in
+            for index in 0..<lanes {
+                let client = clients[index % clients.count]
+                group.addTask {
+                    var lane = Lane(index: index, client: client, plan: plan, state: state)
+                    return await lane.run()
+                }
+            }
+            var all = LaneStats()
+            for await stats in group { all.merge(stats) }
+            return all
+        }
+        let elapsed = Double(monotonicNanoseconds() - start) / 1e9
+        ticker.cancel()
+        _ = await ticker.result
+        progress(quiet ? "" : "\n")
+
+        var check: CheckResult?
+        if !echo && !noCheck {
+            check = await checkInvariants(stats, names: names, holdPrefix: plan.holdPrefix, clients: clients, lanes: lanes)
+        }
+        let report = Report(
+            plan: plan, connections: connections, pipeline: pipeline, elapsed: elapsed, stats: stats, check: check)
+        print(json ? report.json() : report.text())
+        if let check, !check.violations.isEmpty { throw ExitCode(1) }
+    }
+
+    private func progress(_ text: String) {
+        if !quiet { FileHandle.standardError.write(Data(text.utf8)) }
+    }
+
+    private func showProgress(_ state: RunState, start: UInt64) async {
+        guard !quiet else { return }
+        let terminal = isatty(2) == 1
+        var lastCalls = 0
+        var lastTime = start
+        while !Task.isCancelled {
+            try? await Task.sleep(for: .seconds(1))
+            let now = monotonicNanoseconds()
+            let calls = state.calls.load(ordering: .relaxed)
+            let rate = Double(calls - lastCalls) / (Double(now - lastTime) / 1e9)
+            let line = String(
+                format: "%6.1f s  %@ calls  %@ calls/s  %@ errors", Double(now - start) / 1e9,
+                Report.grouped(calls), Report.grouped(Int(rate)), Report.grouped(state.errors.load(ordering: .relaxed)))
+            progress(terminal ? "\r\(line)" : "\(line)\n")
+            lastCalls = calls
+            lastTime = now
+        }
+    }
+
+    /// Creates and funds the tenants, `lanes` calls at a time. Request ids are derived from the
+    /// names, so a second run with the same --tenant-prefix replays instead of failing.
+    private func setUp(_ names: [TenantID], clients: [LedgerClient], lanes: Int) async throws {
+        let next = Counter()
+        let amount = grant
+        let failures = await withTaskGroup(of: [String].self) { group in
+            for lane in 0..<lanes {
+                let client = clients[lane % clients.count]
+                group.addTask {
+                    var failures: [String] = []
+                    while let index = next.take(below: names.count) {
+                        let tenant = names[index]
+                        do {
+                            do {
+                                _ = try await client.createTenant(tenant, requestID: RequestID("setup-\(tenant)"))
+                            } catch LedgerClientError.rejected(let error) where error.code == .alreadyExists {
+                                // Made by someone else: use it as it is, funded below.
+                            }
+                            _ = try await client.grant(
+                                tenant: tenant, GrantRequest(kind: .purchase, amount: amount, note: "ledger-load"),
+                                requestID: RequestID("fund-\(tenant)"))
+                        } catch {
+                            failures.append("\(tenant): \(error)")
+                        }
+                    }
+                    return failures
+                }
+            }
+            var all: [String] = []
+            for await failures in group { all += failures }
+            return all
+        }
+        if let first = failures.first {
+            throw LoadError.failed("setting up \(failures.count) tenants failed; first: \(first)")
+        }
+    }
+}
+
+/// Hands out 0, 1, 2, ... to concurrent tasks.
+final class Counter: Sendable {
+    private let value = Atomic<Int>(0)
+    func take(below limit: Int) -> Int? {
+        let taken = value.add(1, ordering: .relaxed).oldValue
+        return taken < limit ? taken : nil
+    }
+}
+
+import Synchronization

@@ -1,0 +1,109 @@
+import Foundation
+import Histogram
+
+/// The final report, as aligned text or as JSON (keys documented in docs/benchmarks.md).
+struct Report {
+    let plan: RunPlan
+    let connections: Int
+    let pipeline: Int
+    let elapsed: Double
+    let stats: LaneStats
+    let check: CheckResult?
+
+    static let percentiles: [(String, Double)] = [("p50", 50), ("p90", 90), ("p99", 99), ("p99.9", 99.9)]
+
+    var all: Histogram<UInt64> {
+        var merged = latencyHistogram()
+        for histogram in stats.histograms.values { merged.add(histogram) }
+        return merged
+    }
+
+    var callsPerSecond: Double { Double(stats.calls) / elapsed }
+    var errorCount: Int { stats.errors.values.reduce(0, +) }
+
+    static func milliseconds(_ microseconds: UInt64) -> String { String(format: "%.3f", Double(microseconds) / 1000) }
+
+    static func grouped(_ value: Int) -> String {
+        let digits = String(value.magnitude)
+        var out = ""
+        for (offset, character) in digits.enumerated() {
+            if offset > 0 && (digits.count - offset) % 3 == 0 { out.append(",") }
+            out.append(character)
+        }
+        return (value < 0 ? "-" : "") + out
+    }
+
+    func latencyLine(_ histogram: Histogram<UInt64>) -> String {
+        Report.percentiles.map { "\($0.0) \(Report.milliseconds(histogram.valueAtPercentile($0.1)))" }.joined(separator: "  ")
+            + "  max \(Report.milliseconds(histogram.max))"
+    }
+
+    func text() -> String {
+        var lines: [String] = []
+        let load = plan.rate.map { "open loop at \(Report.grouped(Int($0))) calls/s" } ?? "closed loop"
+        lines.append(
+            "ledger-load: \(connections) connections x \(pipeline) in flight, \(Report.grouped(plan.tenants.count)) tenants "
+                + "(\(plan.distribution)), mix \(plan.mix), \(load), \(String(format: "%.1f", elapsed)) s")
+        lines.append(
+            "calls      \(Report.grouped(stats.calls))  \(Report.grouped(Int(callsPerSecond))) calls/s")
+        lines.append("latency    ms: \(latencyLine(all))")
+        for kind in CallKind.allCases {
+            guard let histogram = stats.histograms[kind], histogram.totalCount > 0 else { continue }
+            lines.append(
+                "  \(kind.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0))\(Report.grouped(Int(histogram.totalCount))) calls, "
+                    + latencyLine(histogram))
+        }
+        if stats.errors.isEmpty {
+            lines.append("errors     none")
+        } else {
+            lines.append(
+                "errors     "
+                    + stats.errors.sorted { $0.key < $1.key }.map { "\($0.key) \(Report.grouped($0.value))" }.joined(separator: ", "))
+        }
+        if let check {
+            if check.violations.isEmpty {
+                lines.append(
+                    "check      ok: \(Report.grouped(check.tenants)) tenants conserve tokens; \(Report.grouped(check.commitsConfirmed)) "
+                        + "commits confirmed, \(check.commitsUncertain) unknown, \(Report.grouped(check.capturesInHistory)) in the history")
+            } else {
+                lines.append("check      FAILED: \(check.violations.count) violations")
+                lines += check.violations.prefix(20).map { "  \($0)" }
+            }
+        } else {
+            lines.append("check      skipped")
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    func json() -> String {
+        func latencies(_ histogram: Histogram<UInt64>) -> String {
+            let fields = Report.percentiles.map { "\"\($0.0)\":\(Report.milliseconds(histogram.valueAtPercentile($0.1)))" }
+            return "{" + (fields + ["\"max\":\(Report.milliseconds(histogram.max))"]).joined(separator: ",") + "}"
+        }
+        var fields: [String] = [
+            "\"connections\":\(connections)", "\"pipeline\":\(pipeline)", "\"tenants\":\(plan.tenants.count)",
+            "\"distribution\":\"\(plan.distribution)\"", "\"mix\":\"\(plan.mix)\"",
+            "\"rate\":\(plan.rate.map { String(format: "%.0f", $0) } ?? "null")",
+            "\"duration_s\":\(String(format: "%.3f", elapsed))", "\"calls\":\(stats.calls)",
+            "\"ops_s\":\(String(format: "%.1f", callsPerSecond))", "\"errors_total\":\(errorCount)",
+            "\"latency_ms\":\(latencies(all))",
+        ]
+        let byCall = CallKind.allCases.compactMap { kind -> String? in
+            guard let histogram = stats.histograms[kind], histogram.totalCount > 0 else { return nil }
+            return "\"\(kind.rawValue)\":{\"calls\":\(histogram.totalCount),\"latency_ms\":\(latencies(histogram))}"
+        }
+        fields.append("\"by_call\":{\(byCall.joined(separator: ","))}")
+        fields.append(
+            "\"errors\":{\(stats.errors.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ","))}")
+        if let check {
+            let violations = check.violations.prefix(100).map { "\"\($0.replacingOccurrences(of: "\"", with: "'"))\"" }
+            fields.append(
+                "\"check\":{\"ok\":\(check.violations.isEmpty),\"tenants\":\(check.tenants),"
+                    + "\"commits_confirmed\":\(check.commitsConfirmed),\"commits_unknown\":\(check.commitsUncertain),"
+                    + "\"captures_in_history\":\(check.capturesInHistory),\"violations\":[\(violations.joined(separator: ","))]}")
+        } else {
+            fields.append("\"check\":null")
+        }
+        return "{" + fields.joined(separator: ",") + "}"
+    }
+}

@@ -1,0 +1,223 @@
+import Foundation
+import Histogram
+import LedgerClient
+import LedgerCore
+import Synchronization
+
+/// The calls ledger-load makes, each with its own latency histogram.
+enum CallKind: String, CaseIterable, Sendable {
+    case reserve, commit, release, refund, estimate, balance
+}
+
+func monotonicNanoseconds() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
+
+/// Everything a run needs, fixed before it starts.
+struct RunPlan: Sendable {
+    var tenants: [TenantID]
+    var distribution: TenantDistribution
+    var mix: OperationMix
+    var lanes: Int
+    var duration: Double?
+    var operations: Int?
+    /// Calls per second across all lanes (open loop, latency counted from the intended start);
+    /// nil: as fast as the lanes go (closed loop).
+    var rate: Double?
+    var amount: Tokens
+    var holdTTL: Duration?
+    var holdPrefix: String
+    var seed: UInt64
+}
+
+/// Shared between the lanes and the progress line: counters only.
+final class RunState: Sendable {
+    let calls = Atomic<Int>(0)
+    let errors = Atomic<Int>(0)
+    let iterationsLeft: Atomic<Int>
+    let deadline: UInt64
+
+    init(operations: Int?, duration: Double?, start: UInt64) {
+        iterationsLeft = Atomic(operations ?? Int.max)
+        deadline = duration.map { start + UInt64($0 * 1e9) } ?? UInt64.max
+    }
+
+    /// Takes one iteration from the budget; false when the run is over.
+    func take() -> Bool {
+        if monotonicNanoseconds() >= deadline { return false }
+        return iterationsLeft.subtract(1, ordering: .relaxed).newValue >= 0
+    }
+}
+
+/// What one lane saw; lanes merge theirs at the end.
+struct LaneStats: Sendable {
+    var histograms: [CallKind: Histogram<UInt64>] = [:]
+    var errors: [String: Int] = [:]
+    var calls = 0
+    /// Per tenant index: commits the server confirmed and the tokens they captured.
+    var commits: [Int: (count: Int, captured: UInt64)] = [:]
+    /// Per tenant index: commits whose outcome is unknown (a transport failure after the retries).
+    var uncertainCommits: [Int: Int] = [:]
+    var touched: Set<Int> = []
+
+    mutating func record(_ kind: CallKind, microseconds: UInt64) {
+        calls += 1
+        if histograms[kind] == nil { histograms[kind] = latencyHistogram() }
+        _ = histograms[kind]!.record(max(1, microseconds))
+    }
+
+    mutating func merge(_ other: LaneStats) {
+        for (kind, histogram) in other.histograms {
+            if histograms[kind] == nil { histograms[kind] = latencyHistogram() }
+            histograms[kind]!.add(histogram)
+        }
+        for (code, count) in other.errors { errors[code, default: 0] += count }
+        calls += other.calls
+        for (tenant, commit) in other.commits {
+            let current = commits[tenant] ?? (0, 0)
+            commits[tenant] = (current.count + commit.count, current.captured + commit.captured)
+        }
+        for (tenant, count) in other.uncertainCommits { uncertainCommits[tenant, default: 0] += count }
+        touched.formUnion(other.touched)
+    }
+}
+
+/// Microseconds from 1 to an hour, three significant digits.
+func latencyHistogram() -> Histogram<UInt64> {
+    Histogram<UInt64>(lowestDiscernibleValue: 1, highestTrackableValue: 3_600_000_000, numberOfSignificantValueDigits: .three)
+}
+
+/// The error's stable name: the ledger's code, or the client's transport failure.
+func errorName(_ error: LedgerClientError) -> String {
+    switch error {
+    case .rejected(let ledgerError): return ledgerError.code.rawValue
+    case .timedOut: return "timeout"
+    case .connectFailed: return "connect_failed"
+    case .connectionClosed: return "connection_closed"
+    case .protocolViolation: return "protocol_violation"
+    }
+}
+
+/// One lane: a loop of operations, one call at a time, on one connection shared with other lanes
+/// (so a connection carries `lanes / connections` calls in flight).
+struct Lane {
+    let index: Int
+    let client: LedgerClient
+    let plan: RunPlan
+    let state: RunState
+    var random: SplitMix64
+    var stats = LaneStats()
+    var iteration = 0
+    /// The last hold this lane committed, for refunds: tenant index, hold, captured, refunded.
+    var lastCommitted: (tenant: Int, hold: HoldID, captured: Tokens, refunded: Tokens)?
+
+    init(index: Int, client: LedgerClient, plan: RunPlan, state: RunState) {
+        self.index = index
+        self.client = client
+        self.plan = plan
+        self.state = state
+        // Lane seeds must be scrambled: SplitMix64 walks its state by a fixed step, so seeds one
+        // step apart would give every lane the same sequence shifted by one.
+        var seeder = SplitMix64(seed: plan.seed ^ (UInt64(index) &* 0xD1B5_4A32_D192_ED03))
+        self.random = SplitMix64(seed: seeder.next())
+    }
+
+    mutating func run() async -> LaneStats {
+        // Open loop: each lane owns every lanes-th slot of the global schedule.
+        let nanosecondsPerCall = plan.rate.map { 1e9 / $0 * Double(plan.lanes) }
+        var scheduled = monotonicNanoseconds() + UInt64(Double(index) * (nanosecondsPerCall ?? 0) / Double(plan.lanes))
+        while state.take() {
+            iteration += 1
+            var operation = plan.mix.pick(&random)
+            let tenant = plan.distribution.pick(&random)
+            if operation == .refund, lastCommitted == nil || lastCommitted!.captured == lastCommitted!.refunded {
+                operation = .pair
+            }
+            var start = monotonicNanoseconds()
+            if let nanosecondsPerCall {
+                if scheduled > start {
+                    try? await Task.sleep(nanoseconds: scheduled - start)
+                }
+                start = scheduled  // latency counts from when the call should have gone out
+                scheduled += UInt64(nanosecondsPerCall * Double(operation.calls))
+            }
+            stats.touched.insert(operation == .refund ? lastCommitted!.tenant : tenant)
+            await perform(operation, tenant: tenant, start: start)
+        }
+        return stats
+    }
+
+    private mutating func perform(_ operation: Operation, tenant index: Int, start: UInt64) async {
+        let tenant = plan.tenants[index]
+        switch operation {
+        case .pair, .release:
+            let hold = HoldID("\(plan.holdPrefix)-\(self.index)-\(iteration)")
+            let amount = plan.amount
+            let ttl = plan.holdTTL
+            let client = self.client
+            guard
+                (await call(.reserve, from: start) { () async throws(LedgerClientError) in
+                    try await client.reserve(tenant: tenant, hold: hold, tokens: amount, ttl: ttl, requestID: RequestID("r-\(hold)"))
+                }) != nil
+            else { return }
+            let next = monotonicNanoseconds()
+            if operation == .release {
+                _ = await call(.release, from: next) { () async throws(LedgerClientError) in
+                    try await client.release(tenant: tenant, hold: hold, requestID: RequestID("x-\(hold)"))
+                }
+                return
+            }
+            let used = max(1, amount - amount / 5)
+            do {
+                let result = try await client.commit(tenant: tenant, hold: hold, amount: used, requestID: RequestID("c-\(hold)"))
+                finish(.commit, from: next)
+                let current = stats.commits[index] ?? (0, 0)
+                stats.commits[index] = (current.count + 1, current.captured + result.captured)
+                lastCommitted = (index, hold, result.captured, 0)
+            } catch {
+                fail(.commit, from: next, error)
+                if case .rejected = error {} else { stats.uncertainCommits[index, default: 0] += 1 }
+            }
+        case .refund:
+            let last = lastCommitted!
+            let client = self.client
+            let tenantID = plan.tenants[last.tenant]
+            if (await call(.refund, from: start) { () async throws(LedgerClientError) in
+                try await client.refund(
+                    tenant: tenantID, hold: last.hold, amount: 1, requestID: RequestID("f-\(last.hold)-\(last.refunded + 1)"))
+            }) != nil {
+                lastCommitted!.refunded += 1
+            }
+        case .estimate:
+            let client = self.client
+            _ = await call(.estimate, from: start) { () async throws(LedgerClientError) in
+                try await client.estimate(tenant: tenant, items: [PricedItem(feature: "transcription", quantity: 5)])
+            }
+        case .balance:
+            let client = self.client
+            _ = await call(.balance, from: start) { () async throws(LedgerClientError) in try await client.balance(tenant: tenant) }
+        }
+    }
+
+    private mutating func call<T>(
+        _ kind: CallKind, from start: UInt64, _ body: () async throws(LedgerClientError) -> T
+    ) async -> T? {
+        do {
+            let value = try await body()
+            finish(kind, from: start)
+            return value
+        } catch {
+            fail(kind, from: start, error)
+            return nil
+        }
+    }
+
+    private mutating func finish(_ kind: CallKind, from start: UInt64) {
+        stats.record(kind, microseconds: (monotonicNanoseconds() - start) / 1000)
+        state.calls.add(1, ordering: .relaxed)
+    }
+
+    private mutating func fail(_ kind: CallKind, from start: UInt64, _ error: LedgerClientError) {
+        finish(kind, from: start)
+        stats.errors[errorName(error), default: 0] += 1
+        state.errors.add(1, ordering: .relaxed)
+    }
+}

@@ -1,0 +1,105 @@
+import Foundation
+import LedgerClient
+import LedgerCore
+import LedgerTesting
+import Testing
+
+/// ledger-load, the real binary, against a real ledgerd and against its own echo server.
+@Suite("ledger-load")
+struct LoadHarnessTests {
+    /// Runs ledger-load with `arguments`; returns its exit status and its JSON report.
+    static func load(_ arguments: [String], log: String) throws -> (Int32, [String: Any]) {
+        let process = try ChildProcess(builtProduct("ledger-load"), arguments + ["--json", "--quiet"], stderrPath: log)
+        var lines: [String] = []
+        while let line = process.readLine() { lines.append(line) }
+        let status = process.wait()
+        let report = lines.last.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        guard let report else {
+            throw ChildError("ledger-load printed no JSON (status \(status)): \(lines), log: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        }
+        return (status, report)
+    }
+
+    @Test("a mixed workload: every call kind measured, no errors, and the invariant check passes")
+    func mixedWorkload() async throws {
+        let directory = TemporaryDirectory("load")
+        let data = directory.path + "/data"
+        let ledgerd = try StartedLedgerd(dataPath: data, logPath: directory.path + "/ledgerd.log")
+        defer {
+            ledgerd.process.kill(SIGTERM)
+            ledgerd.process.wait()
+        }
+        let (status, report) = try Self.load(
+            [
+                "--server", "127.0.0.1:\(ledgerd.port)", "--data-dir", data, "--connections", "2", "--pipeline", "8",
+                "--tenants", "20", "--distribution", "zipf", "--operations", "400",
+                "--mix", "pair=4,release=1,refund=1,estimate=1,balance=1",
+            ], log: directory.path + "/load.log")
+        #expect(status == 0)
+        #expect(report["errors_total"] as? Int == 0)
+        let calls = try #require(report["calls"] as? Int)
+        #expect(calls > 400 && calls <= 800)  // 400 operations of one or two calls
+        let byCall = try #require(report["by_call"] as? [String: Any])
+        #expect(Set(byCall.keys) == ["reserve", "commit", "release", "refund", "estimate", "balance"])
+        let latency = try #require(report["latency_ms"] as? [String: Double])
+        #expect(latency["p50"]! > 0 && latency["p50"]! <= latency["p99"]! && latency["p99"]! <= latency["max"]!)
+        let check = try #require(report["check"] as? [String: Any])
+        #expect(check["ok"] as? Bool == true)
+        let confirmed = try #require(check["commits_confirmed"] as? Int)
+        #expect(confirmed > 0 && check["captures_in_history"] as? Int == confirmed)
+        #expect(check["tenants"] as? Int ?? 0 > 1)
+    }
+
+    @Test("the check flags a capture in the history that no client saw")
+    func checkFlagsAnUnseenCommit() async throws {
+        let directory = TemporaryDirectory("load-check")
+        let data = directory.path + "/data"
+        let ledgerd = try StartedLedgerd(dataPath: data, logPath: directory.path + "/ledgerd.log")
+        defer {
+            ledgerd.process.kill(SIGTERM)
+            ledgerd.process.wait()
+        }
+        // A commit under the run's hold prefix that ledger-load did not make.
+        let client = try await LedgerClient.connect(.development(dataDirectory: data, port: ledgerd.port))
+        _ = try await client.createTenant("chk-0")
+        _ = try await client.grant(tenant: "chk-0", GrantRequest(kind: .promo, amount: 100))
+        _ = try await client.reserve(tenant: "chk-0", hold: "zz-extra", tokens: 5)
+        _ = try await client.commit(tenant: "chk-0", hold: "zz-extra", amount: 5)
+        await client.close()
+
+        let (status, report) = try Self.load(
+            [
+                "--server", "127.0.0.1:\(ledgerd.port)", "--data-dir", data, "--tenants", "1", "--tenant-prefix", "chk",
+                "--hold-prefix", "zz", "--operations", "10", "--connections", "1", "--pipeline", "2",
+            ], log: directory.path + "/load.log")
+        #expect(status == 1)
+        let check = try #require(report["check"] as? [String: Any])
+        #expect(check["ok"] as? Bool == false)
+        let violations = try #require(check["violations"] as? [String])
+        #expect(violations.count == 1)
+        #expect(violations.first?.contains("the history has 11 committed holds, the clients saw 10 commits succeed") == true)
+    }
+
+    @Test("the echo server answers every call kind over TLS without a ledger")
+    func echoServer() async throws {
+        let directory = TemporaryDirectory("load-echo")
+        let data = directory.path + "/data"
+        let echo = try ChildProcess(
+            builtProduct("ledger-load"), ["echo-server", "--data-dir", data], stderrPath: directory.path + "/echo.log")
+        defer {
+            echo.kill(SIGTERM)
+            echo.wait()
+        }
+        let banner = try #require(echo.readLine())
+        let port = try #require(Int(banner.split(separator: ":").last ?? ""))
+        let (status, report) = try Self.load(
+            [
+                "--server", "127.0.0.1:\(port)", "--data-dir", data, "--echo", "--operations", "300",
+                "--mix", "pair=1,release=1,refund=1,estimate=1,balance=1",
+            ], log: directory.path + "/load.log")
+        #expect(status == 0)
+        #expect(report["errors_total"] as? Int == 0)
+        #expect(report["check"] is NSNull)
+        #expect((report["calls"] as? Int ?? 0) >= 300)
+    }
+}
