@@ -192,9 +192,11 @@ struct Run: AsyncParsableCommand {
             let now = monotonicNanoseconds()
             let calls = state.calls.load(ordering: .relaxed)
             let rate = Double(calls - lastCalls) / (Double(now - lastTime) / 1e9)
+            let slowest = state.slowest.exchange(0, ordering: .relaxed)
             let line = String(
-                format: "%6.1f s  %@ calls  %@ calls/s  %@ errors", Double(now - start) / 1e9,
-                Report.grouped(calls), Report.grouped(Int(rate)), Report.grouped(state.errors.load(ordering: .relaxed)))
+                format: "%6.1f s  %@ calls  %@ calls/s  slowest %.1f ms  %@ errors", Double(now - start) / 1e9,
+                Report.grouped(calls), Report.grouped(Int(rate)), Double(slowest) / 1000,
+                Report.grouped(state.errors.load(ordering: .relaxed)))
             progress(terminal ? "\r\(line)" : "\(line)\n")
             lastCalls = calls
             lastTime = now

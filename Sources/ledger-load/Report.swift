@@ -47,6 +47,9 @@ struct Report {
         lines.append(
             "calls      \(Report.grouped(stats.calls))  \(Report.grouped(Int(callsPerSecond))) calls/s")
         lines.append("latency    ms: \(latencyLine(all))")
+        if stats.pairs.totalCount > 0 {
+            lines.append("  pairs    \(Report.grouped(Int(stats.pairs.totalCount))) reserve+commit, \(latencyLine(stats.pairs))")
+        }
         for kind in CallKind.allCases {
             guard let histogram = stats.histograms[kind], histogram.totalCount > 0 else { continue }
             lines.append(
@@ -86,7 +89,8 @@ struct Report {
             "\"rate\":\(plan.rate.map { String(format: "%.0f", $0) } ?? "null")",
             "\"duration_s\":\(String(format: "%.3f", elapsed))", "\"calls\":\(stats.calls)",
             "\"ops_s\":\(String(format: "%.1f", callsPerSecond))", "\"errors_total\":\(errorCount)",
-            "\"latency_ms\":\(latencies(all))",
+            "\"latency_ms\":\(latencies(all))", "\"pairs\":\(stats.pairs.totalCount)",
+            "\"pair_latency_ms\":\(stats.pairs.totalCount > 0 ? latencies(stats.pairs) : "null")",
         ]
         let byCall = CallKind.allCases.compactMap { kind -> String? in
             guard let histogram = stats.histograms[kind], histogram.totalCount > 0 else { return nil }

@@ -32,6 +32,8 @@ struct RunPlan: Sendable {
 final class RunState: Sendable {
     let calls = Atomic<Int>(0)
     let errors = Atomic<Int>(0)
+    /// The slowest call since the progress line last read it, in microseconds.
+    let slowest = Atomic<UInt64>(0)
     let iterationsLeft: Atomic<Int>
     let deadline: UInt64
 
@@ -50,6 +52,8 @@ final class RunState: Sendable {
 /// What one lane saw; lanes merge theirs at the end.
 struct LaneStats: Sendable {
     var histograms: [CallKind: Histogram<UInt64>] = [:]
+    /// Reserve+commit pairs, from the reserve's (intended) start to the commit's reply.
+    var pairs = latencyHistogram()
     var errors: [String: Int] = [:]
     var calls = 0
     /// Per tenant index: commits the server confirmed and the tokens they captured.
@@ -69,6 +73,7 @@ struct LaneStats: Sendable {
             if histograms[kind] == nil { histograms[kind] = latencyHistogram() }
             histograms[kind]!.add(histogram)
         }
+        pairs.add(other.pairs)
         for (code, count) in other.errors { errors[code, default: 0] += count }
         calls += other.calls
         for (tenant, commit) in other.commits {
@@ -169,6 +174,7 @@ struct Lane {
             do {
                 let result = try await client.commit(tenant: tenant, hold: hold, amount: used, requestID: RequestID("c-\(hold)"))
                 finish(.commit, from: next)
+                _ = stats.pairs.record(max(1, (monotonicNanoseconds() - start) / 1000))
                 let current = stats.commits[index] ?? (0, 0)
                 stats.commits[index] = (current.count + 1, current.captured + result.captured)
                 lastCommitted = (index, hold, result.captured, 0)
@@ -211,8 +217,16 @@ struct Lane {
     }
 
     private mutating func finish(_ kind: CallKind, from start: UInt64) {
-        stats.record(kind, microseconds: (monotonicNanoseconds() - start) / 1000)
+        let microseconds = (monotonicNanoseconds() - start) / 1000
+        stats.record(kind, microseconds: microseconds)
         state.calls.add(1, ordering: .relaxed)
+        var seen = state.slowest.load(ordering: .relaxed)
+        while microseconds > seen {
+            let (exchanged, current) = state.slowest.compareExchange(
+                expected: seen, desired: microseconds, ordering: .relaxed)
+            if exchanged { break }
+            seen = current
+        }
     }
 
     private mutating func fail(_ kind: CallKind, from start: UInt64, _ error: LedgerClientError) {
