@@ -86,6 +86,38 @@ struct RawConnection {
         return outcome
     }
 
+    /// Writes each piece with its own write (and flush), then `then` if given, and reads replies
+    /// until `count` have come or the stream ends.
+    func exchange(_ pieces: [[UInt8]], then last: [UInt8]?, expecting count: Int) async throws -> Outcome {
+        var outcome = Outcome()
+        try await channel.executeThenClose { inbound, outbound in
+            do {
+                for piece in pieces where !piece.isEmpty { try await outbound.write(ByteBuffer(bytes: piece)) }
+                if let last { try await outbound.write(ByteBuffer(bytes: last)) }
+            } catch {
+                // The server may close before everything is written (it stops at a bad header).
+            }
+            if last == nil { return }
+            var buffer = ByteBuffer()
+            let decoder = FrameDecoder(frameSizeMax: 16 << 20)
+            do {
+                for try await chunk in inbound {
+                    var chunk = chunk
+                    buffer.writeBuffer(&chunk)
+                    while let frame = try decoder.nextFrame(&buffer) {
+                        outcome.responses.append(try WireResponse(frame: frame))
+                    }
+                    if outcome.responses.count >= count { return }
+                }
+                outcome.closed = true
+            } catch {
+                outcome.closed = true
+                outcome.error = error
+            }
+        }
+        return outcome
+    }
+
     static func frame(_ message: WireRequest) throws -> [UInt8] {
         var buffer = ByteBuffer()
         try buffer.writeFrame(message)
