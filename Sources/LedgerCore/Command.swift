@@ -80,4 +80,7 @@ public struct CommandResult: Hashable, Sendable {
     public var events: [LedgerEvent]
     /// The ledger time the command applied at.
     public var time: LedgerTime
+    /// The log position of the record that carried the command: set by the engine, 0 from the
+    /// state machine alone.
+    public var lsn: UInt64 = 0
 }

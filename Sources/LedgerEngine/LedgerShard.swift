@@ -117,8 +117,9 @@ public actor LedgerShard {
 
     /// Applies a command at the clock's time, logs it, and returns once it is durable.
     public func execute(_ body: CommandBody, requestID: RequestID?) async throws -> CommandResult {
-        let (result, lsn) = try applyAndLog(LedgerCommand(time: clock.now(), requestID: requestID, body: body))
+        var (result, lsn) = try applyAndLog(LedgerCommand(time: clock.now(), requestID: requestID, body: body))
         try await durable(lsn)
+        result.lsn = lsn
         return result
     }
 
@@ -148,13 +149,18 @@ public actor LedgerShard {
 
     /// Reads the state after applying whatever fell due, once everything it shows is durable.
     public func read<T: Sendable>(_ body: (LedgerState) throws -> T) async throws -> T {
+        try await readWithLSN(body).value
+    }
+
+    /// `read`, and the log position of the last record the state read includes.
+    public func readWithLSN<T: Sendable>(_ body: (LedgerState) throws -> T) async throws -> (value: T, lsn: UInt64) {
         var lsn = appliedLSN
         if let due = state.nextDueTime, due <= clock.now() {
             (_, lsn) = try applyAndLog(LedgerCommand(time: clock.now(), requestID: nil, body: .tick))
         }
         let value = try body(state)
         try await durable(lsn)
-        return value
+        return (value, lsn)
     }
 
     /// Applies what fell due, if anything did (the periodic tick that makes expiry eager).

@@ -70,25 +70,35 @@ public final class LedgerService: Sendable {
             case .command(let body, let requestID):
                 return WireResponse(callID: callID, result: try await engine.execute(body, requestID: requestID))
             case .installCatalog(let catalog):
-                return WireResponse(callID: callID, result: try await engine.execute(.installCatalog(catalog), requestID: nil))
+                // Logged in every shard: no single position describes it.
+                var result = try await engine.execute(.installCatalog(catalog), requestID: nil)
+                result.lsn = 0
+                return WireResponse(callID: callID, result: result)
             case .balance(let tenant, let member):
-                let view = try await engine.shard(for: tenant).read { state in try state.balance(tenant, member: member) }
+                let (view, lsn) = try await engine.shard(for: tenant).readWithLSN { state in
+                    try state.balance(tenant, member: member)
+                }
                 return WireResponse.with {
                     $0.callID = callID
+                    $0.lsn = lsn
                     $0.balance = Tokenledger_V1_BalanceResult(view)
                 }
             case .estimate(let tenant, let member, let items):
-                let view = try await engine.shard(for: tenant).read { state in
+                let (view, lsn) = try await engine.shard(for: tenant).readWithLSN { state in
                     try state.estimate(tenant, member: member, items: items)
                 }
                 return WireResponse.with {
                     $0.callID = callID
+                    $0.lsn = lsn
                     $0.estimate = Tokenledger_V1_EstimateResult(view)
                 }
             case .history(let tenant, let filter):
-                let page = try await engine.shard(for: tenant).read { state in try state.history(tenant, filter: filter) }
+                let (page, lsn) = try await engine.shard(for: tenant).readWithLSN { state in
+                    try state.history(tenant, filter: filter)
+                }
                 return WireResponse.with {
                     $0.callID = callID
+                    $0.lsn = lsn
                     $0.history = Tokenledger_V1_HistoryResult(page)
                 }
             case .catalog:

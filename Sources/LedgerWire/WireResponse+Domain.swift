@@ -15,6 +15,7 @@ extension WireResponse {
         self.init()
         self.callID = callID
         replayed = result.replayed
+        lsn = result.lsn
         switch result.outcome {
         case .failure(let error): self.error = WireError(error)
         case .success(let outcome): self.result = Self.result(outcome)

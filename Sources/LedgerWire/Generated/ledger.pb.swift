@@ -709,6 +709,16 @@ public nonisolated struct Tokenledger_V1_Response: @unchecked Sendable {
     set {_uniqueStorage()._replayed = newValue}
   }
 
+  /// Where the call sits in its shard's log: for a command (applied, refused or replayed alike:
+  /// every command is logged), the position of its record; for a read, the position of the last
+  /// record the state it shows includes. Positions are per shard, so compare them only between
+  /// calls on the same tenant. 0 for calls that no single shard answers (health, catalog,
+  /// install_catalog) and for replies to frames that could not be read.
+  public var lsn: UInt64 {
+    get {_storage._lsn}
+    set {_uniqueStorage()._lsn = newValue}
+  }
+
   public var result: OneOf_Result? {
     get {return _storage._result}
     set {_uniqueStorage()._result = newValue}
@@ -2904,11 +2914,12 @@ nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Tokenledger_V1_Response: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Response"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{1}replayed\0\u{1}error\0\u{2}\u{7}reserve\0\u{1}commit\0\u{1}release\0\u{1}refund\0\u{1}estimate\0\u{1}balance\0\u{4}\u{5}create_tenant\0\u{3}configure_tenant\0\u{3}set_member\0\u{1}grant\0\u{1}purchase\0\u{3}void_grant\0\u{3}refund_purchase\0\u{1}history\0\u{1}catalog\0\u{3}install_catalog\0\u{1}health\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{1}replayed\0\u{1}error\0\u{1}lsn\0\u{2}\u{6}reserve\0\u{1}commit\0\u{1}release\0\u{1}refund\0\u{1}estimate\0\u{1}balance\0\u{4}\u{5}create_tenant\0\u{3}configure_tenant\0\u{3}set_member\0\u{1}grant\0\u{1}purchase\0\u{3}void_grant\0\u{3}refund_purchase\0\u{1}history\0\u{1}catalog\0\u{3}install_catalog\0\u{1}health\0")
 
   fileprivate class _StorageClass {
     var _callID: UInt64 = 0
     var _replayed: Bool = false
+    var _lsn: UInt64 = 0
     var _result: Tokenledger_V1_Response.OneOf_Result?
 
       // This property is used as the initial default value for new instances of the type.
@@ -2922,6 +2933,7 @@ nonisolated extension Tokenledger_V1_Response: SwiftProtobuf.Message, SwiftProto
     init(copying source: _StorageClass) {
       _callID = source._callID
       _replayed = source._replayed
+      _lsn = source._lsn
       _result = source._result
     }
   }
@@ -2956,6 +2968,7 @@ nonisolated extension Tokenledger_V1_Response: SwiftProtobuf.Message, SwiftProto
             _storage._result = .error(v)
           }
         }()
+        case 4: try { try decoder.decodeSingularUInt64Field(value: &_storage._lsn) }()
         case 10: try {
           var v: Tokenledger_V1_ReserveResult?
           var hadOneofValue = false
@@ -3195,11 +3208,13 @@ nonisolated extension Tokenledger_V1_Response: SwiftProtobuf.Message, SwiftProto
       if _storage._replayed != false {
         try visitor.visitSingularBoolField(value: _storage._replayed, fieldNumber: 2)
       }
-      switch _storage._result {
-      case .error?: try {
-        guard case .error(let v)? = _storage._result else { preconditionFailure() }
+      try { if case .error(let v)? = _storage._result {
         try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
-      }()
+      } }()
+      if _storage._lsn != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._lsn, fieldNumber: 4)
+      }
+      switch _storage._result {
       case .reserve?: try {
         guard case .reserve(let v)? = _storage._result else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
@@ -3268,7 +3283,7 @@ nonisolated extension Tokenledger_V1_Response: SwiftProtobuf.Message, SwiftProto
         guard case .health(let v)? = _storage._result else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
       }()
-      case nil: break
+      default: break
       }
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -3281,6 +3296,7 @@ nonisolated extension Tokenledger_V1_Response: SwiftProtobuf.Message, SwiftProto
         let rhs_storage = _args.1
         if _storage._callID != rhs_storage._callID {return false}
         if _storage._replayed != rhs_storage._replayed {return false}
+        if _storage._lsn != rhs_storage._lsn {return false}
         if _storage._result != rhs_storage._result {return false}
         return true
       }

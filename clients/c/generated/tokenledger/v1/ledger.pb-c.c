@@ -2923,7 +2923,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__request__descriptor =
   (ProtobufCMessageInit) tokenledger__v1__request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tokenledger__v1__response__field_descriptors[20] =
+static const ProtobufCFieldDescriptor tokenledger__v1__response__field_descriptors[21] =
 {
   {
     "call_id",
@@ -2959,6 +2959,18 @@ static const ProtobufCFieldDescriptor tokenledger__v1__response__field_descripto
     &tokenledger__v1__error__descriptor,
     NULL,
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "lsn",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__Response, lsn),
+    NULL,
+    NULL,
+    0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
   {
@@ -3167,33 +3179,34 @@ static const ProtobufCFieldDescriptor tokenledger__v1__response__field_descripto
   },
 };
 static const unsigned tokenledger__v1__response__field_indices_by_name[] = {
-  8,   /* field[8] = balance */
+  9,   /* field[9] = balance */
   0,   /* field[0] = call_id */
-  17,   /* field[17] = catalog */
-  4,   /* field[4] = commit */
-  10,   /* field[10] = configure_tenant */
-  9,   /* field[9] = create_tenant */
+  18,   /* field[18] = catalog */
+  5,   /* field[5] = commit */
+  11,   /* field[11] = configure_tenant */
+  10,   /* field[10] = create_tenant */
   2,   /* field[2] = error */
-  7,   /* field[7] = estimate */
-  12,   /* field[12] = grant */
-  19,   /* field[19] = health */
-  16,   /* field[16] = history */
-  18,   /* field[18] = install_catalog */
-  13,   /* field[13] = purchase */
-  6,   /* field[6] = refund */
-  15,   /* field[15] = refund_purchase */
-  5,   /* field[5] = release */
+  8,   /* field[8] = estimate */
+  13,   /* field[13] = grant */
+  20,   /* field[20] = health */
+  17,   /* field[17] = history */
+  19,   /* field[19] = install_catalog */
+  3,   /* field[3] = lsn */
+  14,   /* field[14] = purchase */
+  7,   /* field[7] = refund */
+  16,   /* field[16] = refund_purchase */
+  6,   /* field[6] = release */
   1,   /* field[1] = replayed */
-  3,   /* field[3] = reserve */
-  11,   /* field[11] = set_member */
-  14,   /* field[14] = void_grant */
+  4,   /* field[4] = reserve */
+  12,   /* field[12] = set_member */
+  15,   /* field[15] = void_grant */
 };
 static const ProtobufCIntRange tokenledger__v1__response__number_ranges[3 + 1] =
 {
   { 1, 0 },
-  { 10, 3 },
-  { 20, 9 },
-  { 0, 20 }
+  { 10, 4 },
+  { 20, 10 },
+  { 0, 21 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__response__descriptor =
 {
@@ -3203,7 +3216,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__response__descriptor =
   "Tokenledger__V1__Response",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__Response),
-  20,
+  21,
   tokenledger__v1__response__field_descriptors,
   tokenledger__v1__response__field_indices_by_name,
   3,  tokenledger__v1__response__number_ranges,

@@ -269,6 +269,14 @@ struct  Tokenledger__V1__Response
    * one and nothing changed.
    */
   protobuf_c_boolean replayed;
+  /*
+   * Where the call sits in its shard's log: for a command (applied, refused or replayed alike:
+   * every command is logged), the position of its record; for a read, the position of the last
+   * record the state it shows includes. Positions are per shard, so compare them only between
+   * calls on the same tenant. 0 for calls that no single shard answers (health, catalog,
+   * install_catalog) and for replies to frames that could not be read.
+   */
+  uint64_t lsn;
   Tokenledger__V1__Response__ResultCase result_case;
   union {
     Tokenledger__V1__Error *error;
@@ -293,7 +301,7 @@ struct  Tokenledger__V1__Response
 };
 #define TOKENLEDGER__V1__RESPONSE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__response__descriptor) \
-    , 0, 0, TOKENLEDGER__V1__RESPONSE__RESULT__NOT_SET, {0} }
+    , 0, 0, 0, TOKENLEDGER__V1__RESPONSE__RESULT__NOT_SET, {0} }
 
 
 typedef enum {
