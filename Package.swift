@@ -1,6 +1,7 @@
 // swift-tools-version: 6.1
 // TokenLedger: a token-billing ledger server. Module layout and dependency direction are described
 // in docs/architecture.md; targets are added as they get content.
+import Foundation
 import PackageDescription
 
 let strictSettings: [SwiftSetting] = [
@@ -98,6 +99,12 @@ let package = Package(
             swiftSettings: strictSettings),
         // Fixtures shared by the test suites (command generators).
         .target(name: "LedgerTesting", dependencies: ["LedgerCore", "LedgerStore"], swiftSettings: strictSettings),
+        .target(
+            name: "LedgerFuzzing",
+            dependencies: [
+                "LedgerCore", "LedgerStore", "LedgerTesting", "LedgerWire", .product(name: "NIOCore", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings),
         // Storage benchmarks: replay speed, snapshot write and load, group commit (scripts/bench-storage).
         .executableTarget(
             name: "ledger-storage-bench", dependencies: ["LedgerCore", "LedgerEngine", "LedgerStore"], swiftSettings: strictSettings),
@@ -124,7 +131,9 @@ let package = Package(
         .executableTarget(
             name: "ledger-crashtest-worker", dependencies: ["LedgerCore", "LedgerEngine", "LedgerStore", "LedgerTesting"],
             swiftSettings: strictSettings),
-        .testTarget(name: "LedgerCoreTests", dependencies: ["LedgerCore", "LedgerTesting"], swiftSettings: strictSettings),
+        .testTarget(
+            name: "LedgerCoreTests", dependencies: ["LedgerCore", "LedgerTesting", "LedgerFuzzing"],
+            exclude: ["FuzzCorpus"], swiftSettings: strictSettings),
         .testTarget(name: "LedgerStoreTests", dependencies: ["LedgerStore", "LedgerTesting"], swiftSettings: strictSettings),
         .testTarget(
             name: "LedgerEngineTests", dependencies: ["LedgerEngine", "LedgerCore", "LedgerStore", "LedgerTesting"],
@@ -157,3 +166,15 @@ let package = Package(
             swiftSettings: strictSettings),
     ]
 )
+
+// The libFuzzer executables (one per FuzzTarget) exist only for scripts/fuzz, which sets
+// TOKENLEDGER_FUZZ and builds with -sanitize=fuzzer: their `main` comes from libFuzzer, so a normal
+// build could not link them.
+if ProcessInfo.processInfo.environment["TOKENLEDGER_FUZZ"] != nil {
+    for target in ["frames", "wal", "snapshot", "state"] {
+        package.targets.append(
+            .executableTarget(
+                name: "fuzz-\(target)", dependencies: ["LedgerFuzzing"], path: "Sources/Fuzz/fuzz-\(target)",
+                swiftSettings: [.enableExperimentalFeature("Extern")]))
+    }
+}

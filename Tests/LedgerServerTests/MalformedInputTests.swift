@@ -231,7 +231,7 @@ enum MalformedCorpus {
 @Suite("Malformed input corpus against a live ledgerd")
 struct MalformedInputTests {
     /// ledgerd with the test PKI and access file, and the state the corpus refers to.
-    static func start(_ directory: TemporaryDirectory) async throws -> StartedLedgerd {
+    static func start(_ directory: TemporaryDirectory, extra: [String] = []) async throws -> StartedLedgerd {
         let pki = TestPKI.shared
         let access = directory.path + "/access.json"
         try TestPKI.accessJSON.write(toFile: access, atomically: true, encoding: .utf8)
@@ -240,7 +240,7 @@ struct MalformedInputTests {
             arguments: [
                 "--tls-cert", pki.path("server.pem"), "--tls-key", pki.path("server-key.pem"), "--tls-ca", pki.path("ca.pem"),
                 "--access", access,
-            ], logPath: directory.path + "/ledgerd.log")
+            ] + extra, logPath: directory.path + "/ledgerd.log")
         let setup: [(UInt64, LedgerCall)] = [
             (1, .command(.createTenant("acme", TenantSettings()), "setup-acme")),
             (2, .command(.createTenant("initech", TenantSettings()), "setup-initech")),

@@ -1,0 +1,132 @@
+import LedgerTesting
+import Testing
+
+/// The checker's own tests: a good history passes, and each kind of bad history is flagged.
+@Suite("History checker")
+struct HistoryCheckerTests {
+    typealias Op = HistoryChecker.Operation
+    typealias Entry = HistoryChecker.Entry
+
+    /// Tenant acme granted 100: r1 reserves 30 on h1 and is committed 20 (10 released), r2
+    /// reserves 50 on h2 and is released, a read in between; one reserve failed, one ended unknown
+    /// and was not applied.
+    static func good() -> ([Op], [String: HistoryChecker.TenantRecord]) {
+        let history: [Op] = [
+            Op(process: 0, kind: .invoke, function: .reserve(hold: "h1", amount: 30), tenant: "acme", requestID: "r1"),
+            Op(process: 0, kind: .ok, function: .reserve(hold: "h1", amount: 30), tenant: "acme", requestID: "r1", lsn: 3, value: .reserved(held: 30)),
+            Op(process: 1, kind: .invoke, function: .reserve(hold: "h2", amount: 50), tenant: "acme", requestID: "r2"),
+            Op(process: 1, kind: .info, function: .reserve(hold: "h2", amount: 50), tenant: "acme", requestID: "r2"),
+            Op(process: 1, kind: .ok, function: .reserve(hold: "h2", amount: 50), tenant: "acme", requestID: "r2", lsn: 9, replayed: true, value: .reserved(held: 50)),
+            Op(process: 0, kind: .ok, function: .commit(hold: "h1", amount: 20), tenant: "acme", requestID: "c1", lsn: 5, value: .committed(captured: 20, released: 10)),
+            Op(process: 1, kind: .ok, function: .release(hold: "h2"), tenant: "acme", requestID: "x2", lsn: 10, value: .released(50)),
+            Op(process: 2, kind: .ok, function: .balance, tenant: "acme", requestID: "", lsn: 5,
+               value: .balance(.init(tenant: "acme", available: 30, reserved: 50, spent: 20, granted: 100))),
+            Op(process: 2, kind: .fail, function: .reserve(hold: "h3", amount: 500), tenant: "acme", requestID: "r3", error: "insufficient_balance"),
+            Op(process: 2, kind: .info, function: .reserve(hold: "h4", amount: 5), tenant: "acme", requestID: "r4"),
+        ]
+        let entries: [Entry] = [
+            Entry(sequence: 1, kind: .grant, amount: 100, requestID: "g"),
+            Entry(sequence: 2, kind: .reserve, hold: "h1", amount: 30, requestID: "r1"),
+            Entry(sequence: 3, kind: .capture, hold: "h1", amount: 20, requestID: "c1"),
+            Entry(sequence: 4, kind: .release, hold: "h1", amount: 10, requestID: "c1"),
+            Entry(sequence: 5, kind: .reserve, hold: "h2", amount: 50, requestID: "r2"),
+            Entry(sequence: 6, kind: .release, hold: "h2", amount: 50, requestID: "x2"),
+        ]
+        let balance = HistoryChecker.Balance(tenant: "acme", available: 80, reserved: 0, spent: 20, granted: 100)
+        return (history, ["acme": .init(entries: entries, balance: balance)])
+    }
+
+    static func kinds(_ history: [Op], _ tenants: [String: HistoryChecker.TenantRecord]) -> Set<HistoryChecker.Violation.Kind> {
+        Set(HistoryChecker.check(history, tenants: tenants).map(\.kind))
+    }
+
+    @Test("a good history with retries, a failure and an unknown outcome passes")
+    func goodHistory() {
+        let (history, tenants) = Self.good()
+        #expect(HistoryChecker.check(history, tenants: tenants).isEmpty)
+    }
+
+    @Test("a lost acknowledgement: an ok reserve that is not in the ledger")
+    func lostAck() {
+        var (history, tenants) = Self.good()
+        history.append(Op(process: 3, kind: .ok, function: .reserve(hold: "h9", amount: 1), tenant: "acme", requestID: "r9", lsn: 11, value: .reserved(held: 1)))
+        #expect(Self.kinds(history, tenants) == [.lostAck])
+        tenants["acme"]!.entries.removeAll { $0.requestID == "c1" }
+        tenants["acme"]!.balance = .init(tenant: "acme", available: 70, reserved: 30, spent: 0, granted: 100)
+        #expect(Self.kinds(history, tenants).contains(.lostAck))
+    }
+
+    @Test("a double apply: the same hold reserved twice, and a failed call applied anyway")
+    func doubleApply() {
+        var (history, tenants) = Self.good()
+        tenants["acme"]!.entries.append(Entry(sequence: 7, kind: .reserve, hold: "h1", amount: 30, requestID: "r1"))
+        tenants["acme"]!.balance = .init(tenant: "acme", available: 50, reserved: 30, spent: 20, granted: 100)
+        #expect(Self.kinds(history, tenants) == [.doubleApply])
+
+        (history, tenants) = Self.good()
+        tenants["acme"]!.entries.append(Entry(sequence: 7, kind: .capture, hold: "h1", amount: 5, requestID: "c1b"))
+        tenants["acme"]!.balance = .init(tenant: "acme", available: 80, reserved: 0, spent: 25, granted: 100)
+        #expect(Self.kinds(history, tenants).contains(.doubleApply))
+
+        (history, tenants) = Self.good()
+        tenants["acme"]!.entries.append(Entry(sequence: 7, kind: .reserve, hold: "h3", amount: 5, requestID: "r3"))
+        tenants["acme"]!.balance = .init(tenant: "acme", available: 75, reserved: 5, spent: 20, granted: 100)
+        #expect(Self.kinds(history, tenants) == [.doubleApply])
+    }
+
+    @Test("a negative balance: reserves beyond the tokens granted")
+    func negativeBalance() {
+        let (history, tenants) = Self.good()
+        var record = tenants["acme"]!
+        record.entries.append(Entry(sequence: 7, kind: .reserve, hold: "h5", amount: 81, requestID: "r5"))
+        record.balance = .init(tenant: "acme", available: 0, reserved: 81, spent: 20, granted: 100)
+        #expect(Self.kinds(history, ["acme": record]).contains(.negativeBalance))
+    }
+
+    @Test("a wrong total: the server's balance is not what its history adds up to, or not conserved")
+    func wrongTotal() {
+        var (history, tenants) = Self.good()
+        tenants["acme"]!.balance = .init(tenant: "acme", available: 81, reserved: 0, spent: 20, granted: 101)
+        #expect(Self.kinds(history, tenants) == [.wrongTotal])
+        (history, tenants) = Self.good()
+        tenants["acme"]!.balance.granted = 99
+        #expect(Self.kinds(history, tenants) == [.wrongTotal])
+    }
+
+    @Test("a cross-tenant read: answered with another tenant's balance")
+    func crossTenantRead() {
+        var (history, tenants) = Self.good()
+        history.append(Op(process: 4, kind: .ok, function: .balance, tenant: "acme", requestID: "", lsn: 6,
+                          value: .balance(.init(tenant: "initech", available: 500, reserved: 0, spent: 0, granted: 500))))
+        #expect(Self.kinds(history, tenants) == [.crossTenantRead])
+        (history, tenants) = Self.good()
+        history.append(Op(process: 4, kind: .ok, function: .balance, tenant: "acme", requestID: "", lsn: 6,
+                          value: .balance(.init(tenant: "acme", available: 500, reserved: 0, spent: 0, granted: 500))))
+        #expect(Self.kinds(history, tenants) == [.crossTenantRead])
+    }
+
+    @Test("a retry answered differently from the first answer")
+    func retryMismatch() {
+        var (history, tenants) = Self.good()
+        history.append(Op(process: 0, kind: .ok, function: .commit(hold: "h1", amount: 20), tenant: "acme", requestID: "c1", lsn: 12, replayed: true, value: .committed(captured: 25, released: 5)))
+        #expect(Self.kinds(history, tenants).contains(.retryMismatch))
+    }
+
+    @Test("log order and history order disagree")
+    func order() {
+        var (history, tenants) = Self.good()
+        history = history.map { op in
+            var op = op
+            if op.requestID == "r1" && op.kind == .ok { op.lsn = 50 }  // acknowledged after the release, yet first in the history
+            return op
+        }
+        #expect(Self.kinds(history, tenants) == [.order])
+    }
+
+    @Test("a reply that does not match the ledger's record")
+    func unexpectedResult() {
+        var (history, tenants) = Self.good()
+        history.append(Op(process: 5, kind: .ok, function: .release(hold: "h2"), tenant: "acme", requestID: "x2", lsn: 13, replayed: true, value: .released(40)))
+        #expect(Self.kinds(history, tenants).contains(.unexpectedResult))
+    }
+}
