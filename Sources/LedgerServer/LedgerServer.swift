@@ -28,6 +28,8 @@ public final class LedgerServer: Service, Sendable {
     private let serverChannel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
     private let logger: Logger
     private let registry = Mutex(ConnectionRegistry())
+    /// The TLS context new connections get; `reloadTLS()` replaces it (SIGHUP in ledgerd).
+    private let tls: TLSContextBox
 
     private struct ConnectionRegistry {
         var shuttingDown = false
@@ -37,8 +39,10 @@ public final class LedgerServer: Service, Sendable {
 
     private init(
         configuration: ServerConfiguration, service: LedgerService, logger: Logger,
-        serverChannel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>, boundPort: Int
+        serverChannel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>, boundPort: Int,
+        tls: TLSContextBox
     ) {
+        self.tls = tls
         self.configuration = configuration
         self.service = service
         self.logger = logger
@@ -52,7 +56,7 @@ public final class LedgerServer: Service, Sendable {
         configuration: ServerConfiguration, engine: LedgerEngine, logger: Logger,
         group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws -> LedgerServer {
-        let sslContext = try makeSSLContext(configuration)
+        let tls = TLSContextBox(try makeSSLContext(configuration))
         let limits = configuration.limits
         let serverChannel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
@@ -65,7 +69,7 @@ public final class LedgerServer: Service, Sendable {
             .bind(host: configuration.host, port: configuration.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     let operations = channel.pipeline.syncOperations
-                    try operations.addHandler(NIOSSLServerHandler(context: sslContext))
+                    try operations.addHandler(NIOSSLServerHandler(context: tls.current))
                     try operations.addHandler(ConnectionHygieneHandler(limits: limits, logger: logger))
                     try operations.addHandler(ByteToMessageHandler(FrameDecoder(frameSizeMax: limits.frameSizeMax)))
                     return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
@@ -76,7 +80,27 @@ public final class LedgerServer: Service, Sendable {
             engine: engine, serverVersion: configuration.serverVersion,
             callsInFlightMax: configuration.limits.serverCallsInFlightMax, logger: logger)
         return LedgerServer(
-            configuration: configuration, service: service, logger: logger, serverChannel: serverChannel, boundPort: port)
+            configuration: configuration, service: service, logger: logger, serverChannel: serverChannel, boundPort: port,
+            tls: tls)
+    }
+
+    /// Reads the certificate chain, key and client CA files again and uses them for every new
+    /// handshake; connections already open keep the material they started with. When the new
+    /// material does not load (a missing file, a key that does not match) the server keeps the old
+    /// one and throws, so a bad rotation never takes the listener down.
+    public func reloadTLS() throws {
+        let context = try Self.makeSSLContext(configuration)
+        tls.replace(with: context)
+        logger.notice(
+            "TLS material reloaded",
+            metadata: ["tls.cert": "\(configuration.certificatePath)", "tls.ca": "\(configuration.clientCAPath)"])
+    }
+
+    final class TLSContextBox: Sendable {
+        private let context: Mutex<NIOSSLContext>
+        init(_ context: NIOSSLContext) { self.context = Mutex(context) }
+        var current: NIOSSLContext { context.withLock { $0 } }
+        func replace(with new: NIOSSLContext) { context.withLock { $0 = new } }
     }
 
     /// TLS 1.3 only; the client must present a certificate that chains to the client CA.

@@ -5,6 +5,7 @@ import LedgerServer
 import LedgerStore
 import Logging
 import ServiceLifecycle
+import UnixSignals
 
 /// The start-up sequence: TLS material, access policy, engine (recovery), catalog, listen, serve.
 /// Every failure is a log line and a documented exit code, never a crash.
@@ -72,7 +73,10 @@ struct Daemon {
             let banner = Banner(text: welcome(server: server, configuration: configuration))
             let group = ServiceGroup(
                 configuration: .init(
-                    services: [.init(service: server), .init(service: banner, successTerminationBehavior: .ignore)],
+                    services: [
+                        .init(service: server), .init(service: banner, successTerminationBehavior: .ignore),
+                        .init(service: ReloadOnHangup(server: server, logger: logger)),
+                    ],
                     gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             try await group.run()
             return 0
@@ -163,6 +167,22 @@ struct Daemon {
         }
         lines.append("  stop with Ctrl-C or SIGTERM (drains connections, writes a final snapshot)")
         return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+/// SIGHUP reloads the TLS material (certificate rotation without a restart: docs/operations.md).
+struct ReloadOnHangup: Service {
+    let server: LedgerServer
+    let logger: Logger
+
+    func run() async throws {
+        for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
+            do {
+                try server.reloadTLS()
+            } catch {
+                logger.error("TLS reload failed; the previous material stays in use", metadata: ["error": "\(error)"])
+            }
+        }
     }
 }
 
