@@ -193,3 +193,16 @@ extension LedgerState {
         return HistoryPage(entries: entries, nextCursor: nextCursor)
     }
 }
+
+extension LedgerState {
+    /// Counts for metrics: tenants, open holds and the tokens they hold (one pass over the tenants).
+    public var totals: (tenants: Int, openHolds: Int, tokensHeld: Tokens) {
+        var holds = 0
+        var held: Tokens = 0
+        for tenant in tenants.values {
+            holds += tenant.openHoldCount
+            held &+= tenant.heldTotal
+        }
+        return (tenants.count, holds, held)
+    }
+}

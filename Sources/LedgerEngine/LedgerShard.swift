@@ -61,6 +61,7 @@ public actor LedgerShard {
     private var recordsSinceSnapshot = 0
     private var lastSnapshotAt: UInt64
     private var snapshotInProgress = false
+    private var lastSnapshotNanoseconds: UInt64 = 0
     private var snapshotLSN: UInt64
 
     /// Recovers the shard in `directory` (newest valid snapshot, then the log after it), audits the
@@ -193,7 +194,9 @@ public actor LedgerShard {
         recordsSinceSnapshot = 0
         lastSnapshotAt = monotonicNanoseconds()
         try await durable(lsn)
+        let started = monotonicNanoseconds()
         let kept = try await Self.write(copy, lsn: lsn, store: snapshots)
+        lastSnapshotNanoseconds = monotonicNanoseconds() - started
         snapshotLSN = lsn
         if kept.count == SnapshotStore.keptCount { try wal.removeSegments(coveredThrough: kept.last!) }
         return true
@@ -212,6 +215,10 @@ public actor LedgerShard {
     // MARK: - Introspection for tests, tools and metrics
 
     public var lastAppliedLSN: UInt64 { appliedLSN }
+    /// Seconds since the last snapshot was started (or since the shard opened).
+    public var secondsSinceSnapshot: Double { Double(monotonicNanoseconds() - lastSnapshotAt) / 1e9 }
+    /// How long the last snapshot took to encode and write; 0 before the first.
+    public var lastSnapshotSeconds: Double { Double(lastSnapshotNanoseconds) / 1e9 }
     public var walStatistics: WALStatistics { wal.stats }
     public var isFailed: Bool { failure != nil }
     /// A copy of the state (tests and the admin audit).

@@ -84,6 +84,9 @@ public final class LedgerServer: Service, Sendable {
             tls: tls)
     }
 
+    /// True once shutdown has begun (readiness reports it).
+    public var isDraining: Bool { registry.withLock { $0.shuttingDown } }
+
     /// Reads the certificate chain, key and client CA files again and uses them for every new
     /// handshake; connections already open keep the material they started with. When the new
     /// material does not load (a missing file, a key that does not match) the server keeps the old
@@ -164,7 +167,11 @@ public final class LedgerServer: Service, Sendable {
                         }
                         group.addTask {
                             await self.serve(connection)
-                            self.registry.withLock { _ = $0.channels.removeValue(forKey: id) }
+                            let open = self.registry.withLock { registry in
+                                _ = registry.channels.removeValue(forKey: id)
+                                return registry.channels.count
+                            }
+                            self.service.metrics.setConnections(open)
                         }
                     }
                 }
@@ -187,7 +194,9 @@ public final class LedgerServer: Service, Sendable {
             return .accept(registry.nextID)
         }
         switch decision {
-        case .accept(let id): return id
+        case .accept(let id):
+            service.metrics.setConnections(registry.withLock { $0.channels.count })
+            return id
         case .full:
             logger.warning(
                 "connection refused: connection limit reached",

@@ -15,7 +15,14 @@ public final class LedgerService: Sendable {
     let callsInFlightMax: Int
     private let callsInFlight = Mutex(0)
 
-    public init(engine: LedgerEngine, serverVersion: String, callsInFlightMax: Int = 65_536, logger: Logger) {
+    /// Calls, latencies and connections for the metrics listener (docs/operations.md).
+    public let metrics: LedgerMetrics
+
+    public init(
+        engine: LedgerEngine, serverVersion: String, callsInFlightMax: Int = 65_536, logger: Logger,
+        metrics: LedgerMetrics = LedgerMetrics()
+    ) {
+        self.metrics = metrics
         self.engine = engine
         self.serverVersion = serverVersion
         self.callsInFlightMax = callsInFlightMax
@@ -25,8 +32,47 @@ public final class LedgerService: Sendable {
     /// Health reports "draining" from now on.
     func beginDraining() { draining.withLock { $0 = true } }
 
-    /// The reply to one request frame. Never throws: every failure is an error reply.
+    /// The reply to one request frame. Never throws: every failure is an error reply. Each call is
+    /// counted by RPC and result code, and its latency recorded.
     public func respond(to frame: ByteBuffer, principal: Principal) async -> WireResponse {
+        let start = ContinuousClock.now
+        var rpc = "unreadable"
+        let response = await respond(to: frame, principal: principal, rpc: &rpc)
+        let code: String
+        if case .error(let error)? = response.result {
+            code = error.code.domain?.rawValue ?? "unknown"
+        } else {
+            code = "ok"
+        }
+        metrics.record(rpc: rpc, code: code, duration: ContinuousClock.now - start)
+        return response
+    }
+
+    /// The RPC's name in metrics: the request's call field (`reserve`, `create_tenant`, ...).
+    static func rpcName(_ call: WireRequest.OneOf_Call?) -> String {
+        switch call {
+        case .reserve?: return "reserve"
+        case .commit?: return "commit"
+        case .release?: return "release"
+        case .refund?: return "refund"
+        case .estimate?: return "estimate"
+        case .balance?: return "balance"
+        case .createTenant?: return "create_tenant"
+        case .configureTenant?: return "configure_tenant"
+        case .setMember?: return "set_member"
+        case .grant?: return "grant"
+        case .purchase?: return "purchase"
+        case .voidGrant?: return "void_grant"
+        case .refundPurchase?: return "refund_purchase"
+        case .history?: return "history"
+        case .catalog?: return "catalog"
+        case .installCatalog?: return "install_catalog"
+        case .health?: return "health"
+        case nil: return "none"
+        }
+    }
+
+    private func respond(to frame: ByteBuffer, principal: Principal, rpc: inout String) async -> WireResponse {
         let request: WireRequest
         do {
             request = try WireRequest(frame: frame)
@@ -34,6 +80,7 @@ public final class LedgerService: Sendable {
             return WireResponse(
                 callID: 0, error: LedgerError(.invalidArgument, "the frame is not a valid Request message: \(error)"))
         }
+        rpc = Self.rpcName(request.call)
         if request.containsUnknownFields {
             return WireResponse(
                 callID: request.callID,
@@ -50,6 +97,7 @@ public final class LedgerService: Sendable {
         let admitted = callsInFlight.withLock { count in
             guard count < callsInFlightMax else { return false }
             count += 1
+            metrics.setInFlight(count)
             return true
         }
         guard admitted else {
@@ -59,7 +107,12 @@ public final class LedgerService: Sendable {
                     .overloaded, "the server has \(callsInFlightMax) calls in flight; try again shortly",
                     details: .limit(name: "server_calls_in_flight_max", value: UInt64(callsInFlightMax))))
         }
-        defer { callsInFlight.withLock { $0 -= 1 } }
+        defer {
+            callsInFlight.withLock { count in
+                count -= 1
+                metrics.setInFlight(count)
+            }
+        }
         return await perform(call, callID: request.callID, principal: principal)
     }
 

@@ -37,6 +37,25 @@ struct Daemon {
                 metadata: ["data.dir": "\(options.dataDirectory)", "shards.recorded": "\(shardCount)", "shards.requested": "\(requested)"])
             return StorageExitCode.dataDirectory
         }
+        // The operations listener comes up before recovery, so readiness says "recovering" meanwhile.
+        var operations: OperationsListener? = nil
+        if let host = options.metricsHost {
+            do {
+                operations = try await OperationsListener.bind(host: host, port: options.metricsPort)
+                logger.notice(
+                    "operations listener up", metadata: ["metrics.listen": "\(host):\(operations!.boundPort)"])
+            } catch {
+                if options.metricsExplicit {
+                    logger.critical(
+                        "cannot listen for metrics", metadata: ["metrics.listen": "\(host):\(options.metricsPort)", "error": "\(error)"])
+                    return 1
+                }
+                logger.warning(
+                    "no operations listener: the default metrics address is taken (set --metrics-listen)",
+                    metadata: ["metrics.listen": "\(host):\(options.metricsPort)", "error": "\(error)"])
+            }
+        }
+        defer { if let operations { Task { await operations.close() } } }
         let engine: LedgerEngine
         do {
             let failureLogger = logger
@@ -68,6 +87,7 @@ struct Daemon {
         do {
             try await install(catalog, engine: engine)
             let server = try await LedgerServer.bind(configuration: configuration, engine: engine, logger: logger)
+            operations?.serve(server)
             // The banner is printed by a service: by then the group traps SIGTERM/SIGINT, so a
             // supervisor (or test) that signals as soon as it reads the banner gets a clean stop.
             let banner = Banner(text: welcome(server: server, configuration: configuration))

@@ -48,6 +48,10 @@ struct Ledgerd: AsyncParsableCommand {
     var connectionsMax: Int?
     @Option(name: .customLong("idle-timeout"), help: "Seconds an idle connection stays open (default 300).")
     var idleTimeout: Int?
+    @Option(
+        name: .customLong("metrics-listen"),
+        help: "HOST:PORT of the plain-HTTP operations listener (/metrics, /healthz, /readyz), or off. Default 127.0.0.1:9464.")
+    var metricsListen: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default info).")
     var logLevel: String?
 
@@ -61,6 +65,7 @@ struct Ledgerd: AsyncParsableCommand {
         }
         if let dataDir { options.dataDirectory = dataDir }
         if let listen { (options.host, options.port) = try DaemonOptions.parseListen(listen) }
+        if let metricsListen { try options.setMetricsListen(metricsListen) }
         if let catalog { options.catalogPath = catalog }
         if let access { options.accessPath = access }
         if let shards {

@@ -21,11 +21,18 @@ struct DaemonOptions: Sendable, Equatable {
     var handshakeTimeoutSeconds: Int? = nil
     var frameReadTimeoutSeconds: Int? = nil
     var logLevel = "info"
+    /// The operations listener (metrics, /healthz, /readyz); nil: off.
+    var metricsHost: String? = "127.0.0.1"
+    var metricsPort = 9464
+    /// Whether the metrics address was given (a failure to bind it is then fatal; the default
+    /// address only warns, so that several ledgerd on one machine do not fail for it).
+    var metricsExplicit = false
 
     /// The keys a config file may hold, each the flag's name with underscores.
     static let fileKeys: Set<String> = [
         "data_dir", "listen", "catalog", "access", "shards", "tls_cert", "tls_key", "tls_ca", "frame_size_max",
         "in_flight_max", "connections_max", "idle_timeout_s", "handshake_timeout_s", "frame_read_timeout_s", "log_level",
+        "metrics_listen",
     ]
 
     /// Applies a config file's settings.
@@ -50,6 +57,7 @@ struct DaemonOptions: Sendable, Equatable {
             case ("tls_key", .string(let text)): privateKeyPath = text
             case ("tls_ca", .string(let text)): clientCAPath = text
             case ("log_level", .string(let text)): logLevel = text
+            case ("metrics_listen", .string(let text)): try setMetricsListen(text)
             case ("shards", .integer(let number)): shardCount = try Self.bounded(number, key, 1...256)
             case ("frame_size_max", .integer(let number)): frameSizeMax = try Self.bounded(number, key, 64...(64 << 20))
             case ("in_flight_max", .integer(let number)): inFlightMax = try Self.bounded(number, key, 1...65_536)
@@ -62,6 +70,21 @@ struct DaemonOptions: Sendable, Equatable {
             default:
                 throw ValidationError("\(path): \"\(key)\" has the wrong type")
             }
+        }
+    }
+
+    /// `HOST:PORT` for the operations listener, or `off`.
+    mutating func setMetricsListen(_ text: String) throws(ValidationError) {
+        metricsExplicit = true
+        if text == "off" {
+            metricsHost = nil
+            return
+        }
+        do {
+            let address = try HostPort(parsing: text, emptyHost: "0.0.0.0")
+            (metricsHost, metricsPort) = (address.host, address.port)
+        } catch {
+            throw ValidationError("--metrics-listen: \(error) (or off)")
         }
     }
 

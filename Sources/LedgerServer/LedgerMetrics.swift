@@ -1,0 +1,110 @@
+import LedgerCore
+import LedgerEngine
+import Prometheus
+import Synchronization
+
+/// The server's Prometheus metrics (docs/operations.md lists them and what to alert on). Call
+/// metrics are recorded as calls finish; engine figures (log, snapshots, recovery, tenants, holds)
+/// are read from the shards when a scrape asks for them, so they cost nothing between scrapes.
+public final class LedgerMetrics: Sendable {
+    public let registry = PrometheusCollectorRegistry()
+
+    private let connections: Gauge
+    private let inFlight: Gauge
+    private let walRecords: Counter
+    private let walSyncs: Counter
+    private let walBytes: Counter
+    private let walSyncSeconds: Counter
+    private let opsPerSync: Gauge
+    private let tenants: Gauge
+    private let openHolds: Gauge
+    private let tokensHeld: Gauge
+    /// What the WAL counters were at the last scrape, per shard: counters only grow by deltas.
+    private let lastWAL = Mutex<[Int: WALTotals]>([:])
+
+    struct WALTotals { var records: UInt64 = 0, syncs: UInt64 = 0, bytes: UInt64 = 0, nanoseconds: UInt64 = 0 }
+
+    static let durationBuckets: [Duration] = [
+        .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
+        .milliseconds(25), .milliseconds(50), .milliseconds(100), .milliseconds(250), .milliseconds(1_000),
+    ]
+
+    static func name(_ metric: String, _ unit: String, _ help: String) -> MetricNameDescriptor {
+        MetricNameDescriptor(namespace: "tokenledger", metricName: metric, unitName: unit, helpText: help)
+    }
+
+    public init() {
+        connections = registry.makeGauge(descriptor: Self.name("connections", "", "Open client connections."))
+        inFlight = registry.makeGauge(descriptor: Self.name("calls_in_flight", "", "Calls being served now."))
+        walRecords = registry.makeCounter(descriptor: Self.name("wal_records", "total", "Records made durable in the log."))
+        walSyncs = registry.makeCounter(descriptor: Self.name("wal_fsyncs", "total", "fdatasync calls of the log."))
+        walBytes = registry.makeCounter(descriptor: Self.name("wal_bytes", "total", "Bytes written to the log."))
+        walSyncSeconds = registry.makeCounter(
+            descriptor: Self.name("wal_write_fsync", "seconds_total", "Time spent writing and fdatasync'ing the log."))
+        opsPerSync = registry.makeGauge(
+            descriptor: Self.name("wal_records_per_fsync", "", "Records per fdatasync since start (group commit)."))
+        tenants = registry.makeGauge(descriptor: Self.name("tenants", "", "Tenants in the ledger."))
+        openHolds = registry.makeGauge(descriptor: Self.name("open_holds", "", "Holds reserved and not yet resolved."))
+        tokensHeld = registry.makeGauge(descriptor: Self.name("tokens_held", "", "Tokens held by open holds."))
+    }
+
+    /// A finished call: its RPC, its result code ("ok" or the error code) and how long it took.
+    func record(rpc: String, code: String, duration: Duration) {
+        registry.makeCounter(
+            descriptor: Self.name("calls", "total", "Calls served, by RPC and result code."), labels: [("rpc", rpc), ("code", code)]
+        ).increment()
+        registry.makeDurationHistogram(
+            descriptor: Self.name("call_duration", "seconds", "Call latency from decoded request to reply, by RPC."),
+            labels: [("rpc", rpc)], buckets: Self.durationBuckets
+        ).record(duration)
+    }
+
+    func setConnections(_ count: Int) { connections.set(to: Double(count)) }
+    func setInFlight(_ count: Int) { inFlight.set(to: Double(count)) }
+
+    /// Reads the engine's figures into the registry, then renders the exposition text.
+    public func scrape(_ engine: LedgerEngine) async -> [UInt8] {
+        var tenantCount = 0
+        var holdCount = 0
+        var held: UInt64 = 0
+        var records: UInt64 = 0
+        var syncs: UInt64 = 0
+        for shard in engine.shards {
+            let stats = await shard.walStatistics
+            records += stats.records
+            syncs += stats.syncs
+            let previous = lastWAL.withLock { last in
+                let before = last[shard.index] ?? WALTotals()
+                last[shard.index] = WALTotals(
+                    records: stats.records, syncs: stats.syncs, bytes: stats.bytes, nanoseconds: stats.syncNanoseconds)
+                return before
+            }
+            walRecords.increment(by: Int64(stats.records - previous.records))
+            walSyncs.increment(by: Int64(stats.syncs - previous.syncs))
+            walBytes.increment(by: Int64(stats.bytes - previous.bytes))
+            walSyncSeconds.increment(by: Double(stats.syncNanoseconds - previous.nanoseconds) / 1e9)
+            let labels = [("shard", "\(shard.index)")]
+            registry.makeGauge(
+                descriptor: Self.name("snapshot_age", "seconds", "Time since the shard's last snapshot (or its start)."),
+                labels: labels
+            ).set(to: await shard.secondsSinceSnapshot)
+            registry.makeGauge(
+                descriptor: Self.name("snapshot_duration", "seconds", "How long the shard's last snapshot took to write."),
+                labels: labels
+            ).set(to: await shard.lastSnapshotSeconds)
+            registry.makeGauge(
+                descriptor: Self.name("recovery", "seconds", "How long the shard's recovery took at start."), labels: labels
+            ).set(to: Double(shard.recovery.nanoseconds) / 1e9)
+            if let totals = try? await shard.read({ state in state.totals }) {
+                tenantCount += totals.tenants
+                holdCount += totals.openHolds
+                held += totals.tokensHeld
+            }
+        }
+        opsPerSync.set(to: syncs == 0 ? 0 : Double(records) / Double(syncs))
+        tenants.set(to: Double(tenantCount))
+        openHolds.set(to: Double(holdCount))
+        tokensHeld.set(to: Double(held))
+        return registry.emitToBuffer()
+    }
+}

@@ -1,0 +1,140 @@
+import Foundation
+import Glibc
+import LedgerClient
+import LedgerCore
+import LedgerTesting
+import Testing
+
+/// The operations listener of the real ledgerd: metrics scraped over HTTP after real calls, health
+/// and readiness, readiness only after recovery.
+@Suite("Operations listener")
+struct OperationsListenerTests {
+    /// A plain HTTP/1.1 GET over a socket; returns the status code and the body.
+    static func get(_ port: Int, _ path: String) throws -> (Int, String) {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ChildError("socket failed") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard connected == 0 else { throw ChildError("connect to \(port) failed: \(errno)") }
+        let request = Array("GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n".utf8)
+        _ = request.withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+        var response: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            if count <= 0 { break }
+            response += chunk[..<count]
+        }
+        let text = String(decoding: response, as: UTF8.self)
+        let status = Int(text.split(separator: " ").dropFirst().first ?? "") ?? 0
+        let body = text.components(separatedBy: "\r\n\r\n").dropFirst().joined(separator: "\r\n\r\n")
+        return (status, body)
+    }
+
+    /// The operations listener's port, from ledgerd's log (it is logged before recovery starts).
+    static func metricsPort(log: String) async throws -> Int {
+        for _ in 0..<300 {
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            if let range = text.range(of: "metrics.listen=127.0.0.1:") {
+                let digits = text[range.upperBound...].prefix { $0.isNumber }
+                if let port = Int(digits) { return port }
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw ChildError("no operations listener in the log: \(log)")
+    }
+
+    /// The value of one sample line (`name{labels} value`) in an exposition.
+    static func sample(_ exposition: String, _ series: String) -> Double? {
+        for line in exposition.split(separator: "\n") where line.hasPrefix(series + " ") {
+            return Double(line.dropFirst(series.count + 1))
+        }
+        return nil
+    }
+
+    @Test("metrics after real calls; /healthz, /readyz; unknown paths and methods refused")
+    func metrics() async throws {
+        let directory = TemporaryDirectory("ops-metrics")
+        let data = directory.path + "/data"
+        let log = directory.path + "/ledgerd.log"
+        let ledgerd = try StartedLedgerd(dataPath: data, arguments: ["--metrics-listen", "127.0.0.1:0"], logPath: log)
+        defer {
+            ledgerd.process.kill(SIGTERM)
+            ledgerd.process.wait()
+        }
+        let port = try await Self.metricsPort(log: log)
+        let client = try await LedgerClient.connect(.development(dataDirectory: data, port: ledgerd.port))
+        _ = try await client.createTenant("acme")
+        _ = try await client.grant(tenant: "acme", GrantRequest(kind: .promo, amount: 1_000))
+        _ = try await client.reserve(tenant: "acme", hold: "h1", tokens: 100)
+        _ = try await client.reserve(tenant: "acme", hold: "h2", tokens: 40)
+        _ = try await client.commit(tenant: "acme", hold: "h1", amount: 80)
+        await #expect(throws: LedgerClientError.self) { _ = try await client.balance(tenant: "nobody") }
+
+        let (status, body) = try Self.get(port, "/metrics")
+        #expect(status == 200)
+        #expect(Self.sample(body, #"tokenledger_calls_total{rpc="reserve",code="ok"}"#) == 2)
+        #expect(Self.sample(body, #"tokenledger_calls_total{rpc="commit",code="ok"}"#) == 1)
+        #expect(Self.sample(body, #"tokenledger_calls_total{rpc="balance",code="not_found"}"#) == 1)
+        #expect(Self.sample(body, #"tokenledger_call_duration_seconds_count{rpc="reserve"}"#) == 2)
+        #expect(Self.sample(body, "tokenledger_tenants") == 1)
+        #expect(Self.sample(body, "tokenledger_open_holds") == 1)
+        #expect(Self.sample(body, "tokenledger_tokens_held") == 40)
+        #expect(Self.sample(body, "tokenledger_connections") == 1)
+        #expect((Self.sample(body, "tokenledger_wal_records_total") ?? 0) >= 6)
+        #expect((Self.sample(body, "tokenledger_wal_fsyncs_total") ?? 0) >= 1)
+        #expect(Self.sample(body, #"tokenledger_recovery_seconds{shard="0"}"#) != nil)
+        #expect(Self.sample(body, #"tokenledger_snapshot_age_seconds{shard="1"}"#) != nil)
+        #expect(body.contains("# TYPE tokenledger_call_duration_seconds histogram"))
+        #expect(try Self.get(port, "/healthz").0 == 200)
+        #expect(try Self.get(port, "/readyz") == (200, "ready\n"))
+        #expect(try Self.get(port, "/nope").0 == 404)
+        await client.close()
+    }
+
+    @Test("readiness flips to ready only after recovery")
+    func readinessAfterRecovery() async throws {
+        let directory = TemporaryDirectory("ops-ready")
+        let data = directory.path + "/data"
+        // A log to replay: ledger-load's pairs, then SIGKILL so that no final snapshot is written.
+        let first = try StartedLedgerd(dataPath: data, arguments: ["--metrics-listen", "off"], logPath: directory.path + "/first.log")
+        let load = try ChildProcess(
+            builtProduct("ledger-load"),
+            ["--server", "127.0.0.1:\(first.port)", "--data-dir", data, "--tenants", "50", "--operations", "15000",
+             "--connections", "4", "--pipeline", "16", "--no-check", "--quiet"],
+            stderrPath: directory.path + "/load.log")
+        while load.readLine() != nil {}
+        #expect(load.wait() == 0)
+        first.process.kill(SIGKILL)
+        first.process.wait()
+
+        let log = directory.path + "/second.log"
+        let second = try ChildProcess(
+            builtProduct("ledgerd"), ["--data-dir", data, "--listen", "127.0.0.1:0", "--metrics-listen", "127.0.0.1:0"],
+            stderrPath: log)
+        defer {
+            second.kill(SIGTERM)
+            second.wait()
+        }
+        let port = try await Self.metricsPort(log: log)
+        var seen: [String] = []
+        for _ in 0..<3_000 {
+            let (status, body) = (try? Self.get(port, "/readyz")) ?? (0, "")
+            let state = "\(status) \(body.trimmingCharacters(in: .whitespacesAndNewlines))"
+            if seen.last != state { seen.append(state) }
+            if status == 200 { break }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        #expect(seen.first == "503 recovering", "readiness before recovery finished: \(seen)")
+        #expect(seen.last == "200 ready", "readiness after recovery: \(seen)")
+        // By then the server answers, and the log says the shards were recovered before it was ready.
+        let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        #expect(text.contains("wal.records_replayed=") && !text.contains("wal.records_replayed=0 "))
+    }
+}
