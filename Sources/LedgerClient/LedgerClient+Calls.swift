@@ -166,6 +166,20 @@ extension LedgerClient {
         }.0
     }
 
+    /// Snapshots every shard now (admins only); the positions each snapshot covers.
+    public func adminSnapshot() async throws(LedgerClientError) -> Tokenledger_V1_AdminSnapshotResult {
+        try await result(.adminSnapshot) {
+            if case .adminSnapshot(let value) = $0 { return value } else { return nil }
+        }.0
+    }
+
+    /// Runs the conservation audit on every shard (admins only).
+    public func adminAudit() async throws(LedgerClientError) -> Tokenledger_V1_AdminAuditResult {
+        try await result(.adminAudit) {
+            if case .adminAudit(let value) = $0 { return value } else { return nil }
+        }.0
+    }
+
     public func health() async throws(LedgerClientError) -> Tokenledger_V1_HealthResult {
         try await result(.health) {
             if case .health(let value) = $0 { return value } else { return nil }

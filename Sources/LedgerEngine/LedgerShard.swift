@@ -215,6 +215,8 @@ public actor LedgerShard {
     // MARK: - Introspection for tests, tools and metrics
 
     public var lastAppliedLSN: UInt64 { appliedLSN }
+    /// The log position the newest snapshot covers (0: none).
+    public var latestSnapshotLSN: UInt64 { snapshotLSN }
     /// Seconds since the last snapshot was started (or since the shard opened).
     public var secondsSinceSnapshot: Double { Double(monotonicNanoseconds() - lastSnapshotAt) / 1e9 }
     /// How long the last snapshot took to encode and write; 0 before the first.

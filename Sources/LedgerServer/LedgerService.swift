@@ -68,6 +68,8 @@ public final class LedgerService: Sendable {
         case .catalog?: return "catalog"
         case .installCatalog?: return "install_catalog"
         case .health?: return "health"
+        case .adminSnapshot?: return "admin_snapshot"
+        case .adminAudit?: return "admin_audit"
         case nil: return "none"
         }
     }
@@ -164,6 +166,36 @@ public final class LedgerService: Sendable {
                 }
             case .health:
                 return health(callID: callID, principal: principal)
+            case .adminSnapshot:
+                var positions: [UInt64] = []
+                for shard in engine.shards {
+                    _ = try await shard.snapshot()
+                    positions.append(await shard.latestSnapshotLSN)
+                }
+                logger.notice("snapshot on request", metadata: ["snapshot.lsns": "\(positions)", "principal": "\(principal.name)"])
+                return WireResponse.with {
+                    $0.callID = callID
+                    $0.adminSnapshot = .with { $0.snapshotLsns = positions }
+                }
+            case .adminAudit:
+                var violations: [String] = []
+                var tenants: UInt64 = 0
+                for shard in engine.shards {
+                    let (found, count) = try await shard.read { state in (state.audit().map { "\($0)" }, state.tenants.count) }
+                    violations += found.map { "shard \(shard.index): \($0)" }
+                    tenants += UInt64(count)
+                }
+                if !violations.isEmpty {
+                    logger.critical("audit on request found violations", metadata: ["violations": "\(violations.count)"])
+                }
+                return WireResponse.with {
+                    $0.callID = callID
+                    $0.adminAudit = .with {
+                        $0.shards = UInt32(engine.shards.count)
+                        $0.tenants = tenants
+                        $0.violations = Array(violations.prefix(100))
+                    }
+                }
             }
         } catch let error as LedgerError {
             return WireResponse(callID: callID, error: error)

@@ -17,6 +17,10 @@ public enum LedgerCall: Hashable, Sendable {
     case catalog
     case installCatalog(PriceCatalog)
     case health
+    /// Snapshot every shard now.
+    case adminSnapshot
+    /// Run the conservation audit on every shard.
+    case adminAudit
 
     /// What a principal needs to make the call (see docs/protocol.md, "Access").
     public enum Access: Sendable, Hashable {
@@ -40,7 +44,7 @@ public enum LedgerCall: Hashable, Sendable {
             }
         case .balance(let tenant, _), .estimate(let tenant, _, _), .history(let tenant, _):
             return .metering(tenant)
-        case .installCatalog:
+        case .installCatalog, .adminSnapshot, .adminAudit:
             return .admin
         case .catalog, .health:
             return .anyone
@@ -52,7 +56,7 @@ public enum LedgerCall: Hashable, Sendable {
         switch self {
         case .command(let body, _): return body.tenant
         case .balance(let tenant, _), .estimate(let tenant, _, _), .history(let tenant, _): return tenant
-        case .catalog, .installCatalog, .health: return nil
+        case .catalog, .installCatalog, .health, .adminSnapshot, .adminAudit: return nil
         }
     }
 
@@ -116,6 +120,8 @@ public enum LedgerCall: Hashable, Sendable {
             }
             self = .installCatalog(try PriceCatalog(json: Array(message.json.utf8)))
         case .health: self = .health
+        case .adminSnapshot: self = .adminSnapshot
+        case .adminAudit: self = .adminAudit
         }
     }
 

@@ -27,6 +27,8 @@ extension WireRequest {
         case .catalog: self.call = .catalog(.init())
         case .installCatalog(let catalog): self.call = .installCatalog(.with { $0.json = catalog.json })
         case .health: self.call = .health(.init())
+        case .adminSnapshot: self.call = .adminSnapshot(.init())
+        case .adminAudit: self.call = .adminAudit(.init())
         }
     }
 

@@ -68,7 +68,7 @@ enum MalformedCorpus {
         ("reserve", 10), ("commit", 11), ("release", 12), ("refund", 13), ("estimate", 14), ("balance", 15),
         ("create_tenant", 20), ("configure_tenant", 21), ("set_member", 22), ("grant", 23), ("purchase", 24),
         ("void_grant", 25), ("refund_purchase", 26), ("history", 27), ("catalog", 28), ("install_catalog", 29),
-        ("health", 30),
+        ("health", 30), ("admin_snapshot", 31), ("admin_audit", 32),
     ]
 
     static func cases() -> [MalformedCase] {
@@ -218,6 +218,8 @@ enum MalformedCorpus {
         asTenant("void a grant", command(80, .voidGrant("acme", GrantID(1))), .permissionDenied)
         asTenant("refund a purchase", command(80, .refundPurchase("acme", GrantID(1))), .permissionDenied)
         asTenant("install a catalog", request(80, .installCatalog(.demo)), .permissionDenied)
+        asTenant("force a snapshot", request(80, .adminSnapshot), .permissionDenied)
+        asTenant("run the audit", request(80, .adminAudit), .permissionDenied)
         all.append(MalformedCase(name: "acme-web: its own balance", principal: "acme-web", pieces: [request(81, .balance("acme", member: nil))], expect: .reply(callID: 81, code: nil), connection: .stays))
         all.append(MalformedCase(name: "meter: a tenant outside its list", principal: "meter", pieces: [request(82, .balance("globex", member: nil))], expect: .reply(callID: 82, code: .notFound), connection: .stays))
         all.append(MalformedCase(name: "meter: an admin call", principal: "meter", pieces: [command(83, .createTenant("globex", TenantSettings()))], expect: .reply(callID: 83, code: .permissionDenied), connection: .stays))

@@ -244,6 +244,35 @@ struct TokenctlTests {
         try await liar.close()
     }
 
+    @Test("admin snapshot writes a snapshot of every shard; admin audit reports the invariants hold")
+    func adminCommands() async throws {
+        let ledger = try LiveLedger()
+        defer { ledger.stop() }
+        #expect(try ledger.tokenctl("tenant create acme").status == 0)
+        #expect(try ledger.tokenctl("tenant create globex").status == 0)
+        #expect(try ledger.tokenctl("grant acme 500 --kind promo").status == 0)
+
+        let snapshot = try ledger.tokenctl("admin snapshot --json")
+        #expect(snapshot.status == 0, "\(snapshot.stderr)")
+        let positions = try #require(snapshot.object["snapshot_lsns"] as? [Int])
+        #expect(positions.count == 2 && positions.contains { $0 > 0 })
+        // Each shard that has records now has a snapshot file at exactly that position.
+        for (shard, lsn) in positions.enumerated() where lsn > 0 {
+            let name = String(format: "snapshot-%020d.snap", lsn)
+            #expect(FileManager.default.fileExists(atPath: ledger.dataPath + String(format: "/shard-%03d/", shard) + name))
+        }
+        let human = try ledger.tokenctl("admin snapshot")
+        #expect(human.status == 0 && human.stdout.contains("shard 0") && human.stdout.contains("snapshot at LSN"))
+
+        let audit = try ledger.tokenctl("admin audit --json")
+        #expect(audit.status == 0, "\(audit.stderr)")
+        #expect(audit.object["ok"] as? Bool == true)
+        #expect(audit.object["tenants"] as? Int == 2)
+        #expect(audit.object["shards"] as? Int == 2)
+        #expect((audit.object["violations"] as? [Any])?.isEmpty == true)
+        #expect(try ledger.tokenctl("admin audit").stdout.contains("ok: every invariant holds"))
+    }
+
     static func writeAccessFile() throws -> String {
         let path = FileManager.default.temporaryDirectory.path + "/tokenctl-access-\(UUID().uuidString).json"
         try #"{"principals": [{"name": "admin", "role": "admin"}, {"name": "meter", "role": "service", "tenants": "*"}]}"#

@@ -664,6 +664,23 @@ public nonisolated struct Tokenledger_V1_Request: Sendable {
     set {call = .health(newValue)}
   }
 
+  /// Operations (admin principals only).
+  public var adminSnapshot: Tokenledger_V1_AdminSnapshotRequest {
+    get {
+      if case .adminSnapshot(let v)? = call {return v}
+      return Tokenledger_V1_AdminSnapshotRequest()
+    }
+    set {call = .adminSnapshot(newValue)}
+  }
+
+  public var adminAudit: Tokenledger_V1_AdminAuditRequest {
+    get {
+      if case .adminAudit(let v)? = call {return v}
+      return Tokenledger_V1_AdminAuditRequest()
+    }
+    set {call = .adminAudit(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Call: Equatable, Sendable {
@@ -686,6 +703,9 @@ public nonisolated struct Tokenledger_V1_Request: Sendable {
     case catalog(Tokenledger_V1_CatalogRequest)
     case installCatalog(Tokenledger_V1_InstallCatalogRequest)
     case health(Tokenledger_V1_HealthRequest)
+    /// Operations (admin principals only).
+    case adminSnapshot(Tokenledger_V1_AdminSnapshotRequest)
+    case adminAudit(Tokenledger_V1_AdminAuditRequest)
 
   }
 
@@ -868,6 +888,22 @@ public nonisolated struct Tokenledger_V1_Response: @unchecked Sendable {
     set {_uniqueStorage()._result = .health(newValue)}
   }
 
+  public var adminSnapshot: Tokenledger_V1_AdminSnapshotResult {
+    get {
+      if case .adminSnapshot(let v)? = _storage._result {return v}
+      return Tokenledger_V1_AdminSnapshotResult()
+    }
+    set {_uniqueStorage()._result = .adminSnapshot(newValue)}
+  }
+
+  public var adminAudit: Tokenledger_V1_AdminAuditResult {
+    get {
+      if case .adminAudit(let v)? = _storage._result {return v}
+      return Tokenledger_V1_AdminAuditResult()
+    }
+    set {_uniqueStorage()._result = .adminAudit(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Result: Equatable, Sendable {
@@ -889,6 +925,8 @@ public nonisolated struct Tokenledger_V1_Response: @unchecked Sendable {
     case catalog(Tokenledger_V1_CatalogResult)
     case installCatalog(Tokenledger_V1_InstallCatalogResult)
     case health(Tokenledger_V1_HealthResult)
+    case adminSnapshot(Tokenledger_V1_AdminSnapshotResult)
+    case adminAudit(Tokenledger_V1_AdminAuditResult)
 
   }
 
@@ -2549,6 +2587,61 @@ public nonisolated struct Tokenledger_V1_HealthResult: Sendable {
   public init() {}
 }
 
+/// Writes a snapshot of every shard now (one that has changed since its last snapshot), e.g.
+/// before a backup. Replies once every snapshot is durable.
+public nonisolated struct Tokenledger_V1_AdminSnapshotRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Tokenledger_V1_AdminSnapshotResult: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Per shard, in shard order: the log position its newest snapshot covers (0: none yet, the
+  /// shard has never had a record).
+  public var snapshotLsns: [UInt64] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Runs the conservation audit over every shard's state (docs/semantics.md) and reports what it
+/// finds; it changes nothing.
+public nonisolated struct Tokenledger_V1_AdminAuditRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Tokenledger_V1_AdminAuditResult: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var shards: UInt32 = 0
+
+  public var tenants: UInt64 = 0
+
+  /// Empty: every invariant holds. Otherwise one line per violation (at most 100).
+  public var violations: [String] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "tokenledger.v1"
@@ -2587,7 +2680,7 @@ nonisolated extension Tokenledger_V1_Role: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Request"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{2}\u{9}reserve\0\u{1}commit\0\u{1}release\0\u{1}refund\0\u{1}estimate\0\u{1}balance\0\u{4}\u{5}create_tenant\0\u{3}configure_tenant\0\u{3}set_member\0\u{1}grant\0\u{1}purchase\0\u{3}void_grant\0\u{3}refund_purchase\0\u{1}history\0\u{1}catalog\0\u{3}install_catalog\0\u{1}health\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{2}\u{9}reserve\0\u{1}commit\0\u{1}release\0\u{1}refund\0\u{1}estimate\0\u{1}balance\0\u{4}\u{5}create_tenant\0\u{3}configure_tenant\0\u{3}set_member\0\u{1}grant\0\u{1}purchase\0\u{3}void_grant\0\u{3}refund_purchase\0\u{1}history\0\u{1}catalog\0\u{3}install_catalog\0\u{1}health\0\u{3}admin_snapshot\0\u{3}admin_audit\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2817,6 +2910,32 @@ nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtob
           self.call = .health(v)
         }
       }()
+      case 31: try {
+        var v: Tokenledger_V1_AdminSnapshotRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .adminSnapshot(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .adminSnapshot(v)
+        }
+      }()
+      case 32: try {
+        var v: Tokenledger_V1_AdminAuditRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .adminAudit(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .adminAudit(v)
+        }
+      }()
       default: break
       }
     }
@@ -2899,6 +3018,14 @@ nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtob
       guard case .health(let v)? = self.call else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
     }()
+    case .adminSnapshot?: try {
+      guard case .adminSnapshot(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 31)
+    }()
+    case .adminAudit?: try {
+      guard case .adminAudit(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 32)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -2914,7 +3041,7 @@ nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Tokenledger_V1_Response: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Response"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{1}replayed\0\u{1}error\0\u{1}lsn\0\u{2}\u{6}reserve\0\u{1}commit\0\u{1}release\0\u{1}refund\0\u{1}estimate\0\u{1}balance\0\u{4}\u{5}create_tenant\0\u{3}configure_tenant\0\u{3}set_member\0\u{1}grant\0\u{1}purchase\0\u{3}void_grant\0\u{3}refund_purchase\0\u{1}history\0\u{1}catalog\0\u{3}install_catalog\0\u{1}health\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{1}replayed\0\u{1}error\0\u{1}lsn\0\u{2}\u{6}reserve\0\u{1}commit\0\u{1}release\0\u{1}refund\0\u{1}estimate\0\u{1}balance\0\u{4}\u{5}create_tenant\0\u{3}configure_tenant\0\u{3}set_member\0\u{1}grant\0\u{1}purchase\0\u{3}void_grant\0\u{3}refund_purchase\0\u{1}history\0\u{1}catalog\0\u{3}install_catalog\0\u{1}health\0\u{3}admin_snapshot\0\u{3}admin_audit\0")
 
   fileprivate class _StorageClass {
     var _callID: UInt64 = 0
@@ -3190,6 +3317,32 @@ nonisolated extension Tokenledger_V1_Response: SwiftProtobuf.Message, SwiftProto
             _storage._result = .health(v)
           }
         }()
+        case 31: try {
+          var v: Tokenledger_V1_AdminSnapshotResult?
+          var hadOneofValue = false
+          if let current = _storage._result {
+            hadOneofValue = true
+            if case .adminSnapshot(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._result = .adminSnapshot(v)
+          }
+        }()
+        case 32: try {
+          var v: Tokenledger_V1_AdminAuditResult?
+          var hadOneofValue = false
+          if let current = _storage._result {
+            hadOneofValue = true
+            if case .adminAudit(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._result = .adminAudit(v)
+          }
+        }()
         default: break
         }
       }
@@ -3282,6 +3435,14 @@ nonisolated extension Tokenledger_V1_Response: SwiftProtobuf.Message, SwiftProto
       case .health?: try {
         guard case .health(let v)? = _storage._result else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
+      }()
+      case .adminSnapshot?: try {
+        guard case .adminSnapshot(let v)? = _storage._result else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 31)
+      }()
+      case .adminAudit?: try {
+        guard case .adminAudit(let v)? = _storage._result else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 32)
       }()
       default: break
       }
@@ -6420,6 +6581,114 @@ nonisolated extension Tokenledger_V1_HealthResult: SwiftProtobuf.Message, SwiftP
     if lhs.timeMs != rhs.timeMs {return false}
     if lhs.principal != rhs.principal {return false}
     if lhs.role != rhs.role {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_AdminSnapshotRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AdminSnapshotRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_AdminSnapshotRequest, rhs: Tokenledger_V1_AdminSnapshotRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_AdminSnapshotResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AdminSnapshotResult"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}snapshot_lsns\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedUInt64Field(value: &self.snapshotLsns) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.snapshotLsns.isEmpty {
+      try visitor.visitPackedUInt64Field(value: self.snapshotLsns, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_AdminSnapshotResult, rhs: Tokenledger_V1_AdminSnapshotResult) -> Bool {
+    if lhs.snapshotLsns != rhs.snapshotLsns {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_AdminAuditRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AdminAuditRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_AdminAuditRequest, rhs: Tokenledger_V1_AdminAuditRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_AdminAuditResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AdminAuditResult"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}shards\0\u{1}tenants\0\u{1}violations\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.shards) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.tenants) }()
+      case 3: try { try decoder.decodeRepeatedStringField(value: &self.violations) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.shards != 0 {
+      try visitor.visitSingularUInt32Field(value: self.shards, fieldNumber: 1)
+    }
+    if self.tenants != 0 {
+      try visitor.visitSingularUInt64Field(value: self.tenants, fieldNumber: 2)
+    }
+    if !self.violations.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.violations, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_AdminAuditResult, rhs: Tokenledger_V1_AdminAuditResult) -> Bool {
+    if lhs.shards != rhs.shards {return false}
+    if lhs.tenants != rhs.tenants {return false}
+    if lhs.violations != rhs.violations {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -195,6 +195,12 @@ tl_code tl_install_catalog(tl_client *client, const Tokenledger__V1__InstallCata
 tl_code tl_health(tl_client *client, const Tokenledger__V1__HealthRequest *request,
                   Tokenledger__V1__HealthResult **result, tl_error *error);
 
+/* Operations (admin principals). */
+tl_code tl_admin_snapshot(tl_client *client, const Tokenledger__V1__AdminSnapshotRequest *request,
+                          Tokenledger__V1__AdminSnapshotResult **result, tl_error *error);
+tl_code tl_admin_audit(tl_client *client, const Tokenledger__V1__AdminAuditRequest *request,
+                       Tokenledger__V1__AdminAuditResult **result, tl_error *error);
+
 #ifdef __cplusplus
 }
 #endif

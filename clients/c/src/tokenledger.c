@@ -986,3 +986,7 @@ TL_TYPED_CALL(install_catalog, Tokenledger__V1__InstallCatalogRequest, Tokenledg
               INSTALL_CATALOG, tokenledger__v1__install_catalog_request__descriptor)
 TL_TYPED_CALL(health, Tokenledger__V1__HealthRequest, Tokenledger__V1__HealthResult, HEALTH,
               tokenledger__v1__health_request__descriptor)
+TL_TYPED_CALL(admin_snapshot, Tokenledger__V1__AdminSnapshotRequest, Tokenledger__V1__AdminSnapshotResult,
+              ADMIN_SNAPSHOT, tokenledger__v1__admin_snapshot_request__descriptor)
+TL_TYPED_CALL(admin_audit, Tokenledger__V1__AdminAuditRequest, Tokenledger__V1__AdminAuditResult, ADMIN_AUDIT,
+              tokenledger__v1__admin_audit_request__descriptor)

@@ -320,6 +320,17 @@ static void test_every_call(void) {
     CHECK(estimate != NULL && estimate->total == 12);
     tl_result_free(estimate);
 
+    Tokenledger__V1__AdminSnapshotRequest snapshot_request = TOKENLEDGER__V1__ADMIN_SNAPSHOT_REQUEST__INIT;
+    Tokenledger__V1__AdminSnapshotResult *snapshot;
+    CHECK_CODE(tl_admin_snapshot(client, &snapshot_request, &snapshot, &error), TL_OK, error);
+    CHECK(snapshot != NULL && snapshot->n_snapshot_lsns == 2);
+    tl_result_free(snapshot);
+    Tokenledger__V1__AdminAuditRequest audit_request = TOKENLEDGER__V1__ADMIN_AUDIT_REQUEST__INIT;
+    Tokenledger__V1__AdminAuditResult *audit;
+    CHECK_CODE(tl_admin_audit(client, &audit_request, &audit, &error), TL_OK, error);
+    CHECK(audit != NULL && audit->tenants == 1 && audit->n_violations == 0);
+    tl_result_free(audit);
+
     tl_close(client);
 }
 

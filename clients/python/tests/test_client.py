@@ -47,6 +47,9 @@ def test_every_call(ledger):
         assert [e.sequence for e in history.entries] == list(range(1, len(history.entries) + 1))
         assert client.install_catalog('{"version": "v2", "features": {"x": {"unit": "u", "rate": 3}}}').version == "v2"
         assert client.estimate("acme", [("x", 4)]).total == 12
+        assert len(client.admin_snapshot().snapshot_lsns) == health.shard_count
+        audit = client.admin_audit()
+        assert audit.tenants == 1 and list(audit.violations) == []
 
 
 def test_typed_errors(ledger):

@@ -332,6 +332,16 @@ class Client:
     def health(self):
         return self.call("health", pb.HealthRequest())
 
+    # Operations (admins) ---------------------------------------------------------------------
+
+    def admin_snapshot(self):
+        """Snapshots every shard now; ``snapshot_lsns`` per shard."""
+        return self.call("admin_snapshot", pb.AdminSnapshotRequest())
+
+    def admin_audit(self):
+        """Runs the conservation audit; ``violations`` is empty when every invariant holds."""
+        return self.call("admin_audit", pb.AdminAuditRequest())
+
 
 def _items(items):
     pairs = items.items() if isinstance(items, dict) else items

@@ -2662,7 +2662,187 @@ void   tokenledger__v1__health_result__free_unpacked
   assert(message->base.descriptor == &tokenledger__v1__health_result__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor tokenledger__v1__request__field_descriptors[18] =
+void   tokenledger__v1__admin_snapshot_request__init
+                     (Tokenledger__V1__AdminSnapshotRequest         *message)
+{
+  static const Tokenledger__V1__AdminSnapshotRequest init_value = TOKENLEDGER__V1__ADMIN_SNAPSHOT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__admin_snapshot_request__get_packed_size
+                     (const Tokenledger__V1__AdminSnapshotRequest *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__admin_snapshot_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__admin_snapshot_request__pack
+                     (const Tokenledger__V1__AdminSnapshotRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__admin_snapshot_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__admin_snapshot_request__pack_to_buffer
+                     (const Tokenledger__V1__AdminSnapshotRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__admin_snapshot_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__AdminSnapshotRequest *
+       tokenledger__v1__admin_snapshot_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__AdminSnapshotRequest *)
+     protobuf_c_message_unpack (&tokenledger__v1__admin_snapshot_request__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__admin_snapshot_request__free_unpacked
+                     (Tokenledger__V1__AdminSnapshotRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__admin_snapshot_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__admin_snapshot_result__init
+                     (Tokenledger__V1__AdminSnapshotResult         *message)
+{
+  static const Tokenledger__V1__AdminSnapshotResult init_value = TOKENLEDGER__V1__ADMIN_SNAPSHOT_RESULT__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__admin_snapshot_result__get_packed_size
+                     (const Tokenledger__V1__AdminSnapshotResult *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__admin_snapshot_result__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__admin_snapshot_result__pack
+                     (const Tokenledger__V1__AdminSnapshotResult *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__admin_snapshot_result__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__admin_snapshot_result__pack_to_buffer
+                     (const Tokenledger__V1__AdminSnapshotResult *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__admin_snapshot_result__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__AdminSnapshotResult *
+       tokenledger__v1__admin_snapshot_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__AdminSnapshotResult *)
+     protobuf_c_message_unpack (&tokenledger__v1__admin_snapshot_result__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__admin_snapshot_result__free_unpacked
+                     (Tokenledger__V1__AdminSnapshotResult *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__admin_snapshot_result__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__admin_audit_request__init
+                     (Tokenledger__V1__AdminAuditRequest         *message)
+{
+  static const Tokenledger__V1__AdminAuditRequest init_value = TOKENLEDGER__V1__ADMIN_AUDIT_REQUEST__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__admin_audit_request__get_packed_size
+                     (const Tokenledger__V1__AdminAuditRequest *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__admin_audit_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__admin_audit_request__pack
+                     (const Tokenledger__V1__AdminAuditRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__admin_audit_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__admin_audit_request__pack_to_buffer
+                     (const Tokenledger__V1__AdminAuditRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__admin_audit_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__AdminAuditRequest *
+       tokenledger__v1__admin_audit_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__AdminAuditRequest *)
+     protobuf_c_message_unpack (&tokenledger__v1__admin_audit_request__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__admin_audit_request__free_unpacked
+                     (Tokenledger__V1__AdminAuditRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__admin_audit_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__admin_audit_result__init
+                     (Tokenledger__V1__AdminAuditResult         *message)
+{
+  static const Tokenledger__V1__AdminAuditResult init_value = TOKENLEDGER__V1__ADMIN_AUDIT_RESULT__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__admin_audit_result__get_packed_size
+                     (const Tokenledger__V1__AdminAuditResult *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__admin_audit_result__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__admin_audit_result__pack
+                     (const Tokenledger__V1__AdminAuditResult *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__admin_audit_result__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__admin_audit_result__pack_to_buffer
+                     (const Tokenledger__V1__AdminAuditResult *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__admin_audit_result__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__AdminAuditResult *
+       tokenledger__v1__admin_audit_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__AdminAuditResult *)
+     protobuf_c_message_unpack (&tokenledger__v1__admin_audit_result__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__admin_audit_result__free_unpacked
+                     (Tokenledger__V1__AdminAuditResult *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__admin_audit_result__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+static const ProtobufCFieldDescriptor tokenledger__v1__request__field_descriptors[20] =
 {
   {
     "call_id",
@@ -2880,8 +3060,34 @@ static const ProtobufCFieldDescriptor tokenledger__v1__request__field_descriptor
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "admin_snapshot",
+    31,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Request, call_case),
+    offsetof(Tokenledger__V1__Request, admin_snapshot),
+    &tokenledger__v1__admin_snapshot_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "admin_audit",
+    32,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Request, call_case),
+    offsetof(Tokenledger__V1__Request, admin_audit),
+    &tokenledger__v1__admin_audit_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__request__field_indices_by_name[] = {
+  19,   /* field[19] = admin_audit */
+  18,   /* field[18] = admin_snapshot */
   6,   /* field[6] = balance */
   0,   /* field[0] = call_id */
   15,   /* field[15] = catalog */
@@ -2906,7 +3112,7 @@ static const ProtobufCIntRange tokenledger__v1__request__number_ranges[3 + 1] =
   { 1, 0 },
   { 10, 1 },
   { 20, 7 },
-  { 0, 18 }
+  { 0, 20 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__request__descriptor =
 {
@@ -2916,14 +3122,14 @@ const ProtobufCMessageDescriptor tokenledger__v1__request__descriptor =
   "Tokenledger__V1__Request",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__Request),
-  18,
+  20,
   tokenledger__v1__request__field_descriptors,
   tokenledger__v1__request__field_indices_by_name,
   3,  tokenledger__v1__request__number_ranges,
   (ProtobufCMessageInit) tokenledger__v1__request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tokenledger__v1__response__field_descriptors[21] =
+static const ProtobufCFieldDescriptor tokenledger__v1__response__field_descriptors[23] =
 {
   {
     "call_id",
@@ -3177,8 +3383,34 @@ static const ProtobufCFieldDescriptor tokenledger__v1__response__field_descripto
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "admin_snapshot",
+    31,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Response, result_case),
+    offsetof(Tokenledger__V1__Response, admin_snapshot),
+    &tokenledger__v1__admin_snapshot_result__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "admin_audit",
+    32,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Response, result_case),
+    offsetof(Tokenledger__V1__Response, admin_audit),
+    &tokenledger__v1__admin_audit_result__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__response__field_indices_by_name[] = {
+  22,   /* field[22] = admin_audit */
+  21,   /* field[21] = admin_snapshot */
   9,   /* field[9] = balance */
   0,   /* field[0] = call_id */
   18,   /* field[18] = catalog */
@@ -3206,7 +3438,7 @@ static const ProtobufCIntRange tokenledger__v1__response__number_ranges[3 + 1] =
   { 1, 0 },
   { 10, 4 },
   { 20, 10 },
-  { 0, 21 }
+  { 0, 23 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__response__descriptor =
 {
@@ -3216,7 +3448,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__response__descriptor =
   "Tokenledger__V1__Response",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__Response),
-  21,
+  23,
   tokenledger__v1__response__field_descriptors,
   tokenledger__v1__response__field_indices_by_name,
   3,  tokenledger__v1__response__number_ranges,
@@ -7791,6 +8023,144 @@ const ProtobufCMessageDescriptor tokenledger__v1__health_result__descriptor =
   tokenledger__v1__health_result__field_indices_by_name,
   1,  tokenledger__v1__health_result__number_ranges,
   (ProtobufCMessageInit) tokenledger__v1__health_result__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define tokenledger__v1__admin_snapshot_request__field_descriptors NULL
+#define tokenledger__v1__admin_snapshot_request__field_indices_by_name NULL
+#define tokenledger__v1__admin_snapshot_request__number_ranges NULL
+const ProtobufCMessageDescriptor tokenledger__v1__admin_snapshot_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.AdminSnapshotRequest",
+  "AdminSnapshotRequest",
+  "Tokenledger__V1__AdminSnapshotRequest",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__AdminSnapshotRequest),
+  0,
+  tokenledger__v1__admin_snapshot_request__field_descriptors,
+  tokenledger__v1__admin_snapshot_request__field_indices_by_name,
+  0,  tokenledger__v1__admin_snapshot_request__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__admin_snapshot_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__admin_snapshot_result__field_descriptors[1] =
+{
+  {
+    "snapshot_lsns",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Tokenledger__V1__AdminSnapshotResult, n_snapshot_lsns),
+    offsetof(Tokenledger__V1__AdminSnapshotResult, snapshot_lsns),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__admin_snapshot_result__field_indices_by_name[] = {
+  0,   /* field[0] = snapshot_lsns */
+};
+static const ProtobufCIntRange tokenledger__v1__admin_snapshot_result__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__admin_snapshot_result__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.AdminSnapshotResult",
+  "AdminSnapshotResult",
+  "Tokenledger__V1__AdminSnapshotResult",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__AdminSnapshotResult),
+  1,
+  tokenledger__v1__admin_snapshot_result__field_descriptors,
+  tokenledger__v1__admin_snapshot_result__field_indices_by_name,
+  1,  tokenledger__v1__admin_snapshot_result__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__admin_snapshot_result__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define tokenledger__v1__admin_audit_request__field_descriptors NULL
+#define tokenledger__v1__admin_audit_request__field_indices_by_name NULL
+#define tokenledger__v1__admin_audit_request__number_ranges NULL
+const ProtobufCMessageDescriptor tokenledger__v1__admin_audit_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.AdminAuditRequest",
+  "AdminAuditRequest",
+  "Tokenledger__V1__AdminAuditRequest",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__AdminAuditRequest),
+  0,
+  tokenledger__v1__admin_audit_request__field_descriptors,
+  tokenledger__v1__admin_audit_request__field_indices_by_name,
+  0,  tokenledger__v1__admin_audit_request__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__admin_audit_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__admin_audit_result__field_descriptors[3] =
+{
+  {
+    "shards",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__AdminAuditResult, shards),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tenants",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__AdminAuditResult, tenants),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "violations",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Tokenledger__V1__AdminAuditResult, n_violations),
+    offsetof(Tokenledger__V1__AdminAuditResult, violations),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__admin_audit_result__field_indices_by_name[] = {
+  0,   /* field[0] = shards */
+  1,   /* field[1] = tenants */
+  2,   /* field[2] = violations */
+};
+static const ProtobufCIntRange tokenledger__v1__admin_audit_result__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__admin_audit_result__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.AdminAuditResult",
+  "AdminAuditResult",
+  "Tokenledger__V1__AdminAuditResult",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__AdminAuditResult),
+  3,
+  tokenledger__v1__admin_audit_result__field_descriptors,
+  tokenledger__v1__admin_audit_result__field_indices_by_name,
+  1,  tokenledger__v1__admin_audit_result__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__admin_audit_result__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCEnumValue tokenledger__v1__error_code__enum_values_by_number[16] =

@@ -74,6 +74,10 @@ typedef struct Tokenledger__V1__InstallCatalogRequest Tokenledger__V1__InstallCa
 typedef struct Tokenledger__V1__InstallCatalogResult Tokenledger__V1__InstallCatalogResult;
 typedef struct Tokenledger__V1__HealthRequest Tokenledger__V1__HealthRequest;
 typedef struct Tokenledger__V1__HealthResult Tokenledger__V1__HealthResult;
+typedef struct Tokenledger__V1__AdminSnapshotRequest Tokenledger__V1__AdminSnapshotRequest;
+typedef struct Tokenledger__V1__AdminSnapshotResult Tokenledger__V1__AdminSnapshotResult;
+typedef struct Tokenledger__V1__AdminAuditRequest Tokenledger__V1__AdminAuditRequest;
+typedef struct Tokenledger__V1__AdminAuditResult Tokenledger__V1__AdminAuditResult;
 
 
 /* --- enums --- */
@@ -192,7 +196,9 @@ typedef enum {
   TOKENLEDGER__V1__REQUEST__CALL_HISTORY = 27,
   TOKENLEDGER__V1__REQUEST__CALL_CATALOG = 28,
   TOKENLEDGER__V1__REQUEST__CALL_INSTALL_CATALOG = 29,
-  TOKENLEDGER__V1__REQUEST__CALL_HEALTH = 30
+  TOKENLEDGER__V1__REQUEST__CALL_HEALTH = 30,
+  TOKENLEDGER__V1__REQUEST__CALL_ADMIN_SNAPSHOT = 31,
+  TOKENLEDGER__V1__REQUEST__CALL_ADMIN_AUDIT = 32
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__REQUEST__CALL__CASE)
 } Tokenledger__V1__Request__CallCase;
 
@@ -230,6 +236,11 @@ struct  Tokenledger__V1__Request
     Tokenledger__V1__CatalogRequest *catalog;
     Tokenledger__V1__InstallCatalogRequest *install_catalog;
     Tokenledger__V1__HealthRequest *health;
+    /*
+     * Operations (admin principals only).
+     */
+    Tokenledger__V1__AdminSnapshotRequest *admin_snapshot;
+    Tokenledger__V1__AdminAuditRequest *admin_audit;
   };
 };
 #define TOKENLEDGER__V1__REQUEST__INIT \
@@ -256,7 +267,9 @@ typedef enum {
   TOKENLEDGER__V1__RESPONSE__RESULT_HISTORY = 27,
   TOKENLEDGER__V1__RESPONSE__RESULT_CATALOG = 28,
   TOKENLEDGER__V1__RESPONSE__RESULT_INSTALL_CATALOG = 29,
-  TOKENLEDGER__V1__RESPONSE__RESULT_HEALTH = 30
+  TOKENLEDGER__V1__RESPONSE__RESULT_HEALTH = 30,
+  TOKENLEDGER__V1__RESPONSE__RESULT_ADMIN_SNAPSHOT = 31,
+  TOKENLEDGER__V1__RESPONSE__RESULT_ADMIN_AUDIT = 32
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__RESPONSE__RESULT__CASE)
 } Tokenledger__V1__Response__ResultCase;
 
@@ -297,6 +310,8 @@ struct  Tokenledger__V1__Response
     Tokenledger__V1__CatalogResult *catalog;
     Tokenledger__V1__InstallCatalogResult *install_catalog;
     Tokenledger__V1__HealthResult *health;
+    Tokenledger__V1__AdminSnapshotResult *admin_snapshot;
+    Tokenledger__V1__AdminAuditResult *admin_audit;
   };
 };
 #define TOKENLEDGER__V1__RESPONSE__INIT \
@@ -1349,6 +1364,63 @@ struct  Tokenledger__V1__HealthResult
 #define TOKENLEDGER__V1__HEALTH_RESULT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__health_result__descriptor) \
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, TOKENLEDGER__V1__ROLE__ROLE_UNSPECIFIED }
+
+
+/*
+ * Writes a snapshot of every shard now (one that has changed since its last snapshot), e.g.
+ * before a backup. Replies once every snapshot is durable.
+ */
+struct  Tokenledger__V1__AdminSnapshotRequest
+{
+  ProtobufCMessage base;
+};
+#define TOKENLEDGER__V1__ADMIN_SNAPSHOT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__admin_snapshot_request__descriptor) \
+     }
+
+
+struct  Tokenledger__V1__AdminSnapshotResult
+{
+  ProtobufCMessage base;
+  /*
+   * Per shard, in shard order: the log position its newest snapshot covers (0: none yet, the
+   * shard has never had a record).
+   */
+  size_t n_snapshot_lsns;
+  uint64_t *snapshot_lsns;
+};
+#define TOKENLEDGER__V1__ADMIN_SNAPSHOT_RESULT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__admin_snapshot_result__descriptor) \
+    , 0,NULL }
+
+
+/*
+ * Runs the conservation audit over every shard's state (docs/semantics.md) and reports what it
+ * finds; it changes nothing.
+ */
+struct  Tokenledger__V1__AdminAuditRequest
+{
+  ProtobufCMessage base;
+};
+#define TOKENLEDGER__V1__ADMIN_AUDIT_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__admin_audit_request__descriptor) \
+     }
+
+
+struct  Tokenledger__V1__AdminAuditResult
+{
+  ProtobufCMessage base;
+  uint32_t shards;
+  uint64_t tenants;
+  /*
+   * Empty: every invariant holds. Otherwise one line per violation (at most 100).
+   */
+  size_t n_violations;
+  char **violations;
+};
+#define TOKENLEDGER__V1__ADMIN_AUDIT_RESULT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__admin_audit_result__descriptor) \
+    , 0, 0, 0,NULL }
 
 
 /* Tokenledger__V1__Request methods */
@@ -2472,6 +2544,82 @@ Tokenledger__V1__HealthResult *
 void   tokenledger__v1__health_result__free_unpacked
                      (Tokenledger__V1__HealthResult *message,
                       ProtobufCAllocator *allocator);
+/* Tokenledger__V1__AdminSnapshotRequest methods */
+void   tokenledger__v1__admin_snapshot_request__init
+                     (Tokenledger__V1__AdminSnapshotRequest         *message);
+size_t tokenledger__v1__admin_snapshot_request__get_packed_size
+                     (const Tokenledger__V1__AdminSnapshotRequest   *message);
+size_t tokenledger__v1__admin_snapshot_request__pack
+                     (const Tokenledger__V1__AdminSnapshotRequest   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__admin_snapshot_request__pack_to_buffer
+                     (const Tokenledger__V1__AdminSnapshotRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__AdminSnapshotRequest *
+       tokenledger__v1__admin_snapshot_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__admin_snapshot_request__free_unpacked
+                     (Tokenledger__V1__AdminSnapshotRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__AdminSnapshotResult methods */
+void   tokenledger__v1__admin_snapshot_result__init
+                     (Tokenledger__V1__AdminSnapshotResult         *message);
+size_t tokenledger__v1__admin_snapshot_result__get_packed_size
+                     (const Tokenledger__V1__AdminSnapshotResult   *message);
+size_t tokenledger__v1__admin_snapshot_result__pack
+                     (const Tokenledger__V1__AdminSnapshotResult   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__admin_snapshot_result__pack_to_buffer
+                     (const Tokenledger__V1__AdminSnapshotResult   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__AdminSnapshotResult *
+       tokenledger__v1__admin_snapshot_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__admin_snapshot_result__free_unpacked
+                     (Tokenledger__V1__AdminSnapshotResult *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__AdminAuditRequest methods */
+void   tokenledger__v1__admin_audit_request__init
+                     (Tokenledger__V1__AdminAuditRequest         *message);
+size_t tokenledger__v1__admin_audit_request__get_packed_size
+                     (const Tokenledger__V1__AdminAuditRequest   *message);
+size_t tokenledger__v1__admin_audit_request__pack
+                     (const Tokenledger__V1__AdminAuditRequest   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__admin_audit_request__pack_to_buffer
+                     (const Tokenledger__V1__AdminAuditRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__AdminAuditRequest *
+       tokenledger__v1__admin_audit_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__admin_audit_request__free_unpacked
+                     (Tokenledger__V1__AdminAuditRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__AdminAuditResult methods */
+void   tokenledger__v1__admin_audit_result__init
+                     (Tokenledger__V1__AdminAuditResult         *message);
+size_t tokenledger__v1__admin_audit_result__get_packed_size
+                     (const Tokenledger__V1__AdminAuditResult   *message);
+size_t tokenledger__v1__admin_audit_result__pack
+                     (const Tokenledger__V1__AdminAuditResult   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__admin_audit_result__pack_to_buffer
+                     (const Tokenledger__V1__AdminAuditResult   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__AdminAuditResult *
+       tokenledger__v1__admin_audit_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__admin_audit_result__free_unpacked
+                     (Tokenledger__V1__AdminAuditResult *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Tokenledger__V1__Request_Closure)
@@ -2651,6 +2799,18 @@ typedef void (*Tokenledger__V1__HealthRequest_Closure)
 typedef void (*Tokenledger__V1__HealthResult_Closure)
                  (const Tokenledger__V1__HealthResult *message,
                   void *closure_data);
+typedef void (*Tokenledger__V1__AdminSnapshotRequest_Closure)
+                 (const Tokenledger__V1__AdminSnapshotRequest *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__AdminSnapshotResult_Closure)
+                 (const Tokenledger__V1__AdminSnapshotResult *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__AdminAuditRequest_Closure)
+                 (const Tokenledger__V1__AdminAuditRequest *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__AdminAuditResult_Closure)
+                 (const Tokenledger__V1__AdminAuditResult *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -2724,6 +2884,10 @@ extern const ProtobufCMessageDescriptor tokenledger__v1__install_catalog_request
 extern const ProtobufCMessageDescriptor tokenledger__v1__install_catalog_result__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__health_request__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__health_result__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__admin_snapshot_request__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__admin_snapshot_result__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__admin_audit_request__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__admin_audit_result__descriptor;
 
 PROTOBUF_C__END_DECLS
 
