@@ -95,7 +95,8 @@ struct Daemon {
                 configuration: .init(
                     services: [
                         .init(service: server), .init(service: banner, successTerminationBehavior: .ignore),
-                        .init(service: ReloadOnHangup(server: server, logger: logger)),
+                        // Its end (at shutdown) must never cancel the group: the server drains first.
+                        .init(service: ReloadOnHangup(server: server, logger: logger), successTerminationBehavior: .ignore),
                     ],
                     gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             try await group.run()

@@ -101,7 +101,8 @@ struct LedgerdProcessTests {
         // A data directory made with 2 shards refuses to open with 3.
         let started = try Self.start(dataPath, ["--shards", "2"])
         started.process.kill(SIGTERM)
-        #expect(started.process.wait() == 0)
+        let stopped = started.process.wait()
+        #expect(stopped == 0, "exit \(stopped) after SIGTERM; log: \(Self.log(dataPath))")
         let mismatch = try ChildProcess(
             builtProduct("ledgerd"), ["--data-dir", dataPath, "--listen", "127.0.0.1:0", "--shards", "3"],
             stderrPath: directory.path + "/mismatch.log")
