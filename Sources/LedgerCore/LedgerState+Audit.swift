@@ -33,11 +33,8 @@ extension Tenant {
         for position in grants.indices {
             let grant = grants[position]
             if grant.id.rawValue != UInt64(position + 1) { fail("grant at index \(position) has id \(grant.id)") }
-            let (sum1, o1) = grant.remaining.addingReportingOverflow(grant.consumed)
-            let (sum2, o2) = sum1.addingReportingOverflow(grant.expired)
-            let (sum3, o3) = sum2.addingReportingOverflow(grant.voided)
-            let (sum4, o4) = sum3.addingReportingOverflow(grant.carriedOver)
-            if o1 || o2 || o3 || o4 || sum4 != grant.amount {
+            let parts = [grant.remaining, grant.consumed, grant.expired, grant.voided, grant.carriedOver]
+            if Tokens.checkedSum(parts) != grant.amount {
                 fail("grant \(grant.id): amount \(grant.amount) != remaining \(grant.remaining) + consumed \(grant.consumed) + expired \(grant.expired) + voided \(grant.voided) + carried \(grant.carriedOver)")
             }
             if grant.held > grant.remaining { fail("grant \(grant.id): held \(grant.held) > remaining \(grant.remaining)") }

@@ -1,3 +1,5 @@
+import LedgerCore
+
 /// A Jepsen-style checker for the ledger: a history of operations as clients saw them (invoke,
 /// then ok, fail or info — info meaning the outcome is unknown, e.g. the server died mid-call),
 /// the ledger's final state as the server reports it, and a small reference model, written apart
@@ -282,13 +284,7 @@ public enum HistoryChecker {
     }
 
     static func conserves(_ balance: Balance) -> Bool {
-        let parts = [balance.reserved, balance.spent, balance.expired, balance.voided]
-        var sum = balance.available
-        for part in parts {
-            let (next, overflow) = sum.addingReportingOverflow(part)
-            if overflow { return false }
-            sum = next
-        }
-        return sum == balance.granted
+        UInt64.checkedSum([balance.available, balance.reserved, balance.spent, balance.expired, balance.voided])
+            == balance.granted
     }
 }

@@ -56,13 +56,8 @@ private func check(
 ) async {
     do {
         let balance = try await client.balance(tenant: tenant)
-        let (sum, overflow) = [balance.reserved, balance.spent, balance.expired, balance.voided].reduce(
-            (balance.available, false)
-        ) { partial, next in
-            let added = partial.0.addingReportingOverflow(next)
-            return (added.partialValue, partial.1 || added.overflow)
-        }
-        if overflow || sum != balance.granted {
+        let parts = [balance.available, balance.reserved, balance.spent, balance.expired, balance.voided]
+        if Tokens.checkedSum(parts) != balance.granted {
             result.violations.append(
                 "\(tenant): granted \(balance.granted) != available \(balance.available) + reserved \(balance.reserved) "
                     + "+ spent \(balance.spent) + expired \(balance.expired) + voided \(balance.voided)")
