@@ -1,3 +1,4 @@
+import Glibc
 import LedgerWire
 import NIOCore
 import NIOPosix
@@ -66,22 +67,7 @@ struct RawConnection {
                 outcome.closed = true
                 return
             }
-            var buffer = ByteBuffer()
-            let decoder = FrameDecoder(frameSizeMax: 16 << 20)
-            do {
-                for try await chunk in inbound {
-                    var chunk = chunk
-                    buffer.writeBuffer(&chunk)
-                    while let frame = try decoder.nextFrame(&buffer) {
-                        outcome.responses.append(try WireResponse(frame: frame))
-                    }
-                    if outcome.responses.count >= count { return }
-                }
-                outcome.closed = true
-            } catch {
-                outcome.closed = true
-                outcome.error = error
-            }
+            outcome = await Self.read(inbound, until: count)
         }
         return outcome
     }
@@ -98,22 +84,29 @@ struct RawConnection {
                 // The server may close before everything is written (it stops at a bad header).
             }
             if last == nil { return }
-            var buffer = ByteBuffer()
-            let decoder = FrameDecoder(frameSizeMax: 16 << 20)
-            do {
-                for try await chunk in inbound {
-                    var chunk = chunk
-                    buffer.writeBuffer(&chunk)
-                    while let frame = try decoder.nextFrame(&buffer) {
-                        outcome.responses.append(try WireResponse(frame: frame))
-                    }
-                    if outcome.responses.count >= count { return }
+            outcome = await Self.read(inbound, until: count)
+        }
+        return outcome
+    }
+
+    /// Reads replies until `count` have come or the stream ends (closed, or failed with an error).
+    private static func read(_ inbound: NIOAsyncChannelInboundStream<ByteBuffer>, until count: Int) async -> Outcome {
+        var outcome = Outcome()
+        var buffer = ByteBuffer()
+        let decoder = FrameDecoder(frameSizeMax: 16 << 20)
+        do {
+            for try await chunk in inbound {
+                var chunk = chunk
+                buffer.writeBuffer(&chunk)
+                while let frame = try decoder.nextFrame(&buffer) {
+                    outcome.responses.append(try WireResponse(frame: frame))
                 }
-                outcome.closed = true
-            } catch {
-                outcome.closed = true
-                outcome.error = error
+                if outcome.responses.count >= count { return outcome }
             }
+            outcome.closed = true
+        } catch {
+            outcome.closed = true
+            outcome.error = error
         }
         return outcome
     }
@@ -123,4 +116,22 @@ struct RawConnection {
         try buffer.writeFrame(message)
         return Array(buffer.readableBytesView)
     }
+}
+
+/// A plain TCP socket connected to 127.0.0.1:`port` (no TLS), or nil; the caller closes it.
+func loopbackSocket(port: Int) -> Int32? {
+    let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    guard descriptor >= 0 else { return nil }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_port = in_port_t(UInt16(port).bigEndian)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let connected = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(descriptor, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    guard connected == 0 else {
+        close(descriptor)
+        return nil
+    }
+    return descriptor
 }
