@@ -171,14 +171,12 @@ let package = Package(
     ]
 )
 
-// The libFuzzer executables (one per FuzzTarget) exist only for scripts/fuzz, which sets
-// TOKENLEDGER_FUZZ and builds with -sanitize=fuzzer: their `main` comes from libFuzzer, so a normal
-// build could not link them.
+// The libFuzzer executable (every FuzzTarget, chosen by TOKENLEDGER_FUZZ_TARGET) exists only for
+// scripts/fuzz, which sets TOKENLEDGER_FUZZ and builds with -sanitize=fuzzer: its `main` hands over
+// to libFuzzer's driver, which a normal build could not link.
 if ProcessInfo.processInfo.environment["TOKENLEDGER_FUZZ"] != nil {
-    for target in ["frames", "wal", "snapshot", "state"] {
-        package.targets.append(
-            .executableTarget(
-                name: "fuzz-\(target)", dependencies: ["LedgerFuzzing"], path: "Sources/Fuzz/fuzz-\(target)",
-                swiftSettings: [.enableExperimentalFeature("Extern")]))
-    }
+    package.targets.append(
+        .executableTarget(
+            name: "fuzz-ledger", dependencies: ["LedgerFuzzing"], path: "Sources/Fuzz/fuzz-ledger",
+            swiftSettings: [.enableExperimentalFeature("Extern")]))
 }

@@ -8,7 +8,7 @@ import NIOCore
 
 /// The fuzz targets of docs/reliability.md. Each takes arbitrary bytes and must neither crash nor
 /// break a property; a broken property is a `fatalError`, which libFuzzer reports as a crash.
-/// `Fuzz/` builds one libFuzzer executable per target around these functions (`scripts/fuzz`);
+/// `Sources/Fuzz/fuzz-ledger` is the libFuzzer executable around these functions (`scripts/fuzz`);
 /// `FuzzRegressionTests` replays the saved corpus through the same functions in the normal suite.
 public enum FuzzTarget: String, CaseIterable, Sendable {
     /// The frame decoder, then request decoding and validation, as the server runs them.
