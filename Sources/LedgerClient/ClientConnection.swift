@@ -89,6 +89,23 @@ final class ClientConnection: Sendable {
         }
     }
 
+    /// Sends a request whose replies stream (a watch): every reply with its call id is yielded
+    /// until a final one (a `WatchUpdate.ended` or an error reply, which is yielded too) or the
+    /// connection's end (which finishes the stream with `connectionClosed`). No call timeout.
+    func openStream(_ request: WireRequest) throws(LedgerClientError) -> AsyncThrowingStream<WireResponse, any Error> {
+        var frame = ByteBuffer()
+        do {
+            try frame.writeFrame(request)
+        } catch {
+            throw .protocolViolation("could not encode the request: \(error)")
+        }
+        let (stream, continuation) = AsyncThrowingStream<WireResponse, any Error>.makeStream()
+        let written = channel.eventLoop.makePromise(of: Void.self)
+        written.futureResult.whenFailure { error in continuation.finish(throwing: LedgerClientError.connectionClosed("\(error)")) }
+        channel.writeAndFlush(ClientCallHandler.Call(callID: request.callID, frame: frame, waiter: .stream(continuation)), promise: written)
+        return stream
+    }
+
     func close() async {
         try? await channel.close()
     }
@@ -103,12 +120,35 @@ final class ClientCallHandler: ChannelDuplexHandler {
     struct Call {
         var callID: UInt64
         var frame: ByteBuffer
-        var completion: CallCompletion
+        var waiter: Waiter
+
+        init(callID: UInt64, frame: ByteBuffer, completion: CallCompletion) {
+            self.init(callID: callID, frame: frame, waiter: .reply(completion))
+        }
+
+        init(callID: UInt64, frame: ByteBuffer, waiter: Waiter) {
+            self.callID = callID
+            self.frame = frame
+            self.waiter = waiter
+        }
+    }
+
+    /// A call waits for one reply (under the call timeout) or for a stream of them (a watch).
+    enum Waiter {
+        case reply(CallCompletion)
+        case stream(AsyncThrowingStream<WireResponse, any Error>.Continuation)
+
+        func fail(_ error: any Error) {
+            switch self {
+            case .reply(let completion): completion.fail(error)
+            case .stream(let continuation): continuation.finish(throwing: error)
+            }
+        }
     }
 
     private struct Pending {
-        var completion: CallCompletion
-        var timeout: Scheduled<Void>
+        var waiter: Waiter
+        var timeout: Scheduled<Void>?
     }
 
     private let callTimeout: TimeAmount
@@ -122,17 +162,20 @@ final class ClientCallHandler: ChannelDuplexHandler {
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         let call = unwrapOutboundIn(data)
         if let closedReason {
-            call.completion.fail(LedgerClientError.connectionClosed(closedReason))
+            call.waiter.fail(LedgerClientError.connectionClosed(closedReason))
             promise?.fail(ChannelError.ioOnClosedChannel)
             return
         }
-        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
         let callID = call.callID
-        let timeout = context.eventLoop.scheduleTask(in: callTimeout) {
-            let (handler, _) = loopBound.value
-            handler.pending.removeValue(forKey: callID)?.completion.fail(LedgerClientError.timedOut)
+        var timeout: Scheduled<Void>? = nil
+        if case .reply = call.waiter {
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            timeout = context.eventLoop.scheduleTask(in: callTimeout) {
+                let (handler, _) = loopBound.value
+                handler.pending.removeValue(forKey: callID)?.waiter.fail(LedgerClientError.timedOut)
+            }
         }
-        pending[callID] = Pending(completion: call.completion, timeout: timeout)
+        pending[callID] = Pending(waiter: call.waiter, timeout: timeout)
         // A failed write fails the call through the sender's write promise.
         context.write(wrapOutboundOut(call.frame), promise: promise)
     }
@@ -146,9 +189,18 @@ final class ClientCallHandler: ChannelDuplexHandler {
             context.close(promise: nil)
             return
         }
-        if let entry = pending.removeValue(forKey: response.callID) {
-            entry.timeout.cancel()
-            entry.completion.succeed(response)
+        if case .stream(let continuation)? = pending[response.callID]?.waiter {
+            continuation.yield(response)
+            var final = false
+            if case .error? = response.result { final = true }
+            if case .watch(let update)? = response.result, case .ended? = update.update { final = true }
+            if final {
+                pending.removeValue(forKey: response.callID)
+                continuation.finish()
+            }
+        } else if let entry = pending.removeValue(forKey: response.callID) {
+            entry.timeout?.cancel()
+            if case .reply(let completion) = entry.waiter { completion.succeed(response) }
         } else if response.callID == 0, case .error(let error)? = response.result {
             // A connection-level refusal (bad frame, unknown principal): every call on it fails.
             failAll(LedgerClientError.rejected(LedgerError(error)))
@@ -171,8 +223,8 @@ final class ClientCallHandler: ChannelDuplexHandler {
         let entries = pending
         pending.removeAll()
         for entry in entries.values {
-            entry.timeout.cancel()
-            entry.completion.fail(error)
+            entry.timeout?.cancel()
+            entry.waiter.fail(error)
         }
     }
 }

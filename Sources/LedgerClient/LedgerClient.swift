@@ -75,15 +75,18 @@ public final class LedgerClient: Sendable {
 
     private func send(_ call: LedgerCall) async throws(LedgerClientError) -> WireResponse {
         let connection = try await liveConnection()
-        let callID = state.withLock { state in
+        return try await connection.send(WireRequest(callID: nextCallID(), call: call))
+    }
+
+    func nextCallID() -> UInt64 {
+        state.withLock { state in
             state.nextCallID += 1
             return state.nextCallID
         }
-        return try await connection.send(WireRequest(callID: callID, call: call))
     }
 
     /// The open connection, or a new one when the last one closed.
-    private func liveConnection() async throws(LedgerClientError) -> ClientConnection {
+    func liveConnection() async throws(LedgerClientError) -> ClientConnection {
         let current: ClientConnection? = try state.withLock { (state) throws(LedgerClientError) in
             if state.closed { throw .connectionClosed("the client was closed") }
             return state.connection
@@ -97,6 +100,61 @@ public final class LedgerClient: Sendable {
         }
         if let loser { await loser.close() }
         return winner
+    }
+}
+
+// MARK: - Watch
+
+/// One watch stream (see `LedgerClient.watch`).
+public struct LedgerWatch: Sendable {
+    /// The call id the server streams under (what `stop` names).
+    public let callID: UInt64
+    /// `started`, then events (and gaps) as they become durable, until `stop()` (the stream then
+    /// yields `ended` and finishes). An error reply (e.g. `unavailable` when the server drains)
+    /// or the connection's end finishes it with an error: watch again with `after:` the last
+    /// event id seen to resume without loss.
+    public let updates: AsyncThrowingStream<Tokenledger_V1_WatchUpdate, any Error>
+    let connection: ClientConnection
+    let client: LedgerClient
+
+    /// Asks the server to end the watch; false when it had ended already.
+    @discardableResult
+    public func stop() async throws(LedgerClientError) -> Bool {
+        let response = try await connection.send(WireRequest(callID: client.nextCallID(), call: .unwatch(watchCallID: callID)))
+        switch response.result {
+        case .unwatch(let result)?: return result.stopped
+        case .error(let error)?: throw .rejected(LedgerError(error))
+        default: throw .protocolViolation("unwatch answered with \(String(describing: response.result))")
+        }
+    }
+}
+
+extension LedgerClient {
+    /// Streams the tenant's events on this client's connection: from now (`after` nil) or after an
+    /// event id (0: every event the server still keeps). Not retried: when the stream ends with an
+    /// error, watch again after the last event id received.
+    public func watch(tenant: TenantID, after: UInt64? = nil) async throws(LedgerClientError) -> LedgerWatch {
+        let connection = try await liveConnection()
+        let callID = nextCallID()
+        let replies = try connection.openStream(WireRequest(callID: callID, call: .watch(tenant, after: after)))
+        let updates = AsyncThrowingStream<Tokenledger_V1_WatchUpdate, any Error> { continuation in
+            let task = Task {
+                do {
+                    for try await response in replies {
+                        switch response.result {
+                        case .watch(let update)?: continuation.yield(update)
+                        case .error(let error)?: throw LedgerClientError.rejected(LedgerError(error))
+                        default: throw LedgerClientError.protocolViolation("a watch reply without an update")
+                        }
+                    }
+                    continuation.finish()
+                } catch {
+                    continuation.finish(throwing: error)
+                }
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+        return LedgerWatch(callID: callID, updates: updates, connection: connection, client: self)
     }
 }
 

@@ -393,6 +393,8 @@ extension LedgerState: BinaryCodable {
         writer.write(catalog)
         writer.write(due.items)
         writer.write(dueSequence)
+        // Added after format 1 shipped: a snapshot that ends before this field has no events.
+        writer.write(eventLogs)
     }
 
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
@@ -401,5 +403,97 @@ extension LedgerState: BinaryCodable {
         catalog = try reader.readOptional()
         due.items = try reader.readArray()
         dueSequence = try reader.read()
+        if !reader.isAtEnd { eventLogs = try reader.readDictionary() }
+    }
+}
+
+extension EventLog: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(lastID)
+        writer.write(events)
+    }
+
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init()
+        lastID = try reader.read()
+        events = try reader.readArray()
+        guard UInt64(events.count) <= lastID else { throw reader.fail("more events than event ids") }
+        for (offset, event) in events.enumerated() where event.id != lastID - UInt64(events.count - 1 - offset) {
+            throw reader.fail("event ids are not consecutive up to \(lastID)")
+        }
+    }
+}
+
+extension LedgerEvent: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(id)
+        writer.write(tenant)
+        writer.write(time)
+        writer.write(kind)
+    }
+
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(id: try reader.read(), tenant: try reader.read(), time: try reader.read(), kind: try reader.read())
+    }
+}
+
+extension LedgerEvent.Kind: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        switch self {
+        case .lowBalance(let member, let available, let threshold):
+            writer.tag(0)
+            writer.write(member)
+            writer.write(available)
+            writer.write(threshold)
+        case .balanceRecovered(let member, let available, let threshold):
+            writer.tag(1)
+            writer.write(member)
+            writer.write(available)
+            writer.write(threshold)
+        case .budgetExceeded(let member, let requested, let remaining, let cap, let resetsAt):
+            writer.tag(2)
+            writer.write(member)
+            writer.write(requested)
+            writer.write(remaining)
+            writer.write(cap)
+            writer.write(resetsAt)
+        case .holdExpired(let hold, let released):
+            writer.tag(3)
+            writer.write(hold)
+            writer.write(released)
+        case .grantExpired(let grant, let kind, let expired):
+            writer.tag(4)
+            writer.write(grant)
+            writer.write(kind)
+            writer.write(expired)
+        case .planRenewed(let grant, let amount, let periodStart, let periodEnd):
+            writer.tag(5)
+            writer.write(grant)
+            writer.write(amount)
+            writer.write(periodStart)
+            writer.write(periodEnd)
+        case .budgetReset(let member, let periodStart, let periodEnd):
+            writer.tag(6)
+            writer.write(member)
+            writer.write(periodStart)
+            writer.write(periodEnd)
+        }
+    }
+
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        switch try reader.tag(below: 7) {
+        case 0: self = .lowBalance(member: try reader.readOptional(), available: try reader.read(), threshold: try reader.read())
+        case 1:
+            self = .balanceRecovered(member: try reader.readOptional(), available: try reader.read(), threshold: try reader.read())
+        case 2:
+            self = .budgetExceeded(
+                member: try reader.read(), requested: try reader.read(), remaining: try reader.read(), cap: try reader.read(),
+                resetsAt: try reader.read())
+        case 3: self = .holdExpired(hold: try reader.read(), released: try reader.read())
+        case 4: self = .grantExpired(grant: try reader.read(), kind: try reader.read(), expired: try reader.read())
+        case 5:
+            self = .planRenewed(grant: try reader.read(), amount: try reader.read(), periodStart: try reader.read(), periodEnd: try reader.read())
+        default: self = .budgetReset(member: try reader.read(), periodStart: try reader.read(), periodEnd: try reader.read())
+        }
     }
 }

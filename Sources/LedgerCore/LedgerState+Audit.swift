@@ -17,6 +17,14 @@ extension LedgerState {
         for tenantID in tenants.keys.sorted() {
             tenants[tenantID]!.audit(into: &violations)
         }
+        for (tenantID, log) in eventLogs.sorted(by: { $0.key < $1.key }) {
+            if tenants[tenantID] == nil { violations.append(AuditViolation(tenant: tenantID, message: "events of an unknown tenant")) }
+            let ids = log.events.map(\.id)
+            let consecutive = zip(ids, ids.dropFirst()).allSatisfy { $0 + 1 == $1 }
+            if !consecutive || (ids.last.map { $0 != log.lastID } ?? false) || log.events.contains(where: { $0.tenant != tenantID }) {
+                violations.append(AuditViolation(tenant: tenantID, message: "event log out of order (last id \(log.lastID))"))
+            }
+        }
         return violations
     }
 }

@@ -169,6 +169,26 @@ extension LedgerState {
     }
 
     /// One page of the tenant's history, oldest first.
+    /// The tenant's retained events after `afterID` (nil: none, only where the log stands, for a
+    /// subscriber that starts from now), at most `limit` (1 to ``Limits/eventPageMax``).
+    public func events(_ tenantID: TenantID, after afterID: UInt64?, limit: Int) throws(LedgerError) -> EventPage {
+        _ = try tenant(tenantID)
+        guard limit >= 1, limit <= Limits.eventPageMax else {
+            throw LedgerError(.invalidArgument, "an event page holds 1 to \(Limits.eventPageMax) events")
+        }
+        let log = eventLogs[tenantID] ?? EventLog()
+        guard let afterID else {
+            return EventPage(events: [], oldestRetainedID: log.oldestRetainedID, latestID: log.lastID, lost: 0)
+        }
+        guard afterID <= log.lastID else {
+            throw LedgerError(.invalidArgument, "event id \(afterID) is after the newest event of tenant \(tenantID) (\(log.lastID))")
+        }
+        let lost = afterID + 1 < log.oldestRetainedID ? log.oldestRetainedID - afterID - 1 : 0
+        return EventPage(
+            events: Array(log.events(after: afterID, limit: limit)), oldestRetainedID: log.oldestRetainedID, latestID: log.lastID,
+            lost: lost)
+    }
+
     public func history(_ tenantID: TenantID, filter: HistoryFilter) throws(LedgerError) -> HistoryPage {
         let tenant = try tenant(tenantID)
         guard filter.limit >= 1, filter.limit <= Limits.historyPageMax else {

@@ -20,6 +20,8 @@ public struct LedgerState: Hashable, Sendable, Codable {
     public internal(set) var catalog: PriceCatalog?
     var due = DueQueue()
     var dueSequence: UInt64 = 0
+    /// Each tenant's recent, numbered events (only tenants that have had any).
+    public internal(set) var eventLogs: [TenantID: EventLog] = [:]
 
     public init(time: LedgerTime = .epoch) {
         self.time = time
@@ -137,7 +139,13 @@ public struct LedgerState: Hashable, Sendable, Codable {
             dueSequence += 1
             due.insert(DueItem(time: time, sequence: dueSequence, tenant: tenantID, kind: kind))
         }
-        events.append(contentsOf: ctx.events)
+        guard !ctx.events.isEmpty, tenants[tenantID] != nil else { return }
+        var log = eventLogs.removeValue(forKey: tenantID) ?? EventLog()
+        for var event in ctx.events {
+            log.append(&event)
+            events.append(event)
+        }
+        eventLogs[tenantID] = log
     }
 }
 

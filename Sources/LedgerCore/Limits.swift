@@ -51,6 +51,11 @@ public enum Limits {
     public static let timeMin = LedgerTime(millisecondsSinceEpoch: 0)
     /// Latest time a request may name: 9999-12-31T23:59:59.999Z.
     public static let timeMax = LedgerTime(millisecondsSinceEpoch: 253_402_300_799_999)
+    /// Events kept per tenant for subscribers that resume (Watch, the webhook sink): at least this
+    /// many of the newest; a subscriber further behind is told how many it lost.
+    public static let eventsRetainedPerTenant = 4_096
+    /// Events in one page of a Watch stream or one webhook delivery.
+    public static let eventPageMax = 256
     /// Length of a free-text note or reference on a grant, in UTF-8 bytes.
     public static let noteLengthMax = 256
 }

@@ -5,6 +5,8 @@ import LedgerStore
 public final class LedgerEngine: Sendable {
     public let dataDirectory: DataDirectory
     public let shards: [LedgerShard]
+    /// Wakes event subscribers (Watch calls, the webhook sink) when a tenant's events are durable.
+    public let eventHub = EventHub()
 
     /// Opens (recovering) every shard of the data directory.
     public init(
@@ -18,7 +20,7 @@ public final class LedgerEngine: Sendable {
                 shards.append(
                     try LedgerShard(
                         directory: directory.shardPath(index), index: index, configuration: configuration, clock: clock,
-                        onFailure: onFailure))
+                        hub: eventHub, onFailure: onFailure))
             }
         } catch {
             directory.close()
@@ -53,6 +55,11 @@ public final class LedgerEngine: Sendable {
             if first == nil { first = result }
         }
         return first!
+    }
+
+    /// A page of the tenant's retained events after `afterID` (see `LedgerState.events`), durable.
+    public func events(_ tenant: TenantID, after afterID: UInt64?, limit: Int = Limits.eventPageMax) async throws -> EventPage {
+        try await shard(for: tenant).read { state in try state.events(tenant, after: afterID, limit: limit) }
     }
 
     /// Ticks what fell due and snapshots what is due on every shard (the periodic maintenance).

@@ -56,6 +56,7 @@ public actor LedgerShard {
     private let wal: WriteAheadLog
     private let snapshots: SnapshotStore
     private let clock: any LedgerClock
+    private let hub: EventHub?
     private let configuration: ShardConfiguration
     private var failure: String?
     private var recordsSinceSnapshot = 0
@@ -68,9 +69,11 @@ public actor LedgerShard {
     /// result and opens the log for appending.
     public init(
         directory: String, index: Int, configuration: ShardConfiguration = ShardConfiguration(),
-        clock: any LedgerClock = SystemClock(), onFailure: @escaping @Sendable (StorageError) -> Void = { _ in }
+        clock: any LedgerClock = SystemClock(), hub: EventHub? = nil,
+        onFailure: @escaping @Sendable (StorageError) -> Void = { _ in }
     ) throws {
         let started = monotonicNanoseconds()
+        self.hub = hub
         self.index = index
         self.directory = directory
         self.configuration = configuration
@@ -120,6 +123,7 @@ public actor LedgerShard {
     public func execute(_ body: CommandBody, requestID: RequestID?) async throws -> CommandResult {
         var (result, lsn) = try applyAndLog(LedgerCommand(time: clock.now(), requestID: requestID, body: body))
         try await durable(lsn)
+        hub?.publish(result.events)
         result.lsn = lsn
         return result
     }
@@ -156,11 +160,15 @@ public actor LedgerShard {
     /// `read`, and the log position of the last record the state read includes.
     public func readWithLSN<T: Sendable>(_ body: (LedgerState) throws -> T) async throws -> (value: T, lsn: UInt64) {
         var lsn = appliedLSN
+        var events: [LedgerEvent] = []
         if let due = state.nextDueTime, due <= clock.now() {
-            (_, lsn) = try applyAndLog(LedgerCommand(time: clock.now(), requestID: nil, body: .tick))
+            let tick: CommandResult
+            (tick, lsn) = try applyAndLog(LedgerCommand(time: clock.now(), requestID: nil, body: .tick))
+            events = tick.events
         }
         let value = try body(state)
         try await durable(lsn)
+        hub?.publish(events)
         return (value, lsn)
     }
 

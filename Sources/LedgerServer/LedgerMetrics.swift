@@ -11,6 +11,8 @@ public final class LedgerMetrics: Sendable {
 
     private let connections: Gauge
     private let inFlight: Gauge
+    private let watches: Gauge
+    private let watchCount = Mutex(0)
     private let walRecords: Counter
     private let walSyncs: Counter
     private let walBytes: Counter
@@ -36,6 +38,7 @@ public final class LedgerMetrics: Sendable {
     public init() {
         connections = registry.makeGauge(descriptor: Self.name("connections", "", "Open client connections."))
         inFlight = registry.makeGauge(descriptor: Self.name("calls_in_flight", "", "Calls being served now."))
+        watches = registry.makeGauge(descriptor: Self.name("watches", "", "Watch streams open now."))
         walRecords = registry.makeCounter(descriptor: Self.name("wal_records", "total", "Records made durable in the log."))
         walSyncs = registry.makeCounter(descriptor: Self.name("wal_fsyncs", "total", "fdatasync calls of the log."))
         walBytes = registry.makeCounter(descriptor: Self.name("wal_bytes", "total", "Bytes written to the log."))
@@ -61,6 +64,8 @@ public final class LedgerMetrics: Sendable {
 
     func setConnections(_ count: Int) { connections.set(to: Double(count)) }
     func setInFlight(_ count: Int) { inFlight.set(to: Double(count)) }
+    func watchStarted() { watches.set(to: Double(watchCount.withLock { $0 += 1; return $0 })) }
+    func watchEnded() { watches.set(to: Double(watchCount.withLock { $0 -= 1; return $0 })) }
 
     /// Reads the engine's figures into the registry, then renders the exposition text.
     public func scrape(_ engine: LedgerEngine) async -> [UInt8] {

@@ -11,7 +11,8 @@ import X509
 
 /// The TokenLedger server: accepts TLS 1.3 connections with client certificates, reads
 /// length-prefixed request frames, runs them on the engine (pipelined, bounded per connection)
-/// and writes each reply when its change is durable.
+/// and writes each reply when its change is durable. A watch call streams replies until it is
+/// unwatched or the connection ends (it holds one in-flight slot meanwhile).
 ///
 /// Lifecycle: `bind` listens; `run` serves until graceful shutdown (SIGTERM/SIGINT through a
 /// `ServiceGroup`) or `shutdown()`: it then stops accepting, stops reading every connection,
@@ -237,6 +238,8 @@ extension LedgerServer {
         do {
             try await connection.executeThenClose { inbound, outbound in
                 var principal: Principal? = nil
+                let watches = ConnectionWatches()
+                defer { watches.stopAll() }
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     var running = 0
                     var frames = inbound.makeAsyncIterator()
@@ -246,6 +249,7 @@ extension LedgerServer {
                             guard let next = try await frames.next() else { break }
                             frame = next
                         } catch let error as FrameError {
+                            watches.stopAll()
                             try await group.waitForAll()
                             if let reply = Self.reply(to: error) { try await outbound.write(try Self.encode(reply)) }
                             logger.debug("closing connection", metadata: ["connection.peer": "\(peer)", "error": "\(error)"])
@@ -269,10 +273,12 @@ extension LedgerServer {
                         running += 1
                         let caller = principal!
                         group.addTask {
-                            let reply = await self.service.respond(to: frame, principal: caller)
-                            try await outbound.write(try Self.encode(reply))
+                            try await self.service.serve(frame: frame, principal: caller, watches: watches) { reply in
+                                try await outbound.write(try Self.encode(reply))
+                            }
                         }
                     }
+                    watches.stopAll()
                     try await group.waitForAll()
                 }
             }

@@ -30,22 +30,92 @@ public final class LedgerService: Sendable {
     }
 
     /// Health reports "draining" from now on.
-    func beginDraining() { draining.withLock { $0 = true } }
+    /// Watches end with `unavailable`.
+    func beginDraining() {
+        draining.withLock { $0 = true }
+        engine.eventHub.finishAll()
+    }
 
     /// The reply to one request frame. Never throws: every failure is an error reply. Each call is
-    /// counted by RPC and result code, and its latency recorded.
+    /// counted by RPC and result code, and its latency recorded. A watch needs a connection to
+    /// stream on (`serve(frame:principal:watches:send:)`); here it is refused.
     public func respond(to frame: ByteBuffer, principal: Principal) async -> WireResponse {
         let start = ContinuousClock.now
-        var rpc = "unreadable"
-        let response = await respond(to: frame, principal: principal, rpc: &rpc)
-        let code: String
-        if case .error(let error)? = response.result {
-            code = error.code.domain?.rawValue ?? "unknown"
-        } else {
-            code = "ok"
+        let response: WireResponse
+        let rpc: String
+        switch decode(frame, principal: principal) {
+        case .reply(let reply, let name):
+            (response, rpc) = (reply, name)
+        case .call(.watch, let callID, let name), .call(.unwatch, let callID, let name):
+            (response, rpc) = (WireResponse(callID: callID, error: LedgerError(.invalidArgument, "watch streams need a connection")), name)
+        case .call(let call, let callID, let name):
+            (response, rpc) = (await admitAndPerform(call, callID: callID, principal: principal), name)
         }
-        metrics.record(rpc: rpc, code: code, duration: ContinuousClock.now - start)
+        metrics.record(rpc: rpc, code: Self.code(of: response), duration: ContinuousClock.now - start)
         return response
+    }
+
+    static func code(of response: WireResponse) -> String {
+        if case .error(let error)? = response.result { return error.code.domain?.rawValue ?? "unknown" }
+        return "ok"
+    }
+
+    enum Decoded {
+        /// Answered without running: the frame is not a request, or the call is refused.
+        case reply(WireResponse, rpc: String)
+        case call(LedgerCall, callID: UInt64, rpc: String)
+    }
+
+    /// Decodes a frame into an authorized call, or the error reply.
+    func decode(_ frame: ByteBuffer, principal: Principal) -> Decoded {
+        let request: WireRequest
+        do {
+            request = try WireRequest(frame: frame)
+        } catch {
+            return .reply(
+                WireResponse(callID: 0, error: LedgerError(.invalidArgument, "the frame is not a valid Request message: \(error)")),
+                rpc: "unreadable")
+        }
+        let rpc = Self.rpcName(request.call)
+        if request.containsUnknownFields {
+            return .reply(
+                WireResponse(
+                    callID: request.callID,
+                    error: LedgerError(
+                        .invalidArgument, "the request has fields this server does not know; upgrade the server or the client")),
+                rpc: rpc)
+        }
+        do {
+            let call = try LedgerCall(request)
+            try principal.authorize(call)
+            return .call(call, callID: request.callID, rpc: rpc)
+        } catch {
+            return .reply(WireResponse(callID: request.callID, error: error), rpc: rpc)
+        }
+    }
+
+    /// Runs a call under the server-wide in-flight bound (over it: `overloaded`).
+    func admitAndPerform(_ call: LedgerCall, callID: UInt64, principal: Principal) async -> WireResponse {
+        let admitted = callsInFlight.withLock { count in
+            guard count < callsInFlightMax else { return false }
+            count += 1
+            metrics.setInFlight(count)
+            return true
+        }
+        guard admitted else {
+            return WireResponse(
+                callID: callID,
+                error: LedgerError(
+                    .overloaded, "the server has \(callsInFlightMax) calls in flight; try again shortly",
+                    details: .limit(name: "server_calls_in_flight_max", value: UInt64(callsInFlightMax))))
+        }
+        defer {
+            callsInFlight.withLock { count in
+                count -= 1
+                metrics.setInFlight(count)
+            }
+        }
+        return await perform(call, callID: callID, principal: principal)
     }
 
     /// The RPC's name in metrics: the request's call field (`reserve`, `create_tenant`, ...).
@@ -70,52 +140,10 @@ public final class LedgerService: Sendable {
         case .health?: return "health"
         case .adminSnapshot?: return "admin_snapshot"
         case .adminAudit?: return "admin_audit"
+        case .watch?: return "watch"
+        case .unwatch?: return "unwatch"
         case nil: return "none"
         }
-    }
-
-    private func respond(to frame: ByteBuffer, principal: Principal, rpc: inout String) async -> WireResponse {
-        let request: WireRequest
-        do {
-            request = try WireRequest(frame: frame)
-        } catch {
-            return WireResponse(
-                callID: 0, error: LedgerError(.invalidArgument, "the frame is not a valid Request message: \(error)"))
-        }
-        rpc = Self.rpcName(request.call)
-        if request.containsUnknownFields {
-            return WireResponse(
-                callID: request.callID,
-                error: LedgerError(
-                    .invalidArgument, "the request has fields this server does not know; upgrade the server or the client"))
-        }
-        let call: LedgerCall
-        do {
-            call = try LedgerCall(request)
-            try principal.authorize(call)
-        } catch {
-            return WireResponse(callID: request.callID, error: error)
-        }
-        let admitted = callsInFlight.withLock { count in
-            guard count < callsInFlightMax else { return false }
-            count += 1
-            metrics.setInFlight(count)
-            return true
-        }
-        guard admitted else {
-            return WireResponse(
-                callID: request.callID,
-                error: LedgerError(
-                    .overloaded, "the server has \(callsInFlightMax) calls in flight; try again shortly",
-                    details: .limit(name: "server_calls_in_flight_max", value: UInt64(callsInFlightMax))))
-        }
-        defer {
-            callsInFlight.withLock { count in
-                count -= 1
-                metrics.setInFlight(count)
-            }
-        }
-        return await perform(call, callID: request.callID, principal: principal)
     }
 
     /// Runs a decoded, authorized call.
@@ -166,6 +194,8 @@ public final class LedgerService: Sendable {
                 }
             case .health:
                 return health(callID: callID, principal: principal)
+            case .watch, .unwatch:
+                return WireResponse(callID: callID, error: LedgerError(.invalidArgument, "watch streams need a connection"))
             case .adminSnapshot:
                 var positions: [UInt64] = []
                 for shard in engine.shards {

@@ -21,6 +21,10 @@ public enum LedgerCall: Hashable, Sendable {
     case adminSnapshot
     /// Run the conservation audit on every shard.
     case adminAudit
+    /// Stream the tenant's events, from now (nil) or after an event id.
+    case watch(TenantID, after: UInt64?)
+    /// End the watch started by the call with this id on the same connection.
+    case unwatch(watchCallID: UInt64)
 
     /// What a principal needs to make the call (see docs/protocol.md, "Access").
     public enum Access: Sendable, Hashable {
@@ -42,11 +46,11 @@ public enum LedgerCall: Hashable, Sendable {
             default:
                 return .admin
             }
-        case .balance(let tenant, _), .estimate(let tenant, _, _), .history(let tenant, _):
+        case .balance(let tenant, _), .estimate(let tenant, _, _), .history(let tenant, _), .watch(let tenant, _):
             return .metering(tenant)
         case .installCatalog, .adminSnapshot, .adminAudit:
             return .admin
-        case .catalog, .health:
+        case .catalog, .health, .unwatch:
             return .anyone
         }
     }
@@ -55,8 +59,8 @@ public enum LedgerCall: Hashable, Sendable {
     public var tenant: TenantID? {
         switch self {
         case .command(let body, _): return body.tenant
-        case .balance(let tenant, _), .estimate(let tenant, _, _), .history(let tenant, _): return tenant
-        case .catalog, .installCatalog, .health, .adminSnapshot, .adminAudit: return nil
+        case .balance(let tenant, _), .estimate(let tenant, _, _), .history(let tenant, _), .watch(let tenant, _): return tenant
+        case .catalog, .installCatalog, .health, .adminSnapshot, .adminAudit, .unwatch: return nil
         }
     }
 
@@ -122,6 +126,14 @@ public enum LedgerCall: Hashable, Sendable {
         case .health: self = .health
         case .adminSnapshot: self = .adminSnapshot
         case .adminAudit: self = .adminAudit
+        case .watch(let message):
+            switch message.resume {
+            case .afterEventID(let id)?: self = .watch(try tenantID(message.tenant), after: id)
+            case nil: self = .watch(try tenantID(message.tenant), after: nil)
+            }
+        case .unwatch(let message):
+            guard message.watchCallID != 0 else { throw LedgerError(.invalidArgument, "watch_call_id: name the watch's call id") }
+            self = .unwatch(watchCallID: message.watchCallID)
         }
     }
 

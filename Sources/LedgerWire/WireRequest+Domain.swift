@@ -29,6 +29,13 @@ extension WireRequest {
         case .health: self.call = .health(.init())
         case .adminSnapshot: self.call = .adminSnapshot(.init())
         case .adminAudit: self.call = .adminAudit(.init())
+        case .watch(let tenant, let after):
+            self.call = .watch(
+                .with {
+                    $0.tenant = tenant.rawValue
+                    if let after { $0.afterEventID = after }
+                })
+        case .unwatch(let watchCallID): self.call = .unwatch(.with { $0.watchCallID = watchCallID })
         }
     }
 

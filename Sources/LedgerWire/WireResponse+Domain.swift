@@ -381,6 +381,75 @@ extension Tokenledger_V1_HistoryResult {
     }
 }
 
+extension Tokenledger_V1_LedgerEvent {
+    public init(_ event: LedgerEvent) {
+        self.init()
+        id = event.id
+        tenant = event.tenant.rawValue
+        timeMs = event.time.millisecondsSinceEpoch
+        func threshold(_ member: MemberID?, _ available: Tokens, _ threshold: Tokens) -> Tokenledger_V1_ThresholdEvent {
+            .with {
+                $0.member = member?.rawValue ?? ""
+                $0.available = available
+                $0.threshold = threshold
+            }
+        }
+        switch event.kind {
+        case .lowBalance(let member, let available, let limit):
+            lowBalance = threshold(member, available, limit)
+        case .balanceRecovered(let member, let available, let limit):
+            balanceRecovered = threshold(member, available, limit)
+        case .budgetExceeded(let member, let requested, let remaining, let cap, let resetsAt):
+            budgetExceeded = .with {
+                $0.member = member.rawValue
+                $0.requested = requested
+                $0.remaining = remaining
+                $0.cap = cap
+                $0.resetsAtMs = resetsAt.millisecondsSinceEpoch
+            }
+        case .holdExpired(let hold, let released):
+            holdExpired = .with {
+                $0.holdID = hold.rawValue
+                $0.released = released
+            }
+        case .grantExpired(let grant, let kind, let expired):
+            grantExpired = .with {
+                $0.grantID = grant.rawValue
+                $0.grantKind = Tokenledger_V1_GrantKind(kind)
+                $0.expired = expired
+            }
+        case .planRenewed(let grant, let amount, let periodStart, let periodEnd):
+            planRenewed = .with {
+                $0.grantID = grant.rawValue
+                $0.amount = amount
+                $0.periodStartMs = periodStart.millisecondsSinceEpoch
+                $0.periodEndMs = periodEnd.millisecondsSinceEpoch
+            }
+        case .budgetReset(let member, let periodStart, let periodEnd):
+            budgetReset = .with {
+                $0.member = member.rawValue
+                $0.periodStartMs = periodStart.millisecondsSinceEpoch
+                $0.periodEndMs = periodEnd.millisecondsSinceEpoch
+            }
+        }
+    }
+
+    /// The event's kind as a snake_case name (`low_balance`, ...), as the webhook and tokenctl
+    /// print it.
+    public var kindName: String {
+        switch kind {
+        case .lowBalance?: return "low_balance"
+        case .balanceRecovered?: return "balance_recovered"
+        case .budgetExceeded?: return "budget_exceeded"
+        case .holdExpired?: return "hold_expired"
+        case .grantExpired?: return "grant_expired"
+        case .planRenewed?: return "plan_renewed"
+        case .budgetReset?: return "budget_reset"
+        case nil: return "unknown"
+        }
+    }
+}
+
 extension Tokenledger_V1_CatalogResult {
     public init(_ catalog: PriceCatalog) {
         self.init()
@@ -424,5 +493,49 @@ extension LedgerError {
             break
         }
         self.init(code, wire.message, details: details)
+    }
+}
+
+extension Tokenledger_V1_LedgerEvent {
+    /// The event as one JSON object with snake_case keys, as the webhook sink posts it and
+    /// `tokenctl watch --json` prints it (docs/operations.md, "Events"):
+    /// `{"id":7,"tenant":"acme","type":"low_balance","time":"...Z","time_ms":...,"member":null,
+    /// "available":900,"threshold":1000}`.
+    public var json: String {
+        var fields: [(String, String)] = [
+            ("id", String(id)), ("tenant", JSONValue.quoted(tenant)), ("type", JSONValue.quoted(kindName)),
+            ("time", JSONValue.quoted(LedgerTime(millisecondsSinceEpoch: timeMs).iso8601)), ("time_ms", String(timeMs)),
+        ]
+        func member(_ text: String) -> String { text.isEmpty ? "null" : JSONValue.quoted(text) }
+        func time(_ milliseconds: Int64) -> String { JSONValue.quoted(LedgerTime(millisecondsSinceEpoch: milliseconds).iso8601) }
+        switch kind {
+        case .lowBalance(let value)?, .balanceRecovered(let value)?:
+            fields += [("member", member(value.member)), ("available", String(value.available)), ("threshold", String(value.threshold))]
+        case .budgetExceeded(let value)?:
+            fields += [
+                ("member", member(value.member)), ("requested", String(value.requested)), ("remaining", String(value.remaining)),
+                ("cap", String(value.cap)), ("resets_at", time(value.resetsAtMs)),
+            ]
+        case .holdExpired(let value)?:
+            fields += [("hold", JSONValue.quoted(value.holdID)), ("released", String(value.released))]
+        case .grantExpired(let value)?:
+            fields += [
+                ("grant", String(value.grantID)), ("grant_kind", JSONValue.quoted(value.grantKind.domain?.rawValue ?? "unknown")),
+                ("expired", String(value.expired)),
+            ]
+        case .planRenewed(let value)?:
+            fields += [
+                ("grant", String(value.grantID)), ("amount", String(value.amount)), ("period_start", time(value.periodStartMs)),
+                ("period_end", time(value.periodEndMs)),
+            ]
+        case .budgetReset(let value)?:
+            fields += [
+                ("member", member(value.member)), ("period_start", time(value.periodStartMs)),
+                ("period_end", time(value.periodEndMs)),
+            ]
+        case nil:
+            break
+        }
+        return "{" + fields.map { "\(JSONValue.quoted($0.0)):\($0.1)" }.joined(separator: ",") + "}"
     }
 }

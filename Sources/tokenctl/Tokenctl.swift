@@ -19,6 +19,6 @@ struct Tokenctl: AsyncParsableCommand {
             TenantCommand.self, MemberCommand.self, GrantCommand.self, PurchaseCommand.self, VoidCommand.self,
             RefundPurchaseCommand.self, ReserveCommand.self,
             CommitCommand.self, ReleaseCommand.self, RefundCommand.self, EstimateCommand.self, BalanceCommand.self,
-            HistoryCommand.self, CatalogCommand.self, HealthCommand.self, AdminCommand.self,
+            HistoryCommand.self, WatchCommand.self, CatalogCommand.self, HealthCommand.self, AdminCommand.self,
         ])
 }

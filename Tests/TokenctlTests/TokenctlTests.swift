@@ -4,6 +4,7 @@ import NIOCore
 import NIOPosix
 import NIOSSL
 import LedgerTesting
+import Synchronization
 import Testing
 
 @Suite("tokenctl, the real binary against a real server", .serialized)
@@ -271,6 +272,43 @@ struct TokenctlTests {
         #expect(audit.object["shards"] as? Int == 2)
         #expect((audit.object["violations"] as? [Any])?.isEmpty == true)
         #expect(try ledger.tokenctl("admin audit").stdout.contains("ok: every invariant holds"))
+    }
+
+    @Test("watch prints retained events from an id, follows new ones, and refuses unknown tenants")
+    func watch() async throws {
+        let ledger = try LiveLedger()
+        defer { ledger.stop() }
+        // Created below the threshold (event 1, low_balance), then granted above it (event 2).
+        #expect(try ledger.tokenctl("tenant create acme --threshold 500").status == 0)
+        #expect(try ledger.tokenctl("grant acme 1000 --kind purchase").status == 0)
+        let replay = try ledger.tokenctl("watch acme --after 0 --count 2 --json")
+        #expect(replay.status == 0, "\(replay.stderr)")
+        #expect(replay.lines.map { $0["id"] as? Int } == [1, 2])
+        #expect(replay.lines.map { $0["type"] as? String } == ["low_balance", "balance_recovered"])
+        #expect(replay.lines.last?["available"] as? Int == 1_000)
+        let human = try ledger.tokenctl("watch acme --after 1 --count 1")
+        #expect(human.status == 0 && human.stdout.hasPrefix("2  ") && human.stdout.contains("balance_recovered  pool"))
+        let unknown = try ledger.tokenctl("watch nobody --count 1")
+        #expect(unknown.status == 66 && unknown.stderr.contains("not_found"))
+
+        // From now: only what happens after the watch started.
+        let follower = Mutex<LiveLedger.Run?>(nil)
+        let (executable, directory, server) = (builtProduct("tokenctl"), ledger.directory.path, "127.0.0.1:\(ledger.port)")
+        let thread = Thread {
+            let run = try? LiveLedger.run(
+                executable, ["watch", "acme", "--count", "1", "--json"], directory: directory, environment: ["TOKENCTL_SERVER": server])
+            follower.withLock { $0 = run }
+        }
+        thread.start()
+        try await Task.sleep(for: .seconds(1))
+        #expect(try ledger.tokenctl("reserve acme 600 --id job").status == 0)
+        #expect(try ledger.tokenctl("commit acme job 600").status == 0)
+        for _ in 0..<500 where follower.withLock({ $0 }) == nil { try await Task.sleep(for: .milliseconds(20)) }
+        let followed = try #require(follower.withLock { $0 })
+        #expect(followed.status == 0, "\(followed.stderr)")
+        #expect(followed.lines.map { $0["id"] as? Int } == [3])
+        #expect(followed.lines.first?["type"] as? String == "low_balance")
+        #expect(followed.lines.first?["available"] as? Int == 400)
     }
 
     static func writeAccessFile() throws -> String {

@@ -18,7 +18,9 @@
 ///   +----------------------+------------------------------+
 ///
 /// The client sends `Request` messages, the server answers each with one `Response` carrying the
-/// same `call_id`. Calls are pipelined; replies may come in any order.
+/// same `call_id`. Calls are pipelined; replies may come in any order. The one exception is
+/// `watch`: a stream of responses with the watch's `call_id` until `unwatch`, the connection's end
+/// or an error ends it.
 ///
 /// Conventions (plain proto3 without `optional`, so that protoc-c 1.4 compiles this file):
 /// - Amounts are uint64 whole tokens; money is uint64 minor currency units (cents).
@@ -681,6 +683,23 @@ public nonisolated struct Tokenledger_V1_Request: Sendable {
     set {call = .adminAudit(newValue)}
   }
 
+  /// Events (readers of the tenant).
+  public var watch: Tokenledger_V1_WatchRequest {
+    get {
+      if case .watch(let v)? = call {return v}
+      return Tokenledger_V1_WatchRequest()
+    }
+    set {call = .watch(newValue)}
+  }
+
+  public var unwatch: Tokenledger_V1_UnwatchRequest {
+    get {
+      if case .unwatch(let v)? = call {return v}
+      return Tokenledger_V1_UnwatchRequest()
+    }
+    set {call = .unwatch(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Call: Equatable, Sendable {
@@ -706,6 +725,9 @@ public nonisolated struct Tokenledger_V1_Request: Sendable {
     /// Operations (admin principals only).
     case adminSnapshot(Tokenledger_V1_AdminSnapshotRequest)
     case adminAudit(Tokenledger_V1_AdminAuditRequest)
+    /// Events (readers of the tenant).
+    case watch(Tokenledger_V1_WatchRequest)
+    case unwatch(Tokenledger_V1_UnwatchRequest)
 
   }
 
@@ -904,6 +926,22 @@ public nonisolated struct Tokenledger_V1_Response: @unchecked Sendable {
     set {_uniqueStorage()._result = .adminAudit(newValue)}
   }
 
+  public var watch: Tokenledger_V1_WatchUpdate {
+    get {
+      if case .watch(let v)? = _storage._result {return v}
+      return Tokenledger_V1_WatchUpdate()
+    }
+    set {_uniqueStorage()._result = .watch(newValue)}
+  }
+
+  public var unwatch: Tokenledger_V1_UnwatchResult {
+    get {
+      if case .unwatch(let v)? = _storage._result {return v}
+      return Tokenledger_V1_UnwatchResult()
+    }
+    set {_uniqueStorage()._result = .unwatch(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Result: Equatable, Sendable {
@@ -927,6 +965,8 @@ public nonisolated struct Tokenledger_V1_Response: @unchecked Sendable {
     case health(Tokenledger_V1_HealthResult)
     case adminSnapshot(Tokenledger_V1_AdminSnapshotResult)
     case adminAudit(Tokenledger_V1_AdminAuditResult)
+    case watch(Tokenledger_V1_WatchUpdate)
+    case unwatch(Tokenledger_V1_UnwatchResult)
 
   }
 
@@ -2642,6 +2682,359 @@ public nonisolated struct Tokenledger_V1_AdminAuditResult: Sendable {
   public init() {}
 }
 
+/// Streams a tenant's events on this connection: first a `WatchUpdate.started`, then every event
+/// (oldest first, ids consecutive within the tenant) as it becomes durable, each in its own
+/// Response with this call's `call_id`. The stream ends with `WatchUpdate.ended` after an `unwatch`,
+/// or with an Error (`unavailable` when the server drains: reconnect and resume). Events are kept
+/// per tenant for resuming (at least the newest 4,096); a subscriber that falls further behind is
+/// told how many it lost (`WatchUpdate.gap`). At most 16 watches per connection.
+public nonisolated struct Tokenledger_V1_WatchRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var tenant: String = String()
+
+  /// Absent: start from now (only events after the call). Present: resume after this event id
+  /// (0: every retained event). An id after the tenant's newest event is invalid_argument.
+  public var resume: Tokenledger_V1_WatchRequest.OneOf_Resume? = nil
+
+  public var afterEventID: UInt64 {
+    get {
+      if case .afterEventID(let v)? = resume {return v}
+      return 0
+    }
+    set {resume = .afterEventID(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  /// Absent: start from now (only events after the call). Present: resume after this event id
+  /// (0: every retained event). An id after the tenant's newest event is invalid_argument.
+  public nonisolated enum OneOf_Resume: Equatable, Sendable {
+    case afterEventID(UInt64)
+
+  }
+
+  public init() {}
+}
+
+/// Ends the watch whose call id is given; its stream ends with `WatchUpdate.ended`.
+public nonisolated struct Tokenledger_V1_UnwatchRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var watchCallID: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Tokenledger_V1_UnwatchResult: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// False: no watch with that call id runs on this connection (it may have ended already).
+  public var stopped: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Tokenledger_V1_WatchUpdate: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var update: Tokenledger_V1_WatchUpdate.OneOf_Update? = nil
+
+  public var started: Tokenledger_V1_WatchStarted {
+    get {
+      if case .started(let v)? = update {return v}
+      return Tokenledger_V1_WatchStarted()
+    }
+    set {update = .started(newValue)}
+  }
+
+  public var event: Tokenledger_V1_LedgerEvent {
+    get {
+      if case .event(let v)? = update {return v}
+      return Tokenledger_V1_LedgerEvent()
+    }
+    set {update = .event(newValue)}
+  }
+
+  public var gap: Tokenledger_V1_WatchGap {
+    get {
+      if case .gap(let v)? = update {return v}
+      return Tokenledger_V1_WatchGap()
+    }
+    set {update = .gap(newValue)}
+  }
+
+  public var ended: Tokenledger_V1_WatchEnded {
+    get {
+      if case .ended(let v)? = update {return v}
+      return Tokenledger_V1_WatchEnded()
+    }
+    set {update = .ended(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Update: Equatable, Sendable {
+    case started(Tokenledger_V1_WatchStarted)
+    case event(Tokenledger_V1_LedgerEvent)
+    case gap(Tokenledger_V1_WatchGap)
+    case ended(Tokenledger_V1_WatchEnded)
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct Tokenledger_V1_WatchStarted: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The tenant's newest event id when the watch started (0: none yet).
+  public var latestEventID: UInt64 = 0
+
+  /// The oldest event id still retained (latest_event_id + 1 when none is).
+  public var oldestRetainedEventID: UInt64 = 0
+
+  /// Events between after_event_id and the oldest retained one that are no longer kept.
+  public var eventsLost: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// The subscriber fell behind the retention window: `events_lost` events before
+/// `next_event_id` are gone; the stream continues with `next_event_id`.
+public nonisolated struct Tokenledger_V1_WatchGap: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var eventsLost: UInt64 = 0
+
+  public var nextEventID: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Tokenledger_V1_WatchEnded: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The id of the last event this stream delivered (0: none); resume after it.
+  public var lastEventID: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Tokenledger_V1_LedgerEvent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// 1, 2, 3, ... within the tenant; never reused.
+  public var id: UInt64 = 0
+
+  public var tenant: String = String()
+
+  public var timeMs: Int64 = 0
+
+  public var kind: Tokenledger_V1_LedgerEvent.OneOf_Kind? = nil
+
+  public var lowBalance: Tokenledger_V1_ThresholdEvent {
+    get {
+      if case .lowBalance(let v)? = kind {return v}
+      return Tokenledger_V1_ThresholdEvent()
+    }
+    set {kind = .lowBalance(newValue)}
+  }
+
+  public var balanceRecovered: Tokenledger_V1_ThresholdEvent {
+    get {
+      if case .balanceRecovered(let v)? = kind {return v}
+      return Tokenledger_V1_ThresholdEvent()
+    }
+    set {kind = .balanceRecovered(newValue)}
+  }
+
+  public var budgetExceeded: Tokenledger_V1_BudgetExceededEvent {
+    get {
+      if case .budgetExceeded(let v)? = kind {return v}
+      return Tokenledger_V1_BudgetExceededEvent()
+    }
+    set {kind = .budgetExceeded(newValue)}
+  }
+
+  public var holdExpired: Tokenledger_V1_HoldExpiredEvent {
+    get {
+      if case .holdExpired(let v)? = kind {return v}
+      return Tokenledger_V1_HoldExpiredEvent()
+    }
+    set {kind = .holdExpired(newValue)}
+  }
+
+  public var grantExpired: Tokenledger_V1_GrantExpiredEvent {
+    get {
+      if case .grantExpired(let v)? = kind {return v}
+      return Tokenledger_V1_GrantExpiredEvent()
+    }
+    set {kind = .grantExpired(newValue)}
+  }
+
+  public var planRenewed: Tokenledger_V1_PlanRenewedEvent {
+    get {
+      if case .planRenewed(let v)? = kind {return v}
+      return Tokenledger_V1_PlanRenewedEvent()
+    }
+    set {kind = .planRenewed(newValue)}
+  }
+
+  public var budgetReset: Tokenledger_V1_BudgetResetEvent {
+    get {
+      if case .budgetReset(let v)? = kind {return v}
+      return Tokenledger_V1_BudgetResetEvent()
+    }
+    set {kind = .budgetReset(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Kind: Equatable, Sendable {
+    case lowBalance(Tokenledger_V1_ThresholdEvent)
+    case balanceRecovered(Tokenledger_V1_ThresholdEvent)
+    case budgetExceeded(Tokenledger_V1_BudgetExceededEvent)
+    case holdExpired(Tokenledger_V1_HoldExpiredEvent)
+    case grantExpired(Tokenledger_V1_GrantExpiredEvent)
+    case planRenewed(Tokenledger_V1_PlanRenewedEvent)
+    case budgetReset(Tokenledger_V1_BudgetResetEvent)
+
+  }
+
+  public init() {}
+}
+
+/// Spendable tokens crossed a low-balance threshold (below it: low_balance; back at or above it:
+/// balance_recovered).
+public nonisolated struct Tokenledger_V1_ThresholdEvent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// Empty: the tenant's pool threshold; otherwise the member whose own threshold it is.
+  public var member: String = String()
+
+  public var available: UInt64 = 0
+
+  public var threshold: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A reserve or commit was refused by the member's budget.
+public nonisolated struct Tokenledger_V1_BudgetExceededEvent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var member: String = String()
+
+  public var requested: UInt64 = 0
+
+  public var remaining: UInt64 = 0
+
+  public var cap: UInt64 = 0
+
+  public var resetsAtMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Tokenledger_V1_HoldExpiredEvent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var holdID: String = String()
+
+  public var released: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Tokenledger_V1_GrantExpiredEvent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var grantID: UInt64 = 0
+
+  public var grantKind: Tokenledger_V1_GrantKind = .unspecified
+
+  public var expired: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Tokenledger_V1_PlanRenewedEvent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var grantID: UInt64 = 0
+
+  public var amount: UInt64 = 0
+
+  public var periodStartMs: Int64 = 0
+
+  public var periodEndMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Tokenledger_V1_BudgetResetEvent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var member: String = String()
+
+  public var periodStartMs: Int64 = 0
+
+  public var periodEndMs: Int64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 // MARK: - Code below here is support for the SwiftProtobuf runtime.
 
 fileprivate nonisolated let _protobuf_package = "tokenledger.v1"
@@ -2680,7 +3073,7 @@ nonisolated extension Tokenledger_V1_Role: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Request"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{2}\u{9}reserve\0\u{1}commit\0\u{1}release\0\u{1}refund\0\u{1}estimate\0\u{1}balance\0\u{4}\u{5}create_tenant\0\u{3}configure_tenant\0\u{3}set_member\0\u{1}grant\0\u{1}purchase\0\u{3}void_grant\0\u{3}refund_purchase\0\u{1}history\0\u{1}catalog\0\u{3}install_catalog\0\u{1}health\0\u{3}admin_snapshot\0\u{3}admin_audit\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{2}\u{9}reserve\0\u{1}commit\0\u{1}release\0\u{1}refund\0\u{1}estimate\0\u{1}balance\0\u{4}\u{5}create_tenant\0\u{3}configure_tenant\0\u{3}set_member\0\u{1}grant\0\u{1}purchase\0\u{3}void_grant\0\u{3}refund_purchase\0\u{1}history\0\u{1}catalog\0\u{3}install_catalog\0\u{1}health\0\u{3}admin_snapshot\0\u{3}admin_audit\0\u{1}watch\0\u{1}unwatch\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -2936,6 +3329,32 @@ nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtob
           self.call = .adminAudit(v)
         }
       }()
+      case 33: try {
+        var v: Tokenledger_V1_WatchRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .watch(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .watch(v)
+        }
+      }()
+      case 34: try {
+        var v: Tokenledger_V1_UnwatchRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .unwatch(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .unwatch(v)
+        }
+      }()
       default: break
       }
     }
@@ -3026,6 +3445,14 @@ nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtob
       guard case .adminAudit(let v)? = self.call else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 32)
     }()
+    case .watch?: try {
+      guard case .watch(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 33)
+    }()
+    case .unwatch?: try {
+      guard case .unwatch(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 34)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -3041,7 +3468,7 @@ nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Tokenledger_V1_Response: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Response"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{1}replayed\0\u{1}error\0\u{1}lsn\0\u{2}\u{6}reserve\0\u{1}commit\0\u{1}release\0\u{1}refund\0\u{1}estimate\0\u{1}balance\0\u{4}\u{5}create_tenant\0\u{3}configure_tenant\0\u{3}set_member\0\u{1}grant\0\u{1}purchase\0\u{3}void_grant\0\u{3}refund_purchase\0\u{1}history\0\u{1}catalog\0\u{3}install_catalog\0\u{1}health\0\u{3}admin_snapshot\0\u{3}admin_audit\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{1}replayed\0\u{1}error\0\u{1}lsn\0\u{2}\u{6}reserve\0\u{1}commit\0\u{1}release\0\u{1}refund\0\u{1}estimate\0\u{1}balance\0\u{4}\u{5}create_tenant\0\u{3}configure_tenant\0\u{3}set_member\0\u{1}grant\0\u{1}purchase\0\u{3}void_grant\0\u{3}refund_purchase\0\u{1}history\0\u{1}catalog\0\u{3}install_catalog\0\u{1}health\0\u{3}admin_snapshot\0\u{3}admin_audit\0\u{1}watch\0\u{1}unwatch\0")
 
   fileprivate class _StorageClass {
     var _callID: UInt64 = 0
@@ -3343,6 +3770,32 @@ nonisolated extension Tokenledger_V1_Response: SwiftProtobuf.Message, SwiftProto
             _storage._result = .adminAudit(v)
           }
         }()
+        case 33: try {
+          var v: Tokenledger_V1_WatchUpdate?
+          var hadOneofValue = false
+          if let current = _storage._result {
+            hadOneofValue = true
+            if case .watch(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._result = .watch(v)
+          }
+        }()
+        case 34: try {
+          var v: Tokenledger_V1_UnwatchResult?
+          var hadOneofValue = false
+          if let current = _storage._result {
+            hadOneofValue = true
+            if case .unwatch(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._result = .unwatch(v)
+          }
+        }()
         default: break
         }
       }
@@ -3443,6 +3896,14 @@ nonisolated extension Tokenledger_V1_Response: SwiftProtobuf.Message, SwiftProto
       case .adminAudit?: try {
         guard case .adminAudit(let v)? = _storage._result else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 32)
+      }()
+      case .watch?: try {
+        guard case .watch(let v)? = _storage._result else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 33)
+      }()
+      case .unwatch?: try {
+        guard case .unwatch(let v)? = _storage._result else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 34)
       }()
       default: break
       }
@@ -6689,6 +7150,735 @@ nonisolated extension Tokenledger_V1_AdminAuditResult: SwiftProtobuf.Message, Sw
     if lhs.shards != rhs.shards {return false}
     if lhs.tenants != rhs.tenants {return false}
     if lhs.violations != rhs.violations {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_WatchRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WatchRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tenant\0\u{3}after_event_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.tenant) }()
+      case 2: try {
+        var v: UInt64?
+        try decoder.decodeSingularUInt64Field(value: &v)
+        if let v = v {
+          if self.resume != nil {try decoder.handleConflictingOneOf()}
+          self.resume = .afterEventID(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.tenant.isEmpty {
+      try visitor.visitSingularStringField(value: self.tenant, fieldNumber: 1)
+    }
+    try { if case .afterEventID(let v)? = self.resume {
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 2)
+    } }()
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_WatchRequest, rhs: Tokenledger_V1_WatchRequest) -> Bool {
+    if lhs.tenant != rhs.tenant {return false}
+    if lhs.resume != rhs.resume {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_UnwatchRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UnwatchRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}watch_call_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.watchCallID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.watchCallID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.watchCallID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_UnwatchRequest, rhs: Tokenledger_V1_UnwatchRequest) -> Bool {
+    if lhs.watchCallID != rhs.watchCallID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_UnwatchResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".UnwatchResult"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}stopped\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.stopped) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.stopped != false {
+      try visitor.visitSingularBoolField(value: self.stopped, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_UnwatchResult, rhs: Tokenledger_V1_UnwatchResult) -> Bool {
+    if lhs.stopped != rhs.stopped {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_WatchUpdate: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WatchUpdate"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}started\0\u{1}event\0\u{1}gap\0\u{1}ended\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try {
+        var v: Tokenledger_V1_WatchStarted?
+        var hadOneofValue = false
+        if let current = self.update {
+          hadOneofValue = true
+          if case .started(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.update = .started(v)
+        }
+      }()
+      case 2: try {
+        var v: Tokenledger_V1_LedgerEvent?
+        var hadOneofValue = false
+        if let current = self.update {
+          hadOneofValue = true
+          if case .event(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.update = .event(v)
+        }
+      }()
+      case 3: try {
+        var v: Tokenledger_V1_WatchGap?
+        var hadOneofValue = false
+        if let current = self.update {
+          hadOneofValue = true
+          if case .gap(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.update = .gap(v)
+        }
+      }()
+      case 4: try {
+        var v: Tokenledger_V1_WatchEnded?
+        var hadOneofValue = false
+        if let current = self.update {
+          hadOneofValue = true
+          if case .ended(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.update = .ended(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    switch self.update {
+    case .started?: try {
+      guard case .started(let v)? = self.update else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    }()
+    case .event?: try {
+      guard case .event(let v)? = self.update else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 2)
+    }()
+    case .gap?: try {
+      guard case .gap(let v)? = self.update else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 3)
+    }()
+    case .ended?: try {
+      guard case .ended(let v)? = self.update else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 4)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_WatchUpdate, rhs: Tokenledger_V1_WatchUpdate) -> Bool {
+    if lhs.update != rhs.update {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_WatchStarted: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WatchStarted"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}latest_event_id\0\u{3}oldest_retained_event_id\0\u{3}events_lost\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.latestEventID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.oldestRetainedEventID) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.eventsLost) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.latestEventID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.latestEventID, fieldNumber: 1)
+    }
+    if self.oldestRetainedEventID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.oldestRetainedEventID, fieldNumber: 2)
+    }
+    if self.eventsLost != 0 {
+      try visitor.visitSingularUInt64Field(value: self.eventsLost, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_WatchStarted, rhs: Tokenledger_V1_WatchStarted) -> Bool {
+    if lhs.latestEventID != rhs.latestEventID {return false}
+    if lhs.oldestRetainedEventID != rhs.oldestRetainedEventID {return false}
+    if lhs.eventsLost != rhs.eventsLost {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_WatchGap: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WatchGap"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}events_lost\0\u{3}next_event_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.eventsLost) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.nextEventID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.eventsLost != 0 {
+      try visitor.visitSingularUInt64Field(value: self.eventsLost, fieldNumber: 1)
+    }
+    if self.nextEventID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.nextEventID, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_WatchGap, rhs: Tokenledger_V1_WatchGap) -> Bool {
+    if lhs.eventsLost != rhs.eventsLost {return false}
+    if lhs.nextEventID != rhs.nextEventID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_WatchEnded: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".WatchEnded"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}last_event_id\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.lastEventID) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.lastEventID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.lastEventID, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_WatchEnded, rhs: Tokenledger_V1_WatchEnded) -> Bool {
+    if lhs.lastEventID != rhs.lastEventID {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_LedgerEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".LedgerEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}tenant\0\u{3}time_ms\0\u{4}\u{7}low_balance\0\u{3}balance_recovered\0\u{3}budget_exceeded\0\u{3}hold_expired\0\u{3}grant_expired\0\u{3}plan_renewed\0\u{3}budget_reset\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.id) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.tenant) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.timeMs) }()
+      case 10: try {
+        var v: Tokenledger_V1_ThresholdEvent?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .lowBalance(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .lowBalance(v)
+        }
+      }()
+      case 11: try {
+        var v: Tokenledger_V1_ThresholdEvent?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .balanceRecovered(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .balanceRecovered(v)
+        }
+      }()
+      case 12: try {
+        var v: Tokenledger_V1_BudgetExceededEvent?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .budgetExceeded(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .budgetExceeded(v)
+        }
+      }()
+      case 13: try {
+        var v: Tokenledger_V1_HoldExpiredEvent?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .holdExpired(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .holdExpired(v)
+        }
+      }()
+      case 14: try {
+        var v: Tokenledger_V1_GrantExpiredEvent?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .grantExpired(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .grantExpired(v)
+        }
+      }()
+      case 15: try {
+        var v: Tokenledger_V1_PlanRenewedEvent?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .planRenewed(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .planRenewed(v)
+        }
+      }()
+      case 16: try {
+        var v: Tokenledger_V1_BudgetResetEvent?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .budgetReset(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .budgetReset(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if self.id != 0 {
+      try visitor.visitSingularUInt64Field(value: self.id, fieldNumber: 1)
+    }
+    if !self.tenant.isEmpty {
+      try visitor.visitSingularStringField(value: self.tenant, fieldNumber: 2)
+    }
+    if self.timeMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.timeMs, fieldNumber: 3)
+    }
+    switch self.kind {
+    case .lowBalance?: try {
+      guard case .lowBalance(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+    }()
+    case .balanceRecovered?: try {
+      guard case .balanceRecovered(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+    }()
+    case .budgetExceeded?: try {
+      guard case .budgetExceeded(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+    }()
+    case .holdExpired?: try {
+      guard case .holdExpired(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+    }()
+    case .grantExpired?: try {
+      guard case .grantExpired(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+    }()
+    case .planRenewed?: try {
+      guard case .planRenewed(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+    }()
+    case .budgetReset?: try {
+      guard case .budgetReset(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_LedgerEvent, rhs: Tokenledger_V1_LedgerEvent) -> Bool {
+    if lhs.id != rhs.id {return false}
+    if lhs.tenant != rhs.tenant {return false}
+    if lhs.timeMs != rhs.timeMs {return false}
+    if lhs.kind != rhs.kind {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_ThresholdEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ThresholdEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}member\0\u{1}available\0\u{1}threshold\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.member) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.available) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.threshold) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.member.isEmpty {
+      try visitor.visitSingularStringField(value: self.member, fieldNumber: 1)
+    }
+    if self.available != 0 {
+      try visitor.visitSingularUInt64Field(value: self.available, fieldNumber: 2)
+    }
+    if self.threshold != 0 {
+      try visitor.visitSingularUInt64Field(value: self.threshold, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_ThresholdEvent, rhs: Tokenledger_V1_ThresholdEvent) -> Bool {
+    if lhs.member != rhs.member {return false}
+    if lhs.available != rhs.available {return false}
+    if lhs.threshold != rhs.threshold {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_BudgetExceededEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BudgetExceededEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}member\0\u{1}requested\0\u{1}remaining\0\u{1}cap\0\u{3}resets_at_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.member) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.requested) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.remaining) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.cap) }()
+      case 5: try { try decoder.decodeSingularInt64Field(value: &self.resetsAtMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.member.isEmpty {
+      try visitor.visitSingularStringField(value: self.member, fieldNumber: 1)
+    }
+    if self.requested != 0 {
+      try visitor.visitSingularUInt64Field(value: self.requested, fieldNumber: 2)
+    }
+    if self.remaining != 0 {
+      try visitor.visitSingularUInt64Field(value: self.remaining, fieldNumber: 3)
+    }
+    if self.cap != 0 {
+      try visitor.visitSingularUInt64Field(value: self.cap, fieldNumber: 4)
+    }
+    if self.resetsAtMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.resetsAtMs, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_BudgetExceededEvent, rhs: Tokenledger_V1_BudgetExceededEvent) -> Bool {
+    if lhs.member != rhs.member {return false}
+    if lhs.requested != rhs.requested {return false}
+    if lhs.remaining != rhs.remaining {return false}
+    if lhs.cap != rhs.cap {return false}
+    if lhs.resetsAtMs != rhs.resetsAtMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_HoldExpiredEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".HoldExpiredEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}hold_id\0\u{1}released\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.holdID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.released) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.holdID.isEmpty {
+      try visitor.visitSingularStringField(value: self.holdID, fieldNumber: 1)
+    }
+    if self.released != 0 {
+      try visitor.visitSingularUInt64Field(value: self.released, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_HoldExpiredEvent, rhs: Tokenledger_V1_HoldExpiredEvent) -> Bool {
+    if lhs.holdID != rhs.holdID {return false}
+    if lhs.released != rhs.released {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_GrantExpiredEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GrantExpiredEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}grant_id\0\u{3}grant_kind\0\u{1}expired\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.grantID) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.grantKind) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.expired) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.grantID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.grantID, fieldNumber: 1)
+    }
+    if self.grantKind != .unspecified {
+      try visitor.visitSingularEnumField(value: self.grantKind, fieldNumber: 2)
+    }
+    if self.expired != 0 {
+      try visitor.visitSingularUInt64Field(value: self.expired, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_GrantExpiredEvent, rhs: Tokenledger_V1_GrantExpiredEvent) -> Bool {
+    if lhs.grantID != rhs.grantID {return false}
+    if lhs.grantKind != rhs.grantKind {return false}
+    if lhs.expired != rhs.expired {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_PlanRenewedEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PlanRenewedEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}grant_id\0\u{1}amount\0\u{3}period_start_ms\0\u{3}period_end_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.grantID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.amount) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.periodStartMs) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.periodEndMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.grantID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.grantID, fieldNumber: 1)
+    }
+    if self.amount != 0 {
+      try visitor.visitSingularUInt64Field(value: self.amount, fieldNumber: 2)
+    }
+    if self.periodStartMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.periodStartMs, fieldNumber: 3)
+    }
+    if self.periodEndMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.periodEndMs, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_PlanRenewedEvent, rhs: Tokenledger_V1_PlanRenewedEvent) -> Bool {
+    if lhs.grantID != rhs.grantID {return false}
+    if lhs.amount != rhs.amount {return false}
+    if lhs.periodStartMs != rhs.periodStartMs {return false}
+    if lhs.periodEndMs != rhs.periodEndMs {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_BudgetResetEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".BudgetResetEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}member\0\u{3}period_start_ms\0\u{3}period_end_ms\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.member) }()
+      case 2: try { try decoder.decodeSingularInt64Field(value: &self.periodStartMs) }()
+      case 3: try { try decoder.decodeSingularInt64Field(value: &self.periodEndMs) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.member.isEmpty {
+      try visitor.visitSingularStringField(value: self.member, fieldNumber: 1)
+    }
+    if self.periodStartMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.periodStartMs, fieldNumber: 2)
+    }
+    if self.periodEndMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.periodEndMs, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_BudgetResetEvent, rhs: Tokenledger_V1_BudgetResetEvent) -> Bool {
+    if lhs.member != rhs.member {return false}
+    if lhs.periodStartMs != rhs.periodStartMs {return false}
+    if lhs.periodEndMs != rhs.periodEndMs {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

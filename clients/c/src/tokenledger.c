@@ -755,6 +755,11 @@ static tl_code check_request(const Tokenledger__V1__Request *request, tl_error *
     if (request->call_case == TOKENLEDGER__V1__REQUEST__CALL__NOT_SET || field == NULL) {
         return error_set(error, TL_ERR_USAGE, "the request names no call (call_case %d)", (int)request->call_case);
     }
+    if (request->call_case == TOKENLEDGER__V1__REQUEST__CALL_WATCH || request->call_case == TOKENLEDGER__V1__REQUEST__CALL_UNWATCH) {
+        /* A watch streams many replies under one call id; this client's calls are one request,
+           one reply. C services take events from the webhook sink (docs/operations.md). */
+        return error_set(error, TL_ERR_USAGE, "watch streams are not supported by the C client; use the webhook sink");
+    }
     const ProtobufCMessage *call = *(ProtobufCMessage *const *)((const char *)request + field->offset);
     if (call == NULL) return error_set(error, TL_ERR_USAGE, "the request's %s message is NULL", field->name);
     if (call->descriptor != field->descriptor) {

@@ -425,6 +425,14 @@ static void test_typed_errors(void) {
     Tokenledger__V1__Request empty = TOKENLEDGER__V1__REQUEST__INIT;
     CHECK_CODE(tl_call(client, &empty, &response, &error), TL_ERR_USAGE, error);
     CHECK_CODE(tl_await(client, 999999, &response, &error), TL_ERR_USAGE, error);
+    /* A watch streams replies; this client refuses it rather than piling them up. */
+    Tokenledger__V1__WatchRequest watch = TOKENLEDGER__V1__WATCH_REQUEST__INIT;
+    watch.tenant = "acme";
+    Tokenledger__V1__Request watch_request = TOKENLEDGER__V1__REQUEST__INIT;
+    watch_request.call_case = TOKENLEDGER__V1__REQUEST__CALL_WATCH;
+    watch_request.watch = &watch;
+    CHECK_CODE(tl_call(client, &watch_request, &response, &error), TL_ERR_USAGE, error);
+    CHECK(strstr(error.message, "webhook") != NULL);
     CHECK(strcmp(tl_code_name(TL_BUDGET_EXCEEDED), "budget_exceeded") == 0);
     CHECK(tl_code_retryable(TL_OVERLOADED) && !tl_code_retryable(TL_INSUFFICIENT_BALANCE));
 

@@ -126,3 +126,31 @@ def test_refusals(ledger):
     client.close()
     with pytest.raises(tokenledger.ConnectionClosed):
         client.health()
+
+
+def test_watch_threshold_and_resume(ledger):
+    with ledger.client() as admin, ledger.client() as watcher:
+        admin.create_tenant("acme", low_balance_threshold=500)
+        admin.grant("acme", 1_000, "purchase")
+        watch = watcher.watch("acme")
+        started = watch.next(timeout=10).started
+        admin.reserve("acme", "job", 600)
+        admin.commit("acme", "job", 600)
+        low = watch.next(timeout=10).event
+        assert low.id == started.latest_event_id + 1
+        assert low.WhichOneof("kind") == "low_balance"
+        assert (low.low_balance.available, low.low_balance.threshold) == (400, 500)
+        assert watch.stop() is True
+        assert watch.next(timeout=10).ended.last_event_id == low.id
+        with pytest.raises(StopIteration):
+            watch.next(timeout=10)
+
+        # Missed while not watching: resumed after the last id seen, in order, nothing repeated.
+        admin.grant("acme", 200, "promo")
+        resumed = watcher.watch("acme", after=low.id)
+        assert resumed.next(timeout=10).started.events_lost == 0
+        recovered = resumed.next(timeout=10).event
+        assert recovered.id == low.id + 1 and recovered.WhichOneof("kind") == "balance_recovered"
+
+        with pytest.raises(tokenledger.NotFound):
+            watcher.watch("nobody").next(timeout=10)

@@ -8,6 +8,7 @@ ledger never applies it twice.
 """
 
 import os
+import queue
 import socket
 import ssl
 import struct
@@ -39,6 +40,21 @@ class _Pending:
         self.event = threading.Event()
         self.response = None
         self.error = None
+
+
+class _Stream:
+    """The replies of a watch: every Response with its call id, until a final one."""
+
+    def __init__(self):
+        self.replies = queue.Queue()
+
+    def push(self, response):
+        self.replies.put(response)
+        which = response.WhichOneof("result")
+        return which == "error" or (which == "watch" and response.watch.WhichOneof("update") == "ended")
+
+    def fail(self, error):
+        self.replies.put(error)
 
 
 class _Connection:
@@ -73,6 +89,19 @@ class _Connection:
             self._fail_all(f"write failed: {error}")
         return pending
 
+    def open_stream(self, call_id, payload):
+        stream = _Stream()
+        with self.lock:
+            if self.closed_reason is not None:
+                raise errors.ConnectionClosed(self.closed_reason)
+            self.pending[call_id] = stream
+        try:
+            with self.write_lock:
+                self.sock.sendall(struct.pack(">I", len(payload)) + payload)
+        except OSError as error:
+            self._fail_all(f"write failed: {error}")
+        return stream
+
     def forget(self, call_id):
         with self.lock:
             self.pending.pop(call_id, None)
@@ -99,7 +128,12 @@ class _Connection:
                 except Exception as error:  # the protobuf runtime's DecodeError
                     raise errors.ProtocolError(f"a reply that is not a Response: {error}")
                 with self.lock:
-                    pending = self.pending.pop(response.call_id, None)
+                    pending = self.pending.get(response.call_id)
+                    if isinstance(pending, _Stream):
+                        if pending.push(response):
+                            del self.pending[response.call_id]
+                        continue
+                    self.pending.pop(response.call_id, None)
                 if pending is not None:
                     pending.response = response
                     pending.event.set()
@@ -119,7 +153,11 @@ class _Connection:
             pending = list(self.pending.values())
             self.pending.clear()
         for entry in pending:
-            entry.error = reason if isinstance(reason, Exception) else errors.ConnectionClosed(str(reason))
+            error = reason if isinstance(reason, Exception) else errors.ConnectionClosed(str(reason))
+            if isinstance(entry, _Stream):
+                entry.fail(error)
+                continue
+            entry.error = error
             entry.event.set()
         try:
             self.sock.close()
@@ -223,6 +261,22 @@ class Client:
         if which != field:
             raise errors.ProtocolError(f"expected a {field} result, got {which}")
         return response
+
+    # Events -----------------------------------------------------------------------------------
+
+    def watch(self, tenant, *, after=None):
+        """Streams the tenant's events on this client's connection: from now (``after`` None) or
+        after an event id (0: every event the server still keeps). Returns a ``Watch``: iterate it
+        for ``WatchUpdate`` messages (``started``, then ``event``/``gap``, ``ended`` after
+        ``stop()``). An error reply or a lost connection raises from the iteration; watch again
+        with ``after=`` the last event id seen to resume without loss. Not retried."""
+        connection = self._live()
+        request = pb.Request(call_id=self._call_id())
+        request.watch.tenant = tenant
+        if after is not None:
+            request.watch.after_event_id = after
+        stream = connection.open_stream(request.call_id, request.SerializeToString())
+        return Watch(self, connection, request.call_id, stream)
 
     # Metering ---------------------------------------------------------------------------------
 
@@ -341,6 +395,55 @@ class Client:
     def admin_audit(self):
         """Runs the conservation audit; ``violations`` is empty when every invariant holds."""
         return self.call("admin_audit", pb.AdminAuditRequest())
+
+
+class Watch:
+    """One watch stream (see ``Client.watch``)."""
+
+    def __init__(self, client, connection, call_id, stream):
+        self.call_id = call_id
+        self._client, self._connection, self._stream = client, connection, stream
+        self._done = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        return self.next()
+
+    def next(self, timeout=None):
+        """The next update; ``StopIteration`` after ``ended``; ``queue.Empty`` after ``timeout``."""
+        if self._done:
+            raise StopIteration
+        item = self._stream.replies.get(timeout=timeout)
+        if isinstance(item, Exception):
+            self._done = True
+            raise item
+        which = item.WhichOneof("result")
+        if which == "error":
+            self._done = True
+            raise errors.from_wire(item.error)
+        if which != "watch":
+            self._done = True
+            raise errors.ProtocolError(f"a watch reply with {which}")
+        if item.watch.WhichOneof("update") == "ended":
+            self._done = True
+        return item.watch
+
+    def stop(self):
+        """Asks the server to end the watch (the stream then yields ``ended``); False when it had
+        ended already. Sent on the watch's own connection."""
+        request = pb.Request(call_id=self._client._call_id())
+        request.unwatch.watch_call_id = self.call_id
+        pending = self._connection.send(request.call_id, request.SerializeToString())
+        if not pending.event.wait(self._client.timeout):
+            self._connection.forget(request.call_id)
+            raise errors.Timeout(f"no reply within {self._client.timeout} s")
+        if pending.error is not None:
+            raise pending.error
+        if pending.response.WhichOneof("result") == "error":
+            raise errors.from_wire(pending.response.error)
+        return pending.response.unwatch.stopped
 
 
 def _items(items):

@@ -2842,7 +2842,637 @@ void   tokenledger__v1__admin_audit_result__free_unpacked
   assert(message->base.descriptor == &tokenledger__v1__admin_audit_result__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor tokenledger__v1__request__field_descriptors[20] =
+void   tokenledger__v1__watch_request__init
+                     (Tokenledger__V1__WatchRequest         *message)
+{
+  static const Tokenledger__V1__WatchRequest init_value = TOKENLEDGER__V1__WATCH_REQUEST__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__watch_request__get_packed_size
+                     (const Tokenledger__V1__WatchRequest *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__watch_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__watch_request__pack
+                     (const Tokenledger__V1__WatchRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__watch_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__watch_request__pack_to_buffer
+                     (const Tokenledger__V1__WatchRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__watch_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__WatchRequest *
+       tokenledger__v1__watch_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__WatchRequest *)
+     protobuf_c_message_unpack (&tokenledger__v1__watch_request__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__watch_request__free_unpacked
+                     (Tokenledger__V1__WatchRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__watch_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__unwatch_request__init
+                     (Tokenledger__V1__UnwatchRequest         *message)
+{
+  static const Tokenledger__V1__UnwatchRequest init_value = TOKENLEDGER__V1__UNWATCH_REQUEST__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__unwatch_request__get_packed_size
+                     (const Tokenledger__V1__UnwatchRequest *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__unwatch_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__unwatch_request__pack
+                     (const Tokenledger__V1__UnwatchRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__unwatch_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__unwatch_request__pack_to_buffer
+                     (const Tokenledger__V1__UnwatchRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__unwatch_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__UnwatchRequest *
+       tokenledger__v1__unwatch_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__UnwatchRequest *)
+     protobuf_c_message_unpack (&tokenledger__v1__unwatch_request__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__unwatch_request__free_unpacked
+                     (Tokenledger__V1__UnwatchRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__unwatch_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__unwatch_result__init
+                     (Tokenledger__V1__UnwatchResult         *message)
+{
+  static const Tokenledger__V1__UnwatchResult init_value = TOKENLEDGER__V1__UNWATCH_RESULT__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__unwatch_result__get_packed_size
+                     (const Tokenledger__V1__UnwatchResult *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__unwatch_result__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__unwatch_result__pack
+                     (const Tokenledger__V1__UnwatchResult *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__unwatch_result__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__unwatch_result__pack_to_buffer
+                     (const Tokenledger__V1__UnwatchResult *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__unwatch_result__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__UnwatchResult *
+       tokenledger__v1__unwatch_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__UnwatchResult *)
+     protobuf_c_message_unpack (&tokenledger__v1__unwatch_result__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__unwatch_result__free_unpacked
+                     (Tokenledger__V1__UnwatchResult *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__unwatch_result__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__watch_update__init
+                     (Tokenledger__V1__WatchUpdate         *message)
+{
+  static const Tokenledger__V1__WatchUpdate init_value = TOKENLEDGER__V1__WATCH_UPDATE__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__watch_update__get_packed_size
+                     (const Tokenledger__V1__WatchUpdate *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__watch_update__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__watch_update__pack
+                     (const Tokenledger__V1__WatchUpdate *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__watch_update__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__watch_update__pack_to_buffer
+                     (const Tokenledger__V1__WatchUpdate *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__watch_update__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__WatchUpdate *
+       tokenledger__v1__watch_update__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__WatchUpdate *)
+     protobuf_c_message_unpack (&tokenledger__v1__watch_update__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__watch_update__free_unpacked
+                     (Tokenledger__V1__WatchUpdate *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__watch_update__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__watch_started__init
+                     (Tokenledger__V1__WatchStarted         *message)
+{
+  static const Tokenledger__V1__WatchStarted init_value = TOKENLEDGER__V1__WATCH_STARTED__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__watch_started__get_packed_size
+                     (const Tokenledger__V1__WatchStarted *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__watch_started__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__watch_started__pack
+                     (const Tokenledger__V1__WatchStarted *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__watch_started__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__watch_started__pack_to_buffer
+                     (const Tokenledger__V1__WatchStarted *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__watch_started__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__WatchStarted *
+       tokenledger__v1__watch_started__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__WatchStarted *)
+     protobuf_c_message_unpack (&tokenledger__v1__watch_started__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__watch_started__free_unpacked
+                     (Tokenledger__V1__WatchStarted *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__watch_started__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__watch_gap__init
+                     (Tokenledger__V1__WatchGap         *message)
+{
+  static const Tokenledger__V1__WatchGap init_value = TOKENLEDGER__V1__WATCH_GAP__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__watch_gap__get_packed_size
+                     (const Tokenledger__V1__WatchGap *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__watch_gap__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__watch_gap__pack
+                     (const Tokenledger__V1__WatchGap *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__watch_gap__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__watch_gap__pack_to_buffer
+                     (const Tokenledger__V1__WatchGap *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__watch_gap__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__WatchGap *
+       tokenledger__v1__watch_gap__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__WatchGap *)
+     protobuf_c_message_unpack (&tokenledger__v1__watch_gap__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__watch_gap__free_unpacked
+                     (Tokenledger__V1__WatchGap *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__watch_gap__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__watch_ended__init
+                     (Tokenledger__V1__WatchEnded         *message)
+{
+  static const Tokenledger__V1__WatchEnded init_value = TOKENLEDGER__V1__WATCH_ENDED__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__watch_ended__get_packed_size
+                     (const Tokenledger__V1__WatchEnded *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__watch_ended__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__watch_ended__pack
+                     (const Tokenledger__V1__WatchEnded *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__watch_ended__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__watch_ended__pack_to_buffer
+                     (const Tokenledger__V1__WatchEnded *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__watch_ended__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__WatchEnded *
+       tokenledger__v1__watch_ended__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__WatchEnded *)
+     protobuf_c_message_unpack (&tokenledger__v1__watch_ended__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__watch_ended__free_unpacked
+                     (Tokenledger__V1__WatchEnded *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__watch_ended__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__ledger_event__init
+                     (Tokenledger__V1__LedgerEvent         *message)
+{
+  static const Tokenledger__V1__LedgerEvent init_value = TOKENLEDGER__V1__LEDGER_EVENT__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__ledger_event__get_packed_size
+                     (const Tokenledger__V1__LedgerEvent *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__ledger_event__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__ledger_event__pack
+                     (const Tokenledger__V1__LedgerEvent *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__ledger_event__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__ledger_event__pack_to_buffer
+                     (const Tokenledger__V1__LedgerEvent *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__ledger_event__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__LedgerEvent *
+       tokenledger__v1__ledger_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__LedgerEvent *)
+     protobuf_c_message_unpack (&tokenledger__v1__ledger_event__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__ledger_event__free_unpacked
+                     (Tokenledger__V1__LedgerEvent *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__ledger_event__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__threshold_event__init
+                     (Tokenledger__V1__ThresholdEvent         *message)
+{
+  static const Tokenledger__V1__ThresholdEvent init_value = TOKENLEDGER__V1__THRESHOLD_EVENT__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__threshold_event__get_packed_size
+                     (const Tokenledger__V1__ThresholdEvent *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__threshold_event__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__threshold_event__pack
+                     (const Tokenledger__V1__ThresholdEvent *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__threshold_event__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__threshold_event__pack_to_buffer
+                     (const Tokenledger__V1__ThresholdEvent *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__threshold_event__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__ThresholdEvent *
+       tokenledger__v1__threshold_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__ThresholdEvent *)
+     protobuf_c_message_unpack (&tokenledger__v1__threshold_event__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__threshold_event__free_unpacked
+                     (Tokenledger__V1__ThresholdEvent *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__threshold_event__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__budget_exceeded_event__init
+                     (Tokenledger__V1__BudgetExceededEvent         *message)
+{
+  static const Tokenledger__V1__BudgetExceededEvent init_value = TOKENLEDGER__V1__BUDGET_EXCEEDED_EVENT__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__budget_exceeded_event__get_packed_size
+                     (const Tokenledger__V1__BudgetExceededEvent *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__budget_exceeded_event__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__budget_exceeded_event__pack
+                     (const Tokenledger__V1__BudgetExceededEvent *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__budget_exceeded_event__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__budget_exceeded_event__pack_to_buffer
+                     (const Tokenledger__V1__BudgetExceededEvent *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__budget_exceeded_event__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__BudgetExceededEvent *
+       tokenledger__v1__budget_exceeded_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__BudgetExceededEvent *)
+     protobuf_c_message_unpack (&tokenledger__v1__budget_exceeded_event__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__budget_exceeded_event__free_unpacked
+                     (Tokenledger__V1__BudgetExceededEvent *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__budget_exceeded_event__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__hold_expired_event__init
+                     (Tokenledger__V1__HoldExpiredEvent         *message)
+{
+  static const Tokenledger__V1__HoldExpiredEvent init_value = TOKENLEDGER__V1__HOLD_EXPIRED_EVENT__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__hold_expired_event__get_packed_size
+                     (const Tokenledger__V1__HoldExpiredEvent *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__hold_expired_event__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__hold_expired_event__pack
+                     (const Tokenledger__V1__HoldExpiredEvent *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__hold_expired_event__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__hold_expired_event__pack_to_buffer
+                     (const Tokenledger__V1__HoldExpiredEvent *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__hold_expired_event__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__HoldExpiredEvent *
+       tokenledger__v1__hold_expired_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__HoldExpiredEvent *)
+     protobuf_c_message_unpack (&tokenledger__v1__hold_expired_event__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__hold_expired_event__free_unpacked
+                     (Tokenledger__V1__HoldExpiredEvent *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__hold_expired_event__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__grant_expired_event__init
+                     (Tokenledger__V1__GrantExpiredEvent         *message)
+{
+  static const Tokenledger__V1__GrantExpiredEvent init_value = TOKENLEDGER__V1__GRANT_EXPIRED_EVENT__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__grant_expired_event__get_packed_size
+                     (const Tokenledger__V1__GrantExpiredEvent *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__grant_expired_event__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__grant_expired_event__pack
+                     (const Tokenledger__V1__GrantExpiredEvent *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__grant_expired_event__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__grant_expired_event__pack_to_buffer
+                     (const Tokenledger__V1__GrantExpiredEvent *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__grant_expired_event__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__GrantExpiredEvent *
+       tokenledger__v1__grant_expired_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__GrantExpiredEvent *)
+     protobuf_c_message_unpack (&tokenledger__v1__grant_expired_event__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__grant_expired_event__free_unpacked
+                     (Tokenledger__V1__GrantExpiredEvent *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__grant_expired_event__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__plan_renewed_event__init
+                     (Tokenledger__V1__PlanRenewedEvent         *message)
+{
+  static const Tokenledger__V1__PlanRenewedEvent init_value = TOKENLEDGER__V1__PLAN_RENEWED_EVENT__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__plan_renewed_event__get_packed_size
+                     (const Tokenledger__V1__PlanRenewedEvent *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__plan_renewed_event__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__plan_renewed_event__pack
+                     (const Tokenledger__V1__PlanRenewedEvent *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__plan_renewed_event__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__plan_renewed_event__pack_to_buffer
+                     (const Tokenledger__V1__PlanRenewedEvent *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__plan_renewed_event__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__PlanRenewedEvent *
+       tokenledger__v1__plan_renewed_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__PlanRenewedEvent *)
+     protobuf_c_message_unpack (&tokenledger__v1__plan_renewed_event__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__plan_renewed_event__free_unpacked
+                     (Tokenledger__V1__PlanRenewedEvent *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__plan_renewed_event__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__budget_reset_event__init
+                     (Tokenledger__V1__BudgetResetEvent         *message)
+{
+  static const Tokenledger__V1__BudgetResetEvent init_value = TOKENLEDGER__V1__BUDGET_RESET_EVENT__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__budget_reset_event__get_packed_size
+                     (const Tokenledger__V1__BudgetResetEvent *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__budget_reset_event__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__budget_reset_event__pack
+                     (const Tokenledger__V1__BudgetResetEvent *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__budget_reset_event__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__budget_reset_event__pack_to_buffer
+                     (const Tokenledger__V1__BudgetResetEvent *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__budget_reset_event__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__BudgetResetEvent *
+       tokenledger__v1__budget_reset_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__BudgetResetEvent *)
+     protobuf_c_message_unpack (&tokenledger__v1__budget_reset_event__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__budget_reset_event__free_unpacked
+                     (Tokenledger__V1__BudgetResetEvent *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__budget_reset_event__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+static const ProtobufCFieldDescriptor tokenledger__v1__request__field_descriptors[22] =
 {
   {
     "call_id",
@@ -3084,6 +3714,30 @@ static const ProtobufCFieldDescriptor tokenledger__v1__request__field_descriptor
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "watch",
+    33,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Request, call_case),
+    offsetof(Tokenledger__V1__Request, watch),
+    &tokenledger__v1__watch_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "unwatch",
+    34,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Request, call_case),
+    offsetof(Tokenledger__V1__Request, unwatch),
+    &tokenledger__v1__unwatch_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__request__field_indices_by_name[] = {
   19,   /* field[19] = admin_audit */
@@ -3105,14 +3759,16 @@ static const unsigned tokenledger__v1__request__field_indices_by_name[] = {
   3,   /* field[3] = release */
   1,   /* field[1] = reserve */
   9,   /* field[9] = set_member */
+  21,   /* field[21] = unwatch */
   12,   /* field[12] = void_grant */
+  20,   /* field[20] = watch */
 };
 static const ProtobufCIntRange tokenledger__v1__request__number_ranges[3 + 1] =
 {
   { 1, 0 },
   { 10, 1 },
   { 20, 7 },
-  { 0, 20 }
+  { 0, 22 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__request__descriptor =
 {
@@ -3122,14 +3778,14 @@ const ProtobufCMessageDescriptor tokenledger__v1__request__descriptor =
   "Tokenledger__V1__Request",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__Request),
-  20,
+  22,
   tokenledger__v1__request__field_descriptors,
   tokenledger__v1__request__field_indices_by_name,
   3,  tokenledger__v1__request__number_ranges,
   (ProtobufCMessageInit) tokenledger__v1__request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tokenledger__v1__response__field_descriptors[23] =
+static const ProtobufCFieldDescriptor tokenledger__v1__response__field_descriptors[25] =
 {
   {
     "call_id",
@@ -3407,6 +4063,30 @@ static const ProtobufCFieldDescriptor tokenledger__v1__response__field_descripto
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "watch",
+    33,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Response, result_case),
+    offsetof(Tokenledger__V1__Response, watch),
+    &tokenledger__v1__watch_update__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "unwatch",
+    34,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Response, result_case),
+    offsetof(Tokenledger__V1__Response, unwatch),
+    &tokenledger__v1__unwatch_result__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__response__field_indices_by_name[] = {
   22,   /* field[22] = admin_audit */
@@ -3431,14 +4111,16 @@ static const unsigned tokenledger__v1__response__field_indices_by_name[] = {
   1,   /* field[1] = replayed */
   4,   /* field[4] = reserve */
   12,   /* field[12] = set_member */
+  24,   /* field[24] = unwatch */
   15,   /* field[15] = void_grant */
+  23,   /* field[23] = watch */
 };
 static const ProtobufCIntRange tokenledger__v1__response__number_ranges[3 + 1] =
 {
   { 1, 0 },
   { 10, 4 },
   { 20, 10 },
-  { 0, 23 }
+  { 0, 25 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__response__descriptor =
 {
@@ -3448,7 +4130,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__response__descriptor =
   "Tokenledger__V1__Response",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__Response),
-  23,
+  25,
   tokenledger__v1__response__field_descriptors,
   tokenledger__v1__response__field_indices_by_name,
   3,  tokenledger__v1__response__number_ranges,
@@ -8161,6 +8843,929 @@ const ProtobufCMessageDescriptor tokenledger__v1__admin_audit_result__descriptor
   tokenledger__v1__admin_audit_result__field_indices_by_name,
   1,  tokenledger__v1__admin_audit_result__number_ranges,
   (ProtobufCMessageInit) tokenledger__v1__admin_audit_result__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__watch_request__field_descriptors[2] =
+{
+  {
+    "tenant",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__WatchRequest, tenant),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "after_event_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Tokenledger__V1__WatchRequest, resume_case),
+    offsetof(Tokenledger__V1__WatchRequest, after_event_id),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__watch_request__field_indices_by_name[] = {
+  1,   /* field[1] = after_event_id */
+  0,   /* field[0] = tenant */
+};
+static const ProtobufCIntRange tokenledger__v1__watch_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__watch_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.WatchRequest",
+  "WatchRequest",
+  "Tokenledger__V1__WatchRequest",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__WatchRequest),
+  2,
+  tokenledger__v1__watch_request__field_descriptors,
+  tokenledger__v1__watch_request__field_indices_by_name,
+  1,  tokenledger__v1__watch_request__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__watch_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__unwatch_request__field_descriptors[1] =
+{
+  {
+    "watch_call_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__UnwatchRequest, watch_call_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__unwatch_request__field_indices_by_name[] = {
+  0,   /* field[0] = watch_call_id */
+};
+static const ProtobufCIntRange tokenledger__v1__unwatch_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__unwatch_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.UnwatchRequest",
+  "UnwatchRequest",
+  "Tokenledger__V1__UnwatchRequest",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__UnwatchRequest),
+  1,
+  tokenledger__v1__unwatch_request__field_descriptors,
+  tokenledger__v1__unwatch_request__field_indices_by_name,
+  1,  tokenledger__v1__unwatch_request__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__unwatch_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__unwatch_result__field_descriptors[1] =
+{
+  {
+    "stopped",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__UnwatchResult, stopped),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__unwatch_result__field_indices_by_name[] = {
+  0,   /* field[0] = stopped */
+};
+static const ProtobufCIntRange tokenledger__v1__unwatch_result__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__unwatch_result__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.UnwatchResult",
+  "UnwatchResult",
+  "Tokenledger__V1__UnwatchResult",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__UnwatchResult),
+  1,
+  tokenledger__v1__unwatch_result__field_descriptors,
+  tokenledger__v1__unwatch_result__field_indices_by_name,
+  1,  tokenledger__v1__unwatch_result__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__unwatch_result__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__watch_update__field_descriptors[4] =
+{
+  {
+    "started",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__WatchUpdate, update_case),
+    offsetof(Tokenledger__V1__WatchUpdate, started),
+    &tokenledger__v1__watch_started__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "event",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__WatchUpdate, update_case),
+    offsetof(Tokenledger__V1__WatchUpdate, event),
+    &tokenledger__v1__ledger_event__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "gap",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__WatchUpdate, update_case),
+    offsetof(Tokenledger__V1__WatchUpdate, gap),
+    &tokenledger__v1__watch_gap__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ended",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__WatchUpdate, update_case),
+    offsetof(Tokenledger__V1__WatchUpdate, ended),
+    &tokenledger__v1__watch_ended__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__watch_update__field_indices_by_name[] = {
+  3,   /* field[3] = ended */
+  1,   /* field[1] = event */
+  2,   /* field[2] = gap */
+  0,   /* field[0] = started */
+};
+static const ProtobufCIntRange tokenledger__v1__watch_update__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__watch_update__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.WatchUpdate",
+  "WatchUpdate",
+  "Tokenledger__V1__WatchUpdate",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__WatchUpdate),
+  4,
+  tokenledger__v1__watch_update__field_descriptors,
+  tokenledger__v1__watch_update__field_indices_by_name,
+  1,  tokenledger__v1__watch_update__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__watch_update__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__watch_started__field_descriptors[3] =
+{
+  {
+    "latest_event_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__WatchStarted, latest_event_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "oldest_retained_event_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__WatchStarted, oldest_retained_event_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "events_lost",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__WatchStarted, events_lost),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__watch_started__field_indices_by_name[] = {
+  2,   /* field[2] = events_lost */
+  0,   /* field[0] = latest_event_id */
+  1,   /* field[1] = oldest_retained_event_id */
+};
+static const ProtobufCIntRange tokenledger__v1__watch_started__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__watch_started__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.WatchStarted",
+  "WatchStarted",
+  "Tokenledger__V1__WatchStarted",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__WatchStarted),
+  3,
+  tokenledger__v1__watch_started__field_descriptors,
+  tokenledger__v1__watch_started__field_indices_by_name,
+  1,  tokenledger__v1__watch_started__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__watch_started__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__watch_gap__field_descriptors[2] =
+{
+  {
+    "events_lost",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__WatchGap, events_lost),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "next_event_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__WatchGap, next_event_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__watch_gap__field_indices_by_name[] = {
+  0,   /* field[0] = events_lost */
+  1,   /* field[1] = next_event_id */
+};
+static const ProtobufCIntRange tokenledger__v1__watch_gap__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__watch_gap__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.WatchGap",
+  "WatchGap",
+  "Tokenledger__V1__WatchGap",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__WatchGap),
+  2,
+  tokenledger__v1__watch_gap__field_descriptors,
+  tokenledger__v1__watch_gap__field_indices_by_name,
+  1,  tokenledger__v1__watch_gap__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__watch_gap__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__watch_ended__field_descriptors[1] =
+{
+  {
+    "last_event_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__WatchEnded, last_event_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__watch_ended__field_indices_by_name[] = {
+  0,   /* field[0] = last_event_id */
+};
+static const ProtobufCIntRange tokenledger__v1__watch_ended__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__watch_ended__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.WatchEnded",
+  "WatchEnded",
+  "Tokenledger__V1__WatchEnded",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__WatchEnded),
+  1,
+  tokenledger__v1__watch_ended__field_descriptors,
+  tokenledger__v1__watch_ended__field_indices_by_name,
+  1,  tokenledger__v1__watch_ended__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__watch_ended__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__ledger_event__field_descriptors[10] =
+{
+  {
+    "id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__LedgerEvent, id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tenant",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__LedgerEvent, tenant),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "time_ms",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__LedgerEvent, time_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "low_balance",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__LedgerEvent, kind_case),
+    offsetof(Tokenledger__V1__LedgerEvent, low_balance),
+    &tokenledger__v1__threshold_event__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "balance_recovered",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__LedgerEvent, kind_case),
+    offsetof(Tokenledger__V1__LedgerEvent, balance_recovered),
+    &tokenledger__v1__threshold_event__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "budget_exceeded",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__LedgerEvent, kind_case),
+    offsetof(Tokenledger__V1__LedgerEvent, budget_exceeded),
+    &tokenledger__v1__budget_exceeded_event__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "hold_expired",
+    13,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__LedgerEvent, kind_case),
+    offsetof(Tokenledger__V1__LedgerEvent, hold_expired),
+    &tokenledger__v1__hold_expired_event__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "grant_expired",
+    14,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__LedgerEvent, kind_case),
+    offsetof(Tokenledger__V1__LedgerEvent, grant_expired),
+    &tokenledger__v1__grant_expired_event__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "plan_renewed",
+    15,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__LedgerEvent, kind_case),
+    offsetof(Tokenledger__V1__LedgerEvent, plan_renewed),
+    &tokenledger__v1__plan_renewed_event__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "budget_reset",
+    16,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__LedgerEvent, kind_case),
+    offsetof(Tokenledger__V1__LedgerEvent, budget_reset),
+    &tokenledger__v1__budget_reset_event__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__ledger_event__field_indices_by_name[] = {
+  4,   /* field[4] = balance_recovered */
+  5,   /* field[5] = budget_exceeded */
+  9,   /* field[9] = budget_reset */
+  7,   /* field[7] = grant_expired */
+  6,   /* field[6] = hold_expired */
+  0,   /* field[0] = id */
+  3,   /* field[3] = low_balance */
+  8,   /* field[8] = plan_renewed */
+  1,   /* field[1] = tenant */
+  2,   /* field[2] = time_ms */
+};
+static const ProtobufCIntRange tokenledger__v1__ledger_event__number_ranges[2 + 1] =
+{
+  { 1, 0 },
+  { 10, 3 },
+  { 0, 10 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__ledger_event__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.LedgerEvent",
+  "LedgerEvent",
+  "Tokenledger__V1__LedgerEvent",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__LedgerEvent),
+  10,
+  tokenledger__v1__ledger_event__field_descriptors,
+  tokenledger__v1__ledger_event__field_indices_by_name,
+  2,  tokenledger__v1__ledger_event__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__ledger_event__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__threshold_event__field_descriptors[3] =
+{
+  {
+    "member",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ThresholdEvent, member),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "available",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ThresholdEvent, available),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "threshold",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ThresholdEvent, threshold),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__threshold_event__field_indices_by_name[] = {
+  1,   /* field[1] = available */
+  0,   /* field[0] = member */
+  2,   /* field[2] = threshold */
+};
+static const ProtobufCIntRange tokenledger__v1__threshold_event__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__threshold_event__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.ThresholdEvent",
+  "ThresholdEvent",
+  "Tokenledger__V1__ThresholdEvent",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__ThresholdEvent),
+  3,
+  tokenledger__v1__threshold_event__field_descriptors,
+  tokenledger__v1__threshold_event__field_indices_by_name,
+  1,  tokenledger__v1__threshold_event__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__threshold_event__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__budget_exceeded_event__field_descriptors[5] =
+{
+  {
+    "member",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__BudgetExceededEvent, member),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "requested",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__BudgetExceededEvent, requested),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "remaining",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__BudgetExceededEvent, remaining),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "cap",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__BudgetExceededEvent, cap),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "resets_at_ms",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__BudgetExceededEvent, resets_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__budget_exceeded_event__field_indices_by_name[] = {
+  3,   /* field[3] = cap */
+  0,   /* field[0] = member */
+  2,   /* field[2] = remaining */
+  1,   /* field[1] = requested */
+  4,   /* field[4] = resets_at_ms */
+};
+static const ProtobufCIntRange tokenledger__v1__budget_exceeded_event__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__budget_exceeded_event__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.BudgetExceededEvent",
+  "BudgetExceededEvent",
+  "Tokenledger__V1__BudgetExceededEvent",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__BudgetExceededEvent),
+  5,
+  tokenledger__v1__budget_exceeded_event__field_descriptors,
+  tokenledger__v1__budget_exceeded_event__field_indices_by_name,
+  1,  tokenledger__v1__budget_exceeded_event__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__budget_exceeded_event__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__hold_expired_event__field_descriptors[2] =
+{
+  {
+    "hold_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__HoldExpiredEvent, hold_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "released",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__HoldExpiredEvent, released),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__hold_expired_event__field_indices_by_name[] = {
+  0,   /* field[0] = hold_id */
+  1,   /* field[1] = released */
+};
+static const ProtobufCIntRange tokenledger__v1__hold_expired_event__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__hold_expired_event__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.HoldExpiredEvent",
+  "HoldExpiredEvent",
+  "Tokenledger__V1__HoldExpiredEvent",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__HoldExpiredEvent),
+  2,
+  tokenledger__v1__hold_expired_event__field_descriptors,
+  tokenledger__v1__hold_expired_event__field_indices_by_name,
+  1,  tokenledger__v1__hold_expired_event__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__hold_expired_event__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__grant_expired_event__field_descriptors[3] =
+{
+  {
+    "grant_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__GrantExpiredEvent, grant_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "grant_kind",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__GrantExpiredEvent, grant_kind),
+    &tokenledger__v1__grant_kind__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "expired",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__GrantExpiredEvent, expired),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__grant_expired_event__field_indices_by_name[] = {
+  2,   /* field[2] = expired */
+  0,   /* field[0] = grant_id */
+  1,   /* field[1] = grant_kind */
+};
+static const ProtobufCIntRange tokenledger__v1__grant_expired_event__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__grant_expired_event__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.GrantExpiredEvent",
+  "GrantExpiredEvent",
+  "Tokenledger__V1__GrantExpiredEvent",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__GrantExpiredEvent),
+  3,
+  tokenledger__v1__grant_expired_event__field_descriptors,
+  tokenledger__v1__grant_expired_event__field_indices_by_name,
+  1,  tokenledger__v1__grant_expired_event__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__grant_expired_event__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__plan_renewed_event__field_descriptors[4] =
+{
+  {
+    "grant_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__PlanRenewedEvent, grant_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "amount",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__PlanRenewedEvent, amount),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "period_start_ms",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__PlanRenewedEvent, period_start_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "period_end_ms",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__PlanRenewedEvent, period_end_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__plan_renewed_event__field_indices_by_name[] = {
+  1,   /* field[1] = amount */
+  0,   /* field[0] = grant_id */
+  3,   /* field[3] = period_end_ms */
+  2,   /* field[2] = period_start_ms */
+};
+static const ProtobufCIntRange tokenledger__v1__plan_renewed_event__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__plan_renewed_event__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.PlanRenewedEvent",
+  "PlanRenewedEvent",
+  "Tokenledger__V1__PlanRenewedEvent",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__PlanRenewedEvent),
+  4,
+  tokenledger__v1__plan_renewed_event__field_descriptors,
+  tokenledger__v1__plan_renewed_event__field_indices_by_name,
+  1,  tokenledger__v1__plan_renewed_event__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__plan_renewed_event__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__budget_reset_event__field_descriptors[3] =
+{
+  {
+    "member",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__BudgetResetEvent, member),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "period_start_ms",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__BudgetResetEvent, period_start_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "period_end_ms",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__BudgetResetEvent, period_end_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__budget_reset_event__field_indices_by_name[] = {
+  0,   /* field[0] = member */
+  2,   /* field[2] = period_end_ms */
+  1,   /* field[1] = period_start_ms */
+};
+static const ProtobufCIntRange tokenledger__v1__budget_reset_event__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__budget_reset_event__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.BudgetResetEvent",
+  "BudgetResetEvent",
+  "Tokenledger__V1__BudgetResetEvent",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__BudgetResetEvent),
+  3,
+  tokenledger__v1__budget_reset_event__field_descriptors,
+  tokenledger__v1__budget_reset_event__field_indices_by_name,
+  1,  tokenledger__v1__budget_reset_event__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__budget_reset_event__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCEnumValue tokenledger__v1__error_code__enum_values_by_number[16] =

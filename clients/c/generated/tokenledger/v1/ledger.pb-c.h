@@ -78,6 +78,20 @@ typedef struct Tokenledger__V1__AdminSnapshotRequest Tokenledger__V1__AdminSnaps
 typedef struct Tokenledger__V1__AdminSnapshotResult Tokenledger__V1__AdminSnapshotResult;
 typedef struct Tokenledger__V1__AdminAuditRequest Tokenledger__V1__AdminAuditRequest;
 typedef struct Tokenledger__V1__AdminAuditResult Tokenledger__V1__AdminAuditResult;
+typedef struct Tokenledger__V1__WatchRequest Tokenledger__V1__WatchRequest;
+typedef struct Tokenledger__V1__UnwatchRequest Tokenledger__V1__UnwatchRequest;
+typedef struct Tokenledger__V1__UnwatchResult Tokenledger__V1__UnwatchResult;
+typedef struct Tokenledger__V1__WatchUpdate Tokenledger__V1__WatchUpdate;
+typedef struct Tokenledger__V1__WatchStarted Tokenledger__V1__WatchStarted;
+typedef struct Tokenledger__V1__WatchGap Tokenledger__V1__WatchGap;
+typedef struct Tokenledger__V1__WatchEnded Tokenledger__V1__WatchEnded;
+typedef struct Tokenledger__V1__LedgerEvent Tokenledger__V1__LedgerEvent;
+typedef struct Tokenledger__V1__ThresholdEvent Tokenledger__V1__ThresholdEvent;
+typedef struct Tokenledger__V1__BudgetExceededEvent Tokenledger__V1__BudgetExceededEvent;
+typedef struct Tokenledger__V1__HoldExpiredEvent Tokenledger__V1__HoldExpiredEvent;
+typedef struct Tokenledger__V1__GrantExpiredEvent Tokenledger__V1__GrantExpiredEvent;
+typedef struct Tokenledger__V1__PlanRenewedEvent Tokenledger__V1__PlanRenewedEvent;
+typedef struct Tokenledger__V1__BudgetResetEvent Tokenledger__V1__BudgetResetEvent;
 
 
 /* --- enums --- */
@@ -198,7 +212,9 @@ typedef enum {
   TOKENLEDGER__V1__REQUEST__CALL_INSTALL_CATALOG = 29,
   TOKENLEDGER__V1__REQUEST__CALL_HEALTH = 30,
   TOKENLEDGER__V1__REQUEST__CALL_ADMIN_SNAPSHOT = 31,
-  TOKENLEDGER__V1__REQUEST__CALL_ADMIN_AUDIT = 32
+  TOKENLEDGER__V1__REQUEST__CALL_ADMIN_AUDIT = 32,
+  TOKENLEDGER__V1__REQUEST__CALL_WATCH = 33,
+  TOKENLEDGER__V1__REQUEST__CALL_UNWATCH = 34
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__REQUEST__CALL__CASE)
 } Tokenledger__V1__Request__CallCase;
 
@@ -241,6 +257,11 @@ struct  Tokenledger__V1__Request
      */
     Tokenledger__V1__AdminSnapshotRequest *admin_snapshot;
     Tokenledger__V1__AdminAuditRequest *admin_audit;
+    /*
+     * Events (readers of the tenant).
+     */
+    Tokenledger__V1__WatchRequest *watch;
+    Tokenledger__V1__UnwatchRequest *unwatch;
   };
 };
 #define TOKENLEDGER__V1__REQUEST__INIT \
@@ -269,7 +290,9 @@ typedef enum {
   TOKENLEDGER__V1__RESPONSE__RESULT_INSTALL_CATALOG = 29,
   TOKENLEDGER__V1__RESPONSE__RESULT_HEALTH = 30,
   TOKENLEDGER__V1__RESPONSE__RESULT_ADMIN_SNAPSHOT = 31,
-  TOKENLEDGER__V1__RESPONSE__RESULT_ADMIN_AUDIT = 32
+  TOKENLEDGER__V1__RESPONSE__RESULT_ADMIN_AUDIT = 32,
+  TOKENLEDGER__V1__RESPONSE__RESULT_WATCH = 33,
+  TOKENLEDGER__V1__RESPONSE__RESULT_UNWATCH = 34
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__RESPONSE__RESULT__CASE)
 } Tokenledger__V1__Response__ResultCase;
 
@@ -312,6 +335,8 @@ struct  Tokenledger__V1__Response
     Tokenledger__V1__HealthResult *health;
     Tokenledger__V1__AdminSnapshotResult *admin_snapshot;
     Tokenledger__V1__AdminAuditResult *admin_audit;
+    Tokenledger__V1__WatchUpdate *watch;
+    Tokenledger__V1__UnwatchResult *unwatch;
   };
 };
 #define TOKENLEDGER__V1__RESPONSE__INIT \
@@ -1421,6 +1446,255 @@ struct  Tokenledger__V1__AdminAuditResult
 #define TOKENLEDGER__V1__ADMIN_AUDIT_RESULT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__admin_audit_result__descriptor) \
     , 0, 0, 0,NULL }
+
+
+typedef enum {
+  TOKENLEDGER__V1__WATCH_REQUEST__RESUME__NOT_SET = 0,
+  TOKENLEDGER__V1__WATCH_REQUEST__RESUME_AFTER_EVENT_ID = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__WATCH_REQUEST__RESUME__CASE)
+} Tokenledger__V1__WatchRequest__ResumeCase;
+
+/*
+ * Streams a tenant's events on this connection: first a `WatchUpdate.started`, then every event
+ * (oldest first, ids consecutive within the tenant) as it becomes durable, each in its own
+ * Response with this call's `call_id`. The stream ends with `WatchUpdate.ended` after an `unwatch`,
+ * or with an Error (`unavailable` when the server drains: reconnect and resume). Events are kept
+ * per tenant for resuming (at least the newest 4,096); a subscriber that falls further behind is
+ * told how many it lost (`WatchUpdate.gap`). At most 16 watches per connection.
+ */
+struct  Tokenledger__V1__WatchRequest
+{
+  ProtobufCMessage base;
+  char *tenant;
+  Tokenledger__V1__WatchRequest__ResumeCase resume_case;
+  union {
+    uint64_t after_event_id;
+  };
+};
+#define TOKENLEDGER__V1__WATCH_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__watch_request__descriptor) \
+    , (char *)protobuf_c_empty_string, TOKENLEDGER__V1__WATCH_REQUEST__RESUME__NOT_SET, {0} }
+
+
+/*
+ * Ends the watch whose call id is given; its stream ends with `WatchUpdate.ended`.
+ */
+struct  Tokenledger__V1__UnwatchRequest
+{
+  ProtobufCMessage base;
+  uint64_t watch_call_id;
+};
+#define TOKENLEDGER__V1__UNWATCH_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__unwatch_request__descriptor) \
+    , 0 }
+
+
+struct  Tokenledger__V1__UnwatchResult
+{
+  ProtobufCMessage base;
+  /*
+   * False: no watch with that call id runs on this connection (it may have ended already).
+   */
+  protobuf_c_boolean stopped;
+};
+#define TOKENLEDGER__V1__UNWATCH_RESULT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__unwatch_result__descriptor) \
+    , 0 }
+
+
+typedef enum {
+  TOKENLEDGER__V1__WATCH_UPDATE__UPDATE__NOT_SET = 0,
+  TOKENLEDGER__V1__WATCH_UPDATE__UPDATE_STARTED = 1,
+  TOKENLEDGER__V1__WATCH_UPDATE__UPDATE_EVENT = 2,
+  TOKENLEDGER__V1__WATCH_UPDATE__UPDATE_GAP = 3,
+  TOKENLEDGER__V1__WATCH_UPDATE__UPDATE_ENDED = 4
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__WATCH_UPDATE__UPDATE__CASE)
+} Tokenledger__V1__WatchUpdate__UpdateCase;
+
+struct  Tokenledger__V1__WatchUpdate
+{
+  ProtobufCMessage base;
+  Tokenledger__V1__WatchUpdate__UpdateCase update_case;
+  union {
+    Tokenledger__V1__WatchStarted *started;
+    Tokenledger__V1__LedgerEvent *event;
+    Tokenledger__V1__WatchGap *gap;
+    Tokenledger__V1__WatchEnded *ended;
+  };
+};
+#define TOKENLEDGER__V1__WATCH_UPDATE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__watch_update__descriptor) \
+    , TOKENLEDGER__V1__WATCH_UPDATE__UPDATE__NOT_SET, {0} }
+
+
+struct  Tokenledger__V1__WatchStarted
+{
+  ProtobufCMessage base;
+  /*
+   * The tenant's newest event id when the watch started (0: none yet).
+   */
+  uint64_t latest_event_id;
+  /*
+   * The oldest event id still retained (latest_event_id + 1 when none is).
+   */
+  uint64_t oldest_retained_event_id;
+  /*
+   * Events between after_event_id and the oldest retained one that are no longer kept.
+   */
+  uint64_t events_lost;
+};
+#define TOKENLEDGER__V1__WATCH_STARTED__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__watch_started__descriptor) \
+    , 0, 0, 0 }
+
+
+/*
+ * The subscriber fell behind the retention window: `events_lost` events before
+ * `next_event_id` are gone; the stream continues with `next_event_id`.
+ */
+struct  Tokenledger__V1__WatchGap
+{
+  ProtobufCMessage base;
+  uint64_t events_lost;
+  uint64_t next_event_id;
+};
+#define TOKENLEDGER__V1__WATCH_GAP__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__watch_gap__descriptor) \
+    , 0, 0 }
+
+
+struct  Tokenledger__V1__WatchEnded
+{
+  ProtobufCMessage base;
+  /*
+   * The id of the last event this stream delivered (0: none); resume after it.
+   */
+  uint64_t last_event_id;
+};
+#define TOKENLEDGER__V1__WATCH_ENDED__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__watch_ended__descriptor) \
+    , 0 }
+
+
+typedef enum {
+  TOKENLEDGER__V1__LEDGER_EVENT__KIND__NOT_SET = 0,
+  TOKENLEDGER__V1__LEDGER_EVENT__KIND_LOW_BALANCE = 10,
+  TOKENLEDGER__V1__LEDGER_EVENT__KIND_BALANCE_RECOVERED = 11,
+  TOKENLEDGER__V1__LEDGER_EVENT__KIND_BUDGET_EXCEEDED = 12,
+  TOKENLEDGER__V1__LEDGER_EVENT__KIND_HOLD_EXPIRED = 13,
+  TOKENLEDGER__V1__LEDGER_EVENT__KIND_GRANT_EXPIRED = 14,
+  TOKENLEDGER__V1__LEDGER_EVENT__KIND_PLAN_RENEWED = 15,
+  TOKENLEDGER__V1__LEDGER_EVENT__KIND_BUDGET_RESET = 16
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__LEDGER_EVENT__KIND__CASE)
+} Tokenledger__V1__LedgerEvent__KindCase;
+
+struct  Tokenledger__V1__LedgerEvent
+{
+  ProtobufCMessage base;
+  /*
+   * 1, 2, 3, ... within the tenant; never reused.
+   */
+  uint64_t id;
+  char *tenant;
+  int64_t time_ms;
+  Tokenledger__V1__LedgerEvent__KindCase kind_case;
+  union {
+    Tokenledger__V1__ThresholdEvent *low_balance;
+    Tokenledger__V1__ThresholdEvent *balance_recovered;
+    Tokenledger__V1__BudgetExceededEvent *budget_exceeded;
+    Tokenledger__V1__HoldExpiredEvent *hold_expired;
+    Tokenledger__V1__GrantExpiredEvent *grant_expired;
+    Tokenledger__V1__PlanRenewedEvent *plan_renewed;
+    Tokenledger__V1__BudgetResetEvent *budget_reset;
+  };
+};
+#define TOKENLEDGER__V1__LEDGER_EVENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__ledger_event__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, 0, TOKENLEDGER__V1__LEDGER_EVENT__KIND__NOT_SET, {0} }
+
+
+/*
+ * Spendable tokens crossed a low-balance threshold (below it: low_balance; back at or above it:
+ * balance_recovered).
+ */
+struct  Tokenledger__V1__ThresholdEvent
+{
+  ProtobufCMessage base;
+  /*
+   * Empty: the tenant's pool threshold; otherwise the member whose own threshold it is.
+   */
+  char *member;
+  uint64_t available;
+  uint64_t threshold;
+};
+#define TOKENLEDGER__V1__THRESHOLD_EVENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__threshold_event__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0 }
+
+
+/*
+ * A reserve or commit was refused by the member's budget.
+ */
+struct  Tokenledger__V1__BudgetExceededEvent
+{
+  ProtobufCMessage base;
+  char *member;
+  uint64_t requested;
+  uint64_t remaining;
+  uint64_t cap;
+  int64_t resets_at_ms;
+};
+#define TOKENLEDGER__V1__BUDGET_EXCEEDED_EVENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__budget_exceeded_event__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
+
+
+struct  Tokenledger__V1__HoldExpiredEvent
+{
+  ProtobufCMessage base;
+  char *hold_id;
+  uint64_t released;
+};
+#define TOKENLEDGER__V1__HOLD_EXPIRED_EVENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__hold_expired_event__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Tokenledger__V1__GrantExpiredEvent
+{
+  ProtobufCMessage base;
+  uint64_t grant_id;
+  Tokenledger__V1__GrantKind grant_kind;
+  uint64_t expired;
+};
+#define TOKENLEDGER__V1__GRANT_EXPIRED_EVENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__grant_expired_event__descriptor) \
+    , 0, TOKENLEDGER__V1__GRANT_KIND__GRANT_KIND_UNSPECIFIED, 0 }
+
+
+struct  Tokenledger__V1__PlanRenewedEvent
+{
+  ProtobufCMessage base;
+  uint64_t grant_id;
+  uint64_t amount;
+  int64_t period_start_ms;
+  int64_t period_end_ms;
+};
+#define TOKENLEDGER__V1__PLAN_RENEWED_EVENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__plan_renewed_event__descriptor) \
+    , 0, 0, 0, 0 }
+
+
+struct  Tokenledger__V1__BudgetResetEvent
+{
+  ProtobufCMessage base;
+  char *member;
+  int64_t period_start_ms;
+  int64_t period_end_ms;
+};
+#define TOKENLEDGER__V1__BUDGET_RESET_EVENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__budget_reset_event__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0 }
 
 
 /* Tokenledger__V1__Request methods */
@@ -2620,6 +2894,272 @@ Tokenledger__V1__AdminAuditResult *
 void   tokenledger__v1__admin_audit_result__free_unpacked
                      (Tokenledger__V1__AdminAuditResult *message,
                       ProtobufCAllocator *allocator);
+/* Tokenledger__V1__WatchRequest methods */
+void   tokenledger__v1__watch_request__init
+                     (Tokenledger__V1__WatchRequest         *message);
+size_t tokenledger__v1__watch_request__get_packed_size
+                     (const Tokenledger__V1__WatchRequest   *message);
+size_t tokenledger__v1__watch_request__pack
+                     (const Tokenledger__V1__WatchRequest   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__watch_request__pack_to_buffer
+                     (const Tokenledger__V1__WatchRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__WatchRequest *
+       tokenledger__v1__watch_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__watch_request__free_unpacked
+                     (Tokenledger__V1__WatchRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__UnwatchRequest methods */
+void   tokenledger__v1__unwatch_request__init
+                     (Tokenledger__V1__UnwatchRequest         *message);
+size_t tokenledger__v1__unwatch_request__get_packed_size
+                     (const Tokenledger__V1__UnwatchRequest   *message);
+size_t tokenledger__v1__unwatch_request__pack
+                     (const Tokenledger__V1__UnwatchRequest   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__unwatch_request__pack_to_buffer
+                     (const Tokenledger__V1__UnwatchRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__UnwatchRequest *
+       tokenledger__v1__unwatch_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__unwatch_request__free_unpacked
+                     (Tokenledger__V1__UnwatchRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__UnwatchResult methods */
+void   tokenledger__v1__unwatch_result__init
+                     (Tokenledger__V1__UnwatchResult         *message);
+size_t tokenledger__v1__unwatch_result__get_packed_size
+                     (const Tokenledger__V1__UnwatchResult   *message);
+size_t tokenledger__v1__unwatch_result__pack
+                     (const Tokenledger__V1__UnwatchResult   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__unwatch_result__pack_to_buffer
+                     (const Tokenledger__V1__UnwatchResult   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__UnwatchResult *
+       tokenledger__v1__unwatch_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__unwatch_result__free_unpacked
+                     (Tokenledger__V1__UnwatchResult *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__WatchUpdate methods */
+void   tokenledger__v1__watch_update__init
+                     (Tokenledger__V1__WatchUpdate         *message);
+size_t tokenledger__v1__watch_update__get_packed_size
+                     (const Tokenledger__V1__WatchUpdate   *message);
+size_t tokenledger__v1__watch_update__pack
+                     (const Tokenledger__V1__WatchUpdate   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__watch_update__pack_to_buffer
+                     (const Tokenledger__V1__WatchUpdate   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__WatchUpdate *
+       tokenledger__v1__watch_update__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__watch_update__free_unpacked
+                     (Tokenledger__V1__WatchUpdate *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__WatchStarted methods */
+void   tokenledger__v1__watch_started__init
+                     (Tokenledger__V1__WatchStarted         *message);
+size_t tokenledger__v1__watch_started__get_packed_size
+                     (const Tokenledger__V1__WatchStarted   *message);
+size_t tokenledger__v1__watch_started__pack
+                     (const Tokenledger__V1__WatchStarted   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__watch_started__pack_to_buffer
+                     (const Tokenledger__V1__WatchStarted   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__WatchStarted *
+       tokenledger__v1__watch_started__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__watch_started__free_unpacked
+                     (Tokenledger__V1__WatchStarted *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__WatchGap methods */
+void   tokenledger__v1__watch_gap__init
+                     (Tokenledger__V1__WatchGap         *message);
+size_t tokenledger__v1__watch_gap__get_packed_size
+                     (const Tokenledger__V1__WatchGap   *message);
+size_t tokenledger__v1__watch_gap__pack
+                     (const Tokenledger__V1__WatchGap   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__watch_gap__pack_to_buffer
+                     (const Tokenledger__V1__WatchGap   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__WatchGap *
+       tokenledger__v1__watch_gap__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__watch_gap__free_unpacked
+                     (Tokenledger__V1__WatchGap *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__WatchEnded methods */
+void   tokenledger__v1__watch_ended__init
+                     (Tokenledger__V1__WatchEnded         *message);
+size_t tokenledger__v1__watch_ended__get_packed_size
+                     (const Tokenledger__V1__WatchEnded   *message);
+size_t tokenledger__v1__watch_ended__pack
+                     (const Tokenledger__V1__WatchEnded   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__watch_ended__pack_to_buffer
+                     (const Tokenledger__V1__WatchEnded   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__WatchEnded *
+       tokenledger__v1__watch_ended__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__watch_ended__free_unpacked
+                     (Tokenledger__V1__WatchEnded *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__LedgerEvent methods */
+void   tokenledger__v1__ledger_event__init
+                     (Tokenledger__V1__LedgerEvent         *message);
+size_t tokenledger__v1__ledger_event__get_packed_size
+                     (const Tokenledger__V1__LedgerEvent   *message);
+size_t tokenledger__v1__ledger_event__pack
+                     (const Tokenledger__V1__LedgerEvent   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__ledger_event__pack_to_buffer
+                     (const Tokenledger__V1__LedgerEvent   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__LedgerEvent *
+       tokenledger__v1__ledger_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__ledger_event__free_unpacked
+                     (Tokenledger__V1__LedgerEvent *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__ThresholdEvent methods */
+void   tokenledger__v1__threshold_event__init
+                     (Tokenledger__V1__ThresholdEvent         *message);
+size_t tokenledger__v1__threshold_event__get_packed_size
+                     (const Tokenledger__V1__ThresholdEvent   *message);
+size_t tokenledger__v1__threshold_event__pack
+                     (const Tokenledger__V1__ThresholdEvent   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__threshold_event__pack_to_buffer
+                     (const Tokenledger__V1__ThresholdEvent   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__ThresholdEvent *
+       tokenledger__v1__threshold_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__threshold_event__free_unpacked
+                     (Tokenledger__V1__ThresholdEvent *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__BudgetExceededEvent methods */
+void   tokenledger__v1__budget_exceeded_event__init
+                     (Tokenledger__V1__BudgetExceededEvent         *message);
+size_t tokenledger__v1__budget_exceeded_event__get_packed_size
+                     (const Tokenledger__V1__BudgetExceededEvent   *message);
+size_t tokenledger__v1__budget_exceeded_event__pack
+                     (const Tokenledger__V1__BudgetExceededEvent   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__budget_exceeded_event__pack_to_buffer
+                     (const Tokenledger__V1__BudgetExceededEvent   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__BudgetExceededEvent *
+       tokenledger__v1__budget_exceeded_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__budget_exceeded_event__free_unpacked
+                     (Tokenledger__V1__BudgetExceededEvent *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__HoldExpiredEvent methods */
+void   tokenledger__v1__hold_expired_event__init
+                     (Tokenledger__V1__HoldExpiredEvent         *message);
+size_t tokenledger__v1__hold_expired_event__get_packed_size
+                     (const Tokenledger__V1__HoldExpiredEvent   *message);
+size_t tokenledger__v1__hold_expired_event__pack
+                     (const Tokenledger__V1__HoldExpiredEvent   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__hold_expired_event__pack_to_buffer
+                     (const Tokenledger__V1__HoldExpiredEvent   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__HoldExpiredEvent *
+       tokenledger__v1__hold_expired_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__hold_expired_event__free_unpacked
+                     (Tokenledger__V1__HoldExpiredEvent *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__GrantExpiredEvent methods */
+void   tokenledger__v1__grant_expired_event__init
+                     (Tokenledger__V1__GrantExpiredEvent         *message);
+size_t tokenledger__v1__grant_expired_event__get_packed_size
+                     (const Tokenledger__V1__GrantExpiredEvent   *message);
+size_t tokenledger__v1__grant_expired_event__pack
+                     (const Tokenledger__V1__GrantExpiredEvent   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__grant_expired_event__pack_to_buffer
+                     (const Tokenledger__V1__GrantExpiredEvent   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__GrantExpiredEvent *
+       tokenledger__v1__grant_expired_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__grant_expired_event__free_unpacked
+                     (Tokenledger__V1__GrantExpiredEvent *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__PlanRenewedEvent methods */
+void   tokenledger__v1__plan_renewed_event__init
+                     (Tokenledger__V1__PlanRenewedEvent         *message);
+size_t tokenledger__v1__plan_renewed_event__get_packed_size
+                     (const Tokenledger__V1__PlanRenewedEvent   *message);
+size_t tokenledger__v1__plan_renewed_event__pack
+                     (const Tokenledger__V1__PlanRenewedEvent   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__plan_renewed_event__pack_to_buffer
+                     (const Tokenledger__V1__PlanRenewedEvent   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__PlanRenewedEvent *
+       tokenledger__v1__plan_renewed_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__plan_renewed_event__free_unpacked
+                     (Tokenledger__V1__PlanRenewedEvent *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__BudgetResetEvent methods */
+void   tokenledger__v1__budget_reset_event__init
+                     (Tokenledger__V1__BudgetResetEvent         *message);
+size_t tokenledger__v1__budget_reset_event__get_packed_size
+                     (const Tokenledger__V1__BudgetResetEvent   *message);
+size_t tokenledger__v1__budget_reset_event__pack
+                     (const Tokenledger__V1__BudgetResetEvent   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__budget_reset_event__pack_to_buffer
+                     (const Tokenledger__V1__BudgetResetEvent   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__BudgetResetEvent *
+       tokenledger__v1__budget_reset_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__budget_reset_event__free_unpacked
+                     (Tokenledger__V1__BudgetResetEvent *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Tokenledger__V1__Request_Closure)
@@ -2811,6 +3351,48 @@ typedef void (*Tokenledger__V1__AdminAuditRequest_Closure)
 typedef void (*Tokenledger__V1__AdminAuditResult_Closure)
                  (const Tokenledger__V1__AdminAuditResult *message,
                   void *closure_data);
+typedef void (*Tokenledger__V1__WatchRequest_Closure)
+                 (const Tokenledger__V1__WatchRequest *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__UnwatchRequest_Closure)
+                 (const Tokenledger__V1__UnwatchRequest *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__UnwatchResult_Closure)
+                 (const Tokenledger__V1__UnwatchResult *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__WatchUpdate_Closure)
+                 (const Tokenledger__V1__WatchUpdate *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__WatchStarted_Closure)
+                 (const Tokenledger__V1__WatchStarted *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__WatchGap_Closure)
+                 (const Tokenledger__V1__WatchGap *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__WatchEnded_Closure)
+                 (const Tokenledger__V1__WatchEnded *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__LedgerEvent_Closure)
+                 (const Tokenledger__V1__LedgerEvent *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__ThresholdEvent_Closure)
+                 (const Tokenledger__V1__ThresholdEvent *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__BudgetExceededEvent_Closure)
+                 (const Tokenledger__V1__BudgetExceededEvent *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__HoldExpiredEvent_Closure)
+                 (const Tokenledger__V1__HoldExpiredEvent *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__GrantExpiredEvent_Closure)
+                 (const Tokenledger__V1__GrantExpiredEvent *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__PlanRenewedEvent_Closure)
+                 (const Tokenledger__V1__PlanRenewedEvent *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__BudgetResetEvent_Closure)
+                 (const Tokenledger__V1__BudgetResetEvent *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -2888,6 +3470,20 @@ extern const ProtobufCMessageDescriptor tokenledger__v1__admin_snapshot_request_
 extern const ProtobufCMessageDescriptor tokenledger__v1__admin_snapshot_result__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__admin_audit_request__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__admin_audit_result__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__watch_request__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__unwatch_request__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__unwatch_result__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__watch_update__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__watch_started__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__watch_gap__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__watch_ended__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__ledger_event__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__threshold_event__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__budget_exceeded_event__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__hold_expired_event__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__grant_expired_event__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__plan_renewed_event__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__budget_reset_event__descriptor;
 
 PROTOBUF_C__END_DECLS
 
