@@ -91,13 +91,19 @@ struct Daemon {
             // The banner is printed by a service: by then the group traps SIGTERM/SIGINT, so a
             // supervisor (or test) that signals as soon as it reads the banner gets a clean stop.
             let banner = Banner(text: welcome(server: server, configuration: configuration))
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+                .init(service: server), .init(service: banner, successTerminationBehavior: .ignore),
+                // Its end (at shutdown) must never cancel the group: the server drains first.
+                .init(service: ReloadOnHangup(server: server, logger: logger), successTerminationBehavior: .ignore),
+            ]
+            if let webhook = try webhookConfiguration() {
+                // Last, so shutdown reaches it first: it saves its cursor before the server drains.
+                let sink = try WebhookSink(configuration: webhook, engine: engine, logger: logger, registry: server.service.metrics.registry)
+                services.append(.init(service: sink, successTerminationBehavior: .ignore))
+            }
             let group = ServiceGroup(
                 configuration: .init(
-                    services: [
-                        .init(service: server), .init(service: banner, successTerminationBehavior: .ignore),
-                        // Its end (at shutdown) must never cancel the group: the server drains first.
-                        .init(service: ReloadOnHangup(server: server, logger: logger), successTerminationBehavior: .ignore),
-                    ],
+                    services: services,
                     gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             try await group.run()
             return 0
@@ -148,6 +154,20 @@ struct Daemon {
         if let value = options.handshakeTimeoutSeconds { configuration.limits.handshakeTimeout = .seconds(value) }
         if let value = options.frameReadTimeoutSeconds { configuration.limits.frameReadTimeout = .seconds(value) }
         return configuration
+    }
+
+    /// The webhook sink's settings, or nil when it is off. The secret file's trailing newline is not
+    /// part of the key.
+    private func webhookConfiguration() throws -> WebhookConfiguration? {
+        guard let text = options.webhookURL, let secretPath = options.webhookSecretPath else { return nil }
+        let url = try WebhookURL(parsing: text)
+        guard var secret = FileManager.default.contents(atPath: secretPath).map(Array.init) else {
+            throw DaemonError("cannot read the webhook secret file \(secretPath)")
+        }
+        while let last = secret.last, last == UInt8(ascii: "\n") || last == UInt8(ascii: "\r") { secret.removeLast() }
+        guard secret.count >= 16 else { throw DaemonError("the webhook secret in \(secretPath) is shorter than 16 bytes") }
+        return WebhookConfiguration(
+            url: url, secret: secret, cursorPath: options.dataDirectory + "/webhook-cursor.json", caPath: options.webhookCAPath)
     }
 
     /// The catalog from `--catalog`, or nil to keep what is installed (the demo on a fresh ledger).

@@ -54,6 +54,14 @@ struct Ledgerd: AsyncParsableCommand {
     var metricsListen: String?
     @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical (default info).")
     var logLevel: String?
+    @Option(
+        name: .customLong("webhook-url"),
+        help: "POST every tenant's events to this http(s) URL, signed, at least once (needs --webhook-secret-file). Default: off.")
+    var webhookURL: String?
+    @Option(name: .customLong("webhook-secret-file"), help: "File holding the webhook's HMAC-SHA256 key (at least 16 bytes).")
+    var webhookSecretFile: String?
+    @Option(name: .customLong("webhook-ca"), help: "CA certificates (PEM) an https webhook endpoint must chain to. Default: the system's.")
+    var webhookCA: String?
 
     func options() throws -> DaemonOptions {
         var options = DaemonOptions()
@@ -82,6 +90,19 @@ struct Ledgerd: AsyncParsableCommand {
         }
         if let idleTimeout { options.idleTimeoutSeconds = try DaemonOptions.bounded(UInt64(max(0, idleTimeout)), "--idle-timeout", 1...86_400) }
         if let logLevel { options.logLevel = logLevel }
+        if let webhookURL { options.webhookURL = webhookURL }
+        if let webhookSecretFile { options.webhookSecretPath = webhookSecretFile }
+        if let webhookCA { options.webhookCAPath = webhookCA }
+        if let url = options.webhookURL {
+            do {
+                _ = try WebhookURL(parsing: url)
+            } catch {
+                throw ValidationError("--webhook-url: \(error)")
+            }
+            guard options.webhookSecretPath != nil else { throw ValidationError("--webhook-url needs --webhook-secret-file") }
+        } else if options.webhookSecretPath != nil || options.webhookCAPath != nil {
+            throw ValidationError("--webhook-secret-file and --webhook-ca need --webhook-url")
+        }
         guard Logger.Level(rawValue: options.logLevel) != nil else {
             throw ValidationError("log level \(options.logLevel) is not one of trace, debug, info, notice, warning, error, critical")
         }

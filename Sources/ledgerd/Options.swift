@@ -27,12 +27,16 @@ struct DaemonOptions: Sendable, Equatable {
     /// Whether the metrics address was given (a failure to bind it is then fatal; the default
     /// address only warns, so that several ledgerd on one machine do not fail for it).
     var metricsExplicit = false
+    /// The webhook sink (docs/operations.md, "Events"); nil: off.
+    var webhookURL: String? = nil
+    var webhookSecretPath: String? = nil
+    var webhookCAPath: String? = nil
 
     /// The keys a config file may hold, each the flag's name with underscores.
     static let fileKeys: Set<String> = [
         "data_dir", "listen", "catalog", "access", "shards", "tls_cert", "tls_key", "tls_ca", "frame_size_max",
         "in_flight_max", "connections_max", "idle_timeout_s", "handshake_timeout_s", "frame_read_timeout_s", "log_level",
-        "metrics_listen",
+        "metrics_listen", "webhook_url", "webhook_secret_file", "webhook_ca",
     ]
 
     /// Applies a config file's settings.
@@ -58,6 +62,9 @@ struct DaemonOptions: Sendable, Equatable {
             case ("tls_ca", .string(let text)): clientCAPath = text
             case ("log_level", .string(let text)): logLevel = text
             case ("metrics_listen", .string(let text)): try setMetricsListen(text)
+            case ("webhook_url", .string(let text)): webhookURL = text
+            case ("webhook_secret_file", .string(let text)): webhookSecretPath = text
+            case ("webhook_ca", .string(let text)): webhookCAPath = text
             case ("shards", .integer(let number)): shardCount = try Self.bounded(number, key, 1...256)
             case ("frame_size_max", .integer(let number)): frameSizeMax = try Self.bounded(number, key, 64...(64 << 20))
             case ("in_flight_max", .integer(let number)): inFlightMax = try Self.bounded(number, key, 1...65_536)

@@ -1,0 +1,218 @@
+import Crypto
+import Foundation
+import Glibc
+import LedgerClient
+import LedgerCore
+import LedgerTesting
+import Synchronization
+import Testing
+
+/// A webhook endpoint on a loopback socket: a thread that accepts HTTP/1.1 requests one at a time,
+/// records them, and answers with the status `policy` picks for the n-th request (1-based).
+final class WebhookReceiver: Sendable {
+    struct Request: Sendable {
+        var path: String
+        var headers: [String: String]
+        var body: [UInt8]
+        var status: Int
+    }
+
+    let port: Int
+    private let listener: Int32
+    private let requests = Mutex<[Request]>([])
+    private let policy: Mutex<@Sendable (Int) -> Int>
+
+    init(policy: @escaping @Sendable (Int) -> Int) throws {
+        self.policy = Mutex(policy)
+        let descriptor = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { pointer in
+                bind(descriptor, pointer, length) == 0 && listen(descriptor, 16) == 0
+                    && getsockname(descriptor, pointer, &length) == 0
+            }
+        }
+        guard bound else { throw ChildError("webhook receiver: bind failed, errno \(errno)") }
+        listener = descriptor
+        port = Int(UInt16(bigEndian: address.sin_port))
+        let thread = Thread { [self] in serve() }
+        thread.start()
+    }
+
+    func setPolicy(_ new: @escaping @Sendable (Int) -> Int) { policy.withLock { $0 = new } }
+
+    var received: [Request] { requests.withLock { $0 } }
+
+    /// Stops accepting (the thread ends at its next accept).
+    func close() { shutdown(listener, Int32(SHUT_RDWR)) }
+
+    private func serve() {
+        while true {
+            let connection = accept(listener, nil, nil)
+            guard connection >= 0 else { return }
+            handle(connection)
+            Glibc.close(connection)
+        }
+    }
+
+    private func handle(_ connection: Int32) {
+        var data: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 65_536)
+        var end: Int? = nil
+        var contentLength = 0
+        while true {
+            let count = chunk.withUnsafeMutableBytes { recv(connection, $0.baseAddress, $0.count, 0) }
+            guard count > 0 else { return }
+            data += chunk[..<count]
+            if end == nil, let range = data.firstRange(of: Array("\r\n\r\n".utf8)) {
+                end = range.upperBound
+                let head = String(decoding: data[..<range.lowerBound], as: UTF8.self)
+                for line in head.split(separator: "\r\n").dropFirst() {
+                    let parts = line.split(separator: ":", maxSplits: 1)
+                    if parts.count == 2, parts[0].lowercased() == "content-length" {
+                        contentLength = Int(String(parts[1]).trimmingCharacters(in: .whitespaces)) ?? 0
+                    }
+                }
+            }
+            if let end, data.count >= end + contentLength { break }
+        }
+        let headerEnd = end!
+        let head = String(decoding: data[..<(headerEnd - 4)], as: UTF8.self).split(separator: "\r\n")
+        var headers: [String: String] = [:]
+        for line in head.dropFirst() {
+            let parts = line.split(separator: ":", maxSplits: 1)
+            if parts.count == 2 { headers[parts[0].lowercased()] = String(parts[1]).trimmingCharacters(in: .whitespaces) }
+        }
+        let path = head.first.map { String($0.split(separator: " ").dropFirst().first ?? "") } ?? ""
+        let body = Array(data[headerEnd..<(headerEnd + contentLength)])
+        let status: Int = requests.withLock { requests in
+            let status = policy.withLock { $0 }(requests.count + 1)
+            requests.append(Request(path: path, headers: headers, body: body, status: status))
+            return status
+        }
+        let response = Array("HTTP/1.1 \(status) X\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".utf8)
+        _ = response.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+    }
+
+    /// The events of every acknowledged delivery, by tenant, in the order received.
+    func acknowledgedEvents() -> [[String: Any]] {
+        received.filter { (200..<300).contains($0.status) }.flatMap { request -> [[String: Any]] in
+            let object = try? JSONSerialization.jsonObject(with: Data(request.body)) as? [String: Any]
+            return object?["events"] as? [[String: Any]] ?? []
+        }
+    }
+
+    /// Waits until `condition` holds for what was received.
+    func wait(seconds: Double = 30, _ condition: (WebhookReceiver) -> Bool) async throws {
+        let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1_000))
+        while !condition(self) {
+            guard ContinuousClock.now < deadline else { throw ChildError("webhook receiver: condition not met; got \(received.count) requests") }
+            try await Task.sleep(for: .milliseconds(20))
+        }
+    }
+}
+
+@Suite("Webhook sink")
+struct WebhookTests {
+    static let secret = "whsec-0123456789abcdef-test"
+
+    static func start(_ directory: TemporaryDirectory, receiver: WebhookReceiver, log: String) throws -> StartedLedgerd {
+        let secretPath = directory.path + "/webhook.secret"
+        try (secret + "\n").write(toFile: secretPath, atomically: true, encoding: .utf8)
+        return try StartedLedgerd(
+            dataPath: directory.path + "/data",
+            arguments: [
+                "--metrics-listen", "off", "--webhook-url", "http://127.0.0.1:\(receiver.port)/hooks/ledger",
+                "--webhook-secret-file", secretPath,
+            ],
+            logPath: log)
+    }
+
+    /// Independent of the server's code: HMAC-SHA256 over "TIMESTAMP." + body.
+    static func expectedSignature(_ request: WebhookReceiver.Request) -> String {
+        let timestamp = request.headers["x-tokenledger-timestamp"] ?? ""
+        let code = HMAC<SHA256>.authenticationCode(
+            for: Array("\(timestamp).".utf8) + request.body, using: SymmetricKey(data: Array(secret.utf8)))
+        return "v1=" + code.map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Crosses the threshold of 500 down and up: creation (low), grant (recovered), commit (low).
+    static func makeEvents(_ client: LedgerClient, _ tenant: TenantID) async throws {
+        _ = try await client.createTenant(tenant, settings: TenantSettings(lowBalanceThreshold: 500))
+        _ = try await client.grant(tenant: tenant, GrantRequest(kind: .purchase, amount: 1_000))
+        _ = try await client.reserve(tenant: tenant, hold: "job", tokens: 600)
+        _ = try await client.commit(tenant: tenant, hold: "job", amount: 600)
+    }
+
+    @Test("deliveries are signed, retried with the same body until acknowledged, and complete in order")
+    func signedAndRetried() async throws {
+        let directory = TemporaryDirectory("webhook-retry")
+        // The endpoint fails the first two attempts.
+        let receiver = try WebhookReceiver { $0 <= 2 ? 503 : 200 }
+        defer { receiver.close() }
+        let ledgerd = try Self.start(directory, receiver: receiver, log: directory.path + "/ledgerd.log")
+        defer {
+            ledgerd.process.kill(SIGTERM)
+            ledgerd.process.wait()
+        }
+        let client = try await LedgerClient.connect(.development(dataDirectory: directory.path + "/data", port: ledgerd.port))
+        try await Self.makeEvents(client, "acme")
+        await client.close()
+        try await receiver.wait { $0.acknowledgedEvents().count >= 3 }
+        let requests = receiver.received
+        #expect(requests.count >= 3)
+        for request in requests {
+            #expect(request.path == "/hooks/ledger")
+            #expect(request.headers["content-type"] == "application/json")
+            #expect(request.headers["x-tokenledger-signature"] == Self.expectedSignature(request))
+        }
+        // The first delivery was refused twice and then sent again, identical but for the attempt.
+        let first = requests[0]
+        #expect(requests[1].body == first.body && requests[2].body == first.body)
+        #expect(requests[0..<3].map { $0.headers["x-tokenledger-delivery"] } == Array(repeating: first.headers["x-tokenledger-delivery"], count: 3))
+        #expect(requests[0..<3].map { $0.headers["x-tokenledger-attempt"] } == ["1", "2", "3"])
+        #expect(requests[0..<3].map(\.status) == [503, 503, 200])
+        // Every event of the tenant, each once, in id order, with its content.
+        let events = receiver.acknowledgedEvents()
+        #expect(events.map { $0["id"] as? Int } == [1, 2, 3])
+        #expect(events.map { $0["type"] as? String } == ["low_balance", "balance_recovered", "low_balance"])
+        #expect(events.allSatisfy { $0["tenant"] as? String == "acme" })
+        #expect(events.last?["available"] as? Int == 400)
+        #expect(events.last?["threshold"] as? Int == 500)
+        // A forged signature would not match: the key matters.
+        var forged = first
+        forged.body = Array(String(decoding: first.body, as: UTF8.self).replacingOccurrences(of: "acme", with: "evil").utf8)
+        #expect(Self.expectedSignature(forged) != first.headers["x-tokenledger-signature"])
+    }
+
+    @Test("events not acknowledged before a SIGKILL are delivered after the restart")
+    func atLeastOnceAcrossCrash() async throws {
+        let directory = TemporaryDirectory("webhook-crash")
+        let receiver = try WebhookReceiver { _ in 500 }
+        defer { receiver.close() }
+        let log = directory.path + "/ledgerd.log"
+        let first = try Self.start(directory, receiver: receiver, log: log)
+        let client = try await LedgerClient.connect(.development(dataDirectory: directory.path + "/data", port: first.port))
+        try await Self.makeEvents(client, "acme")
+        await client.close()
+        // The endpoint is failing: delivery is being retried when the process dies.
+        try await receiver.wait { $0.received.count >= 2 }
+        first.process.kill(SIGKILL)
+        first.process.wait()
+        #expect(receiver.acknowledgedEvents().isEmpty)
+        receiver.setPolicy { _ in 204 }
+        let second = try Self.start(directory, receiver: receiver, log: directory.path + "/ledgerd-2.log")
+        defer {
+            second.process.kill(SIGTERM)
+            second.process.wait()
+        }
+        try await receiver.wait { $0.acknowledgedEvents().count >= 3 }
+        #expect(receiver.acknowledgedEvents().map { $0["id"] as? Int } == [1, 2, 3])
+        // The cursor records what was acknowledged, so a clean restart sends nothing again.
+        let cursorPath = directory.path + "/data/webhook-cursor.json"
+        try await receiver.wait { _ in ((try? String(contentsOfFile: cursorPath, encoding: .utf8)) ?? "").contains("\"acme\":3") }
+    }
+}
