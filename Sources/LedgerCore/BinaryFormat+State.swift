@@ -264,12 +264,17 @@ extension StoredOutcome: BinaryCodable {
 
 extension IdempotencyTable.Entry: BinaryCodable {
     package func encode(to writer: inout BinaryWriter) {
-        writer.write(body)
-        writer.write(outcome)
+        // The stored bytes are the body's and the outcome's encodings, back to back.
+        bytes.withUnsafeBufferPointer { writer.appendBytes($0) }
         writer.write(time)
     }
     package init(from reader: inout BinaryReader) throws(BinaryFormatError) {
-        self.init(body: try reader.read(), outcome: try reader.read(), time: try reader.read())
+        // Decoded to validate (the accessors then cannot fail), but kept as the bytes read.
+        let start = reader.offset
+        _ = try reader.read(CommandBody.self)
+        let middle = reader.offset
+        _ = try reader.read(StoredOutcome.self)
+        self.init(stored: Array(reader.bytes[start..<reader.offset]), bodyLength: middle - start, time: try reader.read())
     }
 }
 

@@ -79,7 +79,7 @@ public struct LedgerState: Hashable, Sendable, Codable {
             return (.failure(error), false)
         }
         if let entry = tenants[tenantID]?.idempotency.entry(requestID) {
-            guard entry.body == command.body else {
+            guard entry.matches(command.body) else {
                 return (.failure(LedgerError(.idempotencyConflict, "request id \(requestID) was used for a different command at \(entry.time)")), false)
             }
             return (entry.outcome.result, true)

@@ -54,7 +54,7 @@ public struct Tenant: Hashable, Sendable, Codable {
     /// Plan generation counter (survives plan removal so stale renewals stay stale).
     var planGeneration: UInt64 = 0
     public internal(set) var history: [HistoryEntry] = []
-    var idempotency = IdempotencyTable()
+    package internal(set) var idempotency = IdempotencyTable()
 
     init(id: TenantID, settings: TenantSettings, createdAt: LedgerTime) {
         self.id = id

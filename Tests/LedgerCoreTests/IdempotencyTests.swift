@@ -33,6 +33,22 @@ import Testing
         #expect(ledger.balance(acme).spent == 60)
     }
 
+    @Test func rememberedRequestsSurviveASnapshotInTheirCompactForm() throws {
+        var ledger = ledger()
+        let reserve = CommandBody.reserve(acme, ReserveRequest(hold: "h", amount: .tokens(100), ttl: .seconds(60)))
+        let first = ledger.run(reserve, requestID: "op-1")
+        let refused = ledger.run(.reserve(acme, ReserveRequest(hold: "big", amount: .tokens(5_000))), requestID: "op-2")
+        // Stored as bytes: one small array per request, not a tree of values.
+        let stored = ledger.tenant(acme).idempotency.storedBytes
+        #expect(stored > 0 && stored < 600)
+        ledger.state = try LedgerState(binary: ledger.state.binaryEncoded)
+        let again = ledger.run(reserve, requestID: "op-1")
+        #expect(again.replayed && again.outcome == first.outcome)
+        let refusedAgain = ledger.run(.reserve(acme, ReserveRequest(hold: "big", amount: .tokens(5_000))), requestID: "op-2")
+        #expect(refusedAgain.replayed && refusedAgain.outcome == refused.outcome)
+        ledger.fail(.reserve(acme, ReserveRequest(hold: "h", amount: .tokens(99), ttl: .seconds(60))), .idempotencyConflict, requestID: "op-1")
+    }
+
     @Test func sameIDWithADifferentCommandIsAConflict() {
         var ledger = ledger()
         ledger.ok(.reserve(acme, ReserveRequest(hold: "h", amount: .tokens(100))), requestID: "op-1")
