@@ -18,18 +18,25 @@ public struct ShardConfiguration: Sendable {
     public var segmentSizeMax: Int
     /// Take a snapshot after this many logged commands...
     public var snapshotEveryRecords: Int
-    /// ...or after this long with at least one logged command.
+    /// ...or after this long with at least one logged command...
     public var snapshotInterval: Duration
+    /// ...and, either way, only once the records logged since the last snapshot add up to this
+    /// percentage of that snapshot's size. A snapshot costs in proportion to the whole state, so
+    /// this keeps its cost per logged byte constant however large the state grows (at most
+    /// 100/percent snapshot bytes per log byte), and recovery replays at most that much log after
+    /// loading the snapshot. 0: no such condition.
+    public var snapshotLogPercent: Int
     /// The storage seam for tests; nil in production.
     public var faults: StorageFaults?
 
     public init(
         segmentSizeMax: Int = 64 << 20, snapshotEveryRecords: Int = 100_000, snapshotInterval: Duration = .seconds(300),
-        faults: StorageFaults? = nil
+        snapshotLogPercent: Int = 50, faults: StorageFaults? = nil
     ) {
         self.segmentSizeMax = segmentSizeMax
         self.snapshotEveryRecords = snapshotEveryRecords
         self.snapshotInterval = snapshotInterval
+        self.snapshotLogPercent = snapshotLogPercent
         self.faults = faults
     }
 }
@@ -60,6 +67,9 @@ public actor LedgerShard {
     private let configuration: ShardConfiguration
     private var failure: String?
     private var recordsSinceSnapshot = 0
+    /// Record bytes logged since the last snapshot began, and that snapshot's size.
+    private var logBytesSinceSnapshot = 0
+    private var lastSnapshotBytes = 0
     private var lastSnapshotAt: UInt64
     private var snapshotInProgress = false
     private var lastSnapshotNanoseconds: UInt64 = 0
@@ -83,7 +93,9 @@ public actor LedgerShard {
         var state = LedgerState()
         var snapshotLSN: UInt64 = 0
         var skipped: [String] = []
+        var snapshotBytes = 0
         if let snapshot = try snapshots.loadNewest() {
+            snapshotBytes = snapshot.body.count
             do {
                 state = try LedgerState(binary: Array(snapshot.body))
             } catch {
@@ -108,6 +120,10 @@ public actor LedgerShard {
         }
         self.state = state
         self.snapshotLSN = snapshotLSN
+        // The replayed tail counts toward the next snapshot as if it had just been logged.
+        lastSnapshotBytes = snapshotBytes
+        recordsSinceSnapshot = log.records.count
+        logBytesSinceSnapshot = log.records.reduce(0) { $0 + $1.body.count }
         appliedLSN = log.lastLSN
         wal = try WriteAheadLog(
             directory: directory, recovered: log, configuration: .init(segmentSizeMax: configuration.segmentSizeMax),
@@ -140,6 +156,7 @@ public actor LedgerShard {
             throw EngineError.unavailable("\(error)")
         }
         recordsSinceSnapshot += 1
+        logBytesSinceSnapshot += bytes.count
         return (result, appliedLSN)
     }
 
@@ -186,6 +203,7 @@ public actor LedgerShard {
         guard recordsSinceSnapshot >= configuration.snapshotEveryRecords
             || (recordsSinceSnapshot > 0 && elapsed >= configuration.snapshotInterval)
         else { return false }
+        guard logBytesSinceSnapshot * 100 >= lastSnapshotBytes * configuration.snapshotLogPercent else { return false }
         return try await snapshot()
     }
 
@@ -200,18 +218,22 @@ public actor LedgerShard {
         let copy = state
         let lsn = appliedLSN
         recordsSinceSnapshot = 0
+        logBytesSinceSnapshot = 0
         lastSnapshotAt = monotonicNanoseconds()
         try await durable(lsn)
         let started = monotonicNanoseconds()
-        let kept = try await Self.write(copy, lsn: lsn, store: snapshots)
+        let (kept, size) = try await Self.write(copy, lsn: lsn, store: snapshots)
         lastSnapshotNanoseconds = monotonicNanoseconds() - started
+        lastSnapshotBytes = size
         snapshotLSN = lsn
         if kept.count == SnapshotStore.keptCount { try wal.removeSegments(coveredThrough: kept.last!) }
         return true
     }
 
-    private nonisolated static func write(_ state: LedgerState, lsn: UInt64, store: SnapshotStore) async throws -> [UInt64] {
-        try store.write(lsn: lsn, body: state.binaryEncoded)
+    /// Encodes and writes the snapshot; returns the kept snapshots' positions and the body's size.
+    private nonisolated static func write(_ state: LedgerState, lsn: UInt64, store: SnapshotStore) async throws -> ([UInt64], Int) {
+        let body = state.binaryEncoded
+        return (try store.write(lsn: lsn, body: body), body.count)
     }
 
     /// Flushes the log, writes a final snapshot and closes the log.

@@ -62,6 +62,56 @@ let start = LedgerTime(iso8601: "2026-07-01T00:00:00Z")!
         await third.close()
     }
 
+    @Test func snapshotsWaitForLogInProportionToTheStateNotJustForARecordCount() async throws {
+        let directory = TemporaryDirectory()
+        let clock = ManualClock(start)
+        let configuration = ShardConfiguration(snapshotEveryRecords: 10, snapshotLogPercent: 50)
+        let shard = try LedgerShard(directory: directory.path, index: 0, configuration: configuration, clock: clock)
+        // A large state: 300 tenants with a grant each.
+        for index in 0..<300 {
+            let tenant = TenantID("tenant-\(index)")
+            _ = try await shard.execute(.createTenant(tenant, TenantSettings()), requestID: RequestID("c\(index)"))
+            _ = try await shard.execute(.grant(tenant, GrantRequest(kind: .purchase, amount: 1_000)), requestID: RequestID("g\(index)"))
+        }
+        #expect(try await shard.snapshotIfDue())
+        let firstLSN = await shard.latestSnapshotLSN
+        // Ten small records reach the record count but are far from half the snapshot's size.
+        for index in 0..<10 {
+            _ = try await shard.execute(.release("tenant-0", HoldID("none-\(index)")), requestID: RequestID("r\(index)"))
+        }
+        #expect(try await shard.snapshotIfDue() == false)
+        #expect(await shard.latestSnapshotLSN == firstLSN)
+        // Enough log to make up half of it: due.
+        var count = 10
+        while try await shard.snapshotIfDue() == false {
+            _ = try await shard.execute(.release("tenant-0", HoldID("none-\(count)")), requestID: RequestID("r\(count)"))
+            count += 1
+            #expect(count < 20_000)
+        }
+        // The snapshot holds about 600 requests' worth of state; each release record is about 40
+        // bytes, so it took hundreds of them, not 10.
+        #expect(count > 100)
+        #expect(await shard.latestSnapshotLSN > firstLSN)
+        for index in 0..<10 {
+            _ = try await shard.execute(.release("tenant-0", HoldID("tail-\(index)")), requestID: RequestID("t\(index)"))
+        }
+        await shard.close(finalSnapshot: false)
+
+        // After a restart the replayed tail (10 records) counts, and the loaded snapshot's size
+        // sets the bar: not due.
+        let reopened = try LedgerShard(directory: directory.path, index: 0, configuration: configuration, clock: clock)
+        #expect(reopened.recovery.recordsReplayed == 10)
+        #expect(try await reopened.snapshotIfDue() == false)
+        await reopened.close(finalSnapshot: false)
+
+        // Without the proportion the record count alone decides: the same tail makes it due.
+        let plain = try LedgerShard(
+            directory: directory.path, index: 0, configuration: ShardConfiguration(snapshotEveryRecords: 10, snapshotLogPercent: 0),
+            clock: clock)
+        #expect(try await plain.snapshotIfDue())
+        await plain.close(finalSnapshot: false)
+    }
+
     @Test func aDamagedNewestSnapshotFallsBackToThePreviousWithALongerReplay() async throws {
         let directory = TemporaryDirectory()
         let clock = ManualClock(start)
