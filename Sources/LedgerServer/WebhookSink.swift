@@ -101,13 +101,18 @@ public final class WebhookSink: Service, Sendable {
     private let failures: Counter
     private let lost: Counter
     private let lagging: Gauge
+    /// The cursor file's content when the sink was made; nil when there was none (first start).
+    private let savedCursor: [TenantID: UInt64]?
 
+    /// Reads the cursor file now, so that a damaged one stops the start (with the file named)
+    /// instead of the sink guessing where delivery stood.
     public init(configuration: WebhookConfiguration, engine: LedgerEngine, logger: Logger, registry: PrometheusCollectorRegistry)
         throws
     {
         self.configuration = configuration
         self.engine = engine
         self.logger = logger
+        savedCursor = try Self.loadCursor(configuration.cursorPath)
         if configuration.url.secure {
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.minimumTLSVersion = .tlsv12
@@ -128,18 +133,12 @@ public final class WebhookSink: Service, Sendable {
     }
 
     public func run() async throws {
-        var cursor: [TenantID: UInt64]
-        do {
-            cursor = try loadCursor()
-        } catch {
-            logger.critical("webhook cursor unreadable; the sink does not run", metadata: ["path": "\(configuration.cursorPath)", "error": "\(error)"])
-            throw error
-        }
         // Subscribe before scanning, so an event between the two is seen by one or the other.
         let subscription = engine.eventHub.subscribeEveryTenant()
         defer { subscription.cancel() }
         var pending = PendingTenants()
-        if cursor.isEmpty, !FileSystem.exists(configuration.cursorPath) {
+        var cursor = savedCursor ?? [:]
+        if savedCursor == nil {
             // First start: deliver from now on.
             cursor = try await latestEventIDs()
             try saveCursor(cursor)
@@ -332,17 +331,18 @@ public final class WebhookSink: Service, Sendable {
 
     // MARK: - Cursor
 
-    /// `{"format":1,"tenants":{"acme":12,...}}`: per tenant, the last acknowledged event id.
-    private func loadCursor() throws -> [TenantID: UInt64] {
-        guard FileSystem.exists(configuration.cursorPath) else { return [:] }
-        let bytes = try FileSystem.readFile(configuration.cursorPath)
+    /// `{"format":1,"tenants":{"acme":12,...}}`: per tenant, the last acknowledged event id; nil
+    /// when there is no file.
+    private static func loadCursor(_ path: String) throws -> [TenantID: UInt64]? {
+        guard FileSystem.exists(path) else { return nil }
+        let bytes = try FileSystem.readFile(path)
         guard case .object(let top) = try JSONValue.parse(bytes), case .integer(1)? = top["format"],
             case .object(let tenants)? = top["tenants"]
-        else { throw WebhookError(description: "\(configuration.cursorPath) is not a format 1 webhook cursor") }
+        else { throw WebhookError(description: "\(path) is not a format 1 webhook cursor (delete it to deliver from now on)") }
         var cursor: [TenantID: UInt64] = [:]
         for (name, value) in tenants {
             guard case .integer(let id) = value else {
-                throw WebhookError(description: "\(configuration.cursorPath): bad entry for \(name)")
+                throw WebhookError(description: "\(path): bad entry for \(name)")
             }
             cursor[TenantID(name)] = id
         }

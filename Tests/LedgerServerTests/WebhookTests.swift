@@ -215,4 +215,20 @@ struct WebhookTests {
         let cursorPath = directory.path + "/data/webhook-cursor.json"
         try await receiver.wait { _ in ((try? String(contentsOfFile: cursorPath, encoding: .utf8)) ?? "").contains("\"acme\":3") }
     }
+
+    @Test("a damaged cursor file stops the start and is named; it is never silently replaced")
+    func damagedCursor() async throws {
+        let directory = TemporaryDirectory("webhook-cursor")
+        let receiver = try WebhookReceiver { _ in 200 }
+        defer { receiver.close() }
+        let data = directory.path + "/data"
+        try FileManager.default.createDirectory(atPath: data, withIntermediateDirectories: true)
+        try "{\"format\":1,\"tenants\":{\"acme\":\"seven\"}}".write(toFile: data + "/webhook-cursor.json", atomically: true, encoding: .utf8)
+        let log = directory.path + "/ledgerd.log"
+        #expect(throws: ChildError.self) { _ = try Self.start(directory, receiver: receiver, log: log) }
+        let text = try String(contentsOfFile: log, encoding: .utf8)
+        #expect(text.contains("webhook-cursor.json: bad entry for acme"))
+        #expect(try String(contentsOfFile: data + "/webhook-cursor.json", encoding: .utf8).contains("seven"))
+        #expect(receiver.received.isEmpty)
+    }
 }
