@@ -85,6 +85,23 @@ struct RunningServer: Sendable {
     }
 }
 
+/// Opens a data directory, waiting a little while it is locked. A test that reopens a directory
+/// right after closing it can find the lock still held, not by a ledger but by a child process
+/// another test is spawning at that moment: posix_spawn's child holds copies of every descriptor
+/// (the flock()ed LOCK included) until it execs and close-on-exec drops them (seen once in CI
+/// under full parallel load). Production never spawns, and the exclusivity test opens without this.
+func openEngine(path: String, shards: Int, storage: ShardConfiguration) async throws -> LedgerEngine {
+    var attempts = 0
+    while true {
+        do {
+            return try LedgerEngine(path: path, shardCount: shards, configuration: storage)
+        } catch StorageError.locked where attempts < 50 {
+            attempts += 1
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+}
+
 /// Opens the ledger at `dataPath`, installs the demo catalog on a fresh one, serves it while
 /// `body` runs, then shuts down gracefully (drain, final snapshot) and waits for it.
 func withServer<T: Sendable>(
@@ -93,7 +110,7 @@ func withServer<T: Sendable>(
     _ body: @Sendable (RunningServer) async throws -> T
 ) async throws -> T {
     let pki = TestPKI.shared
-    let engine = try LedgerEngine(path: dataPath, shardCount: shards, configuration: storage)
+    let engine = try await openEngine(path: dataPath, shards: shards, storage: storage)
     if try await engine.shards[0].read({ $0.catalog }) == nil {
         _ = try await engine.execute(.installCatalog(.demo), requestID: nil)
     }
