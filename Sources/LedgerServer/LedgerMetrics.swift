@@ -12,7 +12,6 @@ public final class LedgerMetrics: Sendable {
     private let connections: Gauge
     private let inFlight: Gauge
     private let watches: Gauge
-    private let watchCount = Mutex(0)
     private let walRecords: Counter
     private let walSyncs: Counter
     private let walBytes: Counter
@@ -91,8 +90,8 @@ public final class LedgerMetrics: Sendable {
 
     func setConnections(_ count: Int) { connections.set(to: Double(count)) }
     func setInFlight(_ count: Int) { inFlight.set(to: Double(count)) }
-    func watchStarted() { watches.set(to: Double(watchCount.withLock { $0 += 1; return $0 })) }
-    func watchEnded() { watches.set(to: Double(watchCount.withLock { $0 -= 1; return $0 })) }
+    func watchStarted() { watches.increment() }
+    func watchEnded() { watches.decrement() }
 
     /// Reads the engine's figures into the registry, then renders the exposition text.
     public func scrape(_ engine: LedgerEngine) async -> [UInt8] {
