@@ -23,7 +23,7 @@ final class ClientConnection: Sendable {
             throw .connectFailed("TLS material: \(error)")
         }
         let serverName = configuration.serverName ?? configuration.host
-        let hostnameForSNI = CertificateHostname.isIPAddress(serverName) ? nil : serverName
+        let hostnameForSNI = HostPort.isIPAddress(serverName) ? nil : serverName
         let frameSizeMax = configuration.frameSizeMax
         let callTimeout = TimeAmount(configuration.callTimeout)
         do {
@@ -255,12 +255,5 @@ final class CallCompletion: Sendable {
 
     func fail(_ error: any Error) {
         if claim() { promise.fail(error) }
-    }
-}
-
-enum CertificateHostname {
-    /// Whether `name` is an IPv4 or IPv6 literal (no SNI is sent for those).
-    static func isIPAddress(_ name: String) -> Bool {
-        (try? SocketAddress(ipAddress: name, port: 0)) != nil
     }
 }

@@ -299,7 +299,7 @@ public final class WebhookSink: Service, Sendable {
             .connect(host: url.host, port: url.port) { channel in
                 channel.eventLoop.makeCompletedFuture {
                     if let tls {
-                        let serverName = CertificateHostname.isIPAddress(url.host) ? nil : url.host
+                        let serverName = HostPort.isIPAddress(url.host) ? nil : url.host
                         try channel.pipeline.syncOperations.addHandler(try NIOSSLClientHandler(context: tls, serverHostname: serverName))
                     }
                     try channel.pipeline.syncOperations.addHTTPClientHandlers()
@@ -358,8 +358,4 @@ public final class WebhookSink: Service, Sendable {
         let directory = (configuration.cursorPath as NSString).deletingLastPathComponent
         try FileSystem.syncDirectory(directory.isEmpty ? "." : directory)
     }
-}
-
-enum CertificateHostname {
-    static func isIPAddress(_ name: String) -> Bool { (try? SocketAddress(ipAddress: name, port: 0)) != nil }
 }

@@ -1,3 +1,5 @@
+import NIOCore
+
 /// A network address as the command-line tools take it: `HOST:PORT`, `[IPv6]:PORT`, or `:PORT`
 /// (the caller's default host). One parser for ledgerd's --listen, tokenctl's --server and
 /// ledger-load's addresses.
@@ -37,4 +39,12 @@ public struct HostPort: Hashable, Sendable {
 public struct HostPortError: Error, Hashable, Sendable, CustomStringConvertible {
     public let description: String
     public init(_ description: String) { self.description = description }
+}
+
+extension HostPort {
+    /// Whether `name` is an IPv4 or IPv6 literal. TLS clients send no SNI for those (RFC 6066)
+    /// and check the certificate's IP addresses instead: the Swift client and the webhook sink.
+    public static func isIPAddress(_ name: String) -> Bool {
+        (try? SocketAddress(ipAddress: name, port: 0)) != nil
+    }
 }
