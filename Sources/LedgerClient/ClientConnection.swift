@@ -65,21 +65,8 @@ final class ClientConnection: Sendable {
 
     /// Sends a request and waits for its reply.
     func send(_ request: WireRequest) async throws(LedgerClientError) -> WireResponse {
-        var frame = ByteBuffer()
-        do {
-            try frame.writeFrame(request)
-        } catch {
-            throw .protocolViolation("could not encode the request: \(error)")
-        }
         let promise = channel.eventLoop.makePromise(of: WireResponse.self)
-        let completion = CallCompletion(promise)
-        // If the channel closed before the call reached the handler (which then is no longer in
-        // the pipeline), only the write promise learns of it: fail the call from there, or its
-        // caller would wait forever.
-        let written = channel.eventLoop.makePromise(of: Void.self)
-        written.futureResult.whenFailure { error in completion.fail(LedgerClientError.connectionClosed("\(error)")) }
-        channel.writeAndFlush(
-            ClientCallHandler.Call(callID: request.callID, frame: frame, completion: completion), promise: written)
+        try write(request, waiter: .reply(CallCompletion(promise)))
         do {
             return try await promise.futureResult.get()
         } catch let error as LedgerClientError {
@@ -93,17 +80,25 @@ final class ClientConnection: Sendable {
     /// until a final one (a `WatchUpdate.ended` or an error reply, which is yielded too) or the
     /// connection's end (which finishes the stream with `connectionClosed`). No call timeout.
     func openStream(_ request: WireRequest) throws(LedgerClientError) -> AsyncThrowingStream<WireResponse, any Error> {
+        let (stream, continuation) = AsyncThrowingStream<WireResponse, any Error>.makeStream()
+        try write(request, waiter: .stream(continuation))
+        return stream
+    }
+
+    /// Hands the request to the call handler, which keeps `waiter` until its replies come.
+    private func write(_ request: WireRequest, waiter: ClientCallHandler.Waiter) throws(LedgerClientError) {
         var frame = ByteBuffer()
         do {
             try frame.writeFrame(request)
         } catch {
             throw .protocolViolation("could not encode the request: \(error)")
         }
-        let (stream, continuation) = AsyncThrowingStream<WireResponse, any Error>.makeStream()
+        // If the channel closed before the call reached the handler (which then is no longer in
+        // the pipeline), only the write promise learns of it: fail the call from there, or its
+        // caller would wait forever.
         let written = channel.eventLoop.makePromise(of: Void.self)
-        written.futureResult.whenFailure { error in continuation.finish(throwing: LedgerClientError.connectionClosed("\(error)")) }
-        channel.writeAndFlush(ClientCallHandler.Call(callID: request.callID, frame: frame, waiter: .stream(continuation)), promise: written)
-        return stream
+        written.futureResult.whenFailure { error in waiter.fail(LedgerClientError.connectionClosed("\(error)")) }
+        channel.writeAndFlush(ClientCallHandler.Call(callID: request.callID, frame: frame, waiter: waiter), promise: written)
     }
 
     func close() async {
@@ -121,20 +116,10 @@ final class ClientCallHandler: ChannelDuplexHandler {
         var callID: UInt64
         var frame: ByteBuffer
         var waiter: Waiter
-
-        init(callID: UInt64, frame: ByteBuffer, completion: CallCompletion) {
-            self.init(callID: callID, frame: frame, waiter: .reply(completion))
-        }
-
-        init(callID: UInt64, frame: ByteBuffer, waiter: Waiter) {
-            self.callID = callID
-            self.frame = frame
-            self.waiter = waiter
-        }
     }
 
     /// A call waits for one reply (under the call timeout) or for a stream of them (a watch).
-    enum Waiter {
+    enum Waiter: Sendable {
         case reply(CallCompletion)
         case stream(AsyncThrowingStream<WireResponse, any Error>.Continuation)
 
