@@ -77,30 +77,24 @@ class _Connection:
         self.reader.start()
 
     def send(self, call_id, payload):
-        pending = _Pending()
-        with self.lock:
-            if self.closed_reason is not None:
-                raise errors.ConnectionClosed(self.closed_reason)
-            self.pending[call_id] = pending
-        try:
-            with self.write_lock:
-                self.sock.sendall(struct.pack(">I", len(payload)) + payload)
-        except OSError as error:
-            self._fail_all(f"write failed: {error}")
-        return pending
+        """Sends one request; its reply arrives in the returned ``_Pending``."""
+        return self._send(call_id, payload, _Pending())
 
     def open_stream(self, call_id, payload):
-        stream = _Stream()
+        """Sends a watch; its replies arrive in the returned ``_Stream``."""
+        return self._send(call_id, payload, _Stream())
+
+    def _send(self, call_id, payload, waiter):
         with self.lock:
             if self.closed_reason is not None:
                 raise errors.ConnectionClosed(self.closed_reason)
-            self.pending[call_id] = stream
+            self.pending[call_id] = waiter
         try:
             with self.write_lock:
                 self.sock.sendall(struct.pack(">I", len(payload)) + payload)
         except OSError as error:
             self._fail_all(f"write failed: {error}")
-        return stream
+        return waiter
 
     def forget(self, call_id):
         with self.lock:
