@@ -60,27 +60,26 @@ public final class LedgerMetrics: Sendable {
     /// (perf, docs/benchmarks.md).
     private let callSeries = Mutex<(counters: [CallKey: Counter], latencies: [String: DurationHistogram])>(([:], [:]))
 
+    /// The value under `key`, made by `make` and kept on first use.
+    private static func kept<Key: Hashable, Value>(_ key: Key, in table: inout [Key: Value], make: () -> Value) -> Value {
+        if let value = table[key] { return value }
+        let value = make()
+        table[key] = value
+        return value
+    }
+
     /// A finished call: its RPC, its result code ("ok" or the error code) and how long it took.
     func record(rpc: String, code: String, duration: Duration) {
         let (counter, histogram) = callSeries.withLock { series in
-            let key = CallKey(rpc: rpc, code: code)
-            let counter: Counter
-            if let existing = series.counters[key] {
-                counter = existing
-            } else {
-                counter = registry.makeCounter(
+            let counter = Self.kept(CallKey(rpc: rpc, code: code), in: &series.counters) {
+                registry.makeCounter(
                     descriptor: Self.name("calls", "total", "Calls served, by RPC and result code."),
                     labels: [("rpc", rpc), ("code", code)])
-                series.counters[key] = counter
             }
-            let histogram: DurationHistogram
-            if let existing = series.latencies[rpc] {
-                histogram = existing
-            } else {
-                histogram = registry.makeDurationHistogram(
+            let histogram = Self.kept(rpc, in: &series.latencies) {
+                registry.makeDurationHistogram(
                     descriptor: Self.name("call_duration", "seconds", "Call latency from decoded request to reply, by RPC."),
                     labels: [("rpc", rpc)], buckets: Self.durationBuckets)
-                series.latencies[rpc] = histogram
             }
             return (counter, histogram)
         }
