@@ -352,10 +352,6 @@ public final class WebhookSink: Service, Sendable {
     private func saveCursor(_ cursor: [TenantID: UInt64]) throws {
         let entries = cursor.sorted { $0.key < $1.key }.map { "\(JSONValue.quoted($0.key.rawValue)):\($0.value)" }
         let text = "{\"format\":1,\"tenants\":{" + entries.joined(separator: ",") + "}}\n"
-        let temporary = configuration.cursorPath + ".tmp"
-        try FileSystem.writeFile(temporary, Array(text.utf8))
-        try FileSystem.rename(temporary, configuration.cursorPath)
-        let directory = (configuration.cursorPath as NSString).deletingLastPathComponent
-        try FileSystem.syncDirectory(directory.isEmpty ? "." : directory)
+        try FileSystem.replaceFile(configuration.cursorPath, Array(text.utf8))
     }
 }

@@ -72,10 +72,7 @@ public final class DataDirectory: @unchecked Sendable {
         let manifestPath = path + "/manifest"
         let expected = "tokenledger-data\nformat \(Self.formatVersion)\nshards \(shardCount)\n"
         guard FileSystem.exists(manifestPath) else {
-            let temporary = manifestPath + ".tmp"
-            try FileSystem.writeFile(temporary, Array(expected.utf8), faults: faults)
-            try FileSystem.rename(temporary, manifestPath)
-            try FileSystem.syncDirectory(path, faults: faults)
+            try FileSystem.replaceFile(manifestPath, Array(expected.utf8), faults: faults)
             return
         }
         let text = String(decoding: try FileSystem.readFile(manifestPath), as: UTF8.self)

@@ -200,6 +200,23 @@ public enum FileSystem {
         file.close()
     }
 
+    /// Replaces `path` with `bytes` durably and atomically: `path.tmp` written and fsynced, renamed
+    /// over `path`, the directory fsynced. After a crash the file is the old one or the new one,
+    /// never a mix (a leftover `.tmp` is the caller's to clean up). Snapshots, the manifest and
+    /// the webhook cursor are written this way.
+    public static func replaceFile(_ path: String, _ bytes: [UInt8], faults: StorageFaults? = nil) throws(StorageError) {
+        let temporary = path + ".tmp"
+        try writeFile(temporary, bytes, faults: faults)
+        try rename(temporary, path)
+        let directory: Substring
+        if let slash = path.lastIndex(of: "/") {
+            directory = slash == path.startIndex ? "/" : path[..<slash]
+        } else {
+            directory = "."
+        }
+        try syncDirectory(String(directory), faults: faults)
+    }
+
     /// fsync of a directory, so that created, renamed and removed entries survive a crash.
     public static func syncDirectory(_ path: String, faults: StorageFaults? = nil) throws(StorageError) {
         try faults?.checkSync(path)

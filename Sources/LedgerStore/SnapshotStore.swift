@@ -85,14 +85,7 @@ public struct SnapshotStore: Sendable {
     /// the two newest. Returns the LSNs kept, newest first.
     @discardableResult
     public func write(lsn: UInt64, body: [UInt8]) throws(StorageError) -> [UInt64] {
-        let path = directory + "/" + Self.name(lsn: lsn)
-        let temporary = path + ".tmp"
-        let file = try DurableFile(path: temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, faults: faults)
-        try file.write(Self.encode(lsn: lsn, body: body))
-        try file.fullSync()
-        file.close()
-        try FileSystem.rename(temporary, path)
-        try FileSystem.syncDirectory(directory, faults: faults)
+        try FileSystem.replaceFile(directory + "/" + Self.name(lsn: lsn), Self.encode(lsn: lsn, body: body), faults: faults)
         let all = try snapshotLSNs()
         for old in all.dropFirst(Self.keptCount) { try FileSystem.remove(directory + "/" + Self.name(lsn: old)) }
         if all.count > Self.keptCount { try FileSystem.syncDirectory(directory, faults: faults) }
