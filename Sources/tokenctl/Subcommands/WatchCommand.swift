@@ -65,10 +65,7 @@ struct WatchCommand: AsyncParsableCommand {
                 }
                 note("the watch ended; watching again")
             } catch let error as LedgerClientError {
-                if case .rejected(let ledgerError) = error, ledgerError.code != .unavailable, ledgerError.code != .overloaded {
-                    CommandFailure(error).report()
-                }
-                if case .protocolViolation = error { CommandFailure(error).report() }
+                guard error.isRetryable else { CommandFailure(error).report() }
                 let since = disconnectedSince ?? .now
                 disconnectedSince = since
                 if ContinuousClock.now - since > .milliseconds(Int64(reconnectFor * 1_000)) { CommandFailure(error).report() }
