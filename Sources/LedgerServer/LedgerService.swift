@@ -47,13 +47,16 @@ public final class LedgerService: Sendable {
         case .reply(let reply, let name):
             (response, rpc) = (reply, name)
         case .call(.watch, let callID, let name), .call(.unwatch, let callID, let name):
-            (response, rpc) = (WireResponse(callID: callID, error: LedgerError(.invalidArgument, "watch streams need a connection")), name)
+            (response, rpc) = (WireResponse(callID: callID, error: Self.watchNeedsConnection), name)
         case .call(let call, let callID, let name):
             (response, rpc) = (await admitAndPerform(call, callID: callID, principal: principal), name)
         }
         metrics.record(rpc: rpc, code: Self.code(of: response), duration: ContinuousClock.now - start)
         return response
     }
+
+    /// A watch or unwatch outside a connection (`respond`, `perform`): it has nowhere to stream.
+    static let watchNeedsConnection = LedgerError(.invalidArgument, "watch streams need a connection")
 
     static func code(of response: WireResponse) -> String {
         if case .error(let error)? = response.result { return error.code.domain?.rawValue ?? "unknown" }
@@ -195,7 +198,7 @@ public final class LedgerService: Sendable {
             case .health:
                 return health(callID: callID, principal: principal)
             case .watch, .unwatch:
-                return WireResponse(callID: callID, error: LedgerError(.invalidArgument, "watch streams need a connection"))
+                return WireResponse(callID: callID, error: Self.watchNeedsConnection)
             case .adminSnapshot:
                 var positions: [UInt64] = []
                 for shard in engine.shards {
