@@ -1,17 +1,18 @@
 // A shard: one LedgerState, its write-ahead log and its snapshots.
 //
 // Invariants:
-// - Commands are applied in the order they are logged: apply and append happen in one actor turn
-//   with no suspension between them; the LSN of the state is `appliedLSN`.
+// - Commands are applied in the order they are logged: apply and append happen under the shard's
+//   lock, together; the LSN of the state is `appliedLSN`.
 // - A reply (execute's return) happens only after the log is durable through the command's LSN;
 //   a read waits for `appliedLSN`, so no caller ever sees state a crash could lose.
-// - A snapshot at LSN S is written only after the log is durable through S, off the actor (from a
-//   copy-on-write copy of the state); segments are deleted only when the older kept snapshot
+// - A snapshot at LSN S is written only after the log is durable through S, outside the lock (from
+//   a copy-on-write copy of the state); segments are deleted only when the older kept snapshot
 //   covers them.
 // - After a storage failure the shard is failed for good (fail-stop).
 
 import LedgerCore
 import LedgerStore
+import Synchronization
 
 public struct ShardConfiguration: Sendable {
     /// A WAL segment that reaches this size is closed and a new one started.
@@ -54,26 +55,36 @@ public struct RecoveryReport: Sendable {
     public var nanoseconds: UInt64
 }
 
-public actor LedgerShard {
-    public nonisolated let index: Int
-    public nonisolated let directory: String
-    public nonisolated let recovery: RecoveryReport
-    private var state: LedgerState
-    private var appliedLSN: UInt64
+/// A shard is a class around a lock, not an actor: a call applies its command and appends its
+/// record under the lock on whatever thread it arrives (the server's event loop), and is answered
+/// by the log's writer thread right after the fdatasync that covers it. An actor would add two
+/// executor hops per call (onto the actor, and back onto it when the log resumes it) for the same
+/// mutual exclusion; docs/benchmarks.md measures the difference.
+public final class LedgerShard: Sendable {
+    public let index: Int
+    public let directory: String
+    public let recovery: RecoveryReport
     private let wal: WriteAheadLog
     private let snapshots: SnapshotStore
     private let clock: any LedgerClock
     private let hub: EventHub?
     private let configuration: ShardConfiguration
-    private var failure: String?
-    private var recordsSinceSnapshot = 0
-    /// Record bytes logged since the last snapshot began, and that snapshot's size.
-    private var logBytesSinceSnapshot = 0
-    private var lastSnapshotBytes = 0
-    private var lastSnapshotAt: UInt64
-    private var snapshotInProgress = false
-    private var lastSnapshotNanoseconds: UInt64 = 0
-    private var snapshotLSN: UInt64
+    private let core: Mutex<Core>
+
+    /// Everything that changes, guarded by `core`'s lock.
+    private struct Core: ~Copyable {
+        var state: LedgerState
+        var appliedLSN: UInt64
+        var failure: String?
+        var recordsSinceSnapshot = 0
+        /// Record bytes logged since the last snapshot began, and that snapshot's size.
+        var logBytesSinceSnapshot = 0
+        var lastSnapshotBytes = 0
+        var lastSnapshotAt: UInt64
+        var snapshotInProgress = false
+        var lastSnapshotNanoseconds: UInt64 = 0
+        var snapshotLSN: UInt64
+    }
 
     /// Recovers the shard in `directory` (newest valid snapshot, then the log after it), audits the
     /// result and opens the log for appending.
@@ -118,17 +129,15 @@ public actor LedgerShard {
         guard violations.isEmpty else {
             throw EngineError.recoveryFailed("audit of shard \(index) failed: \(violations.prefix(5))")
         }
-        self.state = state
-        self.snapshotLSN = snapshotLSN
-        // The replayed tail counts toward the next snapshot as if it had just been logged.
-        lastSnapshotBytes = snapshotBytes
-        recordsSinceSnapshot = log.records.count
-        logBytesSinceSnapshot = log.records.reduce(0) { $0 + $1.body.count }
-        appliedLSN = log.lastLSN
         wal = try WriteAheadLog(
             directory: directory, recovered: log, configuration: .init(segmentSizeMax: configuration.segmentSizeMax),
             faults: configuration.faults, onFailure: onFailure)
-        lastSnapshotAt = monotonicNanoseconds()
+        // The replayed tail counts toward the next snapshot as if it had just been logged.
+        core = Mutex(
+            Core(
+                state: state, appliedLSN: log.lastLSN, recordsSinceSnapshot: log.records.count,
+                logBytesSinceSnapshot: log.records.reduce(0) { $0 + $1.body.count }, lastSnapshotBytes: snapshotBytes,
+                lastSnapshotAt: monotonicNanoseconds(), snapshotLSN: snapshotLSN))
         recovery = RecoveryReport(
             snapshotLSN: snapshotLSN, skippedSnapshots: skipped, recordsReplayed: log.records.count, lastLSN: log.lastLSN,
             tornBytes: log.tornBytes, tornFile: log.tornFile, temporariesRemoved: temporaries,
@@ -137,36 +146,84 @@ public actor LedgerShard {
 
     /// Applies a command at the clock's time, logs it, and returns once it is durable.
     public func execute(_ body: CommandBody, requestID: RequestID?) async throws -> CommandResult {
-        var (result, lsn) = try applyAndLog(LedgerCommand(time: clock.now(), requestID: requestID, body: body))
+        var (result, lsn) = try core.withLock { core in
+            try Self.applyAndLog(LedgerCommand(time: clock.now(), requestID: requestID, body: body), core: &core, wal: wal)
+        }
         try await durable(lsn)
         hub?.publish(result.events)
         result.lsn = lsn
         return result
     }
 
-    private func applyAndLog(_ command: LedgerCommand) throws -> (CommandResult, UInt64) {
-        if let failure { throw EngineError.unavailable(failure) }
-        let bytes = command.binaryEncoded
-        let result = state.apply(command)
+    /// `execute` without a task: applies and logs the command now, on the caller's thread, and
+    /// calls `completion` once it is durable, from the log's writer thread (or at once, on the
+    /// caller's thread, when the command is refused before it is logged). The completion must be
+    /// quick: the log's next batch waits for it.
+    public func submit(
+        _ body: CommandBody, requestID: RequestID?,
+        completion: @escaping @Sendable (Result<CommandResult, any Error>) -> Void
+    ) {
+        let applied: (CommandResult, UInt64)
         do {
-            appliedLSN = try wal.append(bytes)
+            applied = try core.withLock { core in
+                try Self.applyAndLog(LedgerCommand(time: clock.now(), requestID: requestID, body: body), core: &core, wal: wal)
+            }
+        } catch {
+            return completion(.failure(error))
+        }
+        let result = { var result = applied.0; result.lsn = applied.1; return result }()
+        let lsn = applied.1
+        whenDurable(lsn) { [hub] outcome in
+            switch outcome {
+            case .success:
+                hub?.publish(result.events)
+                completion(.success(result))
+            case .failure(let error):
+                completion(.failure(error))
+            }
+        }
+    }
+
+    /// Called with the lock held: apply and append happen together, so commands are logged in the
+    /// order they are applied.
+    private static func applyAndLog(_ command: LedgerCommand, core: inout Core, wal: WriteAheadLog) throws -> (CommandResult, UInt64) {
+        if let failure = core.failure { throw EngineError.unavailable(failure) }
+        let bytes = command.binaryEncoded
+        let result = core.state.apply(command)
+        do {
+            core.appliedLSN = try wal.append(bytes)
         } catch {
             // The state now holds a change the log does not: this shard must never answer again.
-            failure = "\(error)"
+            core.failure = "\(error)"
             throw EngineError.unavailable("\(error)")
         }
-        recordsSinceSnapshot += 1
-        logBytesSinceSnapshot += bytes.count
-        return (result, appliedLSN)
+        core.recordsSinceSnapshot += 1
+        core.logBytesSinceSnapshot += bytes.count
+        return (result, core.appliedLSN)
     }
 
     private func durable(_ lsn: UInt64) async throws {
         do {
             try await wal.waitDurable(lsn)
         } catch {
-            failure = failure ?? "\(error)"
+            markFailed(error)
             throw EngineError.unavailable("\(error)")
         }
+    }
+
+    private func whenDurable(_ lsn: UInt64, _ completion: @escaping @Sendable (Result<Void, any Error>) -> Void) {
+        wal.whenDurable(lsn) { [self] outcome in
+            switch outcome {
+            case .success: completion(.success(()))
+            case .failure(let error):
+                markFailed(error)
+                completion(.failure(EngineError.unavailable("\(error)")))
+            }
+        }
+    }
+
+    private func markFailed(_ error: StorageError) {
+        core.withLock { core in core.failure = core.failure ?? "\(error)" }
     }
 
     /// Reads the state after applying whatever fell due, once everything it shows is durable.
@@ -176,22 +233,54 @@ public actor LedgerShard {
 
     /// `read`, and the log position of the last record the state read includes.
     public func readWithLSN<T: Sendable>(_ body: (LedgerState) throws -> T) async throws -> (value: T, lsn: UInt64) {
-        var lsn = appliedLSN
-        var events: [LedgerEvent] = []
-        if let due = state.nextDueTime, due <= clock.now() {
-            let tick: CommandResult
-            (tick, lsn) = try applyAndLog(LedgerCommand(time: clock.now(), requestID: nil, body: .tick))
-            events = tick.events
-        }
-        let value = try body(state)
+        let (value, lsn, events) = try readNow(body)
         try await durable(lsn)
         hub?.publish(events)
         return (value, lsn)
     }
 
+    /// `readWithLSN` without a task: reads now, on the caller's thread, and calls `completion` once
+    /// what it read is durable (at once when it already is; otherwise from the log's writer thread).
+    public func submitRead<T: Sendable>(
+        _ body: (LedgerState) throws -> T,
+        completion: @escaping @Sendable (Result<(value: T, lsn: UInt64), any Error>) -> Void
+    ) {
+        let read: (T, UInt64, [LedgerEvent])
+        do {
+            read = try readNow(body)
+        } catch {
+            return completion(.failure(error))
+        }
+        let (value, lsn, events) = read
+        whenDurable(lsn) { [hub] outcome in
+            switch outcome {
+            case .success:
+                hub?.publish(events)
+                completion(.success((value, lsn)))
+            case .failure(let error):
+                completion(.failure(error))
+            }
+        }
+    }
+
+    /// Applies what fell due (a tick) and runs `body` on the state, under the lock.
+    private func readNow<T: Sendable>(_ body: (LedgerState) throws -> T) throws -> (T, UInt64, [LedgerEvent]) {
+        try core.withLock { core in
+            var lsn = core.appliedLSN
+            var events: [LedgerEvent] = []
+            if let due = core.state.nextDueTime, due <= clock.now() {
+                let tick: CommandResult
+                (tick, lsn) = try Self.applyAndLog(LedgerCommand(time: clock.now(), requestID: nil, body: .tick), core: &core, wal: wal)
+                events = tick.events
+            }
+            return (try body(core.state), lsn, events)
+        }
+    }
+
     /// Applies what fell due, if anything did (the periodic tick that makes expiry eager).
     public func tickIfDue() async throws {
-        guard let due = state.nextDueTime, due <= clock.now() else { return }
+        let due = core.withLock { core in core.state.nextDueTime.map { $0 <= clock.now() } ?? false }
+        guard due else { return }
         _ = try await execute(.tick, requestID: nil)
     }
 
@@ -199,60 +288,66 @@ public actor LedgerShard {
     /// it took one.
     @discardableResult
     public func snapshotIfDue() async throws -> Bool {
-        let elapsed = Duration.nanoseconds(Int64(monotonicNanoseconds() - lastSnapshotAt))
-        guard recordsSinceSnapshot >= configuration.snapshotEveryRecords
-            || (recordsSinceSnapshot > 0 && elapsed >= configuration.snapshotInterval)
-        else { return false }
-        guard logBytesSinceSnapshot * 100 >= lastSnapshotBytes * configuration.snapshotLogPercent else { return false }
+        let due = core.withLock { core in
+            let elapsed = Duration.nanoseconds(Int64(monotonicNanoseconds() - core.lastSnapshotAt))
+            guard core.recordsSinceSnapshot >= configuration.snapshotEveryRecords
+                || (core.recordsSinceSnapshot > 0 && elapsed >= configuration.snapshotInterval)
+            else { return false }
+            return core.logBytesSinceSnapshot * 100 >= core.lastSnapshotBytes * configuration.snapshotLogPercent
+        }
+        guard due else { return false }
         return try await snapshot()
     }
 
     /// Writes a snapshot of the current state now (unless one is being written). Encoding and
-    /// writing happen off the actor; the actor only hands over a copy-on-write copy.
+    /// writing happen outside the lock; under it the shard only hands over a copy-on-write copy.
     @discardableResult
     public func snapshot() async throws -> Bool {
-        if let failure { throw EngineError.unavailable(failure) }
-        guard !snapshotInProgress, appliedLSN > snapshotLSN else { return false }
-        snapshotInProgress = true
-        defer { snapshotInProgress = false }
-        let copy = state
-        let lsn = appliedLSN
-        recordsSinceSnapshot = 0
-        logBytesSinceSnapshot = 0
-        lastSnapshotAt = monotonicNanoseconds()
+        let taken: (state: LedgerState, lsn: UInt64)? = try core.withLock { core in
+            if let failure = core.failure { throw EngineError.unavailable(failure) }
+            guard !core.snapshotInProgress, core.appliedLSN > core.snapshotLSN else { return nil }
+            core.snapshotInProgress = true
+            core.recordsSinceSnapshot = 0
+            core.logBytesSinceSnapshot = 0
+            core.lastSnapshotAt = monotonicNanoseconds()
+            return (core.state, core.appliedLSN)
+        }
+        guard let (copy, lsn) = taken else { return false }
+        defer { core.withLock { $0.snapshotInProgress = false } }
         try await durable(lsn)
         let started = monotonicNanoseconds()
-        let (kept, size) = try await Self.write(copy, lsn: lsn, store: snapshots)
-        lastSnapshotNanoseconds = monotonicNanoseconds() - started
-        lastSnapshotBytes = size
-        snapshotLSN = lsn
+        let body = copy.binaryEncoded
+        let kept = try snapshots.write(lsn: lsn, body: body)
+        core.withLock { core in
+            core.lastSnapshotNanoseconds = monotonicNanoseconds() - started
+            core.lastSnapshotBytes = body.count
+            core.snapshotLSN = lsn
+        }
         if kept.count == SnapshotStore.keptCount { try wal.removeSegments(coveredThrough: kept.last!) }
         return true
     }
 
-    /// Encodes and writes the snapshot; returns the kept snapshots' positions and the body's size.
-    private nonisolated static func write(_ state: LedgerState, lsn: UInt64, store: SnapshotStore) async throws -> ([UInt64], Int) {
-        let body = state.binaryEncoded
-        return (try store.write(lsn: lsn, body: body), body.count)
-    }
-
     /// Flushes the log, writes a final snapshot and closes the log.
     public func close(finalSnapshot: Bool = true) async {
-        if finalSnapshot, failure == nil { _ = try? await snapshot() }
+        if finalSnapshot, !isFailedNow { _ = try? await snapshot() }
         wal.close()
     }
 
-    // MARK: - Introspection for tests, tools and metrics
+    private var isFailedNow: Bool { core.withLock { $0.failure != nil } }
 
-    public var lastAppliedLSN: UInt64 { appliedLSN }
+    // MARK: - Introspection for tests, tools and metrics (async, as they were on the actor)
+
+    public var lastAppliedLSN: UInt64 { get async { core.withLock { $0.appliedLSN } } }
     /// The log position the newest snapshot covers (0: none).
-    public var latestSnapshotLSN: UInt64 { snapshotLSN }
+    public var latestSnapshotLSN: UInt64 { get async { core.withLock { $0.snapshotLSN } } }
     /// Seconds since the last snapshot was started (or since the shard opened).
-    public var secondsSinceSnapshot: Double { Double(monotonicNanoseconds() - lastSnapshotAt) / 1e9 }
+    public var secondsSinceSnapshot: Double {
+        get async { Double(monotonicNanoseconds() - core.withLock { $0.lastSnapshotAt }) / 1e9 }
+    }
     /// How long the last snapshot took to encode and write; 0 before the first.
-    public var lastSnapshotSeconds: Double { Double(lastSnapshotNanoseconds) / 1e9 }
-    public var walStatistics: WALStatistics { wal.stats }
-    public var isFailed: Bool { failure != nil }
+    public var lastSnapshotSeconds: Double { get async { Double(core.withLock { $0.lastSnapshotNanoseconds }) / 1e9 } }
+    public var walStatistics: WALStatistics { get async { wal.stats } }
+    public var isFailed: Bool { get async { isFailedNow } }
     /// A copy of the state (tests and the admin audit).
-    public var stateCopy: LedgerState { state }
+    public var stateCopy: LedgerState { get async { core.withLock { $0.state } } }
 }

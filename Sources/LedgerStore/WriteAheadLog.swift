@@ -54,7 +54,7 @@ public final class WriteAheadLog: @unchecked Sendable {
     private var pendingRecords = 0
     private var nextLSN: UInt64
     private var durable: UInt64
-    private var waiters: [(lsn: UInt64, continuation: CheckedContinuation<Result<Void, StorageError>, Never>)] = []
+    private var waiters: [(lsn: UInt64, waiter: Waiter)] = []
     private var failure: StorageError?
     private var closing = false
     private var writerRunning = false
@@ -137,10 +137,28 @@ public final class WriteAheadLog: @unchecked Sendable {
             throw StorageError.stopped(reason: failure.description)
         }
         let result = await withCheckedContinuation { continuation in
-            waiters.append((lsn, continuation))
+            waiters.append((lsn, .continuation(continuation)))
             mutex.unlock()
         }
         try result.get()
+    }
+
+    /// Calls `completion` once every record up to `lsn` is durable (or with the error if the log
+    /// stopped first): at once on the caller's thread when it already is, otherwise on the writer
+    /// thread right after the fdatasync, outside the log's lock. The completion must be quick (hand
+    /// the result to another thread): the next batch waits for it.
+    public func whenDurable(_ lsn: UInt64, _ completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+        mutex.lock()
+        if durable >= lsn {
+            mutex.unlock()
+            return completion(.success(()))
+        }
+        if let failure {
+            mutex.unlock()
+            return completion(.failure(.stopped(reason: failure.description)))
+        }
+        waiters.append((lsn, .callback(completion)))
+        mutex.unlock()
     }
 
     /// Flushes what is pending, stops the writer and closes the segment.
@@ -202,36 +220,61 @@ public final class WriteAheadLog: @unchecked Sendable {
             statistics.records += UInt64(records)
             statistics.bytes += UInt64(batch.count)
             statistics.syncNanoseconds += elapsed
-            resumeWaiters()
+            let ready = takeReadyWaiters()
+            if !ready.isEmpty {
+                mutex.unlock()
+                for waiter in ready { waiter.resume(.success(())) }
+                mutex.lock()
+            }
         }
         writerRunning = false
         writerDone.signal()
         mutex.unlock()
     }
 
-    /// Called with the mutex held.
-    private func resumeWaiters() {
-        var index = 0
-        while index < waiters.count {
-            if waiters[index].lsn <= durable {
-                waiters[index].continuation.resume(returning: .success(()))
-                waiters.swapAt(index, waiters.count - 1)
-                waiters.removeLast()
-            } else {
-                index += 1
+    /// Someone waiting for durability: an async caller or a completion callback.
+    private enum Waiter {
+        case continuation(CheckedContinuation<Result<Void, StorageError>, Never>)
+        case callback(@Sendable (Result<Void, StorageError>) -> Void)
+
+        func resume(_ result: Result<Void, StorageError>) {
+            switch self {
+            case .continuation(let continuation): continuation.resume(returning: result)
+            case .callback(let callback): callback(result)
             }
         }
+    }
+
+    /// Removes and returns the waiters whose records are durable, oldest first. Called with the
+    /// mutex held; they are resumed after it is released.
+    private func takeReadyWaiters() -> [Waiter] {
+        // Waiters are appended in LSN order almost always (appends and waits come from one shard),
+        // so the ready ones are a prefix; the general case is handled all the same.
+        var ready: [Waiter] = []
+        var kept = 0
+        for index in waiters.indices {
+            if waiters[index].lsn <= durable {
+                ready.append(waiters[index].waiter)
+            } else {
+                waiters.swapAt(kept, index)
+                kept += 1
+            }
+        }
+        waiters.removeLast(waiters.count - kept)
+        return ready
     }
 
     /// Called with the mutex held.
     private func fail(_ error: StorageError) {
         failure = error
-        for waiter in waiters { waiter.continuation.resume(returning: .failure(.stopped(reason: error.description))) }
+        let doomed = waiters.map(\.waiter)
         waiters.removeAll()
         pending.removeAll()
         let onFailure = self.onFailure
         mutex.unlock()
+        // Reported before any waiter hears of it, so whoever sees the error sees it reported.
         onFailure(error)
+        for waiter in doomed { waiter.resume(.failure(.stopped(reason: error.description))) }
         mutex.lock()
     }
 
