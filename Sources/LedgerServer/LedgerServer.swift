@@ -20,28 +20,22 @@ import X509
 /// engine (the WAL is flushed and a final snapshot written).
 ///
 ///   connection pipeline:  NIOSSLServerHandler -> ConnectionHygieneHandler -> FrameDecoder
-///                         -> NIOAsyncChannel (one task per connection, one child task per call)
+///                         -> LedgerConnectionHandler (metering calls on the event loop and the
+///                            shards; other calls in a task each)
 public final class LedgerServer: Service, Sendable {
     public let configuration: ServerConfiguration
     public let service: LedgerService
     /// The port the server listens on (the configured one, or the one the system chose for 0).
     public let boundPort: Int
-    private let serverChannel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>
+    private let serverChannel: any Channel
     private let logger: Logger
-    private let registry = Mutex(ConnectionRegistry())
+    private let registry: ConnectionRegistry
     /// The TLS context new connections get; `reloadTLS()` replaces it (SIGHUP in ledgerd).
     private let tls: TLSContextBox
 
-    private struct ConnectionRegistry {
-        var shuttingDown = false
-        var nextID = 0
-        var channels: [Int: any Channel] = [:]
-    }
-
     private init(
-        configuration: ServerConfiguration, service: LedgerService, logger: Logger,
-        serverChannel: NIOAsyncChannel<NIOAsyncChannel<ByteBuffer, ByteBuffer>, Never>, boundPort: Int,
-        tls: TLSContextBox
+        configuration: ServerConfiguration, service: LedgerService, logger: Logger, serverChannel: any Channel,
+        boundPort: Int, tls: TLSContextBox, registry: ConnectionRegistry
     ) {
         self.tls = tls
         self.configuration = configuration
@@ -49,6 +43,7 @@ public final class LedgerServer: Service, Sendable {
         self.logger = logger
         self.serverChannel = serverChannel
         self.boundPort = boundPort
+        self.registry = registry
     }
 
     /// Loads the TLS material and listens. Fails with a clear error for unreadable certificates
@@ -59,6 +54,11 @@ public final class LedgerServer: Service, Sendable {
     ) async throws -> LedgerServer {
         let tls = TLSContextBox(try makeSSLContext(configuration))
         let limits = configuration.limits
+        let service = LedgerService(
+            engine: engine, serverVersion: configuration.serverVersion,
+            callsInFlightMax: configuration.limits.serverCallsInFlightMax, logger: logger)
+        let registry = ConnectionRegistry(connectionsMax: limits.connectionsMax, metrics: service.metrics)
+        let access = configuration.access
         let serverChannel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -67,26 +67,47 @@ public final class LedgerServer: Service, Sendable {
                 .writeBufferWaterMark,
                 value: .init(low: limits.writeBufferLowWaterMark, high: limits.writeBufferHighWaterMark)
             )
-            .bind(host: configuration.host, port: configuration.port) { channel in
+            .childChannelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    let operations = channel.pipeline.syncOperations
-                    try operations.addHandler(NIOSSLServerHandler(context: tls.current))
-                    try operations.addHandler(ConnectionHygieneHandler(limits: limits, logger: logger))
-                    try operations.addHandler(ByteToMessageHandler(FrameDecoder(frameSizeMax: limits.frameSizeMax)))
-                    return try NIOAsyncChannel<ByteBuffer, ByteBuffer>(wrappingChannelSynchronously: channel)
+                    let id: Int
+                    switch registry.register(channel) {
+                    case .accepted(let accepted):
+                        id = accepted
+                    case .full:
+                        logger.warning(
+                            "connection refused: connection limit reached",
+                            metadata: ["connection.peer": "\(channel.remoteAddress.map { "\($0)" } ?? "?")",
+                                "limit": "\(limits.connectionsMax)"])
+                        channel.close(promise: nil)
+                        return
+                    case .draining:
+                        channel.close(promise: nil)
+                        return
+                    }
+                    do {
+                        let operations = channel.pipeline.syncOperations
+                        try operations.addHandler(NIOSSLServerHandler(context: tls.current))
+                        try operations.addHandler(ConnectionHygieneHandler(limits: limits, logger: logger))
+                        try operations.addHandler(ByteToMessageHandler(FrameDecoder(frameSizeMax: limits.frameSizeMax)))
+                        try operations.addHandler(
+                            LedgerConnectionHandler(
+                                service: service, access: access, inFlightMax: limits.inFlightPerConnectionMax,
+                                logger: logger, onOver: { registry.remove(id) }))
+                    } catch {
+                        registry.remove(id)
+                        throw error
+                    }
                 }
             }
-        let port = serverChannel.channel.localAddress?.port ?? configuration.port
-        let service = LedgerService(
-            engine: engine, serverVersion: configuration.serverVersion,
-            callsInFlightMax: configuration.limits.serverCallsInFlightMax, logger: logger)
+            .bind(host: configuration.host, port: configuration.port).get()
+        let port = serverChannel.localAddress?.port ?? configuration.port
         return LedgerServer(
             configuration: configuration, service: service, logger: logger, serverChannel: serverChannel, boundPort: port,
-            tls: tls)
+            tls: tls, registry: registry)
     }
 
     /// True once shutdown has begun (readiness reports it).
-    public var isDraining: Bool { registry.withLock { $0.shuttingDown } }
+    public var isDraining: Bool { registry.isShuttingDown }
 
     /// Reads the certificate chain, key and client CA files again and uses them for every new
     /// handshake; connections already open keep the material they started with. When the new
@@ -125,7 +146,13 @@ public final class LedgerServer: Service, Sendable {
         try await withGracefulShutdownHandler {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 group.addTask { await self.maintain() }
-                try await self.acceptConnections()
+                try? await serverChannel.closeFuture.get()
+                if !registry.isShuttingDown {
+                    logger.error("the listening socket closed by itself; draining")
+                    shutdown()
+                }
+                // Every connection is closed and none of its calls runs any more.
+                await registry.waitUntilEmpty()
                 group.cancelAll()
                 try await group.waitForAll()
             }
@@ -139,73 +166,14 @@ public final class LedgerServer: Service, Sendable {
     /// Starts the drain: no new connections, no new calls; calls in flight finish. Idempotent and
     /// callable from any thread; `run` returns once everything is done.
     public func shutdown() {
-        let channels: [any Channel]? = registry.withLock { registry in
-            guard !registry.shuttingDown else { return nil }
-            registry.shuttingDown = true
-            return Array(registry.channels.values)
-        }
-        guard let channels else { return }
+        guard let channels = registry.beginShutdown() else { return }
         logger.info("draining", metadata: ["connections.open": "\(channels.count)"])
         service.beginDraining()
-        serverChannel.channel.close(promise: nil)
+        serverChannel.close(promise: nil)
         let drainTimeout = TimeAmount(configuration.limits.drainTimeout)
         for channel in channels {
             channel.pipeline.fireUserInboundEventTriggered(ConnectionHygieneHandler.Drain())
             channel.eventLoop.scheduleTask(in: drainTimeout) { channel.close(promise: nil) }
-        }
-    }
-
-    private func acceptConnections() async throws {
-        try await withThrowingDiscardingTaskGroup { group in
-            do {
-                try await serverChannel.executeThenClose { inbound in
-                    for try await connection in inbound {
-                        guard let id = register(connection.channel) else {
-                            // Refused (full or draining): close it through its async wrapper, which
-                            // must always be finished (NIOAsyncChannel traps if it never is).
-                            group.addTask { try? await connection.executeThenClose { _, _ in } }
-                            continue
-                        }
-                        group.addTask {
-                            await self.serve(connection)
-                            let open = self.registry.withLock { registry in
-                                _ = registry.channels.removeValue(forKey: id)
-                                return registry.channels.count
-                            }
-                            self.service.metrics.setConnections(open)
-                        }
-                    }
-                }
-            } catch {
-                // Closing the listening socket to drain ends the accept loop; only other errors matter.
-                let draining = registry.withLock { $0.shuttingDown }
-                if !draining { throw error }
-            }
-        }
-    }
-
-    /// Registers an accepted connection; nil when the server is full or draining (the caller closes it).
-    private func register(_ channel: any Channel) -> Int? {
-        enum Decision { case accept(Int), full, draining }
-        let decision: Decision = registry.withLock { registry in
-            if registry.shuttingDown { return .draining }
-            if registry.channels.count >= configuration.limits.connectionsMax { return .full }
-            registry.nextID += 1
-            registry.channels[registry.nextID] = channel
-            return .accept(registry.nextID)
-        }
-        switch decision {
-        case .accept(let id):
-            service.metrics.setConnections(registry.withLock { $0.channels.count })
-            return id
-        case .full:
-            logger.warning(
-                "connection refused: connection limit reached",
-                metadata: ["connection.peer": "\(channel.remoteAddress.map { "\($0)" } ?? "?")",
-                    "limit": "\(configuration.limits.connectionsMax)"])
-            return nil
-        case .draining:
-            return nil
         }
     }
 
@@ -226,69 +194,76 @@ public final class LedgerServer: Service, Sendable {
     }
 }
 
-// MARK: - One connection
+// MARK: - Connections
 
-extension LedgerServer {
-    /// Reads frames until the peer closes, a frame is bad or the server drains; each call runs
-    /// in its own child task and writes its reply when done, so replies may leave out of order.
-    private func serve(_ connection: NIOAsyncChannel<ByteBuffer, ByteBuffer>) async {
-        let channel = connection.channel
-        let peer = channel.remoteAddress.map { "\($0)" } ?? "?"
-        let inFlightMax = configuration.limits.inFlightPerConnectionMax
-        do {
-            try await connection.executeThenClose { inbound, outbound in
-                var principal: Principal? = nil
-                let watches = ConnectionWatches()
-                defer { watches.stopAll() }
-                try await withThrowingTaskGroup(of: Void.self) { group in
-                    var running = 0
-                    var frames = inbound.makeAsyncIterator()
-                    while true {
-                        let frame: ByteBuffer
-                        do {
-                            guard let next = try await frames.next() else { break }
-                            frame = next
-                        } catch let error as FrameError {
-                            watches.stopAll()
-                            try await group.waitForAll()
-                            if let reply = Self.reply(to: error) { try await outbound.write(try Self.encode(reply)) }
-                            logger.debug("closing connection", metadata: ["connection.peer": "\(peer)", "error": "\(error)"])
-                            return
-                        }
-                        if principal == nil {
-                            principal = await self.principal(of: channel)
-                            if principal == nil {
-                                let callID = (try? WireRequest(frame: frame))?.callID ?? 0
-                                let error = LedgerError(
-                                    .unauthenticated, "the client certificate's subject is not a principal of this server")
-                                try await outbound.write(try Self.encode(WireResponse(callID: callID, error: error)))
-                                logger.info("unknown principal refused", metadata: ["connection.peer": "\(peer)"])
-                                return
-                            }
-                        }
-                        if running >= inFlightMax {
-                            try await group.next()
-                            running -= 1
-                        }
-                        running += 1
-                        let caller = principal!
-                        group.addTask {
-                            try await self.service.serve(frame: frame, principal: caller, watches: watches) { reply in
-                                try await outbound.write(try Self.encode(reply))
-                            }
-                        }
-                    }
-                    watches.stopAll()
-                    try await group.waitForAll()
-                }
-            }
-        } catch {
-            // A peer that vanishes (reset, close without close_notify) ends its calls' replies; the
-            // ledger is unaffected: every change was applied and logged before its reply was due.
-            logger.debug("connection ended", metadata: ["connection.peer": "\(peer)", "error": "\(error)"])
+/// The open connections: admits new ones under the limit, tells the drain which to end, and lets
+/// `run` wait until every one is over (closed, with none of its calls running).
+final class ConnectionRegistry: Sendable {
+    enum Registration { case accepted(Int), full, draining }
+
+    private struct State {
+        var shuttingDown = false
+        var nextID = 0
+        var channels: [Int: any Channel] = [:]
+        var emptyWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+    private let state = Mutex(State())
+    private let connectionsMax: Int
+    private let metrics: LedgerMetrics
+
+    init(connectionsMax: Int, metrics: LedgerMetrics) {
+        self.connectionsMax = connectionsMax
+        self.metrics = metrics
+    }
+
+    var isShuttingDown: Bool { state.withLock { $0.shuttingDown } }
+
+    func register(_ channel: any Channel) -> Registration {
+        let (registration, count): (Registration, Int) = state.withLock { state in
+            if state.shuttingDown { return (.draining, state.channels.count) }
+            if state.channels.count >= connectionsMax { return (.full, state.channels.count) }
+            state.nextID += 1
+            state.channels[state.nextID] = channel
+            return (.accepted(state.nextID), state.channels.count)
+        }
+        metrics.setConnections(count)
+        return registration
+    }
+
+    func remove(_ id: Int) {
+        let (count, waiters): (Int, [CheckedContinuation<Void, Never>]) = state.withLock { state in
+            state.channels[id] = nil
+            guard state.channels.isEmpty else { return (state.channels.count, []) }
+            defer { state.emptyWaiters = [] }
+            return (0, state.emptyWaiters)
+        }
+        metrics.setConnections(count)
+        for waiter in waiters { waiter.resume() }
+    }
+
+    /// Marks the shutdown; returns the open connections, or nil when it had begun already.
+    func beginShutdown() -> [any Channel]? {
+        state.withLock { state in
+            guard !state.shuttingDown else { return nil }
+            state.shuttingDown = true
+            return Array(state.channels.values)
         }
     }
 
+    /// Returns once no connection is open.
+    func waitUntilEmpty() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let empty = state.withLock { state in
+                if state.channels.isEmpty { return true }
+                state.emptyWaiters.append(continuation)
+                return false
+            }
+            if empty { continuation.resume() }
+        }
+    }
+}
+
+extension LedgerServer {
     /// The reply to a framing error, sent before the connection closes (none for a stream that
     /// ended: nobody is left to read it).
     static func reply(to error: FrameError) -> WireResponse? {
@@ -310,21 +285,5 @@ extension LedgerServer {
         var buffer = ByteBuffer()
         try buffer.writeFrame(response)
         return buffer
-    }
-
-    /// The principal named by the peer's certificate (its last subject common name), or nil.
-    private func principal(of channel: any Channel) async -> Principal? {
-        guard let certificate = try? await channel.nioSSL_peerCertificate().get(),
-            let der = try? certificate.toDERBytes(),
-            let parsed = try? Certificate(derEncoded: der)
-        else { return nil }
-        var commonName: String? = nil
-        for relativeName in parsed.subject {
-            for attribute in relativeName where attribute.type == .RDNAttributeType.commonName {
-                commonName = String(attribute.value)
-            }
-        }
-        guard let commonName else { return nil }
-        return configuration.access.principal(commonName: commonName)
     }
 }

@@ -72,7 +72,15 @@ extension LedgerService {
         send: (WireResponse) async throws -> Void
     ) async throws {
         let start = ContinuousClock.now
-        switch decode(frame, principal: principal) {
+        try await serve(decode(frame, principal: principal), principal: principal, watches: watches, start: start, send: send)
+    }
+
+    /// `serve(frame:...)` for a frame already decoded, received at `start`.
+    func serve(
+        _ decoded: Decoded, principal: Principal, watches: ConnectionWatches, start: ContinuousClock.Instant,
+        send: (WireResponse) async throws -> Void
+    ) async throws {
+        switch decoded {
         case .reply(let response, let rpc):
             metrics.record(rpc: rpc, code: Self.code(of: response), duration: ContinuousClock.now - start)
             try await send(response)

@@ -99,26 +99,103 @@ public final class LedgerService: Sendable {
 
     /// Runs a call under the server-wide in-flight bound (over it: `overloaded`).
     func admitAndPerform(_ call: LedgerCall, callID: UInt64, principal: Principal) async -> WireResponse {
-        let admitted = callsInFlight.withLock { count in
+        guard admit() else { return overloaded(callID: callID) }
+        defer { finishAdmitted() }
+        return await perform(call, callID: callID, principal: principal)
+    }
+
+    /// Takes one of the server-wide in-flight slots; false when all are taken.
+    func admit() -> Bool {
+        callsInFlight.withLock { count in
             guard count < callsInFlightMax else { return false }
             count += 1
             metrics.setInFlight(count)
             return true
         }
-        guard admitted else {
-            return WireResponse(
-                callID: callID,
-                error: LedgerError(
-                    .overloaded, "the server has \(callsInFlightMax) calls in flight; try again shortly",
-                    details: .limit(name: "server_calls_in_flight_max", value: UInt64(callsInFlightMax))))
+    }
+
+    /// Gives back a slot taken by `admit`.
+    func finishAdmitted() {
+        callsInFlight.withLock { count in
+            count -= 1
+            metrics.setInFlight(count)
         }
-        defer {
-            callsInFlight.withLock { count in
-                count -= 1
-                metrics.setInFlight(count)
+    }
+
+    func overloaded(callID: UInt64) -> WireResponse {
+        WireResponse(
+            callID: callID,
+            error: LedgerError(
+                .overloaded, "the server has \(callsInFlightMax) calls in flight; try again shortly",
+                details: .limit(name: "server_calls_in_flight_max", value: UInt64(callsInFlightMax))))
+    }
+
+    /// The reply to a call that failed: its ledger error, or `unavailable` when the engine refuses
+    /// after a storage failure (fail-stop; nothing was acknowledged).
+    func failure(_ error: any Error, callID: UInt64) -> WireResponse {
+        if let error = error as? LedgerError { return WireResponse(callID: callID, error: error) }
+        logger.error("call failed", metadata: ["call.id": "\(callID)", "error": "\(error)"])
+        return WireResponse(callID: callID, error: LedgerError(.unavailable, "the ledger is unavailable: \(error)"))
+    }
+
+    /// A read of `startWithoutTask`: `read` runs now, `fill` puts its value into the reply.
+    private func startRead<T: Sendable>(
+        _ tenant: TenantID, callID: UInt64, reply: @escaping @Sendable (WireResponse) -> Void,
+        _ read: (LedgerState) throws -> T, fill: @escaping @Sendable (inout WireResponse, T) -> Void
+    ) {
+        guard admit() else { return reply(overloaded(callID: callID)) }
+        engine.shard(for: tenant).submitRead(read) { [self] outcome in
+            finishAdmitted()
+            switch outcome {
+            case .success(let (value, lsn)):
+                var response = WireResponse.with {
+                    $0.callID = callID
+                    $0.lsn = lsn
+                }
+                fill(&response, value)
+                reply(response)
+            case .failure(let error):
+                reply(failure(error, callID: callID))
             }
         }
-        return await perform(call, callID: callID, principal: principal)
+    }
+
+    /// Starts a metering call (a command on one tenant, balance, estimate) without a task: it is
+    /// applied (or read) now on the caller's thread, and `reply` is called with its reply once that
+    /// is durable, from the shard's log writer thread (or at once when nothing needs to wait).
+    /// Returns false, without doing anything, for the other calls: they run in a task
+    /// (`serve(_:principal:watches:start:send:)`).
+    func startWithoutTask(
+        _ call: LedgerCall, callID: UInt64, reply: @escaping @Sendable (WireResponse) -> Void
+    ) -> Bool {
+        switch call {
+        case .command(let body, let requestID):
+            guard let tenant = body.tenant else { return false }
+            guard admit() else {
+                reply(overloaded(callID: callID))
+                return true
+            }
+            engine.shard(for: tenant).submit(body, requestID: requestID) { [self] outcome in
+                finishAdmitted()
+                switch outcome {
+                case .success(let result): reply(WireResponse(callID: callID, result: result))
+                case .failure(let error): reply(failure(error, callID: callID))
+                }
+            }
+            return true
+        case .balance(let tenant, let member):
+            startRead(tenant, callID: callID, reply: reply, { state in try state.balance(tenant, member: member) }) {
+                $0.balance = Tokenledger_V1_BalanceResult($1)
+            }
+            return true
+        case .estimate(let tenant, let member, let items):
+            startRead(tenant, callID: callID, reply: reply, { state in try state.estimate(tenant, member: member, items: items) }) {
+                $0.estimate = Tokenledger_V1_EstimateResult($1)
+            }
+            return true
+        default:
+            return false
+        }
     }
 
     /// The RPC's name in metrics: the request's call field (`reserve`, `create_tenant`, ...).
@@ -230,12 +307,8 @@ public final class LedgerService: Sendable {
                     }
                 }
             }
-        } catch let error as LedgerError {
-            return WireResponse(callID: callID, error: error)
         } catch {
-            // The engine refuses after a storage failure (fail-stop); nothing was acknowledged.
-            logger.error("call failed", metadata: ["call.id": "\(callID)", "error": "\(error)"])
-            return WireResponse(callID: callID, error: LedgerError(.unavailable, "the ledger is unavailable: \(error)"))
+            return failure(error, callID: callID)
         }
     }
 

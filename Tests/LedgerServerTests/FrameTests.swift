@@ -109,10 +109,15 @@ struct FrameTests {
             let second = try await server.client()
             _ = try await first.health()
             _ = try await second.health()
+            // The server closes it before its TLS handshake, so the request may find the channel
+            // closed already; either way nothing is answered.
             let third = try await RawConnection.connect(port: server.port)
-            let thirdOutcome = try await third.exchange(Self.health, expecting: 1)
-            #expect(thirdOutcome.responses.isEmpty)
-            #expect(thirdOutcome.closed)
+            do {
+                let thirdOutcome = try await third.exchange(Self.health, expecting: 1)
+                #expect(thirdOutcome.responses.isEmpty)
+                #expect(thirdOutcome.closed)
+            } catch ChannelError.ioOnClosedChannel {
+            }
             _ = try await first.health()
             await first.close()
             await second.close()
