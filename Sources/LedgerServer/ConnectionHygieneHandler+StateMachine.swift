@@ -71,9 +71,9 @@ extension ConnectionHygieneHandler {
             partialFrameSince = nil
         }
 
-        /// A reply frame was written.
-        package mutating func replyWritten(now: NIODeadline) {
-            repliesOut += 1
+        /// Reply frames were written (one write may carry several).
+        package mutating func repliesWritten(_ count: Int, now: NIODeadline) {
+            repliesOut += count
             lastActivity = now
         }
 

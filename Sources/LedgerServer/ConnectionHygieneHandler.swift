@@ -72,8 +72,20 @@ package final class ConnectionHygieneHandler: ChannelDuplexHandler, RemovableCha
     }
 
     package func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        machine.replyWritten(now: .now())
+        machine.repliesWritten(Self.frameCount(unwrapOutboundIn(data)), now: .now())
         context.write(data, promise: promise)
+    }
+
+    /// The reply frames in one outbound buffer: the server writes the replies that are ready together
+    /// as one buffer of whole frames (at least 1, so a write always counts as activity).
+    package static func frameCount(_ buffer: ByteBuffer) -> Int {
+        var count = 0
+        var offset = buffer.readerIndex
+        while let length = buffer.getInteger(at: offset, endianness: .big, as: UInt32.self) {
+            count += 1
+            offset += 4 + Int(length)
+        }
+        return max(count, 1)
     }
 
     package func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

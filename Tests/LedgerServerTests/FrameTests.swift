@@ -124,6 +124,39 @@ struct FrameTests {
         }
     }
 
+    @Test("a connection idle after pipelined calls answered together is closed at the idle deadline")
+    func idleAfterBatchedReplies() async throws {
+        let directory = TemporaryDirectory("server-idle-batch")
+        var limits = ConnectionLimits()
+        limits.idleTimeout = .seconds(1)
+        try await withServer(dataPath: directory.path, limits: limits) { server in
+            let admin = try await server.client()
+            _ = try await admin.createTenant("acme")
+            await admin.close()
+            // 50 balance calls in one write: their replies leave in a few buffers of several frames.
+            var bytes: [UInt8] = []
+            for callID in 1...50 {
+                bytes += try RawConnection.frame(WireRequest(callID: UInt64(callID), call: .balance("acme", member: nil)))
+            }
+            let connection = try await RawConnection.connect(port: server.port)
+            let started = ContinuousClock.now
+            let request = bytes
+            let outcome = try await withThrowingTaskGroup(of: RawConnection.Outcome?.self) { group in
+                group.addTask { try await connection.exchange(request, expecting: 51) }
+                group.addTask {
+                    try await Task.sleep(for: .seconds(20))
+                    return nil
+                }
+                let first = try await group.next()!
+                group.cancelAll()
+                return first
+            }
+            #expect(outcome?.responses.count == 50)
+            #expect(outcome?.closed == true, "not closed within 20 s: the replies were not all counted")
+            #expect(ContinuousClock.now - started < .seconds(20))
+        }
+    }
+
     /// Connects with plain TCP, sends nothing, and waits (up to 10 s) for the server to close.
     static func plainSocketIsClosedByPeer(port: Int) -> Bool {
         guard let descriptor = loopbackSocket(port: port) else { return false }

@@ -52,11 +52,25 @@ struct HygieneStateMachineTests {
             machine.received(Self.frame(10), now: Self.at(5))
         case "a call answered at 20":
             machine.received(Self.frame(10), now: Self.at(5))
-            machine.replyWritten(now: Self.at(20))
+            machine.repliesWritten(1, now: Self.at(20))
         default:
             break
         }
         #expect(machine.check(now: Self.at(lookAt)) == expected, "\(scenario) at \(lookAt)")
+    }
+
+    @Test("a write of several reply frames counts each of them")
+    func batchedRepliesAreCounted() {
+        var batch = ByteBuffer()
+        for size in [10, 0, 300] { var frame = Self.frame(size); batch.writeBuffer(&frame) }
+        #expect(ConnectionHygieneHandler.frameCount(batch) == 3)
+        #expect(ConnectionHygieneHandler.frameCount(Self.frame(5)) == 1)
+        var machine = Machine(limits: Self.limits, now: Self.start)
+        machine.handshakeCompleted(now: Self.start)
+        for _ in 0..<3 { machine.received(Self.frame(10), now: Self.at(5)) }
+        machine.repliesWritten(ConnectionHygieneHandler.frameCount(batch), now: Self.at(20))
+        #expect(machine.callsInFlight == 0)
+        #expect(machine.check(now: Self.at(320)) == .close(.idleTimeout))
     }
 
     @Test("frames are counted across any split of the stream, headers included")
