@@ -42,7 +42,7 @@ let package = Package(
         // WAL segments, snapshots, recovery scan, data-directory manifest and lock. Stores
         // checksummed bytes; knows nothing of the ledger's domain or the network.
         .target(name: "LedgerStore", swiftSettings: strictSettings),
-        // Shard actors around the state machine: recover, apply, append, await durability; snapshots.
+        // Shards around the state machine: recover, apply, append, answer after durability; snapshots.
         .target(name: "LedgerEngine", dependencies: ["LedgerCore", "LedgerStore"], swiftSettings: strictSettings),
         // The wire contract: generated protobuf types (Generated/, never edited by hand), the frame
         // codec and the mapping between wire messages and LedgerCore's domain types.
