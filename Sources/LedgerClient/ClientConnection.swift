@@ -2,15 +2,28 @@ import LedgerWire
 import NIOCore
 import NIOPosix
 import NIOSSL
+import Synchronization
 
 /// One TLS connection to the server. Calls are written from any thread; the handler, on the
 /// channel's event loop, keeps the pending calls by call id and completes each when its reply
 /// comes, whatever the order.
+///
+/// Requests made together leave together: a caller encodes its frame on its own thread and puts
+/// it in the connection's outbox; one event-loop task writes everything the outbox holds as one
+/// buffer with one flush (one TLS record, one write) instead of a hop, a record and a system call
+/// per request.
 final class ClientConnection: Sendable {
     let channel: any Channel
+    private let outbox: Mutex<Outbox>
+
+    private struct Outbox {
+        var calls: [ClientCallHandler.Call] = []
+        var scheduled = false
+    }
 
     private init(channel: any Channel) {
         self.channel = channel
+        self.outbox = Mutex(Outbox())
     }
 
     static func connect(_ configuration: ClientConfiguration, group: any EventLoopGroup) async throws(LedgerClientError)
@@ -93,12 +106,35 @@ final class ClientConnection: Sendable {
         } catch {
             throw .protocolViolation("could not encode the request: \(error)")
         }
-        // If the channel closed before the call reached the handler (which then is no longer in
-        // the pipeline), only the write promise learns of it: fail the call from there, or its
-        // caller would wait forever.
+        let call = ClientCallHandler.Call(callID: request.callID, frame: frame, waiter: waiter)
+        let schedule = outbox.withLock { outbox in
+            outbox.calls.append(call)
+            defer { outbox.scheduled = true }
+            return !outbox.scheduled
+        }
+        if schedule { channel.eventLoop.execute { self.writeOutbox() } }
+    }
+
+    /// On the event loop: everything in the outbox, to the call handler in one write and one flush.
+    private func writeOutbox() {
+        let calls = outbox.withLock { outbox in
+            outbox.scheduled = false
+            defer { outbox.calls.removeAll(keepingCapacity: true) }
+            return outbox.calls
+        }
+        guard !calls.isEmpty else { return }
+        // A channel that closed has no call handler left to keep (and later fail) the calls; and
+        // a write that fails tells only its promise: either way the calls fail here, or their
+        // callers would wait forever (a call completes once, so a second failure is harmless).
+        guard channel.isActive else {
+            for call in calls { call.waiter.fail(LedgerClientError.connectionClosed("the connection is closed")) }
+            return
+        }
         let written = channel.eventLoop.makePromise(of: Void.self)
-        written.futureResult.whenFailure { error in waiter.fail(LedgerClientError.connectionClosed("\(error)")) }
-        channel.writeAndFlush(ClientCallHandler.Call(callID: request.callID, frame: frame, waiter: waiter), promise: written)
+        written.futureResult.whenFailure { error in
+            for call in calls { call.waiter.fail(LedgerClientError.connectionClosed("\(error)")) }
+        }
+        channel.writeAndFlush(calls, promise: written)
     }
 
     func close() async {
@@ -109,7 +145,8 @@ final class ClientConnection: Sendable {
 /// Keeps the calls in flight on one connection and matches replies to them by call id.
 final class ClientCallHandler: ChannelDuplexHandler {
     typealias InboundIn = ByteBuffer
-    typealias OutboundIn = Call
+    /// The calls the connection's outbox held, written together.
+    typealias OutboundIn = [Call]
     typealias OutboundOut = ByteBuffer
 
     struct Call {
@@ -133,36 +170,65 @@ final class ClientCallHandler: ChannelDuplexHandler {
 
     private struct Pending {
         var waiter: Waiter
-        var timeout: Scheduled<Void>?
+        /// When a single-reply call times out (nil for streams: no call timeout).
+        var deadline: NIODeadline?
     }
 
     private let callTimeout: TimeAmount
     private var pending: [UInt64: Pending] = [:]
     private var closedReason: String? = nil
+    private var sweep: RepeatedTask?
 
     init(callTimeout: TimeAmount) {
         self.callTimeout = callTimeout
     }
 
+    /// How often timed-out calls are looked for: a quarter of the call timeout, between 10 ms and
+    /// 1 s. One repeated task per connection instead of a timer per call (a timer per call cost an
+    /// allocation, and cancelling it a search of the event loop's timer heap, on every reply), so
+    /// a call times out between the call timeout and a quarter more.
+    static func sweepInterval(_ callTimeout: TimeAmount) -> TimeAmount {
+        max(.milliseconds(10), min(.seconds(1), .nanoseconds(callTimeout.nanoseconds / 4)))
+    }
+
+    func handlerAdded(context: ChannelHandlerContext) {
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let interval = Self.sweepInterval(callTimeout)
+        sweep = context.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { _ in
+            loopBound.value.failTimedOut(now: .now())
+        }
+    }
+
+    func handlerRemoved(context: ChannelHandlerContext) {
+        sweep?.cancel()
+        sweep = nil
+    }
+
+    private func failTimedOut(now: NIODeadline) {
+        let late = pending.filter { $0.value.deadline.map { $0 <= now } ?? false }
+        for (callID, entry) in late {
+            pending.removeValue(forKey: callID)
+            entry.waiter.fail(LedgerClientError.timedOut)
+        }
+    }
+
     func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        let call = unwrapOutboundIn(data)
+        let calls = unwrapOutboundIn(data)
         if let closedReason {
-            call.waiter.fail(LedgerClientError.connectionClosed(closedReason))
+            for call in calls { call.waiter.fail(LedgerClientError.connectionClosed(closedReason)) }
             promise?.fail(ChannelError.ioOnClosedChannel)
             return
         }
-        let callID = call.callID
-        var timeout: Scheduled<Void>? = nil
-        if case .reply = call.waiter {
-            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-            timeout = context.eventLoop.scheduleTask(in: callTimeout) {
-                let (handler, _) = loopBound.value
-                handler.pending.removeValue(forKey: callID)?.waiter.fail(LedgerClientError.timedOut)
-            }
+        let deadline = NIODeadline.now() + callTimeout
+        var frames = context.channel.allocator.buffer(capacity: calls.reduce(0) { $0 + $1.frame.readableBytes })
+        for var call in calls {
+            var callDeadline: NIODeadline? = nil
+            if case .reply = call.waiter { callDeadline = deadline }
+            pending[call.callID] = Pending(waiter: call.waiter, deadline: callDeadline)
+            frames.writeBuffer(&call.frame)
         }
-        pending[callID] = Pending(waiter: call.waiter, timeout: timeout)
-        // A failed write fails the call through the sender's write promise.
-        context.write(wrapOutboundOut(call.frame), promise: promise)
+        // A failed write fails the calls through the outbox's write promise.
+        context.write(wrapOutboundOut(frames), promise: promise)
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -184,7 +250,6 @@ final class ClientCallHandler: ChannelDuplexHandler {
                 continuation.finish()
             }
         } else if let entry = pending.removeValue(forKey: response.callID) {
-            entry.timeout?.cancel()
             if case .reply(let completion) = entry.waiter { completion.succeed(response) }
         } else if response.callID == 0, case .error(let error)? = response.result {
             // A connection-level refusal (bad frame, unknown principal): every call on it fails.
@@ -207,10 +272,7 @@ final class ClientCallHandler: ChannelDuplexHandler {
         closedReason = closedReason ?? error.description
         let entries = pending
         pending.removeAll()
-        for entry in entries.values {
-            entry.timeout?.cancel()
-            entry.waiter.fail(error)
-        }
+        for entry in entries.values { entry.waiter.fail(error) }
     }
 }
 
