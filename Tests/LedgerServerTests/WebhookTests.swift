@@ -97,9 +97,17 @@ final class WebhookReceiver: Sendable {
         _ = response.withUnsafeBytes { send(connection, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
     }
 
-    /// The events of every acknowledged delivery, by tenant, in the order received.
+    /// The events of every acknowledged delivery, by tenant, in the order received. A delivery
+    /// acknowledged twice counts once: delivery is at least once, and the sink sends the same
+    /// delivery again when it did not see the acknowledgement (a timeout on a loaded machine; seen
+    /// once in a full parallel run). Events in two different deliveries still count twice.
     func acknowledgedEvents() -> [[String: Any]] {
-        received.filter { (200..<300).contains($0.status) }.flatMap { request -> [[String: Any]] in
+        var seen: Set<String> = []
+        let acknowledged = received.filter { request in
+            guard (200..<300).contains(request.status) else { return false }
+            return seen.insert(request.headers["x-tokenledger-delivery"] ?? "").inserted
+        }
+        return acknowledged.flatMap { request -> [[String: Any]] in
             let object = try? JSONSerialization.jsonObject(with: Data(request.body)) as? [String: Any]
             return object?["events"] as? [[String: Any]] ?? []
         }
