@@ -12,7 +12,8 @@ public struct ClientConfiguration: Sendable {
     /// The name the server's certificate must carry; nil: `host`.
     public var serverName: String?
     public var connectTimeout: Duration = .seconds(10)
-    /// How long a call waits for its reply before failing with `timedOut`.
+    /// How long a call waits for its reply before failing with `timedOut` (checked every quarter of
+    /// it, at most every second, so a call may wait up to that much longer).
     public var callTimeout: Duration = .seconds(30)
     /// Calls in flight on the connection; further calls wait for a slot.
     public var inFlightMax: Int = 256
