@@ -407,6 +407,7 @@ extension LedgerState: BinaryCodable {
         tenants = try reader.readDictionary()
         catalog = try reader.readOptional()
         due.items = try reader.readArray()
+        due.pruneAt = max(DueQueue.pruneSizeMin, 2 * due.count)
         dueSequence = try reader.read()
         if !reader.isAtEnd { eventLogs = try reader.readDictionary() }
     }

@@ -22,8 +22,9 @@ package enum DueKind: Hashable, Sendable, Codable {
     }
 }
 
-/// One scheduled item. Items are never removed when they become moot (a hold committed before
-/// its expiry); the handler checks that the item still applies when it comes due.
+/// One scheduled item. Items are not removed one by one when they become moot (a hold committed
+/// before its expiry): the handler checks that the item still applies when it comes due, and the
+/// state prunes moot hold expiries in bulk once they pile up (`LedgerState.pruneDue`).
 package struct DueItem: Hashable, Sendable, Codable {
     package var time: LedgerTime
     package var sequence: UInt64
@@ -38,11 +39,32 @@ package struct DueItem: Hashable, Sendable, Codable {
 }
 
 /// A binary min-heap of ``DueItem`` in ``DueItem/precedes(_:)`` order.
+///
+/// Two queues are equal when they hold the same items, whatever their layout in the heap: the
+/// order they come out in is the items' total order, so the layout is not observable (pruning,
+/// below, rebuilds the heap, and a live ledger and one recovered from a snapshot prune at
+/// different moments).
 package struct DueQueue: Hashable, Sendable, Codable {
     var items: [DueItem] = []
+    /// `LedgerState` prunes moot items once the queue reaches this size, then sets it to twice
+    /// what is left (at least `pruneSizeMin`), so pruning costs O(1) per insert amortized. Not part
+    /// of the queue's value or encoding.
+    var pruneAt = DueQueue.pruneSizeMin
+    static let pruneSizeMin = 4_096
+
+    private enum CodingKeys: String, CodingKey { case items }
 
     package var count: Int { items.count }
     package var first: DueItem? { items.first }
+
+    package static func == (lhs: DueQueue, rhs: DueQueue) -> Bool {
+        lhs.items.count == rhs.items.count
+            && lhs.items.sorted(by: { $0.precedes($1) }) == rhs.items.sorted(by: { $0.precedes($1) })
+    }
+
+    package func hash(into hasher: inout Hasher) {
+        hasher.combine(items.count)
+    }
 
     package mutating func insert(_ item: DueItem) {
         items.append(item)
@@ -59,7 +81,19 @@ package struct DueQueue: Hashable, Sendable, Codable {
         guard !items.isEmpty else { return nil }
         items.swapAt(0, items.count - 1)
         let top = items.removeLast()
-        var parent = 0
+        siftDown(from: 0)
+        return top
+    }
+
+    /// Removes the items `isMoot` picks and rebuilds the heap (O(n)); sets the next prune size.
+    mutating func prune(where isMoot: (DueItem) -> Bool) {
+        items.removeAll(where: isMoot)
+        for index in stride(from: items.count / 2 - 1, through: 0, by: -1) { siftDown(from: index) }
+        pruneAt = max(Self.pruneSizeMin, 2 * items.count)
+    }
+
+    private mutating func siftDown(from start: Int) {
+        var parent = start
         while true {
             let left = 2 * parent + 1
             let right = left + 1
@@ -70,6 +104,5 @@ package struct DueQueue: Hashable, Sendable, Codable {
             items.swapAt(parent, smallest)
             parent = smallest
         }
-        return top
     }
 }

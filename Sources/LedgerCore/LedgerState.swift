@@ -27,6 +27,9 @@ public struct LedgerState: Hashable, Sendable, Codable {
         self.time = time
     }
 
+    /// Scheduled items not yet due, moot ones included (for tests and introspection).
+    package var dueCount: Int { due.count }
+
     /// When the next scheduled item falls due (it may turn out to be moot), or nil.
     public var nextDueTime: LedgerTime? { due.first?.time }
 
@@ -134,11 +137,28 @@ public struct LedgerState: Hashable, Sendable, Codable {
         }
     }
 
+    /// Drops the expiries of holds that were resolved before they fell due. Every hold schedules
+    /// its expiry (15 minutes by default), and nearly every hold is committed or released long
+    /// before: without pruning the queue held rate × TTL items under steady load (millions), which
+    /// every snapshot encoded and the first change after a snapshot copied. A pruned item is one
+    /// `expireHold` would ignore, so nothing observable changes; only ticks that would have found
+    /// nothing to do are no longer logged.
+    private mutating func pruneDue() {
+        due.prune { item in
+            guard case .holdExpiry(let holdID) = item.kind else { return false }
+            guard let index = tenants.index(forKey: item.tenant),
+                let hold = tenants.values[index].holds[holdID]
+            else { return true }
+            return hold.state != .held || hold.expiresAt != item.time
+        }
+    }
+
     private mutating func finish(_ tenantID: TenantID, _ ctx: ApplyContext, events: inout [LedgerEvent]) {
         for (time, kind) in ctx.scheduled {
             dueSequence += 1
             due.insert(DueItem(time: time, sequence: dueSequence, tenant: tenantID, kind: kind))
         }
+        if due.count >= due.pruneAt { pruneDue() }
         guard !ctx.events.isEmpty, tenants[tenantID] != nil else { return }
         var log = eventLogs.removeValue(forKey: tenantID) ?? EventLog()
         for var event in ctx.events {
