@@ -146,13 +146,9 @@ public final class LedgerShard: Sendable {
 
     /// Applies a command at the clock's time, logs it, and returns once it is durable.
     public func execute(_ body: CommandBody, requestID: RequestID?) async throws -> CommandResult {
-        var (result, lsn) = try core.withLock { core in
-            try Self.applyAndLog(LedgerCommand(time: clock.now(), requestID: requestID, body: body), core: &core, wal: wal)
+        try await withCheckedThrowingContinuation { continuation in
+            submit(body, requestID: requestID) { continuation.resume(with: $0) }
         }
-        try await durable(lsn)
-        hub?.publish(result.events)
-        result.lsn = lsn
-        return result
     }
 
     /// `execute` without a task: applies and logs the command now, on the caller's thread, and
@@ -171,13 +167,21 @@ public final class LedgerShard: Sendable {
         } catch {
             return completion(.failure(error))
         }
-        let result = { var result = applied.0; result.lsn = applied.1; return result }()
-        let lsn = applied.1
+        var result = applied.0
+        result.lsn = applied.1
+        answer(result, at: applied.1, events: result.events, completion)
+    }
+
+    /// Calls `completion` with `value` once the log is durable through `lsn`, after publishing the
+    /// events that became durable with it (or with the log's failure).
+    private func answer<T: Sendable>(
+        _ value: T, at lsn: UInt64, events: [LedgerEvent], _ completion: @escaping @Sendable (Result<T, any Error>) -> Void
+    ) {
         whenDurable(lsn) { [hub] outcome in
             switch outcome {
             case .success:
-                hub?.publish(result.events)
-                completion(.success(result))
+                hub?.publish(events)
+                completion(.success(value))
             case .failure(let error):
                 completion(.failure(error))
             }
@@ -233,10 +237,9 @@ public final class LedgerShard: Sendable {
 
     /// `read`, and the log position of the last record the state read includes.
     public func readWithLSN<T: Sendable>(_ body: (LedgerState) throws -> T) async throws -> (value: T, lsn: UInt64) {
-        let (value, lsn, events) = try readNow(body)
-        try await durable(lsn)
-        hub?.publish(events)
-        return (value, lsn)
+        try await withCheckedThrowingContinuation { continuation in
+            submitRead(body) { continuation.resume(with: $0) }
+        }
     }
 
     /// `readWithLSN` without a task: reads now, on the caller's thread, and calls `completion` once
@@ -252,15 +255,7 @@ public final class LedgerShard: Sendable {
             return completion(.failure(error))
         }
         let (value, lsn, events) = read
-        whenDurable(lsn) { [hub] outcome in
-            switch outcome {
-            case .success:
-                hub?.publish(events)
-                completion(.success((value, lsn)))
-            case .failure(let error):
-                completion(.failure(error))
-            }
-        }
+        answer((value: value, lsn: lsn), at: lsn, events: events, completion)
     }
 
     /// Applies what fell due (a tick) and runs `body` on the state, under the lock.
