@@ -2,7 +2,6 @@ import LedgerWire
 import NIOCore
 import NIOPosix
 import NIOSSL
-import Synchronization
 
 /// One TLS connection to the server. Calls are written from any thread; the handler, on the
 /// channel's event loop, keeps the pending calls by call id and completes each when its reply
@@ -14,16 +13,10 @@ import Synchronization
 /// per request.
 final class ClientConnection: Sendable {
     let channel: any Channel
-    private let outbox: Mutex<Outbox>
-
-    private struct Outbox {
-        var calls: [ClientCallHandler.Call] = []
-        var scheduled = false
-    }
+    private let outbox = EventLoopBatch<ClientCallHandler.Call>()
 
     private init(channel: any Channel) {
         self.channel = channel
-        self.outbox = Mutex(Outbox())
     }
 
     static func connect(_ configuration: ClientConfiguration, group: any EventLoopGroup) async throws(LedgerClientError)
@@ -107,21 +100,12 @@ final class ClientConnection: Sendable {
             throw .protocolViolation("could not encode the request: \(error)")
         }
         let call = ClientCallHandler.Call(callID: request.callID, frame: frame, waiter: waiter)
-        let schedule = outbox.withLock { outbox in
-            outbox.calls.append(call)
-            defer { outbox.scheduled = true }
-            return !outbox.scheduled
-        }
-        if schedule { channel.eventLoop.execute { self.writeOutbox() } }
+        if outbox.add(call) { channel.eventLoop.execute { self.writeOutbox() } }
     }
 
     /// On the event loop: everything in the outbox, to the call handler in one write and one flush.
     private func writeOutbox() {
-        let calls = outbox.withLock { outbox in
-            outbox.scheduled = false
-            defer { outbox.calls.removeAll(keepingCapacity: true) }
-            return outbox.calls
-        }
+        let calls = outbox.take()
         guard !calls.isEmpty else { return }
         // A channel that closed has no call handler left to keep (and later fail) the calls; and
         // a write that fails tells only its promise: either way the calls fail here, or their

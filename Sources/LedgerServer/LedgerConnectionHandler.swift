@@ -11,8 +11,9 @@
 // - At most `inFlightMax` calls of the connection run at once; frames read beyond that wait in
 //   `queued`, and no more bytes are read while any wait, while the bound is reached or while the
 //   channel is not writable (a peer that does not read its replies stops being read).
-// - Every started call is finished exactly once: by its reply through the outbox (metering calls)
-//   or by its task's end (the others); `inFlight` counts the started and not yet finished.
+// - Every started call reports to the outbox exactly once: with its reply (metering calls and
+//   refusals) or without one (a task that wrote its own replies, when it ends); `inFlight` counts
+//   the started and not yet reported.
 // - The end of input (the drain, a framing error) lets the started and queued calls finish and
 //   their replies go out, then closes (after the framing error's reply, if it has one).
 // - The registry hears that the connection is over once it is closed and no call runs, so the
@@ -27,62 +28,14 @@ import NIOSSL
 import Synchronization
 import X509
 
-/// Replies that are ready, handed from whichever thread finished the call to the connection's event
-/// loop, which takes them all at once.
-final class ReplyOutbox: Sendable {
-    struct Reply {
+/// A call of the connection that finished: its reply to write, or nil when its task wrote it.
+struct FinishedCall: Sendable {
+    struct Reply: Sendable {
         var response: WireResponse
         var rpc: String
         var start: ContinuousClock.Instant
     }
-    private struct State {
-        var replies: [Reply] = []
-        /// Calls that finished without a reply to send here (the task wrote it already).
-        var finished = 0
-        var scheduled = false
-        var wake: (@Sendable () -> Void)?
-    }
-    private let state = Mutex(State())
-    private let eventLoop: any EventLoop
-
-    init(eventLoop: any EventLoop) {
-        self.eventLoop = eventLoop
-    }
-
-    /// Sets what runs on the event loop when something is ready (nil: the connection is gone).
-    func setWake(_ wake: (@Sendable () -> Void)?) {
-        state.withLock { $0.wake = wake }
-    }
-
-    func push(_ reply: Reply) {
-        schedule { $0.replies.append(reply) }
-    }
-
-    func callFinished() {
-        schedule { $0.finished += 1 }
-    }
-
-    private func schedule(_ change: (inout State) -> Void) {
-        let wake: (@Sendable () -> Void)? = state.withLock { state in
-            change(&state)
-            guard !state.scheduled, let wake = state.wake else { return nil }
-            state.scheduled = true
-            return wake
-        }
-        if let wake { eventLoop.execute(wake) }
-    }
-
-    /// Everything ready since the last call; called on the event loop.
-    func take() -> (replies: [Reply], finished: Int) {
-        state.withLock { state in
-            state.scheduled = false
-            defer {
-                state.replies.removeAll(keepingCapacity: true)
-                state.finished = 0
-            }
-            return (state.replies, state.finished)
-        }
-    }
+    var reply: Reply?
 }
 
 final class LedgerConnectionHandler: ChannelDuplexHandler {
@@ -97,7 +50,11 @@ final class LedgerConnectionHandler: ChannelDuplexHandler {
     /// Called once, when the connection is closed and none of its calls runs any more.
     private let onOver: @Sendable () -> Void
 
-    private var outbox: ReplyOutbox?
+    /// Calls that finished, handed from whichever thread finished them to the event loop.
+    private let outbox = EventLoopBatch<FinishedCall>()
+    /// Adds a finished call to the outbox and schedules `deliver` when it was empty; nil once the
+    /// connection is over.
+    private var report: (@Sendable (FinishedCall) -> Void)?
     private let watches = ConnectionWatches()
     private var principal: Principal?
     private var inFlight = 0
@@ -124,13 +81,15 @@ final class LedgerConnectionHandler: ChannelDuplexHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         peer = context.channel.remoteAddress.map { "\($0)" } ?? "?"
-        let outbox = ReplyOutbox(eventLoop: context.eventLoop)
-        let bound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
-        outbox.setWake {
-            let (handler, context) = bound.value
-            handler.deliver(context: context)
+        let (outbox, loop) = (outbox, context.eventLoop)
+        let bound = NIOLoopBound((self, context), eventLoop: loop)
+        report = { call in
+            guard outbox.add(call) else { return }
+            loop.execute {
+                let (handler, context) = bound.value
+                handler.deliver(context: context)
+            }
         }
-        self.outbox = outbox
     }
 
     // MARK: Inbound
@@ -244,13 +203,13 @@ final class LedgerConnectionHandler: ChannelDuplexHandler {
         }
         let principal = principal!
         inFlight += 1
-        let outbox = outbox!
+        let report = report!
         switch service.decode(frame, principal: principal) {
         case .reply(let response, let rpc):
-            outbox.push(.init(response: response, rpc: rpc, start: start))
+            report(FinishedCall(reply: .init(response: response, rpc: rpc, start: start)))
         case .call(let call, let callID, let rpc):
             let started = service.startWithoutTask(call, callID: callID) { response in
-                outbox.push(.init(response: response, rpc: rpc, start: start))
+                report(FinishedCall(reply: .init(response: response, rpc: rpc, start: start)))
             }
             if started { return }
             let decoded = LedgerService.Decoded.call(call, callID: callID, rpc: rpc)
@@ -263,7 +222,7 @@ final class LedgerConnectionHandler: ChannelDuplexHandler {
                 } catch {
                     logger.debug("reply not written", metadata: ["connection.peer": "\(peer)", "error": "\(error)"])
                 }
-                outbox.callFinished()
+                report(FinishedCall(reply: nil))
             }
         }
     }
@@ -271,21 +230,18 @@ final class LedgerConnectionHandler: ChannelDuplexHandler {
     /// Writes what the outbox holds (one buffer, one flush), then starts queued frames, reads more
     /// or closes, as the connection now allows.
     private func deliver(context: ChannelHandlerContext) {
-        guard let outbox else { return }
-        let (replies, finished) = outbox.take()
-        inFlight -= replies.count + finished
-        if inactive {
-            // Calls that finished after the connection closed: their replies have nowhere to go.
-            for reply in replies {
-                service.metrics.record(rpc: reply.rpc, code: LedgerService.code(of: reply.response), duration: ContinuousClock.now - reply.start)
-            }
-            return finishIfDone(context: context)
+        let finished = outbox.take()
+        inFlight -= finished.count
+        let replies = finished.compactMap(\.reply)
+        let now = ContinuousClock.now
+        for reply in replies {
+            service.metrics.record(rpc: reply.rpc, code: LedgerService.code(of: reply.response), duration: now - reply.start)
         }
+        // Calls that finished after the connection closed: their replies have nowhere to go.
+        if inactive { return finishIfDone(context: context) }
         if !replies.isEmpty {
-            let now = ContinuousClock.now
             var buffer = context.channel.allocator.buffer(capacity: 128 * replies.count)
             for reply in replies {
-                service.metrics.record(rpc: reply.rpc, code: LedgerService.code(of: reply.response), duration: now - reply.start)
                 do {
                     try buffer.writeFrame(reply.response)
                 } catch {
@@ -306,9 +262,9 @@ final class LedgerConnectionHandler: ChannelDuplexHandler {
         if inactive {
             guard !over else { return }
             over = true
-            // Breaks the cycle handler -> outbox -> wake -> handler (kept until now: calls that
-            // finish after the close still report through it).
-            outbox?.setWake(nil)
+            // Breaks the cycle handler -> report -> handler (kept until now: calls that finish
+            // after the close still report through it).
+            report = nil
             onOver()
             return
         }

@@ -1,0 +1,33 @@
+import Synchronization
+
+/// Items handed from any thread to an event loop, which takes them all at once: the first `add`
+/// after a `take` tells its caller to schedule one drain on the loop; later adds join that batch.
+/// The server's replies and the Swift client's requests both leave this way, so that what is ready
+/// together is written as one buffer with one flush instead of a hop and a write per item.
+public final class EventLoopBatch<Item: Sendable>: Sendable {
+    private struct State {
+        var items: [Item] = []
+        var scheduled = false
+    }
+    private let state = Mutex(State())
+
+    public init() {}
+
+    /// Adds `item`; true when no drain is scheduled yet, and the caller must schedule one.
+    public func add(_ item: Item) -> Bool {
+        state.withLock { state in
+            state.items.append(item)
+            defer { state.scheduled = true }
+            return !state.scheduled
+        }
+    }
+
+    /// Everything added since the last take (called by the drain, on the event loop).
+    public func take() -> [Item] {
+        state.withLock { state in
+            state.scheduled = false
+            defer { state.items.removeAll(keepingCapacity: true) }
+            return state.items
+        }
+    }
+}
