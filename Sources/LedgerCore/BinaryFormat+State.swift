@@ -278,27 +278,6 @@ extension IdempotencyTable.Entry: BinaryCodable {
     }
 }
 
-extension IdempotencyTable: BinaryCodable {
-    package func encode(to writer: inout BinaryWriter) {
-        // Only the live part of the arrival order is kept.
-        writer.write(Array(order[head...]))
-        writer.writeVarint(UInt64(entries.count))
-        for id in order[head...] {
-            writer.write(entries[id]!)
-        }
-    }
-    package init(from reader: inout BinaryReader) throws(BinaryFormatError) {
-        self.init()
-        order = try reader.readArray()
-        let count = try reader.readCount()
-        guard count == order.count else { throw reader.fail("idempotency entries do not match their order") }
-        entries.reserveCapacity(count)
-        for id in order {
-            guard entries.updateValue(try reader.read(), forKey: id) == nil else { throw reader.fail("duplicate request id") }
-        }
-    }
-}
-
 extension DueKind: BinaryCodable {
     package func encode(to writer: inout BinaryWriter) {
         switch self {
@@ -363,7 +342,8 @@ extension Tenant: BinaryCodable {
         writer.write(belowThreshold)
         writer.write(planPeriod)
         writer.write(planGeneration)
-        writer.write(history)
+        writer.writeVarint(UInt64(history.count))
+        for entry in history { writer.write(entry) }
         writer.write(idempotency)
     }
 
@@ -386,8 +366,34 @@ extension Tenant: BinaryCodable {
         belowThreshold = try reader.read()
         planPeriod = try reader.readOptional()
         planGeneration = try reader.read()
-        history = try reader.readArray()
+        guard let history = HistoryLog(try reader.readArray()) else { throw reader.fail("history sequences are not 1, 2, 3, ...") }
+        self.history = history
         idempotency = try reader.read()
+    }
+}
+
+extension TenantTable: BinaryCodable {
+    // The form of the `[TenantID: Tenant]` dictionary it replaced (count, then id and tenant pairs),
+    // now in creation order.
+    public func encode(to writer: inout BinaryWriter) {
+        writer.writeVarint(UInt64(count))
+        for tenant in values {
+            writer.write(tenant.id)
+            writer.write(tenant)
+        }
+    }
+
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init()
+        let count = try reader.readCount()
+        reserveCapacity(count)
+        for _ in 0..<count {
+            let id = try reader.read(TenantID.self)
+            let tenant = try reader.read(Tenant.self)
+            guard tenant.id == id else { throw reader.fail("tenant \(tenant.id) stored under \(id)") }
+            guard position(of: id) == nil else { throw reader.fail("duplicate key") }
+            insert(tenant)
+        }
     }
 }
 
@@ -404,7 +410,7 @@ extension LedgerState: BinaryCodable {
 
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
         self.init(time: try reader.read())
-        tenants = try reader.readDictionary()
+        tenants = try reader.read()
         catalog = try reader.readOptional()
         due.items = try reader.readArray()
         due.pruneAt = max(DueQueue.pruneSizeMin, 2 * due.count)

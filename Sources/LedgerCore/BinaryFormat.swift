@@ -23,6 +23,12 @@ public struct BinaryWriter {
 
     public init(capacity: Int = 256) { bytes.reserveCapacity(capacity) }
 
+    /// A writer that appends to `bytes`, which it takes over: the caller passes its array and
+    /// leaves the variable empty until it takes `bytes` back, so nothing is copied.
+    init(appendingTo bytes: inout [UInt8]) {
+        swap(&self.bytes, &bytes)
+    }
+
     @inline(__always)
     public mutating func writeVarint(_ value: UInt64) {
         var value = value
@@ -75,6 +81,11 @@ public struct BinaryReader {
     public init(_ bytes: [UInt8]) {
         self.bytes = bytes
         offset = 0
+    }
+
+    init(_ bytes: [UInt8], offset: Int) {
+        self.bytes = bytes
+        self.offset = offset
     }
 
     public var isAtEnd: Bool { offset == bytes.count }
@@ -228,6 +239,17 @@ extension String: BinaryCodable {
 
 extension BinaryWriter {
     mutating func appendBytes(_ buffer: UnsafeBufferPointer<UInt8>) { bytes.append(contentsOf: buffer) }
+}
+
+extension Array {
+    /// A copy without spare capacity (appending grows an array's storage by doubling).
+    func exactlySized() -> [Element] {
+        guard capacity > count else { return self }
+        var exact: [Element] = []
+        exact.reserveCapacity(count)
+        exact.append(contentsOf: self)
+        return exact
+    }
 }
 
 extension BinaryReader {

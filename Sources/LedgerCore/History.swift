@@ -87,3 +87,135 @@ public struct HistoryPage: Hashable, Sendable {
     /// Pass as `afterSequence` for the next page; nil when there is none.
     public var nextCursor: UInt64?
 }
+
+/// A tenant's history, held compactly: the entries encoded back to back in one byte array (about
+/// 20-60 bytes an entry, against 96 bytes plus a heap string per request id as structs), decoded
+/// when read. Sequences are not stored: entry `n` is at index `n - 1`.
+///
+/// Every ``checkpointInterval``th entry stores its time whole and its offset is kept, so reading
+/// entry `i` decodes at most that many entries; reading in order (``entries(from:)``, `for in`)
+/// decodes each entry once. The encoding lives only in memory: snapshots keep the entries' own
+/// binary form.
+public struct HistoryLog: Sendable, RandomAccessCollection {
+    //   kind (1 byte)  presence flags (1 byte: member, hold, grant, source, request id)
+    //   time (zigzag varint: whole at a checkpoint, else minus the previous entry's)
+    //   amount (varint)  then the present fields in that order, in their binary forms
+    private var bytes: [UInt8] = []
+    /// Offsets of entries `interval`, `2 * interval`, ... (entry 0 is at offset 0).
+    private var checkpoints: [Int] = []
+    public private(set) var count = 0
+    private var lastTime: Int64 = 0
+
+    static let checkpointInterval = 32
+
+    public init() {}
+
+    public var startIndex: Int { 0 }
+    public var endIndex: Int { count }
+
+    public subscript(position: Int) -> HistoryEntry {
+        precondition(position >= 0 && position < count, "history index \(position) out of range 0..<\(count)")
+        var iterator = entries(from: position)
+        return iterator.next()!
+    }
+
+    public func makeIterator() -> Iterator { entries(from: 0) }
+
+    /// The entries from index `start` (sequence `start + 1`) on, each decoded once.
+    public func entries(from start: Int) -> Iterator {
+        let start = Swift.max(0, Swift.min(start, count))
+        let checkpoint = start / Self.checkpointInterval
+        var iterator = Iterator(
+            reader: BinaryReader(bytes, offset: checkpoint == 0 ? 0 : checkpoints[checkpoint - 1]),
+            position: checkpoint * Self.checkpointInterval, count: count, time: 0)
+        while iterator.position < start { _ = iterator.next() }
+        return iterator
+    }
+
+    public struct Iterator: IteratorProtocol {
+        fileprivate var reader: BinaryReader
+        fileprivate var position: Int
+        fileprivate let count: Int
+        fileprivate var time: Int64
+
+        public mutating func next() -> HistoryEntry? {
+            guard position < count else { return nil }
+            // Written by `append` from valid values: cannot fail.
+            let kind = try! reader.read(HistoryKind.self)
+            let flags = try! reader.byte()
+            let delta = try! reader.read(Int64.self)
+            time = position % HistoryLog.checkpointInterval == 0 ? delta : time + delta
+            let amount = try! reader.read(Tokens.self)
+            position += 1
+            return HistoryEntry(
+                sequence: UInt64(position), time: LedgerTime(millisecondsSinceEpoch: time), kind: kind,
+                member: flags & 1 != 0 ? try! reader.read(MemberID.self) : nil,
+                hold: flags & 2 != 0 ? try! reader.read(HoldID.self) : nil,
+                grant: flags & 4 != 0 ? try! reader.read(GrantID.self) : nil,
+                source: flags & 8 != 0 ? try! reader.read(GrantKind.self) : nil,
+                amount: amount,
+                requestID: flags & 16 != 0 ? try! reader.read(RequestID.self) : nil)
+        }
+    }
+
+    /// Appends the entry with the next sequence number.
+    mutating func append(_ entry: HistoryEntry) {
+        precondition(entry.sequence == UInt64(count + 1), "history entry \(entry.sequence) appended after \(count)")
+        let offset = bytes.count
+        var writer = BinaryWriter(appendingTo: &bytes)
+        defer { bytes = writer.bytes }
+        writer.write(entry.kind)
+        var flags: UInt8 = 0
+        if entry.member != nil { flags |= 1 }
+        if entry.hold != nil { flags |= 2 }
+        if entry.grant != nil { flags |= 4 }
+        if entry.source != nil { flags |= 8 }
+        if entry.requestID != nil { flags |= 16 }
+        writer.tag(flags)
+        let time = entry.time.millisecondsSinceEpoch
+        if count % Self.checkpointInterval == 0 {
+            if count > 0 { checkpoints.append(offset) }
+            writer.write(time)
+        } else {
+            writer.write(time &- lastTime)
+        }
+        writer.write(entry.amount)
+        if let member = entry.member { writer.write(member) }
+        if let hold = entry.hold { writer.write(hold) }
+        if let grant = entry.grant { writer.write(grant) }
+        if let source = entry.source { writer.write(source) }
+        if let requestID = entry.requestID { writer.write(requestID) }
+        lastTime = time
+        count += 1
+    }
+
+    /// Builds a log from entries numbered 1, 2, 3, ... (snapshot decoding), exactly sized; nil when
+    /// the numbering is broken.
+    init?(_ entries: [HistoryEntry]) {
+        for (position, entry) in entries.enumerated() where entry.sequence != UInt64(position + 1) { return nil }
+        for entry in entries { append(entry) }
+        bytes = bytes.exactlySized()
+        checkpoints = checkpoints.exactlySized()
+    }
+}
+
+extension HistoryLog: Hashable {
+    /// Equal when the entries are (the encoding is deterministic, so equal entries are equal bytes).
+    public static func == (lhs: HistoryLog, rhs: HistoryLog) -> Bool { lhs.count == rhs.count && lhs.bytes == rhs.bytes }
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(count)
+        hasher.combine(bytes.count)
+    }
+}
+
+extension HistoryLog: Codable {
+    public init(from decoder: any Decoder) throws {
+        let entries = try [HistoryEntry](from: decoder)
+        guard let log = HistoryLog(entries) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "history sequences are not 1, 2, 3, ..."))
+        }
+        self = log
+    }
+
+    public func encode(to encoder: any Encoder) throws { try Array(self).encode(to: encoder) }
+}

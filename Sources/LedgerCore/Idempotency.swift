@@ -66,43 +66,157 @@ package struct IdempotencyTable: Hashable, Sendable, Codable {
         }
     }
 
-    var entries: [RequestID: Entry] = [:]
-    /// Request ids in arrival order; `order[head...]` are live.
-    var order: [RequestID] = []
-    var head = 0
+    // The remembered requests, oldest first, back to back in one byte array (one allocation per
+    // tenant, instead of a dictionary, an order array and an array per request):
+    //
+    //   time (zigzag varint, ms)  id (varint length, UTF-8)  stored length (varint)
+    //   body length (varint)      stored bytes (the body's encoding, then the outcome's)
+    //
+    // A lookup scans the records while there are few; from `indexedFrom` records on, an index from
+    // request id to the record's position is kept as well (a tenant with thousands of remembered
+    // requests must not scan them on every command).
+    private var records: [UInt8] = []
+    /// Where the oldest live record starts in `records`.
+    private var head = 0
+    /// Bytes dropped from the front of `records` by compaction: index positions are
+    /// `dropped + offset`, so compaction does not rewrite the index.
+    private var dropped = 0
+    package private(set) var count = 0
+    private var index: [RequestID: Int]?
 
-    package var count: Int { entries.count }
+    /// Records scanned linearly before an index is built.
+    static let indexedFrom = 8
 
-    /// Equal when the same requests are remembered in the same order; the already-evicted prefix
-    /// of `order` (kept until compaction) does not count.
+    package init() {}
+
+    /// Equal when the same requests are remembered in the same order with the same outcomes and
+    /// times (the record encoding is deterministic, so equal contents are equal bytes).
     package static func == (lhs: IdempotencyTable, rhs: IdempotencyTable) -> Bool {
-        lhs.entries == rhs.entries && lhs.order[lhs.head...] == rhs.order[rhs.head...]
+        lhs.count == rhs.count && lhs.records[lhs.head...].elementsEqual(rhs.records[rhs.head...])
     }
 
     package func hash(into hasher: inout Hasher) {
-        hasher.combine(entries.count)
-        for id in order[head...] { hasher.combine(id) }
+        hasher.combine(count)
+        hasher.combine(records.count - head)
     }
 
-    package func entry(_ id: RequestID) -> Entry? { entries[id] }
+    /// One record's parts, as offsets into `records`.
+    private struct Record {
+        var time: LedgerTime
+        var id: Range<Int>
+        var stored: Range<Int>
+        var bodyLength: Int
+        var end: Int { stored.upperBound }
+    }
+
+    /// The record starting at `offset` (written by `append`, so well formed).
+    private func record(at offset: Int) -> Record {
+        var reader = BinaryReader(records, offset: offset)
+        // Written by `append` from checked values: cannot fail.
+        let time = try! reader.read(LedgerTime.self)
+        let idLength = Int(try! reader.readVarint())
+        let idStart = reader.offset
+        reader.skip(idLength)
+        let storedLength = Int(try! reader.readVarint())
+        let bodyLength = Int(try! reader.readVarint())
+        let storedStart = reader.offset
+        return Record(time: time, id: idStart..<(idStart + idLength), stored: storedStart..<(storedStart + storedLength), bodyLength: bodyLength)
+    }
+
+    private func entry(of record: Record) -> Entry {
+        Entry(stored: Array(records[record.stored]), bodyLength: record.bodyLength, time: record.time)
+    }
+
+    private func requestID(of record: Record) -> RequestID {
+        RequestID(String(decoding: records[record.id], as: UTF8.self))
+    }
+
+    /// The live records' offsets, oldest first.
+    private var offsets: some Sequence<Int> {
+        sequence(first: head) { [self] offset in
+            let next = record(at: offset).end
+            return next < records.count ? next : nil
+        }.prefix(count)
+    }
+
+    package func entry(_ id: RequestID) -> Entry? {
+        if let index {
+            return index[id].map { entry(of: record(at: $0 - dropped)) }
+        }
+        var key = id.rawValue
+        return key.withUTF8 { wanted -> Entry? in
+            for offset in offsets {
+                let record = record(at: offset)
+                if record.id.count == wanted.count, records[record.id].elementsEqual(wanted) { return entry(of: record) }
+            }
+            return nil
+        }
+    }
+
+    /// The remembered requests, oldest first.
+    package var entries: [(id: RequestID, entry: Entry)] {
+        offsets.map { offset in
+            let record = record(at: offset)
+            return (requestID(of: record), entry(of: record))
+        }
+    }
 
     /// Per remembered request: the heap bytes of its stored form (for memory accounting in tests).
-    package var storedBytes: Int { entries.values.reduce(0) { $0 + $1.bytes.count } }
+    package var storedBytes: Int { records.count - head }
 
     package mutating func remember(_ id: RequestID, body: CommandBody, result: Result<CommandOutcome, LedgerError>, now: LedgerTime) {
         let cutoff = now.adding(milliseconds: -Limits.idempotencyRetention.wholeMilliseconds)
-        while head < order.count {
-            let oldest = order[head]
-            guard entries.count >= Limits.idempotencyEntriesPerTenantMax || entries[oldest]!.time <= cutoff else { break }
-            entries[oldest] = nil
-            head += 1
+        while count > 0 {
+            let oldest = record(at: head)
+            guard count >= Limits.idempotencyEntriesPerTenantMax || oldest.time <= cutoff else { break }
+            if index != nil { index![requestID(of: oldest)] = nil }
+            head = oldest.end
+            count -= 1
         }
-        if head > 1024, head * 2 > order.count {
-            order.removeFirst(head)
+        if count == 0 {
+            records = []
+            head = 0
+            dropped = 0
+            index = nil
+        } else if head > 4096, head * 2 > records.count {
+            records.removeFirst(head)
+            dropped += head
             head = 0
         }
-        entries[id] = Entry(body: body, outcome: StoredOutcome(result), time: now)
-        order.append(id)
+        append(id, Entry(body: body, outcome: StoredOutcome(result), time: now))
+    }
+
+    /// Adds a record for a request id that is not remembered yet.
+    private mutating func append(_ id: RequestID, _ entry: Entry) {
+        let offset = records.count
+        var writer = BinaryWriter(appendingTo: &records)
+        writer.write(entry.time)
+        writer.write(id.rawValue)
+        writer.writeVarint(UInt64(entry.bytes.count))
+        writer.writeVarint(UInt64(entry.bodyLength))
+        entry.bytes.withUnsafeBufferPointer { writer.appendBytes($0) }
+        records = writer.bytes
+        count += 1
+        if index != nil {
+            index![id] = dropped + offset
+        } else if count >= Self.indexedFrom {
+            var built: [RequestID: Int] = [:]
+            built.reserveCapacity(count)
+            for offset in offsets { built[requestID(of: record(at: offset))] = dropped + offset }
+            index = built
+        }
+    }
+
+    /// Rebuilds a table from its requests, oldest first (snapshot decoding); nil when an id repeats.
+    package init?(remembered: [(id: RequestID, entry: Entry)]) {
+        self.init()
+        var seen = Set<RequestID>(minimumCapacity: remembered.count)
+        for (id, entry) in remembered {
+            guard seen.insert(id).inserted else { return nil }
+            append(id, entry)
+        }
+        // A million tenants read from a snapshot must not each keep growth slack.
+        records = records.exactlySized()
     }
 }
 
@@ -121,5 +235,35 @@ extension IdempotencyTable.Entry: Codable {
         try container.encode(body, forKey: .body)
         try container.encode(outcome, forKey: .outcome)
         try container.encode(time, forKey: .time)
+    }
+}
+
+extension IdempotencyTable: BinaryCodable {
+    // The snapshot form of the dictionary-and-order table this replaced: the request ids in
+    // arrival order, then each entry (stored bytes, time) in the same order.
+    package func encode(to writer: inout BinaryWriter) {
+        writer.writeVarint(UInt64(count))
+        for offset in offsets {
+            let record = record(at: offset)
+            writer.writeVarint(UInt64(record.id.count))
+            records[record.id].withUnsafeBufferPointer { writer.appendBytes($0) }
+        }
+        writer.writeVarint(UInt64(count))
+        for offset in offsets {
+            let record = record(at: offset)
+            records[record.stored].withUnsafeBufferPointer { writer.appendBytes($0) }
+            writer.write(record.time)
+        }
+    }
+
+    package init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        let ids = try reader.readArray(RequestID.self)
+        let count = try reader.readCount()
+        guard count == ids.count else { throw reader.fail("idempotency entries do not match their order") }
+        var remembered: [(id: RequestID, entry: Entry)] = []
+        remembered.reserveCapacity(count)
+        for id in ids { remembered.append((id, try reader.read())) }
+        guard let table = IdempotencyTable(remembered: remembered) else { throw reader.fail("duplicate request id") }
+        self = table
     }
 }

@@ -198,7 +198,7 @@ extension LedgerState {
         // Sequence n is at index n - 1, so the cursor is a direct index.
         let start = Int(min(filter.afterSequence, UInt64(tenant.history.count)))
         var nextCursor: UInt64? = nil
-        for entry in tenant.history[start...] {
+        for entry in IteratorSequence(tenant.history.entries(from: start)) {
             if let member = filter.member, entry.member != member { continue }
             if let source = filter.source, entry.source != source { continue }
             if let kinds = filter.kinds, !kinds.contains(entry.kind) { continue }

@@ -15,7 +15,7 @@
 public struct LedgerState: Hashable, Sendable, Codable {
     /// The ledger time of the last applied command.
     public internal(set) var time: LedgerTime
-    public internal(set) var tenants: [TenantID: Tenant] = [:]
+    public internal(set) var tenants = TenantTable()
     /// The catalog that prices estimates and priced reserves; nil until one is installed.
     public internal(set) var catalog: PriceCatalog?
     var due = DueQueue()
@@ -81,7 +81,8 @@ public struct LedgerState: Hashable, Sendable, Codable {
         } catch {
             return (.failure(error), false)
         }
-        if let entry = tenants[tenantID]?.idempotency.entry(requestID) {
+        var position = tenants.position(of: tenantID)
+        if let position, let entry = tenants[at: position].idempotency.entry(requestID) {
             guard entry.matches(command.body) else {
                 return (.failure(LedgerError(.idempotencyConflict, "request id \(requestID) was used for a different command at \(entry.time)")), false)
             }
@@ -91,18 +92,19 @@ public struct LedgerState: Hashable, Sendable, Codable {
         let outcome: Result<CommandOutcome, LedgerError>
         if case .createTenant(_, let settings) = command.body {
             outcome = createTenant(tenantID, settings, &ctx)
-        } else if tenants[tenantID] == nil {
-            return (.failure(LedgerError.notFound("tenant \(tenantID)")), false)
-        } else {
+            position = tenants.position(of: tenantID)
+        } else if let position {
             do {
-                outcome = .success(try tenants[tenantID]!.perform(command.body, &ctx))
+                outcome = .success(try tenants[at: position].perform(command.body, &ctx))
             } catch {
                 outcome = .failure(error)
             }
+        } else {
+            return (.failure(LedgerError.notFound("tenant \(tenantID)")), false)
         }
-        if tenants[tenantID] != nil {
-            tenants[tenantID]!.settle(&ctx)
-            tenants[tenantID]!.idempotency.remember(requestID, body: command.body, result: outcome, now: now)
+        if let position {
+            tenants[at: position].settle(&ctx)
+            tenants[at: position].idempotency.remember(requestID, body: command.body, result: outcome, now: now)
         }
         finish(tenantID, ctx, events: &events)
         return (outcome, false)
@@ -111,7 +113,7 @@ public struct LedgerState: Hashable, Sendable, Codable {
     private mutating func createTenant(
         _ tenantID: TenantID, _ settings: TenantSettings, _ ctx: inout ApplyContext
     ) -> Result<CommandOutcome, LedgerError> {
-        guard tenants[tenantID] == nil else { return .failure(LedgerError(.alreadyExists, "tenant \(tenantID) exists already")) }
+        guard tenants.position(of: tenantID) == nil else { return .failure(LedgerError(.alreadyExists, "tenant \(tenantID) exists already")) }
         do {
             try Tenant.validate(settings)
         } catch {
@@ -120,7 +122,7 @@ public struct LedgerState: Hashable, Sendable, Codable {
         var tenant = Tenant(id: tenantID, settings: settings, createdAt: ctx.now)
         tenant.record(.tenantCreated, ctx, amount: 0)
         if settings.plan != nil { tenant.startPlan(&ctx) }
-        tenants[tenantID] = tenant
+        tenants.insert(tenant)
         return .success(.tenantCreated(tenantID))
     }
 
@@ -129,10 +131,10 @@ public struct LedgerState: Hashable, Sendable, Codable {
         while let item = due.first, item.time <= now {
             _ = due.removeFirst()
             time = max(time, item.time)
-            guard tenants[item.tenant] != nil else { continue }
+            guard let position = tenants.position(of: item.tenant) else { continue }
             var ctx = ApplyContext(now: item.time, requestID: nil, catalog: catalog)
-            tenants[item.tenant]!.handle(item.kind, &ctx)
-            tenants[item.tenant]!.settle(&ctx)
+            tenants[at: position].handle(item.kind, &ctx)
+            tenants[at: position].settle(&ctx)
             finish(item.tenant, ctx, events: &events)
         }
     }
@@ -146,8 +148,8 @@ public struct LedgerState: Hashable, Sendable, Codable {
     private mutating func pruneDue() {
         due.prune { item in
             guard case .holdExpiry(let holdID) = item.kind else { return false }
-            guard let index = tenants.index(forKey: item.tenant),
-                let hold = tenants.values[index].holds[holdID]
+            guard let position = tenants.position(of: item.tenant),
+                let hold = tenants[at: position].holds[holdID]
             else { return true }
             return hold.state != .held || hold.expiresAt != item.time
         }
@@ -159,7 +161,7 @@ public struct LedgerState: Hashable, Sendable, Codable {
             due.insert(DueItem(time: time, sequence: dueSequence, tenant: tenantID, kind: kind))
         }
         if due.count >= due.pruneAt { pruneDue() }
-        guard !ctx.events.isEmpty, tenants[tenantID] != nil else { return }
+        guard !ctx.events.isEmpty, tenants.position(of: tenantID) != nil else { return }
         var log = eventLogs.removeValue(forKey: tenantID) ?? EventLog()
         for var event in ctx.events {
             log.append(&event)

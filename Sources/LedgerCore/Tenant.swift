@@ -53,7 +53,7 @@ public struct Tenant: Hashable, Sendable, Codable {
     public internal(set) var planPeriod: PlanPeriod?
     /// Plan generation counter (survives plan removal so stale renewals stay stale).
     var planGeneration: UInt64 = 0
-    public internal(set) var history: [HistoryEntry] = []
+    public internal(set) var history = HistoryLog()
     package internal(set) var idempotency = IdempotencyTable()
 
     init(id: TenantID, settings: TenantSettings, createdAt: LedgerTime) {
