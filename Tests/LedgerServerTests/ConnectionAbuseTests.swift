@@ -61,7 +61,9 @@ struct ConnectionAbuseTests {
                 + "(\(perConnection) bytes each) -> \(after) kB after closing")
         #expect(connections.count == count)
         #expect(answered == (count + 99) / 100)
-        #expect(bystander.responses.first?.health.status == "serving")
+        #expect(
+            bystander.responses.first?.health.status == "serving",
+            "bystander: closed \(bystander.closed), error \(bystander.error.map { "\($0)" } ?? "none")")
         #expect(perConnection < 200 * 1024, "\(perConnection) bytes per idle connection")
     }
 
@@ -172,7 +174,9 @@ struct ConnectionAbuseTests {
         try await Task.sleep(for: .seconds(1))
         let after = MalformedInputTests.rss(ledgerd.process.pid)
         print("never-reading clients: 4 x 200,000 requests unread; ledgerd RSS \(before) kB -> \(during) kB -> \(after) kB after they closed")
-        #expect(bystander.responses.first?.health.status == "serving")
+        #expect(
+            bystander.responses.first?.health.status == "serving",
+            "bystander: closed \(bystander.closed), error \(bystander.error.map { "\($0)" } ?? "none")")
         // Unbounded buffering would hold all 4,000,000 replies (several hundred MB); the server
         // stops reading a connection whose replies are not read (in-flight bound and the write
         // buffer's high-water mark), so the growth is a few MB per connection at most.
