@@ -143,3 +143,20 @@ import Testing
         }
     }
 }
+
+extension CompactStateTests {
+    @Test func aTenantReadFromASnapshotAllocatesNothingForItsEmptyCollections() throws {
+        var ledger = TestLedger()
+        ledger.createTenant("acme")
+        ledger.grant("acme", 1_000)
+        let decoded = try LedgerState(binary: ledger.state.binaryEncoded)
+        let tenant = try #require(decoded.tenants["acme"])
+        // Reserving room on an empty dictionary allocates a table (about 500 bytes a tenant for
+        // its holds and members): empty collections must be the shared empty storage.
+        func storage<T>(_ value: T) -> UInt { unsafeBitCast(value, to: UInt.self) }
+        #expect(storage(tenant.holds) == storage([HoldID: Hold]()))
+        #expect(storage(tenant.members) == storage([MemberID: Member]()))
+        #expect(storage(tenant.thresholdMembers) == storage([MemberID]()))
+        #expect(tenant.grants.count == 1)
+    }
+}
