@@ -124,6 +124,9 @@ public struct HistoryLog: Sendable, RandomAccessCollection {
     /// The entries from index `start` (sequence `start + 1`) on, each decoded once.
     public func entries(from start: Int) -> Iterator {
         let start = Swift.max(0, Swift.min(start, count))
+        // At the end there may be no checkpoint for `start` yet (a count that is a multiple of the
+        // interval): nothing to read.
+        guard start < count else { return Iterator(reader: BinaryReader(bytes, offset: bytes.count), position: count, count: count, time: 0) }
         let checkpoint = start / Self.checkpointInterval
         var iterator = Iterator(
             reader: BinaryReader(bytes, offset: checkpoint == 0 ? 0 : checkpoints[checkpoint - 1]),

@@ -210,9 +210,8 @@ package struct IdempotencyTable: Hashable, Sendable, Codable {
     /// Rebuilds a table from its requests, oldest first (snapshot decoding); nil when an id repeats.
     package init?(remembered: [(id: RequestID, entry: Entry)]) {
         self.init()
-        var seen = Set<RequestID>(minimumCapacity: remembered.count)
         for (id, entry) in remembered {
-            guard seen.insert(id).inserted else { return nil }
+            guard self.entry(id) == nil else { return nil }
             append(id, entry)
         }
         // A million tenants read from a snapshot must not each keep growth slack.

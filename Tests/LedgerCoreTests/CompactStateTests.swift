@@ -36,6 +36,12 @@ import Testing
             #expect(Array(IteratorSequence(log.entries(from: position))) == Array(entries[position...]))
         }
         #expect(Array(IteratorSequence(log.entries(from: 300))).isEmpty)
+        // At the end of a log whose length is a multiple of the checkpoint interval (no checkpoint
+        // for the position after the last entry yet), and past the end.
+        var exact = HistoryLog()
+        for entry in entries.prefix(2 * HistoryLog.checkpointInterval) { exact.append(entry) }
+        for start in [exact.count, exact.count + 5] { #expect(Array(IteratorSequence(exact.entries(from: start))).isEmpty) }
+        #expect(exact[exact.count - 1] == entries[exact.count - 1])
         // Built at once from a snapshot's entries: the same log, with less memory than the structs.
         let rebuilt = try #require(HistoryLog(entries))
         #expect(rebuilt == log)
