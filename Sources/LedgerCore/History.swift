@@ -147,7 +147,7 @@ public struct HistoryLog: Sendable, RandomAccessCollection {
             let kind = try! reader.read(HistoryKind.self)
             let flags = try! reader.byte()
             let delta = try! reader.read(Int64.self)
-            time = position % HistoryLog.checkpointInterval == 0 ? delta : time + delta
+            time = position % HistoryLog.checkpointInterval == 0 ? delta : time &+ delta
             let amount = try! reader.read(Tokens.self)
             position += 1
             return HistoryEntry(
