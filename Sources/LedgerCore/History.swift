@@ -195,8 +195,10 @@ public struct HistoryLog: Sendable, RandomAccessCollection {
     /// Builds a log from entries numbered 1, 2, 3, ... (snapshot decoding), exactly sized; nil when
     /// the numbering is broken.
     init?(_ entries: [HistoryEntry]) {
-        for (position, entry) in entries.enumerated() where entry.sequence != UInt64(position + 1) { return nil }
-        for entry in entries { append(entry) }
+        for entry in entries {
+            guard entry.sequence == UInt64(count + 1) else { return nil }
+            append(entry)
+        }
         bytes = bytes.exactlySized()
         checkpoints = checkpoints.exactlySized()
     }

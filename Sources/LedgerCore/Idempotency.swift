@@ -102,6 +102,7 @@ package struct IdempotencyTable: Hashable, Sendable, Codable {
 
     /// One record's parts, as offsets into `records`.
     private struct Record {
+        var start: Int
         var time: LedgerTime
         var id: Range<Int>
         var stored: Range<Int>
@@ -120,7 +121,7 @@ package struct IdempotencyTable: Hashable, Sendable, Codable {
         let storedLength = Int(try! reader.readVarint())
         let bodyLength = Int(try! reader.readVarint())
         let storedStart = reader.offset
-        return Record(time: time, id: idStart..<(idStart + idLength), stored: storedStart..<(storedStart + storedLength), bodyLength: bodyLength)
+        return Record(start: offset, time: time, id: idStart..<(idStart + idLength), stored: storedStart..<(storedStart + storedLength), bodyLength: bodyLength)
     }
 
     private func entry(of record: Record) -> Entry {
@@ -131,12 +132,14 @@ package struct IdempotencyTable: Hashable, Sendable, Codable {
         RequestID(String(decoding: records[record.id], as: UTF8.self))
     }
 
-    /// The live records' offsets, oldest first.
-    private var offsets: some Sequence<Int> {
-        sequence(first: head) { [self] offset in
-            let next = record(at: offset).end
-            return next < records.count ? next : nil
-        }.prefix(count)
+    /// The live records, oldest first, each parsed once (everything from `head` on is live).
+    private var live: some Sequence<Record> {
+        sequence(state: head) { [self] (offset: inout Int) -> Record? in
+            guard offset < records.count else { return nil }
+            let record = record(at: offset)
+            offset = record.end
+            return record
+        }
     }
 
     package func entry(_ id: RequestID) -> Entry? {
@@ -145,8 +148,7 @@ package struct IdempotencyTable: Hashable, Sendable, Codable {
         }
         var key = id.rawValue
         return key.withUTF8 { wanted -> Entry? in
-            for offset in offsets {
-                let record = record(at: offset)
+            for record in live {
                 if record.id.count == wanted.count, records[record.id].elementsEqual(wanted) { return entry(of: record) }
             }
             return nil
@@ -155,10 +157,7 @@ package struct IdempotencyTable: Hashable, Sendable, Codable {
 
     /// The remembered requests, oldest first.
     package var entries: [(id: RequestID, entry: Entry)] {
-        offsets.map { offset in
-            let record = record(at: offset)
-            return (requestID(of: record), entry(of: record))
-        }
+        live.map { (requestID(of: $0), entry(of: $0)) }
     }
 
     /// Per remembered request: the heap bytes of its stored form (for memory accounting in tests).
@@ -202,7 +201,7 @@ package struct IdempotencyTable: Hashable, Sendable, Codable {
         } else if count >= Self.indexedFrom {
             var built: [RequestID: Int] = [:]
             built.reserveCapacity(count)
-            for offset in offsets { built[requestID(of: record(at: offset))] = dropped + offset }
+            for record in live { built[requestID(of: record)] = dropped + record.start }
             index = built
         }
     }
@@ -242,14 +241,12 @@ extension IdempotencyTable: BinaryCodable {
     // arrival order, then each entry (stored bytes, time) in the same order.
     package func encode(to writer: inout BinaryWriter) {
         writer.writeVarint(UInt64(count))
-        for offset in offsets {
-            let record = record(at: offset)
+        for record in live {
             writer.writeVarint(UInt64(record.id.count))
             records[record.id].withUnsafeBufferPointer { writer.appendBytes($0) }
         }
         writer.writeVarint(UInt64(count))
-        for offset in offsets {
-            let record = record(at: offset)
+        for record in live {
             records[record.stored].withUnsafeBufferPointer { writer.appendBytes($0) }
             writer.write(record.time)
         }
