@@ -10,6 +10,18 @@ extension LedgerTime: BinaryCodable {
 extension TenantID: BinaryCodable {
     public func encode(to writer: inout BinaryWriter) { writer.write(rawValue) }
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) { self.init(try reader.read(String.self)) }
+
+    /// Bytes of the encoding: the UTF-8 length as a varint, then the UTF-8.
+    var encodedLength: Int {
+        let utf8 = rawValue.utf8.count
+        var varint = 1
+        var rest = utf8 >> 7
+        while rest > 0 {
+            varint += 1
+            rest >>= 7
+        }
+        return varint + utf8
+    }
 }
 
 extension MemberID: BinaryCodable {

@@ -262,19 +262,33 @@ extension StoredOutcome: BinaryCodable {
     }
 }
 
-extension IdempotencyTable.Entry: BinaryCodable {
-    package func encode(to writer: inout BinaryWriter) {
-        // The stored bytes are the body's and the outcome's encodings, back to back.
-        bytes.withUnsafeBufferPointer { writer.appendBytes($0) }
+extension IdempotencyTable.Entry {
+    /// Snapshot form: the body's full encoding (naming `tenant`), the outcome's, then the time.
+    func encode(to writer: inout BinaryWriter, tenant: TenantID) {
+        bytes.withUnsafeBufferPointer { stored in
+            writer.appendBytes(UnsafeBufferPointer(rebasing: stored[..<1]))
+            writer.write(tenant)
+            writer.appendBytes(UnsafeBufferPointer(rebasing: stored[1...]))
+        }
         writer.write(time)
     }
-    package init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+
+    /// Reads the snapshot form of a request `tenant` remembered; the body must name that tenant.
+    init(from reader: inout BinaryReader, tenant: TenantID) throws(BinaryFormatError) {
         // Decoded to validate (the accessors then cannot fail), but kept as the bytes read.
         let start = reader.offset
-        _ = try reader.read(CommandBody.self)
+        let body = try reader.read(CommandBody.self)
+        guard body.tenant == tenant else {
+            throw reader.fail("tenant \(tenant) remembers a request for \(body.tenant.map { "tenant \($0)" } ?? "no tenant")")
+        }
         let middle = reader.offset
         _ = try reader.read(StoredOutcome.self)
-        self.init(stored: Array(reader.bytes[start..<reader.offset]), bodyLength: middle - start, time: try reader.read())
+        let skipped = tenant.encodedLength
+        var stored = [UInt8]()
+        stored.reserveCapacity(reader.offset - start - skipped)
+        stored.append(reader.bytes[start])
+        stored.append(contentsOf: reader.bytes[(start + 1 + skipped)..<reader.offset])
+        self.init(stored: stored, bodyLength: middle - start - skipped, time: try reader.read())
     }
 }
 
@@ -328,7 +342,7 @@ extension Tenant: BinaryCodable {
         writer.write(settings)
         writer.write(createdAt)
         writer.write(grants)
-        writer.write(activeGrants)
+        writer.write(Array(activeGrants))
         writer.write(pendingGrantCount)
         writer.write(holds)
         writer.write(openHoldCount)
@@ -344,7 +358,7 @@ extension Tenant: BinaryCodable {
         writer.write(planGeneration)
         writer.writeVarint(UInt64(history.count))
         for entry in history { writer.write(entry) }
-        writer.write(idempotency)
+        idempotency.encode(to: &writer, tenant: id)
     }
 
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
@@ -352,10 +366,12 @@ extension Tenant: BinaryCodable {
         settings = try reader.read()
         createdAt = try reader.read()
         grants = try reader.readArray()
-        activeGrants = try reader.readArray()
-        pendingGrantCount = try reader.read()
+        let active = try reader.readArray(GrantID.self)
+        guard !active.contains(where: { $0.rawValue == 0 }) else { throw reader.fail("grant id 0 in the burn-down order") }
+        activeGrants = GrantIDList(active)
+        pendingGrantCount = try Self.readCount(&reader, "pending grant count")
         holds = try reader.readDictionary()
-        openHoldCount = try reader.read()
+        openHoldCount = try Self.readCount(&reader, "open hold count")
         heldTotal = try reader.read()
         debt = try reader.read()
         grantedTotal = try reader.read()
@@ -368,7 +384,16 @@ extension Tenant: BinaryCodable {
         planGeneration = try reader.read()
         guard let history = HistoryLog(try reader.readArray()) else { throw reader.fail("history sequences are not 1, 2, 3, ...") }
         self.history = history
-        idempotency = try reader.read()
+        idempotency = try IdempotencyTable(from: &reader, tenant: id)
+    }
+}
+
+extension Tenant {
+    /// A count the tenant keeps in 4 bytes (the audit then checks it against the holds or grants).
+    fileprivate static func readCount(_ reader: inout BinaryReader, _ what: String) throws(BinaryFormatError) -> Int {
+        let value = try reader.read(Int.self)
+        guard value >= 0, value <= Int(Int32.max) else { throw reader.fail("\(what) \(value) is out of range") }
+        return value
     }
 }
 

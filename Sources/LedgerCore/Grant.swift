@@ -36,9 +36,9 @@ public enum GrantState: String, Sendable, Codable, CaseIterable {
 /// - `held <= remaining`
 /// - a grant that is `expired` or `voided` has `remaining == held`.
 public struct Grant: Hashable, Sendable, Codable {
+    // Stored properties are laid out in declaration order: the 8-byte fields first, then the
+    // optionals (9 bytes each) and the small fields in their padding, 136 bytes instead of 152.
     public var id: GrantID
-    public var kind: GrantKind
-    public var state: GrantState
     /// Tokens the grant was issued with.
     public var amount: Tokens
     /// Tokens not yet consumed, expired, voided or carried over; includes `held`.
@@ -53,18 +53,45 @@ public struct Grant: Hashable, Sendable, Codable {
     public var voided: Tokens
     /// Tokens moved into the next period's plan grant by a rollover (plan grants only).
     public var carriedOver: Tokens
-    /// Burn-down priority: lower is consumed first.
-    public var priority: UInt32
     public var createdAt: LedgerTime
     public var effectiveAt: LedgerTime
-    /// Nil: never expires.
-    public var expiresAt: LedgerTime?
     /// For a purchase: the money paid, in minor currency units.
     public var moneyMinor: UInt64
-    /// For a bonus: the purchase it came with. For a purchase: its bonus.
-    public var linkedGrant: GrantID?
     /// Free text from the operator or the purchase (an order number, a campaign).
     public var note: String
+    /// For a bonus: the purchase it came with. For a purchase: its bonus.
+    public var linkedGrant: GrantID?
+    /// Nil: never expires.
+    public var expiresAt: LedgerTime?
+    public var kind: GrantKind
+    public var state: GrantState
+    /// Burn-down priority: lower is consumed first.
+    public var priority: UInt32
+
+    init(
+        id: GrantID, kind: GrantKind, state: GrantState, amount: Tokens, remaining: Tokens, held: Tokens,
+        consumed: Tokens, expired: Tokens, voided: Tokens, carriedOver: Tokens, priority: UInt32,
+        createdAt: LedgerTime, effectiveAt: LedgerTime, expiresAt: LedgerTime?, moneyMinor: UInt64,
+        linkedGrant: GrantID?, note: String
+    ) {
+        self.id = id
+        self.amount = amount
+        self.remaining = remaining
+        self.held = held
+        self.consumed = consumed
+        self.expired = expired
+        self.voided = voided
+        self.carriedOver = carriedOver
+        self.createdAt = createdAt
+        self.effectiveAt = effectiveAt
+        self.moneyMinor = moneyMinor
+        self.note = note
+        self.linkedGrant = linkedGrant
+        self.expiresAt = expiresAt
+        self.kind = kind
+        self.state = state
+        self.priority = priority
+    }
 
     /// Tokens this grant can fund right now.
     public var unheld: Tokens { remaining - held }

@@ -212,15 +212,3 @@ extension HistoryLog: Hashable {
         hasher.combine(bytes.count)
     }
 }
-
-extension HistoryLog: Codable {
-    public init(from decoder: any Decoder) throws {
-        let entries = try [HistoryEntry](from: decoder)
-        guard let log = HistoryLog(entries) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "history sequences are not 1, 2, 3, ..."))
-        }
-        self = log
-    }
-
-    public func encode(to encoder: any Encoder) throws { try Array(self).encode(to: encoder) }
-}

@@ -21,11 +21,15 @@ package enum StoredOutcome: Hashable, Sendable, Codable {
 /// The requests a tenant remembers: the most recent ``Limits/idempotencyEntriesPerTenantMax``
 /// within ``Limits/idempotencyRetention``. Eviction happens only when a request is remembered, in
 /// arrival order, so it is as deterministic as the log.
-package struct IdempotencyTable: Hashable, Sendable, Codable {
-    /// One remembered request, kept in its binary form: the command body's encoding followed by
-    /// the outcome's, in one byte array. One allocation instead of a tree of values (holds, grants,
-    /// strings), which matters with a million tenants each remembering their last requests; the
-    /// values are decoded only when a request is repeated. The bytes are exactly the snapshot form.
+package struct IdempotencyTable: Hashable, Sendable {
+    /// One remembered request, kept in its binary form: the command body's encoding without the
+    /// tenant id, followed by the outcome's, in one byte array. One allocation instead of a tree of
+    /// values (holds, grants, strings), which matters with a million tenants each remembering their
+    /// last requests; the values are decoded only when a request is repeated.
+    ///
+    /// Every command a tenant remembers names that tenant right after the body's tag (see
+    /// `CommandBody.encode`), so the id is left out here and put back in snapshots: with ids like
+    /// UUIDs that is 37 bytes a remembered request.
     package struct Entry: Hashable, Sendable {
         private(set) var bytes: [UInt8]
         private(set) var bodyLength: Int
@@ -33,31 +37,40 @@ package struct IdempotencyTable: Hashable, Sendable, Codable {
 
         init(body: CommandBody, outcome: StoredOutcome, time: LedgerTime) {
             var writer = BinaryWriter(capacity: 96)
-            writer.write(body)
+            Self.writeWithoutTenant(body, to: &writer)
             bodyLength = writer.bytes.count
             writer.write(outcome)
             bytes = writer.bytes
             self.time = time
         }
 
-        /// From bytes already checked to be a body's and an outcome's encodings (snapshot decoding).
+        /// From a stored form already checked (snapshot decoding): the body's encoding without its
+        /// tenant, then the outcome's.
         init(stored: [UInt8], bodyLength: Int, time: LedgerTime) {
             bytes = stored
             self.bodyLength = bodyLength
             self.time = time
         }
 
-        /// Whether `body` is the remembered command (the encoding is deterministic and one-to-one).
-        func matches(_ body: CommandBody) -> Bool {
-            var writer = BinaryWriter(capacity: bodyLength)
-            writer.write(body)
-            return writer.bytes[...] == bytes[..<bodyLength]
+        /// Writes the body's encoding without the tenant id that follows its tag.
+        static func writeWithoutTenant(_ body: CommandBody, to writer: inout BinaryWriter) {
+            guard let tenant = body.tenant else { preconditionFailure("only tenant commands are remembered") }
+            var full = BinaryWriter(capacity: 64)
+            full.write(body)
+            let skipped = tenant.encodedLength
+            assert(full.bytes[1..<(1 + skipped)].elementsEqual(tenant.binaryEncoded), "the tenant follows the tag")
+            full.bytes.withUnsafeBufferPointer { all in
+                writer.appendBytes(UnsafeBufferPointer(rebasing: all[..<1]))
+                writer.appendBytes(UnsafeBufferPointer(rebasing: all[(1 + skipped)...]))
+            }
         }
 
-        var body: CommandBody {
-            var reader = BinaryReader(Array(bytes[..<bodyLength]))
-            // Encoded by `init` (or validated by it when a snapshot was read): cannot fail.
-            return try! reader.read()
+        /// Whether `body`, a command of the same tenant, is the remembered command (the encoding is
+        /// deterministic and one-to-one).
+        func matches(_ body: CommandBody) -> Bool {
+            var writer = BinaryWriter(capacity: bodyLength)
+            Self.writeWithoutTenant(body, to: &writer)
+            return writer.bytes[...] == bytes[..<bodyLength]
         }
 
         var outcome: StoredOutcome {
@@ -76,13 +89,25 @@ package struct IdempotencyTable: Hashable, Sendable, Codable {
     // request id to the record's position is kept as well (a tenant with thousands of remembered
     // requests must not scan them on every command).
     private var records: [UInt8] = []
-    /// Where the oldest live record starts in `records`.
-    private var head = 0
+    private var index: [RequestID: Int]?
     /// Bytes dropped from the front of `records` by compaction: index positions are
     /// `dropped + offset`, so compaction does not rewrite the index.
     private var dropped = 0
-    package private(set) var count = 0
-    private var index: [RequestID: Int]?
+    // 4 bytes each (a tenant's table is 32 bytes, not 40): at most
+    // ``Limits/idempotencyEntriesPerTenantMax`` records of bounded size are live.
+    private var storedHead: UInt32 = 0
+    private var storedCount: UInt32 = 0
+
+    /// Where the oldest live record starts in `records`.
+    private var head: Int {
+        get { Int(storedHead) }
+        set { storedHead = UInt32(newValue) }
+    }
+
+    package private(set) var count: Int {
+        get { Int(storedCount) }
+        set { storedCount = UInt32(newValue) }
+    }
 
     /// Records scanned linearly before an index is built.
     static let indexedFrom = 8
@@ -218,28 +243,11 @@ package struct IdempotencyTable: Hashable, Sendable, Codable {
     }
 }
 
-extension IdempotencyTable.Entry: Codable {
-    private enum CodingKeys: String, CodingKey { case body, outcome, time }
-
-    package init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        self.init(
-            body: try container.decode(CommandBody.self, forKey: .body),
-            outcome: try container.decode(StoredOutcome.self, forKey: .outcome), time: try container.decode(LedgerTime.self, forKey: .time))
-    }
-
-    package func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(body, forKey: .body)
-        try container.encode(outcome, forKey: .outcome)
-        try container.encode(time, forKey: .time)
-    }
-}
-
-extension IdempotencyTable: BinaryCodable {
+extension IdempotencyTable {
     // The snapshot form of the dictionary-and-order table this replaced: the request ids in
-    // arrival order, then each entry (stored bytes, time) in the same order.
-    package func encode(to writer: inout BinaryWriter) {
+    // arrival order, then each entry (the body's full encoding, the outcome's, the time) in the
+    // same order. The tenant's id is needed to put it back into the bodies.
+    package func encode(to writer: inout BinaryWriter, tenant: TenantID) {
         writer.writeVarint(UInt64(count))
         for record in live {
             writer.writeVarint(UInt64(record.id.count))
@@ -247,18 +255,17 @@ extension IdempotencyTable: BinaryCodable {
         }
         writer.writeVarint(UInt64(count))
         for record in live {
-            records[record.stored].withUnsafeBufferPointer { writer.appendBytes($0) }
-            writer.write(record.time)
+            entry(of: record).encode(to: &writer, tenant: tenant)
         }
     }
 
-    package init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+    package init(from reader: inout BinaryReader, tenant: TenantID) throws(BinaryFormatError) {
         let ids = try reader.readArray(RequestID.self)
         let count = try reader.readCount()
         guard count == ids.count else { throw reader.fail("idempotency entries do not match their order") }
         var remembered: [(id: RequestID, entry: Entry)] = []
         remembered.reserveCapacity(count)
-        for id in ids { remembered.append((id, try reader.read())) }
+        for id in ids { remembered.append((id, try Entry(from: &reader, tenant: tenant))) }
         guard let table = IdempotencyTable(remembered: remembered) else { throw reader.fail("duplicate request id") }
         self = table
     }

@@ -12,7 +12,7 @@
 
 /// The whole ledger of one shard: its tenants, the installed price catalog and the schedule of
 /// what falls due.
-public struct LedgerState: Hashable, Sendable, Codable {
+public struct LedgerState: Hashable, Sendable {
     /// The ledger time of the last applied command.
     public internal(set) var time: LedgerTime
     public internal(set) var tenants = TenantTable()

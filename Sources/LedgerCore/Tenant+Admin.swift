@@ -63,7 +63,7 @@ extension Tenant {
         }
         if planPeriod == nil, case .set(let plan)? = change.plan { try checkGrantable(plan.allowance) }
 
-        if let rules = change.purchaseRules { settings.purchaseRules = rules.shared }
+        if let rules = change.purchaseRules { settings.purchaseRules = rules }
         if let overdraft = change.overdraftLimit { settings.overdraftLimit = overdraft }
         if let threshold = change.lowBalanceThreshold { settings.lowBalanceThreshold = threshold }
         record(.tenantConfigured, ctx, amount: 0)

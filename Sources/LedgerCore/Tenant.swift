@@ -24,18 +24,19 @@ public struct PlanPeriod: Hashable, Sendable, Codable {
 }
 
 /// One company's pool, members, holds and history.
-public struct Tenant: Hashable, Sendable, Codable {
+public struct Tenant: Hashable, Sendable {
     public let id: TenantID
     public internal(set) var settings: TenantSettings
     public let createdAt: LedgerTime
     /// Every grant ever issued; `grants[n - 1]` has id `n`.
     public internal(set) var grants: [Grant] = []
     /// Active grants in burn-down order (may still list some with nothing left; pruned lazily).
-    var activeGrants: [GrantID] = []
-    /// Grants waiting for their effective time.
-    var pendingGrantCount = 0
+    var activeGrants = GrantIDList()
     public internal(set) var holds: [HoldID: Hold] = [:]
-    public internal(set) var openHoldCount = 0
+    // Counts bounded by ``Limits/activeGrantsPerTenantMax`` and ``Limits/openHoldsPerTenantMax``:
+    // 4 bytes each, side by side.
+    private var storedPendingGrantCount: Int32 = 0
+    private var storedOpenHoldCount: Int32 = 0
     /// Tokens held by open holds.
     public internal(set) var heldTotal: Tokens = 0
     /// Tokens captured through the overdraft and not yet paid back.
@@ -49,12 +50,31 @@ public struct Tenant: Hashable, Sendable, Codable {
     public internal(set) var members: [MemberID: Member] = [:]
     /// Members with a threshold override, sorted, so that evaluation order is deterministic.
     var thresholdMembers: [MemberID] = []
-    public internal(set) var belowThreshold = false
-    public internal(set) var planPeriod: PlanPeriod?
+    /// Out of line: most tenants have no plan (see ``OutOfLine``).
+    private var planPeriodStorage = OutOfLine<PlanPeriod>(nil)
     /// Plan generation counter (survives plan removal so stale renewals stay stale).
     var planGeneration: UInt64 = 0
     public internal(set) var history = HistoryLog()
     package internal(set) var idempotency = IdempotencyTable()
+    // Last: stored properties are laid out in declaration order, and a Bool between 8-byte fields
+    // would cost 8 bytes a tenant.
+    public internal(set) var belowThreshold = false
+
+    /// Grants waiting for their effective time.
+    var pendingGrantCount: Int {
+        get { Int(storedPendingGrantCount) }
+        set { storedPendingGrantCount = Int32(newValue) }
+    }
+
+    public internal(set) var openHoldCount: Int {
+        get { Int(storedOpenHoldCount) }
+        set { storedOpenHoldCount = Int32(newValue) }
+    }
+
+    public internal(set) var planPeriod: PlanPeriod? {
+        get { planPeriodStorage.value }
+        set { planPeriodStorage.value = newValue }
+    }
 
     init(id: TenantID, settings: TenantSettings, createdAt: LedgerTime) {
         self.id = id

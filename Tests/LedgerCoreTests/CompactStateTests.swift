@@ -114,10 +114,52 @@ import Testing
         writer.write([RequestID("x"), RequestID("x")])
         writer.writeVarint(2)
         let entry = try #require(table.entry("x"))
-        writer.write(entry)
-        writer.write(entry)
-        #expect(throws: BinaryFormatError.self) { try IdempotencyTable(binary: writer.bytes) }
-        #expect(try IdempotencyTable(binary: table.binaryEncoded) == table)
+        entry.encode(to: &writer, tenant: "acme")
+        entry.encode(to: &writer, tenant: "acme")
+        var reader = BinaryReader(writer.bytes)
+        #expect(throws: BinaryFormatError.self) { try IdempotencyTable(from: &reader, tenant: "acme") }
+        #expect(try roundTrip(table, tenant: "acme") == table)
+    }
+
+    func roundTrip(_ table: IdempotencyTable, tenant: TenantID, readAs other: TenantID? = nil) throws -> IdempotencyTable {
+        var writer = BinaryWriter()
+        table.encode(to: &writer, tenant: tenant)
+        var reader = BinaryReader(writer.bytes)
+        let decoded = try IdempotencyTable(from: &reader, tenant: other ?? tenant)
+        #expect(reader.isAtEnd)
+        return decoded
+    }
+
+    @Test func rememberedRequestsLeaveTheirTenantsIDOutAndPutItBackInSnapshots() throws {
+        let long = TenantID("0b4cfa58-91d2-4f0e-8f7c-3c2a9d6e1b70")
+        var ledger = TestLedger()
+        for tenant in ["a", long] {
+            ledger.ok(.createTenant(tenant, TenantSettings()), requestID: "create")
+            ledger.ok(.grant(tenant, GrantRequest(kind: .purchase, amount: 1_000)), requestID: "fund")
+            ledger.run(.reserve(tenant, ReserveRequest(hold: "h", amount: .tokens(5))), requestID: "op-1")
+        }
+        // The same requests take the same room whatever the tenant's id (only its outcomes that
+        // name the tenant, like tenant creation's, grow with it).
+        let short = ledger.tenant("a").idempotency, longer = ledger.tenant(long).idempotency
+        let idLengthDifference = long.rawValue.utf8.count - 1
+        #expect(longer.storedBytes - short.storedBytes == idLengthDifference)
+        // Replays and conflicts still work, before and after a snapshot, which holds full bodies.
+        let decoded = try LedgerState(binary: ledger.state.binaryEncoded)
+        #expect(decoded == ledger.state)
+        for state in [ledger.state, decoded] {
+            let table = try #require(state.tenants[long]).idempotency
+            let entry = try #require(table.entry("op-1"))
+            #expect(entry.matches(.reserve(long, ReserveRequest(hold: "h", amount: .tokens(5)))))
+            #expect(!entry.matches(.reserve(long, ReserveRequest(hold: "h", amount: .tokens(6)))))
+            #expect(!entry.matches(.release(long, "h")))
+        }
+        var replayed = TestLedger()
+        replayed.state = decoded
+        #expect(replayed.run(.reserve(long, ReserveRequest(hold: "h", amount: .tokens(5))), requestID: "op-1").replayed)
+        replayed.fail(.reserve(long, ReserveRequest(hold: "h", amount: .tokens(6))), .idempotencyConflict, requestID: "op-1")
+        // A snapshot whose remembered request names another tenant is refused.
+        #expect(try roundTrip(longer, tenant: long) == longer)
+        #expect(throws: BinaryFormatError.self) { try roundTrip(longer, tenant: long, readAs: "a") }
     }
 
     @Test func tenantTablesCompareByContentAndKeepCreationOrderThroughASnapshot() throws {
@@ -143,10 +185,129 @@ import Testing
             tokensPerRate: 100, minorUnitsPerRate: 100, minimumMinor: 500,
             bonusTiers: PurchaseRules.default.bonusTiers.map { $0 }))
         for settings in [decoded, fresh] {
+            #expect(settings.sharesDefaultRules)
             settings.purchaseRules.bonusTiers.withUnsafeBufferPointer { tiers in
                 PurchaseRules.default.bonusTiers.withUnsafeBufferPointer { #expect(tiers.baseAddress == $0.baseAddress) }
             }
         }
+        // Other rules get their own copy; changing one tenant's settings leaves the others' alone.
+        var changed = fresh
+        changed.purchaseRules.minimumMinor = 100
+        #expect(!changed.sharesDefaultRules)
+        #expect(fresh.purchaseRules == .default && fresh.sharesDefaultRules)
+        #expect(changed != fresh && changed.purchaseRules.minimumMinor == 100)
+        var planned = changed
+        planned.plan = Plan(allowance: 10, period: PeriodRule(unit: .month))
+        #expect(changed.plan == nil && planned.plan?.allowance == 10)
+        #expect(try! TenantSettings(binary: planned.binaryEncoded) == planned)
+        planned.purchaseRules = .default
+        #expect(planned.sharesDefaultRules)
+    }
+
+    @Test func tenantIndexFindsEveryTenantThroughGrowthAndNoOther() {
+        var table = TenantTable()
+        var ids: [TenantID] = []
+        for index in 0..<5_000 {
+            // Ids sharing long prefixes, of several lengths.
+            let id = TenantID(index % 3 == 0 ? "tenant-\(index)" : "tenant-\(String(repeating: "x", count: index % 40))-\(index)")
+            ids.append(id)
+            #expect(table.position(of: id) == nil)
+            #expect(table.insert(Tenant(id: id, settings: TenantSettings(), createdAt: july1)) == index)
+            if index % 997 == 0 {
+                for (position, earlier) in ids.enumerated() { #expect(table.position(of: earlier) == position) }
+            }
+        }
+        for (position, id) in ids.enumerated() {
+            #expect(table.position(of: id) == position)
+            #expect(table[id]?.id == id)
+        }
+        for absent in ["tenant-5000", "tenant-", "", "tenant-x-2", "TENANT-0"] { #expect(table.position(of: TenantID(absent)) == nil) }
+        #expect(table.keys == ids)
+        // Reserving room first gives the same table.
+        var reserved = TenantTable()
+        reserved.reserveCapacity(ids.count)
+        for id in ids.reversed() { reserved.insert(Tenant(id: id, settings: TenantSettings(), createdAt: july1)) }
+        #expect(reserved == table)
+        #expect(ids.allSatisfy { reserved.position(of: $0) == ids.count - 1 - table.position(of: $0)! })
+    }
+
+    @Test func countsKeptInFourBytesAreCheckedWhenASnapshotIsRead() throws {
+        func tenant(pendingGrants: Int, openHolds: Int) -> [UInt8] {
+            var writer = BinaryWriter()
+            writer.write(TenantID("acme"))
+            writer.write(TenantSettings())
+            writer.write(july1)
+            writer.write([Grant]())
+            writer.write([GrantID]())
+            writer.write(pendingGrants)
+            writer.write([HoldID: Hold]())
+            writer.write(openHolds)
+            for _ in 0..<5 { writer.write(Tokens(0)) }  // held, debt, granted, captured, refunded
+            writer.write([MemberID: Member]())
+            writer.write([MemberID]())
+            writer.write(false)
+            writer.write(PlanPeriod?.none)
+            writer.write(UInt64(0))
+            writer.writeVarint(0)  // history
+            writer.writeVarint(0)  // remembered request ids
+            writer.writeVarint(0)  // remembered requests
+            return writer.bytes
+        }
+        let read = try Tenant(binary: tenant(pendingGrants: 3, openHolds: 5))
+        #expect(read.pendingGrantCount == 3 && read.openHoldCount == 5)
+        for (pending, open) in [(Int(Int32.max) + 1, 0), (0, Int(Int32.max) + 1), (-1, 0), (0, -1)] {
+            #expect(throws: BinaryFormatError.self) { try Tenant(binary: tenant(pendingGrants: pending, openHolds: open)) }
+        }
+    }
+
+    @Test func grantIDListsActAsArrays() {
+        var random = SeededGenerator(state: 11)
+        var list = GrantIDList()
+        var model: [GrantID] = []
+        for _ in 0..<2_000 {
+            switch random.next() % 5 {
+            case 4:
+                let id = GrantID(random.next() % 50 + 1)
+                list.append(id)
+                model.append(id)
+            case 0, 1:
+                let id = GrantID(random.next() % 50 + 1)
+                let at = Int(random.next() % UInt64(model.count + 1))
+                list.insert(id, at: at)
+                model.insert(id, at: at)
+            case 2:
+                let cut = GrantID(random.next() % 50 + 1)
+                list.removeAll { $0 < cut }
+                model.removeAll { $0 < cut }
+            default:
+                if !model.isEmpty {
+                    let at = Int(random.next() % UInt64(model.count))
+                    list.remove(at: at)
+                    model.remove(at: at)
+                }
+            }
+            #expect(Array(list) == model)
+            #expect(list.count == model.count)
+            #expect(list == GrantIDList(model))
+        }
+    }
+
+    @Test func outOfLineValuesAreCopiedOnWrite() {
+        var first = OutOfLine<PlanPeriod>(nil)
+        #expect(first.value == nil)
+        let period = PlanPeriod(grant: GrantID(1), start: july1, end: july1.adding(.seconds(60)), used: 5, generation: 1)
+        first.value = period
+        var second = first
+        #expect(second.isSameStorage(as: first) && second == first)
+        second.value!.used += 10
+        #expect(first.value?.used == 5 && second.value?.used == 15)
+        #expect(!second.isSameStorage(as: first) && second != first)
+        var alone = OutOfLine(period)
+        let probe = alone
+        alone.value!.used = 7
+        #expect(probe.value?.used == 5 && alone.value?.used == 7)
+        second.value = nil
+        #expect(second.value == nil && second != first)
     }
 }
 
