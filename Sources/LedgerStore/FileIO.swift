@@ -160,6 +160,20 @@ final class DurableFile {
         }
     }
 
+    /// Allocates the file's blocks up to `length` and extends its size to it (zeros), so that later
+    /// writes inside change no metadata: their fdatasync then writes the data alone, not the inode
+    /// too. posix_fallocate falls back to writing zeros where the filesystem cannot allocate.
+    func preallocate(from offset: Int, to length: Int) throws(StorageError) {
+        let result = posix_fallocate(descriptor, off_t(offset), off_t(length - offset))
+        guard result == 0 else { throw StorageError.io(operation: "posix_fallocate", path: path, errno: result) }
+    }
+
+    func seek(to offset: Int) throws(StorageError) {
+        guard lseek(descriptor, off_t(offset), SEEK_SET) == off_t(offset) else {
+            throw StorageError.io(operation: "lseek", path: path, errno: errno)
+        }
+    }
+
     func seekToEnd() throws(StorageError) -> Int {
         let position = lseek(descriptor, 0, SEEK_END)
         guard position >= 0 else { throw StorageError.io(operation: "lseek", path: path, errno: errno) }

@@ -112,6 +112,9 @@ public enum WALFormat {
         var offset = segmentHeaderSize
         var expected = firstLSN
         while offset < bytes.count {
+            // The log preallocates segments ahead of its writes: zeros to the end are space not
+            // written yet, not damage. (A record never starts with a zero byte: see `recordMagic`.)
+            if bytes[offset] == 0, isZero(bytes, from: offset) { return scan }
             switch checkRecord(bytes, at: offset) {
             case .valid(let lsn, let body):
                 guard lsn == expected else {
@@ -134,6 +137,24 @@ public enum WALFormat {
             }
         }
         return scan
+    }
+
+    /// Whether every byte from `offset` to the end is zero.
+    package static func isZero(_ bytes: UnsafeRawBufferPointer, from offset: Int) -> Bool {
+        var position = offset
+        while position < bytes.count, position % 8 != 0 {
+            if bytes[position] != 0 { return false }
+            position += 1
+        }
+        while position + 8 <= bytes.count {
+            if bytes.loadUnaligned(fromByteOffset: position, as: UInt64.self) != 0 { return false }
+            position += 8
+        }
+        while position < bytes.count {
+            if bytes[position] != 0 { return false }
+            position += 1
+        }
+        return true
     }
 
     /// The offset of the first checksum-valid record after `offset` with an LSN of at least

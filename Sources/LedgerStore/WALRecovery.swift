@@ -34,12 +34,16 @@ public struct RecoveredLog: Sendable {
     public var tornBytes: Int
     /// Where torn bytes were kept, if any.
     public var tornFile: String?
+    /// Where the last segment's records end: appends continue there (after it may come zeros of
+    /// preallocated space, not records).
+    public var lastSegmentEnd: Int?
 }
 
 /// The recovery scan of a shard's write-ahead log.
 public enum WALRecovery {
     /// Reads every segment in `directory`, keeps the records after `afterLSN`, truncates a torn or
-    /// garbage tail of the last segment (keeping the cut bytes in `<segment>.torn`), and refuses with
+    /// garbage tail of the last segment (keeping the cut bytes in `<segment>.torn`; zeros alone after
+    /// the records are preallocated space and stay), and refuses with
     /// ``StorageError/corruption(file:offset:lsn:reason:)`` when damage is followed by valid records,
     /// when LSNs skip, or when the log does not reach back to `afterLSN + 1`.
     public static func recover(directory: String, afterLSN: UInt64, faults: StorageFaults? = nil) throws(StorageError)
@@ -86,6 +90,7 @@ public enum WALRecovery {
                         file: segment.path, offset: scan.validEnd, lsn: next,
                         reason: problem + (scan.validRecordAfterProblem.map { ", followed by a valid record at offset \($0)" } ?? ", followed by more segments"))
                 }
+                // With the preallocated zeros after it, if any (at most one preallocation step).
                 let torn = Array(bytes[scan.validEnd...])
                 result.tornFile = try keepAside(torn, of: segment.path, faults: faults)
                 result.tornBytes = torn.count
@@ -99,6 +104,7 @@ public enum WALRecovery {
             if let last = scan.records.last { result.lastLSN = max(result.lastLSN, last.lsn) }
             expected = next
             result.segments.append(segment)
+            result.lastSegmentEnd = scan.validEnd
         }
         // The snapshotter waits for the log to be durable up to a snapshot's LSN before writing it,
         // and never deletes the last segment: a log that ends before the snapshot lost records.

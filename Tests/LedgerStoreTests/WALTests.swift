@@ -84,10 +84,12 @@ import Testing
 }
 
 @Suite struct RecoveryTests {
-    /// The segment of a freshly written 20-record log, and where each record starts.
+    /// The segment of a freshly written 20-record log, and where each record starts. Written without
+    /// preallocation, so that the file ends with the last record (``PreallocationTests`` covers the
+    /// same damage with preallocated space after it).
     func sampleLog() async throws -> (TemporaryDirectory, String, [Int]) {
         let directory = TemporaryDirectory()
-        try await writeLog(directory.path, count: 20)
+        try await writeLog(directory.path, count: 20, preallocationStep: 0)
         let segment = directory.path + "/" + (try FileSystem.list(directory.path).first { $0.hasSuffix(".log") }!)
         let starts = (0..<20).map { WALFormat.segmentHeaderSize + $0 * (WALFormat.recordHeaderSize + 40) }
         return (directory, segment, starts)
@@ -160,7 +162,8 @@ import Testing
 
     @Test func damageInAnEarlierSegmentRefusesToStart() async throws {
         let directory = TemporaryDirectory()
-        try await writeLog(directory.path, count: 60, segmentSizeMax: 1_000)
+        // Without preallocation, so that the segment ends with its last record.
+        try await writeLog(directory.path, count: 60, segmentSizeMax: 1_000, preallocationStep: 0)
         let names = try FileSystem.list(directory.path).filter { $0.hasSuffix(".log") }
         let first = directory.path + "/" + names[0]
         var bytes = try FileSystem.readFile(first)
@@ -192,5 +195,104 @@ import Testing
         #expect(recovered.records.count == 10)
         #expect(recovered.segments.count == 1)
         #expect(!FileSystem.exists(directory.path + "/wal-00000000000000000011.log"))
+    }
+}
+
+/// Segments preallocated ahead of the writes: zeros after the last record are space, not damage.
+@Suite struct PreallocationTests {
+    static let step = 4_096
+    /// Record size with a 40-byte body.
+    static let recordSize = WALFormat.recordHeaderSize + 40
+
+    func segments(_ directory: String) throws -> [String] {
+        try FileSystem.list(directory).filter { $0.hasSuffix(".log") }.sorted().map { directory + "/" + $0 }
+    }
+
+    @Test func zerosAfterTheLastRecordStayAndAppendsContinueOverThem() async throws {
+        let directory = TemporaryDirectory()
+        try await writeLog(directory.path, count: 50, preallocationStep: Self.step)
+        let segment = try #require(try segments(directory.path).first)
+        let end = WALFormat.segmentHeaderSize + 50 * Self.recordSize
+        let bytes = try FileSystem.readFile(segment)
+        #expect(bytes.count == (end + Self.step - 1) / Self.step * Self.step)
+        #expect(bytes[end...].allSatisfy { $0 == 0 })
+        let recovered = try WALRecovery.recover(directory: directory.path, afterLSN: 0)
+        #expect(recovered.records.map(\.lsn) == Array(1...50))
+        #expect(recovered.tornBytes == 0 && recovered.tornFile == nil)
+        #expect(recovered.lastSegmentEnd == end)
+        #expect(try FileSystem.readFile(segment).count == bytes.count)  // nothing truncated
+        // Appends go after the last record, not after the zeros, and allocate further steps.
+        try await writeLog(directory.path, count: 100, preallocationStep: Self.step, firstBody: 51)
+        let again = try WALRecovery.recover(directory: directory.path, afterLSN: 0)
+        #expect(again.records.map(\.lsn) == Array(1...150))
+        #expect(again.records.allSatisfy { $0.body == body($0.lsn) })
+        #expect(again.lastSegmentEnd == end + 100 * Self.recordSize)
+        #expect(try FileSystem.readFile(segment).count % Self.step == 0)
+        #expect(try FileSystem.list(directory.path).allSatisfy { !$0.contains(".torn") })
+    }
+
+    @Test func closedSegmentsMayEndInZerosToo() async throws {
+        let directory = TemporaryDirectory()
+        try await writeLog(directory.path, count: 100, segmentSizeMax: 1_000, preallocationStep: Self.step)
+        let files = try segments(directory.path)
+        #expect(files.count > 5)
+        for file in files { #expect(try FileSystem.readFile(file).count == Self.step) }
+        let recovered = try WALRecovery.recover(directory: directory.path, afterLSN: 0)
+        #expect(recovered.records.map(\.lsn) == Array(1...100))
+        #expect(recovered.tornBytes == 0)
+        // A gap between segments is still a gap, zeros or not.
+        try FileSystem.remove(files[2])
+        #expect(throws: StorageError.self) { try WALRecovery.recover(directory: directory.path, afterLSN: 0) }
+    }
+
+    @Test func aTornRecordBeforeThePreallocatedZerosIsCutAndTheLogGoesOn() async throws {
+        let directory = TemporaryDirectory()
+        try await writeLog(directory.path, count: 10, preallocationStep: Self.step)
+        let segment = try #require(try segments(directory.path).first)
+        var bytes = try FileSystem.readFile(segment)
+        let end = WALFormat.segmentHeaderSize + 10 * Self.recordSize
+        // The first 30 bytes of record 10 again, as if record 11's write was torn.
+        let start = end - Self.recordSize
+        bytes.replaceSubrange(end..<(end + 30), with: bytes[start..<(start + 30)])
+        // And garbage further on inside the zeros: not a clean end either.
+        bytes[end + 1_000] = 0x55
+        try FileSystem.writeFile(segment, bytes)
+        let recovered = try WALRecovery.recover(directory: directory.path, afterLSN: 0)
+        #expect(recovered.records.map(\.lsn) == Array(1...10))
+        #expect(recovered.tornBytes == bytes.count - end)
+        let torn = try #require(recovered.tornFile)
+        #expect(Array(try FileSystem.readFile(torn).prefix(30)) == Array(bytes[end..<(end + 30)]))
+        #expect(try FileSystem.readFile(segment).count == end)
+        try await writeLog(directory.path, count: 5, preallocationStep: Self.step, firstBody: 11)
+        #expect(try WALRecovery.recover(directory: directory.path, afterLSN: 0).records.map(\.lsn) == Array(1...15))
+    }
+
+    @Test func garbageAmongThePreallocatedZerosIsATornTailNotACleanEnd() async throws {
+        let directory = TemporaryDirectory()
+        try await writeLog(directory.path, count: 10, preallocationStep: Self.step)
+        let segment = try #require(try segments(directory.path).first)
+        var bytes = try FileSystem.readFile(segment)
+        let end = WALFormat.segmentHeaderSize + 10 * Self.recordSize
+        bytes[end + 1_000] = 0x55
+        try FileSystem.writeFile(segment, bytes)
+        let recovered = try WALRecovery.recover(directory: directory.path, afterLSN: 0)
+        #expect(recovered.records.map(\.lsn) == Array(1...10))
+        #expect(recovered.tornBytes == bytes.count - end)
+        #expect(recovered.tornFile != nil)
+        #expect(try FileSystem.readFile(segment).count == end)
+    }
+
+    @Test func zeroCheckLooksAtEveryByte() {
+        for length in [0, 1, 7, 8, 9, 63, 64, 65] {
+            for offset in 0...min(length, 9) {
+                var bytes = [UInt8](repeating: 0, count: length + 3)
+                #expect(bytes.withUnsafeBytes { WALFormat.isZero($0, from: offset) })
+                for position in offset..<bytes.count {
+                    bytes[position] = 1
+                    #expect(!bytes.withUnsafeBytes { WALFormat.isZero($0, from: offset) }, "\(length) \(offset) \(position)")
+                    bytes[position] = 0
+                }
+            }
+        }
     }
 }
