@@ -102,4 +102,32 @@ struct LoadHarnessTests {
         #expect(report["check"] is NSNull)
         #expect((report["calls"] as? Int ?? 0) >= 300)
     }
+
+    @Test("--rate paces the calls: an open loop at the asked rate, not as fast as the lanes go")
+    func openLoopRate() async throws {
+        let directory = TemporaryDirectory("load-rate")
+        let data = directory.path + "/data"
+        let echo = try ChildProcess(
+            builtProduct("ledger-load"), ["echo-server", "--data-dir", data], stderrPath: directory.path + "/echo.log")
+        defer {
+            echo.kill(SIGTERM)
+            echo.wait()
+        }
+        let banner = try #require(echo.readLine())
+        let port = try #require(Int(banner.split(separator: ":").last ?? ""))
+        // 64 lanes that could each go thousands of times a second unpaced, asked for 400 calls a
+        // second in all (reserve+commit pairs take two start times each).
+        let (status, report) = try Self.load(
+            [
+                "--server", "127.0.0.1:\(port)", "--data-dir", data, "--echo", "--connections", "2", "--pipeline", "32",
+                "--rate", "400", "--duration", "3",
+            ], log: directory.path + "/load.log")
+        #expect(status == 0)
+        #expect(report["errors_total"] as? Int == 0)
+        #expect(report["rate"] as? Int == 400 || report["rate"] as? Double == 400)
+        let callsPerSecond = try #require(report["ops_s"] as? Double)
+        #expect(callsPerSecond > 340 && callsPerSecond < 440, "\(callsPerSecond) calls/s")
+        let calls = try #require(report["calls"] as? Int)
+        #expect(calls > 1_000 && calls < 1_450, "\(calls) calls")
+    }
 }
