@@ -20,6 +20,19 @@ struct LoadHarnessTests {
         return (status, report)
     }
 
+    /// Starts `ledger-load echo-server` on `directory`/data; returns it and its port.
+    static func startEcho(_ directory: TemporaryDirectory) throws -> (ChildProcess, Int) {
+        let echo = try ChildProcess(
+            builtProduct("ledger-load"), ["echo-server", "--data-dir", directory.path + "/data"],
+            stderrPath: directory.path + "/echo.log")
+        guard let banner = echo.readLine(), let port = Int(banner.split(separator: ":").last ?? "") else {
+            echo.kill(SIGTERM)
+            echo.wait()
+            throw ChildError("the echo server printed no port")
+        }
+        return (echo, port)
+    }
+
     @Test("a mixed workload: every call kind measured, no errors, and the invariant check passes")
     func mixedWorkload() async throws {
         let directory = TemporaryDirectory("load")
@@ -84,14 +97,11 @@ struct LoadHarnessTests {
     func echoServer() async throws {
         let directory = TemporaryDirectory("load-echo")
         let data = directory.path + "/data"
-        let echo = try ChildProcess(
-            builtProduct("ledger-load"), ["echo-server", "--data-dir", data], stderrPath: directory.path + "/echo.log")
+        let (echo, port) = try Self.startEcho(directory)
         defer {
             echo.kill(SIGTERM)
             echo.wait()
         }
-        let banner = try #require(echo.readLine())
-        let port = try #require(Int(banner.split(separator: ":").last ?? ""))
         let (status, report) = try Self.load(
             [
                 "--server", "127.0.0.1:\(port)", "--data-dir", data, "--echo", "--operations", "300",
@@ -107,14 +117,11 @@ struct LoadHarnessTests {
     func openLoopRate() async throws {
         let directory = TemporaryDirectory("load-rate")
         let data = directory.path + "/data"
-        let echo = try ChildProcess(
-            builtProduct("ledger-load"), ["echo-server", "--data-dir", data], stderrPath: directory.path + "/echo.log")
+        let (echo, port) = try Self.startEcho(directory)
         defer {
             echo.kill(SIGTERM)
             echo.wait()
         }
-        let banner = try #require(echo.readLine())
-        let port = try #require(Int(banner.split(separator: ":").last ?? ""))
         // 64 lanes that could each go thousands of times a second unpaced, asked for 400 calls a
         // second in all (reserve+commit pairs take two start times each).
         let (status, report) = try Self.load(

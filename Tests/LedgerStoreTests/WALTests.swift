@@ -208,6 +208,14 @@ import Testing
         try FileSystem.list(directory).filter { $0.hasSuffix(".log") }.sorted().map { directory + "/" + $0 }
     }
 
+    /// A preallocated log of 10 records: its directory, its segment, where the records end.
+    func tenRecords() async throws -> (TemporaryDirectory, String, Int) {
+        let directory = TemporaryDirectory()
+        try await writeLog(directory.path, count: 10, preallocationStep: Self.step)
+        let segment = try #require(try segments(directory.path).first)
+        return (directory, segment, WALFormat.segmentHeaderSize + 10 * Self.recordSize)
+    }
+
     @Test func zerosAfterTheLastRecordStayAndAppendsContinueOverThem() async throws {
         let directory = TemporaryDirectory()
         try await writeLog(directory.path, count: 50, preallocationStep: Self.step)
@@ -246,11 +254,8 @@ import Testing
     }
 
     @Test func aTornRecordBeforeThePreallocatedZerosIsCutAndTheLogGoesOn() async throws {
-        let directory = TemporaryDirectory()
-        try await writeLog(directory.path, count: 10, preallocationStep: Self.step)
-        let segment = try #require(try segments(directory.path).first)
+        let (directory, segment, end) = try await tenRecords()
         var bytes = try FileSystem.readFile(segment)
-        let end = WALFormat.segmentHeaderSize + 10 * Self.recordSize
         // The first 30 bytes of record 10 again, as if record 11's write was torn.
         let start = end - Self.recordSize
         bytes.replaceSubrange(end..<(end + 30), with: bytes[start..<(start + 30)])
@@ -268,11 +273,8 @@ import Testing
     }
 
     @Test func garbageAmongThePreallocatedZerosIsATornTailNotACleanEnd() async throws {
-        let directory = TemporaryDirectory()
-        try await writeLog(directory.path, count: 10, preallocationStep: Self.step)
-        let segment = try #require(try segments(directory.path).first)
+        let (directory, segment, end) = try await tenRecords()
         var bytes = try FileSystem.readFile(segment)
-        let end = WALFormat.segmentHeaderSize + 10 * Self.recordSize
         bytes[end + 1_000] = 0x55
         try FileSystem.writeFile(segment, bytes)
         let recovered = try WALRecovery.recover(directory: directory.path, afterLSN: 0)
