@@ -265,7 +265,13 @@ extension StoredOutcome: BinaryCodable {
 extension IdempotencyTable.Entry {
     /// Snapshot form: the body's full encoding (naming `tenant`), the outcome's, then the time.
     func encode(to writer: inout BinaryWriter, tenant: TenantID) {
-        bytes.withUnsafeBufferPointer { stored in
+        Self.writeSnapshotForm(stored: bytes[...], time: time, tenant: tenant, to: &writer)
+    }
+
+    /// The snapshot form of stored bytes (a body without its tenant, then an outcome): the tenant
+    /// put back after the body's tag, then the time.
+    static func writeSnapshotForm(stored: ArraySlice<UInt8>, time: LedgerTime, tenant: TenantID, to writer: inout BinaryWriter) {
+        stored.withUnsafeBufferPointer { stored in
             writer.appendBytes(UnsafeBufferPointer(rebasing: stored[..<1]))
             writer.write(tenant)
             writer.appendBytes(UnsafeBufferPointer(rebasing: stored[1...]))

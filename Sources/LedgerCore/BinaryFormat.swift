@@ -64,6 +64,9 @@ public struct BinaryWriter {
     }
 
     public mutating func tag(_ value: UInt8) { bytes.append(value) }
+
+    /// Removes written bytes (the tenant id inside a remembered request's body).
+    mutating func removeBytes(_ range: Range<Int>) { bytes.removeSubrange(range) }
 }
 
 /// Why bytes are not a valid binary form.

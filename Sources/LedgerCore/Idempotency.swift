@@ -55,14 +55,11 @@ package struct IdempotencyTable: Hashable, Sendable {
         /// Writes the body's encoding without the tenant id that follows its tag.
         static func writeWithoutTenant(_ body: CommandBody, to writer: inout BinaryWriter) {
             guard let tenant = body.tenant else { preconditionFailure("only tenant commands are remembered") }
-            var full = BinaryWriter(capacity: 64)
-            full.write(body)
-            let skipped = tenant.encodedLength
-            assert(full.bytes[1..<(1 + skipped)].elementsEqual(tenant.binaryEncoded), "the tenant follows the tag")
-            full.bytes.withUnsafeBufferPointer { all in
-                writer.appendBytes(UnsafeBufferPointer(rebasing: all[..<1]))
-                writer.appendBytes(UnsafeBufferPointer(rebasing: all[(1 + skipped)...]))
-            }
+            let start = writer.bytes.count
+            writer.write(body)
+            let skipped = (start + 1)..<(start + 1 + tenant.encodedLength)
+            assert(writer.bytes[skipped].elementsEqual(tenant.binaryEncoded), "the tenant follows the tag")
+            writer.removeBytes(skipped)
         }
 
         /// Whether `body`, a command of the same tenant, is the remembered command (the encoding is
@@ -255,7 +252,7 @@ extension IdempotencyTable {
         }
         writer.writeVarint(UInt64(count))
         for record in live {
-            entry(of: record).encode(to: &writer, tenant: tenant)
+            Entry.writeSnapshotForm(stored: records[record.stored], time: record.time, tenant: tenant, to: &writer)
         }
     }
 
