@@ -182,7 +182,7 @@ package struct IdempotencyTable: Hashable, Sendable {
         live.map { (requestID(of: $0), entry(of: $0)) }
     }
 
-    /// Per remembered request: the heap bytes of its stored form (for memory accounting in tests).
+    /// Bytes of the live records, all requests together (for memory accounting in tests).
     package var storedBytes: Int { records.count - head }
 
     package mutating func remember(_ id: RequestID, body: CommandBody, result: Result<CommandOutcome, LedgerError>, now: LedgerTime) {

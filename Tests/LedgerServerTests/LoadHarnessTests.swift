@@ -20,17 +20,22 @@ struct LoadHarnessTests {
         return (status, report)
     }
 
-    /// Starts `ledger-load echo-server` on `directory`/data; returns it and its port.
-    static func startEcho(_ directory: TemporaryDirectory) throws -> (ChildProcess, Int) {
+    /// Runs ledger-load with `arguments` against `ledger-load echo-server`, started for the run on a
+    /// fresh data directory and stopped after it; returns its exit status and its JSON report.
+    static func loadAgainstEcho(_ name: String, _ arguments: [String]) throws -> (Int32, [String: Any]) {
+        let directory = TemporaryDirectory(name)
+        let data = directory.path + "/data"
         let echo = try ChildProcess(
-            builtProduct("ledger-load"), ["echo-server", "--data-dir", directory.path + "/data"],
-            stderrPath: directory.path + "/echo.log")
-        guard let banner = echo.readLine(), let port = Int(banner.split(separator: ":").last ?? "") else {
+            builtProduct("ledger-load"), ["echo-server", "--data-dir", data], stderrPath: directory.path + "/echo.log")
+        defer {
             echo.kill(SIGTERM)
             echo.wait()
+        }
+        guard let banner = echo.readLine(), let port = Int(banner.split(separator: ":").last ?? "") else {
             throw ChildError("the echo server printed no port")
         }
-        return (echo, port)
+        return try load(
+            ["--server", "127.0.0.1:\(port)", "--data-dir", data, "--echo"] + arguments, log: directory.path + "/load.log")
     }
 
     @Test("a mixed workload: every call kind measured, no errors, and the invariant check passes")
@@ -95,18 +100,8 @@ struct LoadHarnessTests {
 
     @Test("the echo server answers every call kind over TLS without a ledger")
     func echoServer() async throws {
-        let directory = TemporaryDirectory("load-echo")
-        let data = directory.path + "/data"
-        let (echo, port) = try Self.startEcho(directory)
-        defer {
-            echo.kill(SIGTERM)
-            echo.wait()
-        }
-        let (status, report) = try Self.load(
-            [
-                "--server", "127.0.0.1:\(port)", "--data-dir", data, "--echo", "--operations", "300",
-                "--mix", "pair=1,release=1,refund=1,estimate=1,balance=1",
-            ], log: directory.path + "/load.log")
+        let (status, report) = try Self.loadAgainstEcho(
+            "load-echo", ["--operations", "300", "--mix", "pair=1,release=1,refund=1,estimate=1,balance=1"])
         #expect(status == 0)
         #expect(report["errors_total"] as? Int == 0)
         #expect(report["check"] is NSNull)
@@ -115,20 +110,10 @@ struct LoadHarnessTests {
 
     @Test("--rate paces the calls: an open loop at the asked rate, not as fast as the lanes go")
     func openLoopRate() async throws {
-        let directory = TemporaryDirectory("load-rate")
-        let data = directory.path + "/data"
-        let (echo, port) = try Self.startEcho(directory)
-        defer {
-            echo.kill(SIGTERM)
-            echo.wait()
-        }
         // 64 lanes that could each go thousands of times a second unpaced, asked for 400 calls a
         // second in all (reserve+commit pairs take two start times each).
-        let (status, report) = try Self.load(
-            [
-                "--server", "127.0.0.1:\(port)", "--data-dir", data, "--echo", "--connections", "2", "--pipeline", "32",
-                "--rate", "400", "--duration", "3",
-            ], log: directory.path + "/load.log")
+        let (status, report) = try Self.loadAgainstEcho(
+            "load-rate", ["--connections", "2", "--pipeline", "32", "--rate", "400", "--duration", "3"])
         #expect(status == 0)
         #expect(report["errors_total"] as? Int == 0)
         #expect(report["rate"] as? Int == 400 || report["rate"] as? Double == 400)
