@@ -57,7 +57,8 @@ public struct RecoveryReport: Sendable {
 
 /// A shard is a class around a lock, not an actor: a call applies its command and appends its
 /// record under the lock on whatever thread it arrives (the server's event loop), and is answered
-/// by the log's writer thread right after the fdatasync that covers it. An actor would add two
+/// right after the fdatasync that covers it, by the thread that made it (the log's writer thread,
+/// or with `deferSync` the event loop itself, see `syncPending`). An actor would add two
 /// executor hops per call (onto the actor, and back onto it when the log resumes it) for the same
 /// mutual exclusion; docs/benchmarks.md measures the difference.
 public final class LedgerShard: Sendable {
@@ -152,17 +153,21 @@ public final class LedgerShard: Sendable {
     }
 
     /// `execute` without a task: applies and logs the command now, on the caller's thread, and
-    /// calls `completion` once it is durable, from the log's writer thread (or at once, on the
-    /// caller's thread, when the command is refused before it is logged). The completion must be
+    /// calls `completion` once it is durable, from the thread that made it durable (or at once, on
+    /// the caller's thread, when the command is refused before it is logged). The completion must be
     /// quick: the log's next batch waits for it.
+    ///
+    /// `deferSync`: the caller makes the record durable itself with ``syncPending()`` (soon, on its
+    /// thread); the log's writer thread is not woken for it. Otherwise the writer thread does it.
     public func submit(
-        _ body: CommandBody, requestID: RequestID?,
+        _ body: CommandBody, requestID: RequestID?, deferSync: Bool = false,
         completion: @escaping @Sendable (Result<CommandResult, any Error>) -> Void
     ) {
         let applied: (CommandResult, UInt64)
         do {
             applied = try core.withLock { core in
-                try Self.applyAndLog(LedgerCommand(time: clock.now(), requestID: requestID, body: body), core: &core, wal: wal)
+                try Self.applyAndLog(
+                    LedgerCommand(time: clock.now(), requestID: requestID, body: body), core: &core, wal: wal, wake: !deferSync)
             }
         } catch {
             return completion(.failure(error))
@@ -190,12 +195,14 @@ public final class LedgerShard: Sendable {
 
     /// Called with the lock held: apply and append happen together, so commands are logged in the
     /// order they are applied.
-    private static func applyAndLog(_ command: LedgerCommand, core: inout Core, wal: WriteAheadLog) throws -> (CommandResult, UInt64) {
+    private static func applyAndLog(
+        _ command: LedgerCommand, core: inout Core, wal: WriteAheadLog, wake: Bool = true
+    ) throws -> (CommandResult, UInt64) {
         if let failure = core.failure { throw EngineError.unavailable(failure) }
         let bytes = command.binaryEncoded
         let result = core.state.apply(command)
         do {
-            core.appliedLSN = try wal.append(bytes)
+            core.appliedLSN = try wal.append(bytes, wake: wake)
         } catch {
             // The state now holds a change the log does not: this shard must never answer again.
             core.failure = "\(error)"
@@ -204,6 +211,12 @@ public final class LedgerShard: Sendable {
         core.recordsSinceSnapshot += 1
         core.logBytesSinceSnapshot += bytes.count
         return (result, core.appliedLSN)
+    }
+
+    /// Writes and syncs the log's pending records on the caller's thread and answers the calls they
+    /// make durable (see `WriteAheadLog.syncPending`). The partner of `deferSync`.
+    public func syncPending() {
+        wal.syncPending()
     }
 
     private func durable(_ lsn: UInt64) async throws {
@@ -243,14 +256,15 @@ public final class LedgerShard: Sendable {
     }
 
     /// `readWithLSN` without a task: reads now, on the caller's thread, and calls `completion` once
-    /// what it read is durable (at once when it already is; otherwise from the log's writer thread).
+    /// what it read is durable (at once when it already is; otherwise from the thread that made it
+    /// durable). `deferSync` as for `submit`.
     public func submitRead<T: Sendable>(
-        _ body: (LedgerState) throws -> T,
+        _ body: (LedgerState) throws -> T, deferSync: Bool = false,
         completion: @escaping @Sendable (Result<(value: T, lsn: UInt64), any Error>) -> Void
     ) {
         let read: (T, UInt64, [LedgerEvent])
         do {
-            read = try readNow(body)
+            read = try readNow(body, wake: !deferSync)
         } catch {
             return completion(.failure(error))
         }
@@ -259,13 +273,14 @@ public final class LedgerShard: Sendable {
     }
 
     /// Applies what fell due (a tick) and runs `body` on the state, under the lock.
-    private func readNow<T: Sendable>(_ body: (LedgerState) throws -> T) throws -> (T, UInt64, [LedgerEvent]) {
+    private func readNow<T: Sendable>(_ body: (LedgerState) throws -> T, wake: Bool = true) throws -> (T, UInt64, [LedgerEvent]) {
         try core.withLock { core in
             var lsn = core.appliedLSN
             var events: [LedgerEvent] = []
             if let due = core.state.nextDueTime, due <= clock.now() {
                 let tick: CommandResult
-                (tick, lsn) = try Self.applyAndLog(LedgerCommand(time: clock.now(), requestID: nil, body: .tick), core: &core, wal: wal)
+                (tick, lsn) = try Self.applyAndLog(
+                    LedgerCommand(time: clock.now(), requestID: nil, body: .tick), core: &core, wal: wal, wake: wake)
                 events = tick.events
             }
             return (try body(core.state), lsn, events)

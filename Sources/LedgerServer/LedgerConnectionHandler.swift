@@ -46,6 +46,8 @@ final class LedgerConnectionHandler: ChannelDuplexHandler {
     private let service: LedgerService
     private let access: AccessPolicy
     private let inFlightMax: Int
+    /// The event loop's group commit: syncs the shards its metering calls logged to.
+    private let groupCommit: EventLoopGroupCommit
     private let logger: Logger
     /// Called once, when the connection is closed and none of its calls runs any more.
     private let onOver: @Sendable () -> Void
@@ -69,12 +71,13 @@ final class LedgerConnectionHandler: ChannelDuplexHandler {
     private var peer = "?"
 
     init(
-        service: LedgerService, access: AccessPolicy, inFlightMax: Int, logger: Logger,
-        onOver: @escaping @Sendable () -> Void
+        service: LedgerService, access: AccessPolicy, inFlightMax: Int, groupCommit: EventLoopGroupCommit,
+        logger: Logger, onOver: @escaping @Sendable () -> Void
     ) {
         self.service = service
         self.access = access
         self.inFlightMax = inFlightMax
+        self.groupCommit = groupCommit
         self.logger = logger
         self.onOver = onOver
     }
@@ -97,7 +100,7 @@ final class LedgerConnectionHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !inputEnded else { return }
         queued.append(unwrapInboundIn(data))
-        startQueued(context: context)
+        startQueued(context: context, inReadPhase: true)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -180,13 +183,20 @@ final class LedgerConnectionHandler: ChannelDuplexHandler {
         finishIfDone(context: context)
     }
 
-    private func startQueued(context: ChannelHandlerContext) {
+    /// `inReadPhase`: called from `channelRead`, in the loop's I/O phase. Only such calls use the
+    /// loop's group commit. Calls started later in the tick (by `deliver`, from the task phase) are
+    /// synced by the shard's writer thread: a group commit's sync there would answer calls whose
+    /// delivery starts more calls whose sync is one more task of the same tick, and NIO runs the
+    /// tasks of a tick until none is left: a connection with many queued frames (a client that does
+    /// not read its replies) would keep the loop from its I/O for one fdatasync per `inFlightMax`
+    /// of them (seen: the slowloris test's deadlines fired seconds late).
+    private func startQueued(context: ChannelHandlerContext, inReadPhase: Bool = false) {
         while !closing, inFlight < inFlightMax, let frame = queued.popFirst() {
-            start(frame, context: context)
+            start(frame, context: context, inReadPhase: inReadPhase)
         }
     }
 
-    private func start(_ frame: ByteBuffer, context: ChannelHandlerContext) {
+    private func start(_ frame: ByteBuffer, context: ChannelHandlerContext, inReadPhase: Bool) {
         let start = ContinuousClock.now
         if principal == nil {
             principal = resolvePrincipal(context: context)
@@ -208,7 +218,8 @@ final class LedgerConnectionHandler: ChannelDuplexHandler {
         case .reply(let response, let rpc):
             report(FinishedCall(reply: .init(response: response, rpc: rpc, start: start)))
         case .call(let call, let callID, let rpc):
-            let started = service.startWithoutTask(call, callID: callID) { response in
+            let started = service.startWithoutTask(call, callID: callID, groupCommit: inReadPhase ? groupCommit : nil) {
+                response in
                 report(FinishedCall(reply: .init(response: response, rpc: rpc, start: start)))
             }
             if started { return }

@@ -14,6 +14,7 @@ public final class LedgerMetrics: Sendable {
     private let watches: Gauge
     private let walRecords: Counter
     private let walSyncs: Counter
+    private let walLoopSyncs: Counter
     private let walBytes: Counter
     private let walSyncSeconds: Counter
     private let opsPerSync: Gauge
@@ -23,7 +24,9 @@ public final class LedgerMetrics: Sendable {
     /// What the WAL counters were at the last scrape, per shard: counters only grow by deltas.
     private let lastWAL = Mutex<[Int: WALTotals]>([:])
 
-    struct WALTotals { var records: UInt64 = 0, syncs: UInt64 = 0, bytes: UInt64 = 0, nanoseconds: UInt64 = 0 }
+    struct WALTotals {
+        var records: UInt64 = 0, syncs: UInt64 = 0, callerSyncs: UInt64 = 0, bytes: UInt64 = 0, nanoseconds: UInt64 = 0
+    }
 
     static let durationBuckets: [Duration] = [
         .microseconds(250), .microseconds(500), .milliseconds(1), .milliseconds(2), .milliseconds(5), .milliseconds(10),
@@ -40,6 +43,9 @@ public final class LedgerMetrics: Sendable {
         watches = registry.makeGauge(descriptor: Self.name("watches", "", "Watch streams open now."))
         walRecords = registry.makeCounter(descriptor: Self.name("wal_records", "total", "Records made durable in the log."))
         walSyncs = registry.makeCounter(descriptor: Self.name("wal_fsyncs", "total", "fdatasync calls of the log."))
+        walLoopSyncs = registry.makeCounter(
+            descriptor: Self.name(
+                "wal_event_loop_fsyncs", "total", "Of the log's fdatasync calls, those made by an event loop's group commit."))
         walBytes = registry.makeCounter(descriptor: Self.name("wal_bytes", "total", "Bytes written to the log."))
         walSyncSeconds = registry.makeCounter(
             descriptor: Self.name("wal_write_fsync", "seconds_total", "Time spent writing and fdatasync'ing the log."))
@@ -106,11 +112,13 @@ public final class LedgerMetrics: Sendable {
             let previous = lastWAL.withLock { last in
                 let before = last[shard.index] ?? WALTotals()
                 last[shard.index] = WALTotals(
-                    records: stats.records, syncs: stats.syncs, bytes: stats.bytes, nanoseconds: stats.syncNanoseconds)
+                    records: stats.records, syncs: stats.syncs, callerSyncs: stats.callerSyncs, bytes: stats.bytes,
+                    nanoseconds: stats.syncNanoseconds)
                 return before
             }
             walRecords.increment(by: Int64(stats.records - previous.records))
             walSyncs.increment(by: Int64(stats.syncs - previous.syncs))
+            walLoopSyncs.increment(by: Int64(stats.callerSyncs - previous.callerSyncs))
             walBytes.increment(by: Int64(stats.bytes - previous.bytes))
             walSyncSeconds.increment(by: Double(stats.syncNanoseconds - previous.nanoseconds) / 1e9)
             let labels = [("shard", "\(shard.index)")]

@@ -59,6 +59,7 @@ public final class LedgerServer: Service, Sendable {
             callsInFlightMax: configuration.limits.serverCallsInFlightMax, logger: logger)
         let registry = ConnectionRegistry(connectionsMax: limits.connectionsMax, metrics: service.metrics)
         let access = configuration.access
+        let groupCommits = EventLoopGroupCommits()
         let serverChannel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -92,7 +93,8 @@ public final class LedgerServer: Service, Sendable {
                         try operations.addHandler(
                             LedgerConnectionHandler(
                                 service: service, access: access, inFlightMax: limits.inFlightPerConnectionMax,
-                                logger: logger, onOver: { registry.remove(id) }))
+                                groupCommit: groupCommits.forLoop(channel.eventLoop), logger: logger,
+                                onOver: { registry.remove(id) }))
                     } catch {
                         registry.remove(id)
                         throw error

@@ -140,11 +140,14 @@ public final class LedgerService: Sendable {
 
     /// A read of `startWithoutTask`: `read` runs now, `fill` puts its value into the reply.
     private func startRead<T: Sendable>(
-        _ tenant: TenantID, callID: UInt64, reply: @escaping @Sendable (WireResponse) -> Void,
+        _ tenant: TenantID, callID: UInt64, groupCommit: EventLoopGroupCommit?,
+        reply: @escaping @Sendable (WireResponse) -> Void,
         _ read: (LedgerState) throws -> T, fill: @escaping @Sendable (inout WireResponse, T) -> Void
     ) {
         guard admit() else { return reply(overloaded(callID: callID)) }
-        engine.shard(for: tenant).submitRead(read) { [self] outcome in
+        let shard = engine.shard(for: tenant)
+        defer { groupCommit?.needsSync(shard) }
+        shard.submitRead(read, deferSync: groupCommit != nil) { [self] outcome in
             finishAdmitted()
             switch outcome {
             case .success(let (value, lsn)):
@@ -162,11 +165,14 @@ public final class LedgerService: Sendable {
 
     /// Starts a metering call (a command on one tenant, balance, estimate) without a task: it is
     /// applied (or read) now on the caller's thread, and `reply` is called with its reply once that
-    /// is durable, from the shard's log writer thread (or at once when nothing needs to wait).
+    /// is durable, from the thread that made it durable (or at once when nothing needs to wait).
+    /// With `groupCommit` (the caller is that event loop) the record is synced by the loop's group
+    /// commit after this tick's I/O; without, by the shard's log writer thread.
     /// Returns false, without doing anything, for the other calls: they run in a task
     /// (`serve(_:principal:watches:start:send:)`).
     func startWithoutTask(
-        _ call: LedgerCall, callID: UInt64, reply: @escaping @Sendable (WireResponse) -> Void
+        _ call: LedgerCall, callID: UInt64, groupCommit: EventLoopGroupCommit? = nil,
+        reply: @escaping @Sendable (WireResponse) -> Void
     ) -> Bool {
         switch call {
         case .command(let body, let requestID):
@@ -175,7 +181,9 @@ public final class LedgerService: Sendable {
                 reply(overloaded(callID: callID))
                 return true
             }
-            engine.shard(for: tenant).submit(body, requestID: requestID) { [self] outcome in
+            let shard = engine.shard(for: tenant)
+            defer { groupCommit?.needsSync(shard) }
+            shard.submit(body, requestID: requestID, deferSync: groupCommit != nil) { [self] outcome in
                 finishAdmitted()
                 switch outcome {
                 case .success(let result): reply(WireResponse(callID: callID, result: result))
@@ -184,12 +192,12 @@ public final class LedgerService: Sendable {
             }
             return true
         case .balance(let tenant, let member):
-            startRead(tenant, callID: callID, reply: reply, { state in try state.balance(tenant, member: member) }) {
+            startRead(tenant, callID: callID, groupCommit: groupCommit, reply: reply, { state in try state.balance(tenant, member: member) }) {
                 $0.balance = Tokenledger_V1_BalanceResult($1)
             }
             return true
         case .estimate(let tenant, let member, let items):
-            startRead(tenant, callID: callID, reply: reply, { state in try state.estimate(tenant, member: member, items: items) }) {
+            startRead(tenant, callID: callID, groupCommit: groupCommit, reply: reply, { state in try state.estimate(tenant, member: member, items: items) }) {
                 $0.estimate = Tokenledger_V1_EstimateResult($1)
             }
             return true

@@ -11,8 +11,27 @@ public final class StorageFaults: @unchecked Sendable {
     private var writesBeforeFailure: Int?
     private var syncsBeforeFailure: Int?
     private var errnoToReport: Int32 = EIO
+    private var syncsPaused = false
+    private var syncsWaiting = 0
+    private let syncsResumed = Condition()
 
     public init() {}
+
+    /// Every sync from now on waits, before it runs, until ``resumeSyncs()``: a test can hold a
+    /// writer inside its batch and act meanwhile.
+    public func pauseSyncs() {
+        lock.withLock { syncsPaused = true }
+    }
+
+    public func resumeSyncs() {
+        lock.withLock {
+            syncsPaused = false
+            syncsResumed.broadcast()
+        }
+    }
+
+    /// How many syncs are waiting in a pause now.
+    public var pausedSyncs: Int { lock.withLock { syncsWaiting } }
 
     /// Let `count` more writes succeed, then fail every write with `errno`.
     public func failWrites(after count: Int, errno: Int32 = EIO) {
@@ -35,6 +54,11 @@ public final class StorageFaults: @unchecked Sendable {
     }
 
     func checkSync(_ path: String) throws(StorageError) {
+        lock.withLock {
+            syncsWaiting += 1
+            while syncsPaused { syncsResumed.wait(lock) }
+            syncsWaiting -= 1
+        }
         if let error = consume(&syncsBeforeFailure) { throw StorageError.io(operation: "fdatasync", path: path, errno: error) }
     }
 
@@ -92,6 +116,7 @@ final class Condition: @unchecked Sendable {
     /// Waits; the mutex must be held.
     func wait(_ mutex: Mutex) { pthread_cond_wait(condition, mutex.raw) }
     func signal() { pthread_cond_signal(condition) }
+    func broadcast() { pthread_cond_broadcast(condition) }
 }
 
 /// An open file with the few operations the log and snapshots need. Writes loop over partial

@@ -3,8 +3,14 @@
 // Invariants:
 // - append() assigns LSNs in call order, strictly increasing by one, and copies the encoded record
 //   into the pending batch; it never blocks on I/O.
-// - One writer thread per log takes the whole pending batch, writes it with one write() and makes it
-//   durable with one fdatasync(); only then does durableLSN advance and are waiters up to it resumed.
+// - One batch at a time (`writing`): whoever writes takes the whole pending batch, writes it with one
+//   write() and makes it durable with one fdatasync(); only then does durableLSN advance and are
+//   waiters up to it resumed. The writer is the log's own thread, or a caller of `syncPending()`
+//   (the server's event loop, which then answers its calls without a thread hand-off).
+// - Every record appended gets written without another call: `append` wakes the writer thread,
+//   `append(_:wake: false)` leaves that to the caller's `syncPending()`, and a caller that finds a
+//   batch being written leaves its records to the writing thread, which checks for records appended
+//   meanwhile when it is done (and wakes the writer thread for them).
 // - A new segment is created (header written, file fsynced, directory fsynced) before it holds a
 //   record that will be acknowledged.
 // - Segments are preallocated ahead of the writes (`preallocationStep` at a time), so a batch's
@@ -29,6 +35,8 @@ public struct WALStatistics: Hashable, Sendable {
     public var bytes: UInt64 = 0
     /// Total time spent in write+fdatasync, in nanoseconds.
     public var syncNanoseconds: UInt64 = 0
+    /// Of `syncs`, those made by a caller of `syncPending()` rather than the writer thread.
+    public var callerSyncs: UInt64 = 0
 
     /// Records per fdatasync: how well group commit batches.
     public var recordsPerSync: Double { syncs == 0 ? 0 : Double(records) / Double(syncs) }
@@ -64,10 +72,12 @@ public final class WriteAheadLog: @unchecked Sendable {
     private var waiters: [(lsn: UInt64, waiter: Waiter)] = []
     private var failure: StorageError?
     private var closing = false
+    /// A batch is being written (by the writer thread or a caller of `syncPending`).
+    private var writing = false
     private var writerRunning = false
     private var statistics = WALStatistics()
     private var segments: [SegmentInfo]
-    // Owned by the writer thread:
+    // Owned by whoever set `writing`:
     private var segment: DurableFile?
     /// Where the next batch goes in `segment`.
     private var segmentSize = 0
@@ -111,7 +121,9 @@ public final class WriteAheadLog: @unchecked Sendable {
     public var segmentList: [SegmentInfo] { mutex.withLock { segments } }
 
     /// Queues one record and returns its LSN. Durable only once ``waitDurable(_:)`` returns.
-    public func append(_ body: UnsafeRawBufferPointer) throws(StorageError) -> UInt64 {
+    /// `wake: false` leaves the writing to the caller: it must call ``syncPending()`` after (on the
+    /// same thread, soon), as the writer thread is not told of the record.
+    public func append(_ body: UnsafeRawBufferPointer, wake: Bool = true) throws(StorageError) -> UInt64 {
         guard body.count <= WALFormat.recordBodyMax else {
             throw StorageError.recordTooLarge(size: body.count, limit: WALFormat.recordBodyMax)
         }
@@ -127,15 +139,33 @@ public final class WriteAheadLog: @unchecked Sendable {
         let check = pending.withUnsafeBytes { WALFormat.checkRecord($0, at: start) }
         precondition(check == .valid(lsn: lsn, body: (start + WALFormat.recordHeaderSize)..<pending.count), "WAL record failed its own check")
         pendingRecords += 1
-        wakeWriter.signal()
+        if wake { wakeWriter.signal() }
         return lsn
     }
 
-    public func append(_ body: [UInt8]) throws(StorageError) -> UInt64 {
+    public func append(_ body: [UInt8], wake: Bool = true) throws(StorageError) -> UInt64 {
         let result: Result<UInt64, StorageError> = body.withUnsafeBytes { buffer in
-            do throws(StorageError) { return .success(try append(buffer)) } catch { return .failure(error) }
+            do throws(StorageError) { return .success(try append(buffer, wake: wake)) } catch { return .failure(error) }
         }
         return try result.get()
+    }
+
+    /// Writes and syncs the pending records on the caller's thread, then resumes the waiters they
+    /// make durable (on this thread, outside the log's lock): the group commit of an event loop,
+    /// which thus answers its own calls without waking another thread. Returns at once when nothing
+    /// is pending, or when a batch is being written: that writer takes the rest when it is done.
+    /// Blocks for one write+fdatasync otherwise.
+    public func syncPending() {
+        mutex.lock()
+        guard !writing, !pending.isEmpty, failure == nil, !closing else {
+            // Closing: the writer thread flushes what is pending before it stops.
+            mutex.unlock()
+            return
+        }
+        writeOneBatch(byWriterThread: false)
+        // Records appended while this batch was written are the writer thread's.
+        if !pending.isEmpty || closing { wakeWriter.signal() }
+        mutex.unlock()
     }
 
     /// Returns once every record up to `lsn` is durable; throws if the log stopped first.
@@ -204,45 +234,60 @@ public final class WriteAheadLog: @unchecked Sendable {
     private func runWriter() {
         mutex.lock()
         while true {
-            while pending.isEmpty && !closing { wakeWriter.wait(mutex) }
+            // While a caller of syncPending writes, wait: it wakes this thread when it is done.
+            while writing || (pending.isEmpty && !closing) { wakeWriter.wait(mutex) }
             if pending.isEmpty || failure != nil { break }
-            let batch = pending
-            let firstLSN = pendingFirstLSN
-            let records = pendingRecords
-            pending.removeAll(keepingCapacity: true)
-            pendingRecords = 0
-            pendingFirstLSN = nextLSN
-            mutex.unlock()
-
-            let started = monotonicNanoseconds()
-            var outcome: StorageError? = nil
-            do throws(StorageError) {
-                try writeBatch(batch, firstLSN: firstLSN)
-            } catch {
-                outcome = error
-            }
-            let elapsed = monotonicNanoseconds() - started
-
-            mutex.lock()
-            if let outcome {
-                fail(outcome)
-                break
-            }
-            durable = firstLSN + UInt64(records) - 1
-            statistics.syncs += 1
-            statistics.records += UInt64(records)
-            statistics.bytes += UInt64(batch.count)
-            statistics.syncNanoseconds += elapsed
-            let ready = takeReadyWaiters()
-            if !ready.isEmpty {
-                mutex.unlock()
-                for waiter in ready { waiter.resume(.success(())) }
-                mutex.lock()
-            }
+            if !writeOneBatch(byWriterThread: true) { break }
         }
         writerRunning = false
         writerDone.signal()
         mutex.unlock()
+    }
+
+    /// Takes the pending batch, writes and syncs it outside the lock and resumes the waiters it makes
+    /// durable. Called with the mutex held, `writing` false and `pending` not empty; returns with the
+    /// mutex held and `writing` false. Returns false when the log failed.
+    @discardableResult
+    private func writeOneBatch(byWriterThread: Bool) -> Bool {
+        writing = true
+        let batch = pending
+        let firstLSN = pendingFirstLSN
+        let records = pendingRecords
+        pending.removeAll(keepingCapacity: true)
+        pendingRecords = 0
+        pendingFirstLSN = nextLSN
+        mutex.unlock()
+
+        let started = monotonicNanoseconds()
+        var outcome: StorageError? = nil
+        do throws(StorageError) {
+            try writeBatch(batch, firstLSN: firstLSN)
+        } catch {
+            outcome = error
+        }
+        let elapsed = monotonicNanoseconds() - started
+
+        mutex.lock()
+        writing = false
+        if let outcome {
+            fail(outcome)
+            // The writer thread, if waiting, sees the failure and stops.
+            wakeWriter.signal()
+            return false
+        }
+        durable = firstLSN + UInt64(records) - 1
+        statistics.syncs += 1
+        if !byWriterThread { statistics.callerSyncs += 1 }
+        statistics.records += UInt64(records)
+        statistics.bytes += UInt64(batch.count)
+        statistics.syncNanoseconds += elapsed
+        let ready = takeReadyWaiters()
+        if !ready.isEmpty {
+            mutex.unlock()
+            for waiter in ready { waiter.resume(.success(())) }
+            mutex.lock()
+        }
+        return true
     }
 
     /// Someone waiting for durability: an async caller or a completion callback.
@@ -333,7 +378,7 @@ public func monotonicNanoseconds() -> UInt64 {
 
 /// Starts a detached OS thread (the WAL writer blocks in fdatasync, which must not happen on
 /// Swift's cooperative pool).
-func startThread(_ body: @escaping @Sendable () -> Void) {
+package func startThread(_ body: @escaping @Sendable () -> Void) {
     final class Box: @unchecked Sendable {
         let body: @Sendable () -> Void
         init(_ body: @escaping @Sendable () -> Void) { self.body = body }

@@ -169,11 +169,14 @@ struct ConnectionAbuseTests {
         }
         try await Task.sleep(for: .seconds(4))
         let during = MalformedInputTests.rss(ledgerd.process.pid)
+        let bystanderStart = ContinuousClock.now
         let bystander = try await RawConnection.connect(port: ledgerd.port).exchange(Self.health, expecting: 1)
+        let bystanderTime = ContinuousClock.now - bystanderStart
         for hog in hogs { try? await hog.channel.channel.close() }
         try await Task.sleep(for: .seconds(1))
         let after = MalformedInputTests.rss(ledgerd.process.pid)
-        print("never-reading clients: 4 x 200,000 requests unread; ledgerd RSS \(before) kB -> \(during) kB -> \(after) kB after they closed")
+        print(
+            "never-reading clients: 4 x 200,000 requests unread; ledgerd RSS \(before) kB -> \(during) kB -> \(after) kB after they closed; a bystander's health call took \(bystanderTime)")
         #expect(
             bystander.responses.first?.health.status == "serving",
             "bystander: closed \(bystander.closed), error \(bystander.error.map { "\($0)" } ?? "none")")

@@ -1,6 +1,7 @@
 import Glibc
 import LedgerStore
 import LedgerTesting
+import Synchronization
 import Testing
 
 @Suite struct WALTests {
@@ -296,5 +297,198 @@ import Testing
                 }
             }
         }
+    }
+}
+
+/// `syncPending`: the caller's thread writes and syncs the pending batch (the server's event loops
+/// do, for the records of their calls), and no record is ever left without a writer.
+@Suite struct CallerSyncTests {
+    /// Counts completions; `wait` polls until `count` arrived or the deadline passed.
+    final class Completions: Sendable {
+        private let results = Mutex<[(lsn: UInt64, ok: Bool, thread: pthread_t)]>([])
+        func add(_ lsn: UInt64, _ result: Result<Void, StorageError>) {
+            let ok = if case .success = result { true } else { false }
+            results.withLock { $0.append((lsn, ok, pthread_self())) }
+        }
+        var all: [(lsn: UInt64, ok: Bool, thread: pthread_t)] { results.withLock { $0 } }
+        func wait(for count: Int, seconds: Int = 20) async throws -> Bool {
+            for _ in 0..<(seconds * 100) {
+                if all.count >= count { return true }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            return all.count >= count
+        }
+    }
+
+    @Test func theCallerWritesTheBatchAndItsWaitersAreAnsweredOnItsThread() async throws {
+        let directory = TemporaryDirectory()
+        let log = try WriteAheadLog(directory: directory.path, recovered: try WALRecovery.recover(directory: directory.path, afterLSN: 0))
+        // One record the usual way: the writer thread is up and waiting afterwards.
+        try await log.waitDurable(try log.append(body(1)))
+        #expect(log.stats.syncs == 1 && log.stats.callerSyncs == 0)
+        let completions = Completions()
+        for index in 2...4 {
+            let lsn = try log.append(body(UInt64(index)), wake: false)
+            log.whenDurable(lsn) { completions.add(lsn, $0) }
+        }
+        // Not woken, the writer thread leaves the records alone.
+        usleep(50_000)
+        #expect(log.durableLSN == 1)
+        #expect(completions.all.isEmpty)
+        log.syncPending()
+        // Durable, and answered, before syncPending returns, on this thread, by one sync.
+        #expect(log.durableLSN == 4)
+        let answered = completions.all
+        #expect(answered.map(\.lsn) == [2, 3, 4])
+        #expect(answered.allSatisfy { $0.ok && pthread_equal($0.thread, pthread_self()) != 0 })
+        #expect(log.stats.syncs == 2)
+        #expect(log.stats.callerSyncs == 1)
+        #expect(log.stats.records == 4)
+        // Nothing pending: returns without a sync.
+        log.syncPending()
+        #expect(log.stats.syncs == 2)
+        log.close()
+        #expect(try WALRecovery.recover(directory: directory.path, afterLSN: 0).records.map(\.lsn) == [1, 2, 3, 4])
+    }
+
+    /// A caller that finds a batch being written returns at once, and its record is written when
+    /// that batch is done: the caller that wrote it wakes the writer thread for what was appended
+    /// meanwhile. Nobody else appends or syncs here, so nothing else could write the record.
+    @Test func aRecordLeftToTheBatchBeingWrittenIsWrittenAfterIt() async throws {
+        let directory = TemporaryDirectory()
+        let faults = StorageFaults()
+        let log = try WriteAheadLog(
+            directory: directory.path, recovered: try WALRecovery.recover(directory: directory.path, afterLSN: 0), faults: faults)
+        // One record the usual way: the writer thread is up and waiting afterwards.
+        try await log.waitDurable(try log.append(body(1)))
+        let completions = Completions()
+        faults.pauseSyncs()
+        let first = try log.append(body(2), wake: false)
+        log.whenDurable(first) { completions.add(first, $0) }
+        let firstCaller = Completions()
+        startThread {
+            firstCaller.add(0, .success(()))
+            log.syncPending()
+        }
+        // The first caller is inside its batch's sync.
+        for _ in 0..<2_000 where faults.pausedSyncs == 0 { try await Task.sleep(for: .milliseconds(5)) }
+        #expect(faults.pausedSyncs == 1)
+        let second = try log.append(body(3), wake: false)
+        log.whenDurable(second) { completions.add(second, $0) }
+        log.syncPending()
+        // Returned without writing: the batch in progress holds the log.
+        #expect(log.stats.syncs == 1)
+        #expect(completions.all.isEmpty)
+        faults.resumeSyncs()
+        #expect(try await completions.wait(for: 2))
+        let answered = completions.all
+        try #require(answered.map(\.lsn) == [first, second])
+        #expect(answered.allSatisfy { $0.ok })
+        // The first on the first caller's thread, the second on the writer thread (alive together, so
+        // their ids differ; this test's own thread may change across its awaits, so it is not compared).
+        #expect(pthread_equal(answered[0].thread, answered[1].thread) == 0)
+        let stats = log.stats
+        #expect(stats.syncs == 3 && stats.callerSyncs == 1)
+        log.close()
+        #expect(try WALRecovery.recover(directory: directory.path, afterLSN: 0).records.map(\.lsn) == [1, 2, 3])
+    }
+
+    /// Threads appending without waking the writer and syncing themselves, against async appenders
+    /// that wake it: callers often find a batch being written and must leave their records to that
+    /// writer. Every record must become durable, each exactly once, in LSN order on disk.
+    @Test func recordsLeftByACallerThatFoundABatchBeingWrittenAreWrittenByTheOthers() async throws {
+        let directory = TemporaryDirectory()
+        let log = try WriteAheadLog(directory: directory.path, recovered: try WALRecovery.recover(directory: directory.path, afterLSN: 0))
+        let completions = Completions()
+        let threads = 4, perThread = 300, asyncWriters = 8, perAsyncWriter = 50
+        for thread in 0..<threads {
+            startThread {
+                for index in 0..<perThread {
+                    let lsn = try! log.append(body(UInt64(thread * 10_000 + index)), wake: false)
+                    log.whenDurable(lsn) { completions.add(lsn, $0) }
+                    // Several records per sync now and then, as an event loop's tick has.
+                    if index % 3 != 0 { log.syncPending() }
+                }
+                log.syncPending()
+            }
+        }
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for writer in 0..<asyncWriters {
+                group.addTask {
+                    for index in 0..<perAsyncWriter {
+                        let lsn = try log.append(body(UInt64(100_000 + writer * 1_000 + index)))
+                        try await log.waitDurable(lsn)
+                    }
+                }
+            }
+            try await group.waitForAll()
+        }
+        let total = threads * perThread
+        #expect(try await completions.wait(for: total))
+        let answered = completions.all
+        #expect(answered.count == total)
+        #expect(answered.allSatisfy { $0.ok })
+        #expect(Set(answered.map(\.lsn)).count == total)
+        let stats = log.stats
+        #expect(stats.records == UInt64(total + asyncWriters * perAsyncWriter))
+        #expect(stats.callerSyncs > 0)
+        #expect(stats.callerSyncs < stats.syncs)
+        log.close()
+        let recovered = try WALRecovery.recover(directory: directory.path, afterLSN: 0)
+        #expect(recovered.records.map(\.lsn) == Array(1...UInt64(total + asyncWriters * perAsyncWriter)))
+    }
+
+    /// Close while callers append and sync: what was appended before the close is written by the
+    /// writer thread's last batch (a caller's syncPending returns at once once the log is closing),
+    /// and every waiter hears.
+    @Test func closeWritesWhatCallersLeftPending() async throws {
+        let directory = TemporaryDirectory()
+        let log = try WriteAheadLog(directory: directory.path, recovered: try WALRecovery.recover(directory: directory.path, afterLSN: 0))
+        let completions = Completions()
+        let appended = Completions()
+        for thread in 0..<2 {
+            startThread {
+                for index in 0..<100_000 {
+                    guard let lsn = try? log.append(body(UInt64(thread * 100_000 + index)), wake: false) else { break }
+                    appended.add(lsn, .success(()))
+                    log.whenDurable(lsn) { completions.add(lsn, $0) }
+                    if index % 2 == 1 { log.syncPending() }
+                }
+            }
+        }
+        #expect(try await appended.wait(for: 500))
+        log.close()
+        // The threads stop at their next append (the log is closed).
+        try await Task.sleep(for: .milliseconds(100))
+        let appendedLSNs = Set(appended.all.map(\.lsn))
+        #expect(try await completions.wait(for: appendedLSNs.count))
+        #expect(completions.all.allSatisfy { $0.ok })
+        let recovered = try WALRecovery.recover(directory: directory.path, afterLSN: 0)
+        #expect(Set(recovered.records.map(\.lsn)) == appendedLSNs)
+    }
+
+    /// A failed sync on the caller's thread stops the log as one on the writer thread does.
+    @Test func aFailedCallerSyncStopsTheLog() async throws {
+        let directory = TemporaryDirectory()
+        let faults = StorageFaults()
+        let reported = Completions()
+        let log = try WriteAheadLog(
+            directory: directory.path, recovered: try WALRecovery.recover(directory: directory.path, afterLSN: 0),
+            faults: faults, onFailure: { _ in reported.add(0, .success(())) })
+        let first = try log.append(body(1), wake: false)
+        log.syncPending()
+        #expect(log.durableLSN == first)
+        let completions = Completions()
+        faults.failSyncs(after: 0)
+        let second = try log.append(body(2), wake: false)
+        log.whenDurable(second) { completions.add(second, $0) }
+        log.syncPending()
+        #expect(reported.all.count == 1)
+        #expect(completions.all.map(\.ok) == [false])
+        #expect(log.durableLSN == first)
+        #expect(throws: StorageError.self) { try log.append(body(3), wake: false) }
+        log.syncPending()
+        log.close()
+        #expect(reported.all.count == 1)
     }
 }

@@ -1,0 +1,68 @@
+// The group commit of one event loop.
+//
+// A metering call is applied and logged on the event loop that read it. Its record is left pending
+// in the shard's log (the log's writer thread is not woken for it) and the shard is noted here; once
+// the loop has handled the I/O that was ready, a task in the same tick syncs each noted shard on the
+// loop itself (`LedgerShard.syncPending`), so one fdatasync covers every call the loop read in that
+// tick and their replies are written without a thread hand-off: read, apply, log, sync, reply, all
+// on one thread. When the shard's log is already writing a batch (its writer thread, or another
+// loop), the sync returns at once and that writer takes these records next.
+//
+// Why: at moderate rates most batches hold a few calls, and every hand-off to the writer thread and
+// back to the loop is a sleeping thread woken (measured: server CPU per call 37 us at peak, 92-99
+// us at 10,000 calls/s, ~340 us at 1,000); Redis with `appendfsync always` also syncs on its event
+// loop. The cost: a loop does not read while it syncs (about 0.2 ms here); its peers' calls wait for
+// the next sync anyway.
+
+import LedgerEngine
+import NIOCore
+import Synchronization
+
+/// Loop-confined: every method runs on `loop`.
+final class EventLoopGroupCommit {
+    private let loop: any EventLoop
+    /// Shards with records this loop appended and has not synced yet.
+    private var shards: [LedgerShard] = []
+    private var scheduled = false
+
+    init(loop: any EventLoop) {
+        self.loop = loop
+    }
+
+    /// Notes that `shard` holds a record this loop appended with `deferSync` (or a read waiting for
+    /// one): it is synced after this tick's I/O.
+    func needsSync(_ shard: LedgerShard) {
+        loop.assertInEventLoop()
+        if !shards.contains(where: { $0 === shard }) { shards.append(shard) }
+        guard !scheduled else { return }
+        scheduled = true
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        // From the loop itself: queued without waking the selector, run after this tick's I/O.
+        loop.execute { bound.value.syncNoted() }
+    }
+
+    private func syncNoted() {
+        scheduled = false
+        let due = shards
+        shards.removeAll(keepingCapacity: true)
+        // Replies of calls made durable here are delivered by tasks later in this same tick.
+        for shard in due { shard.syncPending() }
+    }
+}
+
+/// One group commit per event loop of the server, made on first use.
+final class EventLoopGroupCommits: Sendable {
+    private let commits = Mutex<[ObjectIdentifier: NIOLoopBound<EventLoopGroupCommit>]>([:])
+
+    /// The group commit of `loop`; called on `loop`.
+    func forLoop(_ loop: any EventLoop) -> EventLoopGroupCommit {
+        loop.assertInEventLoop()
+        let key = ObjectIdentifier(loop as AnyObject)
+        return commits.withLock { commits in
+            if let existing = commits[key] { return existing.value }
+            let made = EventLoopGroupCommit(loop: loop)
+            commits[key] = NIOLoopBound(made, eventLoop: loop)
+            return made
+        }
+    }
+}
