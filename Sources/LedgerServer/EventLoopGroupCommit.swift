@@ -8,11 +8,17 @@
 // on one thread. When the shard's log is already writing a batch (its writer thread, or another
 // loop), the sync returns at once and that writer takes these records next.
 //
+// Only calls read in the tick's I/O phase use it (`LedgerConnectionHandler.startQueued`): calls
+// started from a delivery, in the task phase, go to the writer thread, or a connection with many
+// queued frames would chain sync after sync within one tick and keep the loop from its I/O.
+//
 // Why: at moderate rates most batches hold a few calls, and every hand-off to the writer thread and
-// back to the loop is a sleeping thread woken (measured: server CPU per call 37 us at peak, 92-99
-// us at 10,000 calls/s, ~340 us at 1,000); Redis with `appendfsync always` also syncs on its event
-// loop. The cost: a loop does not read while it syncs (about 0.2 ms here); its peers' calls wait for
-// the next sync anyway.
+// back to the loop is a sleeping thread woken (server CPU per call was 37 us at peak, 92-99 us at
+// 10,000 calls/s, ~340 us at 1,000); Redis with `appendfsync always` also syncs on its event loop.
+// Measured with it: 8% less server CPU per call and a fifth off p99 at 12,000 calls/s
+// (docs/benchmarks.md). The cost: a loop does not read while it syncs (about 0.2 ms here); its
+// peers' calls wait for the next sync anyway, but a disk that stalls stalls the loop's connections
+// entirely (handshakes, deadlines), not only their replies.
 
 import LedgerEngine
 import NIOCore
