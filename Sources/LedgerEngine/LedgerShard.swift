@@ -257,14 +257,14 @@ public final class LedgerShard: Sendable {
 
     /// `readWithLSN` without a task: reads now, on the caller's thread, and calls `completion` once
     /// what it read is durable (at once when it already is; otherwise from the thread that made it
-    /// durable). `deferSync` as for `submit`.
+    /// durable).
     public func submitRead<T: Sendable>(
-        _ body: (LedgerState) throws -> T, deferSync: Bool = false,
+        _ body: (LedgerState) throws -> T,
         completion: @escaping @Sendable (Result<(value: T, lsn: UInt64), any Error>) -> Void
     ) {
         let read: (T, UInt64, [LedgerEvent])
         do {
-            read = try readNow(body, wake: !deferSync)
+            read = try readNow(body)
         } catch {
             return completion(.failure(error))
         }
@@ -273,14 +273,13 @@ public final class LedgerShard: Sendable {
     }
 
     /// Applies what fell due (a tick) and runs `body` on the state, under the lock.
-    private func readNow<T: Sendable>(_ body: (LedgerState) throws -> T, wake: Bool = true) throws -> (T, UInt64, [LedgerEvent]) {
+    private func readNow<T: Sendable>(_ body: (LedgerState) throws -> T) throws -> (T, UInt64, [LedgerEvent]) {
         try core.withLock { core in
             var lsn = core.appliedLSN
             var events: [LedgerEvent] = []
             if let due = core.state.nextDueTime, due <= clock.now() {
                 let tick: CommandResult
-                (tick, lsn) = try Self.applyAndLog(
-                    LedgerCommand(time: clock.now(), requestID: nil, body: .tick), core: &core, wal: wal, wake: wake)
+                (tick, lsn) = try Self.applyAndLog(LedgerCommand(time: clock.now(), requestID: nil, body: .tick), core: &core, wal: wal)
                 events = tick.events
             }
             return (try body(core.state), lsn, events)

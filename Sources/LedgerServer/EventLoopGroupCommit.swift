@@ -1,11 +1,11 @@
 // The group commit of one event loop.
 //
-// A metering call is applied and logged on the event loop that read it. Its record is left pending
-// in the shard's log (the log's writer thread is not woken for it) and the shard is noted here; once
-// the loop has handled the I/O that was ready, a task in the same tick syncs each noted shard on the
-// loop itself (`LedgerShard.syncPending`), so one fdatasync covers every call the loop read in that
-// tick and their replies are written without a thread hand-off: read, apply, log, sync, reply, all
-// on one thread. When the shard's log is already writing a batch (its writer thread, or another
+// A metering command (reserve, commit, release, refund, ...) is applied and logged on the event
+// loop that read it. Its record is left pending in the shard's log (the log's writer thread is not
+// woken for it) and the shard is noted here; once the loop has handled the I/O that was ready, a
+// task in the same tick syncs each noted shard on the loop itself (`LedgerShard.syncPending`), so
+// one fdatasync covers every command the loop read in that tick and their replies are written
+// without a thread hand-off: read, apply, log, sync, reply, all on one thread. When the shard's log is already writing a batch (its writer thread, or another
 // loop), the sync returns at once and that writer takes these records next.
 //
 // Only calls read in the tick's I/O phase use it (`LedgerConnectionHandler.startQueued`): calls
@@ -35,8 +35,8 @@ final class EventLoopGroupCommit {
         self.loop = loop
     }
 
-    /// Notes that `shard` holds a record this loop appended with `deferSync` (or a read waiting for
-    /// one): it is synced after this tick's I/O.
+    /// Notes that `shard` holds a record this loop appended with `deferSync`: it is synced after
+    /// this tick's I/O.
     func needsSync(_ shard: LedgerShard) {
         loop.assertInEventLoop()
         if !shards.contains(where: { $0 === shard }) { shards.append(shard) }

@@ -140,14 +140,13 @@ public final class LedgerService: Sendable {
 
     /// A read of `startWithoutTask`: `read` runs now, `fill` puts its value into the reply.
     private func startRead<T: Sendable>(
-        _ tenant: TenantID, callID: UInt64, groupCommit: EventLoopGroupCommit?,
-        reply: @escaping @Sendable (WireResponse) -> Void,
+        _ tenant: TenantID, callID: UInt64, reply: @escaping @Sendable (WireResponse) -> Void,
         _ read: (LedgerState) throws -> T, fill: @escaping @Sendable (inout WireResponse, T) -> Void
     ) {
         guard admit() else { return reply(overloaded(callID: callID)) }
-        let shard = engine.shard(for: tenant)
-        defer { groupCommit?.needsSync(shard) }
-        shard.submitRead(read, deferSync: groupCommit != nil) { [self] outcome in
+        // No group commit: a read logs nothing but the rare tick when something fell due (left to
+        // the writer thread), and what it waits for was appended by calls that sync it themselves.
+        engine.shard(for: tenant).submitRead(read) { [self] outcome in
             finishAdmitted()
             switch outcome {
             case .success(let (value, lsn)):
@@ -166,8 +165,8 @@ public final class LedgerService: Sendable {
     /// Starts a metering call (a command on one tenant, balance, estimate) without a task: it is
     /// applied (or read) now on the caller's thread, and `reply` is called with its reply once that
     /// is durable, from the thread that made it durable (or at once when nothing needs to wait).
-    /// With `groupCommit` (the caller is that event loop) the record is synced by the loop's group
-    /// commit after this tick's I/O; without, by the shard's log writer thread.
+    /// With `groupCommit` (the caller is that event loop) a command's record is synced by the loop's
+    /// group commit after this tick's I/O; without, by the shard's log writer thread.
     /// Returns false, without doing anything, for the other calls: they run in a task
     /// (`serve(_:principal:watches:start:send:)`).
     func startWithoutTask(
@@ -192,12 +191,12 @@ public final class LedgerService: Sendable {
             }
             return true
         case .balance(let tenant, let member):
-            startRead(tenant, callID: callID, groupCommit: groupCommit, reply: reply, { state in try state.balance(tenant, member: member) }) {
+            startRead(tenant, callID: callID, reply: reply, { state in try state.balance(tenant, member: member) }) {
                 $0.balance = Tokenledger_V1_BalanceResult($1)
             }
             return true
         case .estimate(let tenant, let member, let items):
-            startRead(tenant, callID: callID, groupCommit: groupCommit, reply: reply, { state in try state.estimate(tenant, member: member, items: items) }) {
+            startRead(tenant, callID: callID, reply: reply, { state in try state.estimate(tenant, member: member, items: items) }) {
                 $0.estimate = Tokenledger_V1_EstimateResult($1)
             }
             return true
