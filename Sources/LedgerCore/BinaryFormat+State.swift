@@ -408,10 +408,7 @@ extension TenantTable: BinaryCodable {
     // now in creation order.
     public func encode(to writer: inout BinaryWriter) {
         writer.writeVarint(UInt64(count))
-        for tenant in values {
-            writer.write(tenant.id)
-            writer.write(tenant)
-        }
+        encodeTenants(to: &writer)
     }
 
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
@@ -420,10 +417,11 @@ extension TenantTable: BinaryCodable {
         reserveCapacity(count)
         for _ in 0..<count {
             let id = try reader.read(TenantID.self)
+            let start = reader.offset
             let tenant = try reader.read(Tenant.self)
             guard tenant.id == id else { throw reader.fail("tenant \(tenant.id) stored under \(id)") }
             guard position(of: id) == nil else { throw reader.fail("duplicate key") }
-            insert(tenant)
+            insertFreezing(tenant, encoding: reader.bytes[start..<reader.offset])
         }
     }
 }

@@ -215,14 +215,22 @@ extension LedgerState {
 }
 
 extension LedgerState {
-    /// Counts for metrics: tenants, open holds and the tokens they hold (one pass over the tenants).
-    public var totals: (tenants: Int, openHolds: Int, tokensHeld: Tokens) {
-        var holds = 0
-        var held: Tokens = 0
-        for tenant in tenants.values {
-            holds += tenant.openHoldCount
-            held &+= tenant.heldTotal
-        }
-        return (tenants.count, holds, held)
+    /// Counts for metrics: tenants, frozen tenants, open holds and the tokens they hold (a pass over
+    /// the tenants that decodes none).
+    public var totals: (tenants: Int, frozenTenants: Int, openHolds: Int, tokensHeld: Tokens) {
+        let (holds, held) = tenants.openHoldTotals
+        return (tenants.count, tenants.frozenCount, holds, held)
     }
+}
+
+extension LedgerState {
+    /// Freezes tenants left unchanged since the previous visit (see
+    /// ``TenantTable/freezeIdle(cursor:visits:freezesMax:)``): their representation changes, their
+    /// value does not. Returns how many tenants it visited and how many it froze.
+    public mutating func freezeIdleTenants(cursor: inout Int, visits: Int, freezesMax: Int) -> (visited: Int, frozen: Int) {
+        tenants.freezeIdle(cursor: &cursor, visits: visits, freezesMax: freezesMax)
+    }
+
+    /// Freezes every tenant that may be frozen (tests).
+    package mutating func freezeAllTenants() -> Int { tenants.freezeAll() }
 }
