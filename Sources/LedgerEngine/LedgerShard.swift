@@ -27,17 +27,22 @@ public struct ShardConfiguration: Sendable {
     /// 100/percent snapshot bytes per log byte), and recovery replays at most that much log after
     /// loading the snapshot. 0: no such condition.
     public var snapshotLogPercent: Int
+    /// Tenants left unchanged for between this long and twice this long are frozen (kept in their
+    /// encoded form, see `TenantTable`) by ``LedgerShard/freezeIdleTenants()``; nil: never (a
+    /// snapshot read still freezes the tenants it reads).
+    public var idleTenantFreezeAfter: Duration?
     /// The storage seam for tests; nil in production.
     public var faults: StorageFaults?
 
     public init(
         segmentSizeMax: Int = 64 << 20, snapshotEveryRecords: Int = 100_000, snapshotInterval: Duration = .seconds(300),
-        snapshotLogPercent: Int = 50, faults: StorageFaults? = nil
+        snapshotLogPercent: Int = 50, idleTenantFreezeAfter: Duration? = .seconds(60), faults: StorageFaults? = nil
     ) {
         self.segmentSizeMax = segmentSizeMax
         self.snapshotEveryRecords = snapshotEveryRecords
         self.snapshotInterval = snapshotInterval
         self.snapshotLogPercent = snapshotLogPercent
+        self.idleTenantFreezeAfter = idleTenantFreezeAfter
         self.faults = faults
     }
 }
@@ -85,6 +90,9 @@ public final class LedgerShard: Sendable {
         var snapshotInProgress = false
         var lastSnapshotNanoseconds: UInt64 = 0
         var snapshotLSN: UInt64
+        /// Where the idle-tenant sweep goes on, and when it last ran (monotonic).
+        var freezeCursor = 0
+        var lastFreezeSweep: UInt64 = monotonicNanoseconds()
     }
 
     /// Recovers the shard in `directory` (newest valid snapshot, then the log after it), audits the
@@ -334,6 +342,38 @@ public final class LedgerShard: Sendable {
         }
         if kept.count == SnapshotStore.keptCount { try wal.removeSegments(coveredThrough: kept.last!) }
         return true
+    }
+
+    /// Freezes the tenants left unchanged for about `idleTenantFreezeAfter` (see `TenantTable`):
+    /// visits the share of the tenants that the time since the last call is of that period, so
+    /// that each tenant is visited once a period, under the lock at most 4,096 visits and 64 freezes
+    /// (encode and audit, a few microseconds each) at a time. Returns how many tenants it froze and
+    /// how many the shard has. The state's value does not change, so nothing is logged.
+    @discardableResult
+    public func freezeIdleTenants() -> (frozen: Int, tenants: Int) {
+        guard let period = configuration.idleTenantFreezeAfter else { return (0, 0) }
+        let periodNanoseconds = UInt64(max(1, period.wholeMilliseconds)) * 1_000_000
+        var tenants = 0
+        var budget = core.withLock { core -> Int in
+            let now = monotonicNanoseconds()
+            let elapsed = now - min(now, core.lastFreezeSweep)
+            core.lastFreezeSweep = now
+            tenants = core.state.tenants.count
+            let count = UInt64(tenants)
+            let (product, overflow) = count.multipliedReportingOverflow(by: elapsed)
+            let share = overflow ? count : (product + periodNanoseconds - 1) / periodNanoseconds
+            return Int(min(count, share))
+        }
+        var frozen = 0
+        while budget > 0 {
+            let (visited, froze) = core.withLock { core -> (visited: Int, frozen: Int) in
+                guard core.failure == nil else { return (budget, 0) }
+                return core.state.freezeIdleTenants(cursor: &core.freezeCursor, visits: min(budget, 4_096), freezesMax: 64)
+            }
+            budget -= max(visited, 1)
+            frozen += froze
+        }
+        return (frozen, tenants)
     }
 
     /// Flushes the log, writes a final snapshot and closes the log.

@@ -19,6 +19,7 @@ public final class LedgerMetrics: Sendable {
     private let walSyncSeconds: Counter
     private let opsPerSync: Gauge
     private let tenants: Gauge
+    private let frozenTenants: Gauge
     private let openHolds: Gauge
     private let tokensHeld: Gauge
     /// What the WAL counters were at the last scrape, per shard: counters only grow by deltas.
@@ -52,6 +53,8 @@ public final class LedgerMetrics: Sendable {
         opsPerSync = registry.makeGauge(
             descriptor: Self.name("wal_records_per_fsync", "", "Records per fdatasync since start (group commit)."))
         tenants = registry.makeGauge(descriptor: Self.name("tenants", "", "Tenants in the ledger."))
+        frozenTenants = registry.makeGauge(
+            descriptor: Self.name("tenants_frozen", "", "Tenants kept in their encoded form until a command changes them."))
         openHolds = registry.makeGauge(descriptor: Self.name("open_holds", "", "Holds reserved and not yet resolved."))
         tokensHeld = registry.makeGauge(descriptor: Self.name("tokens_held", "", "Tokens held by open holds."))
     }
@@ -101,6 +104,7 @@ public final class LedgerMetrics: Sendable {
     /// Reads the engine's figures into the registry, then renders the exposition text.
     public func scrape(_ engine: LedgerEngine) async -> [UInt8] {
         var tenantCount = 0
+        var frozenCount = 0
         var holdCount = 0
         var held: UInt64 = 0
         var records: UInt64 = 0
@@ -135,12 +139,14 @@ public final class LedgerMetrics: Sendable {
             ).set(to: Double(shard.recovery.nanoseconds) / 1e9)
             if let totals = try? await shard.read({ state in state.totals }) {
                 tenantCount += totals.tenants
+                frozenCount += totals.frozenTenants
                 holdCount += totals.openHolds
                 held += totals.tokensHeld
             }
         }
         opsPerSync.set(to: syncs == 0 ? 0 : Double(records) / Double(syncs))
         tenants.set(to: Double(tenantCount))
+        frozenTenants.set(to: Double(frozenCount))
         openHolds.set(to: Double(holdCount))
         tokensHeld.set(to: Double(held))
         return registry.emitToBuffer()

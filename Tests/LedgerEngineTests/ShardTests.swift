@@ -62,6 +62,51 @@ let start = LedgerTime(iso8601: "2026-07-01T00:00:00Z")!
         await third.close()
     }
 
+    @Test func idleTenantsAreFrozenByTheSweepAndThawedByCommandsAcrossAReopen() async throws {
+        let directory = TemporaryDirectory()
+        let clock = ManualClock(start)
+        let configuration = ShardConfiguration(idleTenantFreezeAfter: .milliseconds(40))
+        let shard = try LedgerShard(directory: directory.path, index: 0, configuration: configuration, clock: clock)
+        let tenants = (0..<20).map { TenantID("t\($0)") }
+        for tenant in tenants {
+            _ = try await shard.execute(.createTenant(tenant, TenantSettings()), requestID: RequestID("create-\(tenant)"))
+            _ = try await shard.execute(.grant(tenant, GrantRequest(kind: .purchase, amount: 1_000)), requestID: RequestID("fund-\(tenant)"))
+        }
+        _ = try await shard.execute(.reserve("t0", ReserveRequest(hold: "open", amount: .tokens(5))), requestID: "hold")
+        #expect(try await shard.read { $0.totals.frozenTenants } == 0)
+        // Called as maintenance calls it: each call visits the share of the tenants the time since the
+        // last one is of the period; idle for one to two periods, they are frozen (t0 holds tokens).
+        var frozen = 0
+        let deadline = ContinuousClock.now + .seconds(10)
+        while frozen < 19, ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(10))
+            frozen += shard.freezeIdleTenants().frozen
+        }
+        #expect(frozen == 19)
+        #expect(try await shard.read { $0.totals } == (20, 19, 1, 5))
+        let before = await shard.stateCopy
+        // A command on a frozen tenant thaws it and is logged as any other; a replay answers the same.
+        let first = try await shard.execute(.reserve("t7", ReserveRequest(hold: "h", amount: .tokens(30))), requestID: "r7")
+        #expect(try await shard.read { $0.totals.frozenTenants } == 18)
+        let replay = try await shard.execute(.reserve("t7", ReserveRequest(hold: "h", amount: .tokens(30))), requestID: "r7")
+        #expect(replay.replayed && replay.outcome == first.outcome)
+        #expect(before != (await shard.stateCopy))
+        let expected = await shard.stateCopy
+        await shard.close()
+
+        // Reopened from its snapshot: the same ledger, every tenant without open holds frozen.
+        let reopened = try LedgerShard(
+            directory: directory.path, index: 0, configuration: ShardConfiguration(idleTenantFreezeAfter: nil), clock: clock)
+        #expect(await reopened.stateCopy == expected)
+        #expect(try await reopened.read { $0.totals } == (20, 18, 2, 35))
+        _ = try await reopened.execute(.grant("t3", GrantRequest(kind: .purchase, amount: 10)), requestID: "more")
+        // Without a period the sweep freezes nothing, however long tenants stay idle.
+        try await Task.sleep(for: .milliseconds(50))
+        #expect(reopened.freezeIdleTenants().frozen == 0 && reopened.freezeIdleTenants().frozen == 0)
+        #expect(try await reopened.read { $0.totals.frozenTenants } == 17)
+        await reopened.close()
+    }
+
     @Test func snapshotsWaitForLogInProportionToTheStateNotJustForARecordCount() async throws {
         let directory = TemporaryDirectory()
         let clock = ManualClock(start)

@@ -76,6 +76,8 @@ struct OperationsListenerTests {
         #expect(Self.sample(body, #"tokenledger_call_duration_seconds_count{rpc="reserve"}"#) == 2)
         #expect(Self.sample(body, "tokenledger_tenants") == 1)
         #expect(Self.sample(body, "tokenledger_open_holds") == 1)
+        // Made by commands and holding tokens: hot.
+        #expect(Self.sample(body, "tokenledger_tenants_frozen") == 0)
         #expect(Self.sample(body, "tokenledger_tokens_held") == 40)
         #expect(Self.sample(body, "tokenledger_connections") == 1)
         #expect((Self.sample(body, "tokenledger_wal_records_total") ?? 0) >= 6)
