@@ -11,7 +11,8 @@ extension LedgerState {
     /// Checks every invariant of every tenant; an empty result means the ledger is consistent:
     /// per grant `amount == remaining + consumed + expired + voided + carriedOver` and
     /// `held <= remaining`; per tenant the held, granted, spent and debt totals match the grants and
-    /// holds; every hold resolved at most once and holding nothing once resolved.
+    /// holds; every hold resolved at most once and holding nothing once resolved. Frozen tenants
+    /// (see `TenantTable`) were checked when they were frozen and are not decoded again.
     public func audit() -> [AuditViolation] {
         var violations: [AuditViolation] = []
         // Frozen tenants were audited when they were frozen and their bytes cannot change since

@@ -79,7 +79,7 @@ public final class LedgerEngine: Sendable {
         for shard in shards {
             try await shard.tickIfDue()
             try await shard.snapshotIfDue()
-            frozen += shard.freezeIdleTenants().frozen
+            frozen += shard.freezeIdleTenants()
         }
         // The memory of the tenants' live forms is freed piecemeal, between allocations that stay,
         // so malloc keeps it for reuse (by thawed and new tenants) and RSS does not fall. After

@@ -347,21 +347,20 @@ public final class LedgerShard: Sendable {
     /// Freezes the tenants left unchanged for about `idleTenantFreezeAfter` (see `TenantTable`):
     /// visits the share of the tenants that the time since the last call is of that period, so
     /// that each tenant is visited once a period, under the lock at most 4,096 visits and 64 freezes
-    /// (encode and audit, a few microseconds each) at a time. Returns how many tenants it froze and
-    /// how many the shard has. The state's value does not change, so nothing is logged.
+    /// (encode and audit, a few microseconds each) at a time. Returns how many tenants it froze.
+    /// The state's value does not change, so nothing is logged.
     @discardableResult
-    public func freezeIdleTenants() -> (frozen: Int, tenants: Int) {
-        guard let period = configuration.idleTenantFreezeAfter else { return (0, 0) }
+    public func freezeIdleTenants() -> Int {
+        guard let period = configuration.idleTenantFreezeAfter else { return 0 }
         let periodNanoseconds = UInt64(max(1, period.wholeMilliseconds)) * 1_000_000
-        var tenants = 0
         var budget = core.withLock { core -> Int in
             let now = monotonicNanoseconds()
             let elapsed = now - min(now, core.lastFreezeSweep)
             core.lastFreezeSweep = now
-            tenants = core.state.tenants.count
-            let count = UInt64(tenants)
+            // count * elapsed / period, rounded up, at most count.
+            let count = UInt64(core.state.tenants.count)
             let (product, overflow) = count.multipliedReportingOverflow(by: elapsed)
-            let share = overflow ? count : (product + periodNanoseconds - 1) / periodNanoseconds
+            let share = overflow ? count : product / periodNanoseconds + (product % periodNanoseconds == 0 ? 0 : 1)
             return Int(min(count, share))
         }
         var frozen = 0
@@ -373,7 +372,7 @@ public final class LedgerShard: Sendable {
             budget -= max(visited, 1)
             frozen += froze
         }
-        return (frozen, tenants)
+        return frozen
     }
 
     /// Flushes the log, writes a final snapshot and closes the log.
