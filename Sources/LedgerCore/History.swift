@@ -108,6 +108,9 @@ public struct HistoryLog: Sendable, RandomAccessCollection {
 
     static let checkpointInterval = 32
 
+    /// Bytes of the encoded entries (the snapshot form of an entry is at least half that).
+    var storedBytes: Int { bytes.count }
+
     public init() {}
 
     public var startIndex: Int { 0 }

@@ -184,7 +184,9 @@ public struct TenantTable: Sendable {
     /// Freezes the hot tenant at a position if ``freezes(_:encodedCount:)`` allows; returns whether
     /// it did.
     private mutating func freeze(at position: Int) -> Bool {
-        guard let box = hot[position], box.tenant.openHoldCount == 0 else { return false }
+        guard let box = hot[position], box.tenant.openHoldCount == 0,
+            box.tenant.encodedCountLowerBound <= Self.frozenBytesMax  // a large tenant is not encoded to find out
+        else { return false }
         let bytes = box.tenant.binaryEncoded
         guard Self.freezes(box.tenant, encodedCount: bytes.count) else { return false }
         frozen[position] = bytes.exactlySized()
@@ -306,5 +308,14 @@ extension TenantTable: Hashable {
         for position in hot.indices { combined ^= id(at: position).hashValue }
         hasher.combine(count)
         hasher.combine(combined)
+    }
+}
+
+extension Tenant {
+    /// At most the size of the tenant's encoding, found without encoding it: the snapshot forms of
+    /// history entries and remembered requests take at least half their in-memory bytes, and each
+    /// grant, hold and member at least 8 bytes.
+    var encodedCountLowerBound: Int {
+        history.storedBytes / 2 + idempotency.storedBytes / 2 + 8 * (grants.count + holds.count + members.count)
     }
 }

@@ -35,6 +35,7 @@ import Testing
                 try #require(frozen.audit().isEmpty, "seed \(seed) step \(step)")
             }
             #expect(frozen == plain, "seed \(seed)")
+            for (_, tenant) in plain.tenants { #expect(tenant.encodedCountLowerBound <= tenant.binaryEncoded.count) }
             // Snapshots hold frozen tenants' bytes as they are: read back, the same ledger.
             #expect(try LedgerState(binary: frozen.binaryEncoded) == plain, "seed \(seed)")
             #expect(frozen.totals.openHolds == plain.totals.openHolds && frozen.totals.tokensHeld == plain.totals.tokensHeld)
@@ -108,6 +109,9 @@ import Testing
             ledger.ok(.commit("large", HoldID("hold-\(index)"), amount: 5, final: true))
         }
         #expect(ledger.state.tenants["large"]!.binaryEncoded.count > TenantTable.frozenBytesMax)
+        // The sweep passes over it without encoding it.
+        #expect(ledger.state.tenants["large"]!.encodedCountLowerBound > TenantTable.frozenBytesMax)
+        #expect(ledger.state.freezeAllTenants() == 1)  // "small" only ("holding" holds tokens)
         let read = try LedgerState(binary: ledger.state.binaryEncoded)
         #expect(read == ledger.state)
         func frozen(_ tenant: TenantID) -> Bool { read.tenants.isFrozen(at: read.tenants.position(of: tenant)!) }
