@@ -61,9 +61,6 @@ public struct TenantTable: Sendable {
     /// Tenant ids in creation order.
     public var keys: [TenantID] { hot.indices.map(id(at:)) }
 
-    /// Every tenant in creation order (frozen ones decoded: for audits and tests).
-    public var values: [Tenant] { hot.indices.map { self[at: $0] } }
-
     /// Where the tenant is, or nil when there is no such tenant.
     public func position(of id: TenantID) -> Int? {
         switch probe(id) {
