@@ -46,10 +46,7 @@ import Testing
 
     @Test func theIdleSweepFreezesTenantsUnchangedSinceItsPreviousVisitAndNoneWithOpenHolds() throws {
         var ledger = TestLedger()
-        for tenant in ["a", "b", "c"] {
-            ledger.createTenant(TenantID(tenant))
-            ledger.grant(TenantID(tenant), 1_000)
-        }
+        ledger.createFunded("a", "b", "c", amount: 1_000)
         ledger.reserve("c", "open", 10)
         var cursor = 0
         // First visit: every tenant changed since it was made.
@@ -97,13 +94,9 @@ import Testing
 
     @Test func aSnapshotReadFreezesIdleTenantsButNotOpenHoldsOrLargeTenants() throws {
         var ledger = TestLedger()
-        ledger.createTenant("small")
-        ledger.grant("small", 1_000)
-        ledger.createTenant("holding")
-        ledger.grant("holding", 1_000)
+        ledger.createFunded("small", "holding", amount: 1_000)
         ledger.reserve("holding", "open", 10)
-        ledger.createTenant("large")
-        ledger.grant("large", 1_000_000)
+        ledger.createFunded("large", amount: 1_000_000)
         for index in 0..<100 {
             ledger.reserve("large", HoldID("hold-\(index)"), 10)
             ledger.ok(.commit("large", HoldID("hold-\(index)"), amount: 5, final: true))
@@ -127,10 +120,7 @@ import Testing
 
     @Test func aCopyKeepsItsTenantsWhileTheOriginalThawsChangesAndFreezes() throws {
         var ledger = TestLedger()
-        ledger.createTenant("a")
-        ledger.grant("a", 1_000)
-        ledger.createTenant("b")
-        ledger.grant("b", 1_000)
+        ledger.createFunded("a", "b", amount: 1_000)
         #expect(ledger.state.freezeAllTenants() == 2)
         ledger.reserve("b", "h", 1)
         let copy = ledger.state  // what a snapshot takes
@@ -147,8 +137,7 @@ import Testing
     @Test func frozenTenantsCompareByValue() {
         func ledger(granting amount: Tokens) -> LedgerState {
             var ledger = TestLedger()
-            ledger.createTenant("a")
-            ledger.grant("a", amount)
+            ledger.createFunded("a", amount: amount)
             return ledger.state
         }
         var one = ledger(granting: 1_000), other = ledger(granting: 1_001)

@@ -83,6 +83,14 @@ struct TestLedger {
         ok(.createTenant(id, settings))
     }
 
+    /// Creates each tenant, in order, and grants it `amount` purchased tokens.
+    mutating func createFunded(_ ids: TenantID..., amount: Tokens) {
+        for id in ids {
+            createTenant(id)
+            grant(id, amount)
+        }
+    }
+
     @discardableResult
     mutating func grant(_ tenant: TenantID, _ amount: Tokens, kind: GrantKind = .purchase, expiresAt: LedgerTime? = nil, priority: UInt32? = nil) -> GrantID {
         guard case .granted(let grant) = ok(.grant(tenant, GrantRequest(kind: kind, amount: amount, expiresAt: expiresAt, priority: priority))) else {
