@@ -65,6 +65,10 @@ public final class WriteAheadLog: @unchecked Sendable {
     private let writerDone = Condition()
     // Guarded by `mutex`:
     private var pending: [UInt8] = []
+    /// The buffer of the batch written before, emptied with its capacity kept: the next batch's
+    /// `pending` (two buffers taking turns, where copying `pending` out and emptying it allocated a
+    /// buffer of the same capacity for every batch).
+    private var spareBatch: [UInt8] = []
     private var pendingFirstLSN: UInt64
     private var pendingRecords = 0
     private var nextLSN: UInt64
@@ -250,10 +254,11 @@ public final class WriteAheadLog: @unchecked Sendable {
     @discardableResult
     private func writeOneBatch(byWriterThread: Bool) -> Bool {
         writing = true
-        let batch = pending
+        var batch = spareBatch
+        spareBatch = []
+        swap(&batch, &pending)
         let firstLSN = pendingFirstLSN
         let records = pendingRecords
-        pending.removeAll(keepingCapacity: true)
         pendingRecords = 0
         pendingFirstLSN = nextLSN
         mutex.unlock()
@@ -269,6 +274,9 @@ public final class WriteAheadLog: @unchecked Sendable {
 
         mutex.lock()
         writing = false
+        let batchBytes = batch.count
+        batch.removeAll(keepingCapacity: true)
+        spareBatch = batch
         if let outcome {
             fail(outcome)
             // The writer thread, if waiting, sees the failure and stops.
@@ -279,7 +287,7 @@ public final class WriteAheadLog: @unchecked Sendable {
         statistics.syncs += 1
         if !byWriterThread { statistics.callerSyncs += 1 }
         statistics.records += UInt64(records)
-        statistics.bytes += UInt64(batch.count)
+        statistics.bytes += UInt64(batchBytes)
         statistics.syncNanoseconds += elapsed
         let ready = takeReadyWaiters()
         if !ready.isEmpty {
