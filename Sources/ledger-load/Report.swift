@@ -14,7 +14,7 @@ struct Report {
 
     var all: Histogram<UInt64> {
         var merged = latencyHistogram()
-        for histogram in stats.histograms.values { merged.add(histogram) }
+        for case let histogram? in stats.histograms { merged.add(histogram) }
         return merged
     }
 
@@ -51,7 +51,7 @@ struct Report {
             lines.append("  pairs    \(Report.grouped(Int(stats.pairs.totalCount))) reserve+commit, \(latencyLine(stats.pairs))")
         }
         for kind in CallKind.allCases {
-            guard let histogram = stats.histograms[kind], histogram.totalCount > 0 else { continue }
+            guard let histogram = stats.histograms[kind.index], histogram.totalCount > 0 else { continue }
             lines.append(
                 "  \(kind.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0))\(Report.grouped(Int(histogram.totalCount))) calls, "
                     + latencyLine(histogram))
@@ -93,7 +93,7 @@ struct Report {
             "\"pair_latency_ms\":\(stats.pairs.totalCount > 0 ? latencies(stats.pairs) : "null")",
         ]
         let byCall = CallKind.allCases.compactMap { kind -> String? in
-            guard let histogram = stats.histograms[kind], histogram.totalCount > 0 else { return nil }
+            guard let histogram = stats.histograms[kind.index], histogram.totalCount > 0 else { return nil }
             return "\"\(kind.rawValue)\":{\"calls\":\(histogram.totalCount),\"latency_ms\":\(latencies(histogram))}"
         }
         fields.append("\"by_call\":{\(byCall.joined(separator: ","))}")

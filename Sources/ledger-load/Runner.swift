@@ -7,6 +7,18 @@ import Synchronization
 /// The calls ledger-load makes, each with its own latency histogram.
 enum CallKind: String, CaseIterable, Sendable {
     case reserve, commit, release, refund, estimate, balance
+
+    /// Its position in `allCases`: where its histogram is in `LaneStats.histograms`.
+    var index: Int {
+        switch self {
+        case .reserve: 0
+        case .commit: 1
+        case .release: 2
+        case .refund: 3
+        case .estimate: 4
+        case .balance: 5
+        }
+    }
 }
 
 func monotonicNanoseconds() -> UInt64 { DispatchTime.now().uptimeNanoseconds }
@@ -51,7 +63,9 @@ final class RunState: Sendable {
 
 /// What one lane saw; lanes merge theirs at the end.
 struct LaneStats: Sendable {
-    var histograms: [CallKind: Histogram<UInt64>] = [:]
+    /// Per call kind (at its `index`), made on the kind's first call and recorded into in place:
+    /// `histograms[kind] == nil` on a dictionary copied the histogram out on every call.
+    var histograms: [Histogram<UInt64>?] = Array(repeating: nil, count: CallKind.allCases.count)
     /// Reserve+commit pairs, from the reserve's (intended) start to the commit's reply.
     var pairs = latencyHistogram()
     var errors: [String: Int] = [:]
@@ -64,14 +78,20 @@ struct LaneStats: Sendable {
 
     mutating func record(_ kind: CallKind, microseconds: UInt64) {
         calls += 1
-        if histograms[kind] == nil { histograms[kind] = latencyHistogram() }
-        _ = histograms[kind]!.record(max(1, microseconds))
+        let value = max(1, microseconds)
+        // Optional chaining mutates in place; `histograms[index] == nil` would copy it out first.
+        if histograms[kind.index]?.record(value) == nil {
+            var histogram = latencyHistogram()
+            histogram.record(value)
+            histograms[kind.index] = histogram
+        }
     }
 
     mutating func merge(_ other: LaneStats) {
-        for (kind, histogram) in other.histograms {
-            if histograms[kind] == nil { histograms[kind] = latencyHistogram() }
-            histograms[kind]!.add(histogram)
+        for (index, histogram) in other.histograms.enumerated() {
+            guard let histogram else { continue }
+            if histograms[index] == nil { histograms[index] = latencyHistogram() }
+            histograms[index]!.add(histogram)
         }
         pairs.add(other.pairs)
         for (code, count) in other.errors { errors[code, default: 0] += count }
