@@ -73,6 +73,13 @@ public final class LedgerClient: Sendable {
 
     private var isClosed: Bool { state.withLock { $0.closed } }
 
+    /// The event loop of the current connection (one of the group's when there is none): where its
+    /// replies arrive. A task that prefers it as executor (see `EventLoopExecutor`) makes its calls
+    /// without a thread hop either way.
+    public var eventLoop: any EventLoop {
+        state.withLock { $0.connection?.channel.eventLoop } ?? group.next()
+    }
+
     private func send(_ call: LedgerCall) async throws(LedgerClientError) -> WireResponse {
         let connection = try await liveConnection()
         return try await connection.send(WireRequest(callID: nextCallID(), call: call))
@@ -172,6 +179,13 @@ final class CallSlots: Sendable {
     }
 
     func acquire() async {
+        // A free slot is taken without suspending (a suspension is a trip through the executor).
+        let taken = state.withLock { state in
+            guard state.available > 0 else { return false }
+            state.available -= 1
+            return true
+        }
+        if taken { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let resumeNow = state.withLock { state in
                 if state.available > 0 {

@@ -152,10 +152,16 @@ struct Run: AsyncParsableCommand {
         let state = RunState(operations: plan.operations, duration: plan.duration, start: start)
         let ticker = Task { await showProgress(state, start: start) }
         let stats = await withTaskGroup(of: LaneStats.self) { group in
+            // Each lane runs on its connection's event loop (see EventLoopExecutor): on Swift's
+            // cooperative pool every call cost two thread wake-ups in ledger-load (the reply
+            // resuming the lane on a pool thread, the next request waking the loop) and an open
+            // loop's wait a dispatch timer.
+            let executors = clients.map { EventLoopExecutor($0.eventLoop) }
             for index in 0..<lanes {
                 let client = clients[index % clients.count]
-                group.addTask {
-                    var lane = Lane(index: index, client: client, plan: plan, state: state)
+                let executor = executors[index % clients.count]
+                group.addTask(executorPreference: executor) {
+                    var lane = Lane(index: index, client: client, plan: plan, state: state, eventLoop: executor.eventLoop)
                     return await lane.run()
                 }
             }

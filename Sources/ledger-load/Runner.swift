@@ -2,6 +2,7 @@ import Foundation
 import Histogram
 import LedgerClient
 import LedgerCore
+import NIOCore
 import Synchronization
 
 /// The calls ledger-load makes, each with its own latency histogram.
@@ -134,8 +135,12 @@ struct Lane {
     /// The last hold this lane committed, for refunds: tenant index, hold, captured, refunded.
     var lastCommitted: (tenant: Int, hold: HoldID, captured: Tokens, refunded: Tokens)?
 
-    init(index: Int, client: LedgerClient, plan: RunPlan, state: RunState) {
+    /// The loop the lane's task runs on (its connection's): open-loop waits are its timers.
+    let eventLoop: any EventLoop
+
+    init(index: Int, client: LedgerClient, plan: RunPlan, state: RunState, eventLoop: any EventLoop) {
         self.index = index
+        self.eventLoop = eventLoop
         self.client = client
         self.plan = plan
         self.state = state
@@ -159,7 +164,9 @@ struct Lane {
             var start = monotonicNanoseconds()
             if let nanosecondsPerCall {
                 if scheduled > start {
-                    try? await Task.sleep(nanoseconds: scheduled - start)
+                    // The loop's own timer: no dispatch timer thread, and the lane wakes where it runs.
+                    let wait = TimeAmount.nanoseconds(Int64(clamping: scheduled - start))
+                    try? await eventLoop.scheduleTask(in: wait) {}.futureResult.get()
                 }
                 start = scheduled  // latency counts from when the call should have gone out
                 scheduled += UInt64(nanosecondsPerCall * Double(operation.calls))
