@@ -170,6 +170,13 @@ final class CallSlots: Sendable {
     private struct State {
         var available: Int
         var waiters: [CheckedContinuation<Void, Never>] = []
+
+        /// Takes a free slot if there is one.
+        mutating func take() -> Bool {
+            guard available > 0 else { return false }
+            available -= 1
+            return true
+        }
     }
 
     private let state: Mutex<State>
@@ -180,18 +187,10 @@ final class CallSlots: Sendable {
 
     func acquire() async {
         // A free slot is taken without suspending (a suspension is a trip through the executor).
-        let taken = state.withLock { state in
-            guard state.available > 0 else { return false }
-            state.available -= 1
-            return true
-        }
-        if taken { return }
+        if state.withLock({ $0.take() }) { return }
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let resumeNow = state.withLock { state in
-                if state.available > 0 {
-                    state.available -= 1
-                    return true
-                }
+                if state.take() { return true }
                 state.waiters.append(continuation)
                 return false
             }
