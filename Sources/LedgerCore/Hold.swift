@@ -40,7 +40,8 @@ public struct Hold: Hashable, Sendable, Codable {
     public var held: Tokens
     /// Tokens captured so far, including any captured beyond the hold on the final commit.
     public var captured: Tokens
-    /// Captured tokens per funding grant (net of refunds), in capture order.
+    /// Captured tokens (net of refunds) in capture order: one entry per run of captures from the
+    /// same grant, so a grant drawn again after another has two. Refunds walk them last first.
     public var captures: [Allocation]
     /// Tokens of a final over-capture that the tenant's overdraft covered (net of refunds).
     public var overdraftCaptured: Tokens

@@ -103,10 +103,19 @@ extension LedgerState {
         var expired: Tokens = 0
         var voided: Tokens = 0
         var carried: Tokens = 0
+        // Every token still in the pool: what active grants have left, and what holds still
+        // reserve on grants that expired or were voided while held (their `remaining` is that).
+        // Counted over all grants, not `activeGrants`, which drops an expired or voided grant only
+        // at its next change: the meter must not depend on when that happens.
+        var inPool: Tokens = 0
         for grant in tenant.grants {
             expired += grant.expired
             voided += grant.voided
             carried += grant.carriedOver
+            switch grant.state {
+            case .active, .expired, .voided: inPool += grant.remaining
+            case .pending: break
+            }
         }
         let ordered = tenant.activeGrants.map { tenant.grants[tenant.index($0)] }
             + tenant.grants.filter { $0.state == .pending }
@@ -124,8 +133,6 @@ extension LedgerState {
             lowBalanceThreshold: tenant.settings.lowBalanceThreshold, belowThreshold: tenant.belowThreshold,
             openHolds: tenant.openHoldCount)
         if let period = tenant.planPeriod, let plan = tenant.settings.plan {
-            var inPool: Tokens = 0
-            for id in tenant.activeGrants { inPool += tenant.grants[tenant.index(id)].remaining }
             view.meter = MeterView(
                 used: period.used, total: period.used + inPool, periodStart: period.start, periodEnd: period.end,
                 spendLimit: plan.spendLimit)

@@ -221,8 +221,10 @@ extension Tenant {
         let position = index(draw.grant)
         grants[position].remaining -= draw.amount
         grants[position].consumed += draw.amount
-        if let existing = hold.captures.firstIndex(where: { $0.grant == draw.grant }) {
-            hold.captures[existing].amount += draw.amount
+        // One entry per run of captures from the same grant, in capture order, so that a refund
+        // walks them back last first (a grant drawn again after another keeps two entries).
+        if let last = hold.captures.indices.last, hold.captures[last].grant == draw.grant {
+            hold.captures[last].amount += draw.amount
         } else {
             hold.captures.append(draw)
         }

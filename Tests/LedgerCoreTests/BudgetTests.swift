@@ -113,6 +113,32 @@ import Testing
         #expect(ledger.balance(acme).available == 1_100)
     }
 
+    /// Issue 22, defect 4: a final over-capture that draws again from a grant captured before
+    /// another one keeps that order, and a refund walks it back last first.
+    @Test func refundFollowsReverseCaptureOrderWhenAGrantIsDrawnTwice() {
+        var ledger = TestLedger()
+        ledger.createTenant(acme)
+        let promo = ledger.grant(acme, 1_480, kind: .promo, expiresAt: time("2026-07-20"))  // burns first
+        let purchase = ledger.grant(acme, 20_000)
+        ledger.reserve(acme, "other", 1_480)  // all of the promo
+        ledger.reserve(acme, "job", 1_001)  // so this one is held on the purchase
+        ledger.ok(.release(acme, "other"))  // the promo is free again
+        // Captures: purchase 1,001 (held), then from the pool promo 1,480 and purchase 11,290.
+        guard case .committed(let hold, _, _) = ledger.ok(.commit(acme, "job", amount: 13_771, final: true)) else {
+            Issue.record("commit")
+            return
+        }
+        #expect(hold.captures == [Allocation(grant: purchase, amount: 1_001), Allocation(grant: promo, amount: 1_480), Allocation(grant: purchase, amount: 11_290)])
+        ledger.ok(.refund(acme, "job", amount: 673))
+        #expect(ledger.tenant(acme).grant(purchase)!.consumed == 12_291 - 673)
+        #expect(ledger.tenant(acme).grant(promo)!.consumed == 1_480)
+        // The rest of the last capture, then the promo.
+        ledger.ok(.refund(acme, "job", amount: 11_290 - 673 + 80))
+        #expect(ledger.tenant(acme).grant(purchase)!.consumed == 1_001)
+        #expect(ledger.tenant(acme).grant(promo)!.consumed == 1_400)
+        #expect(ledger.tenant(acme).holds["job"]!.captures == [Allocation(grant: purchase, amount: 1_001), Allocation(grant: promo, amount: 1_400)])
+    }
+
     @Test func tokensOfAnExpiredGrantComeBackAsANonExpiringRefundGrant() {
         var ledger = TestLedger()
         ledger.createTenant(acme)

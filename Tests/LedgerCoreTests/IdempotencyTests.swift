@@ -127,3 +127,47 @@ extension Result where Failure == LedgerError {
         return nil
     }
 }
+
+/// Issue 22: behaviours docs/semantics.md now states, pinned.
+@Suite struct CheckOrderTests {
+    let acme: TenantID = "acme"
+
+    @Test func estimateForAnUnknownMemberAnswersButItsBalanceIsNotFound() throws {
+        var ledger = TestLedger()
+        ledger.createFunded(acme, amount: 1_000)
+        let estimate = try ledger.state.estimate(acme, member: "newcomer", items: [PricedItem(feature: "transcription", quantity: 10)])
+        #expect(estimate.total == 80)
+        #expect(estimate.affordable)
+        #expect(throws: LedgerError.self) { try ledger.state.balance(acme, member: "newcomer") }
+        do {
+            _ = try ledger.state.balance(acme, member: "newcomer")
+        } catch {
+            #expect(error.code == .notFound)
+        }
+    }
+
+    @Test func anOverflowingAmountOnAnUnknownHoldIsNotFoundAndOnAnOpenHoldItsLimit() {
+        var ledger = TestLedger()
+        ledger.createFunded(acme, amount: 1_000)
+        let huge = Limits.amountMax + 1
+        ledger.fail(.commit(acme, "nope", amount: huge, final: true), .notFound)
+        ledger.fail(.refund(acme, "nope", amount: huge), .notFound)
+        ledger.reserve(acme, "job", 10)
+        ledger.fail(.commit(acme, "job", amount: huge, final: true), .limitExceeded)
+    }
+
+    @Test func aRequestIDFirstUsedByAnInvalidRequestIsRemembered() {
+        var ledger = TestLedger()
+        ledger.createFunded(acme, amount: 1_000)
+        ledger.fail(.reserve(acme, ReserveRequest(hold: "job", amount: .tokens(0))), .invalidArgument, requestID: "r1")
+        // Retried as it was: the same error, replayed; the id cannot serve another command.
+        let retry = ledger.run(.reserve(acme, ReserveRequest(hold: "job", amount: .tokens(0))), requestID: "r1")
+        #expect(retry.replayed)
+        #expect(retry.outcome.failureCode == .invalidArgument)
+        ledger.fail(.reserve(acme, ReserveRequest(hold: "job", amount: .tokens(5))), .idempotencyConflict, requestID: "r1")
+        // Unknown tenants and malformed ids are not remembered.
+        ledger.fail(.reserve("ghost", ReserveRequest(hold: "job", amount: .tokens(0))), .notFound, requestID: "r2")
+        ledger.createFunded("ghost", amount: 100)
+        ledger.ok(.reserve("ghost", ReserveRequest(hold: "job", amount: .tokens(5))), requestID: "r2")
+    }
+}

@@ -33,6 +33,35 @@ import Testing
         #expect(ledger.balance(acme).meter?.periodStart == time("2026-12-01"))
     }
 
+    /// Issue 22, defect 3: tokens still held on a grant that was voided or expired stay in the
+    /// meter's total (total = used + every token still in the pool, held included), before and
+    /// after the next change prunes that grant from the burn-down order.
+    @Test func meterKeepsTokensHeldOnAVoidedOrExpiredGrant() {
+        for ending in ["void", "expiry"] {
+            var ledger = TestLedger(at: time("2026-07-01T00:00:00Z"))
+            ledger.createTenant(acme, TenantSettings(plan: Plan(allowance: 250_000, period: monthly)))
+            let purchase = ledger.grant(acme, 5_000, expiresAt: time("2026-07-01T01:00:00Z"))  // burns first
+            ledger.reserve(acme, "job", 400, ttl: .hours(2))
+            #expect(ledger.balance(acme).meter?.total == 255_000, "\(ending)")
+            if ending == "void" {
+                ledger.ok(.voidGrant(acme, purchase))
+            } else {
+                ledger.advance(to: time("2026-07-01T01:00:00Z"))
+            }
+            #expect(ledger.tenant(acme).grant(purchase)!.held == 400)
+            #expect(ledger.balance(acme).meter?.total == 250_400, "\(ending)")
+            ledger.grant(acme, 1_000, kind: .adjustment)
+            let balance = ledger.balance(acme)
+            #expect(balance.reserved == 400)
+            #expect(balance.meter?.used == 0)
+            #expect(balance.meter?.total == 251_400, "\(ending): the held 400 left the total")
+            // Captured from the ended grant: used rises by what the total keeps.
+            ledger.ok(.commit(acme, "job", amount: 300, final: true))
+            #expect(ledger.balance(acme).meter?.used == 300)
+            #expect(ledger.balance(acme).meter?.total == 251_300, "\(ending)")
+        }
+    }
+
     @Test func meterFollowsTheSeedExample() {
         // A 2,000,000 monthly plan; 500,000 used by July 14.
         var ledger = TestLedger(at: time("2026-07-01T00:00:00Z"))

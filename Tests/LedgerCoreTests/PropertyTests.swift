@@ -34,6 +34,16 @@ import Testing
                 Issue.record("seed \(seed) step \(step) \(command.body): \(violations)")
                 return nil
             }
+            // The meter's identity (docs/semantics.md): total = used + every token still in the
+            // pool, held included, whatever the state of the grants that hold them.
+            for (tenantID, _) in state.tenants {
+                guard let view = try? state.balance(tenantID), let meter = view.meter else { continue }
+                if meter.total != meter.used + view.available + view.reserved {
+                    Issue.record(
+                        "seed \(seed) step \(step) \(command.body): meter \(meter.used)/\(meter.total) with \(view.available) available and \(view.reserved) reserved")
+                    return nil
+                }
+            }
             if state.time < before.time {
                 Issue.record("seed \(seed) step \(step): time moved backwards")
                 return nil
