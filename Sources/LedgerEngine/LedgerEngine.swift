@@ -1,3 +1,4 @@
+import Dispatch
 import LedgerCore
 import LedgerStore
 import Synchronization
@@ -18,11 +19,19 @@ public final class LedgerEngine: Sendable {
     static let frozenPerTrim = 10_000
     static let trimInterval: UInt64 = 10_000_000_000
 
-    /// Opens (recovering) every shard of the data directory.
+    /// One catalog install at a time, so that two installs cannot interleave across the shards.
+    private let catalogInstalls = AsyncLock()
+    /// Test seam: called after a catalog install is durable on each shard (its index).
+    private let onCatalogInstalled: (@Sendable (Int) -> Void)?
+
+    /// Opens (recovering) every shard of the data directory, then finishes a catalog install that
+    /// a crash interrupted (``installCatalog(_:)``).
     public init(
         path: String, shardCount: Int, configuration: ShardConfiguration = ShardConfiguration(),
-        clock: any LedgerClock = SystemClock(), onFailure: @escaping @Sendable (StorageError) -> Void = { _ in }
+        clock: any LedgerClock = SystemClock(), onFailure: @escaping @Sendable (StorageError) -> Void = { _ in },
+        onCatalogInstalled: (@Sendable (Int) -> Void)? = nil
     ) throws {
+        self.onCatalogInstalled = onCatalogInstalled
         let directory = try DataDirectory(path: path, shardCount: shardCount, faults: configuration.faults)
         var shards: [LedgerShard] = []
         do {
@@ -38,6 +47,13 @@ public final class LedgerEngine: Sendable {
         }
         dataDirectory = directory
         self.shards = shards
+        do {
+            try finishInterruptedCatalogInstall()
+        } catch {
+            for shard in shards { shard.closeLog() }
+            directory.close()
+            throw error
+        }
     }
 
     /// The shard that owns `tenant`: FNV-1a 64 of the id's bytes modulo the shard count. Stable
@@ -55,16 +71,91 @@ public final class LedgerEngine: Sendable {
         return hash
     }
 
-    /// Runs a command on its tenant's shard; `installCatalog` and `tick` run on every shard and the
-    /// first shard's result is returned.
+    /// Runs a command on its tenant's shard; `installCatalog` (``installCatalog(_:)``) and `tick`
+    /// run on every shard and the first shard's result is returned.
     public func execute(_ body: CommandBody, requestID: RequestID?) async throws -> CommandResult {
         if let tenant = body.tenant { return try await shard(for: tenant).execute(body, requestID: requestID) }
+        if case .installCatalog(let catalog) = body { return try await installCatalog(catalog) }
         var first: CommandResult? = nil
         for shard in shards {
             let result = try await shard.execute(body, requestID: requestID)
             if first == nil { first = result }
         }
         return first!
+    }
+
+    // MARK: Catalog installs
+
+    /// The intent file of a catalog install: while it exists, the catalog it holds is being
+    /// installed on every shard.
+    var catalogIntentPath: String { dataDirectory.path + "/catalog-install" }
+
+    /// Installs a price catalog on every shard as one decision. Every shard prices with the
+    /// catalog, and each logs the install in its own log, so a crash between two shards would leave
+    /// them pricing the same items differently. The decision is made durable first, in an intent
+    /// file in the data directory (written atomically and fsynced); then each shard applies and
+    /// logs the install; then the file is removed. Opening the engine finishes an install whose
+    /// file is still there, on the shards that lack it. One install runs at a time. A refused
+    /// install (the same version with other prices) is refused by the first shard, and by all of
+    /// them alike since they hold the same catalog; the others are not asked.
+    public func installCatalog(_ catalog: PriceCatalog) async throws -> CommandResult {
+        await catalogInstalls.lock()
+        defer { catalogInstalls.unlock() }
+        try FileSystem.replaceFile(catalogIntentPath, Self.encodeIntent(catalog))
+        var first: CommandResult? = nil
+        for shard in shards {
+            let result = try await shard.execute(.installCatalog(catalog), requestID: nil)
+            onCatalogInstalled?(shard.index)
+            if first == nil { first = result }
+            if case .failure = result.outcome { break }
+        }
+        try removeCatalogIntent()
+        return first!
+    }
+
+    /// Start-up: a catalog install interrupted by a crash is finished on the shards that lack it.
+    private func finishInterruptedCatalogInstall() throws {
+        guard FileSystem.exists(catalogIntentPath) else { return }
+        let catalog = try Self.decodeIntent(try FileSystem.readFile(catalogIntentPath), path: catalogIntentPath)
+        for shard in shards where shard.catalogNow() != catalog {
+            let done = DispatchSemaphore(value: 0)
+            let outcome = Mutex<Result<CommandResult, any Error>?>(nil)
+            shard.submit(.installCatalog(catalog), requestID: nil) { result in
+                outcome.withLock { $0 = result }
+                done.signal()
+            }
+            done.wait()
+            _ = try outcome.withLock { $0! }.get()
+        }
+        try removeCatalogIntent()
+    }
+
+    private func removeCatalogIntent() throws {
+        try FileSystem.remove(catalogIntentPath)
+        try FileSystem.syncDirectory(dataDirectory.path)
+    }
+
+    static let intentMagic: [UInt8] = Array("TLCATINT".utf8)
+
+    /// "TLCATINT", CRC32C of the body (u32 little-endian), the catalog's binary form.
+    static func encodeIntent(_ catalog: PriceCatalog) -> [UInt8] {
+        let body = catalog.binaryEncoded
+        var bytes = intentMagic
+        let crc = CRC32C.checksum(body)
+        bytes += (0..<4).map { UInt8(truncatingIfNeeded: crc >> (8 * $0)) }
+        bytes += body
+        return bytes
+    }
+
+    static func decodeIntent(_ bytes: [UInt8], path: String) throws -> PriceCatalog {
+        let corrupt = StorageError.corruption(file: path, offset: 0, lsn: 0, reason: "unreadable catalog install intent")
+        guard bytes.count >= 12, Array(bytes[0..<8]) == intentMagic else { throw corrupt }
+        let crc = bytes[8..<12].enumerated().reduce(UInt32(0)) { $0 | UInt32($1.element) << (8 * UInt32($1.offset)) }
+        let body = Array(bytes[12...])
+        guard CRC32C.checksum(body) == crc else { throw corrupt }
+        var reader = BinaryReader(body)
+        guard let catalog = try? PriceCatalog(from: &reader) else { throw corrupt }
+        return catalog
     }
 
     /// A page of the tenant's retained events after `afterID` (see `LedgerState.events`), durable.
@@ -112,3 +203,34 @@ public final class LedgerEngine: Sendable {
 @_silgen_name("malloc_trim")
 private func mallocTrim(_ pad: Int) -> Int32
 #endif
+
+/// A lock that async callers wait for without blocking a thread, first come first served.
+final class AsyncLock: Sendable {
+    private let state = Mutex<(locked: Bool, waiters: [CheckedContinuation<Void, Never>])>((false, []))
+
+    func lock() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let acquired = state.withLock { state in
+                if !state.locked {
+                    state.locked = true
+                    return true
+                }
+                state.waiters.append(continuation)
+                return false
+            }
+            if acquired { continuation.resume() }
+        }
+    }
+
+    /// Hands the lock to the next waiter, if any.
+    func unlock() {
+        let next = state.withLock { state in
+            if state.waiters.isEmpty {
+                state.locked = false
+                return nil as CheckedContinuation<Void, Never>?
+            }
+            return state.waiters.removeFirst()
+        }
+        next?.resume()
+    }
+}

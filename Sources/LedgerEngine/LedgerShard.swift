@@ -383,6 +383,12 @@ public final class LedgerShard: Sendable {
 
     private var isFailedNow: Bool { core.withLock { $0.failure != nil } }
 
+    /// Closes the log without a snapshot, synchronously (an engine that failed to open).
+    func closeLog() { wal.close() }
+
+    /// The installed catalog, now (start-up's check of an interrupted install).
+    func catalogNow() -> PriceCatalog? { core.withLock { $0.state.catalog } }
+
     // MARK: - Introspection for tests, tools and metrics (async, as they were on the actor)
 
     public var lastAppliedLSN: UInt64 { get async { core.withLock { $0.appliedLSN } } }

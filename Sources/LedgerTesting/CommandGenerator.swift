@@ -176,3 +176,11 @@ public func outcomeTag(_ result: Result<CommandOutcome, LedgerError>) -> String 
         }
     }
 }
+
+/// The catalog the crash tests install over the demo one (other prices for the same items).
+public let crashTestCatalog = try! PriceCatalog(
+    version: "crash-test-2",
+    features: [
+        FeaturePrice(name: "transcription", unit: "minute", rate: 9),
+        FeaturePrice(name: "cover_image", unit: "image", base: 30),
+    ])

@@ -5,12 +5,18 @@
 //
 // Output: "READY" once recovered and set up, then "ACK <tenant> <request-id> <outcome tag>" per
 // acknowledged command, each line written with one write(2) so that a kill never splits a line.
+//
+//   ledger-crashtest-worker DATA_DIR catalog
+//
+// Installs the demo catalog, prints "READY", then installs `crashTestCatalog` and stops for good
+// once shard 0 has it durably ("INSTALLED 0"), for the test to kill it between two shards.
 
 import Glibc
 import LedgerCore
 import LedgerEngine
 import LedgerStore
 import LedgerTesting
+import Synchronization
 
 func emit(_ line: String) {
     var bytes = Array((line + "\n").utf8)
@@ -25,6 +31,22 @@ func emit(_ line: String) {
 }
 
 let arguments = CommandLine.arguments
+if arguments.count == 3, arguments[2] == "catalog" {
+    let armed = Atomic<Bool>(false)
+    let engine = try LedgerEngine(
+        path: arguments[1], shardCount: 2,
+        onCatalogInstalled: { shard in
+            guard shard == 0, armed.load(ordering: .relaxed) else { return }
+            emit("INSTALLED 0")
+            while true { pause() }
+        })
+    _ = try await engine.execute(.installCatalog(.demo), requestID: nil)
+    emit("READY")
+    armed.store(true, ordering: .relaxed)
+    _ = try await engine.execute(.installCatalog(crashTestCatalog), requestID: nil)
+    emit("ERROR the install went past shard 0")
+    exit(1)
+}
 guard arguments.count == 3, let seed = UInt64(arguments[2]) else {
     emit("usage: ledger-crashtest-worker DATA_DIR SEED")
     exit(2)

@@ -80,4 +80,34 @@ import Testing
         await engine.close(finalSnapshot: false)
         return torn
     }
+
+    /// Issue 22, defect 2: a catalog install killed between two shards is finished when the
+    /// directory is opened again, so that every shard prices alike.
+    @Test func aCatalogInstallKilledBetweenShardsIsFinishedOnOpen() async throws {
+        let directory = TemporaryDirectory("crash-catalog")
+        let dataPath = directory.path + "/data"
+        let child = try ChildProcess(builtProduct("ledger-crashtest-worker"), [dataPath, "catalog"])
+        #expect(child.readLine() == "READY")
+        #expect(child.readLine() == "INSTALLED 0")
+        child.kill(SIGKILL)
+        #expect(child.wait() == 128 + SIGKILL)
+
+        // What the kill left: shard 0 logged the new catalog, shard 1 did not; the intent is there.
+        #expect(FileSystem.exists(dataPath + "/catalog-install"))
+        let versions = try (0..<2).map { index in
+            var state = LedgerState()
+            for record in try WALRecovery.recover(directory: dataPath + "/shard-00\(index)", afterLSN: 0).records {
+                _ = state.apply(try LedgerCommand(binary: record.body))
+            }
+            return state.catalog?.version
+        }
+        #expect(versions == [crashTestCatalog.version, PriceCatalog.demo.version])
+
+        let engine = try LedgerEngine(path: dataPath, shardCount: 2)
+        for shard in engine.shards {
+            #expect(try await shard.read { $0.catalog } == crashTestCatalog, "shard \(shard.index)")
+        }
+        #expect(!FileSystem.exists(dataPath + "/catalog-install"))
+        await engine.close(finalSnapshot: false)
+    }
 }
