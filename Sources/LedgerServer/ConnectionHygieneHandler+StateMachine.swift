@@ -6,8 +6,10 @@ extension ConnectionHygieneHandler {
     /// when, and asked what to do at a given time, so that tests drive it without a socket.
     ///
     /// It follows frame boundaries in the decrypted byte stream itself (4-byte big-endian length,
-    /// then the body) so that it knows when a frame is partially in, and it counts frames in and
-    /// replies out to know whether calls are in flight.
+    /// then the body) so that it knows when a frame is partially in. Whether calls are in flight it
+    /// is told at each check by the connection's handler, which counts them (a watch is one for as
+    /// long as it streams: counting frames in against replies out took a watch's first reply for
+    /// its end, and closed quiet watches at the idle timeout).
     package struct StateMachine {
         package enum Action: Equatable {
             case none
@@ -28,8 +30,6 @@ extension ConnectionHygieneHandler {
         private var partialFrameSince: NIODeadline? = nil
         private var headerBytes: [UInt8] = []
         private var bodyRemaining = 0
-        package private(set) var framesIn = 0
-        package private(set) var repliesOut = 0
 
         package init(limits: ConnectionLimits, now: NIODeadline) {
             self.limits = limits
@@ -52,7 +52,7 @@ extension ConnectionHygieneHandler {
                     let taken = min(bodyRemaining, view.count)
                     bodyRemaining -= taken
                     view = view.dropFirst(taken)
-                    if bodyRemaining == 0 { frameCompleted() }
+                    if bodyRemaining == 0 { partialFrameSince = nil }
                     continue
                 }
                 headerBytes.append(view.first!)
@@ -61,25 +61,18 @@ extension ConnectionHygieneHandler {
                     let length = headerBytes.reduce(0) { $0 << 8 | Int($1) }
                     headerBytes.removeAll(keepingCapacity: true)
                     bodyRemaining = length
-                    if length == 0 { frameCompleted() }
+                    if length == 0 { partialFrameSince = nil }
                 }
             }
         }
 
-        private mutating func frameCompleted() {
-            framesIn += 1
-            partialFrameSince = nil
-        }
-
-        /// Reply frames were written (one write may carry several).
-        package mutating func repliesWritten(_ count: Int, now: NIODeadline) {
-            repliesOut += count
+        /// Replies were written.
+        package mutating func wrote(now: NIODeadline) {
             lastActivity = now
         }
 
-        package var callsInFlight: Int { max(0, framesIn - repliesOut) }
-
-        package func check(now: NIODeadline) -> Action {
+        /// `callsInFlight`: the connection's calls started and not yet over (watches included).
+        package func check(now: NIODeadline, callsInFlight: Int) -> Action {
             if !handshakeDone {
                 return now - openedAt >= .init(limits.handshakeTimeout) ? .close(.handshakeTimeout) : .none
             }

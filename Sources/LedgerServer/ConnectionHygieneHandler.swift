@@ -22,10 +22,13 @@ package final class ConnectionHygieneHandler: ChannelDuplexHandler, RemovableCha
     private var timer: RepeatedTask?
     private var draining = false
     private let logger: Logger
+    /// The connection's calls in flight, watches included (asked on the event loop).
+    private let callsInFlight: () -> Int
 
-    package init(limits: ConnectionLimits, now: NIODeadline = .now(), logger: Logger) {
+    package init(limits: ConnectionLimits, now: NIODeadline = .now(), logger: Logger, callsInFlight: @escaping () -> Int) {
         machine = StateMachine(limits: limits, now: now)
         self.logger = logger
+        self.callsInFlight = callsInFlight
     }
 
     /// How often the deadlines are checked: a quarter of the shortest, between 10 ms and 1 s.
@@ -57,7 +60,7 @@ package final class ConnectionHygieneHandler: ChannelDuplexHandler, RemovableCha
     }
 
     private func checkDeadlines(context: ChannelHandlerContext) {
-        guard case .close(let reason) = machine.check(now: .now()) else { return }
+        guard case .close(let reason) = machine.check(now: .now(), callsInFlight: callsInFlight()) else { return }
         logger.debug("closing connection", metadata: ["connection.close_reason": "\(reason.rawValue)"])
         timer?.cancel()
         timer = nil
@@ -72,20 +75,8 @@ package final class ConnectionHygieneHandler: ChannelDuplexHandler, RemovableCha
     }
 
     package func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
-        machine.repliesWritten(Self.frameCount(unwrapOutboundIn(data)), now: .now())
+        machine.wrote(now: .now())
         context.write(data, promise: promise)
-    }
-
-    /// The reply frames in one outbound buffer: the server writes the replies that are ready together
-    /// as one buffer of whole frames (at least 1, so a write always counts as activity).
-    package static func frameCount(_ buffer: ByteBuffer) -> Int {
-        var count = 0
-        var offset = buffer.readerIndex
-        while let length = buffer.getInteger(at: offset, endianness: .big, as: UInt32.self) {
-            count += 1
-            offset += 4 + Int(length)
-        }
-        return max(count, 1)
     }
 
     package func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {

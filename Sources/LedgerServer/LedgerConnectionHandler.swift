@@ -60,6 +60,9 @@ final class LedgerConnectionHandler: ChannelDuplexHandler {
     private let watches = ConnectionWatches()
     private var principal: Principal?
     private var inFlight = 0
+    /// Calls started and not yet over, watches included (they hold a slot while they stream);
+    /// the hygiene handler's idle timeout asks it. On the event loop only.
+    var callsInFlight: Int { inFlight }
     private var queued = CircularBuffer<ByteBuffer>()
     private var readHeld = false
     /// No more frames are read (drain, framing error, refused principal).

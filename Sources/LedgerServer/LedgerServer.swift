@@ -88,13 +88,14 @@ public final class LedgerServer: Service, Sendable {
                     do {
                         let operations = channel.pipeline.syncOperations
                         try operations.addHandler(NIOSSLServerHandler(context: tls.current))
-                        try operations.addHandler(ConnectionHygieneHandler(limits: limits, logger: logger))
-                        try operations.addHandler(ByteToMessageHandler(FrameDecoder(frameSizeMax: limits.frameSizeMax)))
+                        let connection = LedgerConnectionHandler(
+                            service: service, access: access, inFlightMax: limits.inFlightPerConnectionMax,
+                            groupCommit: groupCommits.forLoop(channel.eventLoop), logger: logger,
+                            onOver: { registry.remove(id) })
                         try operations.addHandler(
-                            LedgerConnectionHandler(
-                                service: service, access: access, inFlightMax: limits.inFlightPerConnectionMax,
-                                groupCommit: groupCommits.forLoop(channel.eventLoop), logger: logger,
-                                onOver: { registry.remove(id) }))
+                            ConnectionHygieneHandler(limits: limits, logger: logger) { connection.callsInFlight })
+                        try operations.addHandler(ByteToMessageHandler(FrameDecoder(frameSizeMax: limits.frameSizeMax)))
+                        try operations.addHandler(connection)
                     } catch {
                         registry.remove(id)
                         throw error

@@ -40,40 +40,34 @@ struct HygieneStateMachineTests {
             ("a call in flight since 5", 1_000, .none),
             ("a call answered at 20", 319, .none),
             ("a call answered at 20", 320, .close(.idleTimeout)),
+            ("a watch streaming since 5, its first reply at 6", 10_000, .none),
         ] as [(String, Int64, Machine.Action)])
     func deadlines(scenario: String, lookAt: Int64, expected: Machine.Action) {
         var machine = Machine(limits: Self.limits, now: Self.start)
         if scenario != "no handshake" { machine.handshakeCompleted(now: Self.start) }
+        var callsInFlight = 0
         switch scenario {
         case "half a frame at 5":
             var frame = Self.frame(100)
             machine.received(frame.readSlice(length: 50)!, now: Self.at(5))
         case "a call in flight since 5":
             machine.received(Self.frame(10), now: Self.at(5))
+            callsInFlight = 1
         case "a call answered at 20":
             machine.received(Self.frame(10), now: Self.at(5))
-            machine.repliesWritten(1, now: Self.at(20))
+            machine.wrote(now: Self.at(20))
+        case "a watch streaming since 5, its first reply at 6":
+            // The connection's handler counts the watch in flight until it ends.
+            machine.received(Self.frame(10), now: Self.at(5))
+            machine.wrote(now: Self.at(6))
+            callsInFlight = 1
         default:
             break
         }
-        #expect(machine.check(now: Self.at(lookAt)) == expected, "\(scenario) at \(lookAt)")
+        #expect(machine.check(now: Self.at(lookAt), callsInFlight: callsInFlight) == expected, "\(scenario) at \(lookAt)")
     }
 
-    @Test("a write of several reply frames counts each of them")
-    func batchedRepliesAreCounted() {
-        var batch = ByteBuffer()
-        for size in [10, 0, 300] { var frame = Self.frame(size); batch.writeBuffer(&frame) }
-        #expect(ConnectionHygieneHandler.frameCount(batch) == 3)
-        #expect(ConnectionHygieneHandler.frameCount(Self.frame(5)) == 1)
-        var machine = Machine(limits: Self.limits, now: Self.start)
-        machine.handshakeCompleted(now: Self.start)
-        for _ in 0..<3 { machine.received(Self.frame(10), now: Self.at(5)) }
-        machine.repliesWritten(ConnectionHygieneHandler.frameCount(batch), now: Self.at(20))
-        #expect(machine.callsInFlight == 0)
-        #expect(machine.check(now: Self.at(320)) == .close(.idleTimeout))
-    }
-
-    @Test("frames are counted across any split of the stream, headers included")
+    @Test("frame boundaries are followed across any split of the stream, headers included")
     func frameTracking() {
         let stream = Self.frame(3).readableBytesView + Self.frame(0).readableBytesView + Self.frame(300).readableBytesView
         for chunkSize in [1, 2, 3, 4, 5, 7, 64, 1_000] {
@@ -85,10 +79,12 @@ struct HygieneStateMachineTests {
                 machine.received(ByteBuffer(bytes: stream[offset..<end]), now: Self.at(1))
                 offset = end
             }
-            #expect(machine.framesIn == 3, "chunks of \(chunkSize)")
-            // No partial frame remains, so no frame deadline: only idleness, with three calls unanswered.
-            #expect(machine.check(now: Self.at(1_000)) == .none)
-            #expect(machine.callsInFlight == 3)
+            // No partial frame remains, so no frame deadline: only idleness.
+            #expect(machine.check(now: Self.at(1_000), callsInFlight: 3) == .none, "chunks of \(chunkSize)")
+            #expect(machine.check(now: Self.at(1_000), callsInFlight: 0) == .close(.idleTimeout), "chunks of \(chunkSize)")
+            // Half of a fourth frame: its deadline runs.
+            machine.received(ByteBuffer(bytes: [0, 0, 0, 9, 1]), now: Self.at(2))
+            #expect(machine.check(now: Self.at(32), callsInFlight: 3) == .close(.frameReadTimeout), "chunks of \(chunkSize)")
         }
     }
 
@@ -96,7 +92,7 @@ struct HygieneStateMachineTests {
     func drainOnEmbeddedChannel() throws {
         let recorder = EventRecorder()
         let channel = EmbeddedChannel(
-            handlers: [ConnectionHygieneHandler(limits: Self.limits, now: .now(), logger: Logger(label: "test")), recorder])
+            handlers: [ConnectionHygieneHandler(limits: Self.limits, now: .now(), logger: Logger(label: "test")) { 0 }, recorder])
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         channel.pipeline.fireUserInboundEventTriggered(TLSUserEvent.handshakeCompleted(negotiatedProtocol: nil))
         try channel.writeInbound(Self.frame(1))

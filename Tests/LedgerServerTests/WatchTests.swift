@@ -1,6 +1,7 @@
 import Foundation
 import LedgerClient
 import LedgerCore
+import LedgerServer
 import LedgerTesting
 import LedgerWire
 import Synchronization
@@ -45,6 +46,43 @@ struct WatchTests {
     static func tenantAboveThreshold(_ client: LedgerClient, _ tenant: TenantID) async throws {
         _ = try await client.createTenant(tenant, settings: TenantSettings(lowBalanceThreshold: 500))
         _ = try await client.grant(tenant: tenant, GrantRequest(kind: .purchase, amount: 1_000))
+    }
+
+    /// Issue 22, defect 1: a watch holds one of its connection's call slots, so a watch on a quiet
+    /// tenant is a call in flight and the idle timeout leaves its connection alone; a connection
+    /// with nothing in flight is still closed at the same deadline.
+    @Test("a watch on a quiet tenant outlives several idle timeouts; an idle connection does not")
+    func watchOutlivesIdleTimeout() async throws {
+        let directory = TemporaryDirectory("watch-idle")
+        var limits = ConnectionLimits()
+        limits.idleTimeout = .seconds(1)
+        try await withServer(dataPath: directory.path, limits: limits) { server in
+            let admin = try await server.client()
+            try await Self.tenantAboveThreshold(admin, "acme")
+            let watcher = try await server.client("meter")
+            let watch = try await watcher.watch(tenant: "acme")
+            let updates = Updates(watch)
+            guard case .started? = try await Self.next(updates).update else {
+                Issue.record("the first update is not started")
+                return
+            }
+            // Meanwhile a connection that made one call and then nothing is closed when idle.
+            let idle = try await RawConnection.connect(port: server.port)
+            let idleOutcome = try await idle.exchange(FrameTests.health, expecting: 2)
+            #expect(idleOutcome.responses.count == 1)
+            #expect(idleOutcome.closed)
+            // Three and a half idle timeouts without traffic on the watched tenant.
+            try await Task.sleep(for: .milliseconds(3_500))
+            // The watch's connection is still open: the crossing reaches it (the admin's own
+            // connection was idle and closed; a new one makes the change).
+            let later = try await server.client()
+            _ = try await later.reserve(tenant: "acme", hold: "job", tokens: 600)
+            let low = try #require(Self.event(try await Self.next(updates, seconds: 5)))
+            guard case .lowBalance? = low.kind else {
+                Issue.record("expected low_balance, got \(low)")
+                return
+            }
+        }
     }
 
     @Test("a commit that crosses the threshold reaches the subscriber; a grant brings the recovery")
