@@ -1,6 +1,7 @@
 // swift-tools-version: 6.1
 // TokenLedger: a token-billing ledger server. Module layout and dependency direction are described
-// in docs/architecture.md; targets are added as they get content.
+// in docs/architecture.md. Linux only (glibc): the storage relies on fdatasync, flock and
+// fallocate, and the engine on malloc_trim; no Darwin build is claimed (README.md).
 import Foundation
 import PackageDescription
 
@@ -10,7 +11,6 @@ let strictSettings: [SwiftSetting] = [
 
 let package = Package(
     name: "TokenLedger",
-    platforms: [.macOS(.v15)],
     products: [
         .library(name: "LedgerCore", targets: ["LedgerCore"]),
         .library(name: "LedgerStore", targets: ["LedgerStore"]),

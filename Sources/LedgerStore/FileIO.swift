@@ -1,8 +1,4 @@
-#if canImport(Glibc)
 import Glibc
-#elseif canImport(Darwin)
-import Darwin
-#endif
 
 /// The storage seam: every write and every sync of the WAL and of snapshots asks it first, so that
 /// tests can make the N-th one fail on real files. Production passes none.
