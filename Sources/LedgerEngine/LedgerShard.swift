@@ -63,7 +63,7 @@ public struct RecoveryReport: Sendable {
 /// A shard is a class around a lock, not an actor: a call applies its command and appends its
 /// record under the lock on whatever thread it arrives (the server's event loop), and is answered
 /// right after the fdatasync that covers it, by the thread that made it (the log's writer thread,
-/// or with `deferSync` the event loop itself, see `syncPending`). An actor would add two
+/// or with `syncBy: .caller` the event loop itself, see `syncPending`). An actor would add two
 /// executor hops per call (onto the actor, and back onto it when the log resumes it) for the same
 /// mutual exclusion; docs/benchmarks.md measures the difference.
 public final class LedgerShard: Sendable {
@@ -165,17 +165,17 @@ public final class LedgerShard: Sendable {
     /// the caller's thread, when the command is refused before it is logged). The completion must be
     /// quick: the log's next batch waits for it.
     ///
-    /// `deferSync`: the caller makes the record durable itself with ``syncPending()`` (soon, on its
-    /// thread); the log's writer thread is not woken for it. Otherwise the writer thread does it.
+    /// `syncBy: .caller`: the caller makes the record durable itself with ``syncPending()`` (soon, on
+    /// its thread); the log's writer thread is not woken for it. `.logWriter`: the writer thread does.
     public func submit(
-        _ body: CommandBody, requestID: RequestID?, deferSync: Bool = false,
+        _ body: CommandBody, requestID: RequestID?, syncBy: SyncBy = .logWriter,
         completion: @escaping @Sendable (Result<CommandResult, any Error>) -> Void
     ) {
         let applied: (CommandResult, UInt64)
         do {
             applied = try core.withLock { core in
                 try Self.applyAndLog(
-                    LedgerCommand(time: clock.now(), requestID: requestID, body: body), core: &core, wal: wal, wake: !deferSync)
+                    LedgerCommand(time: clock.now(), requestID: requestID, body: body), core: &core, wal: wal, syncBy: syncBy)
             }
         } catch {
             return completion(.failure(error))
@@ -204,13 +204,13 @@ public final class LedgerShard: Sendable {
     /// Called with the lock held: apply and append happen together, so commands are logged in the
     /// order they are applied.
     private static func applyAndLog(
-        _ command: LedgerCommand, core: inout Core, wal: WriteAheadLog, wake: Bool = true
+        _ command: LedgerCommand, core: inout Core, wal: WriteAheadLog, syncBy: SyncBy = .logWriter
     ) throws -> (CommandResult, UInt64) {
         if let failure = core.failure { throw EngineError.unavailable(failure) }
         let bytes = command.binaryEncoded
         let result = core.state.apply(command)
         do {
-            core.appliedLSN = try wal.append(bytes, wake: wake)
+            core.appliedLSN = try wal.append(bytes, syncBy: syncBy)
         } catch {
             // The state now holds a change the log does not: this shard must never answer again.
             core.failure = "\(error)"
@@ -222,7 +222,7 @@ public final class LedgerShard: Sendable {
     }
 
     /// Writes and syncs the log's pending records on the caller's thread and answers the calls they
-    /// make durable (see `WriteAheadLog.syncPending`). The partner of `deferSync`.
+    /// make durable (see `WriteAheadLog.syncPending`). The partner of `syncBy: .caller`.
     public func syncPending() {
         wal.syncPending()
     }

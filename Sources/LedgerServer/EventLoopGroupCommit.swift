@@ -35,7 +35,7 @@ final class EventLoopGroupCommit {
         self.loop = loop
     }
 
-    /// Notes that `shard` holds a record this loop appended with `deferSync`: it is synced after
+    /// Notes that `shard` holds a record this loop appended with `syncBy: .caller`: it is synced after
     /// this tick's I/O.
     func needsSync(_ shard: LedgerShard) {
         loop.assertInEventLoop()

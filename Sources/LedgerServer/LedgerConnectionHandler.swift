@@ -21,6 +21,7 @@
 
 import LedgerCore
 import LedgerEngine
+import LedgerStore
 import LedgerWire
 import Logging
 import NIOCore
@@ -28,14 +29,10 @@ import NIOSSL
 import Synchronization
 import X509
 
-/// A call of the connection that finished: its reply to write, or nil when its task wrote it.
+/// A call of the connection that finished: its reply to write, or nil after a stream (a watch)
+/// that wrote its replies itself.
 struct FinishedCall: Sendable {
-    struct Reply: Sendable {
-        var response: WireResponse
-        var rpc: String
-        var start: ContinuousClock.Instant
-    }
-    var reply: Reply?
+    var reply: WireResponse?
 }
 
 final class LedgerConnectionHandler: ChannelDuplexHandler {
@@ -103,7 +100,7 @@ final class LedgerConnectionHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !inputEnded else { return }
         queued.append(unwrapInboundIn(data))
-        startQueued(context: context, inReadPhase: true)
+        startQueued(context: context, syncBy: .caller)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -186,21 +183,20 @@ final class LedgerConnectionHandler: ChannelDuplexHandler {
         finishIfDone(context: context)
     }
 
-    /// `inReadPhase`: called from `channelRead`, in the loop's I/O phase. Only such calls use the
-    /// loop's group commit. Calls started later in the tick (by `deliver`, from the task phase) are
-    /// synced by the shard's writer thread: a group commit's sync there would answer calls whose
+    /// `syncBy: .caller` from `channelRead`, in the loop's I/O phase: only such calls use the loop's
+    /// group commit. Calls started later in the tick (by `deliver`, from the task phase) are synced
+    /// by the shard's writer thread (`.logWriter`): a group commit's sync there would answer calls whose
     /// delivery starts more calls whose sync is one more task of the same tick, and NIO runs the
     /// tasks of a tick until none is left: a connection with many queued frames (a client that does
     /// not read its replies) would keep the loop from its I/O for one fdatasync per `inFlightMax`
     /// of them (seen: the slowloris test's deadlines fired seconds late).
-    private func startQueued(context: ChannelHandlerContext, inReadPhase: Bool = false) {
+    private func startQueued(context: ChannelHandlerContext, syncBy: SyncBy = .logWriter) {
         while !closing, inFlight < inFlightMax, let frame = queued.popFirst() {
-            start(frame, context: context, inReadPhase: inReadPhase)
+            start(frame, context: context, syncBy: syncBy)
         }
     }
 
-    private func start(_ frame: ByteBuffer, context: ChannelHandlerContext, inReadPhase: Bool) {
-        let start = ContinuousClock.now
+    private func start(_ frame: ByteBuffer, context: ChannelHandlerContext, syncBy: SyncBy) {
         if principal == nil {
             principal = resolvePrincipal(context: context)
             if principal == nil {
@@ -217,27 +213,52 @@ final class LedgerConnectionHandler: ChannelDuplexHandler {
         let principal = principal!
         inFlight += 1
         let report = report!
-        switch service.decode(frame, principal: principal) {
-        case .reply(let response, let rpc):
-            report(FinishedCall(reply: .init(response: response, rpc: rpc, start: start)))
-        case .call(let call, let callID, let rpc):
-            let started = service.startWithoutTask(call, callID: callID, groupCommit: inReadPhase ? groupCommit : nil) {
-                response in
-                report(FinishedCall(reply: .init(response: response, rpc: rpc, start: start)))
-            }
-            if started { return }
-            let decoded = LedgerService.Decoded.call(call, callID: callID, rpc: rpc)
-            let (service, watches, channel, logger, peer) = (service, watches, context.channel, logger, peer)
-            Task {
-                do {
-                    try await service.serve(decoded, principal: principal, watches: watches, start: start) { reply in
-                        try await channel.writeAndFlush(try LedgerServer.encode(reply)).get()
-                    }
-                } catch {
-                    logger.debug("reply not written", metadata: ["connection.peer": "\(peer)", "error": "\(error)"])
-                }
-                report(FinishedCall(reply: nil))
-            }
+        let call: LedgerCall
+        let callID: UInt64
+        switch Self.decode(frame) {
+        case .refused(let response, let rpc):
+            service.metrics.record(rpc: rpc, code: LedgerService.code(of: response), duration: .zero)
+            return report(FinishedCall(reply: response))
+        case .call(let decoded, let id):
+            (call, callID) = (decoded, id)
+        }
+        let channel = context.channel
+        let replies = LedgerService.Replies(
+            finish: { response in report(FinishedCall(reply: response)) },
+            send: { response in try await channel.writeAndFlush(try LedgerServer.encode(response)).get() })
+        if let shard = service.serve(call, callID: callID, principal: principal, watches: watches, syncBy: syncBy, replies: replies) {
+            groupCommit.needsSync(shard)
+        }
+    }
+
+    enum Decoded {
+        /// Not served: the frame is not a request, or a field is wrong or unknown.
+        case refused(WireResponse, rpc: String)
+        case call(LedgerCall, callID: UInt64)
+    }
+
+    /// Decodes a request frame into a call, or the error reply.
+    static func decode(_ frame: ByteBuffer) -> Decoded {
+        let request: WireRequest
+        do {
+            request = try WireRequest(frame: frame)
+        } catch {
+            return .refused(
+                WireResponse(callID: 0, error: LedgerError(.invalidArgument, "the frame is not a valid Request message: \(error)")),
+                rpc: "unreadable")
+        }
+        if request.containsUnknownFields {
+            return .refused(
+                WireResponse(
+                    callID: request.callID,
+                    error: LedgerError(
+                        .invalidArgument, "the request has fields this server does not know; upgrade the server or the client")),
+                rpc: request.rpcName)
+        }
+        do {
+            return .call(try LedgerCall(request), callID: request.callID)
+        } catch {
+            return .refused(WireResponse(callID: request.callID, error: error), rpc: request.rpcName)
         }
     }
 
@@ -246,20 +267,17 @@ final class LedgerConnectionHandler: ChannelDuplexHandler {
     private func deliver(context: ChannelHandlerContext) {
         let finished = outbox.take()
         inFlight -= finished.count
+        precondition(inFlight >= 0, "a call of the connection finished twice")
         let replies = finished.compactMap(\.reply)
-        let now = ContinuousClock.now
-        for reply in replies {
-            service.metrics.record(rpc: reply.rpc, code: LedgerService.code(of: reply.response), duration: now - reply.start)
-        }
         // Calls that finished after the connection closed: their replies have nowhere to go.
         if inactive { return finishIfDone(context: context) }
         if !replies.isEmpty {
             var buffer = context.channel.allocator.buffer(capacity: 128 * replies.count)
             for reply in replies {
                 do {
-                    try buffer.writeFrame(reply.response)
+                    try buffer.writeFrame(reply)
                 } catch {
-                    logger.error("reply not encoded", metadata: ["call.id": "\(reply.response.callID)", "error": "\(error)"])
+                    logger.error("reply not encoded", metadata: ["call.id": "\(reply.callID)", "error": "\(error)"])
                 }
             }
             context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)

@@ -10,7 +10,6 @@
 import LedgerCore
 import LedgerEngine
 import LedgerWire
-import NIOCore
 import Synchronization
 
 /// The watches running on one connection, so that `unwatch` can find them and the connection's
@@ -65,46 +64,8 @@ public final class ConnectionWatches: Sendable {
 }
 
 extension LedgerService {
-    /// Serves one request frame, sending its reply (or, for a watch, its stream of replies) with
-    /// `send`. Returns when the call is over; throws only what `send` throws.
-    public func serve(
-        frame: ByteBuffer, principal: Principal, watches: ConnectionWatches,
-        send: (WireResponse) async throws -> Void
-    ) async throws {
-        let start = ContinuousClock.now
-        try await serve(decode(frame, principal: principal), principal: principal, watches: watches, start: start, send: send)
-    }
-
-    /// `serve(frame:...)` for a frame already decoded, received at `start`.
-    func serve(
-        _ decoded: Decoded, principal: Principal, watches: ConnectionWatches, start: ContinuousClock.Instant,
-        send: (WireResponse) async throws -> Void
-    ) async throws {
-        switch decoded {
-        case .reply(let response, let rpc):
-            metrics.record(rpc: rpc, code: Self.code(of: response), duration: ContinuousClock.now - start)
-            try await send(response)
-        case .call(let call, let callID, let rpc):
-            switch call {
-            case .watch(let tenant, let after):
-                try await watch(tenant, after: after, callID: callID, watches: watches, start: start, send: send)
-            case .unwatch(let watchCallID):
-                let stopped = watches.stop(watchCallID, reason: .unwatched)
-                let response = WireResponse.with {
-                    $0.callID = callID
-                    $0.unwatch = .with { $0.stopped = stopped }
-                }
-                metrics.record(rpc: rpc, code: "ok", duration: ContinuousClock.now - start)
-                try await send(response)
-            default:
-                let response = await admitAndPerform(call, callID: callID, principal: principal)
-                metrics.record(rpc: rpc, code: Self.code(of: response), duration: ContinuousClock.now - start)
-                try await send(response)
-            }
-        }
-    }
-
-    private func watch(
+    /// Streams the tenant's events through `send` until unwatched, drained or the connection ends.
+    func watch(
         _ tenant: TenantID, after: UInt64?, callID: UInt64, watches: ConnectionWatches, start: ContinuousClock.Instant,
         send: (WireResponse) async throws -> Void
     ) async throws {

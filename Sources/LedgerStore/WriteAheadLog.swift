@@ -7,8 +7,8 @@
 //   write() and makes it durable with one fdatasync(); only then does durableLSN advance and are
 //   waiters up to it resumed. The writer is the log's own thread, or a caller of `syncPending()`
 //   (the server's event loop, which then answers its calls without a thread hand-off).
-// - Every record appended gets written without another call: `append` wakes the writer thread,
-//   `append(_:wake: false)` leaves that to the caller's `syncPending()`, and a caller that finds a
+// - Every record appended gets written without another call: `append(_:syncBy: .logWriter)` wakes
+//   the writer thread, `.caller` leaves that to the caller's `syncPending()`, and a caller that finds a
 //   batch being written leaves its records to the writing thread, which checks for records appended
 //   meanwhile when it is done (and wakes the writer thread for them).
 // - A new segment is created (header written, file fsynced, directory fsynced) before it holds a
@@ -40,6 +40,16 @@ public struct WALStatistics: Hashable, Sendable {
 
     /// Records per fdatasync: how well group commit batches.
     public var recordsPerSync: Double { syncs == 0 ? 0 : Double(records) / Double(syncs) }
+}
+
+/// Who writes and syncs a record once it is appended: one name from the connection that reads a
+/// call down to the log (`LedgerConnectionHandler` → `LedgerService.serve` → `LedgerShard.submit`
+/// → `WriteAheadLog.append`).
+public enum SyncBy: Sendable, Hashable {
+    /// The log's writer thread, woken for it.
+    case logWriter
+    /// The caller, soon and on its own thread, with `syncPending()` (an event loop's group commit).
+    case caller
 }
 
 public final class WriteAheadLog: @unchecked Sendable {
@@ -125,9 +135,9 @@ public final class WriteAheadLog: @unchecked Sendable {
     public var segmentList: [SegmentInfo] { mutex.withLock { segments } }
 
     /// Queues one record and returns its LSN. Durable only once ``waitDurable(_:)`` returns.
-    /// `wake: false` leaves the writing to the caller: it must call ``syncPending()`` after (on the
-    /// same thread, soon), as the writer thread is not told of the record.
-    public func append(_ body: UnsafeRawBufferPointer, wake: Bool = true) throws(StorageError) -> UInt64 {
+    /// `syncBy: .caller` leaves the writing to the caller: it must call ``syncPending()`` after (on
+    /// the same thread, soon), as the writer thread is not told of the record.
+    public func append(_ body: UnsafeRawBufferPointer, syncBy: SyncBy = .logWriter) throws(StorageError) -> UInt64 {
         guard body.count <= WALFormat.recordBodyMax else {
             throw StorageError.recordTooLarge(size: body.count, limit: WALFormat.recordBodyMax)
         }
@@ -143,13 +153,13 @@ public final class WriteAheadLog: @unchecked Sendable {
         let check = pending.withUnsafeBytes { WALFormat.checkRecord($0, at: start) }
         precondition(check == .valid(lsn: lsn, body: (start + WALFormat.recordHeaderSize)..<pending.count), "WAL record failed its own check")
         pendingRecords += 1
-        if wake { wakeWriter.signal() }
+        if syncBy == .logWriter { wakeWriter.signal() }
         return lsn
     }
 
-    public func append(_ body: [UInt8], wake: Bool = true) throws(StorageError) -> UInt64 {
+    public func append(_ body: [UInt8], syncBy: SyncBy = .logWriter) throws(StorageError) -> UInt64 {
         let result: Result<UInt64, StorageError> = body.withUnsafeBytes { buffer in
-            do throws(StorageError) { return .success(try append(buffer, wake: wake)) } catch { return .failure(error) }
+            do throws(StorageError) { return .success(try append(buffer, syncBy: syncBy)) } catch { return .failure(error) }
         }
         return try result.get()
     }

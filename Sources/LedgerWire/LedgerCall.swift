@@ -301,6 +301,71 @@ private func historyKind(_ kind: Tokenledger_V1_HistoryKind) throws(LedgerError)
     return domain
 }
 
+extension LedgerCall {
+    /// The RPC's name in metrics and logs: the request's call field (`reserve`, `create_tenant`,
+    /// ...), the same as ``WireRequest/rpcName`` of the request it was decoded from (tested).
+    public var rpcName: String {
+        switch self {
+        case .command(let body, _):
+            switch body {
+            case .createTenant: return "create_tenant"
+            case .configureTenant: return "configure_tenant"
+            case .setMember: return "set_member"
+            case .grant: return "grant"
+            case .purchase: return "purchase"
+            case .refundPurchase: return "refund_purchase"
+            case .voidGrant: return "void_grant"
+            case .reserve: return "reserve"
+            case .commit: return "commit"
+            case .release: return "release"
+            case .refund: return "refund"
+            case .installCatalog: return "install_catalog"
+            case .tick: return "tick"
+            }
+        case .balance: return "balance"
+        case .estimate: return "estimate"
+        case .history: return "history"
+        case .catalog: return "catalog"
+        case .installCatalog: return "install_catalog"
+        case .health: return "health"
+        case .adminSnapshot: return "admin_snapshot"
+        case .adminAudit: return "admin_audit"
+        case .watch: return "watch"
+        case .unwatch: return "unwatch"
+        }
+    }
+}
+
+extension WireRequest {
+    /// The RPC's name in metrics for a request that may not decode into a ``LedgerCall``.
+    public var rpcName: String {
+        switch call {
+        case .reserve?: return "reserve"
+        case .commit?: return "commit"
+        case .release?: return "release"
+        case .refund?: return "refund"
+        case .estimate?: return "estimate"
+        case .balance?: return "balance"
+        case .createTenant?: return "create_tenant"
+        case .configureTenant?: return "configure_tenant"
+        case .setMember?: return "set_member"
+        case .grant?: return "grant"
+        case .purchase?: return "purchase"
+        case .voidGrant?: return "void_grant"
+        case .refundPurchase?: return "refund_purchase"
+        case .history?: return "history"
+        case .catalog?: return "catalog"
+        case .installCatalog?: return "install_catalog"
+        case .health?: return "health"
+        case .adminSnapshot?: return "admin_snapshot"
+        case .adminAudit?: return "admin_audit"
+        case .watch?: return "watch"
+        case .unwatch?: return "unwatch"
+        case nil: return "none"
+        }
+    }
+}
+
 extension HistoryKind {
     /// Domain and wire kinds side by side; one table serves both directions.
     static let wireOrder: [(domain: HistoryKind, wire: Tokenledger_V1_HistoryKind)] = [

@@ -328,7 +328,7 @@ import Testing
         #expect(log.stats.syncs == 1 && log.stats.callerSyncs == 0)
         let completions = Completions()
         for index in 2...4 {
-            let lsn = try log.append(body(UInt64(index)), wake: false)
+            let lsn = try log.append(body(UInt64(index)), syncBy: .caller)
             log.whenDurable(lsn) { completions.add(lsn, $0) }
         }
         // Not woken, the writer thread leaves the records alone.
@@ -363,7 +363,7 @@ import Testing
         try await log.waitDurable(try log.append(body(1)))
         let completions = Completions()
         faults.pauseSyncs()
-        let first = try log.append(body(2), wake: false)
+        let first = try log.append(body(2), syncBy: .caller)
         log.whenDurable(first) { completions.add(first, $0) }
         let firstCaller = Completions()
         startThread {
@@ -373,7 +373,7 @@ import Testing
         // The first caller is inside its batch's sync.
         for _ in 0..<2_000 where faults.pausedSyncs == 0 { try await Task.sleep(for: .milliseconds(5)) }
         #expect(faults.pausedSyncs == 1)
-        let second = try log.append(body(3), wake: false)
+        let second = try log.append(body(3), syncBy: .caller)
         log.whenDurable(second) { completions.add(second, $0) }
         log.syncPending()
         // Returned without writing: the batch in progress holds the log.
@@ -404,7 +404,7 @@ import Testing
         for thread in 0..<threads {
             startThread {
                 for index in 0..<perThread {
-                    let lsn = try! log.append(body(UInt64(thread * 10_000 + index)), wake: false)
+                    let lsn = try! log.append(body(UInt64(thread * 10_000 + index)), syncBy: .caller)
                     log.whenDurable(lsn) { completions.add(lsn, $0) }
                     // Several records per sync now and then, as an event loop's tick has.
                     if index % 3 != 0 { log.syncPending() }
@@ -449,7 +449,7 @@ import Testing
         for thread in 0..<2 {
             startThread {
                 for index in 0..<100_000 {
-                    guard let lsn = try? log.append(body(UInt64(thread * 100_000 + index)), wake: false) else { break }
+                    guard let lsn = try? log.append(body(UInt64(thread * 100_000 + index)), syncBy: .caller) else { break }
                     appended.add(lsn, .success(()))
                     log.whenDurable(lsn) { completions.add(lsn, $0) }
                     if index % 2 == 1 { log.syncPending() }
@@ -475,18 +475,18 @@ import Testing
         let log = try WriteAheadLog(
             directory: directory.path, recovered: try WALRecovery.recover(directory: directory.path, afterLSN: 0),
             faults: faults, onFailure: { _ in reported.add(0, .success(())) })
-        let first = try log.append(body(1), wake: false)
+        let first = try log.append(body(1), syncBy: .caller)
         log.syncPending()
         #expect(log.durableLSN == first)
         let completions = Completions()
         faults.failSyncs(after: 0)
-        let second = try log.append(body(2), wake: false)
+        let second = try log.append(body(2), syncBy: .caller)
         log.whenDurable(second) { completions.add(second, $0) }
         log.syncPending()
         #expect(reported.all.count == 1)
         #expect(completions.all.map(\.ok) == [false])
         #expect(log.durableLSN == first)
-        #expect(throws: StorageError.self) { try log.append(body(3), wake: false) }
+        #expect(throws: StorageError.self) { try log.append(body(3), syncBy: .caller) }
         log.syncPending()
         log.close()
         #expect(reported.all.count == 1)

@@ -19,6 +19,7 @@ struct MappingTests {
             let bytes: [UInt8] = try WireRequest(callID: 9, call: call).serializedBytes()
             let decoded = try WireRequest(serializedBytes: bytes)
             #expect(decoded.callID == 9)
+            #expect(decoded.rpcName == call.rpcName)
             do {
                 #expect(try LedgerCall(decoded) == call)
                 checked += 1
@@ -42,11 +43,14 @@ struct MappingTests {
                 HistoryFilter(
                     member: "ana", source: .plan, kinds: [.capture, .reserve], since: LedgerTime(millisecondsSinceEpoch: 5),
                     until: LedgerTime(millisecondsSinceEpoch: 9_000), afterSequence: 12, limit: 50)),
-            .catalog, .health, .installCatalog(.demo),
+            .catalog, .health, .installCatalog(.demo), .adminSnapshot, .adminAudit, .watch("acme", after: 3),
+            .unwatch(watchCallID: 4),
         ]
         for call in calls {
             let bytes: [UInt8] = try WireRequest(callID: 1, call: call).serializedBytes()
-            #expect(try LedgerCall(try WireRequest(serializedBytes: bytes)) == call)
+            let request = try WireRequest(serializedBytes: bytes)
+            #expect(try LedgerCall(request) == call)
+            #expect(request.rpcName == call.rpcName)
         }
     }
 
