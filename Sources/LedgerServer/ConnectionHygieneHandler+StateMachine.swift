@@ -5,11 +5,10 @@ extension ConnectionHygieneHandler {
     /// stops arriving half way, a connection that sits idle. Pure: it is told what happened and
     /// when, and asked what to do at a given time, so that tests drive it without a socket.
     ///
-    /// It follows frame boundaries in the decrypted byte stream itself (4-byte big-endian length,
-    /// then the body) so that it knows when a frame is partially in. Whether calls are in flight it
-    /// is told at each check by the connection's handler, which counts them (a watch is one for as
-    /// long as it streams: counting frames in against replies out took a watch's first reply for
-    /// its end, and closed quiet watches at the idle timeout).
+    /// It parses no frame header: a frame is partly in when more bytes came in than the whole
+    /// frames the connection's handler has read (`ConnectionProgress.framedBytes`), and calls are
+    /// in flight when that handler says so (a watch is one for as long as it streams; counting
+    /// frames in against replies out took a watch's first reply for its end).
     package struct StateMachine {
         package enum Action: Equatable {
             case none
@@ -28,8 +27,9 @@ extension ConnectionHygieneHandler {
         private var lastActivity: NIODeadline
         /// When the first byte of the frame now arriving came; nil between frames.
         private var partialFrameSince: NIODeadline? = nil
-        private var headerBytes: [UInt8] = []
-        private var bodyRemaining = 0
+        /// Bytes of the decrypted stream passed on so far, and of whole frames read at the last.
+        private var bytesIn = 0
+        private var framedBefore = 0
 
         package init(limits: ConnectionLimits, now: NIODeadline) {
             self.limits = limits
@@ -42,28 +42,19 @@ extension ConnectionHygieneHandler {
             lastActivity = now
         }
 
-        /// Bytes of the decrypted stream arrived.
-        package mutating func received(_ buffer: ByteBuffer, now: NIODeadline) {
+        /// `byteCount` bytes of the decrypted stream were passed on, after which the connection
+        /// had read `framedBytes` bytes of whole frames in all.
+        package mutating func received(_ byteCount: Int, framedBytes: Int, now: NIODeadline) {
             lastActivity = now
-            var view = buffer.readableBytesView[...]
-            while !view.isEmpty {
-                if partialFrameSince == nil { partialFrameSince = now }
-                if bodyRemaining > 0 {
-                    let taken = min(bodyRemaining, view.count)
-                    bodyRemaining -= taken
-                    view = view.dropFirst(taken)
-                    if bodyRemaining == 0 { partialFrameSince = nil }
-                    continue
-                }
-                headerBytes.append(view.first!)
-                view = view.dropFirst()
-                if headerBytes.count == 4 {
-                    let length = headerBytes.reduce(0) { $0 << 8 | Int($1) }
-                    headerBytes.removeAll(keepingCapacity: true)
-                    bodyRemaining = length
-                    if length == 0 { partialFrameSince = nil }
-                }
+            bytesIn += byteCount
+            if bytesIn > framedBytes {
+                // A frame began in these bytes if none was partly in before, or if the one that
+                // was has been completed by them.
+                if partialFrameSince == nil || framedBytes > framedBefore { partialFrameSince = now }
+            } else {
+                partialFrameSince = nil
             }
+            framedBefore = framedBytes
         }
 
         /// Replies were written.

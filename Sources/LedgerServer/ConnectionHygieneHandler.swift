@@ -3,6 +3,14 @@ import NIOCore
 import NIOSSL
 import NIOTLS
 
+/// What the hygiene handler asks of the connection it watches (its handler, on the event loop).
+package protocol ConnectionProgress: AnyObject {
+    /// Calls started and not yet over, watches included.
+    var callsInFlight: Int { get }
+    /// Bytes of the whole frames read so far, length prefixes included.
+    var framedBytes: Int { get }
+}
+
 /// Sits between TLS and the frame decoder and closes connections that overstay: handshake
 /// timeout, frame read deadline, idle timeout (decisions in ``StateMachine``). It also turns the
 /// server's drain request into the end of the connection's input, so that the calls in flight
@@ -22,13 +30,13 @@ package final class ConnectionHygieneHandler: ChannelDuplexHandler, RemovableCha
     private var timer: RepeatedTask?
     private var draining = false
     private let logger: Logger
-    /// The connection's calls in flight, watches included (asked on the event loop).
-    private let callsInFlight: () -> Int
+    /// The connection's handler, asked on the event loop.
+    private let progress: any ConnectionProgress
 
-    package init(limits: ConnectionLimits, now: NIODeadline = .now(), logger: Logger, callsInFlight: @escaping () -> Int) {
+    package init(limits: ConnectionLimits, now: NIODeadline = .now(), logger: Logger, progress: any ConnectionProgress) {
         machine = StateMachine(limits: limits, now: now)
         self.logger = logger
-        self.callsInFlight = callsInFlight
+        self.progress = progress
     }
 
     /// How often the deadlines are checked: a quarter of the shortest, between 10 ms and 1 s.
@@ -60,7 +68,7 @@ package final class ConnectionHygieneHandler: ChannelDuplexHandler, RemovableCha
     }
 
     private func checkDeadlines(context: ChannelHandlerContext) {
-        guard case .close(let reason) = machine.check(now: .now(), callsInFlight: callsInFlight()) else { return }
+        guard case .close(let reason) = machine.check(now: .now(), callsInFlight: progress.callsInFlight) else { return }
         logger.debug("closing connection", metadata: ["connection.close_reason": "\(reason.rawValue)"])
         timer?.cancel()
         timer = nil
@@ -69,9 +77,11 @@ package final class ConnectionHygieneHandler: ChannelDuplexHandler, RemovableCha
 
     package func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         guard !draining else { return }
-        let buffer = unwrapInboundIn(data)
-        machine.received(buffer, now: .now())
+        let byteCount = unwrapInboundIn(data).readableBytes
+        // The frame decoder and the connection's handler take whole frames out of these bytes
+        // before this returns.
         context.fireChannelRead(data)
+        machine.received(byteCount, framedBytes: progress.framedBytes, now: .now())
     }
 
     package func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {

@@ -1,21 +1,16 @@
-// One connection's calls, on its event loop.
+// One connection of the framed port, on its event loop: the NIO side of the connection. Its
+// decisions (which frames start, when to read, when to close, when it is over) are the pure
+// ``LedgerConnectionHandler/StateMachine``'s; the calls themselves are `LedgerService.serve`'s.
 //
-// A request frame is decoded and authorized on the event loop. A metering call (reserve, commit,
-// release, refund and the other commands on one tenant; balance; estimate) is then applied by its
-// shard right there, under the shard's lock, and its reply is handed back by the shard's log writer
-// thread after the fdatasync that covers it: no task, no actor, two thread hand-offs per batch of
-// calls instead of five per call. Every other call (admin, history, catalog, watch) runs in a task
-// as before. Replies that are ready together go out as one buffer, one TLS record and one write.
+// A request frame is decoded on the event loop and handed to the service. A metering call is
+// applied by its shard right there, under the shard's lock, and its reply comes back after the
+// fdatasync that covers it (this loop's group commit, or the shard's writer thread): no task, no
+// actor. Catalog installs, the admin calls and watches run in tasks. Replies that are ready
+// together go out as one buffer, one TLS record and one write.
 //
 // Invariants (all state is confined to the event loop, except the outbox):
-// - At most `inFlightMax` calls of the connection run at once; frames read beyond that wait in
-//   `queued`, and no more bytes are read while any wait, while the bound is reached or while the
-//   channel is not writable (a peer that does not read its replies stops being read).
-// - Every started call reports to the outbox exactly once: with its reply (metering calls and
-//   refusals) or without one (a task that wrote its own replies, when it ends); `inFlight` counts
-//   the started and not yet reported.
-// - The end of input (the drain, a framing error) lets the started and queued calls finish and
-//   their replies go out, then closes (after the framing error's reply, if it has one).
+// - Every started call reports to the outbox exactly once: with its reply, or without one after a
+//   watch wrote its stream itself; the state machine counts the started and not yet reported.
 // - The registry hears that the connection is over once it is closed and no call runs, so the
 //   server closes the engine only after every call's reply was written or dropped.
 
@@ -35,20 +30,21 @@ struct FinishedCall: Sendable {
     var reply: WireResponse?
 }
 
-final class LedgerConnectionHandler: ChannelDuplexHandler {
+final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
     typealias InboundIn = ByteBuffer
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
     private let service: LedgerService
     private let access: AccessPolicy
-    private let inFlightMax: Int
     /// The event loop's group commit: syncs the shards its metering calls logged to.
     private let groupCommit: EventLoopGroupCommit
     private let logger: Logger
     /// Called once, when the connection is closed and none of its calls runs any more.
     private let onOver: @Sendable () -> Void
 
+    /// Every decision (``StateMachine``); the handler carries them out. On the event loop only.
+    private var machine: StateMachine
     /// Calls that finished, handed from whichever thread finished them to the event loop.
     private let outbox = EventLoopBatch<FinishedCall>()
     /// Adds a finished call to the outbox and schedules `deliver` when it was empty; nil once the
@@ -56,19 +52,10 @@ final class LedgerConnectionHandler: ChannelDuplexHandler {
     private var report: (@Sendable (FinishedCall) -> Void)?
     private let watches = ConnectionWatches()
     private var principal: Principal?
-    private var inFlight = 0
-    /// Calls started and not yet over, watches included (they hold a slot while they stream);
-    /// the hygiene handler's idle timeout asks it. On the event loop only.
-    var callsInFlight: Int { inFlight }
-    private var queued = CircularBuffer<ByteBuffer>()
-    private var readHeld = false
-    /// No more frames are read (drain, framing error, refused principal).
-    private var inputEnded = false
-    private var frameError: FrameError?
-    private var closing = false
-    private var inactive = false
-    private var over = false
     private var peer = "?"
+
+    var callsInFlight: Int { machine.callsInFlight }
+    var framedBytes: Int { machine.framedBytes }
 
     init(
         service: LedgerService, access: AccessPolicy, inFlightMax: Int, groupCommit: EventLoopGroupCommit,
@@ -76,7 +63,7 @@ final class LedgerConnectionHandler: ChannelDuplexHandler {
     ) {
         self.service = service
         self.access = access
-        self.inFlightMax = inFlightMax
+        machine = StateMachine(inFlightMax: inFlightMax)
         self.groupCommit = groupCommit
         self.logger = logger
         self.onOver = onOver
@@ -98,9 +85,24 @@ final class LedgerConnectionHandler: ChannelDuplexHandler {
     // MARK: Inbound
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        guard !inputEnded else { return }
-        queued.append(unwrapInboundIn(data))
-        startQueued(context: context, syncBy: .caller)
+        switch machine.frameRead(unwrapInboundIn(data)) {
+        case .none:
+            return
+        case .resolvePrincipal:
+            principal = resolvePrincipal(context: context)
+            switch machine.principalResolved(known: principal != nil) {
+            case .startCalls:
+                break
+            case .refuse(let frame):
+                let callID = (try? WireRequest(frame: frame))?.callID ?? 0
+                let error = LedgerError(.unauthenticated, "the client certificate's subject is not a principal of this server")
+                logger.info("unknown principal refused", metadata: ["connection.peer": "\(peer)"])
+                return writeThenClose(WireResponse(callID: callID, error: error), context: context)
+            }
+        case .startCalls:
+            break
+        }
+        startCalls(context: context, syncBy: .caller)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -108,7 +110,7 @@ final class LedgerConnectionHandler: ChannelDuplexHandler {
             // The server drains (ConnectionHygieneHandler turns its request into this event): the
             // calls already read finish, then the connection closes. Watches are left to end by
             // themselves: the drain ends their subscriptions and they send `unavailable` last.
-            endInput(context: context, stopWatches: false)
+            endInput(frameError: nil, context: context)
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -119,8 +121,7 @@ final class LedgerConnectionHandler: ChannelDuplexHandler {
             // After a bad length the stream cannot be resynchronised: the calls before it finish,
             // then the error's reply goes out and the connection closes.
             logger.debug("closing connection", metadata: ["connection.peer": "\(peer)", "error": "\(error)"])
-            if frameError == nil { frameError = error }
-            endInput(context: context, stopWatches: true)
+            endInput(frameError: error, context: context)
             return
         }
         // A peer that vanishes (reset, close without close_notify) ends its calls' replies; the
@@ -140,78 +141,46 @@ final class LedgerConnectionHandler: ChannelDuplexHandler {
     }
 
     private func closed(context: ChannelHandlerContext) {
-        guard !inactive else { return }
-        inactive = true
-        inputEnded = true
-        queued.removeAll()
+        machine.channelClosed()
         watches.stopAll()
-        finishIfDone(context: context)
+        settle(context: context)
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        releaseRead(context: context)
+        if machine.releaseHeldRead(writable: context.channel.isWritable) { context.read() }
         context.fireChannelWritabilityChanged()
     }
 
     // MARK: Outbound
 
     func read(context: ChannelHandlerContext) {
-        if mayRead(context: context) {
-            context.read()
-        } else {
-            readHeld = true
-        }
-    }
-
-    private func mayRead(context: ChannelHandlerContext) -> Bool {
-        !inputEnded && queued.isEmpty && inFlight < inFlightMax && context.channel.isWritable
-    }
-
-    private func releaseRead(context: ChannelHandlerContext) {
-        guard readHeld, mayRead(context: context) else { return }
-        readHeld = false
-        context.read()
+        if machine.readRequested(writable: context.channel.isWritable) { context.read() }
     }
 
     // MARK: Calls
 
-    private func endInput(context: ChannelHandlerContext, stopWatches: Bool) {
-        guard !inputEnded else { return }
-        inputEnded = true
-        if stopWatches { watches.stopAll() }
-        startQueued(context: context)
-        finishIfDone(context: context)
+    private func endInput(frameError: FrameError?, context: ChannelHandlerContext) {
+        guard machine.endInput(frameError: frameError) else { return }
+        if frameError != nil { watches.stopAll() }
+        startCalls(context: context)
+        settle(context: context)
     }
 
-    /// `syncBy: .caller` from `channelRead`, in the loop's I/O phase: only such calls use the loop's
-    /// group commit. Calls started later in the tick (by `deliver`, from the task phase) are synced
-    /// by the shard's writer thread (`.logWriter`): a group commit's sync there would answer calls whose
-    /// delivery starts more calls whose sync is one more task of the same tick, and NIO runs the
-    /// tasks of a tick until none is left: a connection with many queued frames (a client that does
-    /// not read its replies) would keep the loop from its I/O for one fdatasync per `inFlightMax`
-    /// of them (seen: the slowloris test's deadlines fired seconds late).
-    private func startQueued(context: ChannelHandlerContext, syncBy: SyncBy = .logWriter) {
-        while !closing, inFlight < inFlightMax, let frame = queued.popFirst() {
+    /// Starts the frames the state machine lets start. `syncBy: .caller` from `channelRead`, in
+    /// the loop's I/O phase: only such calls use the loop's group commit. Calls started later in
+    /// the tick (by `deliver`, from the task phase) are synced by the shard's writer thread
+    /// (`.logWriter`): a group commit's sync there would answer calls whose delivery starts more
+    /// calls whose sync is one more task of the same tick, and NIO runs the tasks of a tick until
+    /// none is left: a connection with many queued frames (a client that does not read its replies)
+    /// would keep the loop from its I/O for one fdatasync per `inFlightMax` of them (seen: the
+    /// slowloris test's deadlines fired seconds late).
+    private func startCalls(context: ChannelHandlerContext, syncBy: SyncBy = .logWriter) {
+        while let frame = machine.nextCall() {
             start(frame, context: context, syncBy: syncBy)
         }
     }
 
     private func start(_ frame: ByteBuffer, context: ChannelHandlerContext, syncBy: SyncBy) {
-        if principal == nil {
-            principal = resolvePrincipal(context: context)
-            if principal == nil {
-                let callID = (try? WireRequest(frame: frame))?.callID ?? 0
-                let error = LedgerError(.unauthenticated, "the client certificate's subject is not a principal of this server")
-                logger.info("unknown principal refused", metadata: ["connection.peer": "\(peer)"])
-                closing = true
-                inputEnded = true
-                queued.removeAll()
-                writeThenClose(WireResponse(callID: callID, error: error), context: context)
-                return
-            }
-        }
-        let principal = principal!
-        inFlight += 1
         let report = report!
         let call: LedgerCall
         let callID: UInt64
@@ -226,9 +195,61 @@ final class LedgerConnectionHandler: ChannelDuplexHandler {
         let replies = LedgerService.Replies(
             finish: { response in report(FinishedCall(reply: response)) },
             send: { response in try await channel.writeAndFlush(try LedgerServer.encode(response)).get() })
-        if let shard = service.serve(call, callID: callID, principal: principal, watches: watches, syncBy: syncBy, replies: replies) {
+        if let shard = service.serve(call, callID: callID, principal: principal!, watches: watches, syncBy: syncBy, replies: replies) {
             groupCommit.needsSync(shard)
         }
+    }
+
+    /// Writes what the outbox holds (one buffer, one flush), then starts waiting frames, reads more
+    /// or closes, as the state machine now allows.
+    private func deliver(context: ChannelHandlerContext) {
+        let finished = outbox.take()
+        machine.callsFinished(finished.count)
+        let replies = finished.compactMap(\.reply)
+        // Calls that finished after the connection closed: their replies have nowhere to go.
+        if machine.state == .closed || machine.state == .over { return settle(context: context) }
+        if !replies.isEmpty {
+            var buffer = context.channel.allocator.buffer(capacity: 128 * replies.count)
+            for reply in replies {
+                do {
+                    try buffer.writeFrame(reply)
+                } catch {
+                    logger.error("reply not encoded", metadata: ["call.id": "\(reply.callID)", "error": "\(error)"])
+                }
+            }
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        }
+        startCalls(context: context)
+        if machine.releaseHeldRead(writable: context.channel.isWritable) { context.read() }
+        settle(context: context)
+    }
+
+    /// Carries out what the state machine decides once calls finished or the connection's input
+    /// or channel ended.
+    private func settle(context: ChannelHandlerContext) {
+        switch machine.settle() {
+        case .none:
+            return
+        case .close(let frameError):
+            if let frameError, let reply = LedgerServer.reply(to: frameError) {
+                writeThenClose(reply, context: context)
+            } else {
+                context.close(promise: nil)
+            }
+        case .reportOver:
+            // Breaks the cycle handler -> report -> handler (kept until now: calls that finish
+            // after the close still report through it).
+            report = nil
+            onOver()
+        }
+    }
+
+    private func writeThenClose(_ response: WireResponse, context: ChannelHandlerContext) {
+        guard let buffer = try? LedgerServer.encode(response) else {
+            context.close(promise: nil)
+            return
+        }
+        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in context.close(promise: nil) }
     }
 
     enum Decoded {
@@ -260,61 +281,6 @@ final class LedgerConnectionHandler: ChannelDuplexHandler {
         } catch {
             return .refused(WireResponse(callID: request.callID, error: error), rpc: request.rpcName)
         }
-    }
-
-    /// Writes what the outbox holds (one buffer, one flush), then starts queued frames, reads more
-    /// or closes, as the connection now allows.
-    private func deliver(context: ChannelHandlerContext) {
-        let finished = outbox.take()
-        inFlight -= finished.count
-        precondition(inFlight >= 0, "a call of the connection finished twice")
-        let replies = finished.compactMap(\.reply)
-        // Calls that finished after the connection closed: their replies have nowhere to go.
-        if inactive { return finishIfDone(context: context) }
-        if !replies.isEmpty {
-            var buffer = context.channel.allocator.buffer(capacity: 128 * replies.count)
-            for reply in replies {
-                do {
-                    try buffer.writeFrame(reply)
-                } catch {
-                    logger.error("reply not encoded", metadata: ["call.id": "\(reply.callID)", "error": "\(error)"])
-                }
-            }
-            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
-        }
-        startQueued(context: context)
-        releaseRead(context: context)
-        finishIfDone(context: context)
-    }
-
-    /// Once input has ended and no call runs or waits: closed connections are reported over,
-    /// open ones are closed (after the framing error's reply).
-    private func finishIfDone(context: ChannelHandlerContext) {
-        guard inputEnded, inFlight == 0, queued.isEmpty else { return }
-        if inactive {
-            guard !over else { return }
-            over = true
-            // Breaks the cycle handler -> report -> handler (kept until now: calls that finish
-            // after the close still report through it).
-            report = nil
-            onOver()
-            return
-        }
-        guard !closing else { return }
-        closing = true
-        if let error = frameError, let reply = LedgerServer.reply(to: error) {
-            writeThenClose(reply, context: context)
-        } else {
-            context.close(promise: nil)
-        }
-    }
-
-    private func writeThenClose(_ response: WireResponse, context: ChannelHandlerContext) {
-        guard let buffer = try? LedgerServer.encode(response) else {
-            context.close(promise: nil)
-            return
-        }
-        context.writeAndFlush(wrapOutboundOut(buffer)).whenComplete { _ in context.close(promise: nil) }
     }
 
     /// The principal named by the peer's certificate (its last subject common name), or nil.

@@ -93,7 +93,7 @@ public final class LedgerServer: Service, Sendable {
                             groupCommit: groupCommits.forLoop(channel.eventLoop), logger: logger,
                             onOver: { registry.remove(id) })
                         try operations.addHandler(
-                            ConnectionHygieneHandler(limits: limits, logger: logger) { connection.callsInFlight })
+                            ConnectionHygieneHandler(limits: limits, logger: logger, progress: connection))
                         try operations.addHandler(ByteToMessageHandler(FrameDecoder(frameSizeMax: limits.frameSizeMax)))
                         try operations.addHandler(connection)
                     } catch {

@@ -48,17 +48,16 @@ struct HygieneStateMachineTests {
         var callsInFlight = 0
         switch scenario {
         case "half a frame at 5":
-            var frame = Self.frame(100)
-            machine.received(frame.readSlice(length: 50)!, now: Self.at(5))
+            machine.received(50, framedBytes: 0, now: Self.at(5))
         case "a call in flight since 5":
-            machine.received(Self.frame(10), now: Self.at(5))
+            machine.received(14, framedBytes: 14, now: Self.at(5))
             callsInFlight = 1
         case "a call answered at 20":
-            machine.received(Self.frame(10), now: Self.at(5))
+            machine.received(14, framedBytes: 14, now: Self.at(5))
             machine.wrote(now: Self.at(20))
         case "a watch streaming since 5, its first reply at 6":
             // The connection's handler counts the watch in flight until it ends.
-            machine.received(Self.frame(10), now: Self.at(5))
+            machine.received(14, framedBytes: 14, now: Self.at(5))
             machine.wrote(now: Self.at(6))
             callsInFlight = 1
         default:
@@ -67,32 +66,28 @@ struct HygieneStateMachineTests {
         #expect(machine.check(now: Self.at(lookAt), callsInFlight: callsInFlight) == expected, "\(scenario) at \(lookAt)")
     }
 
-    @Test("frame boundaries are followed across any split of the stream, headers included")
-    func frameTracking() {
-        let stream = Self.frame(3).readableBytesView + Self.frame(0).readableBytesView + Self.frame(300).readableBytesView
-        for chunkSize in [1, 2, 3, 4, 5, 7, 64, 1_000] {
-            var machine = Machine(limits: Self.limits, now: Self.start)
-            machine.handshakeCompleted(now: Self.start)
-            var offset = stream.startIndex
-            while offset < stream.endIndex {
-                let end = min(offset + chunkSize, stream.endIndex)
-                machine.received(ByteBuffer(bytes: stream[offset..<end]), now: Self.at(1))
-                offset = end
-            }
-            // No partial frame remains, so no frame deadline: only idleness.
-            #expect(machine.check(now: Self.at(1_000), callsInFlight: 3) == .none, "chunks of \(chunkSize)")
-            #expect(machine.check(now: Self.at(1_000), callsInFlight: 0) == .close(.idleTimeout), "chunks of \(chunkSize)")
-            // Half of a fourth frame: its deadline runs.
-            machine.received(ByteBuffer(bytes: [0, 0, 0, 9, 1]), now: Self.at(2))
-            #expect(machine.check(now: Self.at(32), callsInFlight: 3) == .close(.frameReadTimeout), "chunks of \(chunkSize)")
-        }
+    @Test("a frame is partly in while more bytes came than whole frames were read; its deadline starts with its first byte")
+    func partialFrames() {
+        var machine = Machine(limits: Self.limits, now: Self.start)
+        machine.handshakeCompleted(now: Self.start)
+        // Half a frame at 1, the rest of it and the start of the next at 20, nothing more.
+        machine.received(50, framedBytes: 0, now: Self.at(1))
+        #expect(machine.check(now: Self.at(30), callsInFlight: 0) == .none)
+        machine.received(70, framedBytes: 104, now: Self.at(20))
+        // The first frame's deadline (1 + 30) no longer applies; the second's runs from 20.
+        #expect(machine.check(now: Self.at(31), callsInFlight: 1) == .none)
+        #expect(machine.check(now: Self.at(50), callsInFlight: 1) == .close(.frameReadTimeout))
+        // Its last bytes came: no frame deadline, only idleness.
+        machine.received(4, framedBytes: 124, now: Self.at(40))
+        #expect(machine.check(now: Self.at(1_000), callsInFlight: 2) == .none)
+        #expect(machine.check(now: Self.at(340), callsInFlight: 0) == .close(.idleTimeout))
     }
 
     @Test("the handler turns Drain into the end of input and passes nothing after it")
     func drainOnEmbeddedChannel() throws {
         let recorder = EventRecorder()
         let channel = EmbeddedChannel(
-            handlers: [ConnectionHygieneHandler(limits: Self.limits, now: .now(), logger: Logger(label: "test")) { 0 }, recorder])
+            handlers: [ConnectionHygieneHandler(limits: Self.limits, now: .now(), logger: Logger(label: "test"), progress: NoCalls()), recorder])
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 1)).wait()
         channel.pipeline.fireUserInboundEventTriggered(TLSUserEvent.handshakeCompleted(negotiatedProtocol: nil))
         try channel.writeInbound(Self.frame(1))
@@ -105,6 +100,11 @@ struct HygieneStateMachineTests {
         #expect(channel.isActive)
         _ = try? channel.finish()
     }
+}
+
+final class NoCalls: ConnectionProgress {
+    var callsInFlight: Int { 0 }
+    var framedBytes: Int { 0 }
 }
 
 final class EventRecorder: ChannelInboundHandler {
