@@ -69,7 +69,7 @@ public struct HistoryFilter: Hashable, Sendable, Codable {
 
     public init(
         member: MemberID? = nil, source: GrantKind? = nil, kinds: Set<HistoryKind>? = nil, since: LedgerTime? = nil,
-        until: LedgerTime? = nil, afterSequence: UInt64 = 0, limit: Int = 100
+        until: LedgerTime? = nil, afterSequence: UInt64 = 0, limit: Int = Limits.historyPageDefault
     ) {
         self.member = member
         self.source = source

@@ -14,10 +14,6 @@ public final class LedgerEngine: Sendable {
     private let frozenSinceTrim = Atomic<Int>(0)
     private let lastTrim = Atomic<UInt64>(0)
 
-    /// At least this many frozen tenants (about 350 bytes freed each; a tenth of it once the sweep
-    /// is quiet) and this long between two `malloc_trim` calls.
-    static let frozenPerTrim = 10_000
-    static let trimInterval: UInt64 = 10_000_000_000
 
     /// One catalog install at a time, so that two installs cannot interleave across the shards.
     private let catalogInstalls = AsyncLock()
@@ -180,8 +176,8 @@ public final class LedgerEngine: Sendable {
         // docs/benchmarks.md).
         let now = monotonicNanoseconds()
         let pending = frozen > 0 ? frozenSinceTrim.add(frozen, ordering: .relaxed).newValue : frozenSinceTrim.load(ordering: .relaxed)
-        if pending >= (frozen > 0 ? Self.frozenPerTrim : Self.frozenPerTrim / 10),
-            now - min(now, lastTrim.load(ordering: .relaxed)) >= Self.trimInterval
+        if pending >= (frozen > 0 ? EngineLimits.frozenTenantsPerTrim : EngineLimits.frozenTenantsPerTrim / 10),
+            now - min(now, lastTrim.load(ordering: .relaxed)) >= EngineLimits.trimIntervalNanoseconds
         {
             frozenSinceTrim.store(0, ordering: .relaxed)
             lastTrim.store(now, ordering: .relaxed)

@@ -35,7 +35,7 @@ public struct ShardConfiguration: Sendable {
     public var faults: StorageFaults?
 
     public init(
-        segmentSizeMax: Int = 64 << 20, snapshotEveryRecords: Int = 100_000, snapshotInterval: Duration = .seconds(300),
+        segmentSizeMax: Int = StorageLimits.segmentSizeDefault, snapshotEveryRecords: Int = 100_000, snapshotInterval: Duration = .seconds(300),
         snapshotLogPercent: Int = 50, idleTenantFreezeAfter: Duration? = .seconds(60), faults: StorageFaults? = nil
     ) {
         self.segmentSizeMax = segmentSizeMax
@@ -367,7 +367,8 @@ public final class LedgerShard: Sendable {
         while budget > 0 {
             let (visited, froze) = core.withLock { core -> (visited: Int, frozen: Int) in
                 guard core.failure == nil else { return (budget, 0) }
-                return core.state.freezeIdleTenants(cursor: &core.freezeCursor, visits: min(budget, 4_096), freezesMax: 64)
+                return core.state.freezeIdleTenants(cursor: &core.freezeCursor, visits: min(budget, EngineLimits.idleSweepVisitsPerLock),
+                    freezesMax: EngineLimits.idleSweepFreezesPerLock)
             }
             budget -= max(visited, 1)
             frozen += froze

@@ -15,10 +15,6 @@ import Synchronization
 /// The watches running on one connection, so that `unwatch` can find them and the connection's
 /// end can stop them.
 public final class ConnectionWatches: Sendable {
-    /// At most this many watches per connection (each also takes one of the connection's in-flight
-    /// call slots while it runs).
-    public static let perConnectionMax = 16
-
     public enum StopReason: Sendable { case unwatched, connectionClosed }
 
     private struct Entry {
@@ -34,7 +30,7 @@ public final class ConnectionWatches: Sendable {
     func register(_ callID: UInt64, _ subscription: EventHub.Subscription) -> Registration {
         entries.withLock { entries in
             if entries[callID] != nil { return .duplicate }
-            if entries.count >= Self.perConnectionMax { return .full }
+            if entries.count >= ServerLimits.watchesPerConnectionMax { return .full }
             entries[callID] = Entry(subscription: subscription)
             return .registered
         }
@@ -89,8 +85,8 @@ extension LedgerService {
             subscription.cancel()
             return try await fail(
                 LedgerError(
-                    .limitExceeded, "this connection runs \(ConnectionWatches.perConnectionMax) watches already",
-                    details: .limit(name: "watches_per_connection_max", value: UInt64(ConnectionWatches.perConnectionMax))))
+                    .limitExceeded, "this connection runs \(ServerLimits.watchesPerConnectionMax) watches already",
+                    details: .limit(name: "watches_per_connection_max", value: UInt64(ServerLimits.watchesPerConnectionMax))))
         }
         metrics.watchStarted()
         defer {

@@ -21,7 +21,7 @@ public final class LedgerService: Sendable {
     public let metrics: LedgerMetrics
 
     public init(
-        engine: LedgerEngine, serverVersion: String, callsInFlightMax: Int = 65_536, logger: Logger,
+        engine: LedgerEngine, serverVersion: String, callsInFlightMax: Int = ServerLimits.callsInFlightMaxDefault, logger: Logger,
         metrics: LedgerMetrics = LedgerMetrics()
     ) {
         self.metrics = metrics

@@ -37,7 +37,7 @@ public struct ConnectionLimits: Sendable, Hashable {
     public var inFlightPerConnectionMax: Int = 256
     /// Calls in flight on the whole server; a call beyond this is answered `overloaded` at once
     /// (retry later), so that a burst cannot queue without bound in front of the shards.
-    public var serverCallsInFlightMax: Int = 65_536
+    public var serverCallsInFlightMax: Int = ServerLimits.callsInFlightMaxDefault
     /// Open connections; a connection beyond this is closed at once.
     public var connectionsMax: Int = 4_096
     /// A TLS handshake must finish within this time.

@@ -25,8 +25,8 @@ public enum WALFormat {
     public static let segmentMagic: [UInt8] = Array("TLWALSEG".utf8)
     public static let segmentHeaderSize = 24
     public static let formatVersion: UInt32 = 1
-    /// Largest record body: a price catalog (1 MiB of JSON) with room to spare.
-    public static let recordBodyMax = 4 << 20
+    /// Largest record body (``StorageLimits/recordBodyMax``).
+    public static let recordBodyMax = StorageLimits.recordBodyMax
 
     /// Appends one record to `buffer`.
     public static func appendRecord(lsn: UInt64, body: UnsafeRawBufferPointer, to buffer: inout [UInt8]) {

@@ -59,7 +59,9 @@ public final class WriteAheadLog: @unchecked Sendable {
         /// Bytes allocated at a time ahead of the writes; 0: none (every batch then grows the file).
         public var preallocationStep: Int
 
-        public init(segmentSizeMax: Int = 64 << 20, preallocationStep: Int = 1 << 20) {
+        public init(
+            segmentSizeMax: Int = StorageLimits.segmentSizeDefault, preallocationStep: Int = StorageLimits.preallocationStepDefault
+        ) {
             self.segmentSizeMax = segmentSizeMax
             self.preallocationStep = preallocationStep
         }

@@ -1,9 +1,10 @@
 import ArgumentParser
-import LedgerWire
 import LedgerCore
+import LedgerWire
 
 /// Everything `ledgerd` can be told, from flags or from a JSON config file (`--config`). A flag
 /// given on the command line wins over the file; what neither gives takes the embedded default.
+/// Every setting is one row of ``DaemonSetting/table``, which drives both.
 struct DaemonOptions: Sendable, Equatable {
     var dataDirectory = "./ledger-data"
     var host = "127.0.0.1"
@@ -32,13 +33,6 @@ struct DaemonOptions: Sendable, Equatable {
     var webhookSecretPath: String? = nil
     var webhookCAPath: String? = nil
 
-    /// The keys a config file may hold, each the flag's name with underscores.
-    static let fileKeys: Set<String> = [
-        "data_dir", "listen", "catalog", "access", "shards", "tls_cert", "tls_key", "tls_ca", "frame_size_max",
-        "in_flight_max", "connections_max", "idle_timeout_s", "handshake_timeout_s", "frame_read_timeout_s", "log_level",
-        "metrics_listen", "webhook_url", "webhook_secret_file", "webhook_ca",
-    ]
-
     /// Applies a config file's settings.
     mutating func apply(configFile bytes: [UInt8], path: String) throws(ValidationError) {
         let document: JSONValue
@@ -49,34 +43,46 @@ struct DaemonOptions: Sendable, Equatable {
         }
         guard case .object(let fields) = document else { throw ValidationError("\(path): must be a JSON object") }
         for (key, value) in fields.sorted(by: { $0.key < $1.key }) {
-            guard Self.fileKeys.contains(key) else {
-                throw ValidationError("\(path): unknown setting \"\(key)\" (known: \(Self.fileKeys.sorted().joined(separator: ", ")))")
+            guard let setting = DaemonSetting.table.first(where: { $0.key == key }) else {
+                let known = DaemonSetting.table.map(\.key).sorted().joined(separator: ", ")
+                throw ValidationError("\(path): unknown setting \"\(key)\" (known: \(known))")
             }
-            switch (key, value) {
-            case ("data_dir", .string(let text)): dataDirectory = text
-            case ("listen", .string(let text)): (host, port) = try Self.parseListen(text)
-            case ("catalog", .string(let text)): catalogPath = text
-            case ("access", .string(let text)): accessPath = text
-            case ("tls_cert", .string(let text)): certificatePath = text
-            case ("tls_key", .string(let text)): privateKeyPath = text
-            case ("tls_ca", .string(let text)): clientCAPath = text
-            case ("log_level", .string(let text)): logLevel = text
-            case ("metrics_listen", .string(let text)): try setMetricsListen(text)
-            case ("webhook_url", .string(let text)): webhookURL = text
-            case ("webhook_secret_file", .string(let text)): webhookSecretPath = text
-            case ("webhook_ca", .string(let text)): webhookCAPath = text
-            case ("shards", .integer(let number)): shardCount = try Self.bounded(number, key, 1...256)
-            case ("frame_size_max", .integer(let number)): frameSizeMax = try Self.bounded(number, key, 64...(64 << 20))
-            case ("in_flight_max", .integer(let number)): inFlightMax = try Self.bounded(number, key, 1...65_536)
-            case ("connections_max", .integer(let number)): connectionsMax = try Self.bounded(number, key, 1...1_000_000)
-            case ("idle_timeout_s", .integer(let number)): idleTimeoutSeconds = try Self.bounded(number, key, 1...86_400)
-            case ("handshake_timeout_s", .integer(let number)):
-                handshakeTimeoutSeconds = try Self.bounded(number, key, 1...3_600)
-            case ("frame_read_timeout_s", .integer(let number)):
-                frameReadTimeoutSeconds = try Self.bounded(number, key, 1...3_600)
-            default:
-                throw ValidationError("\(path): \"\(key)\" has the wrong type")
+            switch value {
+            case .string(let text): try setting.apply(.text(text), to: &self, named: key)
+            case .integer(let number): try setting.apply(.integer(number), to: &self, named: key)
+            default: throw ValidationError("\(path): \"\(key)\" has the wrong type")
             }
+        }
+    }
+
+    /// Applies command-line settings: `--flag VALUE` or `--flag=VALUE`, each a row of the table.
+    mutating func apply(arguments: [String]) throws(ValidationError) {
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            guard argument.hasPrefix("--") else { throw ValidationError("unexpected argument \(argument)") }
+            var name = String(argument.dropFirst(2))
+            var value: String? = nil
+            if let equals = name.firstIndex(of: "=") {
+                value = String(name[name.index(after: equals)...])
+                name = String(name[..<equals])
+            }
+            guard let setting = DaemonSetting.table.first(where: { $0.flag == name }) else {
+                throw ValidationError("unknown option --\(name) (see ledgerd --help)")
+            }
+            if value == nil {
+                index += 1
+                guard index < arguments.count else { throw ValidationError("--\(name) needs a value") }
+                value = arguments[index]
+            }
+            switch setting.kind {
+            case .text:
+                try setting.apply(.text(value!), to: &self, named: "--\(name)")
+            case .integer:
+                guard let number = UInt64(value!) else { throw ValidationError("--\(name) must be a whole number, not \(value!)") }
+                try setting.apply(.integer(number), to: &self, named: "--\(name)")
+            }
+            index += 1
         }
     }
 
@@ -95,13 +101,6 @@ struct DaemonOptions: Sendable, Equatable {
         }
     }
 
-    static func bounded(_ number: UInt64, _ key: String, _ range: ClosedRange<Int>) throws(ValidationError) -> Int {
-        guard number <= UInt64(range.upperBound), range.contains(Int(number)) else {
-            throw ValidationError("\(key) must be \(range.lowerBound) to \(range.upperBound), not \(number)")
-        }
-        return Int(number)
-    }
-
     /// `HOST:PORT`, `[IPv6]:PORT` or `:PORT` (all interfaces).
     static func parseListen(_ text: String) throws(ValidationError) -> (String, Int) {
         do {
@@ -110,5 +109,109 @@ struct DaemonOptions: Sendable, Equatable {
         } catch {
             throw ValidationError("--listen: \(error)")
         }
+    }
+}
+
+/// One setting of ledgerd: its config file key, its flag, its help, its type and range, and the
+/// option it sets. The table below is the only list of settings: flags, config file keys, the
+/// range check and `ledgerd --help` all come from it.
+struct DaemonSetting: Sendable {
+    enum Kind: Sendable {
+        case text(@Sendable (inout DaemonOptions, String) throws(ValidationError) -> Void)
+        case integer(ClosedRange<Int>, @Sendable (inout DaemonOptions, Int) -> Void)
+    }
+
+    enum Value {
+        case text(String)
+        case integer(UInt64)
+    }
+
+    /// The config file's key (`idle_timeout_s`).
+    let key: String
+    /// The flag without its dashes (`idle-timeout`).
+    let flag: String
+    let help: String
+    let kind: Kind
+
+    /// Sets the option from a value, checking its type and range; `name` is how the error names it.
+    func apply(_ value: Value, to options: inout DaemonOptions, named name: String) throws(ValidationError) {
+        switch (kind, value) {
+        case (.text(let set), .text(let text)):
+            try set(&options, text)
+        case (.integer(let range, let set), .integer(let number)):
+            guard number <= UInt64(range.upperBound), range.contains(Int(number)) else {
+                throw ValidationError("\(name) must be \(range.lowerBound) to \(range.upperBound), not \(number)")
+            }
+            set(&options, Int(number))
+        default:
+            throw ValidationError("\(name) has the wrong type")
+        }
+    }
+
+    static func text(_ key: String, _ flag: String, _ help: String, _ path: WritableKeyPath<DaemonOptions, String?> & Sendable)
+        -> DaemonSetting
+    {
+        DaemonSetting(key: key, flag: flag, help: help, kind: .text { options, text in options[keyPath: path] = text })
+    }
+
+    static func integer(
+        _ key: String, _ flag: String, _ help: String, _ range: ClosedRange<Int>, _ path: WritableKeyPath<DaemonOptions, Int?> & Sendable
+    ) -> DaemonSetting {
+        DaemonSetting(key: key, flag: flag, help: help, kind: .integer(range) { options, number in options[keyPath: path] = number })
+    }
+
+    static let table: [DaemonSetting] = [
+        DaemonSetting(
+            key: "data_dir", flag: "data-dir", help: "Data directory (WAL, snapshots, dev TLS). Default ./ledger-data.",
+            kind: .text { options, text in options.dataDirectory = text }),
+        DaemonSetting(
+            key: "listen", flag: "listen", help: "HOST:PORT to listen on (port 0: any free port). Default 127.0.0.1:7443.",
+            kind: .text { options, text throws(ValidationError) in (options.host, options.port) = try DaemonOptions.parseListen(text) }),
+        .text(
+            "catalog", "catalog",
+            "A price catalog JSON file, installed at start if its version is new. Default: the demo catalog on a fresh ledger.",
+            \.catalogPath),
+        .text("access", "access", "Access file mapping client certificate names to principals. Default: only \"admin\", an admin.", \.accessPath),
+        .integer(
+            "shards", "shards", "Shard count of a new data directory (default: the number of cores; an existing directory keeps its own).",
+            1...256, \.shardCount),
+        .text("tls_cert", "tls-cert", "Server certificate chain (PEM). Default: <data-dir>/tls/server.pem, created on first start.", \.certificatePath),
+        .text("tls_key", "tls-key", "Server private key (PEM).", \.privateKeyPath),
+        .text("tls_ca", "tls-ca", "CA that client certificates must chain to (PEM).", \.clientCAPath),
+        .integer("frame_size_max", "frame-size-max", "Largest request frame in bytes (default 1048576).", 64...(64 << 20), \.frameSizeMax),
+        .integer("in_flight_max", "in-flight-max", "Calls in flight per connection (default 256).", 1...65_536, \.inFlightMax),
+        .integer("connections_max", "connections-max", "Open connections (default 4096).", 1...1_000_000, \.connectionsMax),
+        .integer("idle_timeout_s", "idle-timeout", "Seconds an idle connection stays open (default 300).", 1...86_400, \.idleTimeoutSeconds),
+        .integer(
+            "handshake_timeout_s", "handshake-timeout", "Seconds a TLS handshake may take (default 10).", 1...3_600,
+            \.handshakeTimeoutSeconds),
+        .integer(
+            "frame_read_timeout_s", "frame-read-timeout", "Seconds a started frame may take to arrive whole (default 30).", 1...3_600,
+            \.frameReadTimeoutSeconds),
+        DaemonSetting(
+            key: "log_level", flag: "log-level", help: "trace, debug, info, notice, warning, error or critical (default info).",
+            kind: .text { options, text in options.logLevel = text }),
+        DaemonSetting(
+            key: "metrics_listen", flag: "metrics-listen",
+            help: "HOST:PORT of the plain-HTTP operations listener (/metrics, /healthz, /readyz), or off. Default 127.0.0.1:9464.",
+            kind: .text { options, text throws(ValidationError) in try options.setMetricsListen(text) }),
+        .text(
+            "webhook_url", "webhook-url",
+            "POST every tenant's events to this http(s) URL, signed, at least once (needs --webhook-secret-file). Default: off.",
+            \.webhookURL),
+        .text("webhook_secret_file", "webhook-secret-file", "File holding the webhook's HMAC-SHA256 key (at least 16 bytes).", \.webhookSecretPath),
+        .text("webhook_ca", "webhook-ca", "CA certificates (PEM) an https webhook endpoint must chain to. Default: the system's.", \.webhookCAPath),
+    ]
+
+    /// The settings as `ledgerd --help` lists them.
+    static var helpText: String {
+        table.map { setting in
+            let value: String
+            switch setting.kind {
+            case .text: value = "<value>"
+            case .integer(let range, _): value = "<\(range.lowerBound)-\(range.upperBound)>"
+            }
+            return "  --\(setting.flag) \(value)  (config file: \(setting.key))\n        \(setting.help)"
+        }.joined(separator: "\n")
     }
 }

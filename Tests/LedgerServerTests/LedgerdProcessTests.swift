@@ -79,6 +79,9 @@ struct LedgerdProcessTests {
             (["--tls-cert", "/nonexistent.pem"], "--tls-key"),
             (["--log-level", "loud"], "log level"),
             (["--catalog", "/nonexistent.json"], "catalog"),
+            (["--idle-timeout=0"], "--idle-timeout must be 1 to 86400, not 0"),
+            (["--in-flight-max", "many"], "--in-flight-max must be a whole number"),
+            (["--shard", "2"], "unknown option --shard"),
         ]
         for (arguments, message) in cases {
             let logPath = directory.path + "/bad.log"
@@ -97,6 +100,11 @@ struct LedgerdProcessTests {
         let process = try ChildProcess(builtProduct("ledgerd"), ["--config", configPath], stderrPath: logPath)
         #expect(process.wait() != 0)
         #expect(((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").contains("unknown setting \"shard\""))
+        // The same range check as the flag's.
+        try #"{"listen": "127.0.0.1:0", "idle_timeout_s": 0}"#.write(toFile: configPath, atomically: true, encoding: .utf8)
+        let ranged = try ChildProcess(builtProduct("ledgerd"), ["--config", configPath], stderrPath: logPath)
+        #expect(ranged.wait() != 0)
+        #expect(((try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "").contains("idle_timeout_s must be 1 to 86400, not 0"))
 
         // A data directory made with 2 shards refuses to open with 3.
         let started = try Self.start(dataPath, ["--shards", "2"])

@@ -134,7 +134,8 @@ struct HistoryCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Only this member's entries.") var member: String?
     @Option(name: .long, help: "Only entries moving tokens of this grant kind (plan, purchase, bonus, ...).") var source: String?
     @Option(name: .long, help: "Only entries at or after this time (ISO 8601).") var since: String?
-    @Option(name: .long, help: "At most this many entries (default 100, at most 1000).") var limit: Int = 100
+    @Option(name: .long, help: "At most this many entries (default \(Limits.historyPageDefault), at most \(Limits.historyPageMax)).")
+    var limit: Int = Limits.historyPageDefault
     @Option(name: .long, help: "Start after this sequence number (the previous page's last).") var after: UInt64 = 0
 
     func run() async throws {
