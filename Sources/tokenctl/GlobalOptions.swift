@@ -23,6 +23,38 @@ struct GlobalOptions: ParsableArguments {
     @Option(name: .long, help: "Seconds to wait for each reply (default 30).")
     var timeout: Double = 30
 
+    /// The options above that take a value, and the flags, by name.
+    static let valueOptions: Set<String> = ["--server", "--data-dir", "--ca", "--cert", "--key", "--timeout"]
+    static let flags: Set<String> = ["--json"]
+
+    /// `arguments` with the options of this group that stand before the subcommand moved to after
+    /// it (before a `--` terminator, if there is one), so that `tokenctl --server H:P --json balance
+    /// acme` parses as `tokenctl balance acme --server H:P --json`, the way `kubectl --context` and
+    /// `docker -H` take theirs. Anything else before the subcommand is left where it is (and
+    /// refused by the parser as before).
+    static func hoisted(_ arguments: [String]) -> [String] {
+        var leading: [String] = []
+        var index = 0
+        while index < arguments.count {
+            let argument = arguments[index]
+            let name = argument.split(separator: "=", maxSplits: 1).first.map(String.init) ?? argument
+            if flags.contains(argument) || (valueOptions.contains(name) && argument.contains("=")) {
+                leading.append(argument)
+                index += 1
+            } else if valueOptions.contains(argument), index + 1 < arguments.count {
+                leading += [argument, arguments[index + 1]]
+                index += 2
+            } else {
+                break
+            }
+        }
+        guard !leading.isEmpty else { return arguments }
+        var rest = Array(arguments[index...])
+        let terminator = rest.firstIndex(of: "--") ?? rest.endIndex
+        rest.insert(contentsOf: leading, at: terminator)
+        return rest
+    }
+
     func validate() throws {
         guard timeout > 0, timeout <= 3_600 else { throw ValidationError("--timeout must be between 0 and 3600 seconds") }
         _ = try address()

@@ -14,6 +14,9 @@ struct Tokenctl: AsyncParsableCommand {
             to spend (insufficient_balance, budget_exceeded, plan_limit_reached); 69 unreachable, timeout, \
             overloaded or unavailable (retry with the same --request-id); 76 protocol error; 77 \
             unauthenticated or permission_denied.
+
+            The connection options (--server, --data-dir, --ca, --cert, --key, --timeout) and --json \
+            go before the subcommand or after it: `tokenctl --server H:P --json balance acme`.
             """,
         subcommands: [
             TenantCommand.self, MemberCommand.self, GrantCommand.self, PurchaseCommand.self, VoidCommand.self,
@@ -21,4 +24,10 @@ struct Tokenctl: AsyncParsableCommand {
             CommitCommand.self, ReleaseCommand.self, RefundCommand.self, EstimateCommand.self, BalanceCommand.self,
             HistoryCommand.self, WatchCommand.self, CatalogCommand.self, HealthCommand.self, AdminCommand.self,
         ])
+
+    /// Parses the command line with the options that came before the subcommand moved behind it,
+    /// where every subcommand declares them (`GlobalOptions.hoisted`).
+    static func main() async {
+        await main(GlobalOptions.hoisted(Array(CommandLine.arguments.dropFirst())))
+    }
 }

@@ -144,6 +144,29 @@ struct TokenctlTests {
         #expect(finalBalance["granted"] as? Int == (afterConfigure["granted"] as? Int ?? 0) + 5)
     }
 
+    @Test("connection options and --json go before the subcommand as well as after it")
+    func optionsBeforeTheSubcommand() throws {
+        let ledger = try LiveLedger()
+        defer { ledger.stop() }
+        // The environment points nowhere: only --server reaches the ledger.
+        let nowhere = "127.0.0.1:1"
+        let server = "127.0.0.1:\(ledger.port)"
+        let created = try ledger.tokenctl(["--server", server, "--json", "tenant", "create", "acme"], server: nowhere)
+        #expect(created.status == 0, "\(created.stderr)")
+        #expect(created.object["tenant"] as? String == "acme")
+        let balance = try ledger.tokenctl(["--server=\(server)", "--timeout", "5", "--json", "balance", "acme"], server: nowhere)
+        #expect(balance.status == 0, "\(balance.stderr)")
+        #expect(balance.object["available"] as? Int == 0)
+        let mixed = try ledger.tokenctl(["--json", "balance", "acme", "--server", server], server: nowhere)
+        #expect(mixed.status == 0, "\(mixed.stderr)")
+        // Without it, the environment's server: unreachable, exit 69.
+        let unreachable = try ledger.tokenctl(["--json", "balance", "acme", "--timeout", "2"], server: nowhere)
+        #expect(unreachable.status == 69, "\(unreachable.stderr)")
+        // Something else before the subcommand is still a usage error.
+        let unknown = try ledger.tokenctl(["--verbose", "balance", "acme"])
+        #expect(unknown.status == 64)
+    }
+
     @Test("human output: aligned tables, thousands separators, ISO 8601 times")
     func humanOutput() throws {
         let ledger = try LiveLedger()
