@@ -210,7 +210,10 @@ public final class LedgerShard: Sendable {
         let bytes = command.binaryEncoded
         let result = core.state.apply(command)
         do {
-            core.appliedLSN = try wal.append(bytes, syncBy: syncBy)
+            let lsn = try wal.append(bytes, syncBy: syncBy)
+            // Applied in log order: each command applied gets the next position of the log.
+            precondition(lsn == core.appliedLSN + 1, "shard applied LSN \(core.appliedLSN) but logged \(lsn)")
+            core.appliedLSN = lsn
         } catch {
             // The state now holds a change the log does not: this shard must never answer again.
             core.failure = "\(error)"

@@ -149,6 +149,8 @@ public final class WriteAheadLog: @unchecked Sendable {
         guard !closing else { throw StorageError.stopped(reason: "the log is closed") }
         let lsn = nextLSN
         nextLSN += 1
+        // The pending batch holds exactly the LSNs from its first to the one just assigned.
+        assert(lsn == pendingFirstLSN + UInt64(pendingRecords), "WAL LSNs not contiguous in the pending batch")
         let start = pending.count
         WALFormat.appendRecord(lsn: lsn, body: body, to: &pending)
         // Check the record right after encoding, as recovery will check it after reading.
@@ -295,6 +297,9 @@ public final class WriteAheadLog: @unchecked Sendable {
             wakeWriter.signal()
             return false
         }
+        // Batches are taken whole and one at a time, so each starts right after the last durable
+        // record and durability only moves forward.
+        precondition(records > 0 && firstLSN == durable + 1, "WAL batch \(firstLSN) does not follow durable LSN \(durable)")
         durable = firstLSN + UInt64(records) - 1
         statistics.syncs += 1
         if !byWriterThread { statistics.callerSyncs += 1 }
