@@ -243,8 +243,10 @@ public final class WebhookSink: Service, Sendable {
     private func deliver(_ tenant: TenantID, _ events: [LedgerEvent]) async throws {
         let deliveryID = "\(tenant.rawValue):\(events.first!.id)-\(events.last!.id)"
         let body = Array(
-            ("{\"tenant\":\(JSONValue.quoted(tenant.rawValue)),\"delivery\":\(JSONValue.quoted(deliveryID)),\"events\":["
-                + events.map { Tokenledger_V1_LedgerEvent($0).json }.joined(separator: ",") + "]}").utf8)
+            OrderedJSON.object([
+                ("tenant", .string(tenant.rawValue)), ("delivery", .string(deliveryID)),
+                ("events", .array(events.map { Tokenledger_V1_LedgerEvent($0).jsonValue })),
+            ]).text.utf8)
         var backoff = configuration.backoffMin
         var attempt = 1
         while true {
@@ -350,8 +352,8 @@ public final class WebhookSink: Service, Sendable {
     }
 
     private func saveCursor(_ cursor: [TenantID: UInt64]) throws {
-        let entries = cursor.sorted { $0.key < $1.key }.map { "\(JSONValue.quoted($0.key.rawValue)):\($0.value)" }
-        let text = "{\"format\":1,\"tenants\":{" + entries.joined(separator: ",") + "}}\n"
+        let tenants = cursor.sorted { $0.key < $1.key }.map { ($0.key.rawValue, OrderedJSON.unsigned($0.value)) }
+        let text = OrderedJSON.object([("format", .unsigned(1)), ("tenants", .object(tenants))]).text + "\n"
         try FileSystem.replaceFile(configuration.cursorPath, Array(text.utf8))
     }
 }

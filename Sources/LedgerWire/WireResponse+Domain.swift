@@ -501,31 +501,34 @@ extension Tokenledger_V1_LedgerEvent {
     /// `tokenctl watch --json` prints it (docs/operations.md, "Events"):
     /// `{"id":7,"tenant":"acme","type":"low_balance","time":"...Z","time_ms":...,"member":null,
     /// "available":900,"threshold":1000}`.
-    public var json: String {
-        var fields: [(String, String)] = [
-            ("id", String(id)), ("tenant", JSONValue.quoted(tenant)), ("type", JSONValue.quoted(kindName)),
-            ("time", JSONValue.quoted(LedgerTime(millisecondsSinceEpoch: timeMs).iso8601)), ("time_ms", String(timeMs)),
+    public var json: String { jsonValue.text }
+
+    /// ``json`` before it is written out (the webhook sink puts events in an array).
+    public var jsonValue: OrderedJSON {
+        var fields: [(String, OrderedJSON)] = [
+            ("id", .unsigned(id)), ("tenant", .string(tenant)), ("type", .string(kindName)),
+            ("time", .string(LedgerTime(millisecondsSinceEpoch: timeMs).iso8601)), ("time_ms", .signed(timeMs)),
         ]
-        func member(_ text: String) -> String { text.isEmpty ? "null" : JSONValue.quoted(text) }
-        func time(_ milliseconds: Int64) -> String { JSONValue.quoted(LedgerTime(millisecondsSinceEpoch: milliseconds).iso8601) }
+        func member(_ text: String) -> OrderedJSON { text.isEmpty ? .null : .string(text) }
+        func time(_ milliseconds: Int64) -> OrderedJSON { .string(LedgerTime(millisecondsSinceEpoch: milliseconds).iso8601) }
         switch kind {
         case .lowBalance(let value)?, .balanceRecovered(let value)?:
-            fields += [("member", member(value.member)), ("available", String(value.available)), ("threshold", String(value.threshold))]
+            fields += [("member", member(value.member)), ("available", .unsigned(value.available)), ("threshold", .unsigned(value.threshold))]
         case .budgetExceeded(let value)?:
             fields += [
-                ("member", member(value.member)), ("requested", String(value.requested)), ("remaining", String(value.remaining)),
-                ("cap", String(value.cap)), ("resets_at", time(value.resetsAtMs)),
+                ("member", member(value.member)), ("requested", .unsigned(value.requested)), ("remaining", .unsigned(value.remaining)),
+                ("cap", .unsigned(value.cap)), ("resets_at", time(value.resetsAtMs)),
             ]
         case .holdExpired(let value)?:
-            fields += [("hold", JSONValue.quoted(value.holdID)), ("released", String(value.released))]
+            fields += [("hold", .string(value.holdID)), ("released", .unsigned(value.released))]
         case .grantExpired(let value)?:
             fields += [
-                ("grant", String(value.grantID)), ("grant_kind", JSONValue.quoted(value.grantKind.domain?.rawValue ?? "unknown")),
-                ("expired", String(value.expired)),
+                ("grant", .unsigned(value.grantID)), ("grant_kind", .string(value.grantKind.domain?.rawValue ?? "unknown")),
+                ("expired", .unsigned(value.expired)),
             ]
         case .planRenewed(let value)?:
             fields += [
-                ("grant", String(value.grantID)), ("amount", String(value.amount)), ("period_start", time(value.periodStartMs)),
+                ("grant", .unsigned(value.grantID)), ("amount", .unsigned(value.amount)), ("period_start", time(value.periodStartMs)),
                 ("period_end", time(value.periodEndMs)),
             ]
         case .budgetReset(let value)?:
@@ -536,6 +539,6 @@ extension Tokenledger_V1_LedgerEvent {
         case nil:
             break
         }
-        return "{" + fields.map { "\(JSONValue.quoted($0.0)):\($0.1)" }.joined(separator: ",") + "}"
+        return .object(fields)
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import LedgerCore
 import Histogram
 
 /// The final report, as aligned text or as JSON (keys documented in docs/benchmarks.md).
@@ -79,35 +80,38 @@ struct Report {
     }
 
     func json() -> String {
-        func latencies(_ histogram: Histogram<UInt64>) -> String {
-            let fields = Report.percentiles.map { "\"\($0.0)\":\(Report.milliseconds(histogram.valueAtPercentile($0.1)))" }
-            return "{" + (fields + ["\"max\":\(Report.milliseconds(histogram.max))"]).joined(separator: ",") + "}"
+        func latencies(_ histogram: Histogram<UInt64>) -> OrderedJSON {
+            var fields: [(String, OrderedJSON)] = []
+            for (name, percentile) in Report.percentiles {
+                fields.append((name, .decimal(Double(histogram.valueAtPercentile(percentile)) / 1000, places: 3)))
+            }
+            fields.append(("max", .decimal(Double(histogram.max) / 1000, places: 3)))
+            return .object(fields)
         }
-        var fields: [String] = [
-            "\"connections\":\(connections)", "\"pipeline\":\(pipeline)", "\"tenants\":\(plan.tenants.count)",
-            "\"distribution\":\"\(plan.distribution)\"", "\"mix\":\"\(plan.mix)\"",
-            "\"rate\":\(plan.rate.map { String(format: "%.0f", $0) } ?? "null")",
-            "\"duration_s\":\(String(format: "%.3f", elapsed))", "\"calls\":\(stats.calls)",
-            "\"ops_s\":\(String(format: "%.1f", callsPerSecond))", "\"errors_total\":\(errorCount)",
-            "\"latency_ms\":\(latencies(all))", "\"pairs\":\(stats.pairs.totalCount)",
-            "\"pair_latency_ms\":\(stats.pairs.totalCount > 0 ? latencies(stats.pairs) : "null")",
-        ]
-        let byCall = CallKind.allCases.compactMap { kind -> String? in
+        let byCall: [(String, OrderedJSON)] = CallKind.allCases.compactMap { kind in
             guard let histogram = stats.histograms[kind.index], histogram.totalCount > 0 else { return nil }
-            return "\"\(kind.rawValue)\":{\"calls\":\(histogram.totalCount),\"latency_ms\":\(latencies(histogram))}"
+            return (kind.rawValue, .object([("calls", .unsigned(UInt64(histogram.totalCount))), ("latency_ms", latencies(histogram))]))
         }
-        fields.append("\"by_call\":{\(byCall.joined(separator: ","))}")
-        fields.append(
-            "\"errors\":{\(stats.errors.sorted { $0.key < $1.key }.map { "\"\($0.key)\":\($0.value)" }.joined(separator: ","))}")
-        if let check {
-            let violations = check.violations.prefix(100).map { "\"\($0.replacingOccurrences(of: "\"", with: "'"))\"" }
-            fields.append(
-                "\"check\":{\"ok\":\(check.violations.isEmpty),\"tenants\":\(check.tenants),"
-                    + "\"commits_confirmed\":\(check.commitsConfirmed),\"commits_unknown\":\(check.commitsUncertain),"
-                    + "\"captures_in_history\":\(check.capturesInHistory),\"violations\":[\(violations.joined(separator: ","))]}")
-        } else {
-            fields.append("\"check\":null")
-        }
-        return "{" + fields.joined(separator: ",") + "}"
+        let checkJSON: OrderedJSON = check.map { check in
+            .object([
+                ("ok", .bool(check.violations.isEmpty)), ("tenants", .unsigned(UInt64(check.tenants))),
+                ("commits_confirmed", .unsigned(UInt64(check.commitsConfirmed))),
+                ("commits_unknown", .unsigned(UInt64(check.commitsUncertain))),
+                ("captures_in_history", .unsigned(UInt64(check.capturesInHistory))),
+                ("violations", .array(check.violations.prefix(100).map { .string($0) })),
+            ])
+        } ?? .null
+        return OrderedJSON.object([
+            ("connections", .unsigned(UInt64(connections))), ("pipeline", .unsigned(UInt64(pipeline))),
+            ("tenants", .unsigned(UInt64(plan.tenants.count))), ("distribution", .string("\(plan.distribution)")),
+            ("mix", .string("\(plan.mix)")), ("rate", plan.rate.map { .decimal($0, places: 0) } ?? .null),
+            ("duration_s", .decimal(elapsed, places: 3)), ("calls", .unsigned(UInt64(stats.calls))),
+            ("ops_s", .decimal(callsPerSecond, places: 1)), ("errors_total", .unsigned(UInt64(errorCount))),
+            ("latency_ms", latencies(all)), ("pairs", .unsigned(UInt64(stats.pairs.totalCount))),
+            ("pair_latency_ms", stats.pairs.totalCount > 0 ? latencies(stats.pairs) : .null),
+            ("by_call", .object(byCall)),
+            ("errors", .object(stats.errors.sorted { $0.key < $1.key }.map { ($0.key, .unsigned(UInt64($0.value))) })),
+            ("check", checkJSON),
+        ]).text
     }
 }

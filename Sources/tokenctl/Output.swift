@@ -1,35 +1,14 @@
 import Foundation
 import LedgerCore
 
-/// A JSON value with ordered keys (stable output for scripts and tests).
-indirect enum JSON {
-    case object([(String, JSON)])
-    case array([JSON])
-    case string(String)
-    case unsigned(UInt64)
-    case signed(Int64)
-    case bool(Bool)
-    case null
+/// tokenctl's JSON output: LedgerCore's ordered writer.
+typealias JSON = OrderedJSON
 
-    var text: String {
-        switch self {
-        case .object(let fields):
-            return "{" + fields.map { "\(JSON.string($0.0).text):\($0.1.text)" }.joined(separator: ",") + "}"
-        case .array(let values): return "[" + values.map(\.text).joined(separator: ",") + "]"
-        case .string(let value): return Self.quoted(value)
-        case .unsigned(let value): return String(value)
-        case .signed(let value): return String(value)
-        case .bool(let value): return value ? "true" : "false"
-        case .null: return "null"
-        }
-    }
-
+extension OrderedJSON {
     /// A time as ISO 8601, or null for 0 ("none" on the wire).
-    static func time(_ milliseconds: Int64) -> JSON {
+    static func time(_ milliseconds: Int64) -> OrderedJSON {
         milliseconds == 0 ? .null : .string(LedgerTime(millisecondsSinceEpoch: milliseconds).iso8601)
     }
-
-    static func quoted(_ text: String) -> String { JSONValue.quoted(text) }
 }
 
 /// What a command prints: text for people, JSON for scripts (one object, or one per line).
