@@ -1,0 +1,91 @@
+import Glibc
+
+/// Directory and whole-file operations.
+public enum FileSystem {
+    /// The whole file's bytes.
+    public static func readFile(_ path: String) throws(StorageError) -> [UInt8] {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw StorageError.io(operation: "open", path: path, errno: errno) }
+        defer { _ = close(descriptor) }
+        var status = stat()
+        guard fstat(descriptor, &status) == 0 else { throw StorageError.io(operation: "fstat", path: path, errno: errno) }
+        var bytes = [UInt8](repeating: 0, count: Int(status.st_size))
+        var offset = 0
+        while offset < bytes.count {
+            let count = bytes.withUnsafeMutableBytes { buffer in
+                read(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
+            }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw StorageError.io(operation: "read", path: path, errno: errno)
+            }
+            if count == 0 { break }
+            offset += count
+        }
+        return Array(bytes[0..<offset])
+    }
+
+    /// Writes a new file completely and fsyncs it (used for `.torn` files and the manifest).
+    public static func writeFile(_ path: String, _ bytes: [UInt8], faults: StorageFaults? = nil) throws(StorageError) {
+        let file = try DurableFile(path: path, flags: O_WRONLY | O_CREAT | O_TRUNC, faults: faults)
+        try file.write(bytes)
+        try file.fullSync()
+        file.close()
+    }
+
+    /// Replaces `path` with `bytes` durably and atomically: `path.tmp` written and fsynced, renamed
+    /// over `path`, the directory fsynced. After a crash the file is the old one or the new one,
+    /// never a mix (a leftover `.tmp` is the caller's to clean up). Snapshots, the manifest and
+    /// the webhook cursor are written this way.
+    public static func replaceFile(_ path: String, _ bytes: [UInt8], faults: StorageFaults? = nil) throws(StorageError) {
+        let temporary = path + ".tmp"
+        try writeFile(temporary, bytes, faults: faults)
+        try rename(temporary, path)
+        let directory: Substring
+        if let slash = path.lastIndex(of: "/") {
+            directory = slash == path.startIndex ? "/" : path[..<slash]
+        } else {
+            directory = "."
+        }
+        try syncDirectory(String(directory), faults: faults)
+    }
+
+    /// fsync of a directory, so that created, renamed and removed entries survive a crash.
+    public static func syncDirectory(_ path: String, faults: StorageFaults? = nil) throws(StorageError) {
+        try faults?.checkSync(path)
+        let descriptor = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+        guard descriptor >= 0 else { throw StorageError.io(operation: "open directory", path: path, errno: errno) }
+        defer { _ = close(descriptor) }
+        guard fsync(descriptor) == 0 else { throw StorageError.io(operation: "fsync directory", path: path, errno: errno) }
+    }
+
+    public static func makeDirectory(_ path: String) throws(StorageError) {
+        if mkdir(path, 0o755) != 0, errno != EEXIST {
+            throw StorageError.io(operation: "mkdir", path: path, errno: errno)
+        }
+    }
+
+    /// Names in a directory (not `.` and `..`), sorted.
+    public static func list(_ path: String) throws(StorageError) -> [String] {
+        guard let directory = opendir(path) else { throw StorageError.io(operation: "opendir", path: path, errno: errno) }
+        defer { closedir(directory) }
+        var names: [String] = []
+        while let entry = readdir(directory) {
+            let name = withUnsafePointer(to: entry.pointee.d_name) {
+                $0.withMemoryRebound(to: CChar.self, capacity: 256) { String(cString: $0) }
+            }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        return names.sorted()
+    }
+
+    public static func rename(_ from: String, _ to: String) throws(StorageError) {
+        guard Glibc.rename(from, to) == 0 else { throw StorageError.io(operation: "rename", path: "\(from) -> \(to)", errno: errno) }
+    }
+
+    public static func remove(_ path: String) throws(StorageError) {
+        guard unlink(path) == 0 || errno == ENOENT else { throw StorageError.io(operation: "unlink", path: path, errno: errno) }
+    }
+
+    public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+}
