@@ -58,7 +58,7 @@ let package = Package(
         .target(
             name: "LedgerServer",
             dependencies: [
-                "LedgerCore", "LedgerStore", "LedgerEngine", "LedgerWire",
+                "LedgerCore", "LedgerStore", "LedgerEngine", "LedgerWire", "LedgerTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -70,6 +70,31 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+            ],
+            swiftSettings: strictSettings),
+        // TokenLedger's TLS policy for listeners, and the development CA and certificates.
+        .target(
+            name: "LedgerTLS",
+            dependencies: [
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ],
+            swiftSettings: strictSettings),
+        // The webhook sink: every tenant's events POSTed, signed, at least once (ledgerd --webhook-url).
+        .target(
+            name: "LedgerWebhooks",
+            dependencies: [
+                "LedgerCore", "LedgerStore", "LedgerEngine", "LedgerWire",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             swiftSettings: strictSettings),
         // The async Swift client: TLS connect, call-id correlation, bounded in-flight calls.
@@ -86,7 +111,7 @@ let package = Package(
         .executableTarget(
             name: "ledgerd",
             dependencies: [
-                "LedgerServer", "LedgerCore", "LedgerEngine", "LedgerStore", "LedgerWire",
+                "LedgerServer", "LedgerCore", "LedgerEngine", "LedgerStore", "LedgerWire", "LedgerTLS", "LedgerWebhooks",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -116,7 +141,7 @@ let package = Package(
         .executableTarget(
             name: "ledger-server-bench",
             dependencies: [
-                "LedgerCore", "LedgerEngine", "LedgerStore", "LedgerServer", "LedgerClient",
+                "LedgerCore", "LedgerEngine", "LedgerStore", "LedgerServer", "LedgerClient", "LedgerTLS",
                 .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings),
@@ -124,7 +149,7 @@ let package = Package(
         .executableTarget(
             name: "ledger-load",
             dependencies: [
-                "LedgerClient", "LedgerCore", "LedgerWire", "LedgerServer",
+                "LedgerClient", "LedgerCore", "LedgerWire", "LedgerTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
@@ -153,23 +178,56 @@ let package = Package(
         .testTarget(
             name: "TokenctlTests",
             dependencies: [
-                "LedgerServer", "LedgerCore", "LedgerTesting",
+                "LedgerTLS", "LedgerCore", "LedgerTesting",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strictSettings),
+        // The in-process server of the server and client suites: test PKI, withServer.
+        .target(
+            name: "LedgerServerTesting",
+            dependencies: [
+                "LedgerServer", "LedgerClient", "LedgerEngine", "LedgerStore", "LedgerWire", "LedgerCore", "LedgerTLS",
+                "LedgerTesting",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ],
             swiftSettings: strictSettings),
         .testTarget(
             name: "LedgerServerTests",
             dependencies: [
-                "LedgerServer", "LedgerClient", "LedgerWire", "LedgerCore", "LedgerTesting",
+                "LedgerServer", "LedgerServerTesting", "LedgerClient", "LedgerWire", "LedgerCore", "LedgerEngine",
+                "LedgerStore", "LedgerTesting", "LedgerTLS",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
-                // The webhook test checks signatures with its own HMAC, not the server's code.
-                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings),
+        .testTarget(
+            name: "LedgerClientTests",
+            dependencies: [
+                "LedgerClient", "LedgerServerTesting", "LedgerCore", "LedgerTesting",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            ],
+            swiftSettings: strictSettings),
+        // The webhook sink through the real ledgerd; signatures checked with the test's own HMAC.
+        .testTarget(
+            name: "LedgerWebhooksTests",
+            dependencies: [
+                "LedgerClient", "LedgerCore", "LedgerTesting", .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strictSettings),
+        .testTarget(name: "LedgerTestingTests", dependencies: ["LedgerTesting"], swiftSettings: strictSettings),
+        // ledger-load, the real binary, against the real ledgerd and its echo server.
+        .testTarget(
+            name: "LedgerLoadTests", dependencies: ["LedgerClient", "LedgerCore", "LedgerTesting"], swiftSettings: strictSettings),
     ]
 )
 

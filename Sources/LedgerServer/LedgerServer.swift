@@ -1,5 +1,6 @@
 import LedgerCore
 import LedgerEngine
+import LedgerTLS
 import LedgerWire
 import Logging
 import NIOCore
@@ -133,15 +134,9 @@ public final class LedgerServer: Service, Sendable {
 
     /// TLS 1.3 only; the client must present a certificate that chains to the client CA.
     public static func makeSSLContext(_ configuration: ServerConfiguration) throws -> NIOSSLContext {
-        let chain = try NIOSSLCertificate.fromPEMFile(configuration.certificatePath)
-        let key = try NIOSSLPrivateKey(file: configuration.privateKeyPath, format: .pem)
-        var tls = TLSConfiguration.makeServerConfiguration(
-            certificateChain: chain.map { .certificate($0) }, privateKey: .privateKey(key))
-        tls.minimumTLSVersion = .tlsv13
-        tls.maximumTLSVersion = .tlsv13
-        tls.certificateVerification = .noHostnameVerification
-        tls.trustRoots = .certificates(try NIOSSLCertificate.fromPEMFile(configuration.clientCAPath))
-        return try NIOSSLContext(configuration: tls)
+        try ServerTLS.context(
+            certificatePath: configuration.certificatePath, privateKeyPath: configuration.privateKeyPath,
+            clientCAPath: configuration.clientCAPath)
     }
 
     /// Serves until shutdown, then closes the engine. See the type's documentation.

@@ -1,5 +1,5 @@
 import Foundation
-import LedgerServer
+import LedgerTLS
 import LedgerWire
 import NIOCore
 import NIOPosix
@@ -14,9 +14,8 @@ enum EchoServer {
     static func run(host: String, port: Int, dataDirectory: String) async throws {
         let tls = DevelopmentTLS(dataDirectory: dataDirectory)
         try tls.createIfMissing()
-        let configuration = ServerConfiguration(
+        let context = try ServerTLS.context(
             certificatePath: tls.serverCertificatePath, privateKeyPath: tls.serverKeyPath, clientCAPath: tls.caPath)
-        let context = try LedgerServer.makeSSLContext(configuration)
         let replies = CannedReplies()
         let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.backlog, value: 1024)

@@ -10,6 +10,7 @@ import LedgerCore
 import LedgerEngine
 import LedgerServer
 import LedgerStore
+import LedgerTLS
 import Logging
 
 let tenantCount = 64

@@ -3,6 +3,8 @@ import LedgerCore
 import LedgerEngine
 import LedgerServer
 import LedgerStore
+import LedgerTLS
+import LedgerWebhooks
 import Logging
 import ServiceLifecycle
 import UnixSignals

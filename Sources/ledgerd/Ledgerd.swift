@@ -4,6 +4,7 @@ import LedgerCore
 import LedgerEngine
 import LedgerServer
 import LedgerStore
+import LedgerWebhooks
 import Logging
 import ServiceLifecycle
 

@@ -1,3 +1,4 @@
+import LedgerServerTesting
 import LedgerClient
 import LedgerCore
 import LedgerTesting

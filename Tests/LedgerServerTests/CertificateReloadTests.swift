@@ -1,6 +1,7 @@
 import Foundation
 import LedgerClient
 import LedgerServer
+import LedgerTLS
 import LedgerTesting
 import Testing
 

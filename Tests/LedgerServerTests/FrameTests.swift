@@ -1,3 +1,4 @@
+import LedgerServerTesting
 import Glibc
 import LedgerClient
 import LedgerCore

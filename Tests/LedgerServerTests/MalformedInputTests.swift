@@ -1,3 +1,4 @@
+import LedgerServerTesting
 import Foundation
 import LedgerCore
 import LedgerServer

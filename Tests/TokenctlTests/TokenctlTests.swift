@@ -1,5 +1,5 @@
 import Foundation
-import LedgerServer
+import LedgerTLS
 import NIOCore
 import NIOPosix
 import NIOSSL

@@ -4,6 +4,7 @@ import LedgerCore
 import LedgerEngine
 import LedgerServer
 import LedgerStore
+import LedgerTLS
 import LedgerTesting
 import LedgerWire
 import Logging
@@ -15,12 +16,12 @@ import Testing
 /// TLS material for the tests, made once per process with the same `CertificateAuthority` that
 /// `ledgerd` uses: a CA, the server's certificate, client certificates for each principal of
 /// the access file, one for a name the access file does not know, and one from a foreign CA.
-final class TestPKI: Sendable {
-    let directory: String
-    static let shared = try! TestPKI()
+package final class TestPKI: Sendable {
+    package let directory: String
+    package static let shared = try! TestPKI()
 
     /// Principals of the test access file.
-    static let accessJSON = """
+    package static let accessJSON = """
         {"principals": [
           {"name": "admin", "role": "admin"},
           {"name": "meter", "role": "service", "tenants": ["acme", "initech"]},
@@ -51,9 +52,9 @@ final class TestPKI: Sendable {
         try DevelopmentTLS.write(Self.accessJSON, to: path("access.json"), private: false)
     }
 
-    func path(_ name: String) -> String { directory + "/" + name }
+    package func path(_ name: String) -> String { directory + "/" + name }
 
-    func serverConfiguration(limits: ConnectionLimits = ConnectionLimits(), port: Int = 0) throws -> ServerConfiguration {
+    package func serverConfiguration(limits: ConnectionLimits = ConnectionLimits(), port: Int = 0) throws -> ServerConfiguration {
         var configuration = ServerConfiguration(
             certificatePath: path("server.pem"), privateKeyPath: path("server-key.pem"), clientCAPath: path("ca.pem"))
         configuration.port = port
@@ -63,7 +64,7 @@ final class TestPKI: Sendable {
         return configuration
     }
 
-    func clientConfiguration(_ principal: String, port: Int) -> ClientConfiguration {
+    package func clientConfiguration(_ principal: String, port: Int) -> ClientConfiguration {
         var configuration = ClientConfiguration(
             host: "127.0.0.1", port: port, caPath: path("ca.pem"), certificatePath: path("\(principal).pem"),
             privateKeyPath: path("\(principal)-key.pem"))
@@ -73,14 +74,14 @@ final class TestPKI: Sendable {
 }
 
 /// A running in-process server on a real TLS socket (port 0) over a real data directory.
-struct RunningServer: Sendable {
-    let server: LedgerServer
-    let pki: TestPKI
+package struct RunningServer: Sendable {
+    package let server: LedgerServer
+    package let pki: TestPKI
 
-    var port: Int { server.boundPort }
-    var engine: LedgerEngine { server.service.engine }
+    package var port: Int { server.boundPort }
+    package var engine: LedgerEngine { server.service.engine }
 
-    func client(_ principal: String = "admin") async throws -> LedgerClient {
+    package func client(_ principal: String = "admin") async throws -> LedgerClient {
         try await LedgerClient.connect(pki.clientConfiguration(principal, port: port))
     }
 }
@@ -90,7 +91,7 @@ struct RunningServer: Sendable {
 /// another test is spawning at that moment: posix_spawn's child holds copies of every descriptor
 /// (the flock()ed LOCK included) until it execs and close-on-exec drops them (seen once in CI
 /// under full parallel load). Production never spawns, and the exclusivity test opens without this.
-func openEngine(path: String, shards: Int, storage: ShardConfiguration) async throws -> LedgerEngine {
+package func openEngine(path: String, shards: Int, storage: ShardConfiguration) async throws -> LedgerEngine {
     var attempts = 0
     while true {
         do {
@@ -104,7 +105,7 @@ func openEngine(path: String, shards: Int, storage: ShardConfiguration) async th
 
 /// Opens the ledger at `dataPath`, installs the demo catalog on a fresh one, serves it while
 /// `body` runs, then shuts down gracefully (drain, final snapshot) and waits for it.
-func withServer<T: Sendable>(
+package func withServer<T: Sendable>(
     dataPath: String, shards: Int = 2, limits: ConnectionLimits = ConnectionLimits(), port: Int = 0,
     storage: ShardConfiguration = ShardConfiguration(),
     _ body: @Sendable (RunningServer) async throws -> T
@@ -141,7 +142,7 @@ func withServer<T: Sendable>(
 }
 
 /// The code of the server's error, or nil when the call succeeded or failed otherwise.
-func errorCode<T>(_ operation: () async throws -> T) async -> ErrorCode? {
+package func errorCode<T>(_ operation: () async throws -> T) async -> ErrorCode? {
     do {
         _ = try await operation()
         return nil
@@ -151,7 +152,7 @@ func errorCode<T>(_ operation: () async throws -> T) async -> ErrorCode? {
 }
 
 /// The server's error for a call that must fail.
-func rejection<T>(_ operation: () async throws -> T, sourceLocation: SourceLocation = #_sourceLocation)
+package func rejection<T>(_ operation: () async throws -> T, sourceLocation: SourceLocation = #_sourceLocation)
     async -> LedgerError?
 {
     do {
