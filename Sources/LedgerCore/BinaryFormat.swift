@@ -1,9 +1,8 @@
 // The binary form of ledger commands (WAL record bodies) and ledger state (snapshot bodies).
 //
 // Hand-written rather than derived from Codable: a Codable encoder pays for generic dispatch and
-// container boxes on every field (measured: about 60,000 records/s replayed and 25 s to encode a
-// snapshot of 1,000,000 tenants), while these explicit, specialized encoders are an order of
-// magnitude faster. docs/storage.md describes the framing around these bodies.
+// container boxes on every field, and these explicit, specialized encoders were measured several
+// times faster (docs/benchmarks.md). docs/storage.md describes the framing around these bodies.
 //
 //   unsigned integers   LEB128 varint (at most 10 bytes)
 //   signed integers     zigzag, then varint

@@ -172,8 +172,7 @@ public final class LedgerEngine: Sendable {
         // so malloc keeps it for reuse (by thawed and new tenants) and RSS does not fall. After
         // 10,000 freezes, or 1,000 once the sweep froze nothing in a round, and at most every 10 s,
         // ask glibc to return the free pages: malloc_trim releases whole free pages anywhere in the
-        // heap, but holds each arena's lock while it walks it (5-30 ms with 300,000 tenants,
-        // docs/benchmarks.md).
+        // heap, but holds each arena's lock while it walks it (its cost: docs/benchmarks.md).
         let now = monotonicNanoseconds()
         let pending = frozen > 0 ? frozenSinceTrim.add(frozen, ordering: .relaxed).newValue : frozenSinceTrim.load(ordering: .relaxed)
         if pending >= (frozen > 0 ? EngineLimits.frozenTenantsPerTrim : EngineLimits.frozenTenantsPerTrim / 10),

@@ -5,20 +5,19 @@
 // woken for it) and the shard is noted here; once the loop has handled the I/O that was ready, a
 // task in the same tick syncs each noted shard on the loop itself (`LedgerShard.syncPending`), so
 // one fdatasync covers every command the loop read in that tick and their replies are written
-// without a thread hand-off: read, apply, log, sync, reply, all on one thread. When the shard's log is already writing a batch (its writer thread, or another
-// loop), the sync returns at once and that writer takes these records next.
+// without a thread hand-off: read, apply, log, sync, reply, all on one thread. When the shard's
+// log is already writing a batch (its writer thread, or another loop), the sync returns at once
+// and that writer takes these records next.
 //
-// Only calls read in the tick's I/O phase use it (`LedgerConnectionHandler.startQueued`): calls
+// Only calls read in the tick's I/O phase use it (`syncBy: .caller` in `LedgerConnectionHandler`): calls
 // started from a delivery, in the task phase, go to the writer thread, or a connection with many
 // queued frames would chain sync after sync within one tick and keep the loop from its I/O.
 //
 // Why: at moderate rates most batches hold a few calls, and every hand-off to the writer thread and
-// back to the loop is a sleeping thread woken (server CPU per call was 37 us at peak, 92-99 us at
-// 10,000 calls/s, ~340 us at 1,000); Redis with `appendfsync always` also syncs on its event loop.
-// Measured with it: 8% less server CPU per call and a fifth off p99 at 12,000 calls/s
-// (docs/benchmarks.md). The cost: a loop does not read while it syncs (about 0.2 ms here); its
-// peers' calls wait for the next sync anyway, but a disk that stalls stalls the loop's connections
-// entirely (handshakes, deadlines), not only their replies.
+// back to the loop is a sleeping thread woken; Redis with `appendfsync always` also syncs on its
+// event loop. What it saved is measured in docs/benchmarks.md. The cost: a loop does not read while
+// it syncs; its peers' calls wait for the next sync anyway, but a disk that stalls stalls the
+// loop's connections entirely (handshakes, deadlines), not only their replies.
 
 import LedgerEngine
 import NIOCore

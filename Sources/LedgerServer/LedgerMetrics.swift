@@ -65,8 +65,8 @@ public final class LedgerMetrics: Sendable {
     }
 
     /// The per-call series, made once each: asking the registry on every call (it builds the
-    /// name, validates labels and looks up under its lock) took 4.5% of ledgerd's CPU at peak
-    /// (perf, docs/benchmarks.md).
+    /// name, validates labels and looks up under its lock) was a visible share of ledgerd's CPU at
+    /// peak (docs/benchmarks.md).
     private let callSeries = Mutex<(counters: [CallKey: Counter], latencies: [String: DurationHistogram])>(([:], [:]))
 
     /// The value under `key`, made by `make` and kept on first use.

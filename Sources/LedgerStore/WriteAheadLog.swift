@@ -15,8 +15,8 @@
 //   record that will be acknowledged.
 // - Segments are preallocated ahead of the writes (`preallocationStep` at a time), so a batch's
 //   fdatasync writes its data alone: appending to the end of a file changes its size, and then every
-//   fdatasync writes the inode as well (measured here: 280 -> 175 us and 123 -> 70 us of CPU per
-//   write+fdatasync). Zeros after the last record are space not written yet (see scanSegment).
+//   fdatasync writes the inode as well (docs/benchmarks.md has the measurement). Zeros after the
+//   last record are space not written yet (see scanSegment).
 // - Fail-stop: the first write or sync error stops the log for good. No later acknowledgement,
 //   every waiter and every later call gets the error, and `onFailure` is called once. An fsync is
 //   never retried (after a failed fsync the kernel may have dropped the dirty pages).
