@@ -7,8 +7,8 @@ public final class ChildProcess {
     private var buffer: [UInt8] = []
 
     /// Starts `executable`; its stderr goes to `stderrPath` when one is given (a log file), else
-    /// it is inherited.
-    public init(_ executable: String, _ arguments: [String], stderrPath: String? = nil) throws {
+    /// it is inherited. `environment` adds to (or replaces in) this process's environment.
+    public init(_ executable: String, _ arguments: [String], stderrPath: String? = nil, environment: [String: String] = [:]) throws {
         var pipeEnds: [Int32] = [0, 0]
         guard pipe(&pipeEnds) == 0 else { throw ChildError("pipe failed: \(errno)") }
         var actions = posix_spawn_file_actions_t()
@@ -19,8 +19,19 @@ public final class ChildProcess {
         if let stderrPath { posix_spawn_file_actions_addopen(&actions, 2, stderrPath, O_WRONLY | O_CREAT | O_APPEND, 0o644) }
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
+        var variables: [String] = []
+        var index = 0
+        while let entry = environ[index] {
+            let text = String(cString: entry)
+            let name = text.split(separator: "=", maxSplits: 1).first.map(String.init) ?? text
+            if environment[name] == nil { variables.append(text) }
+            index += 1
+        }
+        variables += environment.map { "\($0.key)=\($0.value)" }
+        let envp = variables.map { strdup($0) } + [nil]
+        defer { envp.forEach { free($0) } }
         var child = pid_t()
-        let result = posix_spawn(&child, executable, &actions, nil, argv, environ)
+        let result = posix_spawn(&child, executable, &actions, nil, argv, envp)
         close(pipeEnds[1])
         guard result == 0 else {
             close(pipeEnds[0])

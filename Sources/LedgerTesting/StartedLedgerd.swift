@@ -7,9 +7,10 @@ public struct StartedLedgerd {
 
     /// Starts `ledgerd --data-dir dataPath --listen 127.0.0.1:0 arguments...` with stderr to
     /// `logPath`; throws (after killing it) if it does not print where it listens.
-    public init(dataPath: String, arguments: [String] = [], logPath: String) throws {
+    public init(dataPath: String, arguments: [String] = [], logPath: String, environment: [String: String] = [:]) throws {
         let process = try ChildProcess(
-            builtProduct("ledgerd"), ["--data-dir", dataPath, "--listen", "127.0.0.1:0"] + arguments, stderrPath: logPath)
+            builtProduct("ledgerd"), ["--data-dir", dataPath, "--listen", "127.0.0.1:0"] + arguments, stderrPath: logPath,
+            environment: environment)
         var banner: [String] = []
         while let line = process.readLine() {
             banner.append(line)

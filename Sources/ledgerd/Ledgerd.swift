@@ -26,20 +26,24 @@ struct Ledgerd: AsyncParsableCommand {
             \(DaemonSetting.helpText)
             """)
 
-    @Option(name: .long, help: "A JSON config file; flags given here win over it.")
+    @Option(name: .long, help: "A JSON config file ($LEDGERD_CONFIG); the environment and flags win over it.")
     var config: String?
     /// Every other flag: a row of `DaemonSetting.table`, listed by --help.
     @Argument(parsing: .allUnrecognized, help: .hidden)
     var settings: [String] = []
 
     func options() throws -> DaemonOptions {
+        // Flags win over the environment, which wins over the config file, which wins over the
+        // embedded defaults.
         var options = DaemonOptions()
-        if let config {
+        let environment = ProcessInfo.processInfo.environment
+        if let config = config ?? environment["LEDGERD_CONFIG"] {
             guard let data = FileManager.default.contents(atPath: config) else {
                 throw ValidationError("cannot read the config file \(config)")
             }
             try options.apply(configFile: Array(data), path: config)
         }
+        try options.apply(environment: environment)
         try options.apply(arguments: settings)
         if let url = options.webhookURL {
             do {
@@ -64,7 +68,9 @@ struct Ledgerd: AsyncParsableCommand {
     func run() async throws {
         let options = try options()
         let level = Logger.Level(rawValue: options.logLevel)!
+        let json = options.logFormat == "json"
         LoggingSystem.bootstrap { label in
+            if json { return JSONLogHandler(label: label, logLevel: level) }
             var handler = StreamLogHandler.standardError(label: label)
             handler.logLevel = level
             return handler

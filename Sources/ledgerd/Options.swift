@@ -22,6 +22,8 @@ struct DaemonOptions: Sendable, Equatable {
     var handshakeTimeoutSeconds: Int? = nil
     var frameReadTimeoutSeconds: Int? = nil
     var logLevel = "info"
+    /// `text` (swift-log's standard lines) or `json` (one object a line).
+    var logFormat = "text"
     /// The operations listener (metrics, /healthz, /readyz); nil: off.
     var metricsHost: String? = "127.0.0.1"
     var metricsPort = 9464
@@ -86,6 +88,25 @@ struct DaemonOptions: Sendable, Equatable {
         }
     }
 
+    /// Applies `LEDGERD_*` environment variables, one per flag (`--idle-timeout` is
+    /// `LEDGERD_IDLE_TIMEOUT`); an unknown `LEDGERD_` name is refused like an unknown flag.
+    /// `LEDGERD_CONFIG` names the config file and is read by the caller.
+    mutating func apply(environment: [String: String]) throws(ValidationError) {
+        for (name, value) in environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix("LEDGERD_") {
+            guard name != "LEDGERD_CONFIG" else { continue }
+            guard let setting = DaemonSetting.table.first(where: { $0.environmentName == name }) else {
+                throw ValidationError("unknown environment variable \(name) (see ledgerd --help)")
+            }
+            switch setting.kind {
+            case .text:
+                try setting.apply(.text(value), to: &self, named: name)
+            case .integer:
+                guard let number = UInt64(value) else { throw ValidationError("\(name) must be a whole number, not \(value)") }
+                try setting.apply(.integer(number), to: &self, named: name)
+            }
+        }
+    }
+
     /// `HOST:PORT` for the operations listener, or `off`.
     mutating func setMetricsListen(_ text: String) throws(ValidationError) {
         metricsExplicit = true
@@ -130,6 +151,8 @@ struct DaemonSetting: Sendable {
     let key: String
     /// The flag without its dashes (`idle-timeout`).
     let flag: String
+    /// The environment variable: `LEDGERD_` and the flag in capitals (`LEDGERD_IDLE_TIMEOUT`).
+    var environmentName: String { "LEDGERD_" + String(flag.uppercased().map { $0 == "-" ? "_" : $0 }) }
     let help: String
     let kind: Kind
 
@@ -192,6 +215,12 @@ struct DaemonSetting: Sendable {
             key: "log_level", flag: "log-level", help: "trace, debug, info, notice, warning, error or critical (default info).",
             kind: .text { options, text in options.logLevel = text }),
         DaemonSetting(
+            key: "log_format", flag: "log-format", help: "text (default) or json: one JSON object a line, with the same metadata.",
+            kind: .text { options, text throws(ValidationError) in
+                guard text == "text" || text == "json" else { throw ValidationError("log format \(text) is not text or json") }
+                options.logFormat = text
+            }),
+        DaemonSetting(
             key: "metrics_listen", flag: "metrics-listen",
             help: "HOST:PORT of the plain-HTTP operations listener (/metrics, /healthz, /readyz), or off. Default 127.0.0.1:9464.",
             kind: .text { options, text throws(ValidationError) in try options.setMetricsListen(text) }),
@@ -211,7 +240,7 @@ struct DaemonSetting: Sendable {
             case .text: value = "<value>"
             case .integer(let range, _): value = "<\(range.lowerBound)-\(range.upperBound)>"
             }
-            return "  --\(setting.flag) \(value)  (config file: \(setting.key))\n        \(setting.help)"
+            return "  --\(setting.flag) \(value)  (\(setting.environmentName); config file: \(setting.key))\n        \(setting.help)"
         }.joined(separator: "\n")
     }
 }

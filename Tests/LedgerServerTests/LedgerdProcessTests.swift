@@ -68,6 +68,41 @@ struct LedgerdProcessTests {
         #expect(restarted.process.wait() == 0)
     }
 
+    @Test("flags win over LEDGERD_* variables, which win over the config file; --log-format json writes JSON lines")
+    func environmentAndJSONLogs() throws {
+        let directory = TemporaryDirectory("ledgerd-environment")
+        let dataPath = directory.path + "/data"
+        let configPath = directory.path + "/ledgerd.json"
+        // The file says 2 shards and text logs; the environment says 3 shards and JSON; the flag 4 shards.
+        try #"{"shards": 2, "log_format": "text", "metrics_listen": "off"}"#.write(toFile: configPath, atomically: true, encoding: .utf8)
+        let logPath = directory.path + "/ledgerd.log"
+        let started = try StartedLedgerd(
+            dataPath: dataPath, arguments: ["--shards", "4"], logPath: logPath,
+            environment: ["LEDGERD_CONFIG": configPath, "LEDGERD_SHARDS": "3", "LEDGERD_LOG_FORMAT": "json"])
+        started.process.kill(SIGTERM)
+        #expect(started.process.wait() == 0)
+        #expect(started.banner.joined(separator: "\n").contains("(4 shards)"), "\(started.banner)")
+        let lines = try String(contentsOfFile: logPath, encoding: .utf8).split(separator: "\n")
+        #expect(lines.count >= 4)
+        for line in lines {
+            let object = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            #expect(object?["time"] is String && object?["level"] is String && object?["message"] is String, "\(line)")
+        }
+        #expect(lines.contains { $0.contains(#""message":"shard recovered""#) && $0.contains(#""shard":"3""#) })
+
+        // Without the flag the environment's 3 would apply, but the directory has 4 now: refused, naming both.
+        let refused = try ChildProcess(
+            builtProduct("ledgerd"), ["--data-dir", dataPath, "--listen", "127.0.0.1:0"], stderrPath: logPath,
+            environment: ["LEDGERD_SHARDS": "3", "LEDGERD_METRICS_LISTEN": "off"])
+        #expect(refused.wait() == 72)
+        // A misspelt variable is refused like an unknown flag.
+        let misspelt = try ChildProcess(
+            builtProduct("ledgerd"), ["--data-dir", dataPath], stderrPath: logPath, environment: ["LEDGERD_SHARD": "3"])
+        let status = misspelt.wait()
+        #expect(status != 0 && status < 128)
+        #expect(try String(contentsOfFile: logPath, encoding: .utf8).contains("unknown environment variable LEDGERD_SHARD"))
+    }
+
     @Test("bad configuration is a clear error and a non-zero exit, never a crash")
     func badConfiguration() throws {
         let directory = TemporaryDirectory("ledgerd-config")
