@@ -10,6 +10,8 @@ public final class LedgerMetrics: Sendable {
     public let registry = PrometheusCollectorRegistry()
 
     private let connections: Gauge
+    private let connectionsMax: Gauge
+    private let maintenanceFailures: Counter
     private let inFlight: Gauge
     private let watches: Gauge
     private let walRecords: Counter
@@ -40,6 +42,11 @@ public final class LedgerMetrics: Sendable {
 
     public init() {
         connections = registry.makeGauge(descriptor: Self.name("connections", "", "Open client connections."))
+        connectionsMax = registry.makeGauge(
+            descriptor: Self.name("connections_max", "", "The connection limit (--connections-max): beyond it new connections are refused."))
+        maintenanceFailures = registry.makeCounter(
+            descriptor: Self.name(
+                "maintenance_failures", "total", "Maintenance rounds (ticks, snapshots, idle freezing) that failed; each is logged."))
         inFlight = registry.makeGauge(descriptor: Self.name("calls_in_flight", "", "Calls being served now."))
         watches = registry.makeGauge(descriptor: Self.name("watches", "", "Watch streams open now."))
         walRecords = registry.makeCounter(descriptor: Self.name("wal_records", "total", "Records made durable in the log."))
@@ -97,6 +104,8 @@ public final class LedgerMetrics: Sendable {
     }
 
     func setConnections(_ count: Int) { connections.set(to: Double(count)) }
+    func setConnectionsMax(_ count: Int) { connectionsMax.set(to: Double(count)) }
+    func maintenanceFailed() { maintenanceFailures.increment() }
     func setInFlight(_ count: Int) { inFlight.set(to: Double(count)) }
     func watchStarted() { watches.increment() }
     func watchEnded() { watches.decrement() }

@@ -59,6 +59,7 @@ public final class LedgerServer: Service, Sendable {
             engine: engine, serverVersion: configuration.serverVersion,
             callsInFlightMax: configuration.limits.serverCallsInFlightMax, logger: logger)
         let registry = ConnectionRegistry(connectionsMax: limits.connectionsMax, metrics: service.metrics)
+        service.metrics.setConnectionsMax(limits.connectionsMax)
         let access = configuration.access
         let groupCommits = EventLoopGroupCommits()
         let serverChannel = try await ServerBootstrap(group: group)
@@ -186,6 +187,7 @@ public final class LedgerServer: Service, Sendable {
             do {
                 try await service.engine.maintain()
             } catch {
+                service.metrics.maintenanceFailed()
                 logger.error("maintenance failed", metadata: ["error": "\(error)"])
             }
         }

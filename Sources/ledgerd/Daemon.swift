@@ -236,10 +236,12 @@ struct Banner: Service {
     func run() async throws {
         // Written straight to the descriptor: stdout may be a pipe, where print() would buffer it.
         FileHandle.standardOutput.write(Data(text.utf8))
+        SystemdNotify.send("READY=1")
         // Then stay until shutdown reaches this service: a service that ends while the group is
         // shutting down another one makes the group throw (swift-service-lifecycle), so a SIGTERM
-        // right after the banner could turn a clean stop into exit 1 (seen once in a CI run).
+        // right after the banner could turn a clean stop into exit 1.
         try? await gracefulShutdown()
+        SystemdNotify.send("STOPPING=1")
     }
 }
 

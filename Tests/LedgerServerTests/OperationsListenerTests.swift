@@ -32,7 +32,8 @@ struct OperationsListenerTests {
     static func metricsPort(log: String) async throws -> Int {
         for _ in 0..<300 {
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-            if let range = text.range(of: "metrics.listen=127.0.0.1:") {
+            // Text logs say metrics.listen=HOST:PORT; JSON logs "metrics.listen":"HOST:PORT".
+            if let range = text.range(of: "metrics.listen=127.0.0.1:") ?? text.range(of: #""metrics.listen":"127.0.0.1:"#) {
                 let digits = text[range.upperBound...].prefix { $0.isNumber }
                 if let port = Int(digits) { return port }
             }
