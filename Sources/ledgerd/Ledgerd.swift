@@ -22,7 +22,8 @@ struct Ledgerd: AsyncParsableCommand {
             while serving; 71 recovery refused (corruption); 72 the data directory is locked by another \
             process or its manifest disagrees.
 
-            Settings (a flag, or its key in the --config file; flags win; --flag=value works too):
+            Settings: a flag (--flag value or --flag=value), a LEDGERD_ variable or a key of the --config file; \
+            a flag wins over the environment, which wins over the file:
             \(DaemonSetting.helpText)
             """)
 
