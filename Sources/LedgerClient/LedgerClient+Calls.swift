@@ -180,6 +180,13 @@ extension LedgerClient {
         }.0
     }
 
+    /// Takes a consistent online backup into `directory` on the server's machine (admins only).
+    public func adminBackup(directory: String) async throws(LedgerClientError) -> Tokenledger_V1_AdminBackupResult {
+        try await result(.adminBackup(directory: directory)) {
+            if case .adminBackup(let value) = $0 { return value } else { return nil }
+        }.0
+    }
+
     public func health() async throws(LedgerClientError) -> Tokenledger_V1_HealthResult {
         try await result(.health) {
             if case .health(let value) = $0 { return value } else { return nil }

@@ -17,6 +17,8 @@ public final class LedgerEngine: Sendable {
 
     /// One catalog install at a time, so that two installs cannot interleave across the shards.
     private let catalogInstalls = AsyncLock()
+    /// One backup at a time.
+    private let backups = AsyncLock()
     /// Test seam: called after a catalog install is durable on each shard (its index).
     private let onCatalogInstalled: (@Sendable (Int) -> Void)?
 
@@ -152,6 +154,68 @@ public final class LedgerEngine: Sendable {
         var reader = BinaryReader(body)
         guard let catalog = try? PriceCatalog(from: &reader) else { throw corrupt }
         return catalog
+    }
+
+    // MARK: Backups
+
+    /// What a backup holds, per shard, and what its verification found.
+    public struct BackupReport: Sendable {
+        public var directory: String
+        public var shards: [LedgerShard.BackupReport]
+        public var tenants: Int
+    }
+
+    /// Takes a consistent online backup into `directory` (an absolute path that does not exist
+    /// yet; its parent must): the manifest, then each shard's snapshot and durable log
+    /// (`LedgerShard.backup`), then a verification: every shard of the copy recovered in a scratch
+    /// state, audited, and found to end at the log position the backup reports. A copy that fails
+    /// it is an error (the directory is left for inspection). Calls go on meanwhile.
+    public func backup(to directory: String) async throws -> BackupReport {
+        guard directory.hasPrefix("/"), !directory.contains("\0") else {
+            throw LedgerError(.invalidArgument, "directory: give an absolute path on the server's machine")
+        }
+        let trimmed = directory.count > 1 && directory.hasSuffix("/") ? String(directory.dropLast()) : directory
+        guard !FileSystem.exists(trimmed) else {
+            throw LedgerError(.alreadyExists, "\(trimmed) exists already; a backup goes to a new directory")
+        }
+        let parent = String(trimmed[..<trimmed.lastIndex(of: "/")!])
+        guard FileSystem.exists(parent.isEmpty ? "/" : parent) else {
+            throw LedgerError(.notFound, "\(parent) does not exist")
+        }
+        await backups.lock()
+        defer { backups.unlock() }
+        try FileSystem.makeDirectory(trimmed)
+        _ = try FileSystem.linkOrCopy(from: dataDirectory.path + "/manifest", to: trimmed + "/manifest")
+        var reports: [LedgerShard.BackupReport] = []
+        for shard in shards {
+            let target = trimmed + "/" + String(dataDirectory.shardPath(shard.index).split(separator: "/").last!)
+            try FileSystem.makeDirectory(target)
+            reports.append(try await shard.backup(into: target))
+        }
+        try FileSystem.syncDirectory(trimmed)
+        try FileSystem.syncDirectory(parent.isEmpty ? "/" : parent)
+        let tenants = try Self.verifyBackup(trimmed, shardCount: shards.count, expected: reports)
+        return BackupReport(directory: trimmed, shards: reports, tenants: tenants)
+    }
+
+    /// Recovers every shard of a backup read-only (its snapshot, then its log), audits it, and
+    /// checks it ends where the backup said. Returns the tenants it holds.
+    static func verifyBackup(_ path: String, shardCount: Int, expected: [LedgerShard.BackupReport]) throws -> Int {
+        var tenants = 0
+        for index in 0..<shardCount {
+            let directory = DataDirectory.shardPath(path, index)
+            let (state, lastLSN) = try LedgerShard.recoverReadOnly(directory)
+            let violations = state.audit()
+            guard violations.isEmpty else {
+                throw EngineError.recoveryFailed("the backup's shard \(index) fails its audit: \(violations.prefix(5))")
+            }
+            guard lastLSN == expected[index].lastLSN else {
+                throw EngineError.recoveryFailed(
+                    "the backup's shard \(index) ends at LSN \(lastLSN), not at \(expected[index].lastLSN) as copied")
+            }
+            tenants += state.tenants.count
+        }
+        return tenants
     }
 
     /// A page of the tenant's retained events after `afterID` (see `LedgerState.events`), durable.

@@ -88,6 +88,9 @@ public final class LedgerShard: Sendable {
         var lastSnapshotBytes = 0
         var lastSnapshotAt: UInt64
         var snapshotInProgress = false
+        /// A backup is copying the shard's files: no snapshot is written (and so no snapshot or
+        /// segment deleted) until it is done.
+        var backupInProgress = false
         var lastSnapshotNanoseconds: UInt64 = 0
         var snapshotLSN: UInt64
         /// Where the idle-tenant sweep goes on, and when it last ran (monotonic).
@@ -325,7 +328,7 @@ public final class LedgerShard: Sendable {
     public func snapshot() async throws -> Bool {
         let taken: (state: LedgerState, lsn: UInt64)? = try core.withLock { core in
             if let failure = core.failure { throw EngineError.unavailable(failure) }
-            guard !core.snapshotInProgress, core.appliedLSN > core.snapshotLSN else { return nil }
+            guard !core.snapshotInProgress, !core.backupInProgress, core.appliedLSN > core.snapshotLSN else { return nil }
             core.snapshotInProgress = true
             core.recordsSinceSnapshot = 0
             core.logBytesSinceSnapshot = 0
@@ -345,6 +348,73 @@ public final class LedgerShard: Sendable {
         }
         if kept.count == SnapshotStore.keptCount { try wal.removeSegments(coveredThrough: kept.last!) }
         return true
+    }
+
+    /// The state a shard directory holds (newest snapshot, then its log), without changing a file
+    /// (a torn tail is an error here, not cut), and the log position it ends at.
+    static func recoverReadOnly(_ directory: String) throws -> (LedgerState, UInt64) {
+        var state = LedgerState()
+        var lsn: UInt64 = 0
+        if let snapshot = try SnapshotStore(directory: directory).loadNewest() {
+            state = try LedgerState(binary: Array(snapshot.body))
+            lsn = snapshot.lsn
+        }
+        let log = try WALRecovery.scan(directory: directory, afterLSN: lsn)
+        for record in log.records { _ = state.apply(try LedgerCommand(binary: record.body)) }
+        return (state, max(lsn, log.lastLSN))
+    }
+
+    /// What one shard's backup holds.
+    public struct BackupReport: Sendable {
+        public var snapshotLSN: UInt64
+        public var lastLSN: UInt64
+        public var bytes: UInt64
+        public var filesLinked: Int
+        public var filesCopied: Int
+    }
+
+    /// Copies the shard into `destination` (an existing, empty directory): a snapshot taken now,
+    /// then, while no snapshot is written and so nothing is deleted, the newest snapshot and every
+    /// log segment with records after it, the last one only up to where its records are durable.
+    /// Whole files are hard-linked when `destination` is on the data directory's filesystem.
+    /// Commands go on meanwhile; what they log after the copy started is not in it.
+    public func backup(into destination: String) async throws -> BackupReport {
+        _ = try await snapshot()
+        // Hold snapshots; wait for one under way (it may be deleting files) to finish.
+        while true {
+            let held = try core.withLock { core -> Bool in
+                if let failure = core.failure { throw EngineError.unavailable(failure) }
+                guard !core.snapshotInProgress, !core.backupInProgress else { return false }
+                core.backupInProgress = true
+                return true
+            }
+            if held { break }
+            try await Task.sleep(for: .milliseconds(5))
+        }
+        defer { core.withLock { $0.backupInProgress = false } }
+        let snapshotLSN = try snapshots.snapshotLSNs().max() ?? 0
+        let end = wal.durableEnd
+        var report = BackupReport(snapshotLSN: snapshotLSN, lastLSN: end.lsn, bytes: 0, filesLinked: 0, filesCopied: 0)
+        func take(_ path: String, bytes: Int?) throws {
+            let name = String(path[path.index(after: path.lastIndex(of: "/")!)...])
+            let target = destination + "/" + name
+            if try FileSystem.linkOrCopy(from: path, to: target, bytes: bytes) {
+                report.filesLinked += 1
+            } else {
+                report.filesCopied += 1
+            }
+            report.bytes += UInt64(try bytes ?? FileSystem.size(target))
+        }
+        if snapshotLSN > 0 { try take(snapshots.path(lsn: snapshotLSN), bytes: nil) }
+        // Segments from the one that holds snapshotLSN + 1 (recovery reads from the first segment
+        // and needs the log to reach back to there).
+        let segments = end.segments
+        for (index, entry) in segments.enumerated() {
+            if index + 1 < segments.count, segments[index + 1].segment.firstLSN <= snapshotLSN + 1 { continue }
+            try take(entry.segment.path, bytes: entry.bytes)
+        }
+        try FileSystem.syncDirectory(destination)
+        return report
     }
 
     /// Freezes the tenants left unchanged for about `idleTenantFreezeAfter` (see `TenantTable`):

@@ -162,6 +162,8 @@ public final class LedgerService: Sendable {
             inTask(callID: callID, finish) { [self] in try await snapshotAll(callID: callID, principal: principal) }
         case .adminAudit:
             inTask(callID: callID, finish) { [self] in try await auditAll(callID: callID) }
+        case .adminBackup(let directory):
+            inTask(callID: callID, finish) { [self] in try await backup(to: directory, callID: callID, principal: principal) }
         }
         return nil
     }
@@ -258,6 +260,42 @@ public final class LedgerService: Sendable {
         return WireResponse.with {
             $0.callID = callID
             $0.adminSnapshot = .with { $0.snapshotLsns = positions }
+        }
+    }
+
+    private func backup(to directory: String, callID: UInt64, principal: Principal) async throws -> WireResponse {
+        let report: LedgerEngine.BackupReport
+        do {
+            report = try await engine.backup(to: directory)
+        } catch let error as LedgerError {
+            throw error
+        } catch {
+            // The ledger itself is fine: a backup that cannot be written fails alone.
+            logger.error("backup failed", metadata: ["backup.directory": "\(directory)", "error": "\(error)"])
+            throw LedgerError(.unavailable, "the backup to \(directory) failed: \(error)")
+        }
+        logger.notice(
+            "backup taken",
+            metadata: [
+                "backup.directory": "\(report.directory)", "backup.last_lsns": "\(report.shards.map(\.lastLSN))",
+                "principal": "\(principal.name)",
+            ])
+        return WireResponse.with {
+            $0.callID = callID
+            $0.adminBackup = .with {
+                $0.directory = report.directory
+                $0.tenants = UInt64(report.tenants)
+                $0.bytes = report.shards.reduce(0) { $0 + $1.bytes }
+                $0.filesLinked = UInt32(report.shards.reduce(0) { $0 + $1.filesLinked })
+                $0.filesCopied = UInt32(report.shards.reduce(0) { $0 + $1.filesCopied })
+                $0.shards = report.shards.enumerated().map { index, shard in
+                    .with {
+                        $0.shard = UInt32(index)
+                        $0.snapshotLsn = shard.snapshotLSN
+                        $0.lastLsn = shard.lastLSN
+                    }
+                }
+            }
         }
     }
 

@@ -53,7 +53,10 @@ public final class DataDirectory: @unchecked Sendable {
         }
     }
 
-    public func shardPath(_ shard: Int) -> String {
+    public func shardPath(_ shard: Int) -> String { Self.shardPath(path, shard) }
+
+    /// The folder of shard `shard` in the data directory at `path` (`shard-000`, ...).
+    public static func shardPath(_ path: String, _ shard: Int) -> String {
         let digits = String(shard)
         return path + "/shard-" + String(repeating: "0", count: max(0, 3 - digits.count)) + digits
     }

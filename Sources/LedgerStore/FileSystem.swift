@@ -88,4 +88,46 @@ public enum FileSystem {
     }
 
     public static func exists(_ path: String) -> Bool { access(path, F_OK) == 0 }
+
+    /// The file's size in bytes.
+    public static func size(_ path: String) throws(StorageError) -> Int {
+        var info = stat()
+        guard stat(path, &info) == 0 else { throw StorageError.io(operation: "stat", path: path, errno: errno) }
+        return Int(info.st_size)
+    }
+
+    /// Makes `to` hold the first `bytes` bytes of `from` (all of it when nil), durably: a hard link
+    /// when the whole file is wanted and both are on one filesystem (the inode is shared, so a
+    /// later deletion of `from` does not touch it), else a copy, fsynced. Returns true for a link.
+    /// The caller fsyncs `to`'s directory.
+    public static func linkOrCopy(from: String, to: String, bytes: Int? = nil) throws(StorageError) -> Bool {
+        if bytes == nil {
+            if link(from, to) == 0 { return true }
+            guard errno == EXDEV || errno == EPERM || errno == EMLINK else {
+                throw StorageError.io(operation: "link", path: to, errno: errno)
+            }
+        }
+        let source = open(from, O_RDONLY | O_CLOEXEC)
+        guard source >= 0 else { throw StorageError.io(operation: "open", path: from, errno: errno) }
+        defer { _ = close(source) }
+        let target = try DurableFile(path: to, flags: O_WRONLY | O_CREAT | O_EXCL, faults: nil)
+        defer { target.close() }
+        var left = bytes ?? Int.max
+        var buffer = [UInt8](repeating: 0, count: 1 << 20)
+        while left > 0 {
+            let count = buffer.withUnsafeMutableBytes { read(source, $0.baseAddress, min($0.count, left)) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw StorageError.io(operation: "read", path: from, errno: errno)
+            }
+            if count == 0 { break }
+            try target.write(Array(buffer[..<count]))
+            left -= count
+        }
+        if let bytes, left > 0, bytes != Int.max {
+            throw StorageError.io(operation: "read \(bytes) bytes", path: from, errno: EIO)
+        }
+        try target.fullSync()
+        return false
+    }
 }

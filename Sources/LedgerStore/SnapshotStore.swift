@@ -36,6 +36,9 @@ public struct SnapshotStore: Sendable {
         self.faults = faults
     }
 
+    /// The file of the snapshot at `lsn`.
+    public func path(lsn: UInt64) -> String { directory + "/" + Self.name(lsn: lsn) }
+
     static func name(lsn: UInt64) -> String {
         let digits = String(lsn)
         return "snapshot-" + String(repeating: "0", count: max(0, 20 - digits.count)) + digits + ".snap"

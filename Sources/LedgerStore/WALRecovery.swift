@@ -49,6 +49,18 @@ public enum WALRecovery {
     public static func recover(directory: String, afterLSN: UInt64, faults: StorageFaults? = nil) throws(StorageError)
         -> RecoveredLog
     {
+        try read(directory: directory, afterLSN: afterLSN, faults: faults, readOnly: false)
+    }
+
+    /// `recover` that changes no file: a torn or garbage tail, or a last segment without a valid
+    /// header, is refused as corruption instead of being cut (a backup's copy is checked this way).
+    public static func scan(directory: String, afterLSN: UInt64) throws(StorageError) -> RecoveredLog {
+        try read(directory: directory, afterLSN: afterLSN, faults: nil, readOnly: true)
+    }
+
+    private static func read(directory: String, afterLSN: UInt64, faults: StorageFaults?, readOnly: Bool) throws(StorageError)
+        -> RecoveredLog
+    {
         var segments: [SegmentInfo] = []
         for name in try FileSystem.list(directory) {
             if let first = SegmentInfo.firstLSN(fromName: name) {
@@ -64,7 +76,7 @@ public enum WALRecovery {
             let header = bytes.withUnsafeBytes { WALFormat.checkSegmentHeader($0) }
             guard let firstLSN = header, firstLSN == segment.firstLSN else {
                 // A segment whose header never became durable holds nothing acknowledged.
-                guard isLast else {
+                guard isLast, !readOnly else {
                     throw StorageError.corruption(file: segment.path, offset: 0, lsn: expected ?? segment.firstLSN, reason: "bad segment header")
                 }
                 let aside = try keepAside(Array(bytes), of: segment.path, faults: faults)
@@ -85,7 +97,7 @@ public enum WALRecovery {
             let scan = bytes.withUnsafeBytes { WALFormat.scanSegment($0, firstLSN: firstLSN) }
             let next = firstLSN + UInt64(scan.records.count)
             if let problem = scan.problem {
-                if !isLast || scan.validRecordAfterProblem != nil {
+                if !isLast || scan.validRecordAfterProblem != nil || readOnly {
                     throw StorageError.corruption(
                         file: segment.path, offset: scan.validEnd, lsn: next,
                         reason: problem + (scan.validRecordAfterProblem.map { ", followed by a valid record at offset \($0)" } ?? ", followed by more segments"))

@@ -93,6 +93,9 @@ public final class WriteAheadLog: @unchecked Sendable {
     private var writerRunning = false
     private var statistics = WALStatistics()
     private var segments: [SegmentInfo]
+    /// The segment the last batch went to (its first LSN) and its bytes of records then: a backup
+    /// copies that segment up to there, as it may be growing.
+    private var durableSegment: (firstLSN: UInt64, bytes: Int)? = nil
     // Owned by whoever set `writing`:
     private var segment: DurableFile?
     /// Where the next batch goes in `segment`.
@@ -120,6 +123,7 @@ public final class WriteAheadLog: @unchecked Sendable {
             segmentSize = recovered.lastSegmentEnd ?? allocatedSize
             try file.seek(to: segmentSize)
             segment = file
+            durableSegment = (last.firstLSN, segmentSize)
         }
         writerRunning = true
         startThread { [self] in runWriter() }
@@ -127,6 +131,24 @@ public final class WriteAheadLog: @unchecked Sendable {
 
     /// The highest LSN known durable.
     public var durableLSN: UInt64 { mutex.withLock { durable } }
+
+    /// Where the durable log ends, for a backup: the segments that hold durable records, oldest
+    /// first, each with the bytes to copy (nil: the whole file, sealed; a number: the segment may
+    /// still grow, and its records durable now end there).
+    public struct DurableEnd: Sendable {
+        public var lsn: UInt64
+        public var segments: [(segment: SegmentInfo, bytes: Int?)]
+    }
+
+    public var durableEnd: DurableEnd {
+        mutex.withLock {
+            DurableEnd(
+                lsn: durable,
+                segments: segments.filter { $0.firstLSN <= durable }.map { segment in
+                    (segment, durableSegment.flatMap { $0.firstLSN == segment.firstLSN ? $0.bytes : nil })
+                })
+        }
+    }
 
     /// The LSN the next append gets.
     public var nextAppendLSN: UInt64 { mutex.withLock { nextLSN } }
@@ -301,6 +323,8 @@ public final class WriteAheadLog: @unchecked Sendable {
         // record and durability only moves forward.
         precondition(records > 0 && firstLSN == durable + 1, "WAL batch \(firstLSN) does not follow durable LSN \(durable)")
         durable = firstLSN + UInt64(records) - 1
+        // The writer owned `segmentSize` until `writing` was cleared above: it is this batch's end.
+        durableSegment = (segments.last!.firstLSN, segmentSize)
         statistics.syncs += 1
         if !byWriterThread { statistics.callerSyncs += 1 }
         statistics.records += UInt64(records)

@@ -21,6 +21,8 @@ public enum LedgerCall: Hashable, Sendable {
     case adminSnapshot
     /// Run the conservation audit on every shard.
     case adminAudit
+    /// Take a consistent online backup into a new directory on the server's machine.
+    case adminBackup(directory: String)
     /// Stream the tenant's events, from now (nil) or after an event id.
     case watch(TenantID, after: UInt64?)
     /// End the watch started by the call with this id on the same connection.
@@ -48,7 +50,7 @@ public enum LedgerCall: Hashable, Sendable {
             }
         case .balance(let tenant, _), .estimate(let tenant, _, _), .history(let tenant, _), .watch(let tenant, _):
             return .metering(tenant)
-        case .installCatalog, .adminSnapshot, .adminAudit:
+        case .installCatalog, .adminSnapshot, .adminAudit, .adminBackup:
             return .admin
         case .catalog, .health, .unwatch:
             return .anyone
@@ -60,7 +62,7 @@ public enum LedgerCall: Hashable, Sendable {
         switch self {
         case .command(let body, _): return body.tenant
         case .balance(let tenant, _), .estimate(let tenant, _, _), .history(let tenant, _), .watch(let tenant, _): return tenant
-        case .catalog, .installCatalog, .health, .adminSnapshot, .adminAudit, .unwatch: return nil
+        case .catalog, .installCatalog, .health, .adminSnapshot, .adminAudit, .adminBackup, .unwatch: return nil
         }
     }
 
@@ -126,6 +128,12 @@ public enum LedgerCall: Hashable, Sendable {
         case .health: self = .health
         case .adminSnapshot: self = .adminSnapshot
         case .adminAudit: self = .adminAudit
+        case .adminBackup(let message):
+            let directory = message.directory
+            guard directory.hasPrefix("/"), directory.utf8.count <= 4_096, !directory.contains("\0") else {
+                throw LedgerError(.invalidArgument, "directory: give an absolute path of at most 4096 bytes on the server's machine")
+            }
+            self = .adminBackup(directory: directory)
         case .watch(let message):
             switch message.resume {
             case .afterEventID(let id)?: self = .watch(try tenantID(message.tenant), after: id)
@@ -330,6 +338,7 @@ extension LedgerCall {
         case .health: return "health"
         case .adminSnapshot: return "admin_snapshot"
         case .adminAudit: return "admin_audit"
+        case .adminBackup: return "admin_backup"
         case .watch: return "watch"
         case .unwatch: return "unwatch"
         }
@@ -359,6 +368,7 @@ extension WireRequest {
         case .health?: return "health"
         case .adminSnapshot?: return "admin_snapshot"
         case .adminAudit?: return "admin_audit"
+        case .adminBackup?: return "admin_backup"
         case .watch?: return "watch"
         case .unwatch?: return "unwatch"
         case nil: return "none"

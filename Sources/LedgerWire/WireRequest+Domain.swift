@@ -29,6 +29,7 @@ extension WireRequest {
         case .health: self.call = .health(.init())
         case .adminSnapshot: self.call = .adminSnapshot(.init())
         case .adminAudit: self.call = .adminAudit(.init())
+        case .adminBackup(let directory): self.call = .adminBackup(.with { $0.directory = directory })
         case .watch(let tenant, let after):
             self.call = .watch(
                 .with {

@@ -221,6 +221,7 @@ enum MalformedCorpus {
         asTenant("install a catalog", request(80, .installCatalog(.demo)), .permissionDenied)
         asTenant("force a snapshot", request(80, .adminSnapshot), .permissionDenied)
         asTenant("run the audit", request(80, .adminAudit), .permissionDenied)
+        asTenant("take a backup", request(80, .adminBackup(directory: "/tmp/never-written")), .permissionDenied)
         all.append(MalformedCase(name: "acme-web: its own balance", principal: "acme-web", pieces: [request(81, .balance("acme", member: nil))], expect: .reply(callID: 81, code: nil), connection: .stays))
         all.append(MalformedCase(name: "meter: a tenant outside its list", principal: "meter", pieces: [request(82, .balance("globex", member: nil))], expect: .reply(callID: 82, code: .notFound), connection: .stays))
         all.append(MalformedCase(name: "meter: an admin call", principal: "meter", pieces: [command(83, .createTenant("globex", TenantSettings()))], expect: .reply(callID: 83, code: .permissionDenied), connection: .stays))

@@ -295,6 +295,24 @@ struct TokenctlTests {
         #expect(audit.object["shards"] as? Int == 2)
         #expect((audit.object["violations"] as? [Any])?.isEmpty == true)
         #expect(try ledger.tokenctl("admin audit").stdout.contains("ok: every invariant holds"))
+
+        // A backup through the real server, then a second to the same directory (refused), then
+        // the backup opened by a real ledgerd: the same balance.
+        let backupPath = ledger.directory.path + "/backup-1"
+        let backup = try ledger.tokenctl(["admin", "backup", backupPath, "--json"])
+        #expect(backup.status == 0, "\(backup.stderr)")
+        #expect(backup.object["directory"] as? String == backupPath)
+        #expect(backup.object["tenants"] as? Int == 2)
+        #expect((backup.object["shards"] as? [[String: Any]])?.count == 2)
+        let again = try ledger.tokenctl(["admin", "backup", backupPath])
+        #expect(again.status == 67 && again.stderr.contains("already_exists"), "\(again.status) \(again.stderr)")
+        #expect(try ledger.tokenctl(["admin", "backup", "relative"]).status == 65)
+        let restored = try StartedLedgerd(dataPath: backupPath, logPath: ledger.directory.path + "/restored.log")
+        // The backup holds the ledger, not the development TLS material: the restored server made its own.
+        let balance = try ledger.tokenctl(["balance", "acme", "--json", "--data-dir", backupPath], server: "127.0.0.1:\(restored.port)")
+        #expect(balance.object["available"] as? Int == 500, "\(balance.stderr)")
+        restored.process.kill(SIGTERM)
+        #expect(restored.process.wait() == 0)
     }
 
     @Test("watch prints retained events from an id, follows new ones, and refuses unknown tenants")

@@ -700,6 +700,15 @@ public nonisolated struct Tokenledger_V1_Request: Sendable {
     set {call = .unwatch(newValue)}
   }
 
+  /// Operations (admin principals only).
+  public var adminBackup: Tokenledger_V1_AdminBackupRequest {
+    get {
+      if case .adminBackup(let v)? = call {return v}
+      return Tokenledger_V1_AdminBackupRequest()
+    }
+    set {call = .adminBackup(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Call: Equatable, Sendable {
@@ -728,6 +737,8 @@ public nonisolated struct Tokenledger_V1_Request: Sendable {
     /// Events (readers of the tenant).
     case watch(Tokenledger_V1_WatchRequest)
     case unwatch(Tokenledger_V1_UnwatchRequest)
+    /// Operations (admin principals only).
+    case adminBackup(Tokenledger_V1_AdminBackupRequest)
 
   }
 
@@ -942,6 +953,14 @@ public nonisolated struct Tokenledger_V1_Response: @unchecked Sendable {
     set {_uniqueStorage()._result = .unwatch(newValue)}
   }
 
+  public var adminBackup: Tokenledger_V1_AdminBackupResult {
+    get {
+      if case .adminBackup(let v)? = _storage._result {return v}
+      return Tokenledger_V1_AdminBackupResult()
+    }
+    set {_uniqueStorage()._result = .adminBackup(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Result: Equatable, Sendable {
@@ -967,6 +986,7 @@ public nonisolated struct Tokenledger_V1_Response: @unchecked Sendable {
     case adminAudit(Tokenledger_V1_AdminAuditResult)
     case watch(Tokenledger_V1_WatchUpdate)
     case unwatch(Tokenledger_V1_UnwatchResult)
+    case adminBackup(Tokenledger_V1_AdminBackupResult)
 
   }
 
@@ -2682,6 +2702,65 @@ public nonisolated struct Tokenledger_V1_AdminAuditResult: Sendable {
   public init() {}
 }
 
+/// Takes a consistent online backup into a directory on the server's machine (docs/operations.md,
+/// "Backup and restore"): a snapshot of every shard, then, while the shards write no snapshot and
+/// delete nothing, that snapshot and every log record made durable up to that moment, hard-linked
+/// where the directory is on the same filesystem and copied (and fsynced) otherwise. The copy is
+/// then recovered and audited in a scratch state before the reply. The calls go on meanwhile.
+public nonisolated struct Tokenledger_V1_AdminBackupRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// An absolute path that does not exist yet (its parent must).
+  public var directory: String = String()
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Tokenledger_V1_ShardBackup: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var shard: UInt32 = 0
+
+  /// The snapshot the backup holds, and the last log record: a restore of the backup alone gives
+  /// the state through `last_lsn`.
+  public var snapshotLsn: UInt64 = 0
+
+  public var lastLsn: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Tokenledger_V1_AdminBackupResult: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var directory: String = String()
+
+  public var shards: [Tokenledger_V1_ShardBackup] = []
+
+  /// Tenants in the recovered copy (the verification's count).
+  public var tenants: UInt64 = 0
+
+  public var bytes: UInt64 = 0
+
+  public var filesLinked: UInt32 = 0
+
+  public var filesCopied: UInt32 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// Streams a tenant's events on this connection: first a `WatchUpdate.started`, then every event
 /// (oldest first, ids consecutive within the tenant) as it becomes durable, each in its own
 /// Response with this call's `call_id`. The stream ends with `WatchUpdate.ended` after an `unwatch`,
@@ -3073,7 +3152,7 @@ nonisolated extension Tokenledger_V1_Role: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Request"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{2}\u{9}reserve\0\u{1}commit\0\u{1}release\0\u{1}refund\0\u{1}estimate\0\u{1}balance\0\u{4}\u{5}create_tenant\0\u{3}configure_tenant\0\u{3}set_member\0\u{1}grant\0\u{1}purchase\0\u{3}void_grant\0\u{3}refund_purchase\0\u{1}history\0\u{1}catalog\0\u{3}install_catalog\0\u{1}health\0\u{3}admin_snapshot\0\u{3}admin_audit\0\u{1}watch\0\u{1}unwatch\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{2}\u{9}reserve\0\u{1}commit\0\u{1}release\0\u{1}refund\0\u{1}estimate\0\u{1}balance\0\u{4}\u{5}create_tenant\0\u{3}configure_tenant\0\u{3}set_member\0\u{1}grant\0\u{1}purchase\0\u{3}void_grant\0\u{3}refund_purchase\0\u{1}history\0\u{1}catalog\0\u{3}install_catalog\0\u{1}health\0\u{3}admin_snapshot\0\u{3}admin_audit\0\u{1}watch\0\u{1}unwatch\0\u{3}admin_backup\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3355,6 +3434,19 @@ nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtob
           self.call = .unwatch(v)
         }
       }()
+      case 35: try {
+        var v: Tokenledger_V1_AdminBackupRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .adminBackup(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .adminBackup(v)
+        }
+      }()
       default: break
       }
     }
@@ -3453,6 +3545,10 @@ nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtob
       guard case .unwatch(let v)? = self.call else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 34)
     }()
+    case .adminBackup?: try {
+      guard case .adminBackup(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 35)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -3468,7 +3564,7 @@ nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Tokenledger_V1_Response: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Response"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{1}replayed\0\u{1}error\0\u{1}lsn\0\u{2}\u{6}reserve\0\u{1}commit\0\u{1}release\0\u{1}refund\0\u{1}estimate\0\u{1}balance\0\u{4}\u{5}create_tenant\0\u{3}configure_tenant\0\u{3}set_member\0\u{1}grant\0\u{1}purchase\0\u{3}void_grant\0\u{3}refund_purchase\0\u{1}history\0\u{1}catalog\0\u{3}install_catalog\0\u{1}health\0\u{3}admin_snapshot\0\u{3}admin_audit\0\u{1}watch\0\u{1}unwatch\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{1}replayed\0\u{1}error\0\u{1}lsn\0\u{2}\u{6}reserve\0\u{1}commit\0\u{1}release\0\u{1}refund\0\u{1}estimate\0\u{1}balance\0\u{4}\u{5}create_tenant\0\u{3}configure_tenant\0\u{3}set_member\0\u{1}grant\0\u{1}purchase\0\u{3}void_grant\0\u{3}refund_purchase\0\u{1}history\0\u{1}catalog\0\u{3}install_catalog\0\u{1}health\0\u{3}admin_snapshot\0\u{3}admin_audit\0\u{1}watch\0\u{1}unwatch\0\u{3}admin_backup\0")
 
   fileprivate class _StorageClass {
     var _callID: UInt64 = 0
@@ -3796,6 +3892,19 @@ nonisolated extension Tokenledger_V1_Response: SwiftProtobuf.Message, SwiftProto
             _storage._result = .unwatch(v)
           }
         }()
+        case 35: try {
+          var v: Tokenledger_V1_AdminBackupResult?
+          var hadOneofValue = false
+          if let current = _storage._result {
+            hadOneofValue = true
+            if case .adminBackup(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._result = .adminBackup(v)
+          }
+        }()
         default: break
         }
       }
@@ -3904,6 +4013,10 @@ nonisolated extension Tokenledger_V1_Response: SwiftProtobuf.Message, SwiftProto
       case .unwatch?: try {
         guard case .unwatch(let v)? = _storage._result else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 34)
+      }()
+      case .adminBackup?: try {
+        guard case .adminBackup(let v)? = _storage._result else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 35)
       }()
       default: break
       }
@@ -7150,6 +7263,131 @@ nonisolated extension Tokenledger_V1_AdminAuditResult: SwiftProtobuf.Message, Sw
     if lhs.shards != rhs.shards {return false}
     if lhs.tenants != rhs.tenants {return false}
     if lhs.violations != rhs.violations {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_AdminBackupRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AdminBackupRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}directory\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.directory) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.directory.isEmpty {
+      try visitor.visitSingularStringField(value: self.directory, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_AdminBackupRequest, rhs: Tokenledger_V1_AdminBackupRequest) -> Bool {
+    if lhs.directory != rhs.directory {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_ShardBackup: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ShardBackup"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}shard\0\u{3}snapshot_lsn\0\u{3}last_lsn\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.shard) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.snapshotLsn) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.lastLsn) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.shard != 0 {
+      try visitor.visitSingularUInt32Field(value: self.shard, fieldNumber: 1)
+    }
+    if self.snapshotLsn != 0 {
+      try visitor.visitSingularUInt64Field(value: self.snapshotLsn, fieldNumber: 2)
+    }
+    if self.lastLsn != 0 {
+      try visitor.visitSingularUInt64Field(value: self.lastLsn, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_ShardBackup, rhs: Tokenledger_V1_ShardBackup) -> Bool {
+    if lhs.shard != rhs.shard {return false}
+    if lhs.snapshotLsn != rhs.snapshotLsn {return false}
+    if lhs.lastLsn != rhs.lastLsn {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_AdminBackupResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".AdminBackupResult"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}directory\0\u{1}shards\0\u{1}tenants\0\u{1}bytes\0\u{3}files_linked\0\u{3}files_copied\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.directory) }()
+      case 2: try { try decoder.decodeRepeatedMessageField(value: &self.shards) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.tenants) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.bytes) }()
+      case 5: try { try decoder.decodeSingularUInt32Field(value: &self.filesLinked) }()
+      case 6: try { try decoder.decodeSingularUInt32Field(value: &self.filesCopied) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.directory.isEmpty {
+      try visitor.visitSingularStringField(value: self.directory, fieldNumber: 1)
+    }
+    if !self.shards.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.shards, fieldNumber: 2)
+    }
+    if self.tenants != 0 {
+      try visitor.visitSingularUInt64Field(value: self.tenants, fieldNumber: 3)
+    }
+    if self.bytes != 0 {
+      try visitor.visitSingularUInt64Field(value: self.bytes, fieldNumber: 4)
+    }
+    if self.filesLinked != 0 {
+      try visitor.visitSingularUInt32Field(value: self.filesLinked, fieldNumber: 5)
+    }
+    if self.filesCopied != 0 {
+      try visitor.visitSingularUInt32Field(value: self.filesCopied, fieldNumber: 6)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_AdminBackupResult, rhs: Tokenledger_V1_AdminBackupResult) -> Bool {
+    if lhs.directory != rhs.directory {return false}
+    if lhs.shards != rhs.shards {return false}
+    if lhs.tenants != rhs.tenants {return false}
+    if lhs.bytes != rhs.bytes {return false}
+    if lhs.filesLinked != rhs.filesLinked {return false}
+    if lhs.filesCopied != rhs.filesCopied {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -2842,6 +2842,141 @@ void   tokenledger__v1__admin_audit_result__free_unpacked
   assert(message->base.descriptor == &tokenledger__v1__admin_audit_result__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   tokenledger__v1__admin_backup_request__init
+                     (Tokenledger__V1__AdminBackupRequest         *message)
+{
+  static const Tokenledger__V1__AdminBackupRequest init_value = TOKENLEDGER__V1__ADMIN_BACKUP_REQUEST__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__admin_backup_request__get_packed_size
+                     (const Tokenledger__V1__AdminBackupRequest *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__admin_backup_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__admin_backup_request__pack
+                     (const Tokenledger__V1__AdminBackupRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__admin_backup_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__admin_backup_request__pack_to_buffer
+                     (const Tokenledger__V1__AdminBackupRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__admin_backup_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__AdminBackupRequest *
+       tokenledger__v1__admin_backup_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__AdminBackupRequest *)
+     protobuf_c_message_unpack (&tokenledger__v1__admin_backup_request__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__admin_backup_request__free_unpacked
+                     (Tokenledger__V1__AdminBackupRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__admin_backup_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__shard_backup__init
+                     (Tokenledger__V1__ShardBackup         *message)
+{
+  static const Tokenledger__V1__ShardBackup init_value = TOKENLEDGER__V1__SHARD_BACKUP__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__shard_backup__get_packed_size
+                     (const Tokenledger__V1__ShardBackup *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__shard_backup__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__shard_backup__pack
+                     (const Tokenledger__V1__ShardBackup *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__shard_backup__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__shard_backup__pack_to_buffer
+                     (const Tokenledger__V1__ShardBackup *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__shard_backup__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__ShardBackup *
+       tokenledger__v1__shard_backup__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__ShardBackup *)
+     protobuf_c_message_unpack (&tokenledger__v1__shard_backup__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__shard_backup__free_unpacked
+                     (Tokenledger__V1__ShardBackup *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__shard_backup__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__admin_backup_result__init
+                     (Tokenledger__V1__AdminBackupResult         *message)
+{
+  static const Tokenledger__V1__AdminBackupResult init_value = TOKENLEDGER__V1__ADMIN_BACKUP_RESULT__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__admin_backup_result__get_packed_size
+                     (const Tokenledger__V1__AdminBackupResult *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__admin_backup_result__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__admin_backup_result__pack
+                     (const Tokenledger__V1__AdminBackupResult *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__admin_backup_result__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__admin_backup_result__pack_to_buffer
+                     (const Tokenledger__V1__AdminBackupResult *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__admin_backup_result__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__AdminBackupResult *
+       tokenledger__v1__admin_backup_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__AdminBackupResult *)
+     protobuf_c_message_unpack (&tokenledger__v1__admin_backup_result__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__admin_backup_result__free_unpacked
+                     (Tokenledger__V1__AdminBackupResult *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__admin_backup_result__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   tokenledger__v1__watch_request__init
                      (Tokenledger__V1__WatchRequest         *message)
 {
@@ -3472,7 +3607,7 @@ void   tokenledger__v1__budget_reset_event__free_unpacked
   assert(message->base.descriptor == &tokenledger__v1__budget_reset_event__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor tokenledger__v1__request__field_descriptors[22] =
+static const ProtobufCFieldDescriptor tokenledger__v1__request__field_descriptors[23] =
 {
   {
     "call_id",
@@ -3738,9 +3873,22 @@ static const ProtobufCFieldDescriptor tokenledger__v1__request__field_descriptor
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "admin_backup",
+    35,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Request, call_case),
+    offsetof(Tokenledger__V1__Request, admin_backup),
+    &tokenledger__v1__admin_backup_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__request__field_indices_by_name[] = {
   19,   /* field[19] = admin_audit */
+  22,   /* field[22] = admin_backup */
   18,   /* field[18] = admin_snapshot */
   6,   /* field[6] = balance */
   0,   /* field[0] = call_id */
@@ -3768,7 +3916,7 @@ static const ProtobufCIntRange tokenledger__v1__request__number_ranges[3 + 1] =
   { 1, 0 },
   { 10, 1 },
   { 20, 7 },
-  { 0, 22 }
+  { 0, 23 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__request__descriptor =
 {
@@ -3778,14 +3926,14 @@ const ProtobufCMessageDescriptor tokenledger__v1__request__descriptor =
   "Tokenledger__V1__Request",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__Request),
-  22,
+  23,
   tokenledger__v1__request__field_descriptors,
   tokenledger__v1__request__field_indices_by_name,
   3,  tokenledger__v1__request__number_ranges,
   (ProtobufCMessageInit) tokenledger__v1__request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tokenledger__v1__response__field_descriptors[25] =
+static const ProtobufCFieldDescriptor tokenledger__v1__response__field_descriptors[26] =
 {
   {
     "call_id",
@@ -4087,9 +4235,22 @@ static const ProtobufCFieldDescriptor tokenledger__v1__response__field_descripto
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "admin_backup",
+    35,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Response, result_case),
+    offsetof(Tokenledger__V1__Response, admin_backup),
+    &tokenledger__v1__admin_backup_result__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__response__field_indices_by_name[] = {
   22,   /* field[22] = admin_audit */
+  25,   /* field[25] = admin_backup */
   21,   /* field[21] = admin_snapshot */
   9,   /* field[9] = balance */
   0,   /* field[0] = call_id */
@@ -4120,7 +4281,7 @@ static const ProtobufCIntRange tokenledger__v1__response__number_ranges[3 + 1] =
   { 1, 0 },
   { 10, 4 },
   { 20, 10 },
-  { 0, 25 }
+  { 0, 26 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__response__descriptor =
 {
@@ -4130,7 +4291,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__response__descriptor =
   "Tokenledger__V1__Response",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__Response),
-  25,
+  26,
   tokenledger__v1__response__field_descriptors,
   tokenledger__v1__response__field_indices_by_name,
   3,  tokenledger__v1__response__number_ranges,
@@ -8843,6 +9004,211 @@ const ProtobufCMessageDescriptor tokenledger__v1__admin_audit_result__descriptor
   tokenledger__v1__admin_audit_result__field_indices_by_name,
   1,  tokenledger__v1__admin_audit_result__number_ranges,
   (ProtobufCMessageInit) tokenledger__v1__admin_audit_result__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__admin_backup_request__field_descriptors[1] =
+{
+  {
+    "directory",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__AdminBackupRequest, directory),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__admin_backup_request__field_indices_by_name[] = {
+  0,   /* field[0] = directory */
+};
+static const ProtobufCIntRange tokenledger__v1__admin_backup_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__admin_backup_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.AdminBackupRequest",
+  "AdminBackupRequest",
+  "Tokenledger__V1__AdminBackupRequest",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__AdminBackupRequest),
+  1,
+  tokenledger__v1__admin_backup_request__field_descriptors,
+  tokenledger__v1__admin_backup_request__field_indices_by_name,
+  1,  tokenledger__v1__admin_backup_request__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__admin_backup_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__shard_backup__field_descriptors[3] =
+{
+  {
+    "shard",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ShardBackup, shard),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "snapshot_lsn",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ShardBackup, snapshot_lsn),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "last_lsn",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ShardBackup, last_lsn),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__shard_backup__field_indices_by_name[] = {
+  2,   /* field[2] = last_lsn */
+  0,   /* field[0] = shard */
+  1,   /* field[1] = snapshot_lsn */
+};
+static const ProtobufCIntRange tokenledger__v1__shard_backup__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__shard_backup__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.ShardBackup",
+  "ShardBackup",
+  "Tokenledger__V1__ShardBackup",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__ShardBackup),
+  3,
+  tokenledger__v1__shard_backup__field_descriptors,
+  tokenledger__v1__shard_backup__field_indices_by_name,
+  1,  tokenledger__v1__shard_backup__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__shard_backup__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__admin_backup_result__field_descriptors[6] =
+{
+  {
+    "directory",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__AdminBackupResult, directory),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "shards",
+    2,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__AdminBackupResult, n_shards),
+    offsetof(Tokenledger__V1__AdminBackupResult, shards),
+    &tokenledger__v1__shard_backup__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tenants",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__AdminBackupResult, tenants),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bytes",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__AdminBackupResult, bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "files_linked",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__AdminBackupResult, files_linked),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "files_copied",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__AdminBackupResult, files_copied),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__admin_backup_result__field_indices_by_name[] = {
+  3,   /* field[3] = bytes */
+  0,   /* field[0] = directory */
+  5,   /* field[5] = files_copied */
+  4,   /* field[4] = files_linked */
+  1,   /* field[1] = shards */
+  2,   /* field[2] = tenants */
+};
+static const ProtobufCIntRange tokenledger__v1__admin_backup_result__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__admin_backup_result__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.AdminBackupResult",
+  "AdminBackupResult",
+  "Tokenledger__V1__AdminBackupResult",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__AdminBackupResult),
+  6,
+  tokenledger__v1__admin_backup_result__field_descriptors,
+  tokenledger__v1__admin_backup_result__field_indices_by_name,
+  1,  tokenledger__v1__admin_backup_result__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__admin_backup_result__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor tokenledger__v1__watch_request__field_descriptors[2] =

@@ -78,6 +78,9 @@ typedef struct Tokenledger__V1__AdminSnapshotRequest Tokenledger__V1__AdminSnaps
 typedef struct Tokenledger__V1__AdminSnapshotResult Tokenledger__V1__AdminSnapshotResult;
 typedef struct Tokenledger__V1__AdminAuditRequest Tokenledger__V1__AdminAuditRequest;
 typedef struct Tokenledger__V1__AdminAuditResult Tokenledger__V1__AdminAuditResult;
+typedef struct Tokenledger__V1__AdminBackupRequest Tokenledger__V1__AdminBackupRequest;
+typedef struct Tokenledger__V1__ShardBackup Tokenledger__V1__ShardBackup;
+typedef struct Tokenledger__V1__AdminBackupResult Tokenledger__V1__AdminBackupResult;
 typedef struct Tokenledger__V1__WatchRequest Tokenledger__V1__WatchRequest;
 typedef struct Tokenledger__V1__UnwatchRequest Tokenledger__V1__UnwatchRequest;
 typedef struct Tokenledger__V1__UnwatchResult Tokenledger__V1__UnwatchResult;
@@ -214,7 +217,8 @@ typedef enum {
   TOKENLEDGER__V1__REQUEST__CALL_ADMIN_SNAPSHOT = 31,
   TOKENLEDGER__V1__REQUEST__CALL_ADMIN_AUDIT = 32,
   TOKENLEDGER__V1__REQUEST__CALL_WATCH = 33,
-  TOKENLEDGER__V1__REQUEST__CALL_UNWATCH = 34
+  TOKENLEDGER__V1__REQUEST__CALL_UNWATCH = 34,
+  TOKENLEDGER__V1__REQUEST__CALL_ADMIN_BACKUP = 35
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__REQUEST__CALL__CASE)
 } Tokenledger__V1__Request__CallCase;
 
@@ -262,6 +266,10 @@ struct  Tokenledger__V1__Request
      */
     Tokenledger__V1__WatchRequest *watch;
     Tokenledger__V1__UnwatchRequest *unwatch;
+    /*
+     * Operations (admin principals only).
+     */
+    Tokenledger__V1__AdminBackupRequest *admin_backup;
   };
 };
 #define TOKENLEDGER__V1__REQUEST__INIT \
@@ -292,7 +300,8 @@ typedef enum {
   TOKENLEDGER__V1__RESPONSE__RESULT_ADMIN_SNAPSHOT = 31,
   TOKENLEDGER__V1__RESPONSE__RESULT_ADMIN_AUDIT = 32,
   TOKENLEDGER__V1__RESPONSE__RESULT_WATCH = 33,
-  TOKENLEDGER__V1__RESPONSE__RESULT_UNWATCH = 34
+  TOKENLEDGER__V1__RESPONSE__RESULT_UNWATCH = 34,
+  TOKENLEDGER__V1__RESPONSE__RESULT_ADMIN_BACKUP = 35
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__RESPONSE__RESULT__CASE)
 } Tokenledger__V1__Response__ResultCase;
 
@@ -337,6 +346,7 @@ struct  Tokenledger__V1__Response
     Tokenledger__V1__AdminAuditResult *admin_audit;
     Tokenledger__V1__WatchUpdate *watch;
     Tokenledger__V1__UnwatchResult *unwatch;
+    Tokenledger__V1__AdminBackupResult *admin_backup;
   };
 };
 #define TOKENLEDGER__V1__RESPONSE__INIT \
@@ -1446,6 +1456,61 @@ struct  Tokenledger__V1__AdminAuditResult
 #define TOKENLEDGER__V1__ADMIN_AUDIT_RESULT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__admin_audit_result__descriptor) \
     , 0, 0, 0,NULL }
+
+
+/*
+ * Takes a consistent online backup into a directory on the server's machine (docs/operations.md,
+ * "Backup and restore"): a snapshot of every shard, then, while the shards write no snapshot and
+ * delete nothing, that snapshot and every log record made durable up to that moment, hard-linked
+ * where the directory is on the same filesystem and copied (and fsynced) otherwise. The copy is
+ * then recovered and audited in a scratch state before the reply. The calls go on meanwhile.
+ */
+struct  Tokenledger__V1__AdminBackupRequest
+{
+  ProtobufCMessage base;
+  /*
+   * An absolute path that does not exist yet (its parent must).
+   */
+  char *directory;
+};
+#define TOKENLEDGER__V1__ADMIN_BACKUP_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__admin_backup_request__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
+struct  Tokenledger__V1__ShardBackup
+{
+  ProtobufCMessage base;
+  uint32_t shard;
+  /*
+   * The snapshot the backup holds, and the last log record: a restore of the backup alone gives
+   * the state through `last_lsn`.
+   */
+  uint64_t snapshot_lsn;
+  uint64_t last_lsn;
+};
+#define TOKENLEDGER__V1__SHARD_BACKUP__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__shard_backup__descriptor) \
+    , 0, 0, 0 }
+
+
+struct  Tokenledger__V1__AdminBackupResult
+{
+  ProtobufCMessage base;
+  char *directory;
+  size_t n_shards;
+  Tokenledger__V1__ShardBackup **shards;
+  /*
+   * Tenants in the recovered copy (the verification's count).
+   */
+  uint64_t tenants;
+  uint64_t bytes;
+  uint32_t files_linked;
+  uint32_t files_copied;
+};
+#define TOKENLEDGER__V1__ADMIN_BACKUP_RESULT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__admin_backup_result__descriptor) \
+    , (char *)protobuf_c_empty_string, 0,NULL, 0, 0, 0, 0 }
 
 
 typedef enum {
@@ -2894,6 +2959,63 @@ Tokenledger__V1__AdminAuditResult *
 void   tokenledger__v1__admin_audit_result__free_unpacked
                      (Tokenledger__V1__AdminAuditResult *message,
                       ProtobufCAllocator *allocator);
+/* Tokenledger__V1__AdminBackupRequest methods */
+void   tokenledger__v1__admin_backup_request__init
+                     (Tokenledger__V1__AdminBackupRequest         *message);
+size_t tokenledger__v1__admin_backup_request__get_packed_size
+                     (const Tokenledger__V1__AdminBackupRequest   *message);
+size_t tokenledger__v1__admin_backup_request__pack
+                     (const Tokenledger__V1__AdminBackupRequest   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__admin_backup_request__pack_to_buffer
+                     (const Tokenledger__V1__AdminBackupRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__AdminBackupRequest *
+       tokenledger__v1__admin_backup_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__admin_backup_request__free_unpacked
+                     (Tokenledger__V1__AdminBackupRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__ShardBackup methods */
+void   tokenledger__v1__shard_backup__init
+                     (Tokenledger__V1__ShardBackup         *message);
+size_t tokenledger__v1__shard_backup__get_packed_size
+                     (const Tokenledger__V1__ShardBackup   *message);
+size_t tokenledger__v1__shard_backup__pack
+                     (const Tokenledger__V1__ShardBackup   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__shard_backup__pack_to_buffer
+                     (const Tokenledger__V1__ShardBackup   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__ShardBackup *
+       tokenledger__v1__shard_backup__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__shard_backup__free_unpacked
+                     (Tokenledger__V1__ShardBackup *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__AdminBackupResult methods */
+void   tokenledger__v1__admin_backup_result__init
+                     (Tokenledger__V1__AdminBackupResult         *message);
+size_t tokenledger__v1__admin_backup_result__get_packed_size
+                     (const Tokenledger__V1__AdminBackupResult   *message);
+size_t tokenledger__v1__admin_backup_result__pack
+                     (const Tokenledger__V1__AdminBackupResult   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__admin_backup_result__pack_to_buffer
+                     (const Tokenledger__V1__AdminBackupResult   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__AdminBackupResult *
+       tokenledger__v1__admin_backup_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__admin_backup_result__free_unpacked
+                     (Tokenledger__V1__AdminBackupResult *message,
+                      ProtobufCAllocator *allocator);
 /* Tokenledger__V1__WatchRequest methods */
 void   tokenledger__v1__watch_request__init
                      (Tokenledger__V1__WatchRequest         *message);
@@ -3351,6 +3473,15 @@ typedef void (*Tokenledger__V1__AdminAuditRequest_Closure)
 typedef void (*Tokenledger__V1__AdminAuditResult_Closure)
                  (const Tokenledger__V1__AdminAuditResult *message,
                   void *closure_data);
+typedef void (*Tokenledger__V1__AdminBackupRequest_Closure)
+                 (const Tokenledger__V1__AdminBackupRequest *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__ShardBackup_Closure)
+                 (const Tokenledger__V1__ShardBackup *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__AdminBackupResult_Closure)
+                 (const Tokenledger__V1__AdminBackupResult *message,
+                  void *closure_data);
 typedef void (*Tokenledger__V1__WatchRequest_Closure)
                  (const Tokenledger__V1__WatchRequest *message,
                   void *closure_data);
@@ -3470,6 +3601,9 @@ extern const ProtobufCMessageDescriptor tokenledger__v1__admin_snapshot_request_
 extern const ProtobufCMessageDescriptor tokenledger__v1__admin_snapshot_result__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__admin_audit_request__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__admin_audit_result__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__admin_backup_request__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__shard_backup__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__admin_backup_result__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__watch_request__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__unwatch_request__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__unwatch_result__descriptor;
