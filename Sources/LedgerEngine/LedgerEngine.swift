@@ -229,6 +229,7 @@ public final class LedgerEngine: Sendable {
         var frozen = 0
         for shard in shards {
             try await shard.tickIfDue()
+            try shard.archiveFinishedSegments()
             try await shard.snapshotIfDue()
             frozen += shard.freezeIdleTenants()
         }

@@ -33,6 +33,9 @@ public struct ShardConfiguration: Sendable {
     public var idleTenantFreezeAfter: Duration?
     /// The storage seam for tests; nil in production.
     public var faults: StorageFaults?
+    /// Where every finished WAL segment is kept for point-in-time recovery (`ledgerd
+    /// --archive-dir`): the engine gives each shard its own folder below it. nil: none kept.
+    public var archiveDirectory: String? = nil
 
     public init(
         segmentSizeMax: Int = StorageLimits.segmentSizeDefault, snapshotEveryRecords: Int = 100_000, snapshotInterval: Duration = .seconds(300),
@@ -91,6 +94,8 @@ public final class LedgerShard: Sendable {
         /// A backup is copying the shard's files: no snapshot is written (and so no snapshot or
         /// segment deleted) until it is done.
         var backupInProgress = false
+        /// First LSNs of the segments already in the archive (with an archive configured).
+        var archived: Set<UInt64> = []
         var lastSnapshotNanoseconds: UInt64 = 0
         var snapshotLSN: UInt64
         /// Where the idle-tenant sweep goes on, and when it last ran (monotonic).
@@ -154,6 +159,20 @@ public final class LedgerShard: Sendable {
             snapshotLSN: snapshotLSN, skippedSnapshots: skipped, recordsReplayed: log.records.count, lastLSN: log.lastLSN,
             tornBytes: log.tornBytes, tornFile: log.tornFile, temporariesRemoved: temporaries,
             nanoseconds: monotonicNanoseconds() - started)
+        if let root = configuration.archiveDirectory, let archive = shardArchive {
+            try FileSystem.makeDirectory(root)
+            try FileSystem.makeDirectory(archive)
+            // Finished segments archived by an earlier run (a partial copy has another size).
+            var archived: Set<UInt64> = []
+            for segment in log.segments.dropLast() {
+                let name = String(segment.path[segment.path.index(after: segment.path.lastIndex(of: "/")!)...])
+                let copy = archive + "/" + name
+                if FileSystem.exists(copy), try FileSystem.size(copy) == FileSystem.size(segment.path) {
+                    archived.insert(segment.firstLSN)
+                }
+            }
+            core.withLock { $0.archived = archived }
+        }
     }
 
     /// Applies a command at the clock's time, logs it, and returns once it is durable.
@@ -346,8 +365,38 @@ public final class LedgerShard: Sendable {
             core.lastSnapshotBytes = body.count
             core.snapshotLSN = lsn
         }
-        if kept.count == SnapshotStore.keptCount { try wal.removeSegments(coveredThrough: kept.last!) }
+        if kept.count == SnapshotStore.keptCount {
+            // With an archive, a segment is deleted only once it is archived.
+            let archived: Set<UInt64>? = shardArchive == nil ? nil : core.withLock { $0.archived }
+            try wal.removeSegments(coveredThrough: kept.last!) { segment in
+                archived.map { !$0.contains(segment.firstLSN) } ?? false
+            }
+        }
         return true
+    }
+
+    /// This shard's folder in the archive, if there is one.
+    var shardArchive: String? { configuration.archiveDirectory.map { DataDirectory.shardPath($0, index) } }
+
+    /// Copies (or hard-links) every finished segment not archived yet into the archive, fsynced,
+    /// so that a backup plus the archive restores to any point after it. Run by maintenance; the
+    /// segment being written is archived once a newer one starts. Returns how many it archived.
+    @discardableResult
+    public func archiveFinishedSegments() throws -> Int {
+        guard let archive = shardArchive else { return 0 }
+        let segments = wal.segmentList
+        let pending = core.withLock { core in segments.dropLast().filter { !core.archived.contains($0.firstLSN) } }
+        guard !pending.isEmpty else { return 0 }
+        for segment in pending {
+            let name = String(segment.path[segment.path.index(after: segment.path.lastIndex(of: "/")!)...])
+            let target = archive + "/" + name
+            // A copy left by a crash before it was counted may be partial: replaced.
+            if FileSystem.exists(target) { try FileSystem.remove(target) }
+            _ = try FileSystem.linkOrCopy(from: segment.path, to: target)
+        }
+        try FileSystem.syncDirectory(archive)
+        core.withLock { core in for segment in pending { core.archived.insert(segment.firstLSN) } }
+        return pending.count
     }
 
     /// The state a shard directory holds (newest snapshot, then its log), without changing a file

@@ -16,7 +16,7 @@ public struct SegmentInfo: Hashable, Sendable {
     }
 
     /// The first LSN encoded in a segment file name, or nil for other files.
-    static func firstLSN(fromName name: String) -> UInt64? {
+    public static func firstLSN(fromName name: String) -> UInt64? {
         guard name.hasPrefix(prefix), name.hasSuffix(suffix) else { return nil }
         return UInt64(name.dropFirst(prefix.count).dropLast(suffix.count))
     }

@@ -256,10 +256,12 @@ public final class WriteAheadLog: @unchecked Sendable {
 
     /// Deletes segments whose records are all at or below `lsn` (covered by a durable snapshot).
     /// The newest segment is never deleted.
-    public func removeSegments(coveredThrough lsn: UInt64) throws(StorageError) {
+    public func removeSegments(
+        coveredThrough lsn: UInt64, keeping mustKeep: (SegmentInfo) -> Bool = { _ in false }
+    ) throws(StorageError) {
         let doomed: [SegmentInfo] = mutex.withLock {
             var doomed: [SegmentInfo] = []
-            while segments.count > 1, segments[1].firstLSN <= lsn + 1 {
+            while segments.count > 1, segments[1].firstLSN <= lsn + 1, !mustKeep(segments[0]) {
                 doomed.append(segments.removeFirst())
             }
             return doomed

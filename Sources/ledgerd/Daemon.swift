@@ -61,8 +61,10 @@ struct Daemon {
         let engine: LedgerEngine
         do {
             let failureLogger = logger
+            var storage = ShardConfiguration()
+            storage.archiveDirectory = options.archiveDirectory
             engine = try LedgerEngine(
-                path: options.dataDirectory, shardCount: shardCount,
+                path: options.dataDirectory, shardCount: shardCount, configuration: storage,
                 onFailure: { error in
                     // Fail-stop: nothing more is acknowledged; calls in flight get `unavailable`. Exit
                     // shortly after so those replies can leave, and let a supervisor restart us.

@@ -25,7 +25,20 @@ struct Ledgerd: AsyncParsableCommand {
             Settings: a flag (--flag value or --flag=value), a LEDGERD_ variable or a key of the --config file; \
             a flag wins over the environment, which wins over the file:
             \(DaemonSetting.helpText)
+
+            `ledgerd restore --from BACKUP [--archive-dir DIR] [--to-time T | --to-lsn N] --data-dir NEW` \
+            restores a backup to a point in time (ledgerd restore --help).
             """)
+
+    /// `ledgerd restore ...` is the restore tool; anything else serves.
+    static func main() async {
+        let arguments = Array(CommandLine.arguments.dropFirst())
+        if arguments.first == "restore" {
+            RestoreCommand.main(Array(arguments.dropFirst()))
+        } else {
+            await main(arguments)
+        }
+    }
 
     @Option(name: .long, help: "A JSON config file ($LEDGERD_CONFIG); the environment and flags win over it.")
     var config: String?

@@ -34,6 +34,8 @@ struct DaemonOptions: Sendable, Equatable {
     var webhookURL: String? = nil
     var webhookSecretPath: String? = nil
     var webhookCAPath: String? = nil
+    /// Where every finished WAL segment is kept for point-in-time restore; nil: none kept.
+    var archiveDirectory: String? = nil
 
     /// Applies a config file's settings.
     mutating func apply(configFile bytes: [UInt8], path: String) throws(ValidationError) {
@@ -229,6 +231,10 @@ struct DaemonSetting: Sendable {
             "POST every tenant's events to this http(s) URL, signed, at least once (needs --webhook-secret-file). Default: off.",
             \.webhookURL),
         .text("webhook_secret_file", "webhook-secret-file", "File holding the webhook's HMAC-SHA256 key (at least 16 bytes).", \.webhookSecretPath),
+.text(
+            "archive_dir", "archive-dir",
+            "Keep every finished WAL segment here (a folder per shard) for point-in-time restore (ledgerd restore). Default: off.",
+            \.archiveDirectory),
         .text("webhook_ca", "webhook-ca", "CA certificates (PEM) an https webhook endpoint must chain to. Default: the system's.", \.webhookCAPath),
     ]
 

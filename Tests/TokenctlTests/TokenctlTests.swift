@@ -307,9 +307,16 @@ struct TokenctlTests {
         let again = try ledger.tokenctl(["admin", "backup", backupPath])
         #expect(again.status == 67 && again.stderr.contains("already_exists"), "\(again.status) \(again.stderr)")
         #expect(try ledger.tokenctl(["admin", "backup", "relative"]).status == 65)
-        let restored = try StartedLedgerd(dataPath: backupPath, logPath: ledger.directory.path + "/restored.log")
+        // ledgerd restore writes a new data directory from the backup (no archive: through its end).
+        let restoredPath = ledger.directory.path + "/restored"
+        let restore = try LiveLedger.run(
+            builtProduct("ledgerd"), ["restore", "--from", backupPath, "--data-dir", restoredPath], directory: ledger.directory.path,
+            environment: [:])
+        #expect(restore.status == 0, "\(restore.stderr)")
+        #expect(restore.stdout.contains("2 tenants") && restore.stdout.contains("shard 1: through LSN"), "\(restore.stdout)")
+        let restored = try StartedLedgerd(dataPath: restoredPath, logPath: ledger.directory.path + "/restored.log")
         // The backup holds the ledger, not the development TLS material: the restored server made its own.
-        let balance = try ledger.tokenctl(["balance", "acme", "--json", "--data-dir", backupPath], server: "127.0.0.1:\(restored.port)")
+        let balance = try ledger.tokenctl(["balance", "acme", "--json", "--data-dir", restoredPath], server: "127.0.0.1:\(restored.port)")
         #expect(balance.object["available"] as? Int == 500, "\(balance.stderr)")
         restored.process.kill(SIGTERM)
         #expect(restored.process.wait() == 0)
