@@ -24,27 +24,21 @@ import Testing
     /// files while the backup copies.
     static let storage = ShardConfiguration(segmentSizeMax: 16 << 10, snapshotEveryRecords: 40, snapshotLogPercent: 0)
 
-    /// Runs reserve/commit traffic on `tenants` from 4 tasks and maintenance every 5 ms until
-    /// `stop` is set; returns every acknowledged command.
-    static func load(_ engine: LedgerEngine, tenants: [TenantID], stop: Flag) async throws -> [Ack] {
-        try await withThrowingTaskGroup(of: [Ack].self) { group in
-            for worker in 0..<4 {
+    /// Runs `step(worker, counter)` in a loop on `workers` tasks, and maintenance every 5 ms,
+    /// until `stop` is set; returns what the steps returned, in no particular order.
+    static func underLoad<Result: Sendable>(
+        _ engine: LedgerEngine, workers: Int, stop: Flag, _ step: @escaping @Sendable (Int, Int) async throws -> [Result]
+    ) async throws -> [Result] {
+        try await withThrowingTaskGroup(of: [Result].self) { group in
+            for worker in 0..<workers {
                 group.addTask {
-                    var acks: [Ack] = []
+                    var results: [Result] = []
                     var counter = 0
                     while !stop.isSet {
                         counter += 1
-                        let tenant = tenants[(worker + counter) % tenants.count]
-                        let hold = HoldID("w\(worker)-\(counter)")
-                        let reserve = RequestID("r-\(worker)-\(counter)")
-                        let reserved = try await engine.execute(
-                            .reserve(tenant, ReserveRequest(hold: hold, amount: .tokens(10))), requestID: reserve)
-                        acks.append(Ack(tenant: tenant, requestID: reserve, lsn: reserved.lsn))
-                        let commit = RequestID("c-\(worker)-\(counter)")
-                        let committed = try await engine.execute(.commit(tenant, hold, amount: 8, final: true), requestID: commit)
-                        acks.append(Ack(tenant: tenant, requestID: commit, lsn: committed.lsn))
+                        results += try await step(worker, counter)
                     }
-                    return acks
+                    return results
                 }
             }
             group.addTask {
@@ -54,9 +48,22 @@ import Testing
                 }
                 return []
             }
-            var all: [Ack] = []
-            for try await acks in group { all += acks }
+            var all: [Result] = []
+            for try await results in group { all += results }
             return all
+        }
+    }
+
+    /// Reserve/commit pairs on `tenants` from 4 tasks until `stop` is set: every acknowledged command.
+    static func load(_ engine: LedgerEngine, tenants: [TenantID], stop: Flag) async throws -> [Ack] {
+        try await underLoad(engine, workers: 4, stop: stop) { worker, counter in
+            let tenant = tenants[(worker + counter) % tenants.count]
+            let hold = HoldID("w\(worker)-\(counter)")
+            let reserve = RequestID("r-\(worker)-\(counter)")
+            let reserved = try await engine.execute(.reserve(tenant, ReserveRequest(hold: hold, amount: .tokens(10))), requestID: reserve)
+            let commit = RequestID("c-\(worker)-\(counter)")
+            let committed = try await engine.execute(.commit(tenant, hold, amount: 8, final: true), requestID: commit)
+            return [Ack(tenant: tenant, requestID: reserve, lsn: reserved.lsn), Ack(tenant: tenant, requestID: commit, lsn: committed.lsn)]
         }
     }
 

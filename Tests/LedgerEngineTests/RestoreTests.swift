@@ -28,32 +28,12 @@ import Testing
         }
         let stop = BackupTests.Flag()
         // Commands from 3 tasks until stopped, each acknowledgement with its position and time.
-        async let loaded: [Ack] = withThrowingTaskGroup(of: [Ack].self) { group in
-            for worker in 0..<3 {
-                group.addTask {
-                    var acks: [Ack] = []
-                    var counter = 0
-                    while !stop.isSet {
-                        counter += 1
-                        let tenant = tenants[(worker * 2 + counter) % tenants.count]
-                        let id = RequestID("g-\(worker)-\(counter)")
-                        let result = try await engine.execute(.grant(tenant, GrantRequest(kind: .promo, amount: 1)), requestID: id)
-                        acks.append(Ack(tenant: tenant, requestID: id, lsn: result.lsn, time: result.time))
-                        if counter % 20 == 0 { try await Task.sleep(for: .milliseconds(2)) }
-                    }
-                    return acks
-                }
-            }
-            group.addTask {
-                while !stop.isSet {
-                    try await engine.maintain()
-                    try await Task.sleep(for: .milliseconds(5))
-                }
-                return []
-            }
-            var all: [Ack] = []
-            for try await acks in group { all += acks }
-            return all
+        async let loaded: [Ack] = BackupTests.underLoad(engine, workers: 3, stop: stop) { worker, counter in
+            let tenant = tenants[(worker * 2 + counter) % tenants.count]
+            let id = RequestID("g-\(worker)-\(counter)")
+            let result = try await engine.execute(.grant(tenant, GrantRequest(kind: .promo, amount: 1)), requestID: id)
+            if counter % 20 == 0 { try await Task.sleep(for: .milliseconds(2)) }
+            return [Ack(tenant: tenant, requestID: id, lsn: result.lsn, time: result.time)]
         }
         try await Task.sleep(for: .milliseconds(200))
         let backup: LedgerEngine.BackupReport
