@@ -184,6 +184,10 @@ public final class LedgerEngine: Sendable {
         }
         await backups.lock()
         defer { backups.unlock() }
+        // The catalog is the one state every shard holds alike: no install may land between the
+        // copies of two shards.
+        await catalogInstalls.lock()
+        defer { catalogInstalls.unlock() }
         try FileSystem.makeDirectory(trimmed)
         _ = try FileSystem.linkOrCopy(from: dataDirectory.path + "/manifest", to: trimmed + "/manifest")
         var reports: [LedgerShard.BackupReport] = []
@@ -202,9 +206,11 @@ public final class LedgerEngine: Sendable {
     /// checks it ends where the backup said. Returns the tenants it holds.
     static func verifyBackup(_ path: String, shardCount: Int, expected: [LedgerShard.BackupReport]) throws -> Int {
         var tenants = 0
+        var catalogs: Set<PriceCatalog?> = []
         for index in 0..<shardCount {
             let directory = DataDirectory.shardPath(path, index)
             let (state, lastLSN) = try LedgerShard.recoverReadOnly(directory)
+            catalogs.insert(state.catalog)
             let violations = state.audit()
             guard violations.isEmpty else {
                 throw EngineError.recoveryFailed("the backup's shard \(index) fails its audit: \(violations.prefix(5))")
@@ -214,6 +220,9 @@ public final class LedgerEngine: Sendable {
                     "the backup's shard \(index) ends at LSN \(lastLSN), not at \(expected[index].lastLSN) as copied")
             }
             tenants += state.tenants.count
+        }
+        guard catalogs.count == 1 else {
+            throw EngineError.recoveryFailed("the backup's shards hold different price catalogs")
         }
         return tenants
     }

@@ -78,11 +78,21 @@ import Testing
         }
         let stop = Flag()
         async let loaded = Self.load(engine, tenants: tenants, stop: stop)
-        try await Task.sleep(for: .milliseconds(300))
+        // Enough traffic before and after the backup to see both sides, whatever the machine's
+        // speed (at most 30 s of waiting).
+        let deadline = ContinuousClock.now + .seconds(30)
+        func waitForEachShard(past positions: [UInt64]) async throws {
+            for shard in engine.shards {
+                while await shard.lastAppliedLSN < positions[shard.index], ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(10))
+                }
+            }
+        }
         let report: LedgerEngine.BackupReport
         do {
+            try await waitForEachShard(past: [300, 300])
             report = try await engine.backup(to: directory.path + "/backup")
-            try await Task.sleep(for: .milliseconds(200))
+            try await waitForEachShard(past: report.shards.map { $0.lastLSN + 300 })
         } catch {
             stop.set()
             _ = try? await loaded

@@ -39,7 +39,14 @@ import Testing
         let backup: LedgerEngine.BackupReport
         do {
             backup = try await engine.backup(to: directory.path + "/backup")
-            try await Task.sleep(for: .milliseconds(600))
+            // Go on until every shard has logged a few segments' worth after the backup (16 KB
+            // segments hold about 150 of these records), for at most 30 s.
+            let deadline = ContinuousClock.now + .seconds(30)
+            for shard in engine.shards {
+                while await shard.lastAppliedLSN < backup.shards[shard.index].lastLSN + 600, ContinuousClock.now < deadline {
+                    try await Task.sleep(for: .milliseconds(20))
+                }
+            }
         } catch {
             stop.set()
             _ = try? await loaded
