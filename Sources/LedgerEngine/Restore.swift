@@ -87,6 +87,10 @@ public enum Restore {
         if let untilLSN, lsn > untilLSN {
             throw LedgerError(.invalidArgument, "the backup's snapshot is at LSN \(lsn), after --to-lsn \(untilLSN): use an older backup")
         }
+        if let untilTime, lsn > 0, state.time > untilTime {
+            throw LedgerError(
+                .invalidArgument, "the backup's snapshot is at \(state.time.iso8601), after --to-time \(untilTime.iso8601): use an older backup")
+        }
         var files: [UInt64: String] = [:]
         for folder in [backup] + (archive.map { [$0] } ?? []) where FileSystem.exists(folder) {
             for name in try FileSystem.list(folder) {

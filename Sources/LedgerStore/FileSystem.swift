@@ -124,7 +124,7 @@ public enum FileSystem {
             try target.write(Array(buffer[..<count]))
             left -= count
         }
-        if let bytes, left > 0, bytes != Int.max {
+        if let bytes, left > 0 {
             throw StorageError.io(operation: "read \(bytes) bytes", path: from, errno: EIO)
         }
         try target.fullSync()

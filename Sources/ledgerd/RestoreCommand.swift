@@ -14,7 +14,7 @@ struct RestoreCommand: ParsableCommand {
             Every shard is replayed from the backup's snapshot through its log, then through the archived \
             segments, until the first record after --to-time (or --to-lsn), a gap, or the end. A catalog \
             install cut between two shards is completed. The result is written as one snapshot per shard; \
-            start ledgerd on it. Exit 0 restored; 1 bad arguments; 71 the backup or archive cannot be read.
+            start ledgerd on it. Exit 0 restored; 64 bad arguments (a missing backup, an existing target, a cut before the backup); 71 the backup or archive cannot be read.
             """)
 
     @Option(name: .customLong("from"), help: "The backup directory (tokenctl admin backup).") var backup: String

@@ -102,6 +102,13 @@ import Testing
         #expect(throws: LedgerError.self) {
             _ = try Restore.run(backup: directory.path + "/nothing", archive: nil, destination: directory.path + "/x")
         }
+        // A cut before the backup's snapshot cannot be restored from it.
+        #expect(throws: LedgerError.self) {
+            _ = try Restore.run(
+                backup: directory.path + "/backup", archive: nil, destination: directory.path + "/early",
+                untilTime: LedgerTime(millisecondsSinceEpoch: 0))
+        }
+        #expect(!FileSystem.exists(directory.path + "/early"))
     }
 
     @Test("with an archive, a snapshot deletes a finished segment only once it is archived")
