@@ -200,6 +200,9 @@ tl_code tl_admin_snapshot(tl_client *client, const Tokenledger__V1__AdminSnapsho
                           Tokenledger__V1__AdminSnapshotResult **result, tl_error *error);
 tl_code tl_admin_audit(tl_client *client, const Tokenledger__V1__AdminAuditRequest *request,
                        Tokenledger__V1__AdminAuditResult **result, tl_error *error);
+/* A consistent, verified online backup into request->directory (absolute, new) on the server's machine. */
+tl_code tl_admin_backup(tl_client *client, const Tokenledger__V1__AdminBackupRequest *request,
+                        Tokenledger__V1__AdminBackupResult **result, tl_error *error);
 
 #ifdef __cplusplus
 }

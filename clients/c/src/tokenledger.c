@@ -995,3 +995,5 @@ TL_TYPED_CALL(admin_snapshot, Tokenledger__V1__AdminSnapshotRequest, Tokenledger
               ADMIN_SNAPSHOT, tokenledger__v1__admin_snapshot_request__descriptor)
 TL_TYPED_CALL(admin_audit, Tokenledger__V1__AdminAuditRequest, Tokenledger__V1__AdminAuditResult, ADMIN_AUDIT,
               tokenledger__v1__admin_audit_request__descriptor)
+TL_TYPED_CALL(admin_backup, Tokenledger__V1__AdminBackupRequest, Tokenledger__V1__AdminBackupResult, ADMIN_BACKUP,
+              tokenledger__v1__admin_backup_request__descriptor)

@@ -330,6 +330,19 @@ static void test_every_call(void) {
     CHECK_CODE(tl_admin_audit(client, &audit_request, &audit, &error), TL_OK, error);
     CHECK(audit != NULL && audit->tenants == 1 && audit->n_violations == 0);
     tl_result_free(audit);
+    char backup_parent[] = "/tmp/tokenledger-c-backup-XXXXXX";
+    CHECK(mkdtemp(backup_parent) != NULL);
+    char backup_dir[64];
+    snprintf(backup_dir, sizeof backup_dir, "%s/backup", backup_parent);
+    Tokenledger__V1__AdminBackupRequest backup_request = TOKENLEDGER__V1__ADMIN_BACKUP_REQUEST__INIT;
+    backup_request.directory = backup_dir;
+    Tokenledger__V1__AdminBackupResult *backup;
+    CHECK_CODE(tl_admin_backup(client, &backup_request, &backup, &error), TL_OK, error);
+    CHECK(backup != NULL && backup->tenants == 1 && backup->n_shards == 2 && strcmp(backup->directory, backup_dir) == 0);
+    tl_result_free(backup);
+    char remove_command[96];
+    snprintf(remove_command, sizeof remove_command, "rm -rf '%s'", backup_parent);
+    CHECK(system(remove_command) == 0);
 
     tl_close(client);
 }

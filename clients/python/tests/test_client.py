@@ -1,5 +1,8 @@
 """The Python client against a live ledgerd: every call, typed errors, pipelining, retries."""
 
+import os
+import shutil
+import tempfile
 import threading
 
 import pytest
@@ -50,6 +53,12 @@ def test_every_call(ledger):
         assert len(client.admin_snapshot().snapshot_lsns) == health.shard_count
         audit = client.admin_audit()
         assert audit.tenants == 1 and list(audit.violations) == []
+        backup_dir = os.path.join(tempfile.mkdtemp(prefix="tokenledger-py-backup-"), "backup")
+        backup = client.admin_backup(backup_dir)
+        assert backup.directory == backup_dir and backup.tenants == 1
+        assert len(backup.shards) == health.shard_count and all(s.last_lsn >= s.snapshot_lsn for s in backup.shards)
+        assert os.path.isfile(os.path.join(backup_dir, "manifest"))
+        shutil.rmtree(os.path.dirname(backup_dir))
 
 
 def test_typed_errors(ledger):

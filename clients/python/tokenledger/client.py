@@ -390,6 +390,11 @@ class Client:
         """Runs the conservation audit; ``violations`` is empty when every invariant holds."""
         return self.call("admin_audit", pb.AdminAuditRequest())
 
+    def admin_backup(self, directory):
+        """Takes a consistent, verified online backup into ``directory`` (absolute, new) on the
+        server's machine; the result says per shard the snapshot and last log positions it holds."""
+        return self.call("admin_backup", pb.AdminBackupRequest(directory=directory))
+
 
 class Watch:
     """One watch stream (see ``Client.watch``)."""
