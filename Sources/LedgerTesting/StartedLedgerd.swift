@@ -1,3 +1,4 @@
+import LedgerStore
 /// A real `ledgerd` (built next to the test bundle) on a free loopback port, its banner read.
 public struct StartedLedgerd {
     public let process: ChildProcess
@@ -20,8 +21,10 @@ public struct StartedLedgerd {
         guard let first = banner.first, first.hasPrefix(prefix), let port = Int(first.dropFirst(prefix.count).prefix { $0.isNumber })
         else {
             process.kill()
-            process.wait()
-            throw ChildError("ledgerd did not start: \(banner)")
+            let status = process.wait()
+            // What ledgerd said on its way out, so that a failure seen once can be understood.
+            let log = (try? FileSystem.readFile(logPath)).map { String(decoding: $0.suffix(2_000), as: UTF8.self) } ?? "no log"
+            throw ChildError("ledgerd did not start (exit status \(status)): \(banner); its log ends: \(log)")
         }
         self.process = process
         self.port = port
