@@ -189,8 +189,11 @@ public final class LedgerShard: Sendable {
     ///
     /// `syncBy: .caller`: the caller makes the record durable itself with ``syncPending()`` (soon, on
     /// its thread); the log's writer thread is not woken for it. `.logWriter`: the writer thread does.
+    ///
+    /// `trace`, when the call is traced, learns when the command was applied and logged and which
+    /// batch made it durable (before `completion` runs).
     public func submit(
-        _ body: CommandBody, requestID: RequestID?, syncBy: SyncBy = .logWriter,
+        _ body: CommandBody, requestID: RequestID?, syncBy: SyncBy = .logWriter, trace: ShardTrace? = nil,
         completion: @escaping @Sendable (Result<CommandResult, any Error>) -> Void
     ) {
         let applied: (CommandResult, UInt64)
@@ -202,19 +205,22 @@ public final class LedgerShard: Sendable {
         } catch {
             return completion(.failure(error))
         }
+        trace?.applied(shard: index)
         var result = applied.0
         result.lsn = applied.1
-        answer(result, at: applied.1, events: result.events, completion)
+        answer(result, at: applied.1, events: result.events, trace: trace, completion)
     }
 
     /// Calls `completion` with `value` once the log is durable through `lsn`, after publishing the
     /// events that became durable with it (or with the log's failure).
     private func answer<T: Sendable>(
-        _ value: T, at lsn: UInt64, events: [LedgerEvent], _ completion: @escaping @Sendable (Result<T, any Error>) -> Void
+        _ value: T, at lsn: UInt64, events: [LedgerEvent], trace: ShardTrace? = nil,
+        _ completion: @escaping @Sendable (Result<T, any Error>) -> Void
     ) {
         whenDurable(lsn) { [hub] outcome in
             switch outcome {
-            case .success:
+            case .success(let batch):
+                trace?.batch = batch
                 hub?.publish(events)
                 completion(.success(value))
             case .failure(let error):
@@ -261,10 +267,10 @@ public final class LedgerShard: Sendable {
         }
     }
 
-    private func whenDurable(_ lsn: UInt64, _ completion: @escaping @Sendable (Result<Void, any Error>) -> Void) {
+    private func whenDurable(_ lsn: UInt64, _ completion: @escaping @Sendable (Result<DurableBatch?, any Error>) -> Void) {
         wal.whenDurable(lsn) { [self] outcome in
             switch outcome {
-            case .success: completion(.success(()))
+            case .success(let batch): completion(.success(batch))
             case .failure(let error):
                 markFailed(error)
                 completion(.failure(EngineError.unavailable("\(error)")))
@@ -292,7 +298,7 @@ public final class LedgerShard: Sendable {
     /// what it read is durable (at once when it already is; otherwise from the thread that made it
     /// durable).
     public func submitRead<T: Sendable>(
-        _ body: (LedgerState) throws -> T,
+        _ body: (LedgerState) throws -> T, trace: ShardTrace? = nil,
         completion: @escaping @Sendable (Result<(value: T, lsn: UInt64), any Error>) -> Void
     ) {
         let read: (T, UInt64, [LedgerEvent])
@@ -301,8 +307,9 @@ public final class LedgerShard: Sendable {
         } catch {
             return completion(.failure(error))
         }
+        trace?.applied(shard: index)
         let (value, lsn, events) = read
-        answer((value: value, lsn: lsn), at: lsn, events: events, completion)
+        answer((value: value, lsn: lsn), at: lsn, events: events, trace: trace, completion)
     }
 
     /// Applies what fell due (a tick) and runs `body` on the state, under the lock.
@@ -527,4 +534,22 @@ public final class LedgerShard: Sendable {
     public var isFailed: Bool { get async { isFailedNow } }
     /// A copy of the state (tests and the admin audit).
     public var stateCopy: LedgerState { get async { core.withLock { $0.state } } }
+}
+
+/// What a traced call learns from its shard: when it was applied (and logged) and the batch that
+/// made it durable, nil when what it read already was. Allocated only for traced calls. Written by
+/// the shard before it calls the call's completion (`applied` on the caller's thread, `batch` on
+/// the thread that made it durable, ordered by the log's lock), read by the completion.
+public final class ShardTrace: @unchecked Sendable {
+    public private(set) var shard = 0
+    /// Wall-clock nanoseconds when the command or read was done under the shard's lock.
+    public private(set) var appliedAt: UInt64 = 0
+    public fileprivate(set) var batch: DurableBatch?
+
+    public init() {}
+
+    fileprivate func applied(shard: Int) {
+        self.shard = shard
+        appliedAt = wallNanoseconds()
+    }
 }

@@ -52,6 +52,21 @@ public enum SyncBy: Sendable, Hashable {
     case caller
 }
 
+/// One group commit, as the records it made durable see it: their batch's LSNs and size and when
+/// its write+fdatasync ran (wall clock, for trace spans).
+public struct DurableBatch: Sendable, Hashable {
+    public var firstLSN: UInt64
+    public var lastLSN: UInt64
+    public var bytes: Int
+    /// Nanoseconds since the Unix epoch when the write started and when the fdatasync returned.
+    public var startedAt: UInt64
+    public var syncedAt: UInt64
+    /// False when an event loop's group commit wrote it (`SyncBy.caller`).
+    public var byWriterThread: Bool
+
+    public var records: Int { Int(lastLSN - firstLSN + 1) }
+}
+
 public final class WriteAheadLog: @unchecked Sendable {
     public struct Configuration: Sendable {
         /// A segment that reaches this size is closed and the next batch starts a new one.
@@ -227,14 +242,15 @@ public final class WriteAheadLog: @unchecked Sendable {
     }
 
     /// Calls `completion` once every record up to `lsn` is durable (or with the error if the log
-    /// stopped first): at once on the caller's thread when it already is, otherwise on the writer
-    /// thread right after the fdatasync, outside the log's lock. The completion must be quick (hand
-    /// the result to another thread): the next batch waits for it.
-    public func whenDurable(_ lsn: UInt64, _ completion: @escaping @Sendable (Result<Void, StorageError>) -> Void) {
+    /// stopped first): at once on the caller's thread when it already is (with no batch), otherwise
+    /// on the thread that synced right after the fdatasync, outside the log's lock, with the batch
+    /// that made `lsn` durable. The completion must be quick (hand the result to another thread):
+    /// the next batch waits for it.
+    public func whenDurable(_ lsn: UInt64, _ completion: @escaping @Sendable (Result<DurableBatch?, StorageError>) -> Void) {
         mutex.lock()
         if durable >= lsn {
             mutex.unlock()
-            return completion(.success(()))
+            return completion(.success(nil))
         }
         if let failure {
             mutex.unlock()
@@ -301,6 +317,7 @@ public final class WriteAheadLog: @unchecked Sendable {
         pendingFirstLSN = nextLSN
         mutex.unlock()
 
+        let startedAt = wallNanoseconds()
         let started = monotonicNanoseconds()
         var outcome: StorageError? = nil
         do throws(StorageError) {
@@ -335,7 +352,10 @@ public final class WriteAheadLog: @unchecked Sendable {
         let ready = takeReadyWaiters()
         if !ready.isEmpty {
             mutex.unlock()
-            for waiter in ready { waiter.resume(.success(())) }
+            let made = DurableBatch(
+                firstLSN: firstLSN, lastLSN: durable, bytes: batchBytes, startedAt: startedAt, syncedAt: startedAt + elapsed,
+                byWriterThread: byWriterThread)
+            for waiter in ready { waiter.resume(.success(made)) }
             mutex.lock()
         }
         return true
@@ -344,12 +364,12 @@ public final class WriteAheadLog: @unchecked Sendable {
     /// Someone waiting for durability: an async caller or a completion callback.
     private enum Waiter {
         case continuation(CheckedContinuation<Result<Void, StorageError>, Never>)
-        case callback(@Sendable (Result<Void, StorageError>) -> Void)
+        case callback(@Sendable (Result<DurableBatch?, StorageError>) -> Void)
 
-        func resume(_ result: Result<Void, StorageError>) {
+        func resume(_ result: Result<DurableBatch, StorageError>) {
             switch self {
-            case .continuation(let continuation): continuation.resume(returning: result)
-            case .callback(let callback): callback(result)
+            case .continuation(let continuation): continuation.resume(returning: result.map { _ in () })
+            case .callback(let callback): callback(result.map { $0 })
             }
         }
     }

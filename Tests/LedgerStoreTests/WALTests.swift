@@ -306,8 +306,15 @@ import Testing
     /// Counts completions; `wait` polls until `count` arrived or the deadline passed.
     final class Completions: Sendable {
         private let results = Mutex<[(lsn: UInt64, ok: Bool, thread: pthread_t)]>([])
-        func add(_ lsn: UInt64, _ result: Result<Void, StorageError>) {
-            let ok = if case .success = result { true } else { false }
+        /// A success counts as ok only if the batch it names (if any) holds `lsn`.
+        func add(_ lsn: UInt64, _ result: Result<DurableBatch?, StorageError>) {
+            let ok =
+                switch result {
+                case .success(nil): true
+                case .success(let batch?):
+                    batch.firstLSN <= lsn && lsn <= batch.lastLSN && batch.bytes > 0 && batch.syncedAt >= batch.startedAt
+                case .failure: false
+                }
             results.withLock { $0.append((lsn, ok, pthread_self())) }
         }
         var all: [(lsn: UInt64, ok: Bool, thread: pthread_t)] { results.withLock { $0 } }
@@ -367,7 +374,7 @@ import Testing
         log.whenDurable(first) { completions.add(first, $0) }
         let firstCaller = Completions()
         startThread {
-            firstCaller.add(0, .success(()))
+            firstCaller.add(0, .success(nil))
             log.syncPending()
         }
         // The first caller is inside its batch's sync.
@@ -450,7 +457,7 @@ import Testing
             startThread {
                 for index in 0..<100_000 {
                     guard let lsn = try? log.append(body(UInt64(thread * 100_000 + index)), syncBy: .caller) else { break }
-                    appended.add(lsn, .success(()))
+                    appended.add(lsn, .success(nil))
                     log.whenDurable(lsn) { completions.add(lsn, $0) }
                     if index % 2 == 1 { log.syncPending() }
                 }
@@ -474,7 +481,7 @@ import Testing
         let reported = Completions()
         let log = try WriteAheadLog(
             directory: directory.path, recovered: try WALRecovery.recover(directory: directory.path, afterLSN: 0),
-            faults: faults, onFailure: { _ in reported.add(0, .success(())) })
+            faults: faults, onFailure: { _ in reported.add(0, .success(nil)) })
         let first = try log.append(body(1), syncBy: .caller)
         log.syncPending()
         #expect(log.durableLSN == first)
