@@ -526,6 +526,11 @@ public nonisolated struct Tokenledger_V1_Request: Sendable {
   /// could not read as a request.
   public var callID: UInt64 = 0
 
+  /// Optional W3C trace context (a `traceparent` header value, "00-<trace id>-<span id>-<flags>"):
+  /// when the server exports traces (ledgerd --otel-endpoint), the call's span is its child.
+  /// Ignored otherwise, and when it does not parse.
+  public var traceParent: String = String()
+
   public var call: Tokenledger_V1_Request.OneOf_Call? = nil
 
   /// Metering calls.
@@ -3152,7 +3157,7 @@ nonisolated extension Tokenledger_V1_Role: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Request"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{2}\u{9}reserve\0\u{1}commit\0\u{1}release\0\u{1}refund\0\u{1}estimate\0\u{1}balance\0\u{4}\u{5}create_tenant\0\u{3}configure_tenant\0\u{3}set_member\0\u{1}grant\0\u{1}purchase\0\u{3}void_grant\0\u{3}refund_purchase\0\u{1}history\0\u{1}catalog\0\u{3}install_catalog\0\u{1}health\0\u{3}admin_snapshot\0\u{3}admin_audit\0\u{1}watch\0\u{1}unwatch\0\u{3}admin_backup\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{3}trace_parent\0\u{2}\u{8}reserve\0\u{1}commit\0\u{1}release\0\u{1}refund\0\u{1}estimate\0\u{1}balance\0\u{4}\u{5}create_tenant\0\u{3}configure_tenant\0\u{3}set_member\0\u{1}grant\0\u{1}purchase\0\u{3}void_grant\0\u{3}refund_purchase\0\u{1}history\0\u{1}catalog\0\u{3}install_catalog\0\u{1}health\0\u{3}admin_snapshot\0\u{3}admin_audit\0\u{1}watch\0\u{1}unwatch\0\u{3}admin_backup\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3161,6 +3166,7 @@ nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtob
       // enabled. https://github.com/apple/swift-protobuf/issues/1034
       switch fieldNumber {
       case 1: try { try decoder.decodeSingularUInt64Field(value: &self.callID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.traceParent) }()
       case 10: try {
         var v: Tokenledger_V1_ReserveRequest?
         var hadOneofValue = false
@@ -3460,6 +3466,9 @@ nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtob
     if self.callID != 0 {
       try visitor.visitSingularUInt64Field(value: self.callID, fieldNumber: 1)
     }
+    if !self.traceParent.isEmpty {
+      try visitor.visitSingularStringField(value: self.traceParent, fieldNumber: 2)
+    }
     switch self.call {
     case .reserve?: try {
       guard case .reserve(let v)? = self.call else { preconditionFailure() }
@@ -3556,6 +3565,7 @@ nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtob
 
   public static func ==(lhs: Tokenledger_V1_Request, rhs: Tokenledger_V1_Request) -> Bool {
     if lhs.callID != rhs.callID {return false}
+    if lhs.traceParent != rhs.traceParent {return false}
     if lhs.call != rhs.call {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true

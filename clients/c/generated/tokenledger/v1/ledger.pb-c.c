@@ -3607,7 +3607,7 @@ void   tokenledger__v1__budget_reset_event__free_unpacked
   assert(message->base.descriptor == &tokenledger__v1__budget_reset_event__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor tokenledger__v1__request__field_descriptors[23] =
+static const ProtobufCFieldDescriptor tokenledger__v1__request__field_descriptors[24] =
 {
   {
     "call_id",
@@ -3618,6 +3618,18 @@ static const ProtobufCFieldDescriptor tokenledger__v1__request__field_descriptor
     offsetof(Tokenledger__V1__Request, call_id),
     NULL,
     NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "trace_parent",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__Request, trace_parent),
+    NULL,
+    &protobuf_c_empty_string,
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
@@ -3887,36 +3899,37 @@ static const ProtobufCFieldDescriptor tokenledger__v1__request__field_descriptor
   },
 };
 static const unsigned tokenledger__v1__request__field_indices_by_name[] = {
-  19,   /* field[19] = admin_audit */
-  22,   /* field[22] = admin_backup */
-  18,   /* field[18] = admin_snapshot */
-  6,   /* field[6] = balance */
+  20,   /* field[20] = admin_audit */
+  23,   /* field[23] = admin_backup */
+  19,   /* field[19] = admin_snapshot */
+  7,   /* field[7] = balance */
   0,   /* field[0] = call_id */
-  15,   /* field[15] = catalog */
-  2,   /* field[2] = commit */
-  8,   /* field[8] = configure_tenant */
-  7,   /* field[7] = create_tenant */
-  5,   /* field[5] = estimate */
-  10,   /* field[10] = grant */
-  17,   /* field[17] = health */
-  14,   /* field[14] = history */
-  16,   /* field[16] = install_catalog */
-  11,   /* field[11] = purchase */
-  4,   /* field[4] = refund */
-  13,   /* field[13] = refund_purchase */
-  3,   /* field[3] = release */
-  1,   /* field[1] = reserve */
-  9,   /* field[9] = set_member */
-  21,   /* field[21] = unwatch */
-  12,   /* field[12] = void_grant */
-  20,   /* field[20] = watch */
+  16,   /* field[16] = catalog */
+  3,   /* field[3] = commit */
+  9,   /* field[9] = configure_tenant */
+  8,   /* field[8] = create_tenant */
+  6,   /* field[6] = estimate */
+  11,   /* field[11] = grant */
+  18,   /* field[18] = health */
+  15,   /* field[15] = history */
+  17,   /* field[17] = install_catalog */
+  12,   /* field[12] = purchase */
+  5,   /* field[5] = refund */
+  14,   /* field[14] = refund_purchase */
+  4,   /* field[4] = release */
+  2,   /* field[2] = reserve */
+  10,   /* field[10] = set_member */
+  1,   /* field[1] = trace_parent */
+  22,   /* field[22] = unwatch */
+  13,   /* field[13] = void_grant */
+  21,   /* field[21] = watch */
 };
 static const ProtobufCIntRange tokenledger__v1__request__number_ranges[3 + 1] =
 {
   { 1, 0 },
-  { 10, 1 },
-  { 20, 7 },
-  { 0, 23 }
+  { 10, 2 },
+  { 20, 8 },
+  { 0, 24 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__request__descriptor =
 {
@@ -3926,7 +3939,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__request__descriptor =
   "Tokenledger__V1__Request",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__Request),
-  23,
+  24,
   tokenledger__v1__request__field_descriptors,
   tokenledger__v1__request__field_indices_by_name,
   3,  tokenledger__v1__request__number_ranges,

@@ -231,6 +231,12 @@ struct  Tokenledger__V1__Request
    * could not read as a request.
    */
   uint64_t call_id;
+  /*
+   * Optional W3C trace context (a `traceparent` header value, "00-<trace id>-<span id>-<flags>"):
+   * when the server exports traces (ledgerd --otel-endpoint), the call's span is its child.
+   * Ignored otherwise, and when it does not parse.
+   */
+  char *trace_parent;
   Tokenledger__V1__Request__CallCase call_case;
   union {
     /*
@@ -274,7 +280,7 @@ struct  Tokenledger__V1__Request
 };
 #define TOKENLEDGER__V1__REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__request__descriptor) \
-    , 0, TOKENLEDGER__V1__REQUEST__CALL__NOT_SET, {0} }
+    , 0, (char *)protobuf_c_empty_string, TOKENLEDGER__V1__REQUEST__CALL__NOT_SET, {0} }
 
 
 typedef enum {
