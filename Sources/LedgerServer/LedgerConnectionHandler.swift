@@ -184,18 +184,21 @@ final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
         let report = report!
         let call: LedgerCall
         let callID: UInt64
+        let traceParent: String
         switch Self.decode(frame) {
         case .refused(let response, let rpc):
             service.metrics.record(rpc: rpc, code: LedgerService.code(of: response), duration: .zero)
             return report(FinishedCall(reply: response))
-        case .call(let decoded, let id):
-            (call, callID) = (decoded, id)
+        case .call(let decoded, let id, let parent):
+            (call, callID, traceParent) = (decoded, id, parent)
         }
         let channel = context.channel
         let replies = LedgerService.Replies(
             finish: { response in report(FinishedCall(reply: response)) },
             send: { response in try await channel.writeAndFlush(try LedgerServer.encode(response)).get() })
-        if let shard = service.serve(call, callID: callID, principal: principal!, watches: watches, syncBy: syncBy, replies: replies) {
+        if let shard = service.serve(
+            call, callID: callID, principal: principal!, watches: watches, syncBy: syncBy, traceParent: traceParent, replies: replies)
+        {
             groupCommit.needsSync(shard)
         }
     }
@@ -255,7 +258,7 @@ final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
     enum Decoded {
         /// Not served: the frame is not a request, or a field is wrong or unknown.
         case refused(WireResponse, rpc: String)
-        case call(LedgerCall, callID: UInt64)
+        case call(LedgerCall, callID: UInt64, traceParent: String)
     }
 
     /// Decodes a request frame into a call, or the error reply.
@@ -277,7 +280,7 @@ final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
                 rpc: request.rpcName)
         }
         do {
-            return .call(try LedgerCall(request), callID: request.callID)
+            return .call(try LedgerCall(request), callID: request.callID, traceParent: request.traceParent)
         } catch {
             return .refused(WireResponse(callID: request.callID, error: error), rpc: request.rpcName)
         }

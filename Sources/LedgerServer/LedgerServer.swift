@@ -57,7 +57,7 @@ public final class LedgerServer: Service, Sendable {
         let limits = configuration.limits
         let service = LedgerService(
             engine: engine, serverVersion: configuration.serverVersion,
-            callsInFlightMax: configuration.limits.serverCallsInFlightMax, logger: logger)
+            callsInFlightMax: configuration.limits.serverCallsInFlightMax, logger: logger, tracing: configuration.tracing)
         let registry = ConnectionRegistry(connectionsMax: limits.connectionsMax, metrics: service.metrics)
         service.metrics.setConnectionsMax(limits.connectionsMax)
         let access = configuration.access

@@ -19,12 +19,15 @@ public final class LedgerService: Sendable {
 
     /// Calls, latencies and connections for the metrics listener (docs/operations.md).
     public let metrics: LedgerMetrics
+    /// Spans of the calls, when traces are exported (nil: off).
+    let tracing: CallTracing?
 
     public init(
         engine: LedgerEngine, serverVersion: String, callsInFlightMax: Int = ServerLimits.callsInFlightMaxDefault, logger: Logger,
-        metrics: LedgerMetrics = LedgerMetrics()
+        metrics: LedgerMetrics = LedgerMetrics(), tracing: CallTracing? = nil
     ) {
         self.metrics = metrics
+        self.tracing = tracing
         self.engine = engine
         self.serverVersion = serverVersion
         self.callsInFlightMax = callsInFlightMax
@@ -66,15 +69,24 @@ public final class LedgerService: Sendable {
     ///   (`LedgerShard.syncPending`) is returned. With `.logWriter` the shard's writer thread does.
     /// - Catalog installs and the admin calls run in a task; a watch runs in a task for as long as
     ///   it streams, sending its updates through `replies.send`.
+    ///
+    /// `traceParent` (W3C `traceparent`, may be empty) parents the call's span when traces are on.
     @discardableResult
     public func serve(
         _ call: LedgerCall, callID: UInt64, principal: Principal, watches: ConnectionWatches, syncBy: SyncBy,
-        replies: Replies
+        traceParent: String = "", replies: Replies
     ) -> LedgerShard? {
         let start = ContinuousClock.now
         let rpc = call.rpcName
+        let traced = tracing?.begin(call, rpc: rpc, traceParent: traceParent)
         let finish: @Sendable (WireResponse?) -> Void = { [metrics] response in
-            if let response { metrics.record(rpc: rpc, code: Self.code(of: response), duration: ContinuousClock.now - start) }
+            if let response {
+                let code = Self.code(of: response)
+                metrics.record(rpc: rpc, code: code, duration: ContinuousClock.now - start)
+                traced?.end(response, code: code)
+            } else {
+                traced?.end(nil, code: "ok")
+            }
             replies.finish(response)
         }
         do {
@@ -94,7 +106,7 @@ public final class LedgerService: Sendable {
                 return nil
             }
             let shard = engine.shard(for: tenant)
-            shard.submit(body, requestID: requestID, syncBy: syncBy) { [self] outcome in
+            shard.submit(body, requestID: requestID, syncBy: syncBy, trace: traced?.shard) { [self] outcome in
                 finishAdmitted()
                 switch outcome {
                 case .success(let result): finish(WireResponse(callID: callID, result: result))
@@ -103,15 +115,15 @@ public final class LedgerService: Sendable {
             }
             return syncBy == .caller ? shard : nil
         case .balance(let tenant, let member):
-            read(tenant, callID: callID, finish, { state in try state.balance(tenant, member: member) }) {
+            read(tenant, callID: callID, traced, finish, { state in try state.balance(tenant, member: member) }) {
                 $0.balance = Tokenledger_V1_BalanceResult($1)
             }
         case .estimate(let tenant, let member, let items):
-            read(tenant, callID: callID, finish, { state in try state.estimate(tenant, member: member, items: items) }) {
+            read(tenant, callID: callID, traced, finish, { state in try state.estimate(tenant, member: member, items: items) }) {
                 $0.estimate = Tokenledger_V1_EstimateResult($1)
             }
         case .history(let tenant, let filter):
-            read(tenant, callID: callID, finish, { state in try state.history(tenant, filter: filter) }) {
+            read(tenant, callID: callID, traced, finish, { state in try state.history(tenant, filter: filter) }) {
                 $0.history = Tokenledger_V1_HistoryResult($1)
             }
         case .catalog:
@@ -120,7 +132,7 @@ public final class LedgerService: Sendable {
                 return nil
             }
             // Every shard holds the same catalog (installs are one decision, LedgerEngine.installCatalog).
-            engine.shards[0].submitRead({ state in state.catalog }) { [self] outcome in
+            engine.shards[0].submitRead({ state in state.catalog }, trace: traced?.shard) { [self] outcome in
                 finishAdmitted()
                 switch outcome {
                 case .success((let catalog?, _)):
@@ -212,11 +224,11 @@ public final class LedgerService: Sendable {
     /// the reply, which is finished once what it read is durable. A read logs nothing but the rare
     /// tick when something fell due (the writer thread syncs it): it never needs the caller's sync.
     private func read<T: Sendable>(
-        _ tenant: TenantID, callID: UInt64, _ finish: @escaping @Sendable (WireResponse?) -> Void,
+        _ tenant: TenantID, callID: UInt64, _ traced: TracedCall?, _ finish: @escaping @Sendable (WireResponse?) -> Void,
         _ read: (LedgerState) throws -> T, fill: @escaping @Sendable (inout WireResponse, T) -> Void
     ) {
         guard admit() else { return finish(overloaded(callID: callID)) }
-        engine.shard(for: tenant).submitRead(read) { [self] outcome in
+        engine.shard(for: tenant).submitRead(read, trace: traced?.shard) { [self] outcome in
             finishAdmitted()
             switch outcome {
             case .success(let (value, lsn)):

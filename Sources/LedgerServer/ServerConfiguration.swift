@@ -19,6 +19,8 @@ public struct ServerConfiguration: Sendable {
     public var maintenanceInterval: Duration = .seconds(1)
     /// Reported by Health.
     public var serverVersion: String = "tokenledger 0.1.0"
+    /// Spans of the calls (ledgerd --otel-endpoint); nil: no tracing, and no cost.
+    public var tracing: CallTracing? = nil
 
     public init(certificatePath: String, privateKeyPath: String, clientCAPath: String) {
         self.certificatePath = certificatePath

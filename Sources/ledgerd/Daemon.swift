@@ -6,7 +6,9 @@ import LedgerStore
 import LedgerTLS
 import LedgerWebhooks
 import Logging
+import OTel
 import ServiceLifecycle
+import Tracing
 import UnixSignals
 
 /// The start-up sequence: TLS material, access policy, engine (recovery), catalog, listen, serve.
@@ -22,11 +24,18 @@ struct Daemon {
             logger.critical("cannot create the data directory", metadata: ["data.dir": "\(options.dataDirectory)", "error": "\(error)"])
             return StorageExitCode.storageFailure
         }
-        let configuration: ServerConfiguration
+        var configuration: ServerConfiguration
         let catalog: PriceCatalog?
+        var tracingService: (any Service)? = nil
         do {
             configuration = try serverConfiguration()
             catalog = try catalogToInstall()
+            if let endpoint = options.otelEndpoint {
+                let backend = try OTel.makeTracingBackend(configuration: otelConfiguration(endpoint: endpoint))
+                configuration.tracing = CallTracing(tracer: backend.factory, tenantIDs: options.traceTenantIDs)
+                tracingService = backend.service
+                logger.notice("exporting traces", metadata: ["otel.endpoint": "\(endpoint)"])
+            }
         } catch {
             logger.critical("bad configuration", metadata: ["error": "\(error)"])
             return 1
@@ -95,7 +104,12 @@ struct Daemon {
             // The banner is printed by a service: by then the group traps SIGTERM/SIGINT, so a
             // supervisor (or test) that signals as soon as it reads the banner gets a clean stop.
             let banner = Banner(text: welcome(server: server, configuration: configuration))
-            var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+            if let tracingService {
+                // First, so it stops last: the spans of the calls drained at shutdown are exported.
+                services.append(.init(service: tracingService, successTerminationBehavior: .ignore))
+            }
+            services += [
                 .init(service: server), .init(service: banner, successTerminationBehavior: .ignore),
                 // Its end (at shutdown) must never cancel the group: the server drains first.
                 .init(service: ReloadOnHangup(server: server, logger: logger), successTerminationBehavior: .ignore),
@@ -158,6 +172,22 @@ struct Daemon {
         if let value = options.handshakeTimeoutSeconds { configuration.limits.handshakeTimeout = .seconds(value) }
         if let value = options.frameReadTimeoutSeconds { configuration.limits.frameReadTimeout = .seconds(value) }
         return configuration
+    }
+
+    /// Traces only (no OTel metrics or logs: Prometheus and the log handler cover those), over
+    /// OTLP/gRPC. The standard OTEL_* variables (OTEL_BSP_SCHEDULE_DELAY, OTEL_TRACES_SAMPLER, ...)
+    /// still tune the exporter; OTEL_EXPORTER_OTLP_* would override the endpoint.
+    private func otelConfiguration(endpoint: String) -> OTel.Configuration {
+        var otel = OTel.Configuration.default
+        otel.serviceName = "ledgerd"
+        otel.diagnosticLogger = .custom(logger)
+        otel.metrics.enabled = false
+        otel.logs.enabled = false
+        otel.traces.enabled = true
+        otel.traces.exporter = .otlp
+        otel.traces.otlpExporter.protocol = .grpc
+        otel.traces.otlpExporter.endpoint = endpoint
+        return otel
     }
 
     /// The webhook sink's settings, or nil when it is off. The secret file's trailing newline is not

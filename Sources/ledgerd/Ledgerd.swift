@@ -69,6 +69,10 @@ struct Ledgerd: AsyncParsableCommand {
         } else if options.webhookSecretPath != nil || options.webhookCAPath != nil {
             throw ValidationError("--webhook-secret-file and --webhook-ca need --webhook-url")
         }
+        if let endpoint = options.otelEndpoint, !(endpoint.hasPrefix("http://") || endpoint.hasPrefix("https://")) {
+            throw ValidationError("--otel-endpoint must be an http:// or https:// URL (OTLP/gRPC), not \(endpoint)")
+        }
+        if options.traceTenantIDs, options.otelEndpoint == nil { throw ValidationError("--trace-tenant-ids needs --otel-endpoint") }
         guard Logger.Level(rawValue: options.logLevel) != nil else {
             throw ValidationError("log level \(options.logLevel) is not one of trace, debug, info, notice, warning, error, critical")
         }

@@ -36,6 +36,10 @@ struct DaemonOptions: Sendable, Equatable {
     var webhookCAPath: String? = nil
     /// Where every finished WAL segment is kept for point-in-time restore; nil: none kept.
     var archiveDirectory: String? = nil
+    /// The OTLP/gRPC collector that receives traces (docs/operations.md, "Traces"); nil: off.
+    var otelEndpoint: String? = nil
+    /// Whether spans carry tenant ids.
+    var traceTenantIDs = false
 
     /// Applies a config file's settings.
     mutating func apply(configFile bytes: [UInt8], path: String) throws(ValidationError) {
@@ -54,6 +58,7 @@ struct DaemonOptions: Sendable, Equatable {
             switch value {
             case .string(let text): try setting.apply(.text(text), to: &self, named: key)
             case .integer(let number): try setting.apply(.integer(number), to: &self, named: key)
+            case .bool(let on): try setting.apply(.switch(on), to: &self, named: key)
             default: throw ValidationError("\(path): \"\(key)\" has the wrong type")
             }
         }
@@ -74,6 +79,10 @@ struct DaemonOptions: Sendable, Equatable {
             guard let setting = DaemonSetting.table.first(where: { $0.flag == name }) else {
                 throw ValidationError("unknown option --\(name) (see ledgerd --help)")
             }
+            if value == nil, case .switch = setting.kind {
+                // A bare switch turns it on.
+                value = "true"
+            }
             if value == nil {
                 index += 1
                 guard index < arguments.count else { throw ValidationError("--\(name) needs a value") }
@@ -85,6 +94,8 @@ struct DaemonOptions: Sendable, Equatable {
             case .integer:
                 guard let number = UInt64(value!) else { throw ValidationError("--\(name) must be a whole number, not \(value!)") }
                 try setting.apply(.integer(number), to: &self, named: "--\(name)")
+            case .switch:
+                try setting.apply(.switch(try Self.switchValue(value!, named: "--\(name)")), to: &self, named: "--\(name)")
             }
             index += 1
         }
@@ -105,7 +116,18 @@ struct DaemonOptions: Sendable, Equatable {
             case .integer:
                 guard let number = UInt64(value) else { throw ValidationError("\(name) must be a whole number, not \(value)") }
                 try setting.apply(.integer(number), to: &self, named: name)
+            case .switch:
+                try setting.apply(.switch(try Self.switchValue(value, named: name)), to: &self, named: name)
             }
+        }
+    }
+
+    /// A switch's value in a flag or a variable: true/false, 1/0, on/off.
+    static func switchValue(_ text: String, named name: String) throws(ValidationError) -> Bool {
+        switch text.lowercased() {
+        case "true", "1", "on", "yes": return true
+        case "false", "0", "off", "no": return false
+        default: throw ValidationError("\(name) must be true or false, not \(text)")
         }
     }
 
@@ -142,11 +164,14 @@ struct DaemonSetting: Sendable {
     enum Kind: Sendable {
         case text(@Sendable (inout DaemonOptions, String) throws(ValidationError) -> Void)
         case integer(ClosedRange<Int>, @Sendable (inout DaemonOptions, Int) -> Void)
+        /// On or off: a bare flag turns it on; true/false in the file, true/false/1/0 elsewhere.
+        case `switch`(@Sendable (inout DaemonOptions, Bool) -> Void)
     }
 
     enum Value {
         case text(String)
         case integer(UInt64)
+        case `switch`(Bool)
     }
 
     /// The config file's key (`idle_timeout_s`).
@@ -168,6 +193,8 @@ struct DaemonSetting: Sendable {
                 throw ValidationError("\(name) must be \(range.lowerBound) to \(range.upperBound), not \(number)")
             }
             set(&options, Int(number))
+        case (.switch(let set), .switch(let on)):
+            set(&options, on)
         default:
             throw ValidationError("\(name) has the wrong type")
         }
@@ -236,6 +263,13 @@ struct DaemonSetting: Sendable {
             "Keep every finished WAL segment here (a folder per shard) for point-in-time restore (ledgerd restore). Default: off.",
             \.archiveDirectory),
         .text("webhook_ca", "webhook-ca", "CA certificates (PEM) an https webhook endpoint must chain to. Default: the system's.", \.webhookCAPath),
+        .text(
+            "otel_endpoint", "otel-endpoint",
+            "Export a span per call over OTLP/gRPC to this collector (http://HOST:PORT, or https:// for TLS). Default: off.",
+            \.otelEndpoint),
+        DaemonSetting(
+            key: "trace_tenant_ids", flag: "trace-tenant-ids", help: "Put tenant ids into spans (a bare switch; default off).",
+            kind: .switch { options, on in options.traceTenantIDs = on }),
     ]
 
     /// The settings as `ledgerd --help` lists them.
@@ -245,6 +279,7 @@ struct DaemonSetting: Sendable {
             switch setting.kind {
             case .text: value = "<value>"
             case .integer(let range, _): value = "<\(range.lowerBound)-\(range.upperBound)>"
+            case .switch: value = "[true|false]"
             }
             return "  --\(setting.flag) \(value)  (\(setting.environmentName); config file: \(setting.key))\n        \(setting.help)"
         }.joined(separator: "\n")
