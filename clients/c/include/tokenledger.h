@@ -113,6 +113,12 @@ tl_code tl_connect(const tl_options *options, tl_client **client, tl_error *erro
 /* Closes the connection and frees the client, including replies not awaited yet. NULL is fine. */
 void tl_close(tl_client *client);
 
+/* W3C trace context for the calls that follow: `traceparent` ("00-<32 hex>-<16 hex>-<2 hex>") goes
+ * into every request whose own trace_parent is empty, so that ledgerd's span of each call (when it
+ * exports traces) is a child of the caller's. NULL or "" stops it. TL_ERR_USAGE when it is longer
+ * than 255 bytes. */
+tl_code tl_set_trace_parent(tl_client *client, const char *traceparent, tl_error *error);
+
 /* "ok", "invalid_argument", ..., "closed": the snake_case name of a code. */
 const char *tl_code_name(tl_code code);
 

@@ -70,6 +70,7 @@ struct tl_client {
     entry *entries; /* the live entries are entries[head .. count) */
     size_t head, count, capacity;
     uint64_t next_call_id;
+    char trace_parent[256]; /* tl_set_trace_parent; "" when none */
 };
 
 /* ---- Errors ------------------------------------------------------------------------------ */
@@ -772,6 +773,17 @@ static tl_code check_request(const Tokenledger__V1__Request *request, tl_error *
     return TL_OK;
 }
 
+tl_code tl_set_trace_parent(tl_client *c, const char *traceparent, tl_error *error) {
+    if (c == NULL) return error_set(error, TL_ERR_USAGE, "tl_set_trace_parent: client is NULL");
+    if (traceparent == NULL) traceparent = "";
+    size_t length = strlen(traceparent);
+    if (length >= sizeof c->trace_parent) {
+        return error_set(error, TL_ERR_USAGE, "a traceparent of %zu bytes is longer than 255", length);
+    }
+    memcpy(c->trace_parent, traceparent, length + 1);
+    return TL_OK;
+}
+
 tl_code tl_submit(tl_client *c, const Tokenledger__V1__Request *request, uint64_t *call_id, tl_error *error) {
     if (c == NULL || call_id == NULL) return error_set(error, TL_ERR_USAGE, "tl_submit: client or call_id is NULL");
     *call_id = 0;
@@ -779,6 +791,9 @@ tl_code tl_submit(tl_client *c, const Tokenledger__V1__Request *request, uint64_
     if (code != TL_OK) return code;
     Tokenledger__V1__Request numbered = *request;
     numbered.call_id = c->next_call_id + 1;
+    if (c->trace_parent[0] != '\0' && (numbered.trace_parent == NULL || numbered.trace_parent[0] == '\0')) {
+        numbered.trace_parent = c->trace_parent;
+    }
     size_t size = protobuf_c_message_get_packed_size(&numbered.base);
     if (size > REQUEST_FRAME_MAX) {
         error_set(error, TL_LIMIT_EXCEEDED, "a request of %zu bytes is above the server's frame_size_max", size);

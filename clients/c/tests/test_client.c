@@ -344,6 +344,19 @@ static void test_every_call(void) {
     snprintf(remove_command, sizeof remove_command, "rm -rf '%s'", backup_parent);
     CHECK(system(remove_command) == 0);
 
+    /* A trace parent rides the calls that follow (ledgerd's own tests check the spans); one longer
+     * than 255 bytes is misuse and leaves the last one in place; NULL stops it. */
+    CHECK_CODE(tl_set_trace_parent(client, "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", &error), TL_OK, error);
+    char too_long[300];
+    memset(too_long, 'a', sizeof too_long - 1);
+    too_long[sizeof too_long - 1] = '\0';
+    CHECK(tl_set_trace_parent(client, too_long, &error) == TL_ERR_USAGE);
+    Tokenledger__V1__HealthRequest traced_request = TOKENLEDGER__V1__HEALTH_REQUEST__INIT;
+    Tokenledger__V1__HealthResult *traced;
+    CHECK_CODE(tl_health(client, &traced_request, &traced, &error), TL_OK, error);
+    tl_result_free(traced);
+    CHECK_CODE(tl_set_trace_parent(client, NULL, &error), TL_OK, error);
+
     tl_close(client);
 }
 

@@ -125,6 +125,24 @@ def test_retry_uses_the_same_request_id(ledger):
         assert client.balance("acme").reserved == 300
 
 
+def test_trace_parent_rides_the_request(ledger):
+    parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    with ledger.client() as client:
+        client.create_tenant("traced")
+        client.grant("traced", 1_000, "promo")
+        assert client._build_request("health", pb.HealthRequest()).trace_parent == ""
+        with tokenledger.trace_parent(parent):
+            built = client._build_request("health", pb.HealthRequest())
+            assert pb.Request.FromString(built.SerializeToString()).trace_parent == parent
+            # The live server takes the field (ledgerd's own tests check the spans it exports).
+            client.reserve("traced", "h", tokens=300)
+        assert client._build_request("health", pb.HealthRequest()).trace_parent == ""
+        assert client.balance("traced").reserved == 300
+    with pytest.raises(TypeError):
+        with tokenledger.trace_parent(42):
+            pass
+
+
 def test_refusals(ledger):
     # The server goes away: calls fail with a transport error after the retries.
     client = ledger.client(attempts=2, backoff=0.01)

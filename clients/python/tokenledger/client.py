@@ -7,6 +7,8 @@ replies (which may come in any order) to the waiting callers. Any number of thre
 ledger never applies it twice.
 """
 
+import contextlib
+import contextvars
 import os
 import queue
 import socket
@@ -20,6 +22,27 @@ from ._generated.tokenledger.v1 import ledger_pb2 as pb
 from . import errors
 
 FRAME_SIZE_MAX = 16 << 20
+
+_trace_parent = contextvars.ContextVar("tokenledger_trace_parent", default=None)
+
+
+@contextlib.contextmanager
+def trace_parent(value):
+    """Calls made inside the block (in this thread or asyncio task) carry ``value``, a W3C
+    ``traceparent`` ("00-<32 hex trace id>-<16 hex span id>-<2 hex flags>"), in
+    ``Request.trace_parent``: when ledgerd exports traces, each call's span is its child. With
+    OpenTelemetry, pass the current span's context::
+
+        with tokenledger.trace_parent(f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-01"):
+            client.reserve("acme", "job-1", tokens=296)
+    """
+    if value is not None and not isinstance(value, str):
+        raise TypeError("trace_parent must be a str or None")
+    token = _trace_parent.set(value)
+    try:
+        yield
+    finally:
+        _trace_parent.reset(token)
 
 GRANT_KINDS = {
     "plan": pb.GRANT_KIND_PLAN, "purchase": pb.GRANT_KIND_PURCHASE, "bonus": pb.GRANT_KIND_BONUS,
@@ -238,10 +261,18 @@ class Client:
                 time.sleep(delay)
                 delay *= 2
 
+    def _build_request(self, field, message):
+        """The ``Request`` for one try of a call: a new call id, the current ``trace_parent``."""
+        request = pb.Request(call_id=self._call_id())
+        parent = _trace_parent.get()
+        if parent:
+            request.trace_parent = parent
+        getattr(request, field).CopyFrom(message)
+        return request
+
     def _call_once(self, field, message):
         connection = self._live()
-        request = pb.Request(call_id=self._call_id())
-        getattr(request, field).CopyFrom(message)
+        request = self._build_request(field, message)
         pending = connection.send(request.call_id, request.SerializeToString())
         if not pending.event.wait(self.timeout):
             connection.forget(request.call_id)
