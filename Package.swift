@@ -40,6 +40,7 @@ let package = Package(
         .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPGRPC"]),
         .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
+        .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
     ],
     targets: [
         // Domain types, the deterministic state machine, the price catalog and the limits.
@@ -77,6 +78,24 @@ let package = Package(
                 .product(name: "Prometheus", package: "swift-prometheus"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
+            ],
+            swiftSettings: strictSettings),
+        // The gRPC port (ledgerd --grpc-listen): tokenledger.v1.Ledger and grpc.health.v1.Health on the
+        // same LedgerService; the generated stubs live in Generated/ (scripts/generate-proto).
+        .target(
+            name: "LedgerGRPC",
+            dependencies: [
+                "LedgerServer", "LedgerWire", "LedgerCore", "LedgerTLS",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
+                .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings),
         // TokenLedger's TLS policy for listeners, and the development CA and certificates.
@@ -120,6 +139,7 @@ let package = Package(
             name: "ledgerd",
             dependencies: [
                 "LedgerServer", "LedgerCore", "LedgerEngine", "LedgerStore", "LedgerWire", "LedgerTLS", "LedgerWebhooks",
+                "LedgerGRPC",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

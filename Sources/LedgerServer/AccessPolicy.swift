@@ -1,5 +1,7 @@
 import LedgerCore
 import LedgerWire
+import NIOSSL
+import X509
 
 /// What a principal may do (docs/protocol.md, "Access").
 public enum Role: String, Sendable, Hashable {
@@ -148,4 +150,19 @@ public struct AccessPolicy: Sendable {
 public struct AccessPolicyError: Error, CustomStringConvertible {
     public var description: String
     init(_ description: String) { self.description = description }
+}
+
+extension AccessPolicy {
+    /// The principal named by a peer's certificate (its subject's last common name), or nil: the
+    /// same rule on every port.
+    public func principal(peerCertificate certificate: NIOSSLCertificate) -> Principal? {
+        guard let der = try? certificate.toDERBytes(), let parsed = try? Certificate(derEncoded: der) else { return nil }
+        var commonName: String? = nil
+        for relativeName in parsed.subject {
+            for attribute in relativeName where attribute.type == .RDNAttributeType.commonName {
+                commonName = String(attribute.value)
+            }
+        }
+        return commonName.flatMap { principal(commonName: $0) }
+    }
 }

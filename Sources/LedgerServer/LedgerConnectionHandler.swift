@@ -286,19 +286,9 @@ final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
         }
     }
 
-    /// The principal named by the peer's certificate (its last subject common name), or nil.
+    /// The principal named by the peer's certificate, or nil.
     private func resolvePrincipal(context: ChannelHandlerContext) -> Principal? {
-        guard let certificate = try? context.pipeline.syncOperations.nioSSL_peerCertificate(),
-            let der = try? certificate.toDERBytes(),
-            let parsed = try? Certificate(derEncoded: der)
-        else { return nil }
-        var commonName: String? = nil
-        for relativeName in parsed.subject {
-            for attribute in relativeName where attribute.type == .RDNAttributeType.commonName {
-                commonName = String(attribute.value)
-            }
-        }
-        guard let commonName else { return nil }
-        return access.principal(commonName: commonName)
+        guard let certificate = try? context.pipeline.syncOperations.nioSSL_peerCertificate() else { return nil }
+        return access.principal(peerCertificate: certificate)
     }
 }

@@ -85,7 +85,7 @@ public final class LedgerMetrics: Sendable {
     }
 
     /// A finished call: its RPC, its result code ("ok" or the error code) and how long it took.
-    func record(rpc: String, code: String, duration: Duration) {
+    public func record(rpc: String, code: String, duration: Duration) {
         let (counter, histogram) = callSeries.withLock { series in
             let counter = Self.kept(CallKey(rpc: rpc, code: code), in: &series.counters) {
                 registry.makeCounter(

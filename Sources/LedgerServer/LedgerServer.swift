@@ -118,6 +118,9 @@ public final class LedgerServer: Service, Sendable {
     /// handshake; connections already open keep the material they started with. When the new
     /// material does not load (a missing file, a key that does not match) the server keeps the old
     /// one and throws, so a bad rotation never takes the listener down.
+    /// The TLS context new connections get (replaced by `reloadTLS`): for every port of this server.
+    public var currentTLSContext: NIOSSLContext { tls.current }
+
     public func reloadTLS() throws {
         let context = try Self.makeSSLContext(configuration)
         tls.replace(with: context)
@@ -126,12 +129,6 @@ public final class LedgerServer: Service, Sendable {
             metadata: ["tls.cert": "\(configuration.certificatePath)", "tls.ca": "\(configuration.clientCAPath)"])
     }
 
-    final class TLSContextBox: Sendable {
-        private let context: Mutex<NIOSSLContext>
-        init(_ context: NIOSSLContext) { self.context = Mutex(context) }
-        var current: NIOSSLContext { context.withLock { $0 } }
-        func replace(with new: NIOSSLContext) { context.withLock { $0 = new } }
-    }
 
     /// TLS 1.3 only; the client must present a certificate that chains to the client CA.
     public static func makeSSLContext(_ configuration: ServerConfiguration) throws -> NIOSSLContext {
@@ -286,4 +283,12 @@ extension LedgerServer {
         try buffer.writeFrame(response)
         return buffer
     }
+}
+
+/// A listener's current TLS context; SIGHUP replaces it (new connections get the new one).
+public final class TLSContextBox: Sendable {
+    private let context: Mutex<NIOSSLContext>
+    public init(_ context: NIOSSLContext) { self.context = Mutex(context) }
+    public var current: NIOSSLContext { context.withLock { $0 } }
+    public func replace(with new: NIOSSLContext) { context.withLock { $0 = new } }
 }

@@ -42,7 +42,7 @@ public final class ConnectionWatches: Sendable {
     }
 
     /// Stops one watch; false when none runs under that call id.
-    func stop(_ callID: UInt64, reason: StopReason) -> Bool {
+    public func stop(_ callID: UInt64, reason: StopReason) -> Bool {
         let subscription: EventHub.Subscription? = entries.withLock { entries in
             guard entries[callID] != nil, entries[callID]!.reason == nil else { return nil }
             entries[callID]!.reason = reason

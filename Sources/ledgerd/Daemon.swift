@@ -1,6 +1,7 @@
 import Foundation
 import LedgerCore
 import LedgerEngine
+import LedgerGRPC
 import LedgerServer
 import LedgerStore
 import LedgerTLS
@@ -101,18 +102,38 @@ struct Daemon {
             try await install(catalog, engine: engine)
             let server = try await LedgerServer.bind(configuration: configuration, engine: engine, logger: logger)
             operations?.serve(server)
+            var grpc: GRPCEndpoint? = nil
+            if let host = options.grpcHost {
+                do {
+                    grpc = try await GRPCEndpoint.start(host: host, port: options.grpcPort, ledger: server, logger: logger)
+                } catch {
+                    guard !options.grpcExplicit else {
+                        logger.critical(
+                            "cannot listen for gRPC", metadata: ["grpc.listen": "\(host):\(options.grpcPort)", "error": "\(error)"])
+                        server.shutdown()
+                        try? await server.run()
+                        return 1
+                    }
+                    logger.warning(
+                        "no gRPC port: the default address is taken (set --grpc-listen)",
+                        metadata: ["grpc.listen": "\(host):\(options.grpcPort)", "error": "\(error)"])
+                }
+            }
             // The banner is printed by a service: by then the group traps SIGTERM/SIGINT, so a
             // supervisor (or test) that signals as soon as it reads the banner gets a clean stop.
-            let banner = Banner(text: welcome(server: server, configuration: configuration))
+            let banner = Banner(text: welcome(server: server, grpc: grpc, configuration: configuration))
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
             if let tracingService {
                 // First, so it stops last: the spans of the calls drained at shutdown are exported.
                 services.append(.init(service: tracingService, successTerminationBehavior: .ignore))
             }
+            services.append(.init(service: server))
+            // After the framed server, so that it drains first: the engine closes with the framed server.
+            if let grpc { services.append(.init(service: grpc)) }
             services += [
-                .init(service: server), .init(service: banner, successTerminationBehavior: .ignore),
+                .init(service: banner, successTerminationBehavior: .ignore),
                 // Its end (at shutdown) must never cancel the group: the server drains first.
-                .init(service: ReloadOnHangup(server: server, logger: logger), successTerminationBehavior: .ignore),
+                .init(service: ReloadOnHangup(server: server, grpc: grpc, logger: logger), successTerminationBehavior: .ignore),
             ]
             if let webhook = try webhookConfiguration() {
                 // Last, so shutdown reaches it first: it saves its cursor before the server drains.
@@ -232,9 +253,12 @@ struct Daemon {
         logger.notice("installed price catalog", metadata: ["catalog.version": "\(wanted.version)"])
     }
 
-    private func welcome(server: LedgerServer, configuration: ServerConfiguration) -> String {
+    private func welcome(server: LedgerServer, grpc: GRPCEndpoint?, configuration: ServerConfiguration) -> String {
         let tls = DevelopmentTLS(dataDirectory: options.dataDirectory)
         var lines = ["ledgerd listening on \(configuration.host):\(server.boundPort) (TLS 1.3, client certificates required)"]
+        if let grpc, let host = options.grpcHost {
+            lines.append("  gRPC on \(host):\(grpc.boundPort) (tokenledger.v1.Ledger, grpc.health.v1.Health; proto/tokenledger.protoset)")
+        }
         lines.append("  data directory: \(options.dataDirectory) (\(server.service.engine.shards.count) shards)")
         if options.certificatePath == nil {
             lines.append("  connect as admin with: --ca \(tls.caPath) --cert \(tls.adminCertificatePath) --key \(tls.adminKeyPath)")
@@ -248,11 +272,14 @@ struct Daemon {
 /// SIGHUP reloads the TLS material (certificate rotation without a restart: docs/operations.md).
 struct ReloadOnHangup: Service {
     let server: LedgerServer
+    let grpc: GRPCEndpoint?
     let logger: Logger
 
     func run() async throws {
         for await _ in await UnixSignalsSequence(trapping: .sighup).cancelOnGracefulShutdown() {
             do {
+                // Both ports read the same files; the framed port logs the reload.
+                try grpc?.reloadTLS()
                 try server.reloadTLS()
             } catch {
                 logger.error("TLS reload failed; the previous material stays in use", metadata: ["error": "\(error)"])

@@ -34,6 +34,11 @@ struct DaemonOptions: Sendable, Equatable {
     var webhookURL: String? = nil
     var webhookSecretPath: String? = nil
     var webhookCAPath: String? = nil
+    /// The gRPC port (docs/grpc.md); nil: off.
+    var grpcHost: String? = "127.0.0.1"
+    var grpcPort = 7444
+    /// Whether the gRPC address was given (a failure to bind it is then fatal; the default only warns).
+    var grpcExplicit = false
     /// Where every finished WAL segment is kept for point-in-time restore; nil: none kept.
     var archiveDirectory: String? = nil
     /// The OTLP/gRPC collector that receives traces (docs/operations.md, "Traces"); nil: off.
@@ -122,6 +127,12 @@ struct DaemonOptions: Sendable, Equatable {
         }
     }
 
+    /// `HOST:PORT` for the gRPC port, or `off`.
+    mutating func setGRPCListen(_ text: String) throws(ValidationError) {
+        grpcExplicit = true
+        (grpcHost, grpcPort) = try Self.parseListenOrOff(text, flag: "--grpc-listen") ?? (nil, grpcPort)
+    }
+
     /// A switch's value in a flag or a variable: true/false, 1/0, on/off.
     static func switchValue(_ text: String, named name: String) throws(ValidationError) -> Bool {
         switch text.lowercased() {
@@ -134,15 +145,17 @@ struct DaemonOptions: Sendable, Equatable {
     /// `HOST:PORT` for the operations listener, or `off`.
     mutating func setMetricsListen(_ text: String) throws(ValidationError) {
         metricsExplicit = true
-        if text == "off" {
-            metricsHost = nil
-            return
-        }
+        (metricsHost, metricsPort) = try Self.parseListenOrOff(text, flag: "--metrics-listen") ?? (nil, metricsPort)
+    }
+
+    /// `HOST:PORT` (`:PORT`: all interfaces), or nil for `off`.
+    static func parseListenOrOff(_ text: String, flag: String) throws(ValidationError) -> (String?, Int)? {
+        guard text != "off" else { return nil }
         do {
             let address = try HostPort(parsing: text, emptyHost: "0.0.0.0")
-            (metricsHost, metricsPort) = (address.host, address.port)
+            return (address.host, address.port)
         } catch {
-            throw ValidationError("--metrics-listen: \(error) (or off)")
+            throw ValidationError("\(flag): \(error) (or off)")
         }
     }
 
@@ -249,6 +262,10 @@ struct DaemonSetting: Sendable {
                 guard text == "text" || text == "json" else { throw ValidationError("log format \(text) is not text or json") }
                 options.logFormat = text
             }),
+        DaemonSetting(
+            key: "grpc_listen", flag: "grpc-listen",
+            help: "HOST:PORT of the gRPC port (TLS 1.3, client certificates; docs/grpc.md), or off. Default 127.0.0.1:7444.",
+            kind: .text { options, text throws(ValidationError) in try options.setGRPCListen(text) }),
         DaemonSetting(
             key: "metrics_listen", flag: "metrics-listen",
             help: "HOST:PORT of the plain-HTTP operations listener (/metrics, /healthz, /readyz), or off. Default 127.0.0.1:9464.",

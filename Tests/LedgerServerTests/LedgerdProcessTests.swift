@@ -117,6 +117,7 @@ struct LedgerdProcessTests {
             (["--idle-timeout=0"], "--idle-timeout must be 1 to 86400, not 0"),
             (["--in-flight-max", "many"], "--in-flight-max must be a whole number"),
             (["--shard", "2"], "unknown option --shard"),
+            (["--grpc-listen", "nowhere"], "--grpc-listen"),
             (["--otel-endpoint", "127.0.0.1:4317"], "--otel-endpoint must be an http:// or https:// URL"),
             (["--trace-tenant-ids"], "--trace-tenant-ids needs --otel-endpoint"),
             (["--trace-tenant-ids=maybe"], "--trace-tenant-ids must be true or false"),
