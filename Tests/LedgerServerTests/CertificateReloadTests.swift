@@ -1,5 +1,8 @@
 import Foundation
+import GRPCCore
+import GRPCNIOTransportHTTP2
 import LedgerClient
+import LedgerGRPC
 import LedgerServer
 import LedgerTLS
 import LedgerTesting
@@ -49,6 +52,27 @@ struct CertificateReloadTests {
         return healthy
     }
 
+    /// True when a grpc-swift-2 client of `pki` (the generated Swift stub) completes a call on the
+    /// gRPC port.
+    static func grpcWorks(_ pki: String, port: Int) async -> Bool {
+        do {
+            let transport = try HTTP2ClientTransport.Posix(
+                target: .ipv4(address: "127.0.0.1", port: port),
+                transportSecurity: .mTLS(
+                    certificateChain: [.file(path: pki + "/admin.pem", format: .pem)],
+                    privateKey: .file(path: pki + "/admin-key.pem", format: .pem)
+                ) { $0.trustRoots = .certificates([.file(path: pki + "/ca.pem", format: .pem)]) })
+            return try await withGRPCClient(transport: transport) { client in
+                var options = CallOptions.defaults
+                options.timeout = .seconds(5)
+                let health = try await Tokenledger_V1_Ledger.Client(wrapping: client).health(.init(), options: options)
+                return health.status == "serving"
+            }
+        } catch {
+            return false
+        }
+    }
+
     @Test("new handshakes use the new certificate and CA, an old connection keeps working, bad material is refused")
     func rotation() async throws {
         let directory = TemporaryDirectory("tls-reload")
@@ -70,6 +94,9 @@ struct CertificateReloadTests {
         #expect(try await established.health().status == "serving")
         #expect(await Self.works(old, port: port))
         #expect(!(await Self.works(new, port: port)), "the new PKI is not trusted before the reload")
+        let grpcPort = try #require(ledgerd.grpcPort)
+        #expect(await Self.grpcWorks(old, port: grpcPort))
+        #expect(!(await Self.grpcWorks(new, port: grpcPort)))
 
         try Self.install(new, into: live)
         ledgerd.process.kill(SIGHUP)
@@ -80,6 +107,8 @@ struct CertificateReloadTests {
         }
         #expect(reloaded, "a client of the new PKI is served after SIGHUP")
         #expect(!(await Self.works(old, port: port)), "new handshakes no longer use the old material")
+        #expect(await Self.grpcWorks(new, port: grpcPort), "the gRPC port reloads too")
+        #expect(!(await Self.grpcWorks(old, port: grpcPort)))
         #expect(try await established.health().status == "serving", "the connection made before the reload keeps working")
 
         // Bad material: a CA file that is not PEM. The reload fails, the server keeps the new
