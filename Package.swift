@@ -180,6 +180,10 @@ let package = Package(
             name: "ledger-load",
             dependencies: [
                 "LedgerClient", "LedgerCore", "LedgerWire", "LedgerTLS",
+                "LedgerGRPC",
+                .product(name: "GRPCCore", package: "grpc-swift-2"),
+                .product(name: "GRPCNIOTransportHTTP2Posix", package: "grpc-swift-nio-transport"),
+                .product(name: "GRPCProtobuf", package: "grpc-swift-protobuf"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

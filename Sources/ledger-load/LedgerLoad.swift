@@ -3,6 +3,8 @@
 // ledger's invariants for every tenant it touched. docs/benchmarks.md shows how scripts/bench
 // uses it; `ledger-load --help` lists every option.
 import ArgumentParser
+import GRPCCore
+import GRPCNIOTransportHTTP2Posix
 import Foundation
 import Histogram
 import LedgerClient
@@ -82,6 +84,9 @@ struct Run: AsyncParsableCommand {
     @Option(help: "Tries per call (1: no retries).") var attempts = 3
 
     @Flag(help: "The target is `ledger-load echo-server`: no setup, no check.") var echo = false
+    @Flag(help: "Make the run's calls on ledgerd's gRPC port (grpc-swift-2, one HTTP/2 connection per --connections); setup and check use the framed port.")
+    var grpc = false
+    @Option(name: .customLong("grpc-server"), help: "The gRPC port, HOST:PORT (with --grpc).") var grpcServer = "127.0.0.1:7444"
     @Flag(name: .customLong("setup-only"), help: "Create and fund the tenants, then stop (for memory measurements).")
     var setupOnly = false
     @Flag(name: .customLong("no-check"), help: "Skip the invariant check at the end.") var noCheck = false
@@ -151,23 +156,30 @@ struct Run: AsyncParsableCommand {
         let start = monotonicNanoseconds()
         let state = RunState(operations: plan.operations, duration: plan.duration, start: start)
         let ticker = Task { await showProgress(state, start: start) }
-        let stats = await withTaskGroup(of: LaneStats.self) { group in
-            // Each lane runs on its connection's event loop (see EventLoopExecutor): on Swift's
-            // cooperative pool every call cost two thread wake-ups in ledger-load (the reply
-            // resuming the lane on a pool thread, the next request waking the loop) and an open
-            // loop's wait a dispatch timer.
-            let executors = clients.map { EventLoopExecutor($0.eventLoop) }
-            for index in 0..<lanes {
-                let client = clients[index % clients.count]
-                let executor = executors[index % clients.count]
-                group.addTask(executorPreference: executor) {
-                    var lane = Lane(index: index, client: client, plan: plan, state: state, eventLoop: executor.eventLoop)
-                    return await lane.run()
-                }
+        let stats: LaneStats
+        if grpc {
+            let (grpcHost, grpcPort) = try parseAddress(grpcServer)
+            guard let certificatePath = configuration.certificatePath, let privateKeyPath = configuration.privateKeyPath else {
+                throw LoadError.failed("--grpc needs a client certificate and key")
             }
-            var all = LaneStats()
-            for await stats in group { all.merge(stats) }
-            return all
+            stats = try await withThrowingTaskGroup(of: Void.self) { connections in
+                var grpcClients: [GRPCLoadClient] = []
+                var running: [GRPCClient<HTTP2ClientTransport.Posix>] = []
+                for _ in 0..<self.connections {
+                    let (client, connection) = try GRPCLoadClient.connect(
+                        host: grpcHost, port: grpcPort, caPath: configuration.caPath, certificatePath: certificatePath,
+                        privateKeyPath: privateKeyPath)
+                    connections.addTask { try await connection.runConnections() }
+                    grpcClients.append(client)
+                    running.append(connection)
+                }
+                let stats = await Self.runLanes(grpcClients, plan: plan, state: state)
+                for connection in running { connection.beginGracefulShutdown() }
+                try await connections.waitForAll()
+                return stats
+            }
+        } else {
+            stats = await Self.runLanes(clients.map(FramedLoadClient.init), plan: plan, state: state)
         }
         let elapsed = Double(monotonicNanoseconds() - start) / 1e9
         ticker.cancel()
@@ -182,6 +194,26 @@ struct Run: AsyncParsableCommand {
             plan: plan, connections: connections, pipeline: pipeline, elapsed: elapsed, stats: stats, check: check)
         print(json ? report.json() : report.text())
         if let check, !check.violations.isEmpty { throw ExitCode(1) }
+    }
+
+    /// Runs the plan's lanes, spread over `clients`, each on its client's event loop (see
+    /// EventLoopExecutor): on Swift's cooperative pool every call cost two thread wake-ups in
+    /// ledger-load (the reply resuming the lane on a pool thread, the next request waking the loop)
+    /// and an open loop's wait a dispatch timer.
+    static func runLanes<Client: LoadClient>(_ clients: [Client], plan: RunPlan, state: RunState) async -> LaneStats {
+        await withTaskGroup(of: LaneStats.self) { group in
+            let executors = clients.map { EventLoopExecutor($0.eventLoop) }
+            for index in 0..<plan.lanes {
+                let client = clients[index % clients.count]
+                group.addTask(executorPreference: executors[index % clients.count]) {
+                    var lane = Lane(index: index, client: client, plan: plan, state: state)
+                    return await lane.run()
+                }
+            }
+            var all = LaneStats()
+            for await stats in group { all.merge(stats) }
+            return all
+        }
     }
 
     private func progress(_ text: String) {

@@ -124,9 +124,9 @@ func errorName(_ error: LedgerClientError) -> String {
 
 /// One lane: a loop of operations, one call at a time, on one connection shared with other lanes
 /// (so a connection carries `lanes / connections` calls in flight).
-struct Lane {
+struct Lane<Client: LoadClient> {
     let index: Int
-    let client: LedgerClient
+    let client: Client
     let plan: RunPlan
     let state: RunState
     var random: SplitMix64
@@ -138,9 +138,9 @@ struct Lane {
     /// The loop the lane's task runs on (its connection's): open-loop waits are its timers.
     let eventLoop: any EventLoop
 
-    init(index: Int, client: LedgerClient, plan: RunPlan, state: RunState, eventLoop: any EventLoop) {
+    init(index: Int, client: Client, plan: RunPlan, state: RunState) {
         self.index = index
-        self.eventLoop = eventLoop
+        self.eventLoop = client.eventLoop
         self.client = client
         self.plan = plan
         self.state = state
@@ -188,23 +188,25 @@ struct Lane {
             guard
                 (await call(.reserve, from: start) { () async throws(LedgerClientError) in
                     try await client.reserve(tenant: tenant, hold: hold, tokens: amount, ttl: ttl, requestID: RequestID("r-\(hold)"))
+                    return true
                 }) != nil
             else { return }
             let next = monotonicNanoseconds()
             if operation == .release {
                 _ = await call(.release, from: next) { () async throws(LedgerClientError) in
                     try await client.release(tenant: tenant, hold: hold, requestID: RequestID("x-\(hold)"))
+                    return true
                 }
                 return
             }
             let used = max(1, amount - amount / 5)
             do {
-                let result = try await client.commit(tenant: tenant, hold: hold, amount: used, requestID: RequestID("c-\(hold)"))
+                let captured = try await client.commit(tenant: tenant, hold: hold, amount: used, requestID: RequestID("c-\(hold)"))
                 finish(.commit, from: next)
                 _ = stats.pairs.record(max(1, (monotonicNanoseconds() - start) / 1000))
                 let current = stats.commits[index] ?? (0, 0)
-                stats.commits[index] = (current.count + 1, current.captured + result.captured)
-                lastCommitted = (index, hold, result.captured, 0)
+                stats.commits[index] = (current.count + 1, current.captured + captured)
+                lastCommitted = (index, hold, captured, 0)
             } catch {
                 fail(.commit, from: next, error)
                 if case .rejected = error {} else { stats.uncertainCommits[index, default: 0] += 1 }
@@ -216,6 +218,7 @@ struct Lane {
             if (await call(.refund, from: start) { () async throws(LedgerClientError) in
                 try await client.refund(
                     tenant: tenantID, hold: last.hold, amount: 1, requestID: RequestID("f-\(last.hold)-\(last.refunded + 1)"))
+                return true
             }) != nil {
                 lastCommitted!.refunded += 1
             }
@@ -223,10 +226,14 @@ struct Lane {
             let client = self.client
             _ = await call(.estimate, from: start) { () async throws(LedgerClientError) in
                 try await client.estimate(tenant: tenant, items: [PricedItem(feature: "transcription", quantity: 5)])
+                return true
             }
         case .balance:
             let client = self.client
-            _ = await call(.balance, from: start) { () async throws(LedgerClientError) in try await client.balance(tenant: tenant) }
+            _ = await call(.balance, from: start) { () async throws(LedgerClientError) in
+                try await client.balance(tenant: tenant)
+                return true
+            }
         }
     }
 

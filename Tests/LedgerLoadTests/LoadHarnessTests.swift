@@ -68,6 +68,40 @@ struct LoadHarnessTests {
         #expect(check["tenants"] as? Int ?? 0 > 1)
     }
 
+    @Test("--grpc: the same workload on the gRPC port, every call kind, no errors, the check passes")
+    func grpcWorkload() async throws {
+        let directory = TemporaryDirectory("load-grpc")
+        let data = directory.path + "/data"
+        let ledgerd = try StartedLedgerd(dataPath: data, logPath: directory.path + "/ledgerd.log")
+        defer {
+            ledgerd.process.kill(SIGTERM)
+            ledgerd.process.wait()
+        }
+        let grpcPort = try #require(ledgerd.grpcPort)
+        let (status, report) = try Self.load(
+            [
+                "--server", "127.0.0.1:\(ledgerd.port)", "--data-dir", data, "--grpc", "--grpc-server", "127.0.0.1:\(grpcPort)",
+                "--connections", "2", "--pipeline", "4", "--tenants", "10", "--operations", "120",
+                "--mix", "pair=4,release=1,refund=1,estimate=1,balance=1",
+            ], log: directory.path + "/load.log")
+        #expect(status == 0)
+        #expect(report["errors_total"] as? Int == 0)
+        let byCall = try #require(report["by_call"] as? [String: Any])
+        #expect(Set(byCall.keys) == ["reserve", "commit", "release", "refund", "estimate", "balance"])
+        let check = try #require(report["check"] as? [String: Any])
+        #expect(check["ok"] as? Bool == true)
+        #expect(try #require(check["commits_confirmed"] as? Int) > 0)
+
+        // The run's calls do go to the gRPC port: pointed at the framed port instead (no HTTP/2
+        // there), every call fails.
+        let (_, wrong) = try Self.load(
+            [
+                "--server", "127.0.0.1:\(ledgerd.port)", "--data-dir", data, "--grpc", "--grpc-server", "127.0.0.1:\(ledgerd.port)",
+                "--connections", "1", "--pipeline", "1", "--tenants", "1", "--operations", "2", "--attempts", "1", "--no-check",
+            ], log: directory.path + "/load-wrong.log")
+        #expect((wrong["errors_total"] as? Int ?? 0) >= 2)
+    }
+
     @Test("the check flags a capture in the history that no client saw")
     func checkFlagsAnUnseenCommit() async throws {
         let directory = TemporaryDirectory("load-check")
