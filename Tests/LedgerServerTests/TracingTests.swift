@@ -2,6 +2,7 @@ import Foundation
 import GRPCCore
 import GRPCNIOTransportHTTP2
 import LedgerClient
+import LedgerGRPC
 import LedgerCore
 import LedgerTesting
 import Synchronization
@@ -14,8 +15,9 @@ import Testing
 struct TracingTests {
     static let traceID = "4bf92f3577b34da6a3ce929d0e0e4736"
     static let parentSpanID = "00f067aa0ba902b7"
+    static let grpcTraceID = "0af7651916cd43dd8448eb211c80319c"
 
-    @Test("a call's span is the child of the client's traceparent, with apply and WAL batch children; tenant ids only when asked")
+    @Test("a call's span is the child of the client's traceparent (framed field or gRPC header), with apply and WAL batch children; tenant ids only when asked")
     func spansReachTheCollector() async throws {
         try await withThrowingDiscardingTaskGroup { group in
             let collector = OTLPCollector()
@@ -44,10 +46,24 @@ struct TracingTests {
                 #expect(hold.lsn > 0)
                 _ = try await client.balance(tenant: tenant)
                 await client.close()
+                // The gRPC port takes the parent from the `traceparent` header.
+                let grpcPort = try #require(ledgerd.grpcPort)
+                let tls = dataPath + "/tls/"
+                let transport = try HTTP2ClientTransport.Posix(
+                    target: .ipv4(address: "127.0.0.1", port: grpcPort),
+                    transportSecurity: .mTLS(
+                        certificateChain: [.file(path: tls + "admin.pem", format: .pem)],
+                        privateKey: .file(path: tls + "admin-key.pem", format: .pem)
+                    ) { $0.trustRoots = .certificates([.file(path: tls + "ca.pem", format: .pem)]) })
+                try await withGRPCClient(transport: transport) { grpc in
+                    let metadata: Metadata = ["traceparent": "00-\(Self.grpcTraceID)-\(Self.parentSpanID)-01"]
+                    _ = try await Tokenledger_V1_Ledger.Client(wrapping: grpc).balance(.with { $0.tenant = tenant.rawValue }, metadata: metadata)
+                }
 
                 // The batch processor exports every 100 ms; SIGTERM flushes what is left.
                 let spans = try await collector.waitFor(seconds: 20) { spans in
                     spans.contains { $0.name == "wal.batch" && $0.traceID == Self.traceID && $0.attributes["tokenledger.wal.last_lsn"] == "\(hold.lsn)" }
+                        && spans.contains { $0.traceID == Self.grpcTraceID }
                 }
                 ledgerd.process.kill(SIGTERM)
                 #expect(ledgerd.process.wait() == 0)
@@ -72,6 +88,9 @@ struct TracingTests {
                 let last = try #require(batch.attributes["tokenledger.wal.last_lsn"].flatMap { UInt64($0) })
                 #expect(first <= hold.lsn && hold.lsn <= last)
                 #expect(batch.attributes["tokenledger.wal.records"] == "\(last - first + 1)")
+
+                let grpcBalance = try #require(spans.first { $0.name == "tokenledger/balance" && $0.traceID == Self.grpcTraceID })
+                #expect(grpcBalance.parentSpanID == Self.parentSpanID)
 
                 // A call without a traceparent starts a trace of its own, and no span names the tenant
                 // unless asked.
