@@ -60,6 +60,9 @@ public final class GRPCEndpoint: Service, Sendable {
         transportConfiguration.http2.maxConcurrentStreams = limits.inFlightPerConnectionMax
         transportConfiguration.rpc.maxRequestPayloadSize = limits.frameSizeMax
         transportConfiguration.connection.maxIdleTime = limits.idleTimeout
+        // Batches the HEADERS, DATA and trailers of replies finishing together into fewer TLS
+        // writes (at most 100 µs later): 248 -> 218 µs of server CPU per call in ledger-load --grpc.
+        transportConfiguration.connection.flushCoalescing = .defaults
         let transport = HTTP2ServerTransport.Custom(listenerFactory: listener, config: transportConfiguration)
         let server = GRPCServer(
             transport: transport, services: [LedgerGRPCService(service: ledger.service, peers: peers), health])
