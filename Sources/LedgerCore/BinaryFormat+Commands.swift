@@ -303,11 +303,15 @@ extension CommandBody: BinaryCodable {
             writer.write(catalog)
         case .tick:
             writer.tag(12)
+        case .charge(let tenant, let request):
+            writer.tag(13)
+            writer.write(tenant)
+            writer.write(request)
         }
     }
 
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
-        switch try reader.tag(below: 13) {
+        switch try reader.tag(below: 14) {
         case 0: self = .createTenant(try reader.read(), try reader.read())
         case 1: self = .configureTenant(try reader.read(), try reader.read())
         case 2: self = .setMember(try reader.read(), try reader.read(), try reader.read())
@@ -320,6 +324,7 @@ extension CommandBody: BinaryCodable {
         case 9: self = .release(try reader.read(), try reader.read())
         case 10: self = .refund(try reader.read(), try reader.read(), amount: try reader.read())
         case 11: self = .installCatalog(try reader.read())
+        case 13: self = .charge(try reader.read(), try reader.read())
         default: self = .tick
         }
     }

@@ -221,11 +221,15 @@ extension CommandOutcome: BinaryCodable {
             writer.write(version)
         case .ticked:
             writer.tag(12)
+        case .charged(let hold, let charged):
+            writer.tag(13)
+            writer.write(hold)
+            writer.write(charged)
         }
     }
 
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
-        switch try reader.tag(below: 13) {
+        switch try reader.tag(below: 14) {
         case 0: self = .tenantCreated(try reader.read())
         case 1: self = .tenantConfigured(try reader.read())
         case 2: self = .memberSet(try reader.read())
@@ -241,6 +245,7 @@ extension CommandOutcome: BinaryCodable {
         case 9: self = .released(try reader.read(), released: try reader.read())
         case 10: self = .refunded(try reader.read(), refunded: try reader.read(), newGrant: try reader.readOptional())
         case 11: self = .catalogInstalled(version: try reader.read())
+        case 13: self = .charged(try reader.read(), charged: try reader.read())
         default: self = .ticked
         }
     }

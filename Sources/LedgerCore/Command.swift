@@ -28,6 +28,10 @@ public enum CommandBody: Hashable, Sendable, Codable {
     case refundPurchase(TenantID, GrantID)
     case voidGrant(TenantID, GrantID)
     case reserve(TenantID, ReserveRequest)
+    /// Spend a known amount (or priced items) at once, with a reserve's checks and a final
+    /// commit's burn-down: the hold is committed in the same command and refundable by its id.
+    /// The request's TTL is not used.
+    case charge(TenantID, ReserveRequest)
     case commit(TenantID, HoldID, amount: Tokens, final: Bool)
     case release(TenantID, HoldID)
     case refund(TenantID, HoldID, amount: Tokens)
@@ -41,7 +45,7 @@ public enum CommandBody: Hashable, Sendable, Codable {
         switch self {
         case .createTenant(let tenant, _), .configureTenant(let tenant, _), .setMember(let tenant, _, _),
             .grant(let tenant, _), .purchase(let tenant, _, _), .refundPurchase(let tenant, _),
-            .voidGrant(let tenant, _), .reserve(let tenant, _), .commit(let tenant, _, _, _),
+            .voidGrant(let tenant, _), .reserve(let tenant, _), .charge(let tenant, _), .commit(let tenant, _, _, _),
             .release(let tenant, _), .refund(let tenant, _, _):
             return tenant
         case .installCatalog, .tick:
@@ -63,6 +67,8 @@ public enum CommandOutcome: Hashable, Sendable, Codable {
     case reserved(Hold)
     /// `captured`: captured by this call; `released`: returned by this call (final commits).
     case committed(Hold, captured: Tokens, released: Tokens)
+    /// A charge: its hold, committed, and the tokens it spent.
+    case charged(Hold, charged: Tokens)
     case released(Hold, released: Tokens)
     /// `newGrant`: the refund grant issued for tokens whose grant had expired or been voided.
     case refunded(Hold, refunded: Tokens, newGrant: GrantID?)

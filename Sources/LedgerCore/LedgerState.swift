@@ -191,6 +191,8 @@ extension Tenant {
             return try voidGrant(grantID, &ctx)
         case .reserve(_, let request):
             return .reserved(try reserve(request, &ctx))
+        case .charge(_, let request):
+            return try charge(request, &ctx)
         case .commit(_, let holdID, let amount, let final):
             return try commit(holdID, amount: amount, final: final, &ctx)
         case .release(_, let holdID):

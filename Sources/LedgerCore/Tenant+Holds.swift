@@ -112,12 +112,31 @@ extension Tenant {
     }
 
     mutating func reserve(_ request: ReserveRequest, _ ctx: inout ApplyContext) throws(LedgerError) -> Hold {
+        try place(request, charging: false, &ctx)
+    }
+
+    /// A charge: the checks of a reserve, then a final commit of the whole amount, in one command.
+    /// The hold exists only to be refunded by its id later: it is never open, holds no tokens, and
+    /// has no expiry. Its history is the reserve and the captures of its hold, as for a reserve
+    /// and commit.
+    mutating func charge(_ request: ReserveRequest, _ ctx: inout ApplyContext) throws(LedgerError) -> CommandOutcome {
+        let hold = try place(request, charging: true, &ctx)
+        let outcome = try commit(hold.id, amount: hold.amount, final: true, &ctx)
+        guard case .committed(let committed, let captured, let released) = outcome, released == 0 else {
+            preconditionFailure("a charge's commit of its whole amount left \(outcome)")
+        }
+        return .charged(committed, charged: captured)
+    }
+
+    /// Places a hold (a reserve, or the first half of a charge, which the caller commits at once:
+    /// no TTL, no open-hold limit, no expiry scheduled).
+    private mutating func place(_ request: ReserveRequest, charging: Bool, _ ctx: inout ApplyContext) throws(LedgerError) -> Hold {
         try IdentifierRule.check(request.hold.rawValue, field: "hold id")
         if let member = request.member { try IdentifierRule.check(member.rawValue, field: "member id") }
-        let ttl = try Self.holdTTLMilliseconds(request.ttl)
+        let ttl = charging ? 0 : try Self.holdTTLMilliseconds(request.ttl)
         let (amount, catalogVersion, items) = try Self.price(request.amount, catalog: ctx.catalog)
         guard holds[request.hold] == nil else { throw LedgerError(.alreadyExists, "hold \(request.hold) exists already") }
-        guard openHoldCount < Limits.openHoldsPerTenantMax else {
+        guard charging || openHoldCount < Limits.openHoldsPerTenantMax else {
             throw LedgerError.limit("open_holds_per_tenant_max", UInt64(Limits.openHoldsPerTenantMax), "tenant \(id) has \(Limits.openHoldsPerTenantMax) open holds already")
         }
         var member = try request.member.map { (memberID) throws(LedgerError) in try self.member(memberID, creating: true, ctx) }
@@ -142,7 +161,7 @@ extension Tenant {
             expiresAt: ctx.now.adding(milliseconds: ttl), resolvedAt: nil, catalogVersion: catalogVersion, items: items,
             budgetPeriodOfCapture: nil, planPeriodOfCapture: nil)
         holds[request.hold] = hold
-        ctx.schedule(hold.expiresAt, .holdExpiry(request.hold))
+        if !charging { ctx.schedule(hold.expiresAt, .holdExpiry(request.hold)) }
         return hold
     }
 

@@ -102,6 +102,8 @@ public struct CommandGenerator {
                 hold = HoldID("h\(holdCounter)")
             }
             reserved.append((tenant, hold))
+            // One in five spends at once: a charge, refundable later like a committed hold.
+            if chance(20) { return .charge(tenant, ReserveRequest(hold: hold, member: member, amount: amount, ttl: nil)) }
             return .reserve(tenant, ReserveRequest(hold: hold, member: member, amount: amount, ttl: ttl))
         case 56..<78:
             return .commit(tenant, hold, amount: int(0...2_500), final: chance(60))
@@ -166,6 +168,7 @@ public func outcomeTag(_ result: Result<CommandOutcome, LedgerError>) -> String 
     case .success(let outcome):
         switch outcome {
         case .reserved(let hold): return "reserved:\(hold.id):\(hold.amount)"
+        case .charged(let hold, let charged): return "charged:\(hold.id):\(charged)"
         case .committed(let hold, let captured, let released): return "committed:\(hold.id):\(captured):\(released):\(hold.state.rawValue)"
         case .released(let hold, let released): return "released:\(hold.id):\(released)"
         case .refunded(let hold, let refunded, let grant): return "refunded:\(hold.id):\(refunded):\(grant.map { "\($0)" } ?? "-")"
