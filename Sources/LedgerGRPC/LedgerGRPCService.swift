@@ -26,6 +26,10 @@ final class LedgerGRPCService: Tokenledger_V1_Ledger.ServiceProtocol {
         -> ServerResponse<Tokenledger_V1_ReserveResult>
     { try await call(request, context, { $0.reserve = $1 }, \.reserve) }
 
+    func charge(request: ServerRequest<Tokenledger_V1_ChargeRequest>, context: ServerContext) async throws
+        -> ServerResponse<Tokenledger_V1_ChargeResult>
+    { try await call(request, context, { $0.charge = $1 }, \.charge) }
+
     func commit(request: ServerRequest<Tokenledger_V1_CommitRequest>, context: ServerContext) async throws
         -> ServerResponse<Tokenledger_V1_CommitResult>
     { try await call(request, context, { $0.commit = $1 }, \.commit) }

@@ -42,7 +42,7 @@ public enum LedgerCall: Hashable, Sendable {
         switch self {
         case .command(let body, _):
             switch body {
-            case .reserve(let tenant, _), .commit(let tenant, _, _, _), .release(let tenant, _),
+            case .reserve(let tenant, _), .charge(let tenant, _), .commit(let tenant, _, _, _), .release(let tenant, _),
                 .refund(let tenant, _, _):
                 return .metering(tenant)
             default:
@@ -72,6 +72,7 @@ public enum LedgerCall: Hashable, Sendable {
         guard let call = request.call else { throw LedgerError(.invalidArgument, "the request names no call") }
         switch call {
         case .reserve(let message): self = try Self.reserve(message)
+        case .charge(let message): self = try Self.charge(message)
         case .commit(let message):
             self = .command(
                 .commit(
@@ -164,6 +165,18 @@ public enum LedgerCall: Hashable, Sendable {
             hold: try identifier(message.holdID, "hold_id"), member: try optionalMember(message.member), amount: amount,
             ttl: ttl)
         return .command(.reserve(try tenantID(message.tenant), request), try requestID(message.requestID))
+    }
+
+    private static func charge(_ message: Tokenledger_V1_ChargeRequest) throws(LedgerError) -> LedgerCall {
+        let amount: ReserveRequest.Amount
+        switch message.amount {
+        case .tokens(let tokens)?: amount = .tokens(tokens)
+        case .items(let items)?: amount = .items(try pricedItems(items.items))
+        case nil: throw LedgerError(.invalidArgument, "amount: give tokens or items")
+        }
+        let request = ReserveRequest(
+            hold: try identifier(message.holdID, "hold_id"), member: try optionalMember(message.member), amount: amount, ttl: nil)
+        return .command(.charge(try tenantID(message.tenant), request), try requestID(message.requestID))
     }
 
     private static func configureTenant(_ message: Tokenledger_V1_ConfigureTenantRequest) throws(LedgerError)
@@ -324,6 +337,7 @@ extension LedgerCall {
             case .refundPurchase: return "refund_purchase"
             case .voidGrant: return "void_grant"
             case .reserve: return "reserve"
+            case .charge: return "charge"
             case .commit: return "commit"
             case .release: return "release"
             case .refund: return "refund"
@@ -350,6 +364,7 @@ extension WireRequest {
     public var rpcName: String {
         switch call {
         case .reserve?: return "reserve"
+        case .charge?: return "charge"
         case .commit?: return "commit"
         case .release?: return "release"
         case .refund?: return "refund"

@@ -138,6 +138,18 @@ extension WireRequest {
                 })
         case .installCatalog(let catalog):
             return .installCatalog(.with { $0.json = catalog.json })
+        case .charge(let tenant, let request):
+            return .charge(
+                .with {
+                    $0.requestID = requestID
+                    $0.tenant = tenant.rawValue
+                    $0.holdID = request.hold.rawValue
+                    $0.member = request.member?.rawValue ?? ""
+                    switch request.amount {
+                    case .tokens(let tokens): $0.tokens = tokens
+                    case .items(let items): $0.items = .with { $0.items = items.map(Tokenledger_V1_PricedItem.init) }
+                    }
+                })
         case .tick:
             preconditionFailure("a tick is the server's own maintenance and has no request")
         }

@@ -55,6 +55,12 @@ extension WireResponse {
                 })
         case .reserved(let hold):
             return .reserve(.with { $0.hold = Tokenledger_V1_Hold(hold) })
+        case .charged(let hold, let charged):
+            return .charge(
+                .with {
+                    $0.hold = Tokenledger_V1_Hold(hold)
+                    $0.charged = charged
+                })
         case .committed(let hold, let captured, let released):
             return .commit(
                 .with {

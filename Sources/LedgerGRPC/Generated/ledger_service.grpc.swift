@@ -115,6 +115,19 @@ public enum Tokenledger_V1_Ledger: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "Charge" metadata.
+        public enum Charge: Sendable {
+            /// Request type for "Charge".
+            public typealias Input = LedgerWire.Tokenledger_V1_ChargeRequest
+            /// Response type for "Charge".
+            public typealias Output = LedgerWire.Tokenledger_V1_ChargeResult
+            /// Descriptor for "Charge".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "tokenledger.v1.Ledger"),
+                method: "Charge",
+                type: .unary
+            )
+        }
         /// Namespace for "CreateTenant" metadata.
         public enum CreateTenant: Sendable {
             /// Request type for "CreateTenant".
@@ -318,6 +331,7 @@ public enum Tokenledger_V1_Ledger: Sendable {
             Refund.descriptor,
             Estimate.descriptor,
             Balance.descriptor,
+            Charge.descriptor,
             CreateTenant.descriptor,
             ConfigureTenant.descriptor,
             SetMember.descriptor,
@@ -446,6 +460,20 @@ extension Tokenledger_V1_Ledger {
             request: GRPCCore.StreamingServerRequest<LedgerWire.Tokenledger_V1_BalanceRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<LedgerWire.Tokenledger_V1_BalanceResult>
+
+        /// Handle the "Charge" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `LedgerWire.Tokenledger_V1_ChargeRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `LedgerWire.Tokenledger_V1_ChargeResult` messages.
+        func charge(
+            request: GRPCCore.StreamingServerRequest<LedgerWire.Tokenledger_V1_ChargeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<LedgerWire.Tokenledger_V1_ChargeResult>
 
         /// Handle the "CreateTenant" method.
         ///
@@ -766,6 +794,20 @@ extension Tokenledger_V1_Ledger {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_BalanceResult>
 
+        /// Handle the "Charge" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_ChargeRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `LedgerWire.Tokenledger_V1_ChargeResult` message.
+        func charge(
+            request: GRPCCore.ServerRequest<LedgerWire.Tokenledger_V1_ChargeRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_ChargeResult>
+
         /// Handle the "CreateTenant" method.
         ///
         /// > Source IDL Documentation:
@@ -1083,6 +1125,20 @@ extension Tokenledger_V1_Ledger {
             context: GRPCCore.ServerContext
         ) async throws -> LedgerWire.Tokenledger_V1_BalanceResult
 
+        /// Handle the "Charge" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `LedgerWire.Tokenledger_V1_ChargeRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `LedgerWire.Tokenledger_V1_ChargeResult` to respond with.
+        func charge(
+            request: LedgerWire.Tokenledger_V1_ChargeRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> LedgerWire.Tokenledger_V1_ChargeResult
+
         /// Handle the "CreateTenant" method.
         ///
         /// > Source IDL Documentation:
@@ -1379,6 +1435,17 @@ extension Tokenledger_V1_Ledger.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Tokenledger_V1_Ledger.Method.Charge.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<LedgerWire.Tokenledger_V1_ChargeRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<LedgerWire.Tokenledger_V1_ChargeResult>(),
+            handler: { request, context in
+                try await self.charge(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Tokenledger_V1_Ledger.Method.CreateTenant.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<LedgerWire.Tokenledger_V1_CreateTenantRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<LedgerWire.Tokenledger_V1_CreateTenantResult>(),
@@ -1609,6 +1676,17 @@ extension Tokenledger_V1_Ledger.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<LedgerWire.Tokenledger_V1_BalanceResult> {
         let response = try await self.balance(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func charge(
+        request: GRPCCore.StreamingServerRequest<LedgerWire.Tokenledger_V1_ChargeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<LedgerWire.Tokenledger_V1_ChargeResult> {
+        let response = try await self.charge(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1855,6 +1933,19 @@ extension Tokenledger_V1_Ledger.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_BalanceResult> {
         return GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_BalanceResult>(
             message: try await self.balance(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func charge(
+        request: GRPCCore.ServerRequest<LedgerWire.Tokenledger_V1_ChargeRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_ChargeResult> {
+        return GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_ChargeResult>(
+            message: try await self.charge(
                 request: request.message,
                 context: context
             ),
@@ -2187,6 +2278,25 @@ extension Tokenledger_V1_Ledger {
             deserializer: some GRPCCore.MessageDeserializer<LedgerWire.Tokenledger_V1_BalanceResult>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_BalanceResult>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "Charge" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_ChargeRequest` message.
+        ///   - serializer: A serializer for `LedgerWire.Tokenledger_V1_ChargeRequest` messages.
+        ///   - deserializer: A deserializer for `LedgerWire.Tokenledger_V1_ChargeResult` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func charge<Result>(
+            request: GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_ChargeRequest>,
+            serializer: some GRPCCore.MessageSerializer<LedgerWire.Tokenledger_V1_ChargeRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<LedgerWire.Tokenledger_V1_ChargeResult>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_ChargeResult>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "CreateTenant" method.
@@ -2680,6 +2790,36 @@ extension Tokenledger_V1_Ledger {
             try await self.client.unary(
                 request: request,
                 descriptor: Tokenledger_V1_Ledger.Method.Balance.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "Charge" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_ChargeRequest` message.
+        ///   - serializer: A serializer for `LedgerWire.Tokenledger_V1_ChargeRequest` messages.
+        ///   - deserializer: A deserializer for `LedgerWire.Tokenledger_V1_ChargeResult` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func charge<Result>(
+            request: GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_ChargeRequest>,
+            serializer: some GRPCCore.MessageSerializer<LedgerWire.Tokenledger_V1_ChargeRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<LedgerWire.Tokenledger_V1_ChargeResult>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_ChargeResult>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Tokenledger_V1_Ledger.Method.Charge.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -3306,6 +3446,31 @@ extension Tokenledger_V1_Ledger.ClientProtocol {
         )
     }
 
+    /// Call the "Charge" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_ChargeRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func charge<Result>(
+        request: GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_ChargeRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_ChargeResult>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.charge(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<LedgerWire.Tokenledger_V1_ChargeRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<LedgerWire.Tokenledger_V1_ChargeResult>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "CreateTenant" method.
     ///
     /// > Source IDL Documentation:
@@ -3867,6 +4032,35 @@ extension Tokenledger_V1_Ledger.ClientProtocol {
             metadata: metadata
         )
         return try await self.balance(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "Charge" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func charge<Result>(
+        _ message: LedgerWire.Tokenledger_V1_ChargeRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_ChargeResult>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_ChargeRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.charge(
             request: request,
             options: options,
             onResponse: handleResponse

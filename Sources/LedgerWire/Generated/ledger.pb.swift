@@ -714,6 +714,15 @@ public nonisolated struct Tokenledger_V1_Request: Sendable {
     set {call = .adminBackup(newValue)}
   }
 
+  /// Metering: spend in one call.
+  public var charge: Tokenledger_V1_ChargeRequest {
+    get {
+      if case .charge(let v)? = call {return v}
+      return Tokenledger_V1_ChargeRequest()
+    }
+    set {call = .charge(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Call: Equatable, Sendable {
@@ -744,6 +753,8 @@ public nonisolated struct Tokenledger_V1_Request: Sendable {
     case unwatch(Tokenledger_V1_UnwatchRequest)
     /// Operations (admin principals only).
     case adminBackup(Tokenledger_V1_AdminBackupRequest)
+    /// Metering: spend in one call.
+    case charge(Tokenledger_V1_ChargeRequest)
 
   }
 
@@ -966,6 +977,14 @@ public nonisolated struct Tokenledger_V1_Response: @unchecked Sendable {
     set {_uniqueStorage()._result = .adminBackup(newValue)}
   }
 
+  public var charge: Tokenledger_V1_ChargeResult {
+    get {
+      if case .charge(let v)? = _storage._result {return v}
+      return Tokenledger_V1_ChargeResult()
+    }
+    set {_uniqueStorage()._result = .charge(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Result: Equatable, Sendable {
@@ -992,6 +1011,7 @@ public nonisolated struct Tokenledger_V1_Response: @unchecked Sendable {
     case watch(Tokenledger_V1_WatchUpdate)
     case unwatch(Tokenledger_V1_UnwatchResult)
     case adminBackup(Tokenledger_V1_AdminBackupResult)
+    case charge(Tokenledger_V1_ChargeResult)
 
   }
 
@@ -1563,6 +1583,76 @@ public nonisolated struct Tokenledger_V1_ReserveResult: Sendable {
   public var hasHold: Bool {self._hold != nil}
   /// Clears the value of `hold`. Subsequent reads from it will return its default value.
   public mutating func clearHold() {self._hold = nil}
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _hold: Tokenledger_V1_Hold? = nil
+}
+
+/// Spend a known amount, or the catalog price of items, in one call: the checks of a reserve
+/// (budget, plan limit, balance) and the burn-down of a final commit, with no hold left open. The
+/// charge is refundable later by its hold_id, like a committed hold.
+public nonisolated struct Tokenledger_V1_ChargeRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var requestID: String = String()
+
+  public var tenant: String = String()
+
+  /// Names the charge, for refunds; unique among the tenant's holds and charges.
+  public var holdID: String = String()
+
+  public var member: String = String()
+
+  public var amount: Tokenledger_V1_ChargeRequest.OneOf_Amount? = nil
+
+  public var tokens: UInt64 {
+    get {
+      if case .tokens(let v)? = amount {return v}
+      return 0
+    }
+    set {amount = .tokens(newValue)}
+  }
+
+  public var items: Tokenledger_V1_PricedItems {
+    get {
+      if case .items(let v)? = amount {return v}
+      return Tokenledger_V1_PricedItems()
+    }
+    set {amount = .items(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Amount: Equatable, Sendable {
+    case tokens(UInt64)
+    case items(Tokenledger_V1_PricedItems)
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct Tokenledger_V1_ChargeResult: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// The charge as a committed hold (amount = captured = charged).
+  public var hold: Tokenledger_V1_Hold {
+    get {_hold ?? Tokenledger_V1_Hold()}
+    set {_hold = newValue}
+  }
+  /// Returns true if `hold` has been explicitly set.
+  public var hasHold: Bool {self._hold != nil}
+  /// Clears the value of `hold`. Subsequent reads from it will return its default value.
+  public mutating func clearHold() {self._hold = nil}
+
+  public var charged: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -3157,7 +3247,7 @@ nonisolated extension Tokenledger_V1_Role: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Request"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{3}trace_parent\0\u{2}\u{8}reserve\0\u{1}commit\0\u{1}release\0\u{1}refund\0\u{1}estimate\0\u{1}balance\0\u{4}\u{5}create_tenant\0\u{3}configure_tenant\0\u{3}set_member\0\u{1}grant\0\u{1}purchase\0\u{3}void_grant\0\u{3}refund_purchase\0\u{1}history\0\u{1}catalog\0\u{3}install_catalog\0\u{1}health\0\u{3}admin_snapshot\0\u{3}admin_audit\0\u{1}watch\0\u{1}unwatch\0\u{3}admin_backup\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{3}trace_parent\0\u{2}\u{8}reserve\0\u{1}commit\0\u{1}release\0\u{1}refund\0\u{1}estimate\0\u{1}balance\0\u{4}\u{5}create_tenant\0\u{3}configure_tenant\0\u{3}set_member\0\u{1}grant\0\u{1}purchase\0\u{3}void_grant\0\u{3}refund_purchase\0\u{1}history\0\u{1}catalog\0\u{3}install_catalog\0\u{1}health\0\u{3}admin_snapshot\0\u{3}admin_audit\0\u{1}watch\0\u{1}unwatch\0\u{3}admin_backup\0\u{1}charge\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3453,6 +3543,19 @@ nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtob
           self.call = .adminBackup(v)
         }
       }()
+      case 36: try {
+        var v: Tokenledger_V1_ChargeRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .charge(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .charge(v)
+        }
+      }()
       default: break
       }
     }
@@ -3558,6 +3661,10 @@ nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtob
       guard case .adminBackup(let v)? = self.call else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 35)
     }()
+    case .charge?: try {
+      guard case .charge(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 36)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -3574,7 +3681,7 @@ nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Tokenledger_V1_Response: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Response"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{1}replayed\0\u{1}error\0\u{1}lsn\0\u{2}\u{6}reserve\0\u{1}commit\0\u{1}release\0\u{1}refund\0\u{1}estimate\0\u{1}balance\0\u{4}\u{5}create_tenant\0\u{3}configure_tenant\0\u{3}set_member\0\u{1}grant\0\u{1}purchase\0\u{3}void_grant\0\u{3}refund_purchase\0\u{1}history\0\u{1}catalog\0\u{3}install_catalog\0\u{1}health\0\u{3}admin_snapshot\0\u{3}admin_audit\0\u{1}watch\0\u{1}unwatch\0\u{3}admin_backup\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{1}replayed\0\u{1}error\0\u{1}lsn\0\u{2}\u{6}reserve\0\u{1}commit\0\u{1}release\0\u{1}refund\0\u{1}estimate\0\u{1}balance\0\u{4}\u{5}create_tenant\0\u{3}configure_tenant\0\u{3}set_member\0\u{1}grant\0\u{1}purchase\0\u{3}void_grant\0\u{3}refund_purchase\0\u{1}history\0\u{1}catalog\0\u{3}install_catalog\0\u{1}health\0\u{3}admin_snapshot\0\u{3}admin_audit\0\u{1}watch\0\u{1}unwatch\0\u{3}admin_backup\0\u{1}charge\0")
 
   fileprivate class _StorageClass {
     var _callID: UInt64 = 0
@@ -3915,6 +4022,19 @@ nonisolated extension Tokenledger_V1_Response: SwiftProtobuf.Message, SwiftProto
             _storage._result = .adminBackup(v)
           }
         }()
+        case 36: try {
+          var v: Tokenledger_V1_ChargeResult?
+          var hadOneofValue = false
+          if let current = _storage._result {
+            hadOneofValue = true
+            if case .charge(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._result = .charge(v)
+          }
+        }()
         default: break
         }
       }
@@ -4027,6 +4147,10 @@ nonisolated extension Tokenledger_V1_Response: SwiftProtobuf.Message, SwiftProto
       case .adminBackup?: try {
         guard case .adminBackup(let v)? = _storage._result else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 35)
+      }()
+      case .charge?: try {
+        guard case .charge(let v)? = _storage._result else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 36)
       }()
       default: break
       }
@@ -5141,6 +5265,127 @@ nonisolated extension Tokenledger_V1_ReserveResult: SwiftProtobuf.Message, Swift
 
   public static func ==(lhs: Tokenledger_V1_ReserveResult, rhs: Tokenledger_V1_ReserveResult) -> Bool {
     if lhs._hold != rhs._hold {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_ChargeRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ChargeRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}tenant\0\u{3}hold_id\0\u{1}member\0\u{1}tokens\0\u{1}items\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.requestID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.tenant) }()
+      case 3: try { try decoder.decodeSingularStringField(value: &self.holdID) }()
+      case 4: try { try decoder.decodeSingularStringField(value: &self.member) }()
+      case 5: try {
+        var v: UInt64?
+        try decoder.decodeSingularUInt64Field(value: &v)
+        if let v = v {
+          if self.amount != nil {try decoder.handleConflictingOneOf()}
+          self.amount = .tokens(v)
+        }
+      }()
+      case 6: try {
+        var v: Tokenledger_V1_PricedItems?
+        var hadOneofValue = false
+        if let current = self.amount {
+          hadOneofValue = true
+          if case .items(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.amount = .items(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    if !self.requestID.isEmpty {
+      try visitor.visitSingularStringField(value: self.requestID, fieldNumber: 1)
+    }
+    if !self.tenant.isEmpty {
+      try visitor.visitSingularStringField(value: self.tenant, fieldNumber: 2)
+    }
+    if !self.holdID.isEmpty {
+      try visitor.visitSingularStringField(value: self.holdID, fieldNumber: 3)
+    }
+    if !self.member.isEmpty {
+      try visitor.visitSingularStringField(value: self.member, fieldNumber: 4)
+    }
+    switch self.amount {
+    case .tokens?: try {
+      guard case .tokens(let v)? = self.amount else { preconditionFailure() }
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 5)
+    }()
+    case .items?: try {
+      guard case .items(let v)? = self.amount else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_ChargeRequest, rhs: Tokenledger_V1_ChargeRequest) -> Bool {
+    if lhs.requestID != rhs.requestID {return false}
+    if lhs.tenant != rhs.tenant {return false}
+    if lhs.holdID != rhs.holdID {return false}
+    if lhs.member != rhs.member {return false}
+    if lhs.amount != rhs.amount {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_ChargeResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ChargeResult"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}hold\0\u{1}charged\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._hold) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.charged) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._hold {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.charged != 0 {
+      try visitor.visitSingularUInt64Field(value: self.charged, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_ChargeResult, rhs: Tokenledger_V1_ChargeResult) -> Bool {
+    if lhs._hold != rhs._hold {return false}
+    if lhs.charged != rhs.charged {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -952,6 +952,96 @@ void   tokenledger__v1__reserve_result__free_unpacked
   assert(message->base.descriptor == &tokenledger__v1__reserve_result__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   tokenledger__v1__charge_request__init
+                     (Tokenledger__V1__ChargeRequest         *message)
+{
+  static const Tokenledger__V1__ChargeRequest init_value = TOKENLEDGER__V1__CHARGE_REQUEST__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__charge_request__get_packed_size
+                     (const Tokenledger__V1__ChargeRequest *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__charge_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__charge_request__pack
+                     (const Tokenledger__V1__ChargeRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__charge_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__charge_request__pack_to_buffer
+                     (const Tokenledger__V1__ChargeRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__charge_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__ChargeRequest *
+       tokenledger__v1__charge_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__ChargeRequest *)
+     protobuf_c_message_unpack (&tokenledger__v1__charge_request__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__charge_request__free_unpacked
+                     (Tokenledger__V1__ChargeRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__charge_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__charge_result__init
+                     (Tokenledger__V1__ChargeResult         *message)
+{
+  static const Tokenledger__V1__ChargeResult init_value = TOKENLEDGER__V1__CHARGE_RESULT__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__charge_result__get_packed_size
+                     (const Tokenledger__V1__ChargeResult *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__charge_result__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__charge_result__pack
+                     (const Tokenledger__V1__ChargeResult *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__charge_result__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__charge_result__pack_to_buffer
+                     (const Tokenledger__V1__ChargeResult *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__charge_result__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__ChargeResult *
+       tokenledger__v1__charge_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__ChargeResult *)
+     protobuf_c_message_unpack (&tokenledger__v1__charge_result__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__charge_result__free_unpacked
+                     (Tokenledger__V1__ChargeResult *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__charge_result__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   tokenledger__v1__commit_request__init
                      (Tokenledger__V1__CommitRequest         *message)
 {
@@ -3607,7 +3697,7 @@ void   tokenledger__v1__budget_reset_event__free_unpacked
   assert(message->base.descriptor == &tokenledger__v1__budget_reset_event__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor tokenledger__v1__request__field_descriptors[24] =
+static const ProtobufCFieldDescriptor tokenledger__v1__request__field_descriptors[25] =
 {
   {
     "call_id",
@@ -3897,6 +3987,18 @@ static const ProtobufCFieldDescriptor tokenledger__v1__request__field_descriptor
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "charge",
+    36,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Request, call_case),
+    offsetof(Tokenledger__V1__Request, charge),
+    &tokenledger__v1__charge_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__request__field_indices_by_name[] = {
   20,   /* field[20] = admin_audit */
@@ -3905,6 +4007,7 @@ static const unsigned tokenledger__v1__request__field_indices_by_name[] = {
   7,   /* field[7] = balance */
   0,   /* field[0] = call_id */
   16,   /* field[16] = catalog */
+  24,   /* field[24] = charge */
   3,   /* field[3] = commit */
   9,   /* field[9] = configure_tenant */
   8,   /* field[8] = create_tenant */
@@ -3929,7 +4032,7 @@ static const ProtobufCIntRange tokenledger__v1__request__number_ranges[3 + 1] =
   { 1, 0 },
   { 10, 2 },
   { 20, 8 },
-  { 0, 24 }
+  { 0, 25 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__request__descriptor =
 {
@@ -3939,14 +4042,14 @@ const ProtobufCMessageDescriptor tokenledger__v1__request__descriptor =
   "Tokenledger__V1__Request",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__Request),
-  24,
+  25,
   tokenledger__v1__request__field_descriptors,
   tokenledger__v1__request__field_indices_by_name,
   3,  tokenledger__v1__request__number_ranges,
   (ProtobufCMessageInit) tokenledger__v1__request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tokenledger__v1__response__field_descriptors[26] =
+static const ProtobufCFieldDescriptor tokenledger__v1__response__field_descriptors[27] =
 {
   {
     "call_id",
@@ -4260,6 +4363,18 @@ static const ProtobufCFieldDescriptor tokenledger__v1__response__field_descripto
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "charge",
+    36,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Response, result_case),
+    offsetof(Tokenledger__V1__Response, charge),
+    &tokenledger__v1__charge_result__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__response__field_indices_by_name[] = {
   22,   /* field[22] = admin_audit */
@@ -4268,6 +4383,7 @@ static const unsigned tokenledger__v1__response__field_indices_by_name[] = {
   9,   /* field[9] = balance */
   0,   /* field[0] = call_id */
   18,   /* field[18] = catalog */
+  26,   /* field[26] = charge */
   5,   /* field[5] = commit */
   11,   /* field[11] = configure_tenant */
   10,   /* field[10] = create_tenant */
@@ -4294,7 +4410,7 @@ static const ProtobufCIntRange tokenledger__v1__response__number_ranges[3 + 1] =
   { 1, 0 },
   { 10, 4 },
   { 20, 10 },
-  { 0, 26 }
+  { 0, 27 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__response__descriptor =
 {
@@ -4304,7 +4420,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__response__descriptor =
   "Tokenledger__V1__Response",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__Response),
-  26,
+  27,
   tokenledger__v1__response__field_descriptors,
   tokenledger__v1__response__field_indices_by_name,
   3,  tokenledger__v1__response__number_ranges,
@@ -5902,6 +6018,160 @@ const ProtobufCMessageDescriptor tokenledger__v1__reserve_result__descriptor =
   tokenledger__v1__reserve_result__field_indices_by_name,
   1,  tokenledger__v1__reserve_result__number_ranges,
   (ProtobufCMessageInit) tokenledger__v1__reserve_result__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__charge_request__field_descriptors[6] =
+{
+  {
+    "request_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ChargeRequest, request_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tenant",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ChargeRequest, tenant),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "hold_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ChargeRequest, hold_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "member",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ChargeRequest, member),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tokens",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Tokenledger__V1__ChargeRequest, amount_case),
+    offsetof(Tokenledger__V1__ChargeRequest, tokens),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "items",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__ChargeRequest, amount_case),
+    offsetof(Tokenledger__V1__ChargeRequest, items),
+    &tokenledger__v1__priced_items__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__charge_request__field_indices_by_name[] = {
+  2,   /* field[2] = hold_id */
+  5,   /* field[5] = items */
+  3,   /* field[3] = member */
+  0,   /* field[0] = request_id */
+  1,   /* field[1] = tenant */
+  4,   /* field[4] = tokens */
+};
+static const ProtobufCIntRange tokenledger__v1__charge_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 6 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__charge_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.ChargeRequest",
+  "ChargeRequest",
+  "Tokenledger__V1__ChargeRequest",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__ChargeRequest),
+  6,
+  tokenledger__v1__charge_request__field_descriptors,
+  tokenledger__v1__charge_request__field_indices_by_name,
+  1,  tokenledger__v1__charge_request__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__charge_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__charge_result__field_descriptors[2] =
+{
+  {
+    "hold",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ChargeResult, hold),
+    &tokenledger__v1__hold__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "charged",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ChargeResult, charged),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__charge_result__field_indices_by_name[] = {
+  1,   /* field[1] = charged */
+  0,   /* field[0] = hold */
+};
+static const ProtobufCIntRange tokenledger__v1__charge_result__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__charge_result__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.ChargeResult",
+  "ChargeResult",
+  "Tokenledger__V1__ChargeResult",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__ChargeResult),
+  2,
+  tokenledger__v1__charge_result__field_descriptors,
+  tokenledger__v1__charge_result__field_indices_by_name,
+  1,  tokenledger__v1__charge_result__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__charge_result__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor tokenledger__v1__commit_request__field_descriptors[5] =

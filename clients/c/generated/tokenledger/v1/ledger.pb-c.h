@@ -36,6 +36,8 @@ typedef struct Tokenledger__V1__Hold Tokenledger__V1__Hold;
 typedef struct Tokenledger__V1__Member Tokenledger__V1__Member;
 typedef struct Tokenledger__V1__ReserveRequest Tokenledger__V1__ReserveRequest;
 typedef struct Tokenledger__V1__ReserveResult Tokenledger__V1__ReserveResult;
+typedef struct Tokenledger__V1__ChargeRequest Tokenledger__V1__ChargeRequest;
+typedef struct Tokenledger__V1__ChargeResult Tokenledger__V1__ChargeResult;
 typedef struct Tokenledger__V1__CommitRequest Tokenledger__V1__CommitRequest;
 typedef struct Tokenledger__V1__CommitResult Tokenledger__V1__CommitResult;
 typedef struct Tokenledger__V1__ReleaseRequest Tokenledger__V1__ReleaseRequest;
@@ -218,7 +220,8 @@ typedef enum {
   TOKENLEDGER__V1__REQUEST__CALL_ADMIN_AUDIT = 32,
   TOKENLEDGER__V1__REQUEST__CALL_WATCH = 33,
   TOKENLEDGER__V1__REQUEST__CALL_UNWATCH = 34,
-  TOKENLEDGER__V1__REQUEST__CALL_ADMIN_BACKUP = 35
+  TOKENLEDGER__V1__REQUEST__CALL_ADMIN_BACKUP = 35,
+  TOKENLEDGER__V1__REQUEST__CALL_CHARGE = 36
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__REQUEST__CALL__CASE)
 } Tokenledger__V1__Request__CallCase;
 
@@ -276,6 +279,10 @@ struct  Tokenledger__V1__Request
      * Operations (admin principals only).
      */
     Tokenledger__V1__AdminBackupRequest *admin_backup;
+    /*
+     * Metering: spend in one call.
+     */
+    Tokenledger__V1__ChargeRequest *charge;
   };
 };
 #define TOKENLEDGER__V1__REQUEST__INIT \
@@ -307,7 +314,8 @@ typedef enum {
   TOKENLEDGER__V1__RESPONSE__RESULT_ADMIN_AUDIT = 32,
   TOKENLEDGER__V1__RESPONSE__RESULT_WATCH = 33,
   TOKENLEDGER__V1__RESPONSE__RESULT_UNWATCH = 34,
-  TOKENLEDGER__V1__RESPONSE__RESULT_ADMIN_BACKUP = 35
+  TOKENLEDGER__V1__RESPONSE__RESULT_ADMIN_BACKUP = 35,
+  TOKENLEDGER__V1__RESPONSE__RESULT_CHARGE = 36
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__RESPONSE__RESULT__CASE)
 } Tokenledger__V1__Response__ResultCase;
 
@@ -353,6 +361,7 @@ struct  Tokenledger__V1__Response
     Tokenledger__V1__WatchUpdate *watch;
     Tokenledger__V1__UnwatchResult *unwatch;
     Tokenledger__V1__AdminBackupResult *admin_backup;
+    Tokenledger__V1__ChargeResult *charge;
   };
 };
 #define TOKENLEDGER__V1__RESPONSE__INIT \
@@ -724,6 +733,53 @@ struct  Tokenledger__V1__ReserveResult
 #define TOKENLEDGER__V1__RESERVE_RESULT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__reserve_result__descriptor) \
     , NULL }
+
+
+typedef enum {
+  TOKENLEDGER__V1__CHARGE_REQUEST__AMOUNT__NOT_SET = 0,
+  TOKENLEDGER__V1__CHARGE_REQUEST__AMOUNT_TOKENS = 5,
+  TOKENLEDGER__V1__CHARGE_REQUEST__AMOUNT_ITEMS = 6
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__CHARGE_REQUEST__AMOUNT__CASE)
+} Tokenledger__V1__ChargeRequest__AmountCase;
+
+/*
+ * Spend a known amount, or the catalog price of items, in one call: the checks of a reserve
+ * (budget, plan limit, balance) and the burn-down of a final commit, with no hold left open. The
+ * charge is refundable later by its hold_id, like a committed hold.
+ */
+struct  Tokenledger__V1__ChargeRequest
+{
+  ProtobufCMessage base;
+  char *request_id;
+  char *tenant;
+  /*
+   * Names the charge, for refunds; unique among the tenant's holds and charges.
+   */
+  char *hold_id;
+  char *member;
+  Tokenledger__V1__ChargeRequest__AmountCase amount_case;
+  union {
+    uint64_t tokens;
+    Tokenledger__V1__PricedItems *items;
+  };
+};
+#define TOKENLEDGER__V1__CHARGE_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__charge_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, TOKENLEDGER__V1__CHARGE_REQUEST__AMOUNT__NOT_SET, {0} }
+
+
+struct  Tokenledger__V1__ChargeResult
+{
+  ProtobufCMessage base;
+  /*
+   * The charge as a committed hold (amount = captured = charged).
+   */
+  Tokenledger__V1__Hold *hold;
+  uint64_t charged;
+};
+#define TOKENLEDGER__V1__CHARGE_RESULT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__charge_result__descriptor) \
+    , NULL, 0 }
 
 
 struct  Tokenledger__V1__CommitRequest
@@ -2167,6 +2223,44 @@ Tokenledger__V1__ReserveResult *
 void   tokenledger__v1__reserve_result__free_unpacked
                      (Tokenledger__V1__ReserveResult *message,
                       ProtobufCAllocator *allocator);
+/* Tokenledger__V1__ChargeRequest methods */
+void   tokenledger__v1__charge_request__init
+                     (Tokenledger__V1__ChargeRequest         *message);
+size_t tokenledger__v1__charge_request__get_packed_size
+                     (const Tokenledger__V1__ChargeRequest   *message);
+size_t tokenledger__v1__charge_request__pack
+                     (const Tokenledger__V1__ChargeRequest   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__charge_request__pack_to_buffer
+                     (const Tokenledger__V1__ChargeRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__ChargeRequest *
+       tokenledger__v1__charge_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__charge_request__free_unpacked
+                     (Tokenledger__V1__ChargeRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__ChargeResult methods */
+void   tokenledger__v1__charge_result__init
+                     (Tokenledger__V1__ChargeResult         *message);
+size_t tokenledger__v1__charge_result__get_packed_size
+                     (const Tokenledger__V1__ChargeResult   *message);
+size_t tokenledger__v1__charge_result__pack
+                     (const Tokenledger__V1__ChargeResult   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__charge_result__pack_to_buffer
+                     (const Tokenledger__V1__ChargeResult   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__ChargeResult *
+       tokenledger__v1__charge_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__charge_result__free_unpacked
+                     (Tokenledger__V1__ChargeResult *message,
+                      ProtobufCAllocator *allocator);
 /* Tokenledger__V1__CommitRequest methods */
 void   tokenledger__v1__commit_request__init
                      (Tokenledger__V1__CommitRequest         *message);
@@ -3353,6 +3447,12 @@ typedef void (*Tokenledger__V1__ReserveRequest_Closure)
 typedef void (*Tokenledger__V1__ReserveResult_Closure)
                  (const Tokenledger__V1__ReserveResult *message,
                   void *closure_data);
+typedef void (*Tokenledger__V1__ChargeRequest_Closure)
+                 (const Tokenledger__V1__ChargeRequest *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__ChargeResult_Closure)
+                 (const Tokenledger__V1__ChargeResult *message,
+                  void *closure_data);
 typedef void (*Tokenledger__V1__CommitRequest_Closure)
                  (const Tokenledger__V1__CommitRequest *message,
                   void *closure_data);
@@ -3565,6 +3665,8 @@ extern const ProtobufCMessageDescriptor tokenledger__v1__hold__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__member__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__reserve_request__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__reserve_result__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__charge_request__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__charge_result__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__commit_request__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__commit_result__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__release_request__descriptor;
