@@ -45,6 +45,29 @@ extension LedgerClient {
         }.0
     }
 
+    /// Spends `tokens` at once under id `hold` (budget, plan and balance checked as for a reserve,
+    /// no hold left open); refundable later by that id.
+    public func charge(
+        tenant: TenantID, hold: HoldID, tokens: Tokens, member: MemberID? = nil, requestID: RequestID = newRequestID()
+    ) async throws(LedgerClientError) -> Tokenledger_V1_ChargeResult {
+        try await charge(tenant, ReserveRequest(hold: hold, member: member, amount: .tokens(tokens), ttl: nil), requestID)
+    }
+
+    /// Spends what the catalog prices `items` at, at once.
+    public func charge(
+        tenant: TenantID, hold: HoldID, items: [PricedItem], member: MemberID? = nil, requestID: RequestID = newRequestID()
+    ) async throws(LedgerClientError) -> Tokenledger_V1_ChargeResult {
+        try await charge(tenant, ReserveRequest(hold: hold, member: member, amount: .items(items), ttl: nil), requestID)
+    }
+
+    private func charge(_ tenant: TenantID, _ request: ReserveRequest, _ requestID: RequestID)
+        async throws(LedgerClientError) -> Tokenledger_V1_ChargeResult
+    {
+        try await result(.command(.charge(tenant, request), requestID)) {
+            if case .charge(let value) = $0 { return value } else { return nil }
+        }.0
+    }
+
     /// Captures `amount` of the hold; a final commit (the default) releases the rest.
     public func commit(
         tenant: TenantID, hold: HoldID, amount: Tokens, final: Bool = true, requestID: RequestID = newRequestID()

@@ -67,6 +67,7 @@ struct CannedReplies: Sendable {
         add(11) { $0.commit = .with { $0.hold = committed; $0.captured = 8; $0.released = 2 } }
         add(12) { $0.release = .with { $0.hold = committed; $0.released = 10 } }
         add(13) { $0.refund = .with { $0.hold = committed; $0.refunded = 1 } }
+        add(36) { $0.charge = .with { $0.hold = committed; $0.charged = 8 } }
         add(14) { $0.estimate = .with { $0.total = 40; $0.affordable = true; $0.catalogVersion = "echo" } }
         add(15) { $0.balance = .with { $0.tenant = "echo"; $0.available = 1000; $0.granted = 1000 } }
         add(30) { $0.health = .with { $0.status = "serving"; $0.serverVersion = "echo" } }

@@ -70,7 +70,7 @@ struct Run: AsyncParsableCommand {
     @Option(name: .customLong("zipf-s"), help: "The zipf exponent.") var zipfExponent = 0.99
     @Option(name: .customLong("hot-fraction"), help: "With hot: the share of operations on tenant 0.")
     var hotFraction = 1.0
-    @Option(help: "Operations and weights: pair (reserve+commit), release (reserve+release), refund, estimate, balance.")
+    @Option(help: "Operations and weights: pair (reserve+commit), release (reserve+release), refund, estimate, balance, charge (one call spending what a pair captures).")
     var mix = "pair=1"
     @Option(help: "Tokens each reserve holds (a pair commits four fifths).") var amount: UInt64 = 10
     @Option(name: .customLong("hold-ttl-ms"), help: "Hold TTL in milliseconds (default: the server's, 15 minutes).")

@@ -17,6 +17,8 @@ protocol LoadClient: Sendable {
     /// Returns the tokens captured.
     func commit(tenant: TenantID, hold: HoldID, amount: Tokens, requestID: RequestID) async throws(LedgerClientError) -> Tokens
     func release(tenant: TenantID, hold: HoldID, requestID: RequestID) async throws(LedgerClientError)
+    /// Returns the tokens charged.
+    func charge(tenant: TenantID, hold: HoldID, tokens: Tokens, requestID: RequestID) async throws(LedgerClientError) -> Tokens
     func refund(tenant: TenantID, hold: HoldID, amount: Tokens, requestID: RequestID) async throws(LedgerClientError)
     func estimate(tenant: TenantID, items: [PricedItem]) async throws(LedgerClientError)
     func balance(tenant: TenantID) async throws(LedgerClientError)
@@ -34,6 +36,9 @@ struct FramedLoadClient: LoadClient {
     }
     func release(tenant: TenantID, hold: HoldID, requestID: RequestID) async throws(LedgerClientError) {
         _ = try await client.release(tenant: tenant, hold: hold, requestID: requestID)
+    }
+    func charge(tenant: TenantID, hold: HoldID, tokens: Tokens, requestID: RequestID) async throws(LedgerClientError) -> Tokens {
+        try await client.charge(tenant: tenant, hold: hold, tokens: tokens, requestID: requestID).charged
     }
     func refund(tenant: TenantID, hold: HoldID, amount: Tokens, requestID: RequestID) async throws(LedgerClientError) {
         _ = try await client.refund(tenant: tenant, hold: hold, amount: amount, requestID: requestID)
@@ -96,6 +101,16 @@ struct GRPCLoadClient: LoadClient {
             $0.holdID = hold.rawValue
         }
         _ = try await Self.run { try await ledger.release(request) }
+    }
+
+    func charge(tenant: TenantID, hold: HoldID, tokens: Tokens, requestID: RequestID) async throws(LedgerClientError) -> Tokens {
+        let request = Tokenledger_V1_ChargeRequest.with {
+            $0.requestID = requestID.rawValue
+            $0.tenant = tenant.rawValue
+            $0.holdID = hold.rawValue
+            $0.tokens = tokens
+        }
+        return try await Self.run { try await ledger.charge(request) }.charged
     }
 
     func refund(tenant: TenantID, hold: HoldID, amount: Tokens, requestID: RequestID) async throws(LedgerClientError) {

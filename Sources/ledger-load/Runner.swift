@@ -7,7 +7,7 @@ import Synchronization
 
 /// The calls ledger-load makes, each with its own latency histogram.
 enum CallKind: String, CaseIterable, Sendable {
-    case reserve, commit, release, refund, estimate, balance
+    case reserve, commit, release, refund, estimate, balance, charge
 
     /// Its position in `allCases`: where its histogram is in `LaneStats.histograms`.
     var index: Int {
@@ -18,6 +18,7 @@ enum CallKind: String, CaseIterable, Sendable {
         case .refund: 3
         case .estimate: 4
         case .balance: 5
+        case .charge: 6
         }
     }
 }
@@ -227,6 +228,19 @@ struct Lane<Client: LoadClient> {
             _ = await call(.estimate, from: start) { () async throws(LedgerClientError) in
                 try await client.estimate(tenant: tenant, items: [PricedItem(feature: "transcription", quantity: 5)])
                 return true
+            }
+        case .charge:
+            let hold = HoldID("\(plan.holdPrefix)-\(self.index)-\(iteration)")
+            let used = max(1, plan.amount - plan.amount / 5)
+            do {
+                let charged = try await client.charge(tenant: tenant, hold: hold, tokens: used, requestID: RequestID("g-\(hold)"))
+                finish(.charge, from: start)
+                let current = stats.commits[index] ?? (0, 0)
+                stats.commits[index] = (current.count + 1, current.captured + charged)
+                lastCommitted = (index, hold, charged, 0)
+            } catch {
+                fail(.charge, from: start, error)
+                if case .rejected = error {} else { stats.uncertainCommits[index, default: 0] += 1 }
             }
         case .balance:
             let client = self.client

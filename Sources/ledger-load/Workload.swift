@@ -77,11 +77,13 @@ enum Operation: String, CaseIterable, Sendable {
     case refund
     case estimate
     case balance
+    /// Spend four fifths of the amount in one call (what a pair captures): 1 call.
+    case charge
 
     var calls: Int {
         switch self {
         case .pair, .release: return 2
-        case .refund, .estimate, .balance: return 1
+        case .refund, .estimate, .balance, .charge: return 1
         }
     }
 }

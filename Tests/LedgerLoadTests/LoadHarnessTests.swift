@@ -82,12 +82,12 @@ struct LoadHarnessTests {
             [
                 "--server", "127.0.0.1:\(ledgerd.port)", "--data-dir", data, "--grpc", "--grpc-server", "127.0.0.1:\(grpcPort)",
                 "--connections", "2", "--pipeline", "4", "--tenants", "10", "--operations", "120",
-                "--mix", "pair=4,release=1,refund=1,estimate=1,balance=1",
+                "--mix", "pair=4,release=1,refund=1,estimate=1,balance=1,charge=2",
             ], log: directory.path + "/load.log")
         #expect(status == 0)
         #expect(report["errors_total"] as? Int == 0)
         let byCall = try #require(report["by_call"] as? [String: Any])
-        #expect(Set(byCall.keys) == ["reserve", "commit", "release", "refund", "estimate", "balance"])
+        #expect(Set(byCall.keys) == ["reserve", "commit", "release", "refund", "estimate", "balance", "charge"])
         let check = try #require(report["check"] as? [String: Any])
         #expect(check["ok"] as? Bool == true)
         #expect(try #require(check["commits_confirmed"] as? Int) > 0)

@@ -77,6 +77,14 @@ struct TokenctlTests {
         _ = try ledger.tokenctl("reserve acme 10 --id h2")
         let release = try ledger.tokenctl("release acme h2 --json")
         #expect(release.object["released"] as? Int == 10)
+        let charge = try ledger.tokenctl("charge acme --id c1 --item report.qa=1 --json --request-id charge-c1")
+        #expect(charge.status == 0, "\(charge.stderr)")
+        #expect(charge.object["charged"] as? Int == 40)
+        #expect((charge.object["hold"] as? [String: Any])?["state"] as? String == "committed")
+        #expect(charge.object["request_id"] as? String == "charge-c1")
+        #expect(try ledger.tokenctl("charge acme 5 --id c1").status == 67)
+        #expect(try ledger.tokenctl("charge acme 5 --id c2 --item report.qa=1").status == 64)
+        #expect(try ledger.tokenctl("refund acme c1 40 --json").object["refunded"] as? Int == 40)
 
         let balance = try ledger.tokenctl("balance acme --member ana --json")
         #expect(balance.object["tenant"] as? String == "acme")
@@ -97,7 +105,7 @@ struct TokenctlTests {
         #expect(history.lines.count > 10)
         #expect(history.lines.map { $0["sequence"] as? Int ?? 0 } == Array(1...history.lines.count))
         let captures = history.lines.filter { $0["kind"] as? String == "capture" }
-        #expect(captures.compactMap { $0["amount"] as? Int }.reduce(0, +) == 150)
+        #expect(captures.compactMap { $0["amount"] as? Int }.reduce(0, +) == 150 + 40)
         let planOnly = try ledger.tokenctl("history acme --source plan --json")
         #expect(planOnly.lines.allSatisfy { $0["source"] as? String == "plan" })
 

@@ -41,6 +41,47 @@ struct ReserveCommand: AsyncParsableCommand {
     }
 }
 
+struct ChargeCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "charge",
+        abstract: "Spend at once, with a reserve's checks and no hold left open: an amount, or items priced by the catalog.",
+        discussion: "The id names the charge: `tokenctl refund TENANT ID AMOUNT` gives tokens back later.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The tenant id.") var tenant: String
+    @Argument(help: "Tokens to spend (or give --item).") var amount: String?
+    @Option(name: .long, help: "The charge's id (yours: refund names it).") var id: String
+    @Option(name: .long, help: "Charge a member's budget.") var member: String?
+    @Option(name: .long, help: "FEATURE=QUANTITY, priced by the catalog; repeat for several.") var item: [String] = []
+    @Option(name: .customLong("request-id"), help: "Idempotency key (default: a fresh UUID).") var requestID: String?
+
+    func validate() throws {
+        guard (amount == nil) != item.isEmpty else { throw ValidationError("give an AMOUNT or --item FEATURE=QTY, not both") }
+    }
+
+    func run() async throws {
+        let tenantID: TenantID = try Parse.identifier(tenant, "tenant")
+        let holdID: HoldID = try Parse.identifier(id, "--id")
+        let memberID: MemberID? = try member.map { try Parse.identifier($0, "--member") }
+        let requestID = try Parse.requestID(self.requestID)
+        let tokens = try amount.map { try Parse.amount($0, "AMOUNT") }
+        let items = try item.map(Parse.item)
+        try await global.run { client in
+            let result: Tokenledger_V1_ChargeResult
+            if let tokens {
+                result = try await client.charge(tenant: tenantID, hold: holdID, tokens: tokens, member: memberID, requestID: requestID)
+            } else {
+                result = try await client.charge(tenant: tenantID, hold: holdID, items: items, member: memberID, requestID: requestID)
+            }
+            return Output(
+                human: "charged \(Format.tokens(result.charged)) to \(tenantID)\n" + Format.fields(Render.holdFields(result.hold)),
+                json: .object([
+                    ("tenant", .string(tenantID.rawValue)), ("charged", .unsigned(result.charged)), ("hold", Render.holdJSON(result.hold)),
+                    ("request_id", .string(requestID.rawValue)),
+                ]))
+        }
+    }
+}
+
 struct CommitCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "commit", abstract: "Capture what the work used; a final commit (the default) releases the rest.")

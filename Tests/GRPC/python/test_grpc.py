@@ -70,6 +70,10 @@ def test_every_rpc(ledger, stubs):
     assert stub.Release(pb.ReleaseRequest(request_id="l-1", tenant="acme", hold_id="report-1")).released == 70
     assert stub.Refund(pb.RefundRequest(request_id="f-1", tenant="acme", hold_id="interview-1", amount=80)).refunded == 80
 
+    charged, headers = call(stub.Charge, pb.ChargeRequest(request_id="ch-1", tenant="acme", hold_id="charge-1", tokens=25))
+    assert charged.charged == 25 and charged.hold.state == pb.HOLD_STATE_COMMITTED and int(headers["tokenledger-lsn"]) > 0
+    assert stub.Refund(pb.RefundRequest(request_id="ch-1-refund", tenant="acme", hold_id="charge-1", amount=25)).refunded == 25
+
     balance = stub.Balance(pb.BalanceRequest(tenant="acme", member="ana"))
     assert balance.spent == 280 + 30 - 80 and balance.member_budget.spent == 200
     history = stub.History(pb.HistoryRequest(tenant="acme", limit=1000))

@@ -166,6 +166,9 @@ size_t tl_pending(const tl_client *client);
 /* Metering. */
 tl_code tl_reserve(tl_client *client, const Tokenledger__V1__ReserveRequest *request,
                    Tokenledger__V1__ReserveResult **result, tl_error *error);
+/* Spends at once (a reserve's checks, a final commit's burn-down); refundable later by its hold_id. */
+tl_code tl_charge(tl_client *client, const Tokenledger__V1__ChargeRequest *request,
+                  Tokenledger__V1__ChargeResult **result, tl_error *error);
 tl_code tl_commit(tl_client *client, const Tokenledger__V1__CommitRequest *request,
                   Tokenledger__V1__CommitResult **result, tl_error *error);
 tl_code tl_release(tl_client *client, const Tokenledger__V1__ReleaseRequest *request,

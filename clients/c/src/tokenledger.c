@@ -974,6 +974,8 @@ static tl_code typed_call(tl_client *c, Tokenledger__V1__Request__CallCase call,
 
 TL_TYPED_CALL(reserve, Tokenledger__V1__ReserveRequest, Tokenledger__V1__ReserveResult, RESERVE,
               tokenledger__v1__reserve_request__descriptor)
+TL_TYPED_CALL(charge, Tokenledger__V1__ChargeRequest, Tokenledger__V1__ChargeResult, CHARGE,
+              tokenledger__v1__charge_request__descriptor)
 TL_TYPED_CALL(commit, Tokenledger__V1__CommitRequest, Tokenledger__V1__CommitResult, COMMIT,
               tokenledger__v1__commit_request__descriptor)
 TL_TYPED_CALL(release, Tokenledger__V1__ReleaseRequest, Tokenledger__V1__ReleaseResult, RELEASE,

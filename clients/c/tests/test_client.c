@@ -272,6 +272,27 @@ static void test_every_call(void) {
     CHECK(refunded != NULL && refunded->refunded == 80);
     tl_result_free(refunded);
 
+    /* A charge spends at once and is refunded by its id; its id cannot be used twice. */
+    Tokenledger__V1__ChargeRequest charge = TOKENLEDGER__V1__CHARGE_REQUEST__INIT;
+    charge.request_id = "c-charge-1";
+    charge.tenant = "acme";
+    charge.hold_id = "c-charge-1";
+    charge.amount_case = TOKENLEDGER__V1__CHARGE_REQUEST__AMOUNT_TOKENS;
+    charge.tokens = 50;
+    Tokenledger__V1__ChargeResult *charged;
+    CHECK_CODE(tl_charge(client, &charge, &charged, &error), TL_OK, error);
+    CHECK(charged != NULL && charged->charged == 50 && charged->hold != NULL &&
+          charged->hold->state == TOKENLEDGER__V1__HOLD_STATE__HOLD_STATE_COMMITTED);
+    tl_result_free(charged);
+    refund.request_id = "c-charge-1-refund";
+    refund.hold_id = "c-charge-1";
+    refund.amount = 50;
+    CHECK_CODE(tl_refund(client, &refund, &refunded, &error), TL_OK, error);
+    CHECK(refunded != NULL && refunded->refunded == 50);
+    tl_result_free(refunded);
+    charge.request_id = "c-charge-2";
+    CHECK(tl_charge(client, &charge, &charged, &error) == TL_ALREADY_EXISTS);
+
     Tokenledger__V1__BalanceRequest balance_request = TOKENLEDGER__V1__BALANCE_REQUEST__INIT;
     balance_request.tenant = "acme";
     balance_request.member = "ana";
@@ -300,7 +321,7 @@ static void test_every_call(void) {
             captures += history->entries[i]->kind == TOKENLEDGER__V1__HISTORY_KIND__HISTORY_KIND_CAPTURE;
         }
         CHECK(in_order);
-        CHECK(captures == 2);
+        CHECK(captures == 3); /* the interview, the report, the charge */
         CHECK(history->next_cursor == 0);
     }
     tl_result_free(history);

@@ -41,6 +41,14 @@ def test_every_call(ledger):
         assert client.release("acme", "report-1").released == 70
         assert client.refund("acme", "interview-1", 80).refunded == 80
 
+        charged = client.charge("acme", "image-1", items={"cover_image": 1}, member="ana")
+        assert charged.charged == charged.hold.captured > 0 and charged.hold.state == pb.HOLD_STATE_COMMITTED
+        assert client.refund("acme", "image-1", charged.charged).refunded == charged.charged
+        with pytest.raises(tokenledger.AlreadyExists):
+            client.charge("acme", "image-1", tokens=1)
+        with pytest.raises(ValueError):
+            client.charge("acme", "image-2")
+
         balance = client.balance("acme", member="ana")
         assert balance.spent == 280 + 30 - 80
         assert balance.meter.total == 3_000_000

@@ -317,6 +317,19 @@ class Client:
             message.items.items.extend(_items(items))
         return self.call("reserve", message)
 
+    def charge(self, tenant, hold_id, tokens=None, *, items=None, member="", request_id=None):
+        """Spend ``tokens``, or the catalog price of ``items``, at once: a reserve's checks and a final
+        commit's burn-down in one call, with no hold left open. Refundable later by ``hold_id``."""
+        message = pb.ChargeRequest(request_id=request_id or new_request_id(), tenant=tenant, hold_id=hold_id,
+                                   member=member)
+        if (tokens is None) == (items is None):
+            raise ValueError("give tokens or items")
+        if tokens is not None:
+            message.tokens = tokens
+        else:
+            message.items.items.extend(_items(items))
+        return self.call("charge", message)
+
     def commit(self, tenant, hold_id, amount, *, partial=False, request_id=None):
         return self.call("commit", pb.CommitRequest(request_id=request_id or new_request_id(), tenant=tenant,
                                                     hold_id=hold_id, amount=amount, partial=partial))
