@@ -68,6 +68,25 @@ extension LedgerClient {
         }.0
     }
 
+    /// Gives an open hold a new expiry `ttl` from now (1 s to 7 days).
+    public func extendHold(tenant: TenantID, hold: HoldID, ttl: Duration, requestID: RequestID = newRequestID())
+        async throws(LedgerClientError) -> Tokenledger_V1_ExtendHoldResult
+    {
+        try await result(.command(.extendHold(tenant, hold, ttl: ttl), requestID)) {
+            if case .extendHold(let value) = $0 { return value } else { return nil }
+        }.0
+    }
+
+    /// Holds `tokens` more on an open hold, with a reserve's checks (refused with the binding
+    /// limit's error, the hold unchanged).
+    public func increaseHold(tenant: TenantID, hold: HoldID, tokens: Tokens, requestID: RequestID = newRequestID())
+        async throws(LedgerClientError) -> Tokenledger_V1_IncreaseHoldResult
+    {
+        try await result(.command(.increaseHold(tenant, hold, amount: tokens), requestID)) {
+            if case .increaseHold(let value) = $0 { return value } else { return nil }
+        }.0
+    }
+
     /// Captures `amount` of the hold; a final commit (the default) releases the rest.
     public func commit(
         tenant: TenantID, hold: HoldID, amount: Tokens, final: Bool = true, requestID: RequestID = newRequestID()

@@ -307,11 +307,21 @@ extension CommandBody: BinaryCodable {
             writer.tag(13)
             writer.write(tenant)
             writer.write(request)
+        case .extendHold(let tenant, let hold, let ttl):
+            writer.tag(14)
+            writer.write(tenant)
+            writer.write(hold)
+            writer.write(ttl)
+        case .increaseHold(let tenant, let hold, let amount):
+            writer.tag(15)
+            writer.write(tenant)
+            writer.write(hold)
+            writer.write(amount)
         }
     }
 
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
-        switch try reader.tag(below: 14) {
+        switch try reader.tag(below: 16) {
         case 0: self = .createTenant(try reader.read(), try reader.read())
         case 1: self = .configureTenant(try reader.read(), try reader.read())
         case 2: self = .setMember(try reader.read(), try reader.read(), try reader.read())
@@ -325,6 +335,8 @@ extension CommandBody: BinaryCodable {
         case 10: self = .refund(try reader.read(), try reader.read(), amount: try reader.read())
         case 11: self = .installCatalog(try reader.read())
         case 13: self = .charge(try reader.read(), try reader.read())
+        case 14: self = .extendHold(try reader.read(), try reader.read(), ttl: try reader.read())
+        case 15: self = .increaseHold(try reader.read(), try reader.read(), amount: try reader.read())
         default: self = .tick
         }
     }

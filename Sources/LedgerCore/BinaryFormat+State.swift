@@ -225,11 +225,18 @@ extension CommandOutcome: BinaryCodable {
             writer.tag(13)
             writer.write(hold)
             writer.write(charged)
+        case .holdExtended(let hold):
+            writer.tag(14)
+            writer.write(hold)
+        case .holdIncreased(let hold, let increased):
+            writer.tag(15)
+            writer.write(hold)
+            writer.write(increased)
         }
     }
 
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
-        switch try reader.tag(below: 14) {
+        switch try reader.tag(below: 16) {
         case 0: self = .tenantCreated(try reader.read())
         case 1: self = .tenantConfigured(try reader.read())
         case 2: self = .memberSet(try reader.read())
@@ -246,6 +253,8 @@ extension CommandOutcome: BinaryCodable {
         case 10: self = .refunded(try reader.read(), refunded: try reader.read(), newGrant: try reader.readOptional())
         case 11: self = .catalogInstalled(version: try reader.read())
         case 13: self = .charged(try reader.read(), charged: try reader.read())
+        case 14: self = .holdExtended(try reader.read())
+        case 15: self = .holdIncreased(try reader.read(), increased: try reader.read())
         default: self = .ticked
         }
     }

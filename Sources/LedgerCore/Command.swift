@@ -33,6 +33,10 @@ public enum CommandBody: Hashable, Sendable, Codable {
     /// The request's TTL is not used.
     case charge(TenantID, ReserveRequest)
     case commit(TenantID, HoldID, amount: Tokens, final: Bool)
+    /// Give an open hold a new expiry `ttl` from now (within the TTL limits).
+    case extendHold(TenantID, HoldID, ttl: Duration)
+    /// Hold `amount` more tokens on an open hold, with a reserve's checks.
+    case increaseHold(TenantID, HoldID, amount: Tokens)
     case release(TenantID, HoldID)
     case refund(TenantID, HoldID, amount: Tokens)
     /// Install a price catalog; it prices every later estimate and priced reserve.
@@ -46,6 +50,7 @@ public enum CommandBody: Hashable, Sendable, Codable {
         case .createTenant(let tenant, _), .configureTenant(let tenant, _), .setMember(let tenant, _, _),
             .grant(let tenant, _), .purchase(let tenant, _, _), .refundPurchase(let tenant, _),
             .voidGrant(let tenant, _), .reserve(let tenant, _), .charge(let tenant, _), .commit(let tenant, _, _, _),
+            .extendHold(let tenant, _, _), .increaseHold(let tenant, _, _),
             .release(let tenant, _), .refund(let tenant, _, _):
             return tenant
         case .installCatalog, .tick:
@@ -69,6 +74,10 @@ public enum CommandOutcome: Hashable, Sendable, Codable {
     case committed(Hold, captured: Tokens, released: Tokens)
     /// A charge: its hold, committed, and the tokens it spent.
     case charged(Hold, charged: Tokens)
+    /// The hold with its new expiry.
+    case holdExtended(Hold)
+    /// The hold with its new amount, and the tokens added.
+    case holdIncreased(Hold, increased: Tokens)
     case released(Hold, released: Tokens)
     /// `newGrant`: the refund grant issued for tokens whose grant had expired or been voided.
     case refunded(Hold, refunded: Tokens, newGrant: GrantID?)

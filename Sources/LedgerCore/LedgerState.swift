@@ -195,6 +195,10 @@ extension Tenant {
             return try charge(request, &ctx)
         case .commit(_, let holdID, let amount, let final):
             return try commit(holdID, amount: amount, final: final, &ctx)
+        case .extendHold(_, let holdID, let ttl):
+            return .holdExtended(try extendHold(holdID, ttl: ttl, &ctx))
+        case .increaseHold(_, let holdID, let amount):
+            return try increaseHold(holdID, amount: amount, &ctx)
         case .release(_, let holdID):
             return try release(holdID, &ctx)
         case .refund(_, let holdID, let amount):

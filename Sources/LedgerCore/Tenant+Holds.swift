@@ -235,6 +235,48 @@ extension Tenant {
         return .committed(hold, captured: amount, released: released)
     }
 
+    /// A new expiry for an open hold: `ttl` from now, within the TTL limits (it may come sooner
+    /// than the old one). The old expiry's due entry finds the hold changed and does nothing.
+    mutating func extendHold(_ holdID: HoldID, ttl: Duration, _ ctx: inout ApplyContext) throws(LedgerError) -> Hold {
+        var hold = try openHold(holdID)
+        let milliseconds = try Self.holdTTLMilliseconds(ttl)
+        hold.expiresAt = ctx.now.adding(milliseconds: milliseconds)
+        holds[holdID] = hold
+        ctx.schedule(hold.expiresAt, .holdExpiry(holdID))
+        return hold
+    }
+
+    /// Holds `amount` more tokens on an open hold, checked as a reserve of `amount` would be (pool,
+    /// the hold's member's budget, the plan limit; the binding limit's error, nothing changed). The
+    /// tokens come from grants in burn-down order, after the hold's earlier allocations.
+    mutating func increaseHold(_ holdID: HoldID, amount: Tokens, _ ctx: inout ApplyContext) throws(LedgerError) -> CommandOutcome {
+        var hold = try openHold(holdID)
+        try Self.checkAmount(amount, "increase amount")
+        guard amount <= Limits.amountMax - hold.amount else {
+            throw LedgerError.limit(
+                "amount_max", Limits.amountMax, "the hold would hold \(hold.amount) + \(amount), above \(Limits.amountMax)")
+        }
+        let member = hold.member.flatMap { members[$0] }
+        if let refusal = headroom(member: member).refusal(amount, poolAvailable: available) {
+            throw refuse(refusal, member: hold.member, requested: amount, &ctx)
+        }
+        for allocation in planDraw(amount)! {
+            grants[index(allocation.grant)].held += allocation.amount
+            record(.reserve, ctx, amount: allocation.amount, member: hold.member, hold: holdID, grant: allocation.grant)
+            if let last = hold.allocations.indices.last, hold.allocations[last].grant == allocation.grant {
+                hold.allocations[last].amount += allocation.amount
+            } else {
+                hold.allocations.append(allocation)
+            }
+        }
+        if let memberID = hold.member { members[memberID]!.held += amount }
+        heldTotal += amount
+        hold.amount += amount
+        hold.held += amount
+        holds[holdID] = hold
+        return .holdIncreased(hold, increased: amount)
+    }
+
     /// Captures unheld-or-held tokens already taken off the grant's `held` by the caller.
     private mutating func capture(_ draw: Allocation, into hold: inout Hold, _ ctx: ApplyContext) {
         let position = index(draw.grant)

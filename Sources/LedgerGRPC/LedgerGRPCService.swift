@@ -30,6 +30,14 @@ final class LedgerGRPCService: Tokenledger_V1_Ledger.ServiceProtocol {
         -> ServerResponse<Tokenledger_V1_ChargeResult>
     { try await call(request, context, { $0.charge = $1 }, \.charge) }
 
+    func extendHold(request: ServerRequest<Tokenledger_V1_ExtendHoldRequest>, context: ServerContext) async throws
+        -> ServerResponse<Tokenledger_V1_ExtendHoldResult>
+    { try await call(request, context, { $0.extendHold = $1 }, \.extendHold) }
+
+    func increaseHold(request: ServerRequest<Tokenledger_V1_IncreaseHoldRequest>, context: ServerContext) async throws
+        -> ServerResponse<Tokenledger_V1_IncreaseHoldResult>
+    { try await call(request, context, { $0.increaseHold = $1 }, \.increaseHold) }
+
     func commit(request: ServerRequest<Tokenledger_V1_CommitRequest>, context: ServerContext) async throws
         -> ServerResponse<Tokenledger_V1_CommitResult>
     { try await call(request, context, { $0.commit = $1 }, \.commit) }

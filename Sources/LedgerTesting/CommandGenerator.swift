@@ -106,6 +106,9 @@ public struct CommandGenerator {
             if chance(20) { return .charge(tenant, ReserveRequest(hold: hold, member: member, amount: amount, ttl: nil)) }
             return .reserve(tenant, ReserveRequest(hold: hold, member: member, amount: amount, ttl: ttl))
         case 56..<78:
+            // Now and then the hold grows or lives longer first: a live session's pattern.
+            if chance(10) { return .increaseHold(tenant, hold, amount: amount(1_500)) }
+            if chance(8) { return .extendHold(tenant, hold, ttl: .milliseconds(Int64(int(0...3 * 86_400_000)))) }
             return .commit(tenant, hold, amount: int(0...2_500), final: chance(60))
         case 78..<88:
             return .release(tenant, hold)
@@ -169,6 +172,8 @@ public func outcomeTag(_ result: Result<CommandOutcome, LedgerError>) -> String 
         switch outcome {
         case .reserved(let hold): return "reserved:\(hold.id):\(hold.amount)"
         case .charged(let hold, let charged): return "charged:\(hold.id):\(charged)"
+        case .holdExtended(let hold): return "extended:\(hold.id):\(hold.expiresAt)"
+        case .holdIncreased(let hold, let increased): return "increased:\(hold.id):\(increased):\(hold.amount)"
         case .committed(let hold, let captured, let released): return "committed:\(hold.id):\(captured):\(released):\(hold.state.rawValue)"
         case .released(let hold, let released): return "released:\(hold.id):\(released)"
         case .refunded(let hold, let refunded, let grant): return "refunded:\(hold.id):\(refunded):\(grant.map { "\($0)" } ?? "-")"

@@ -43,7 +43,7 @@ public enum LedgerCall: Hashable, Sendable {
         case .command(let body, _):
             switch body {
             case .reserve(let tenant, _), .charge(let tenant, _), .commit(let tenant, _, _, _), .release(let tenant, _),
-                .refund(let tenant, _, _):
+                .refund(let tenant, _, _), .extendHold(let tenant, _, _), .increaseHold(let tenant, _, _):
                 return .metering(tenant)
             default:
                 return .admin
@@ -73,6 +73,17 @@ public enum LedgerCall: Hashable, Sendable {
         switch call {
         case .reserve(let message): self = try Self.reserve(message)
         case .charge(let message): self = try Self.charge(message)
+        case .extendHold(let message):
+            // Far above the longest TTL, so that the conversion cannot overflow; the core checks the range.
+            guard message.ttlMs <= 1 << 50 else { throw LedgerError(.invalidArgument, "ttl_ms \(message.ttlMs) is out of range") }
+            self = .command(
+                .extendHold(
+                    try tenantID(message.tenant), try identifier(message.holdID, "hold_id"), ttl: .milliseconds(Int64(message.ttlMs))),
+                try requestID(message.requestID))
+        case .increaseHold(let message):
+            self = .command(
+                .increaseHold(try tenantID(message.tenant), try identifier(message.holdID, "hold_id"), amount: message.tokens),
+                try requestID(message.requestID))
         case .commit(let message):
             self = .command(
                 .commit(
@@ -338,6 +349,8 @@ extension LedgerCall {
             case .voidGrant: return "void_grant"
             case .reserve: return "reserve"
             case .charge: return "charge"
+            case .extendHold: return "extend_hold"
+            case .increaseHold: return "increase_hold"
             case .commit: return "commit"
             case .release: return "release"
             case .refund: return "refund"
@@ -365,6 +378,8 @@ extension WireRequest {
         switch call {
         case .reserve?: return "reserve"
         case .charge?: return "charge"
+        case .extendHold?: return "extend_hold"
+        case .increaseHold?: return "increase_hold"
         case .commit?: return "commit"
         case .release?: return "release"
         case .refund?: return "refund"

@@ -150,6 +150,22 @@ extension WireRequest {
                     case .items(let items): $0.items = .with { $0.items = items.map(Tokenledger_V1_PricedItem.init) }
                     }
                 })
+        case .extendHold(let tenant, let hold, let ttl):
+            return .extendHold(
+                .with {
+                    $0.requestID = requestID
+                    $0.tenant = tenant.rawValue
+                    $0.holdID = hold.rawValue
+                    $0.ttlMs = UInt64(clamping: ttl.wholeMilliseconds)
+                })
+        case .increaseHold(let tenant, let hold, let amount):
+            return .increaseHold(
+                .with {
+                    $0.requestID = requestID
+                    $0.tenant = tenant.rawValue
+                    $0.holdID = hold.rawValue
+                    $0.tokens = amount
+                })
         case .tick:
             preconditionFailure("a tick is the server's own maintenance and has no request")
         }

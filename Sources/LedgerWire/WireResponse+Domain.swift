@@ -55,6 +55,14 @@ extension WireResponse {
                 })
         case .reserved(let hold):
             return .reserve(.with { $0.hold = Tokenledger_V1_Hold(hold) })
+        case .holdExtended(let hold):
+            return .extendHold(.with { $0.hold = Tokenledger_V1_Hold(hold) })
+        case .holdIncreased(let hold, let increased):
+            return .increaseHold(
+                .with {
+                    $0.hold = Tokenledger_V1_Hold(hold)
+                    $0.increased = increased
+                })
         case .charged(let hold, let charged):
             return .charge(
                 .with {

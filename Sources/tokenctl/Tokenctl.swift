@@ -20,7 +20,7 @@ struct Tokenctl: AsyncParsableCommand {
             """,
         subcommands: [
             TenantCommand.self, MemberCommand.self, GrantCommand.self, PurchaseCommand.self, VoidCommand.self,
-            RefundPurchaseCommand.self, ReserveCommand.self, ChargeCommand.self,
+            RefundPurchaseCommand.self, ReserveCommand.self, ChargeCommand.self, ExtendCommand.self, IncreaseCommand.self,
             CommitCommand.self, ReleaseCommand.self, RefundCommand.self, EstimateCommand.self, BalanceCommand.self,
             HistoryCommand.self, WatchCommand.self, CatalogCommand.self, HealthCommand.self, AdminCommand.self,
         ])

@@ -98,7 +98,7 @@ import Testing
             }
         }
         // The generator must actually exercise the interesting paths, or the test proves little.
-        for expected in ["reserved", "charged", "committed", "released", "refunded", "purchased", "purchaseRefunded", "voided", "granted",
+        for expected in ["reserved", "charged", "holdExtended", "holdIncreased", "committed", "released", "refunded", "purchased", "purchaseRefunded", "voided", "granted",
             "insufficient_balance", "budget_exceeded", "already_committed", "already_released", "expired", "idempotency_conflict",
             "not_found", "invalid_argument", "plan_limit_reached"]
         {
@@ -121,6 +121,8 @@ extension CommandOutcome {
         case .voided: "voided"
         case .reserved: "reserved"
         case .charged: "charged"
+        case .holdExtended: "holdExtended"
+        case .holdIncreased: "holdIncreased"
         case .committed: "committed"
         case .released: "released"
         case .refunded: "refunded"

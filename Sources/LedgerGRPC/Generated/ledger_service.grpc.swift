@@ -128,6 +128,32 @@ public enum Tokenledger_V1_Ledger: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ExtendHold" metadata.
+        public enum ExtendHold: Sendable {
+            /// Request type for "ExtendHold".
+            public typealias Input = LedgerWire.Tokenledger_V1_ExtendHoldRequest
+            /// Response type for "ExtendHold".
+            public typealias Output = LedgerWire.Tokenledger_V1_ExtendHoldResult
+            /// Descriptor for "ExtendHold".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "tokenledger.v1.Ledger"),
+                method: "ExtendHold",
+                type: .unary
+            )
+        }
+        /// Namespace for "IncreaseHold" metadata.
+        public enum IncreaseHold: Sendable {
+            /// Request type for "IncreaseHold".
+            public typealias Input = LedgerWire.Tokenledger_V1_IncreaseHoldRequest
+            /// Response type for "IncreaseHold".
+            public typealias Output = LedgerWire.Tokenledger_V1_IncreaseHoldResult
+            /// Descriptor for "IncreaseHold".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "tokenledger.v1.Ledger"),
+                method: "IncreaseHold",
+                type: .unary
+            )
+        }
         /// Namespace for "CreateTenant" metadata.
         public enum CreateTenant: Sendable {
             /// Request type for "CreateTenant".
@@ -332,6 +358,8 @@ public enum Tokenledger_V1_Ledger: Sendable {
             Estimate.descriptor,
             Balance.descriptor,
             Charge.descriptor,
+            ExtendHold.descriptor,
+            IncreaseHold.descriptor,
             CreateTenant.descriptor,
             ConfigureTenant.descriptor,
             SetMember.descriptor,
@@ -474,6 +502,34 @@ extension Tokenledger_V1_Ledger {
             request: GRPCCore.StreamingServerRequest<LedgerWire.Tokenledger_V1_ChargeRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<LedgerWire.Tokenledger_V1_ChargeResult>
+
+        /// Handle the "ExtendHold" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `LedgerWire.Tokenledger_V1_ExtendHoldRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `LedgerWire.Tokenledger_V1_ExtendHoldResult` messages.
+        func extendHold(
+            request: GRPCCore.StreamingServerRequest<LedgerWire.Tokenledger_V1_ExtendHoldRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<LedgerWire.Tokenledger_V1_ExtendHoldResult>
+
+        /// Handle the "IncreaseHold" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `LedgerWire.Tokenledger_V1_IncreaseHoldRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `LedgerWire.Tokenledger_V1_IncreaseHoldResult` messages.
+        func increaseHold(
+            request: GRPCCore.StreamingServerRequest<LedgerWire.Tokenledger_V1_IncreaseHoldRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<LedgerWire.Tokenledger_V1_IncreaseHoldResult>
 
         /// Handle the "CreateTenant" method.
         ///
@@ -808,6 +864,34 @@ extension Tokenledger_V1_Ledger {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_ChargeResult>
 
+        /// Handle the "ExtendHold" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_ExtendHoldRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `LedgerWire.Tokenledger_V1_ExtendHoldResult` message.
+        func extendHold(
+            request: GRPCCore.ServerRequest<LedgerWire.Tokenledger_V1_ExtendHoldRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_ExtendHoldResult>
+
+        /// Handle the "IncreaseHold" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_IncreaseHoldRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `LedgerWire.Tokenledger_V1_IncreaseHoldResult` message.
+        func increaseHold(
+            request: GRPCCore.ServerRequest<LedgerWire.Tokenledger_V1_IncreaseHoldRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_IncreaseHoldResult>
+
         /// Handle the "CreateTenant" method.
         ///
         /// > Source IDL Documentation:
@@ -1139,6 +1223,34 @@ extension Tokenledger_V1_Ledger {
             context: GRPCCore.ServerContext
         ) async throws -> LedgerWire.Tokenledger_V1_ChargeResult
 
+        /// Handle the "ExtendHold" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `LedgerWire.Tokenledger_V1_ExtendHoldRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `LedgerWire.Tokenledger_V1_ExtendHoldResult` to respond with.
+        func extendHold(
+            request: LedgerWire.Tokenledger_V1_ExtendHoldRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> LedgerWire.Tokenledger_V1_ExtendHoldResult
+
+        /// Handle the "IncreaseHold" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `LedgerWire.Tokenledger_V1_IncreaseHoldRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `LedgerWire.Tokenledger_V1_IncreaseHoldResult` to respond with.
+        func increaseHold(
+            request: LedgerWire.Tokenledger_V1_IncreaseHoldRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> LedgerWire.Tokenledger_V1_IncreaseHoldResult
+
         /// Handle the "CreateTenant" method.
         ///
         /// > Source IDL Documentation:
@@ -1446,6 +1558,28 @@ extension Tokenledger_V1_Ledger.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Tokenledger_V1_Ledger.Method.ExtendHold.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<LedgerWire.Tokenledger_V1_ExtendHoldRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<LedgerWire.Tokenledger_V1_ExtendHoldResult>(),
+            handler: { request, context in
+                try await self.extendHold(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Tokenledger_V1_Ledger.Method.IncreaseHold.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<LedgerWire.Tokenledger_V1_IncreaseHoldRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<LedgerWire.Tokenledger_V1_IncreaseHoldResult>(),
+            handler: { request, context in
+                try await self.increaseHold(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Tokenledger_V1_Ledger.Method.CreateTenant.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<LedgerWire.Tokenledger_V1_CreateTenantRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<LedgerWire.Tokenledger_V1_CreateTenantResult>(),
@@ -1687,6 +1821,28 @@ extension Tokenledger_V1_Ledger.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<LedgerWire.Tokenledger_V1_ChargeResult> {
         let response = try await self.charge(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func extendHold(
+        request: GRPCCore.StreamingServerRequest<LedgerWire.Tokenledger_V1_ExtendHoldRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<LedgerWire.Tokenledger_V1_ExtendHoldResult> {
+        let response = try await self.extendHold(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func increaseHold(
+        request: GRPCCore.StreamingServerRequest<LedgerWire.Tokenledger_V1_IncreaseHoldRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<LedgerWire.Tokenledger_V1_IncreaseHoldResult> {
+        let response = try await self.increaseHold(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -1946,6 +2102,32 @@ extension Tokenledger_V1_Ledger.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_ChargeResult> {
         return GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_ChargeResult>(
             message: try await self.charge(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func extendHold(
+        request: GRPCCore.ServerRequest<LedgerWire.Tokenledger_V1_ExtendHoldRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_ExtendHoldResult> {
+        return GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_ExtendHoldResult>(
+            message: try await self.extendHold(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func increaseHold(
+        request: GRPCCore.ServerRequest<LedgerWire.Tokenledger_V1_IncreaseHoldRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_IncreaseHoldResult> {
+        return GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_IncreaseHoldResult>(
+            message: try await self.increaseHold(
                 request: request.message,
                 context: context
             ),
@@ -2297,6 +2479,44 @@ extension Tokenledger_V1_Ledger {
             deserializer: some GRPCCore.MessageDeserializer<LedgerWire.Tokenledger_V1_ChargeResult>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_ChargeResult>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ExtendHold" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_ExtendHoldRequest` message.
+        ///   - serializer: A serializer for `LedgerWire.Tokenledger_V1_ExtendHoldRequest` messages.
+        ///   - deserializer: A deserializer for `LedgerWire.Tokenledger_V1_ExtendHoldResult` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func extendHold<Result>(
+            request: GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_ExtendHoldRequest>,
+            serializer: some GRPCCore.MessageSerializer<LedgerWire.Tokenledger_V1_ExtendHoldRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<LedgerWire.Tokenledger_V1_ExtendHoldResult>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_ExtendHoldResult>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "IncreaseHold" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_IncreaseHoldRequest` message.
+        ///   - serializer: A serializer for `LedgerWire.Tokenledger_V1_IncreaseHoldRequest` messages.
+        ///   - deserializer: A deserializer for `LedgerWire.Tokenledger_V1_IncreaseHoldResult` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func increaseHold<Result>(
+            request: GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_IncreaseHoldRequest>,
+            serializer: some GRPCCore.MessageSerializer<LedgerWire.Tokenledger_V1_IncreaseHoldRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<LedgerWire.Tokenledger_V1_IncreaseHoldResult>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_IncreaseHoldResult>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "CreateTenant" method.
@@ -2820,6 +3040,66 @@ extension Tokenledger_V1_Ledger {
             try await self.client.unary(
                 request: request,
                 descriptor: Tokenledger_V1_Ledger.Method.Charge.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ExtendHold" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_ExtendHoldRequest` message.
+        ///   - serializer: A serializer for `LedgerWire.Tokenledger_V1_ExtendHoldRequest` messages.
+        ///   - deserializer: A deserializer for `LedgerWire.Tokenledger_V1_ExtendHoldResult` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func extendHold<Result>(
+            request: GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_ExtendHoldRequest>,
+            serializer: some GRPCCore.MessageSerializer<LedgerWire.Tokenledger_V1_ExtendHoldRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<LedgerWire.Tokenledger_V1_ExtendHoldResult>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_ExtendHoldResult>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Tokenledger_V1_Ledger.Method.ExtendHold.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "IncreaseHold" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_IncreaseHoldRequest` message.
+        ///   - serializer: A serializer for `LedgerWire.Tokenledger_V1_IncreaseHoldRequest` messages.
+        ///   - deserializer: A deserializer for `LedgerWire.Tokenledger_V1_IncreaseHoldResult` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func increaseHold<Result>(
+            request: GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_IncreaseHoldRequest>,
+            serializer: some GRPCCore.MessageSerializer<LedgerWire.Tokenledger_V1_IncreaseHoldRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<LedgerWire.Tokenledger_V1_IncreaseHoldResult>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_IncreaseHoldResult>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Tokenledger_V1_Ledger.Method.IncreaseHold.descriptor,
                 serializer: serializer,
                 deserializer: deserializer,
                 options: options,
@@ -3471,6 +3751,56 @@ extension Tokenledger_V1_Ledger.ClientProtocol {
         )
     }
 
+    /// Call the "ExtendHold" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_ExtendHoldRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func extendHold<Result>(
+        request: GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_ExtendHoldRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_ExtendHoldResult>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.extendHold(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<LedgerWire.Tokenledger_V1_ExtendHoldRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<LedgerWire.Tokenledger_V1_ExtendHoldResult>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "IncreaseHold" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_IncreaseHoldRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func increaseHold<Result>(
+        request: GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_IncreaseHoldRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_IncreaseHoldResult>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.increaseHold(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<LedgerWire.Tokenledger_V1_IncreaseHoldRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<LedgerWire.Tokenledger_V1_IncreaseHoldResult>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
     /// Call the "CreateTenant" method.
     ///
     /// > Source IDL Documentation:
@@ -4061,6 +4391,64 @@ extension Tokenledger_V1_Ledger.ClientProtocol {
             metadata: metadata
         )
         return try await self.charge(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ExtendHold" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func extendHold<Result>(
+        _ message: LedgerWire.Tokenledger_V1_ExtendHoldRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_ExtendHoldResult>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_ExtendHoldRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.extendHold(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "IncreaseHold" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func increaseHold<Result>(
+        _ message: LedgerWire.Tokenledger_V1_IncreaseHoldRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_IncreaseHoldResult>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_IncreaseHoldRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.increaseHold(
             request: request,
             options: options,
             onResponse: handleResponse

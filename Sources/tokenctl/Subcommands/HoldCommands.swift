@@ -82,6 +82,57 @@ struct ChargeCommand: AsyncParsableCommand {
     }
 }
 
+struct ExtendCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "extend", abstract: "Give an open hold a new expiry, --ttl from now (1s to 7d).")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The tenant id.") var tenant: String
+    @Argument(help: "The hold id.") var hold: String
+    @Option(name: .long, help: "The new time to live, from now: 90s, 15m, 2h, 1d.") var ttl: String
+    @Option(name: .customLong("request-id"), help: "Idempotency key (default: a fresh UUID).") var requestID: String?
+
+    func run() async throws {
+        let tenantID: TenantID = try Parse.identifier(tenant, "tenant")
+        let holdID: HoldID = try Parse.identifier(hold, "hold")
+        let ttl = try Parse.duration(self.ttl, "--ttl")
+        let requestID = try Parse.requestID(self.requestID)
+        try await global.run { client in
+            let result = try await client.extendHold(tenant: tenantID, hold: holdID, ttl: ttl, requestID: requestID)
+            return Output(
+                human: "extended \(holdID)\n" + Format.fields(Render.holdFields(result.hold)),
+                json: .object([
+                    ("tenant", .string(tenantID.rawValue)), ("hold", Render.holdJSON(result.hold)), ("request_id", .string(requestID.rawValue)),
+                ]))
+        }
+    }
+}
+
+struct IncreaseCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "increase", abstract: "Hold more tokens on an open hold, with a reserve's checks.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "The tenant id.") var tenant: String
+    @Argument(help: "The hold id.") var hold: String
+    @Argument(help: "Tokens to add.") var amount: String
+    @Option(name: .customLong("request-id"), help: "Idempotency key (default: a fresh UUID).") var requestID: String?
+
+    func run() async throws {
+        let tenantID: TenantID = try Parse.identifier(tenant, "tenant")
+        let holdID: HoldID = try Parse.identifier(hold, "hold")
+        let tokens = try Parse.amount(amount, "AMOUNT")
+        let requestID = try Parse.requestID(self.requestID)
+        try await global.run { client in
+            let result = try await client.increaseHold(tenant: tenantID, hold: holdID, tokens: tokens, requestID: requestID)
+            return Output(
+                human: "increased \(holdID) by \(Format.tokens(result.increased))\n" + Format.fields(Render.holdFields(result.hold)),
+                json: .object([
+                    ("tenant", .string(tenantID.rawValue)), ("increased", .unsigned(result.increased)), ("hold", Render.holdJSON(result.hold)),
+                    ("request_id", .string(requestID.rawValue)),
+                ]))
+        }
+    }
+}
+
 struct CommitCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "commit", abstract: "Capture what the work used; a final commit (the default) releases the rest.")

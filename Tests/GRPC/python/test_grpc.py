@@ -70,6 +70,13 @@ def test_every_rpc(ledger, stubs):
     assert stub.Release(pb.ReleaseRequest(request_id="l-1", tenant="acme", hold_id="report-1")).released == 70
     assert stub.Refund(pb.RefundRequest(request_id="f-1", tenant="acme", hold_id="interview-1", amount=80)).refunded == 80
 
+    stub.Reserve(pb.ReserveRequest(request_id="s-1", tenant="acme", hold_id="session-1", tokens=8, ttl_ms=120_000))
+    raised = stub.IncreaseHold(pb.IncreaseHoldRequest(request_id="s-2", tenant="acme", hold_id="session-1", tokens=8))
+    assert raised.increased == 8 and raised.hold.amount == 16
+    extended = stub.ExtendHold(pb.ExtendHoldRequest(request_id="s-3", tenant="acme", hold_id="session-1", ttl_ms=600_000))
+    assert extended.hold.expires_at_ms > raised.hold.expires_at_ms
+    assert stub.Release(pb.ReleaseRequest(request_id="s-4", tenant="acme", hold_id="session-1")).released == 16
+
     charged, headers = call(stub.Charge, pb.ChargeRequest(request_id="ch-1", tenant="acme", hold_id="charge-1", tokens=25))
     assert charged.charged == 25 and charged.hold.state == pb.HOLD_STATE_COMMITTED and int(headers["tokenledger-lsn"]) > 0
     assert stub.Refund(pb.RefundRequest(request_id="ch-1-refund", tenant="acme", hold_id="charge-1", amount=25)).refunded == 25

@@ -169,6 +169,11 @@ tl_code tl_reserve(tl_client *client, const Tokenledger__V1__ReserveRequest *req
 /* Spends at once (a reserve's checks, a final commit's burn-down); refundable later by its hold_id. */
 tl_code tl_charge(tl_client *client, const Tokenledger__V1__ChargeRequest *request,
                   Tokenledger__V1__ChargeResult **result, tl_error *error);
+/* A new expiry for an open hold (ttl_ms from now), and more tokens on it with a reserve's checks. */
+tl_code tl_extend_hold(tl_client *client, const Tokenledger__V1__ExtendHoldRequest *request,
+                       Tokenledger__V1__ExtendHoldResult **result, tl_error *error);
+tl_code tl_increase_hold(tl_client *client, const Tokenledger__V1__IncreaseHoldRequest *request,
+                         Tokenledger__V1__IncreaseHoldResult **result, tl_error *error);
 tl_code tl_commit(tl_client *client, const Tokenledger__V1__CommitRequest *request,
                   Tokenledger__V1__CommitResult **result, tl_error *error);
 tl_code tl_release(tl_client *client, const Tokenledger__V1__ReleaseRequest *request,

@@ -976,6 +976,10 @@ TL_TYPED_CALL(reserve, Tokenledger__V1__ReserveRequest, Tokenledger__V1__Reserve
               tokenledger__v1__reserve_request__descriptor)
 TL_TYPED_CALL(charge, Tokenledger__V1__ChargeRequest, Tokenledger__V1__ChargeResult, CHARGE,
               tokenledger__v1__charge_request__descriptor)
+TL_TYPED_CALL(extend_hold, Tokenledger__V1__ExtendHoldRequest, Tokenledger__V1__ExtendHoldResult, EXTEND_HOLD,
+              tokenledger__v1__extend_hold_request__descriptor)
+TL_TYPED_CALL(increase_hold, Tokenledger__V1__IncreaseHoldRequest, Tokenledger__V1__IncreaseHoldResult, INCREASE_HOLD,
+              tokenledger__v1__increase_hold_request__descriptor)
 TL_TYPED_CALL(commit, Tokenledger__V1__CommitRequest, Tokenledger__V1__CommitResult, COMMIT,
               tokenledger__v1__commit_request__descriptor)
 TL_TYPED_CALL(release, Tokenledger__V1__ReleaseRequest, Tokenledger__V1__ReleaseResult, RELEASE,

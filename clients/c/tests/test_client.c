@@ -272,6 +272,47 @@ static void test_every_call(void) {
     CHECK(refunded != NULL && refunded->refunded == 80);
     tl_result_free(refunded);
 
+    /* A hold that grows and lasts: raised, extended, then released. */
+    Tokenledger__V1__ReserveRequest session = TOKENLEDGER__V1__RESERVE_REQUEST__INIT;
+    session.request_id = "c-session-1";
+    session.tenant = "acme";
+    session.hold_id = "c-session-1";
+    session.amount_case = TOKENLEDGER__V1__RESERVE_REQUEST__AMOUNT_TOKENS;
+    session.tokens = 8;
+    Tokenledger__V1__ReserveResult *opened;
+    CHECK_CODE(tl_reserve(client, &session, &opened, &error), TL_OK, error);
+    tl_result_free(opened);
+    Tokenledger__V1__IncreaseHoldRequest raise = TOKENLEDGER__V1__INCREASE_HOLD_REQUEST__INIT;
+    raise.request_id = "c-session-1-raise";
+    raise.tenant = "acme";
+    raise.hold_id = "c-session-1";
+    raise.tokens = 8;
+    Tokenledger__V1__IncreaseHoldResult *raised;
+    CHECK_CODE(tl_increase_hold(client, &raise, &raised, &error), TL_OK, error);
+    CHECK(raised != NULL && raised->increased == 8 && raised->hold != NULL && raised->hold->amount == 16);
+    tl_result_free(raised);
+    Tokenledger__V1__ExtendHoldRequest extend = TOKENLEDGER__V1__EXTEND_HOLD_REQUEST__INIT;
+    extend.request_id = "c-session-1-extend";
+    extend.tenant = "acme";
+    extend.hold_id = "c-session-1";
+    extend.ttl_ms = 600000;
+    Tokenledger__V1__ExtendHoldResult *extended;
+    CHECK_CODE(tl_extend_hold(client, &extend, &extended, &error), TL_OK, error);
+    CHECK(extended != NULL && extended->hold != NULL && extended->hold->expires_at_ms > extended->hold->created_at_ms + 590000);
+    tl_result_free(extended);
+    raise.request_id = "c-session-1-raise-too-much";
+    raise.tokens = 1000000000000ULL;
+    CHECK(tl_increase_hold(client, &raise, &raised, &error) == TL_INSUFFICIENT_BALANCE);
+    CHECK(error.details == TL_DETAILS_BALANCE && error.requested == 1000000000000ULL);
+    Tokenledger__V1__ReleaseRequest end_session = TOKENLEDGER__V1__RELEASE_REQUEST__INIT;
+    end_session.request_id = "c-session-1-release";
+    end_session.tenant = "acme";
+    end_session.hold_id = "c-session-1";
+    Tokenledger__V1__ReleaseResult *ended;
+    CHECK_CODE(tl_release(client, &end_session, &ended, &error), TL_OK, error);
+    CHECK(ended != NULL && ended->released == 16);
+    tl_result_free(ended);
+
     /* A charge spends at once and is refunded by its id; its id cannot be used twice. */
     Tokenledger__V1__ChargeRequest charge = TOKENLEDGER__V1__CHARGE_REQUEST__INIT;
     charge.request_id = "c-charge-1";

@@ -41,6 +41,18 @@ def test_every_call(ledger):
         assert client.release("acme", "report-1").released == 70
         assert client.refund("acme", "interview-1", 80).refunded == 80
 
+        client.reserve("acme", "session-1", 8, ttl_ms=120_000)
+        raised = client.increase_hold("acme", "session-1", 8)
+        assert raised.increased == 8 and raised.hold.amount == 16
+        extended = client.extend_hold("acme", "session-1", 600_000)
+        assert extended.hold.expires_at_ms > raised.hold.expires_at_ms
+        with pytest.raises(tokenledger.InvalidArgument):
+            client.extend_hold("acme", "session-1", 0)
+        with pytest.raises(tokenledger.InsufficientBalance) as poor:
+            client.increase_hold("acme", "session-1", 10**12)
+        assert poor.value.details["requested"] == 10**12
+        assert client.release("acme", "session-1").released == 16
+
         charged = client.charge("acme", "image-1", items={"cover_image": 1}, member="ana")
         assert charged.charged == charged.hold.captured > 0 and charged.hold.state == pb.HOLD_STATE_COMMITTED
         assert client.refund("acme", "image-1", charged.charged).refunded == charged.charged

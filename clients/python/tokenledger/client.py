@@ -330,6 +330,17 @@ class Client:
             message.items.items.extend(_items(items))
         return self.call("charge", message)
 
+    def extend_hold(self, tenant, hold_id, ttl_ms, *, request_id=None):
+        """A new expiry for an open hold: ``ttl_ms`` from now (1 s to 7 days)."""
+        return self.call("extend_hold", pb.ExtendHoldRequest(request_id=request_id or new_request_id(), tenant=tenant,
+                                                               hold_id=hold_id, ttl_ms=ttl_ms))
+
+    def increase_hold(self, tenant, hold_id, tokens, *, request_id=None):
+        """Hold ``tokens`` more on an open hold, with a reserve's checks: a refusal raises the binding
+        limit's error (``BudgetExceeded``, ``InsufficientBalance``, ...) and leaves the hold as it was."""
+        return self.call("increase_hold", pb.IncreaseHoldRequest(request_id=request_id or new_request_id(), tenant=tenant,
+                                                                   hold_id=hold_id, tokens=tokens))
+
     def commit(self, tenant, hold_id, amount, *, partial=False, request_id=None):
         return self.call("commit", pb.CommitRequest(request_id=request_id or new_request_id(), tenant=tenant,
                                                     hold_id=hold_id, amount=amount, partial=partial))

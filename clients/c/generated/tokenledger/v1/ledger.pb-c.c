@@ -1042,6 +1042,186 @@ void   tokenledger__v1__charge_result__free_unpacked
   assert(message->base.descriptor == &tokenledger__v1__charge_result__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   tokenledger__v1__extend_hold_request__init
+                     (Tokenledger__V1__ExtendHoldRequest         *message)
+{
+  static const Tokenledger__V1__ExtendHoldRequest init_value = TOKENLEDGER__V1__EXTEND_HOLD_REQUEST__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__extend_hold_request__get_packed_size
+                     (const Tokenledger__V1__ExtendHoldRequest *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__extend_hold_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__extend_hold_request__pack
+                     (const Tokenledger__V1__ExtendHoldRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__extend_hold_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__extend_hold_request__pack_to_buffer
+                     (const Tokenledger__V1__ExtendHoldRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__extend_hold_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__ExtendHoldRequest *
+       tokenledger__v1__extend_hold_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__ExtendHoldRequest *)
+     protobuf_c_message_unpack (&tokenledger__v1__extend_hold_request__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__extend_hold_request__free_unpacked
+                     (Tokenledger__V1__ExtendHoldRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__extend_hold_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__extend_hold_result__init
+                     (Tokenledger__V1__ExtendHoldResult         *message)
+{
+  static const Tokenledger__V1__ExtendHoldResult init_value = TOKENLEDGER__V1__EXTEND_HOLD_RESULT__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__extend_hold_result__get_packed_size
+                     (const Tokenledger__V1__ExtendHoldResult *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__extend_hold_result__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__extend_hold_result__pack
+                     (const Tokenledger__V1__ExtendHoldResult *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__extend_hold_result__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__extend_hold_result__pack_to_buffer
+                     (const Tokenledger__V1__ExtendHoldResult *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__extend_hold_result__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__ExtendHoldResult *
+       tokenledger__v1__extend_hold_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__ExtendHoldResult *)
+     protobuf_c_message_unpack (&tokenledger__v1__extend_hold_result__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__extend_hold_result__free_unpacked
+                     (Tokenledger__V1__ExtendHoldResult *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__extend_hold_result__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__increase_hold_request__init
+                     (Tokenledger__V1__IncreaseHoldRequest         *message)
+{
+  static const Tokenledger__V1__IncreaseHoldRequest init_value = TOKENLEDGER__V1__INCREASE_HOLD_REQUEST__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__increase_hold_request__get_packed_size
+                     (const Tokenledger__V1__IncreaseHoldRequest *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__increase_hold_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__increase_hold_request__pack
+                     (const Tokenledger__V1__IncreaseHoldRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__increase_hold_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__increase_hold_request__pack_to_buffer
+                     (const Tokenledger__V1__IncreaseHoldRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__increase_hold_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__IncreaseHoldRequest *
+       tokenledger__v1__increase_hold_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__IncreaseHoldRequest *)
+     protobuf_c_message_unpack (&tokenledger__v1__increase_hold_request__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__increase_hold_request__free_unpacked
+                     (Tokenledger__V1__IncreaseHoldRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__increase_hold_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__increase_hold_result__init
+                     (Tokenledger__V1__IncreaseHoldResult         *message)
+{
+  static const Tokenledger__V1__IncreaseHoldResult init_value = TOKENLEDGER__V1__INCREASE_HOLD_RESULT__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__increase_hold_result__get_packed_size
+                     (const Tokenledger__V1__IncreaseHoldResult *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__increase_hold_result__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__increase_hold_result__pack
+                     (const Tokenledger__V1__IncreaseHoldResult *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__increase_hold_result__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__increase_hold_result__pack_to_buffer
+                     (const Tokenledger__V1__IncreaseHoldResult *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__increase_hold_result__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__IncreaseHoldResult *
+       tokenledger__v1__increase_hold_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__IncreaseHoldResult *)
+     protobuf_c_message_unpack (&tokenledger__v1__increase_hold_result__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__increase_hold_result__free_unpacked
+                     (Tokenledger__V1__IncreaseHoldResult *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__increase_hold_result__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   tokenledger__v1__commit_request__init
                      (Tokenledger__V1__CommitRequest         *message)
 {
@@ -3697,7 +3877,7 @@ void   tokenledger__v1__budget_reset_event__free_unpacked
   assert(message->base.descriptor == &tokenledger__v1__budget_reset_event__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor tokenledger__v1__request__field_descriptors[25] =
+static const ProtobufCFieldDescriptor tokenledger__v1__request__field_descriptors[27] =
 {
   {
     "call_id",
@@ -3999,6 +4179,30 @@ static const ProtobufCFieldDescriptor tokenledger__v1__request__field_descriptor
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "extend_hold",
+    37,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Request, call_case),
+    offsetof(Tokenledger__V1__Request, extend_hold),
+    &tokenledger__v1__extend_hold_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "increase_hold",
+    38,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Request, call_case),
+    offsetof(Tokenledger__V1__Request, increase_hold),
+    &tokenledger__v1__increase_hold_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__request__field_indices_by_name[] = {
   20,   /* field[20] = admin_audit */
@@ -4012,9 +4216,11 @@ static const unsigned tokenledger__v1__request__field_indices_by_name[] = {
   9,   /* field[9] = configure_tenant */
   8,   /* field[8] = create_tenant */
   6,   /* field[6] = estimate */
+  25,   /* field[25] = extend_hold */
   11,   /* field[11] = grant */
   18,   /* field[18] = health */
   15,   /* field[15] = history */
+  26,   /* field[26] = increase_hold */
   17,   /* field[17] = install_catalog */
   12,   /* field[12] = purchase */
   5,   /* field[5] = refund */
@@ -4032,7 +4238,7 @@ static const ProtobufCIntRange tokenledger__v1__request__number_ranges[3 + 1] =
   { 1, 0 },
   { 10, 2 },
   { 20, 8 },
-  { 0, 25 }
+  { 0, 27 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__request__descriptor =
 {
@@ -4042,14 +4248,14 @@ const ProtobufCMessageDescriptor tokenledger__v1__request__descriptor =
   "Tokenledger__V1__Request",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__Request),
-  25,
+  27,
   tokenledger__v1__request__field_descriptors,
   tokenledger__v1__request__field_indices_by_name,
   3,  tokenledger__v1__request__number_ranges,
   (ProtobufCMessageInit) tokenledger__v1__request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tokenledger__v1__response__field_descriptors[27] =
+static const ProtobufCFieldDescriptor tokenledger__v1__response__field_descriptors[29] =
 {
   {
     "call_id",
@@ -4375,6 +4581,30 @@ static const ProtobufCFieldDescriptor tokenledger__v1__response__field_descripto
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "extend_hold",
+    37,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Response, result_case),
+    offsetof(Tokenledger__V1__Response, extend_hold),
+    &tokenledger__v1__extend_hold_result__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "increase_hold",
+    38,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Response, result_case),
+    offsetof(Tokenledger__V1__Response, increase_hold),
+    &tokenledger__v1__increase_hold_result__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__response__field_indices_by_name[] = {
   22,   /* field[22] = admin_audit */
@@ -4389,9 +4619,11 @@ static const unsigned tokenledger__v1__response__field_indices_by_name[] = {
   10,   /* field[10] = create_tenant */
   2,   /* field[2] = error */
   8,   /* field[8] = estimate */
+  27,   /* field[27] = extend_hold */
   13,   /* field[13] = grant */
   20,   /* field[20] = health */
   17,   /* field[17] = history */
+  28,   /* field[28] = increase_hold */
   19,   /* field[19] = install_catalog */
   3,   /* field[3] = lsn */
   14,   /* field[14] = purchase */
@@ -4410,7 +4642,7 @@ static const ProtobufCIntRange tokenledger__v1__response__number_ranges[3 + 1] =
   { 1, 0 },
   { 10, 4 },
   { 20, 10 },
-  { 0, 27 }
+  { 0, 29 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__response__descriptor =
 {
@@ -4420,7 +4652,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__response__descriptor =
   "Tokenledger__V1__Response",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__Response),
-  27,
+  29,
   tokenledger__v1__response__field_descriptors,
   tokenledger__v1__response__field_indices_by_name,
   3,  tokenledger__v1__response__number_ranges,
@@ -6172,6 +6404,249 @@ const ProtobufCMessageDescriptor tokenledger__v1__charge_result__descriptor =
   tokenledger__v1__charge_result__field_indices_by_name,
   1,  tokenledger__v1__charge_result__number_ranges,
   (ProtobufCMessageInit) tokenledger__v1__charge_result__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__extend_hold_request__field_descriptors[4] =
+{
+  {
+    "request_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ExtendHoldRequest, request_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tenant",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ExtendHoldRequest, tenant),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "hold_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ExtendHoldRequest, hold_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "ttl_ms",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ExtendHoldRequest, ttl_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__extend_hold_request__field_indices_by_name[] = {
+  2,   /* field[2] = hold_id */
+  0,   /* field[0] = request_id */
+  1,   /* field[1] = tenant */
+  3,   /* field[3] = ttl_ms */
+};
+static const ProtobufCIntRange tokenledger__v1__extend_hold_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__extend_hold_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.ExtendHoldRequest",
+  "ExtendHoldRequest",
+  "Tokenledger__V1__ExtendHoldRequest",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__ExtendHoldRequest),
+  4,
+  tokenledger__v1__extend_hold_request__field_descriptors,
+  tokenledger__v1__extend_hold_request__field_indices_by_name,
+  1,  tokenledger__v1__extend_hold_request__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__extend_hold_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__extend_hold_result__field_descriptors[1] =
+{
+  {
+    "hold",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ExtendHoldResult, hold),
+    &tokenledger__v1__hold__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__extend_hold_result__field_indices_by_name[] = {
+  0,   /* field[0] = hold */
+};
+static const ProtobufCIntRange tokenledger__v1__extend_hold_result__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__extend_hold_result__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.ExtendHoldResult",
+  "ExtendHoldResult",
+  "Tokenledger__V1__ExtendHoldResult",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__ExtendHoldResult),
+  1,
+  tokenledger__v1__extend_hold_result__field_descriptors,
+  tokenledger__v1__extend_hold_result__field_indices_by_name,
+  1,  tokenledger__v1__extend_hold_result__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__extend_hold_result__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__increase_hold_request__field_descriptors[4] =
+{
+  {
+    "request_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__IncreaseHoldRequest, request_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tenant",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__IncreaseHoldRequest, tenant),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "hold_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__IncreaseHoldRequest, hold_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tokens",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__IncreaseHoldRequest, tokens),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__increase_hold_request__field_indices_by_name[] = {
+  2,   /* field[2] = hold_id */
+  0,   /* field[0] = request_id */
+  1,   /* field[1] = tenant */
+  3,   /* field[3] = tokens */
+};
+static const ProtobufCIntRange tokenledger__v1__increase_hold_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__increase_hold_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.IncreaseHoldRequest",
+  "IncreaseHoldRequest",
+  "Tokenledger__V1__IncreaseHoldRequest",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__IncreaseHoldRequest),
+  4,
+  tokenledger__v1__increase_hold_request__field_descriptors,
+  tokenledger__v1__increase_hold_request__field_indices_by_name,
+  1,  tokenledger__v1__increase_hold_request__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__increase_hold_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__increase_hold_result__field_descriptors[2] =
+{
+  {
+    "hold",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__IncreaseHoldResult, hold),
+    &tokenledger__v1__hold__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "increased",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__IncreaseHoldResult, increased),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__increase_hold_result__field_indices_by_name[] = {
+  0,   /* field[0] = hold */
+  1,   /* field[1] = increased */
+};
+static const ProtobufCIntRange tokenledger__v1__increase_hold_result__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__increase_hold_result__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.IncreaseHoldResult",
+  "IncreaseHoldResult",
+  "Tokenledger__V1__IncreaseHoldResult",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__IncreaseHoldResult),
+  2,
+  tokenledger__v1__increase_hold_result__field_descriptors,
+  tokenledger__v1__increase_hold_result__field_indices_by_name,
+  1,  tokenledger__v1__increase_hold_result__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__increase_hold_result__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor tokenledger__v1__commit_request__field_descriptors[5] =

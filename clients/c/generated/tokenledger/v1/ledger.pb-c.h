@@ -38,6 +38,10 @@ typedef struct Tokenledger__V1__ReserveRequest Tokenledger__V1__ReserveRequest;
 typedef struct Tokenledger__V1__ReserveResult Tokenledger__V1__ReserveResult;
 typedef struct Tokenledger__V1__ChargeRequest Tokenledger__V1__ChargeRequest;
 typedef struct Tokenledger__V1__ChargeResult Tokenledger__V1__ChargeResult;
+typedef struct Tokenledger__V1__ExtendHoldRequest Tokenledger__V1__ExtendHoldRequest;
+typedef struct Tokenledger__V1__ExtendHoldResult Tokenledger__V1__ExtendHoldResult;
+typedef struct Tokenledger__V1__IncreaseHoldRequest Tokenledger__V1__IncreaseHoldRequest;
+typedef struct Tokenledger__V1__IncreaseHoldResult Tokenledger__V1__IncreaseHoldResult;
 typedef struct Tokenledger__V1__CommitRequest Tokenledger__V1__CommitRequest;
 typedef struct Tokenledger__V1__CommitResult Tokenledger__V1__CommitResult;
 typedef struct Tokenledger__V1__ReleaseRequest Tokenledger__V1__ReleaseRequest;
@@ -221,7 +225,9 @@ typedef enum {
   TOKENLEDGER__V1__REQUEST__CALL_WATCH = 33,
   TOKENLEDGER__V1__REQUEST__CALL_UNWATCH = 34,
   TOKENLEDGER__V1__REQUEST__CALL_ADMIN_BACKUP = 35,
-  TOKENLEDGER__V1__REQUEST__CALL_CHARGE = 36
+  TOKENLEDGER__V1__REQUEST__CALL_CHARGE = 36,
+  TOKENLEDGER__V1__REQUEST__CALL_EXTEND_HOLD = 37,
+  TOKENLEDGER__V1__REQUEST__CALL_INCREASE_HOLD = 38
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__REQUEST__CALL__CASE)
 } Tokenledger__V1__Request__CallCase;
 
@@ -283,6 +289,11 @@ struct  Tokenledger__V1__Request
      * Metering: spend in one call.
      */
     Tokenledger__V1__ChargeRequest *charge;
+    /*
+     * Metering: holds that grow and last.
+     */
+    Tokenledger__V1__ExtendHoldRequest *extend_hold;
+    Tokenledger__V1__IncreaseHoldRequest *increase_hold;
   };
 };
 #define TOKENLEDGER__V1__REQUEST__INIT \
@@ -315,7 +326,9 @@ typedef enum {
   TOKENLEDGER__V1__RESPONSE__RESULT_WATCH = 33,
   TOKENLEDGER__V1__RESPONSE__RESULT_UNWATCH = 34,
   TOKENLEDGER__V1__RESPONSE__RESULT_ADMIN_BACKUP = 35,
-  TOKENLEDGER__V1__RESPONSE__RESULT_CHARGE = 36
+  TOKENLEDGER__V1__RESPONSE__RESULT_CHARGE = 36,
+  TOKENLEDGER__V1__RESPONSE__RESULT_EXTEND_HOLD = 37,
+  TOKENLEDGER__V1__RESPONSE__RESULT_INCREASE_HOLD = 38
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__RESPONSE__RESULT__CASE)
 } Tokenledger__V1__Response__ResultCase;
 
@@ -362,6 +375,8 @@ struct  Tokenledger__V1__Response
     Tokenledger__V1__UnwatchResult *unwatch;
     Tokenledger__V1__AdminBackupResult *admin_backup;
     Tokenledger__V1__ChargeResult *charge;
+    Tokenledger__V1__ExtendHoldResult *extend_hold;
+    Tokenledger__V1__IncreaseHoldResult *increase_hold;
   };
 };
 #define TOKENLEDGER__V1__RESPONSE__INIT \
@@ -779,6 +794,63 @@ struct  Tokenledger__V1__ChargeResult
 };
 #define TOKENLEDGER__V1__CHARGE_RESULT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__charge_result__descriptor) \
+    , NULL, 0 }
+
+
+/*
+ * A new expiry for an open hold: ttl_ms from now (1 s to 7 days; 0 is invalid). It may come sooner
+ * than the old one.
+ */
+struct  Tokenledger__V1__ExtendHoldRequest
+{
+  ProtobufCMessage base;
+  char *request_id;
+  char *tenant;
+  char *hold_id;
+  uint64_t ttl_ms;
+};
+#define TOKENLEDGER__V1__EXTEND_HOLD_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__extend_hold_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Tokenledger__V1__ExtendHoldResult
+{
+  ProtobufCMessage base;
+  Tokenledger__V1__Hold *hold;
+};
+#define TOKENLEDGER__V1__EXTEND_HOLD_RESULT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__extend_hold_result__descriptor) \
+    , NULL }
+
+
+/*
+ * Hold more tokens on an open hold, with a reserve's checks (pool, the hold's member's budget, the
+ * plan limit): refused with the binding limit's error and details, the hold unchanged. How a live
+ * session priced per minute is run: raise the hold each minute, stop when a raise is refused,
+ * commit what was used (docs/semantics.md).
+ */
+struct  Tokenledger__V1__IncreaseHoldRequest
+{
+  ProtobufCMessage base;
+  char *request_id;
+  char *tenant;
+  char *hold_id;
+  uint64_t tokens;
+};
+#define TOKENLEDGER__V1__INCREASE_HOLD_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__increase_hold_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Tokenledger__V1__IncreaseHoldResult
+{
+  ProtobufCMessage base;
+  Tokenledger__V1__Hold *hold;
+  uint64_t increased;
+};
+#define TOKENLEDGER__V1__INCREASE_HOLD_RESULT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__increase_hold_result__descriptor) \
     , NULL, 0 }
 
 
@@ -2261,6 +2333,82 @@ Tokenledger__V1__ChargeResult *
 void   tokenledger__v1__charge_result__free_unpacked
                      (Tokenledger__V1__ChargeResult *message,
                       ProtobufCAllocator *allocator);
+/* Tokenledger__V1__ExtendHoldRequest methods */
+void   tokenledger__v1__extend_hold_request__init
+                     (Tokenledger__V1__ExtendHoldRequest         *message);
+size_t tokenledger__v1__extend_hold_request__get_packed_size
+                     (const Tokenledger__V1__ExtendHoldRequest   *message);
+size_t tokenledger__v1__extend_hold_request__pack
+                     (const Tokenledger__V1__ExtendHoldRequest   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__extend_hold_request__pack_to_buffer
+                     (const Tokenledger__V1__ExtendHoldRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__ExtendHoldRequest *
+       tokenledger__v1__extend_hold_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__extend_hold_request__free_unpacked
+                     (Tokenledger__V1__ExtendHoldRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__ExtendHoldResult methods */
+void   tokenledger__v1__extend_hold_result__init
+                     (Tokenledger__V1__ExtendHoldResult         *message);
+size_t tokenledger__v1__extend_hold_result__get_packed_size
+                     (const Tokenledger__V1__ExtendHoldResult   *message);
+size_t tokenledger__v1__extend_hold_result__pack
+                     (const Tokenledger__V1__ExtendHoldResult   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__extend_hold_result__pack_to_buffer
+                     (const Tokenledger__V1__ExtendHoldResult   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__ExtendHoldResult *
+       tokenledger__v1__extend_hold_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__extend_hold_result__free_unpacked
+                     (Tokenledger__V1__ExtendHoldResult *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__IncreaseHoldRequest methods */
+void   tokenledger__v1__increase_hold_request__init
+                     (Tokenledger__V1__IncreaseHoldRequest         *message);
+size_t tokenledger__v1__increase_hold_request__get_packed_size
+                     (const Tokenledger__V1__IncreaseHoldRequest   *message);
+size_t tokenledger__v1__increase_hold_request__pack
+                     (const Tokenledger__V1__IncreaseHoldRequest   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__increase_hold_request__pack_to_buffer
+                     (const Tokenledger__V1__IncreaseHoldRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__IncreaseHoldRequest *
+       tokenledger__v1__increase_hold_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__increase_hold_request__free_unpacked
+                     (Tokenledger__V1__IncreaseHoldRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__IncreaseHoldResult methods */
+void   tokenledger__v1__increase_hold_result__init
+                     (Tokenledger__V1__IncreaseHoldResult         *message);
+size_t tokenledger__v1__increase_hold_result__get_packed_size
+                     (const Tokenledger__V1__IncreaseHoldResult   *message);
+size_t tokenledger__v1__increase_hold_result__pack
+                     (const Tokenledger__V1__IncreaseHoldResult   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__increase_hold_result__pack_to_buffer
+                     (const Tokenledger__V1__IncreaseHoldResult   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__IncreaseHoldResult *
+       tokenledger__v1__increase_hold_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__increase_hold_result__free_unpacked
+                     (Tokenledger__V1__IncreaseHoldResult *message,
+                      ProtobufCAllocator *allocator);
 /* Tokenledger__V1__CommitRequest methods */
 void   tokenledger__v1__commit_request__init
                      (Tokenledger__V1__CommitRequest         *message);
@@ -3453,6 +3601,18 @@ typedef void (*Tokenledger__V1__ChargeRequest_Closure)
 typedef void (*Tokenledger__V1__ChargeResult_Closure)
                  (const Tokenledger__V1__ChargeResult *message,
                   void *closure_data);
+typedef void (*Tokenledger__V1__ExtendHoldRequest_Closure)
+                 (const Tokenledger__V1__ExtendHoldRequest *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__ExtendHoldResult_Closure)
+                 (const Tokenledger__V1__ExtendHoldResult *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__IncreaseHoldRequest_Closure)
+                 (const Tokenledger__V1__IncreaseHoldRequest *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__IncreaseHoldResult_Closure)
+                 (const Tokenledger__V1__IncreaseHoldResult *message,
+                  void *closure_data);
 typedef void (*Tokenledger__V1__CommitRequest_Closure)
                  (const Tokenledger__V1__CommitRequest *message,
                   void *closure_data);
@@ -3667,6 +3827,10 @@ extern const ProtobufCMessageDescriptor tokenledger__v1__reserve_request__descri
 extern const ProtobufCMessageDescriptor tokenledger__v1__reserve_result__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__charge_request__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__charge_result__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__extend_hold_request__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__extend_hold_result__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__increase_hold_request__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__increase_hold_result__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__commit_request__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__commit_result__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__release_request__descriptor;
