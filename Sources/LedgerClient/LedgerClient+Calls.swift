@@ -87,6 +87,33 @@ extension LedgerClient {
         }.0
     }
 
+    /// A page of the tenant's open holds (of `member`), in id order, after hold id `after`.
+    public func listHolds(tenant: TenantID, member: MemberID? = nil, after: HoldID? = nil, limit: Int = Limits.listPageDefault)
+        async throws(LedgerClientError) -> Tokenledger_V1_ListHoldsResult
+    {
+        try await result(.listHolds(tenant, member: member, after: after, limit: limit)) {
+            if case .listHolds(let value) = $0 { return value } else { return nil }
+        }.0
+    }
+
+    /// A page of the tenant's grants (in `state`), in id order, after grant id `after`.
+    public func listGrants(
+        tenant: TenantID, state: GrantState? = nil, after: GrantID = GrantID(0), limit: Int = Limits.listPageDefault
+    ) async throws(LedgerClientError) -> Tokenledger_V1_ListGrantsResult {
+        try await result(.listGrants(tenant, state: state, after: after, limit: limit)) {
+            if case .listGrants(let value) = $0 { return value } else { return nil }
+        }.0
+    }
+
+    /// A page of every tenant, in id order, after tenant `after` (admins only).
+    public func listTenants(after: TenantID? = nil, limit: Int = Limits.listPageDefault)
+        async throws(LedgerClientError) -> Tokenledger_V1_ListTenantsResult
+    {
+        try await result(.listTenants(after: after, limit: limit)) {
+            if case .listTenants(let value) = $0 { return value } else { return nil }
+        }.0
+    }
+
     /// Captures `amount` of the hold; a final commit (the default) releases the rest.
     public func commit(
         tenant: TenantID, hold: HoldID, amount: Tokens, final: Bool = true, requestID: RequestID = newRequestID()

@@ -47,6 +47,9 @@ public enum Limits {
     public static let historyPageMax = 1_000
     /// Entries in a history page that names no limit (tokenctl's `--limit` default too).
     public static let historyPageDefault = 100
+    /// Entries of one listing page (open holds, grants, tenants), and the default when none is named.
+    public static let listPageMax = 1_000
+    public static let listPageDefault = 100
     /// Earliest time a request may name (an anchor, an effective or expiry time, a history bound):
     /// 1970-01-01T00:00:00Z. With ``timeMax`` it keeps every calendar computation far from `Int64`
     /// overflow.

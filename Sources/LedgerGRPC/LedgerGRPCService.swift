@@ -90,6 +90,18 @@ final class LedgerGRPCService: Tokenledger_V1_Ledger.ServiceProtocol {
         -> ServerResponse<Tokenledger_V1_HistoryResult>
     { try await call(request, context, { $0.history = $1 }, \.history) }
 
+    func listHolds(request: ServerRequest<Tokenledger_V1_ListHoldsRequest>, context: ServerContext) async throws
+        -> ServerResponse<Tokenledger_V1_ListHoldsResult>
+    { try await call(request, context, { $0.listHolds = $1 }, \.listHolds) }
+
+    func listGrants(request: ServerRequest<Tokenledger_V1_ListGrantsRequest>, context: ServerContext) async throws
+        -> ServerResponse<Tokenledger_V1_ListGrantsResult>
+    { try await call(request, context, { $0.listGrants = $1 }, \.listGrants) }
+
+    func listTenants(request: ServerRequest<Tokenledger_V1_ListTenantsRequest>, context: ServerContext) async throws
+        -> ServerResponse<Tokenledger_V1_ListTenantsResult>
+    { try await call(request, context, { $0.listTenants = $1 }, \.listTenants) }
+
     func catalog(request: ServerRequest<Tokenledger_V1_CatalogRequest>, context: ServerContext) async throws
         -> ServerResponse<Tokenledger_V1_CatalogResult>
     { try await call(request, context, { $0.catalog = $1 }, \.catalog) }

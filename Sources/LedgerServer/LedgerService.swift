@@ -126,6 +126,22 @@ public final class LedgerService: Sendable {
             read(tenant, callID: callID, traced, finish, { state in try state.history(tenant, filter: filter) }) {
                 $0.history = Tokenledger_V1_HistoryResult($1)
             }
+        case .listHolds(let tenant, let member, let after, let limit):
+            read(tenant, callID: callID, traced, finish, { state in try state.openHolds(tenant, member: member, after: after, limit: limit) }) { response, page in
+                response.listHolds = .with {
+                    $0.holds = page.holds.map(Tokenledger_V1_Hold.init)
+                    $0.nextAfterHoldID = page.nextAfter?.rawValue ?? ""
+                }
+            }
+        case .listGrants(let tenant, let grantState, let after, let limit):
+            read(tenant, callID: callID, traced, finish, { state in try state.grants(tenant, state: grantState, after: after, limit: limit) }) { response, page in
+                response.listGrants = .with {
+                    $0.grants = page.grants.map(Tokenledger_V1_Grant.init)
+                    $0.nextAfterGrantID = page.nextAfter?.rawValue ?? 0
+                }
+            }
+        case .listTenants(let after, let limit):
+            inTask(callID: callID, finish) { [self] in try await listTenants(after: after, limit: limit, callID: callID) }
         case .catalog:
             guard admit() else {
                 finish(overloaded(callID: callID))
@@ -307,6 +323,28 @@ public final class LedgerService: Sendable {
                         $0.lastLsn = shard.lastLSN
                     }
                 }
+            }
+        }
+    }
+
+    /// A page of every shard's tenants: each shard's first `limit` after the cursor, merged.
+    private func listTenants(after: TenantID?, limit: Int, callID: UInt64) async throws -> WireResponse {
+        var all: [TenantID] = []
+        var more = false
+        for shard in engine.shards {
+            let page = try await shard.read { state in try state.tenantIDs(after: after, limit: limit) }
+            all += page.tenants
+            more = more || page.nextAfter != nil
+        }
+        all.sort { $0.rawValue.utf8.lexicographicallyPrecedes($1.rawValue.utf8) }
+        let page = Array(all.prefix(limit))
+        // More when a shard had more, or the shards together had more than one page.
+        let next = (more || all.count > limit) ? page.last : nil
+        return WireResponse.with {
+            $0.callID = callID
+            $0.listTenants = .with {
+                $0.tenants = page.map(\.rawValue)
+                $0.nextAfterTenant = next?.rawValue ?? ""
             }
         }
     }

@@ -14,6 +14,12 @@ public enum LedgerCall: Hashable, Sendable {
     case balance(TenantID, member: MemberID?)
     case estimate(TenantID, member: MemberID?, items: [PricedItem])
     case history(TenantID, HistoryFilter)
+    /// Open holds of the tenant (of one member), a page after a hold id.
+    case listHolds(TenantID, member: MemberID?, after: HoldID?, limit: Int)
+    /// Grants of the tenant (in one state), a page after a grant id (0: from the first).
+    case listGrants(TenantID, state: GrantState?, after: GrantID, limit: Int)
+    /// Every tenant (admins), a page after a tenant id.
+    case listTenants(after: TenantID?, limit: Int)
     case catalog
     case installCatalog(PriceCatalog)
     case health
@@ -48,9 +54,10 @@ public enum LedgerCall: Hashable, Sendable {
             default:
                 return .admin
             }
-        case .balance(let tenant, _), .estimate(let tenant, _, _), .history(let tenant, _), .watch(let tenant, _):
+        case .balance(let tenant, _), .estimate(let tenant, _, _), .history(let tenant, _), .watch(let tenant, _),
+            .listHolds(let tenant, _, _, _), .listGrants(let tenant, _, _, _):
             return .metering(tenant)
-        case .installCatalog, .adminSnapshot, .adminAudit, .adminBackup:
+        case .installCatalog, .adminSnapshot, .adminAudit, .adminBackup, .listTenants:
             return .admin
         case .catalog, .health, .unwatch:
             return .anyone
@@ -61,8 +68,10 @@ public enum LedgerCall: Hashable, Sendable {
     public var tenant: TenantID? {
         switch self {
         case .command(let body, _): return body.tenant
-        case .balance(let tenant, _), .estimate(let tenant, _, _), .history(let tenant, _), .watch(let tenant, _): return tenant
-        case .catalog, .installCatalog, .health, .adminSnapshot, .adminAudit, .adminBackup, .unwatch: return nil
+        case .balance(let tenant, _), .estimate(let tenant, _, _), .history(let tenant, _), .watch(let tenant, _),
+            .listHolds(let tenant, _, _, _), .listGrants(let tenant, _, _, _):
+            return tenant
+        case .catalog, .installCatalog, .health, .adminSnapshot, .adminAudit, .adminBackup, .unwatch, .listTenants: return nil
         }
     }
 
@@ -129,6 +138,22 @@ public enum LedgerCall: Hashable, Sendable {
                 .refundPurchase(try tenantID(message.tenant), try grantID(message.grantID)),
                 try requestID(message.requestID))
         case .history(let message): self = try Self.history(message)
+        case .listHolds(let message):
+            self = .listHolds(
+                try tenantID(message.tenant), member: try optionalMember(message.member),
+                after: message.afterHoldID.isEmpty ? nil : try identifier(message.afterHoldID, "after_hold_id"),
+                limit: try Self.pageLimit(message.limit))
+        case .listGrants(let message):
+            var state: GrantState? = nil
+            if message.state != .unspecified {
+                guard let known = message.state.domain else { throw LedgerError(.invalidArgument, "state: unknown grant state") }
+                state = known
+            }
+            self = .listGrants(
+                try tenantID(message.tenant), state: state, after: GrantID(message.afterGrantID), limit: try Self.pageLimit(message.limit))
+        case .listTenants(let message):
+            self = .listTenants(
+                after: message.afterTenant.isEmpty ? nil : try tenantID(message.afterTenant), limit: try Self.pageLimit(message.limit))
         case .catalog: self = .catalog
         case .installCatalog(let message):
             guard message.json.utf8.count <= Limits.catalogBytesMax else {
@@ -214,6 +239,17 @@ public enum LedgerCall: Hashable, Sendable {
         if case .expiresAtMs(let time)? = message.expiry { request.expiresAt = try ledgerTime(time, "expires_at_ms") }
         if case .priority(let priority)? = message.priorityOption { request.priority = priority }
         return .command(.grant(try tenantID(message.tenant), request), try requestID(message.requestID))
+    }
+
+    /// A listing's page size: 0 is the default, above the maximum is `limit_exceeded`.
+    private static func pageLimit(_ limit: UInt32) throws(LedgerError) -> Int {
+        if limit == 0 { return Limits.listPageDefault }
+        guard limit <= UInt32(Limits.listPageMax) else {
+            throw LedgerError(
+                .limitExceeded, "limit \(limit) is above the page size limit of \(Limits.listPageMax)",
+                details: .limit(name: "list_page_max", value: UInt64(Limits.listPageMax)))
+        }
+        return Int(limit)
     }
 
     private static func history(_ message: Tokenledger_V1_HistoryRequest) throws(LedgerError) -> LedgerCall {
@@ -360,6 +396,9 @@ extension LedgerCall {
         case .balance: return "balance"
         case .estimate: return "estimate"
         case .history: return "history"
+        case .listHolds: return "list_holds"
+        case .listGrants: return "list_grants"
+        case .listTenants: return "list_tenants"
         case .catalog: return "catalog"
         case .installCatalog: return "install_catalog"
         case .health: return "health"
@@ -393,6 +432,9 @@ extension WireRequest {
         case .voidGrant?: return "void_grant"
         case .refundPurchase?: return "refund_purchase"
         case .history?: return "history"
+        case .listHolds?: return "list_holds"
+        case .listGrants?: return "list_grants"
+        case .listTenants?: return "list_tenants"
         case .catalog?: return "catalog"
         case .installCatalog?: return "install_catalog"
         case .health?: return "health"

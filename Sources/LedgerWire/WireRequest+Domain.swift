@@ -24,6 +24,28 @@ extension WireRequest {
                     $0.items = items.map(Tokenledger_V1_PricedItem.init)
                 })
         case .history(let tenant, let filter): self.call = .history(Tokenledger_V1_HistoryRequest(tenant, filter))
+        case .listHolds(let tenant, let member, let after, let limit):
+            self.call = .listHolds(
+                .with {
+                    $0.tenant = tenant.rawValue
+                    $0.member = member?.rawValue ?? ""
+                    $0.afterHoldID = after?.rawValue ?? ""
+                    $0.limit = UInt32(clamping: limit)
+                })
+        case .listGrants(let tenant, let state, let after, let limit):
+            self.call = .listGrants(
+                .with {
+                    $0.tenant = tenant.rawValue
+                    if let state { $0.state = Tokenledger_V1_GrantState(state) }
+                    $0.afterGrantID = after.rawValue
+                    $0.limit = UInt32(clamping: limit)
+                })
+        case .listTenants(let after, let limit):
+            self.call = .listTenants(
+                .with {
+                    $0.afterTenant = after?.rawValue ?? ""
+                    $0.limit = UInt32(clamping: limit)
+                })
         case .catalog: self.call = .catalog(.init())
         case .installCatalog(let catalog): self.call = .installCatalog(.with { $0.json = catalog.json })
         case .health: self.call = .health(.init())

@@ -258,6 +258,45 @@ public enum Tokenledger_V1_Ledger: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ListHolds" metadata.
+        public enum ListHolds: Sendable {
+            /// Request type for "ListHolds".
+            public typealias Input = LedgerWire.Tokenledger_V1_ListHoldsRequest
+            /// Response type for "ListHolds".
+            public typealias Output = LedgerWire.Tokenledger_V1_ListHoldsResult
+            /// Descriptor for "ListHolds".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "tokenledger.v1.Ledger"),
+                method: "ListHolds",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListGrants" metadata.
+        public enum ListGrants: Sendable {
+            /// Request type for "ListGrants".
+            public typealias Input = LedgerWire.Tokenledger_V1_ListGrantsRequest
+            /// Response type for "ListGrants".
+            public typealias Output = LedgerWire.Tokenledger_V1_ListGrantsResult
+            /// Descriptor for "ListGrants".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "tokenledger.v1.Ledger"),
+                method: "ListGrants",
+                type: .unary
+            )
+        }
+        /// Namespace for "ListTenants" metadata.
+        public enum ListTenants: Sendable {
+            /// Request type for "ListTenants".
+            public typealias Input = LedgerWire.Tokenledger_V1_ListTenantsRequest
+            /// Response type for "ListTenants".
+            public typealias Output = LedgerWire.Tokenledger_V1_ListTenantsResult
+            /// Descriptor for "ListTenants".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "tokenledger.v1.Ledger"),
+                method: "ListTenants",
+                type: .unary
+            )
+        }
         /// Namespace for "Catalog" metadata.
         public enum Catalog: Sendable {
             /// Request type for "Catalog".
@@ -368,6 +407,9 @@ public enum Tokenledger_V1_Ledger: Sendable {
             VoidGrant.descriptor,
             RefundPurchase.descriptor,
             History.descriptor,
+            ListHolds.descriptor,
+            ListGrants.descriptor,
+            ListTenants.descriptor,
             Catalog.descriptor,
             InstallCatalog.descriptor,
             Health.descriptor,
@@ -646,6 +688,48 @@ extension Tokenledger_V1_Ledger {
             request: GRPCCore.StreamingServerRequest<LedgerWire.Tokenledger_V1_HistoryRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<LedgerWire.Tokenledger_V1_HistoryResult>
+
+        /// Handle the "ListHolds" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `LedgerWire.Tokenledger_V1_ListHoldsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `LedgerWire.Tokenledger_V1_ListHoldsResult` messages.
+        func listHolds(
+            request: GRPCCore.StreamingServerRequest<LedgerWire.Tokenledger_V1_ListHoldsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<LedgerWire.Tokenledger_V1_ListHoldsResult>
+
+        /// Handle the "ListGrants" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `LedgerWire.Tokenledger_V1_ListGrantsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `LedgerWire.Tokenledger_V1_ListGrantsResult` messages.
+        func listGrants(
+            request: GRPCCore.StreamingServerRequest<LedgerWire.Tokenledger_V1_ListGrantsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<LedgerWire.Tokenledger_V1_ListGrantsResult>
+
+        /// Handle the "ListTenants" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `LedgerWire.Tokenledger_V1_ListTenantsRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `LedgerWire.Tokenledger_V1_ListTenantsResult` messages.
+        func listTenants(
+            request: GRPCCore.StreamingServerRequest<LedgerWire.Tokenledger_V1_ListTenantsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<LedgerWire.Tokenledger_V1_ListTenantsResult>
 
         /// Handle the "Catalog" method.
         ///
@@ -1008,6 +1092,48 @@ extension Tokenledger_V1_Ledger {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_HistoryResult>
 
+        /// Handle the "ListHolds" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_ListHoldsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `LedgerWire.Tokenledger_V1_ListHoldsResult` message.
+        func listHolds(
+            request: GRPCCore.ServerRequest<LedgerWire.Tokenledger_V1_ListHoldsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_ListHoldsResult>
+
+        /// Handle the "ListGrants" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_ListGrantsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `LedgerWire.Tokenledger_V1_ListGrantsResult` message.
+        func listGrants(
+            request: GRPCCore.ServerRequest<LedgerWire.Tokenledger_V1_ListGrantsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_ListGrantsResult>
+
+        /// Handle the "ListTenants" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_ListTenantsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `LedgerWire.Tokenledger_V1_ListTenantsResult` message.
+        func listTenants(
+            request: GRPCCore.ServerRequest<LedgerWire.Tokenledger_V1_ListTenantsRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_ListTenantsResult>
+
         /// Handle the "Catalog" method.
         ///
         /// - Parameters:
@@ -1367,6 +1493,48 @@ extension Tokenledger_V1_Ledger {
             context: GRPCCore.ServerContext
         ) async throws -> LedgerWire.Tokenledger_V1_HistoryResult
 
+        /// Handle the "ListHolds" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `LedgerWire.Tokenledger_V1_ListHoldsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `LedgerWire.Tokenledger_V1_ListHoldsResult` to respond with.
+        func listHolds(
+            request: LedgerWire.Tokenledger_V1_ListHoldsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> LedgerWire.Tokenledger_V1_ListHoldsResult
+
+        /// Handle the "ListGrants" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `LedgerWire.Tokenledger_V1_ListGrantsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `LedgerWire.Tokenledger_V1_ListGrantsResult` to respond with.
+        func listGrants(
+            request: LedgerWire.Tokenledger_V1_ListGrantsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> LedgerWire.Tokenledger_V1_ListGrantsResult
+
+        /// Handle the "ListTenants" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `LedgerWire.Tokenledger_V1_ListTenantsRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `LedgerWire.Tokenledger_V1_ListTenantsResult` to respond with.
+        func listTenants(
+            request: LedgerWire.Tokenledger_V1_ListTenantsRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> LedgerWire.Tokenledger_V1_ListTenantsResult
+
         /// Handle the "Catalog" method.
         ///
         /// - Parameters:
@@ -1668,6 +1836,39 @@ extension Tokenledger_V1_Ledger.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Tokenledger_V1_Ledger.Method.ListHolds.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<LedgerWire.Tokenledger_V1_ListHoldsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<LedgerWire.Tokenledger_V1_ListHoldsResult>(),
+            handler: { request, context in
+                try await self.listHolds(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Tokenledger_V1_Ledger.Method.ListGrants.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<LedgerWire.Tokenledger_V1_ListGrantsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<LedgerWire.Tokenledger_V1_ListGrantsResult>(),
+            handler: { request, context in
+                try await self.listGrants(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
+            forMethod: Tokenledger_V1_Ledger.Method.ListTenants.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<LedgerWire.Tokenledger_V1_ListTenantsRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<LedgerWire.Tokenledger_V1_ListTenantsResult>(),
+            handler: { request, context in
+                try await self.listTenants(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Tokenledger_V1_Ledger.Method.Catalog.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<LedgerWire.Tokenledger_V1_CatalogRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<LedgerWire.Tokenledger_V1_CatalogResult>(),
@@ -1931,6 +2132,39 @@ extension Tokenledger_V1_Ledger.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<LedgerWire.Tokenledger_V1_HistoryResult> {
         let response = try await self.history(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listHolds(
+        request: GRPCCore.StreamingServerRequest<LedgerWire.Tokenledger_V1_ListHoldsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<LedgerWire.Tokenledger_V1_ListHoldsResult> {
+        let response = try await self.listHolds(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listGrants(
+        request: GRPCCore.StreamingServerRequest<LedgerWire.Tokenledger_V1_ListGrantsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<LedgerWire.Tokenledger_V1_ListGrantsResult> {
+        let response = try await self.listGrants(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func listTenants(
+        request: GRPCCore.StreamingServerRequest<LedgerWire.Tokenledger_V1_ListTenantsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<LedgerWire.Tokenledger_V1_ListTenantsResult> {
+        let response = try await self.listTenants(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -2232,6 +2466,45 @@ extension Tokenledger_V1_Ledger.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_HistoryResult> {
         return GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_HistoryResult>(
             message: try await self.history(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listHolds(
+        request: GRPCCore.ServerRequest<LedgerWire.Tokenledger_V1_ListHoldsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_ListHoldsResult> {
+        return GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_ListHoldsResult>(
+            message: try await self.listHolds(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listGrants(
+        request: GRPCCore.ServerRequest<LedgerWire.Tokenledger_V1_ListGrantsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_ListGrantsResult> {
+        return GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_ListGrantsResult>(
+            message: try await self.listGrants(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func listTenants(
+        request: GRPCCore.ServerRequest<LedgerWire.Tokenledger_V1_ListTenantsRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_ListTenantsResult> {
+        return GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_ListTenantsResult>(
+            message: try await self.listTenants(
                 request: request.message,
                 context: context
             ),
@@ -2673,6 +2946,63 @@ extension Tokenledger_V1_Ledger {
             deserializer: some GRPCCore.MessageDeserializer<LedgerWire.Tokenledger_V1_HistoryResult>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_HistoryResult>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListHolds" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_ListHoldsRequest` message.
+        ///   - serializer: A serializer for `LedgerWire.Tokenledger_V1_ListHoldsRequest` messages.
+        ///   - deserializer: A deserializer for `LedgerWire.Tokenledger_V1_ListHoldsResult` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listHolds<Result>(
+            request: GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_ListHoldsRequest>,
+            serializer: some GRPCCore.MessageSerializer<LedgerWire.Tokenledger_V1_ListHoldsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<LedgerWire.Tokenledger_V1_ListHoldsResult>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_ListHoldsResult>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListGrants" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_ListGrantsRequest` message.
+        ///   - serializer: A serializer for `LedgerWire.Tokenledger_V1_ListGrantsRequest` messages.
+        ///   - deserializer: A deserializer for `LedgerWire.Tokenledger_V1_ListGrantsResult` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listGrants<Result>(
+            request: GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_ListGrantsRequest>,
+            serializer: some GRPCCore.MessageSerializer<LedgerWire.Tokenledger_V1_ListGrantsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<LedgerWire.Tokenledger_V1_ListGrantsResult>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_ListGrantsResult>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ListTenants" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_ListTenantsRequest` message.
+        ///   - serializer: A serializer for `LedgerWire.Tokenledger_V1_ListTenantsRequest` messages.
+        ///   - deserializer: A deserializer for `LedgerWire.Tokenledger_V1_ListTenantsResult` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func listTenants<Result>(
+            request: GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_ListTenantsRequest>,
+            serializer: some GRPCCore.MessageSerializer<LedgerWire.Tokenledger_V1_ListTenantsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<LedgerWire.Tokenledger_V1_ListTenantsResult>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_ListTenantsResult>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "Catalog" method.
@@ -3351,6 +3681,96 @@ extension Tokenledger_V1_Ledger {
             )
         }
 
+        /// Call the "ListHolds" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_ListHoldsRequest` message.
+        ///   - serializer: A serializer for `LedgerWire.Tokenledger_V1_ListHoldsRequest` messages.
+        ///   - deserializer: A deserializer for `LedgerWire.Tokenledger_V1_ListHoldsResult` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listHolds<Result>(
+            request: GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_ListHoldsRequest>,
+            serializer: some GRPCCore.MessageSerializer<LedgerWire.Tokenledger_V1_ListHoldsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<LedgerWire.Tokenledger_V1_ListHoldsResult>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_ListHoldsResult>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Tokenledger_V1_Ledger.Method.ListHolds.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListGrants" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_ListGrantsRequest` message.
+        ///   - serializer: A serializer for `LedgerWire.Tokenledger_V1_ListGrantsRequest` messages.
+        ///   - deserializer: A deserializer for `LedgerWire.Tokenledger_V1_ListGrantsResult` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listGrants<Result>(
+            request: GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_ListGrantsRequest>,
+            serializer: some GRPCCore.MessageSerializer<LedgerWire.Tokenledger_V1_ListGrantsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<LedgerWire.Tokenledger_V1_ListGrantsResult>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_ListGrantsResult>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Tokenledger_V1_Ledger.Method.ListGrants.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
+        /// Call the "ListTenants" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_ListTenantsRequest` message.
+        ///   - serializer: A serializer for `LedgerWire.Tokenledger_V1_ListTenantsRequest` messages.
+        ///   - deserializer: A deserializer for `LedgerWire.Tokenledger_V1_ListTenantsResult` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func listTenants<Result>(
+            request: GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_ListTenantsRequest>,
+            serializer: some GRPCCore.MessageSerializer<LedgerWire.Tokenledger_V1_ListTenantsRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<LedgerWire.Tokenledger_V1_ListTenantsResult>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_ListTenantsResult>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Tokenledger_V1_Ledger.Method.ListTenants.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "Catalog" method.
         ///
         /// - Parameters:
@@ -4000,6 +4420,81 @@ extension Tokenledger_V1_Ledger.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<LedgerWire.Tokenledger_V1_HistoryRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<LedgerWire.Tokenledger_V1_HistoryResult>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListHolds" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_ListHoldsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listHolds<Result>(
+        request: GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_ListHoldsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_ListHoldsResult>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listHolds(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<LedgerWire.Tokenledger_V1_ListHoldsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<LedgerWire.Tokenledger_V1_ListHoldsResult>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListGrants" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_ListGrantsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listGrants<Result>(
+        request: GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_ListGrantsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_ListGrantsResult>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listGrants(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<LedgerWire.Tokenledger_V1_ListGrantsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<LedgerWire.Tokenledger_V1_ListGrantsResult>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListTenants" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_ListTenantsRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listTenants<Result>(
+        request: GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_ListTenantsRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_ListTenantsResult>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.listTenants(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<LedgerWire.Tokenledger_V1_ListTenantsRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<LedgerWire.Tokenledger_V1_ListTenantsResult>(),
             options: options,
             onResponse: handleResponse
         )
@@ -4685,6 +5180,93 @@ extension Tokenledger_V1_Ledger.ClientProtocol {
             metadata: metadata
         )
         return try await self.history(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListHolds" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listHolds<Result>(
+        _ message: LedgerWire.Tokenledger_V1_ListHoldsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_ListHoldsResult>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_ListHoldsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listHolds(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListGrants" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listGrants<Result>(
+        _ message: LedgerWire.Tokenledger_V1_ListGrantsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_ListGrantsResult>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_ListGrantsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listGrants(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ListTenants" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func listTenants<Result>(
+        _ message: LedgerWire.Tokenledger_V1_ListTenantsRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_ListTenantsResult>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_ListTenantsRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.listTenants(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -75,6 +75,10 @@ def test_every_rpc(ledger, stubs):
     assert raised.increased == 8 and raised.hold.amount == 16
     extended = stub.ExtendHold(pb.ExtendHoldRequest(request_id="s-3", tenant="acme", hold_id="session-1", ttl_ms=600_000))
     assert extended.hold.expires_at_ms > raised.hold.expires_at_ms
+    listed = stub.ListHolds(pb.ListHoldsRequest(tenant="acme"))
+    assert [hold.id for hold in listed.holds] == ["session-1"] and listed.next_after_hold_id == ""
+    assert len(stub.ListGrants(pb.ListGrantsRequest(tenant="acme")).grants) >= 1
+    assert list(stub.ListTenants(pb.ListTenantsRequest()).tenants) == ["acme"]
     assert stub.Release(pb.ReleaseRequest(request_id="s-4", tenant="acme", hold_id="session-1")).released == 16
 
     charged, headers = call(stub.Charge, pb.ChargeRequest(request_id="ch-1", tenant="acme", hold_id="charge-1", tokens=25))
@@ -186,6 +190,12 @@ def test_a_tenant_principal_sees_only_its_tenant(ledger, stubs):
     with pytest.raises(grpc.RpcError) as denied:
         web.CreateTenant(pb.CreateTenantRequest(request_id="t-x", tenant="acme2"))
     assert denied.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as listing:
+        web.ListTenants(pb.ListTenantsRequest())
+    assert listing.value.code() == grpc.StatusCode.PERMISSION_DENIED
+    with pytest.raises(grpc.RpcError) as other:
+        web.ListHolds(pb.ListHoldsRequest(tenant="globex"))
+    assert other.value.code() == grpc.StatusCode.NOT_FOUND
 
 
 def test_refused_clients(ledger, stubs):

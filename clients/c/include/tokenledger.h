@@ -185,6 +185,14 @@ tl_code tl_estimate(tl_client *client, const Tokenledger__V1__EstimateRequest *r
 tl_code tl_balance(tl_client *client, const Tokenledger__V1__BalanceRequest *request,
                    Tokenledger__V1__BalanceResult **result, tl_error *error);
 
+/* Listings: a page in id order; the result's next_after_* is the cursor of the next page. */
+tl_code tl_list_holds(tl_client *client, const Tokenledger__V1__ListHoldsRequest *request,
+                      Tokenledger__V1__ListHoldsResult **result, tl_error *error);
+tl_code tl_list_grants(tl_client *client, const Tokenledger__V1__ListGrantsRequest *request,
+                       Tokenledger__V1__ListGrantsResult **result, tl_error *error);
+tl_code tl_list_tenants(tl_client *client, const Tokenledger__V1__ListTenantsRequest *request,
+                        Tokenledger__V1__ListTenantsResult **result, tl_error *error);
+
 /* Administration. */
 tl_code tl_create_tenant(tl_client *client, const Tokenledger__V1__CreateTenantRequest *request,
                          Tokenledger__V1__CreateTenantResult **result, tl_error *error);

@@ -1006,6 +1006,12 @@ TL_TYPED_CALL(refund_purchase, Tokenledger__V1__RefundPurchaseRequest, Tokenledg
               REFUND_PURCHASE, tokenledger__v1__refund_purchase_request__descriptor)
 TL_TYPED_CALL(history, Tokenledger__V1__HistoryRequest, Tokenledger__V1__HistoryResult, HISTORY,
               tokenledger__v1__history_request__descriptor)
+TL_TYPED_CALL(list_holds, Tokenledger__V1__ListHoldsRequest, Tokenledger__V1__ListHoldsResult, LIST_HOLDS,
+              tokenledger__v1__list_holds_request__descriptor)
+TL_TYPED_CALL(list_grants, Tokenledger__V1__ListGrantsRequest, Tokenledger__V1__ListGrantsResult, LIST_GRANTS,
+              tokenledger__v1__list_grants_request__descriptor)
+TL_TYPED_CALL(list_tenants, Tokenledger__V1__ListTenantsRequest, Tokenledger__V1__ListTenantsResult, LIST_TENANTS,
+              tokenledger__v1__list_tenants_request__descriptor)
 TL_TYPED_CALL(catalog, Tokenledger__V1__CatalogRequest, Tokenledger__V1__CatalogResult, CATALOG,
               tokenledger__v1__catalog_request__descriptor)
 TL_TYPED_CALL(install_catalog, Tokenledger__V1__InstallCatalogRequest, Tokenledger__V1__InstallCatalogResult,

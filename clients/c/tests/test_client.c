@@ -313,6 +313,41 @@ static void test_every_call(void) {
     CHECK(ended != NULL && ended->released == 16);
     tl_result_free(ended);
 
+    /* Listings: the open hold just made is listed; the tenant is among the tenants. */
+    Tokenledger__V1__ReserveRequest listed = TOKENLEDGER__V1__RESERVE_REQUEST__INIT;
+    listed.request_id = "c-listed";
+    listed.tenant = "acme";
+    listed.hold_id = "c-listed";
+    listed.amount_case = TOKENLEDGER__V1__RESERVE_REQUEST__AMOUNT_TOKENS;
+    listed.tokens = 3;
+    CHECK_CODE(tl_reserve(client, &listed, &opened, &error), TL_OK, error);
+    tl_result_free(opened);
+    Tokenledger__V1__ListHoldsRequest list_holds = TOKENLEDGER__V1__LIST_HOLDS_REQUEST__INIT;
+    list_holds.tenant = "acme";
+    Tokenledger__V1__ListHoldsResult *holds;
+    CHECK_CODE(tl_list_holds(client, &list_holds, &holds, &error), TL_OK, error);
+    CHECK(holds != NULL && holds->n_holds == 1 && strcmp(holds->holds[0]->id, "c-listed") == 0 &&
+          strcmp(holds->next_after_hold_id, "") == 0);
+    tl_result_free(holds);
+    Tokenledger__V1__ListGrantsRequest list_grants = TOKENLEDGER__V1__LIST_GRANTS_REQUEST__INIT;
+    list_grants.tenant = "acme";
+    list_grants.state = TOKENLEDGER__V1__GRANT_STATE__GRANT_STATE_VOIDED;
+    Tokenledger__V1__ListGrantsResult *grants;
+    CHECK_CODE(tl_list_grants(client, &list_grants, &grants, &error), TL_OK, error);
+    CHECK(grants != NULL && grants->n_grants >= 1);
+    tl_result_free(grants);
+    Tokenledger__V1__ListTenantsRequest list_tenants = TOKENLEDGER__V1__LIST_TENANTS_REQUEST__INIT;
+    Tokenledger__V1__ListTenantsResult *tenants;
+    CHECK_CODE(tl_list_tenants(client, &list_tenants, &tenants, &error), TL_OK, error);
+    CHECK(tenants != NULL && tenants->n_tenants >= 1 && strcmp(tenants->tenants[0], "acme") == 0);
+    tl_result_free(tenants);
+    Tokenledger__V1__ReleaseRequest unlist = TOKENLEDGER__V1__RELEASE_REQUEST__INIT;
+    unlist.request_id = "c-listed-release";
+    unlist.tenant = "acme";
+    unlist.hold_id = "c-listed";
+    CHECK_CODE(tl_release(client, &unlist, &ended, &error), TL_OK, error);
+    tl_result_free(ended);
+
     /* A charge spends at once and is refunded by its id; its id cannot be used twice. */
     Tokenledger__V1__ChargeRequest charge = TOKENLEDGER__V1__CHARGE_REQUEST__INIT;
     charge.request_id = "c-charge-1";

@@ -53,6 +53,23 @@ def test_every_call(ledger):
         assert poor.value.details["requested"] == 10**12
         assert client.release("acme", "session-1").released == 16
 
+        client.reserve("acme", "open-b", 5)
+        client.reserve("acme", "open-a", 5, member="ana")
+        first = client.list_holds("acme", limit=1)
+        assert [h.id for h in first.holds] == ["open-a"]
+        assert first.next_after_hold_id == "open-a"
+        rest = client.list_holds("acme", after_hold_id=first.next_after_hold_id)
+        assert [h.id for h in rest.holds] == ["open-b"] and rest.next_after_hold_id == ""
+        assert [h.id for h in client.list_holds("acme", member="ana").holds] == ["open-a"]
+        assert all(g.state == pb.GRANT_STATE_ACTIVE for g in client.list_grants("acme", state="active").grants)
+        assert "acme" in client.list_tenants().tenants
+        with pytest.raises(tokenledger.LimitExceeded):
+            client.list_tenants(limit=1001)
+        with pytest.raises(KeyError):
+            client.list_grants("acme", state="nope")
+        client.release("acme", "open-a")
+        client.release("acme", "open-b")
+
         charged = client.charge("acme", "image-1", items={"cover_image": 1}, member="ana")
         assert charged.charged == charged.hold.captured > 0 and charged.hold.state == pb.HOLD_STATE_COMMITTED
         assert client.refund("acme", "image-1", charged.charged).refunded == charged.charged

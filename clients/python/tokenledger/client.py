@@ -49,6 +49,8 @@ GRANT_KINDS = {
     "referral": pb.GRANT_KIND_REFERRAL, "promo": pb.GRANT_KIND_PROMO, "refund": pb.GRANT_KIND_REFUND,
     "adjustment": pb.GRANT_KIND_ADJUSTMENT,
 }
+GRANT_STATES = {"pending": pb.GRANT_STATE_PENDING, "active": pb.GRANT_STATE_ACTIVE, "expired": pb.GRANT_STATE_EXPIRED,
+                "voided": pb.GRANT_STATE_VOIDED}
 PERIODS = {"day": pb.PERIOD_UNIT_DAY, "week": pb.PERIOD_UNIT_WEEK, "month": pb.PERIOD_UNIT_MONTH}
 
 
@@ -425,6 +427,23 @@ class Client:
     def refund_purchase(self, tenant, grant_id, *, request_id=None):
         return self.call("refund_purchase", pb.RefundPurchaseRequest(request_id=request_id or new_request_id(),
                                                                      tenant=tenant, grant_id=grant_id))
+
+    def list_holds(self, tenant, *, member="", after_hold_id="", limit=0):
+        """A page of the tenant's open holds (of ``member``), in id order; pass the result's
+        ``next_after_hold_id`` as ``after_hold_id`` for the next page ("" when this one is the last)."""
+        return self.call("list_holds", pb.ListHoldsRequest(tenant=tenant, member=member, after_hold_id=after_hold_id,
+                                                             limit=limit))
+
+    def list_grants(self, tenant, *, state=None, after_grant_id=0, limit=0):
+        """A page of the tenant's grants, all or in ``state`` ("pending", "active", "expired", "voided")."""
+        message = pb.ListGrantsRequest(tenant=tenant, after_grant_id=after_grant_id, limit=limit)
+        if state is not None:
+            message.state = GRANT_STATES[state]
+        return self.call("list_grants", message)
+
+    def list_tenants(self, *, after_tenant="", limit=0):
+        """A page of every tenant, in id order (admin principals only)."""
+        return self.call("list_tenants", pb.ListTenantsRequest(after_tenant=after_tenant, limit=limit))
 
     def catalog(self):
         return self.call("catalog", pb.CatalogRequest())

@@ -3877,7 +3877,277 @@ void   tokenledger__v1__budget_reset_event__free_unpacked
   assert(message->base.descriptor == &tokenledger__v1__budget_reset_event__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor tokenledger__v1__request__field_descriptors[27] =
+void   tokenledger__v1__list_holds_request__init
+                     (Tokenledger__V1__ListHoldsRequest         *message)
+{
+  static const Tokenledger__V1__ListHoldsRequest init_value = TOKENLEDGER__V1__LIST_HOLDS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__list_holds_request__get_packed_size
+                     (const Tokenledger__V1__ListHoldsRequest *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__list_holds_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__list_holds_request__pack
+                     (const Tokenledger__V1__ListHoldsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__list_holds_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__list_holds_request__pack_to_buffer
+                     (const Tokenledger__V1__ListHoldsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__list_holds_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__ListHoldsRequest *
+       tokenledger__v1__list_holds_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__ListHoldsRequest *)
+     protobuf_c_message_unpack (&tokenledger__v1__list_holds_request__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__list_holds_request__free_unpacked
+                     (Tokenledger__V1__ListHoldsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__list_holds_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__list_holds_result__init
+                     (Tokenledger__V1__ListHoldsResult         *message)
+{
+  static const Tokenledger__V1__ListHoldsResult init_value = TOKENLEDGER__V1__LIST_HOLDS_RESULT__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__list_holds_result__get_packed_size
+                     (const Tokenledger__V1__ListHoldsResult *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__list_holds_result__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__list_holds_result__pack
+                     (const Tokenledger__V1__ListHoldsResult *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__list_holds_result__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__list_holds_result__pack_to_buffer
+                     (const Tokenledger__V1__ListHoldsResult *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__list_holds_result__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__ListHoldsResult *
+       tokenledger__v1__list_holds_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__ListHoldsResult *)
+     protobuf_c_message_unpack (&tokenledger__v1__list_holds_result__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__list_holds_result__free_unpacked
+                     (Tokenledger__V1__ListHoldsResult *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__list_holds_result__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__list_grants_request__init
+                     (Tokenledger__V1__ListGrantsRequest         *message)
+{
+  static const Tokenledger__V1__ListGrantsRequest init_value = TOKENLEDGER__V1__LIST_GRANTS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__list_grants_request__get_packed_size
+                     (const Tokenledger__V1__ListGrantsRequest *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__list_grants_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__list_grants_request__pack
+                     (const Tokenledger__V1__ListGrantsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__list_grants_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__list_grants_request__pack_to_buffer
+                     (const Tokenledger__V1__ListGrantsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__list_grants_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__ListGrantsRequest *
+       tokenledger__v1__list_grants_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__ListGrantsRequest *)
+     protobuf_c_message_unpack (&tokenledger__v1__list_grants_request__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__list_grants_request__free_unpacked
+                     (Tokenledger__V1__ListGrantsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__list_grants_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__list_grants_result__init
+                     (Tokenledger__V1__ListGrantsResult         *message)
+{
+  static const Tokenledger__V1__ListGrantsResult init_value = TOKENLEDGER__V1__LIST_GRANTS_RESULT__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__list_grants_result__get_packed_size
+                     (const Tokenledger__V1__ListGrantsResult *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__list_grants_result__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__list_grants_result__pack
+                     (const Tokenledger__V1__ListGrantsResult *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__list_grants_result__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__list_grants_result__pack_to_buffer
+                     (const Tokenledger__V1__ListGrantsResult *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__list_grants_result__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__ListGrantsResult *
+       tokenledger__v1__list_grants_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__ListGrantsResult *)
+     protobuf_c_message_unpack (&tokenledger__v1__list_grants_result__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__list_grants_result__free_unpacked
+                     (Tokenledger__V1__ListGrantsResult *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__list_grants_result__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__list_tenants_request__init
+                     (Tokenledger__V1__ListTenantsRequest         *message)
+{
+  static const Tokenledger__V1__ListTenantsRequest init_value = TOKENLEDGER__V1__LIST_TENANTS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__list_tenants_request__get_packed_size
+                     (const Tokenledger__V1__ListTenantsRequest *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__list_tenants_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__list_tenants_request__pack
+                     (const Tokenledger__V1__ListTenantsRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__list_tenants_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__list_tenants_request__pack_to_buffer
+                     (const Tokenledger__V1__ListTenantsRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__list_tenants_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__ListTenantsRequest *
+       tokenledger__v1__list_tenants_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__ListTenantsRequest *)
+     protobuf_c_message_unpack (&tokenledger__v1__list_tenants_request__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__list_tenants_request__free_unpacked
+                     (Tokenledger__V1__ListTenantsRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__list_tenants_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__list_tenants_result__init
+                     (Tokenledger__V1__ListTenantsResult         *message)
+{
+  static const Tokenledger__V1__ListTenantsResult init_value = TOKENLEDGER__V1__LIST_TENANTS_RESULT__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__list_tenants_result__get_packed_size
+                     (const Tokenledger__V1__ListTenantsResult *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__list_tenants_result__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__list_tenants_result__pack
+                     (const Tokenledger__V1__ListTenantsResult *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__list_tenants_result__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__list_tenants_result__pack_to_buffer
+                     (const Tokenledger__V1__ListTenantsResult *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__list_tenants_result__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__ListTenantsResult *
+       tokenledger__v1__list_tenants_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__ListTenantsResult *)
+     protobuf_c_message_unpack (&tokenledger__v1__list_tenants_result__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__list_tenants_result__free_unpacked
+                     (Tokenledger__V1__ListTenantsResult *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__list_tenants_result__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+static const ProtobufCFieldDescriptor tokenledger__v1__request__field_descriptors[30] =
 {
   {
     "call_id",
@@ -4203,6 +4473,42 @@ static const ProtobufCFieldDescriptor tokenledger__v1__request__field_descriptor
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "list_holds",
+    39,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Request, call_case),
+    offsetof(Tokenledger__V1__Request, list_holds),
+    &tokenledger__v1__list_holds_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "list_grants",
+    40,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Request, call_case),
+    offsetof(Tokenledger__V1__Request, list_grants),
+    &tokenledger__v1__list_grants_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "list_tenants",
+    41,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Request, call_case),
+    offsetof(Tokenledger__V1__Request, list_tenants),
+    &tokenledger__v1__list_tenants_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__request__field_indices_by_name[] = {
   20,   /* field[20] = admin_audit */
@@ -4222,6 +4528,9 @@ static const unsigned tokenledger__v1__request__field_indices_by_name[] = {
   15,   /* field[15] = history */
   26,   /* field[26] = increase_hold */
   17,   /* field[17] = install_catalog */
+  28,   /* field[28] = list_grants */
+  27,   /* field[27] = list_holds */
+  29,   /* field[29] = list_tenants */
   12,   /* field[12] = purchase */
   5,   /* field[5] = refund */
   14,   /* field[14] = refund_purchase */
@@ -4238,7 +4547,7 @@ static const ProtobufCIntRange tokenledger__v1__request__number_ranges[3 + 1] =
   { 1, 0 },
   { 10, 2 },
   { 20, 8 },
-  { 0, 27 }
+  { 0, 30 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__request__descriptor =
 {
@@ -4248,14 +4557,14 @@ const ProtobufCMessageDescriptor tokenledger__v1__request__descriptor =
   "Tokenledger__V1__Request",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__Request),
-  27,
+  30,
   tokenledger__v1__request__field_descriptors,
   tokenledger__v1__request__field_indices_by_name,
   3,  tokenledger__v1__request__number_ranges,
   (ProtobufCMessageInit) tokenledger__v1__request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tokenledger__v1__response__field_descriptors[29] =
+static const ProtobufCFieldDescriptor tokenledger__v1__response__field_descriptors[32] =
 {
   {
     "call_id",
@@ -4605,6 +4914,42 @@ static const ProtobufCFieldDescriptor tokenledger__v1__response__field_descripto
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "list_holds",
+    39,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Response, result_case),
+    offsetof(Tokenledger__V1__Response, list_holds),
+    &tokenledger__v1__list_holds_result__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "list_grants",
+    40,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Response, result_case),
+    offsetof(Tokenledger__V1__Response, list_grants),
+    &tokenledger__v1__list_grants_result__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "list_tenants",
+    41,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Response, result_case),
+    offsetof(Tokenledger__V1__Response, list_tenants),
+    &tokenledger__v1__list_tenants_result__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__response__field_indices_by_name[] = {
   22,   /* field[22] = admin_audit */
@@ -4625,6 +4970,9 @@ static const unsigned tokenledger__v1__response__field_indices_by_name[] = {
   17,   /* field[17] = history */
   28,   /* field[28] = increase_hold */
   19,   /* field[19] = install_catalog */
+  30,   /* field[30] = list_grants */
+  29,   /* field[29] = list_holds */
+  31,   /* field[31] = list_tenants */
   3,   /* field[3] = lsn */
   14,   /* field[14] = purchase */
   7,   /* field[7] = refund */
@@ -4642,7 +4990,7 @@ static const ProtobufCIntRange tokenledger__v1__response__number_ranges[3 + 1] =
   { 1, 0 },
   { 10, 4 },
   { 20, 10 },
-  { 0, 29 }
+  { 0, 32 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__response__descriptor =
 {
@@ -4652,7 +5000,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__response__descriptor =
   "Tokenledger__V1__Response",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__Response),
-  29,
+  32,
   tokenledger__v1__response__field_descriptors,
   tokenledger__v1__response__field_indices_by_name,
   3,  tokenledger__v1__response__number_ranges,
@@ -10890,6 +11238,364 @@ const ProtobufCMessageDescriptor tokenledger__v1__budget_reset_event__descriptor
   tokenledger__v1__budget_reset_event__field_indices_by_name,
   1,  tokenledger__v1__budget_reset_event__number_ranges,
   (ProtobufCMessageInit) tokenledger__v1__budget_reset_event__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__list_holds_request__field_descriptors[4] =
+{
+  {
+    "tenant",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ListHoldsRequest, tenant),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "member",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ListHoldsRequest, member),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "after_hold_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ListHoldsRequest, after_hold_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "limit",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ListHoldsRequest, limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__list_holds_request__field_indices_by_name[] = {
+  2,   /* field[2] = after_hold_id */
+  3,   /* field[3] = limit */
+  1,   /* field[1] = member */
+  0,   /* field[0] = tenant */
+};
+static const ProtobufCIntRange tokenledger__v1__list_holds_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__list_holds_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.ListHoldsRequest",
+  "ListHoldsRequest",
+  "Tokenledger__V1__ListHoldsRequest",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__ListHoldsRequest),
+  4,
+  tokenledger__v1__list_holds_request__field_descriptors,
+  tokenledger__v1__list_holds_request__field_indices_by_name,
+  1,  tokenledger__v1__list_holds_request__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__list_holds_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__list_holds_result__field_descriptors[2] =
+{
+  {
+    "holds",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__ListHoldsResult, n_holds),
+    offsetof(Tokenledger__V1__ListHoldsResult, holds),
+    &tokenledger__v1__hold__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "next_after_hold_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ListHoldsResult, next_after_hold_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__list_holds_result__field_indices_by_name[] = {
+  0,   /* field[0] = holds */
+  1,   /* field[1] = next_after_hold_id */
+};
+static const ProtobufCIntRange tokenledger__v1__list_holds_result__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__list_holds_result__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.ListHoldsResult",
+  "ListHoldsResult",
+  "Tokenledger__V1__ListHoldsResult",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__ListHoldsResult),
+  2,
+  tokenledger__v1__list_holds_result__field_descriptors,
+  tokenledger__v1__list_holds_result__field_indices_by_name,
+  1,  tokenledger__v1__list_holds_result__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__list_holds_result__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__list_grants_request__field_descriptors[4] =
+{
+  {
+    "tenant",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ListGrantsRequest, tenant),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "state",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ListGrantsRequest, state),
+    &tokenledger__v1__grant_state__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "after_grant_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ListGrantsRequest, after_grant_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "limit",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ListGrantsRequest, limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__list_grants_request__field_indices_by_name[] = {
+  2,   /* field[2] = after_grant_id */
+  3,   /* field[3] = limit */
+  1,   /* field[1] = state */
+  0,   /* field[0] = tenant */
+};
+static const ProtobufCIntRange tokenledger__v1__list_grants_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__list_grants_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.ListGrantsRequest",
+  "ListGrantsRequest",
+  "Tokenledger__V1__ListGrantsRequest",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__ListGrantsRequest),
+  4,
+  tokenledger__v1__list_grants_request__field_descriptors,
+  tokenledger__v1__list_grants_request__field_indices_by_name,
+  1,  tokenledger__v1__list_grants_request__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__list_grants_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__list_grants_result__field_descriptors[2] =
+{
+  {
+    "grants",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__ListGrantsResult, n_grants),
+    offsetof(Tokenledger__V1__ListGrantsResult, grants),
+    &tokenledger__v1__grant__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "next_after_grant_id",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ListGrantsResult, next_after_grant_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__list_grants_result__field_indices_by_name[] = {
+  0,   /* field[0] = grants */
+  1,   /* field[1] = next_after_grant_id */
+};
+static const ProtobufCIntRange tokenledger__v1__list_grants_result__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__list_grants_result__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.ListGrantsResult",
+  "ListGrantsResult",
+  "Tokenledger__V1__ListGrantsResult",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__ListGrantsResult),
+  2,
+  tokenledger__v1__list_grants_result__field_descriptors,
+  tokenledger__v1__list_grants_result__field_indices_by_name,
+  1,  tokenledger__v1__list_grants_result__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__list_grants_result__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__list_tenants_request__field_descriptors[2] =
+{
+  {
+    "after_tenant",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ListTenantsRequest, after_tenant),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "limit",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ListTenantsRequest, limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__list_tenants_request__field_indices_by_name[] = {
+  0,   /* field[0] = after_tenant */
+  1,   /* field[1] = limit */
+};
+static const ProtobufCIntRange tokenledger__v1__list_tenants_request__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__list_tenants_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.ListTenantsRequest",
+  "ListTenantsRequest",
+  "Tokenledger__V1__ListTenantsRequest",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__ListTenantsRequest),
+  2,
+  tokenledger__v1__list_tenants_request__field_descriptors,
+  tokenledger__v1__list_tenants_request__field_indices_by_name,
+  1,  tokenledger__v1__list_tenants_request__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__list_tenants_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__list_tenants_result__field_descriptors[2] =
+{
+  {
+    "tenants",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Tokenledger__V1__ListTenantsResult, n_tenants),
+    offsetof(Tokenledger__V1__ListTenantsResult, tenants),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "next_after_tenant",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ListTenantsResult, next_after_tenant),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__list_tenants_result__field_indices_by_name[] = {
+  1,   /* field[1] = next_after_tenant */
+  0,   /* field[0] = tenants */
+};
+static const ProtobufCIntRange tokenledger__v1__list_tenants_result__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__list_tenants_result__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.ListTenantsResult",
+  "ListTenantsResult",
+  "Tokenledger__V1__ListTenantsResult",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__ListTenantsResult),
+  2,
+  tokenledger__v1__list_tenants_result__field_descriptors,
+  tokenledger__v1__list_tenants_result__field_indices_by_name,
+  1,  tokenledger__v1__list_tenants_result__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__list_tenants_result__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCEnumValue tokenledger__v1__error_code__enum_values_by_number[16] =

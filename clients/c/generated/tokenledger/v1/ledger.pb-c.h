@@ -101,6 +101,12 @@ typedef struct Tokenledger__V1__HoldExpiredEvent Tokenledger__V1__HoldExpiredEve
 typedef struct Tokenledger__V1__GrantExpiredEvent Tokenledger__V1__GrantExpiredEvent;
 typedef struct Tokenledger__V1__PlanRenewedEvent Tokenledger__V1__PlanRenewedEvent;
 typedef struct Tokenledger__V1__BudgetResetEvent Tokenledger__V1__BudgetResetEvent;
+typedef struct Tokenledger__V1__ListHoldsRequest Tokenledger__V1__ListHoldsRequest;
+typedef struct Tokenledger__V1__ListHoldsResult Tokenledger__V1__ListHoldsResult;
+typedef struct Tokenledger__V1__ListGrantsRequest Tokenledger__V1__ListGrantsRequest;
+typedef struct Tokenledger__V1__ListGrantsResult Tokenledger__V1__ListGrantsResult;
+typedef struct Tokenledger__V1__ListTenantsRequest Tokenledger__V1__ListTenantsRequest;
+typedef struct Tokenledger__V1__ListTenantsResult Tokenledger__V1__ListTenantsResult;
 
 
 /* --- enums --- */
@@ -227,7 +233,10 @@ typedef enum {
   TOKENLEDGER__V1__REQUEST__CALL_ADMIN_BACKUP = 35,
   TOKENLEDGER__V1__REQUEST__CALL_CHARGE = 36,
   TOKENLEDGER__V1__REQUEST__CALL_EXTEND_HOLD = 37,
-  TOKENLEDGER__V1__REQUEST__CALL_INCREASE_HOLD = 38
+  TOKENLEDGER__V1__REQUEST__CALL_INCREASE_HOLD = 38,
+  TOKENLEDGER__V1__REQUEST__CALL_LIST_HOLDS = 39,
+  TOKENLEDGER__V1__REQUEST__CALL_LIST_GRANTS = 40,
+  TOKENLEDGER__V1__REQUEST__CALL_LIST_TENANTS = 41
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__REQUEST__CALL__CASE)
 } Tokenledger__V1__Request__CallCase;
 
@@ -294,6 +303,12 @@ struct  Tokenledger__V1__Request
      */
     Tokenledger__V1__ExtendHoldRequest *extend_hold;
     Tokenledger__V1__IncreaseHoldRequest *increase_hold;
+    /*
+     * Listings (readers of the tenant; tenants: admin principals only).
+     */
+    Tokenledger__V1__ListHoldsRequest *list_holds;
+    Tokenledger__V1__ListGrantsRequest *list_grants;
+    Tokenledger__V1__ListTenantsRequest *list_tenants;
   };
 };
 #define TOKENLEDGER__V1__REQUEST__INIT \
@@ -328,7 +343,10 @@ typedef enum {
   TOKENLEDGER__V1__RESPONSE__RESULT_ADMIN_BACKUP = 35,
   TOKENLEDGER__V1__RESPONSE__RESULT_CHARGE = 36,
   TOKENLEDGER__V1__RESPONSE__RESULT_EXTEND_HOLD = 37,
-  TOKENLEDGER__V1__RESPONSE__RESULT_INCREASE_HOLD = 38
+  TOKENLEDGER__V1__RESPONSE__RESULT_INCREASE_HOLD = 38,
+  TOKENLEDGER__V1__RESPONSE__RESULT_LIST_HOLDS = 39,
+  TOKENLEDGER__V1__RESPONSE__RESULT_LIST_GRANTS = 40,
+  TOKENLEDGER__V1__RESPONSE__RESULT_LIST_TENANTS = 41
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__RESPONSE__RESULT__CASE)
 } Tokenledger__V1__Response__ResultCase;
 
@@ -377,6 +395,9 @@ struct  Tokenledger__V1__Response
     Tokenledger__V1__ChargeResult *charge;
     Tokenledger__V1__ExtendHoldResult *extend_hold;
     Tokenledger__V1__IncreaseHoldResult *increase_hold;
+    Tokenledger__V1__ListHoldsResult *list_holds;
+    Tokenledger__V1__ListGrantsResult *list_grants;
+    Tokenledger__V1__ListTenantsResult *list_tenants;
   };
 };
 #define TOKENLEDGER__V1__RESPONSE__INIT \
@@ -1894,6 +1915,92 @@ struct  Tokenledger__V1__BudgetResetEvent
 #define TOKENLEDGER__V1__BUDGET_RESET_EVENT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__budget_reset_event__descriptor) \
     , (char *)protobuf_c_empty_string, 0, 0 }
+
+
+/*
+ * The tenant's open holds (of one member when member is set): what a service that restarted must
+ * find to commit or release.
+ */
+struct  Tokenledger__V1__ListHoldsRequest
+{
+  ProtobufCMessage base;
+  char *tenant;
+  char *member;
+  char *after_hold_id;
+  uint32_t limit;
+};
+#define TOKENLEDGER__V1__LIST_HOLDS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__list_holds_request__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Tokenledger__V1__ListHoldsResult
+{
+  ProtobufCMessage base;
+  size_t n_holds;
+  Tokenledger__V1__Hold **holds;
+  char *next_after_hold_id;
+};
+#define TOKENLEDGER__V1__LIST_HOLDS_RESULT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__list_holds_result__descriptor) \
+    , 0,NULL, (char *)protobuf_c_empty_string }
+
+
+/*
+ * The tenant's grants, all or in one state, in the order they were made.
+ */
+struct  Tokenledger__V1__ListGrantsRequest
+{
+  ProtobufCMessage base;
+  char *tenant;
+  /*
+   * GRANT_STATE_UNSPECIFIED: every state.
+   */
+  Tokenledger__V1__GrantState state;
+  uint64_t after_grant_id;
+  uint32_t limit;
+};
+#define TOKENLEDGER__V1__LIST_GRANTS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__list_grants_request__descriptor) \
+    , (char *)protobuf_c_empty_string, TOKENLEDGER__V1__GRANT_STATE__GRANT_STATE_UNSPECIFIED, 0, 0 }
+
+
+struct  Tokenledger__V1__ListGrantsResult
+{
+  ProtobufCMessage base;
+  size_t n_grants;
+  Tokenledger__V1__Grant **grants;
+  uint64_t next_after_grant_id;
+};
+#define TOKENLEDGER__V1__LIST_GRANTS_RESULT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__list_grants_result__descriptor) \
+    , 0,NULL, 0 }
+
+
+/*
+ * Every tenant, in id byte order (admin principals only).
+ */
+struct  Tokenledger__V1__ListTenantsRequest
+{
+  ProtobufCMessage base;
+  char *after_tenant;
+  uint32_t limit;
+};
+#define TOKENLEDGER__V1__LIST_TENANTS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__list_tenants_request__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
+
+
+struct  Tokenledger__V1__ListTenantsResult
+{
+  ProtobufCMessage base;
+  size_t n_tenants;
+  char **tenants;
+  char *next_after_tenant;
+};
+#define TOKENLEDGER__V1__LIST_TENANTS_RESULT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__list_tenants_result__descriptor) \
+    , 0,NULL, (char *)protobuf_c_empty_string }
 
 
 /* Tokenledger__V1__Request methods */
@@ -3530,6 +3637,120 @@ Tokenledger__V1__BudgetResetEvent *
 void   tokenledger__v1__budget_reset_event__free_unpacked
                      (Tokenledger__V1__BudgetResetEvent *message,
                       ProtobufCAllocator *allocator);
+/* Tokenledger__V1__ListHoldsRequest methods */
+void   tokenledger__v1__list_holds_request__init
+                     (Tokenledger__V1__ListHoldsRequest         *message);
+size_t tokenledger__v1__list_holds_request__get_packed_size
+                     (const Tokenledger__V1__ListHoldsRequest   *message);
+size_t tokenledger__v1__list_holds_request__pack
+                     (const Tokenledger__V1__ListHoldsRequest   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__list_holds_request__pack_to_buffer
+                     (const Tokenledger__V1__ListHoldsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__ListHoldsRequest *
+       tokenledger__v1__list_holds_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__list_holds_request__free_unpacked
+                     (Tokenledger__V1__ListHoldsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__ListHoldsResult methods */
+void   tokenledger__v1__list_holds_result__init
+                     (Tokenledger__V1__ListHoldsResult         *message);
+size_t tokenledger__v1__list_holds_result__get_packed_size
+                     (const Tokenledger__V1__ListHoldsResult   *message);
+size_t tokenledger__v1__list_holds_result__pack
+                     (const Tokenledger__V1__ListHoldsResult   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__list_holds_result__pack_to_buffer
+                     (const Tokenledger__V1__ListHoldsResult   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__ListHoldsResult *
+       tokenledger__v1__list_holds_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__list_holds_result__free_unpacked
+                     (Tokenledger__V1__ListHoldsResult *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__ListGrantsRequest methods */
+void   tokenledger__v1__list_grants_request__init
+                     (Tokenledger__V1__ListGrantsRequest         *message);
+size_t tokenledger__v1__list_grants_request__get_packed_size
+                     (const Tokenledger__V1__ListGrantsRequest   *message);
+size_t tokenledger__v1__list_grants_request__pack
+                     (const Tokenledger__V1__ListGrantsRequest   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__list_grants_request__pack_to_buffer
+                     (const Tokenledger__V1__ListGrantsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__ListGrantsRequest *
+       tokenledger__v1__list_grants_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__list_grants_request__free_unpacked
+                     (Tokenledger__V1__ListGrantsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__ListGrantsResult methods */
+void   tokenledger__v1__list_grants_result__init
+                     (Tokenledger__V1__ListGrantsResult         *message);
+size_t tokenledger__v1__list_grants_result__get_packed_size
+                     (const Tokenledger__V1__ListGrantsResult   *message);
+size_t tokenledger__v1__list_grants_result__pack
+                     (const Tokenledger__V1__ListGrantsResult   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__list_grants_result__pack_to_buffer
+                     (const Tokenledger__V1__ListGrantsResult   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__ListGrantsResult *
+       tokenledger__v1__list_grants_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__list_grants_result__free_unpacked
+                     (Tokenledger__V1__ListGrantsResult *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__ListTenantsRequest methods */
+void   tokenledger__v1__list_tenants_request__init
+                     (Tokenledger__V1__ListTenantsRequest         *message);
+size_t tokenledger__v1__list_tenants_request__get_packed_size
+                     (const Tokenledger__V1__ListTenantsRequest   *message);
+size_t tokenledger__v1__list_tenants_request__pack
+                     (const Tokenledger__V1__ListTenantsRequest   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__list_tenants_request__pack_to_buffer
+                     (const Tokenledger__V1__ListTenantsRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__ListTenantsRequest *
+       tokenledger__v1__list_tenants_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__list_tenants_request__free_unpacked
+                     (Tokenledger__V1__ListTenantsRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__ListTenantsResult methods */
+void   tokenledger__v1__list_tenants_result__init
+                     (Tokenledger__V1__ListTenantsResult         *message);
+size_t tokenledger__v1__list_tenants_result__get_packed_size
+                     (const Tokenledger__V1__ListTenantsResult   *message);
+size_t tokenledger__v1__list_tenants_result__pack
+                     (const Tokenledger__V1__ListTenantsResult   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__list_tenants_result__pack_to_buffer
+                     (const Tokenledger__V1__ListTenantsResult   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__ListTenantsResult *
+       tokenledger__v1__list_tenants_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__list_tenants_result__free_unpacked
+                     (Tokenledger__V1__ListTenantsResult *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Tokenledger__V1__Request_Closure)
@@ -3790,6 +4011,24 @@ typedef void (*Tokenledger__V1__PlanRenewedEvent_Closure)
 typedef void (*Tokenledger__V1__BudgetResetEvent_Closure)
                  (const Tokenledger__V1__BudgetResetEvent *message,
                   void *closure_data);
+typedef void (*Tokenledger__V1__ListHoldsRequest_Closure)
+                 (const Tokenledger__V1__ListHoldsRequest *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__ListHoldsResult_Closure)
+                 (const Tokenledger__V1__ListHoldsResult *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__ListGrantsRequest_Closure)
+                 (const Tokenledger__V1__ListGrantsRequest *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__ListGrantsResult_Closure)
+                 (const Tokenledger__V1__ListGrantsResult *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__ListTenantsRequest_Closure)
+                 (const Tokenledger__V1__ListTenantsRequest *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__ListTenantsResult_Closure)
+                 (const Tokenledger__V1__ListTenantsResult *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -3890,6 +4129,12 @@ extern const ProtobufCMessageDescriptor tokenledger__v1__hold_expired_event__des
 extern const ProtobufCMessageDescriptor tokenledger__v1__grant_expired_event__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__plan_renewed_event__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__budget_reset_event__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__list_holds_request__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__list_holds_result__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__list_grants_request__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__list_grants_result__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__list_tenants_request__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__list_tenants_result__descriptor;
 
 PROTOBUF_C__END_DECLS
 
