@@ -99,9 +99,10 @@ class Ledger:
 
 @pytest.fixture(scope="session")
 def stubs():
-    generate_stubs(tempfile.mkdtemp(prefix="tokenledger-grpc-stubs-"))
-    from tokenledger.v1 import ledger_pb2, ledger_service_pb2_grpc
-    return ledger_pb2, ledger_service_pb2_grpc
+    with tempfile.TemporaryDirectory(prefix="tokenledger-grpc-stubs-") as directory:
+        generate_stubs(directory)
+        from tokenledger.v1 import ledger_pb2, ledger_service_pb2_grpc
+        yield ledger_pb2, ledger_service_pb2_grpc
 
 
 @pytest.fixture
