@@ -45,7 +45,7 @@ public final class GRPCEndpoint: Service, Sendable {
         let configuration = ledger.configuration
         let limits = configuration.limits
         let tls = TLSContextBox(try makeSSLContext(configuration))
-        let peers = GRPCPeers(access: configuration.access, connectionsMax: limits.connectionsMax)
+        let peers = GRPCPeers(access: configuration.access, connectionsMax: limits.connectionsMax, metrics: ledger.service.metrics)
         let health = HealthService()
         let (bound, boundContinuation) = AsyncStream.makeStream(of: Int.self)
         let listener = GRPCListener(

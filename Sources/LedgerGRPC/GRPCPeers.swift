@@ -22,25 +22,31 @@ final class GRPCPeers: Sendable {
     private let state = Mutex(State())
     private let access: AccessPolicy
     private let connectionsMax: Int
+    private let metrics: LedgerMetrics
 
-    init(access: AccessPolicy, connectionsMax: Int) {
+    init(access: AccessPolicy, connectionsMax: Int, metrics: LedgerMetrics) {
         self.access = access
         self.connectionsMax = connectionsMax
+        self.metrics = metrics
     }
 
     /// Registers a connection whose handshake completed; false when it must be closed (the limit
     /// of open connections, or the server drains).
     func register(_ key: String, certificate: NIOSSLCertificate?) -> Bool {
         let principal = certificate.flatMap { access.principal(peerCertificate: $0) }
-        return state.withLock { state in
-            guard !state.draining, state.peers.count < connectionsMax else { return false }
+        let count: Int? = state.withLock { state in
+            guard !state.draining, state.peers.count < connectionsMax else { return nil }
             state.peers[key] = Peer(principal: principal, watches: ConnectionWatches())
-            return true
+            return state.peers.count
         }
+        guard let count else { return false }
+        metrics.setGRPCConnections(count)
+        return true
     }
 
     func remove(_ key: String) {
-        let peer = state.withLock { $0.peers.removeValue(forKey: key) }
+        let (peer, count) = state.withLock { state in (state.peers.removeValue(forKey: key), state.peers.count) }
+        metrics.setGRPCConnections(count)
         peer?.watches.stopAll()
     }
 

@@ -11,6 +11,7 @@ public final class LedgerMetrics: Sendable {
 
     private let connections: Gauge
     private let connectionsMax: Gauge
+    private let grpcConnections: Gauge
     private let maintenanceFailures: Counter
     private let inFlight: Gauge
     private let watches: Gauge
@@ -42,6 +43,8 @@ public final class LedgerMetrics: Sendable {
 
     public init() {
         connections = registry.makeGauge(descriptor: Self.name("connections", "", "Open client connections."))
+        grpcConnections = registry.makeGauge(
+            descriptor: Self.name("grpc_connections", "", "Open connections on the gRPC port (--grpc-listen)."))
         connectionsMax = registry.makeGauge(
             descriptor: Self.name("connections_max", "", "The connection limit (--connections-max): beyond it new connections are refused."))
         maintenanceFailures = registry.makeCounter(
@@ -105,6 +108,7 @@ public final class LedgerMetrics: Sendable {
 
     func setConnections(_ count: Int) { connections.set(to: Double(count)) }
     func setConnectionsMax(_ count: Int) { connectionsMax.set(to: Double(count)) }
+    public func setGRPCConnections(_ count: Int) { grpcConnections.set(to: Double(count)) }
     func maintenanceFailed() { maintenanceFailures.increment() }
     func setInFlight(_ count: Int) { inFlight.set(to: Double(count)) }
     func watchStarted() { watches.increment() }

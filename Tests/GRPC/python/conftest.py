@@ -56,7 +56,7 @@ class Ledger:
         self.log = open(os.path.join(directory, "ledgerd.log"), "w")
         self.process = subprocess.Popen(
             [ledgerd_binary(), "--data-dir", self.data_dir, "--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0",
-             "--metrics-listen", "off", "--access", access],
+             "--metrics-listen", "127.0.0.1:0", "--access", access],
             stdout=subprocess.PIPE, stderr=self.log, text=True)
         banner = [self.process.stdout.readline() for _ in range(2)]
         prefix = "  gRPC on 127.0.0.1:"
@@ -88,6 +88,15 @@ class Ledger:
             credentials = grpc.ssl_channel_credentials(root)
         return grpc.secure_channel(f"127.0.0.1:{self.port}", credentials,
                                    options=[("grpc.ssl_target_name_override", "localhost")])
+
+    def metrics(self):
+        """The operations listener's /metrics text (its port from ledgerd's log)."""
+        import re
+        import urllib.request
+        with open(os.path.join(self.directory, "ledgerd.log")) as log:
+            port = re.search(r"metrics\.listen=127\.0\.0\.1:(\d+)", log.read()).group(1)
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as response:
+            return response.read().decode()
 
     def stop(self):
         if self.process.poll() is None:

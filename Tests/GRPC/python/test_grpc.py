@@ -27,6 +27,10 @@ def test_every_rpc(ledger, stubs):
     stub = service.LedgerStub(ledger.channel())
     health, _ = call(stub.Health, pb.HealthRequest())
     assert health.status == "serving" and health.principal == "admin"
+    # The open gRPC connection shows in the metrics, and so do the calls it made.
+    metrics = ledger.metrics()
+    assert "tokenledger_grpc_connections 1" in metrics
+    assert 'rpc="health"' in metrics
     assert stub.Catalog(pb.CatalogRequest()).version == "demo-2026-11"
 
     settings = pb.TenantSettings()
