@@ -46,7 +46,7 @@ def client_certificate(directory, name, ca, ca_key):
 
 
 class Ledger:
-    def __init__(self, directory):
+    def __init__(self, directory, extra=()):
         self.directory = directory
         self.data_dir = os.path.join(directory, "ledger-data")
         access = os.path.join(directory, "access.json")
@@ -56,7 +56,7 @@ class Ledger:
         self.log = open(os.path.join(directory, "ledgerd.log"), "w")
         self.process = subprocess.Popen(
             [ledgerd_binary(), "--data-dir", self.data_dir, "--listen", "127.0.0.1:0", "--grpc-listen", "127.0.0.1:0",
-             "--metrics-listen", "127.0.0.1:0", "--access", access],
+             "--metrics-listen", "127.0.0.1:0", "--access", access, *extra],
             stdout=subprocess.PIPE, stderr=self.log, text=True)
         banner = [self.process.stdout.readline() for _ in range(2)]
         prefix = "  gRPC on 127.0.0.1:"
