@@ -37,6 +37,14 @@ extension LedgerClient {
         try await reserve(tenant, ReserveRequest(hold: hold, member: member, amount: .items(items), ttl: ttl), requestID)
     }
 
+    /// Reserves an amount given either way (`.tokens` or `.items`).
+    public func reserve(
+        tenant: TenantID, hold: HoldID, amount: ReserveRequest.Amount, member: MemberID? = nil, ttl: Duration? = nil,
+        requestID: RequestID = newRequestID()
+    ) async throws(LedgerClientError) -> Tokenledger_V1_ReserveResult {
+        try await reserve(tenant, ReserveRequest(hold: hold, member: member, amount: amount, ttl: ttl), requestID)
+    }
+
     private func reserve(_ tenant: TenantID, _ request: ReserveRequest, _ requestID: RequestID)
         async throws(LedgerClientError) -> Tokenledger_V1_ReserveResult
     {
@@ -58,6 +66,13 @@ extension LedgerClient {
         tenant: TenantID, hold: HoldID, items: [PricedItem], member: MemberID? = nil, requestID: RequestID = newRequestID()
     ) async throws(LedgerClientError) -> Tokenledger_V1_ChargeResult {
         try await charge(tenant, ReserveRequest(hold: hold, member: member, amount: .items(items), ttl: nil), requestID)
+    }
+
+    /// Spends an amount given either way (`.tokens` or `.items`), at once.
+    public func charge(
+        tenant: TenantID, hold: HoldID, amount: ReserveRequest.Amount, member: MemberID? = nil, requestID: RequestID = newRequestID()
+    ) async throws(LedgerClientError) -> Tokenledger_V1_ChargeResult {
+        try await charge(tenant, ReserveRequest(hold: hold, member: member, amount: amount, ttl: nil), requestID)
     }
 
     private func charge(_ tenant: TenantID, _ request: ReserveRequest, _ requestID: RequestID)

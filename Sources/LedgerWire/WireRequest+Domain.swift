@@ -128,10 +128,7 @@ extension WireRequest {
                     $0.tenant = tenant.rawValue
                     $0.holdID = request.hold.rawValue
                     $0.member = request.member?.rawValue ?? ""
-                    switch request.amount {
-                    case .tokens(let tokens): $0.tokens = tokens
-                    case .items(let items): $0.items = .with { $0.items = items.map(Tokenledger_V1_PricedItem.init) }
-                    }
+                    $0.setAmount(request.amount)
                     if let ttl = request.ttl { $0.ttlMs = UInt64(clamping: ttl.wholeMilliseconds) }
                 })
         case .commit(let tenant, let hold, let amount, let final):
@@ -167,10 +164,7 @@ extension WireRequest {
                     $0.tenant = tenant.rawValue
                     $0.holdID = request.hold.rawValue
                     $0.member = request.member?.rawValue ?? ""
-                    switch request.amount {
-                    case .tokens(let tokens): $0.tokens = tokens
-                    case .items(let items): $0.items = .with { $0.items = items.map(Tokenledger_V1_PricedItem.init) }
-                    }
+                    $0.setAmount(request.amount)
                 })
         case .extendHold(let tenant, let hold, let ttl):
             return .extendHold(
@@ -256,5 +250,23 @@ extension Tokenledger_V1_HistoryRequest {
         if let until = filter.until { untilMs = until.millisecondsSinceEpoch }
         afterSequence = filter.afterSequence
         limit = UInt32(clamping: filter.limit)
+    }
+}
+
+/// The requests that name an amount in tokens or in priced items: reserve and charge.
+protocol SpendingRequest {
+    var tokens: UInt64 { get set }
+    var items: Tokenledger_V1_PricedItems { get set }
+}
+
+extension Tokenledger_V1_ReserveRequest: SpendingRequest {}
+extension Tokenledger_V1_ChargeRequest: SpendingRequest {}
+
+extension SpendingRequest {
+    mutating func setAmount(_ amount: ReserveRequest.Amount) {
+        switch amount {
+        case .tokens(let tokens): self.tokens = tokens
+        case .items(let items): self.items = .with { $0.items = items.map(Tokenledger_V1_PricedItem.init) }
+        }
     }
 }

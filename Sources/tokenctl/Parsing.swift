@@ -35,6 +35,12 @@ enum Parse {
     }
 
     /// `FEATURE=QTY`.
+    /// A reserve's or a charge's amount: AMOUNT, or `--item FEATURE=QTY`s priced by the catalog.
+    static func spend(_ amount: String?, _ items: [String]) throws -> ReserveRequest.Amount {
+        if let amount { return .tokens(try Self.amount(amount, "AMOUNT")) }
+        return .items(try items.map(item))
+    }
+
     static func item(_ text: String) throws -> PricedItem {
         guard let equals = text.lastIndex(of: "="), let quantity = UInt64(text[text.index(after: equals)...]),
             equals != text.startIndex

@@ -25,15 +25,10 @@ struct ReserveCommand: AsyncParsableCommand {
         let memberID: MemberID? = try member.map { try Parse.identifier($0, "--member") }
         let ttl = try self.ttl.map { try Parse.duration($0, "--ttl") }
         let requestID = try Parse.requestID(self.requestID)
-        let tokens = try amount.map { try Parse.amount($0, "AMOUNT") }
-        let items = try item.map(Parse.item)
+        let spend = try Parse.spend(amount, item)
         try await global.run { client in
-            let hold: Tokenledger_V1_Hold
-            if let tokens {
-                hold = try await client.reserve(tenant: tenantID, hold: holdID, tokens: tokens, member: memberID, ttl: ttl, requestID: requestID).hold
-            } else {
-                hold = try await client.reserve(tenant: tenantID, hold: holdID, items: items, member: memberID, ttl: ttl, requestID: requestID).hold
-            }
+            let hold = try await client.reserve(
+                tenant: tenantID, hold: holdID, amount: spend, member: memberID, ttl: ttl, requestID: requestID).hold
             return Output(
                 human: "reserved \(Format.tokens(hold.amount)) on \(tenantID)\n" + Format.fields(Render.holdFields(hold)),
                 json: .object([("tenant", .string(tenantID.rawValue)), ("hold", Render.holdJSON(hold)), ("request_id", .string(requestID.rawValue))]))
@@ -63,15 +58,9 @@ struct ChargeCommand: AsyncParsableCommand {
         let holdID: HoldID = try Parse.identifier(id, "--id")
         let memberID: MemberID? = try member.map { try Parse.identifier($0, "--member") }
         let requestID = try Parse.requestID(self.requestID)
-        let tokens = try amount.map { try Parse.amount($0, "AMOUNT") }
-        let items = try item.map(Parse.item)
+        let spend = try Parse.spend(amount, item)
         try await global.run { client in
-            let result: Tokenledger_V1_ChargeResult
-            if let tokens {
-                result = try await client.charge(tenant: tenantID, hold: holdID, tokens: tokens, member: memberID, requestID: requestID)
-            } else {
-                result = try await client.charge(tenant: tenantID, hold: holdID, items: items, member: memberID, requestID: requestID)
-            }
+            let result = try await client.charge(tenant: tenantID, hold: holdID, amount: spend, member: memberID, requestID: requestID)
             return Output(
                 human: "charged \(Format.tokens(result.charged)) to \(tenantID)\n" + Format.fields(Render.holdFields(result.hold)),
                 json: .object([

@@ -311,26 +311,14 @@ class Client:
         """Reserve ``tokens``, or the catalog price of ``items`` ({feature: quantity} or pairs)."""
         message = pb.ReserveRequest(request_id=request_id or new_request_id(), tenant=tenant, hold_id=hold_id,
                                     member=member, ttl_ms=ttl_ms)
-        if (tokens is None) == (items is None):
-            raise ValueError("give tokens or items")
-        if tokens is not None:
-            message.tokens = tokens
-        else:
-            message.items.items.extend(_items(items))
-        return self.call("reserve", message)
+        return self.call("reserve", _spend(message, tokens, items))
 
     def charge(self, tenant, hold_id, tokens=None, *, items=None, member="", request_id=None):
         """Spend ``tokens``, or the catalog price of ``items``, at once: a reserve's checks and a final
         commit's burn-down in one call, with no hold left open. Refundable later by ``hold_id``."""
         message = pb.ChargeRequest(request_id=request_id or new_request_id(), tenant=tenant, hold_id=hold_id,
                                    member=member)
-        if (tokens is None) == (items is None):
-            raise ValueError("give tokens or items")
-        if tokens is not None:
-            message.tokens = tokens
-        else:
-            message.items.items.extend(_items(items))
-        return self.call("charge", message)
+        return self.call("charge", _spend(message, tokens, items))
 
     def extend_hold(self, tenant, hold_id, ttl_ms, *, request_id=None):
         """A new expiry for an open hold: ``ttl_ms`` from now (1 s to 7 days)."""
@@ -517,6 +505,17 @@ class Watch:
         if pending.response.WhichOneof("result") == "error":
             raise errors.from_wire(pending.response.error)
         return pending.response.unwatch.stopped
+
+
+def _spend(message, tokens, items):
+    """Fills a reserve's or a charge's amount: ``tokens``, or the catalog price of ``items``."""
+    if (tokens is None) == (items is None):
+        raise ValueError("give tokens or items")
+    if tokens is not None:
+        message.tokens = tokens
+    else:
+        message.items.items.extend(_items(items))
+    return message
 
 
 def _items(items):
