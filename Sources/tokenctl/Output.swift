@@ -1,5 +1,6 @@
 import Foundation
 import LedgerCore
+import LedgerWire
 
 /// tokenctl's JSON output: LedgerCore's ordered writer.
 typealias JSON = OrderedJSON
@@ -24,6 +25,17 @@ struct Output {
     init(human: String, jsonLines: [JSON]) {
         self.human = human
         json = jsonLines
+    }
+
+    /// A change to a hold (reserve, charge, extend, increase, commit, release, refund): a headline
+    /// and the hold's fields; in JSON the tenant, the call's own figures, the hold and the request id.
+    static func holdChange(
+        _ headline: String, tenant: TenantID, _ figures: [(String, JSON)] = [], hold: Tokenledger_V1_Hold, requestID: RequestID
+    ) -> Output {
+        Output(
+            human: headline + "\n" + Format.fields(Render.holdFields(hold)),
+            json: .object(
+                [("tenant", .string(tenant.rawValue))] + figures + [("hold", Render.holdJSON(hold)), ("request_id", .string(requestID.rawValue))]))
     }
 
     func print(json asJSON: Bool) {

@@ -29,9 +29,7 @@ struct ReserveCommand: AsyncParsableCommand {
         try await global.run { client in
             let hold = try await client.reserve(
                 tenant: tenantID, hold: holdID, amount: spend, member: memberID, ttl: ttl, requestID: requestID).hold
-            return Output(
-                human: "reserved \(Format.tokens(hold.amount)) on \(tenantID)\n" + Format.fields(Render.holdFields(hold)),
-                json: .object([("tenant", .string(tenantID.rawValue)), ("hold", Render.holdJSON(hold)), ("request_id", .string(requestID.rawValue))]))
+            return .holdChange("reserved \(Format.tokens(hold.amount)) on \(tenantID)", tenant: tenantID, hold: hold, requestID: requestID)
         }
     }
 }
@@ -61,12 +59,9 @@ struct ChargeCommand: AsyncParsableCommand {
         let spend = try Parse.spend(amount, item)
         try await global.run { client in
             let result = try await client.charge(tenant: tenantID, hold: holdID, amount: spend, member: memberID, requestID: requestID)
-            return Output(
-                human: "charged \(Format.tokens(result.charged)) to \(tenantID)\n" + Format.fields(Render.holdFields(result.hold)),
-                json: .object([
-                    ("tenant", .string(tenantID.rawValue)), ("charged", .unsigned(result.charged)), ("hold", Render.holdJSON(result.hold)),
-                    ("request_id", .string(requestID.rawValue)),
-                ]))
+            return .holdChange(
+                "charged \(Format.tokens(result.charged)) to \(tenantID)", tenant: tenantID, [("charged", .unsigned(result.charged))],
+                hold: result.hold, requestID: requestID)
         }
     }
 }
@@ -87,11 +82,7 @@ struct ExtendCommand: AsyncParsableCommand {
         let requestID = try Parse.requestID(self.requestID)
         try await global.run { client in
             let result = try await client.extendHold(tenant: tenantID, hold: holdID, ttl: ttl, requestID: requestID)
-            return Output(
-                human: "extended \(holdID)\n" + Format.fields(Render.holdFields(result.hold)),
-                json: .object([
-                    ("tenant", .string(tenantID.rawValue)), ("hold", Render.holdJSON(result.hold)), ("request_id", .string(requestID.rawValue)),
-                ]))
+            return .holdChange("extended \(holdID)", tenant: tenantID, hold: result.hold, requestID: requestID)
         }
     }
 }
@@ -112,12 +103,9 @@ struct IncreaseCommand: AsyncParsableCommand {
         let requestID = try Parse.requestID(self.requestID)
         try await global.run { client in
             let result = try await client.increaseHold(tenant: tenantID, hold: holdID, tokens: tokens, requestID: requestID)
-            return Output(
-                human: "increased \(holdID) by \(Format.tokens(result.increased))\n" + Format.fields(Render.holdFields(result.hold)),
-                json: .object([
-                    ("tenant", .string(tenantID.rawValue)), ("increased", .unsigned(result.increased)), ("hold", Render.holdJSON(result.hold)),
-                    ("request_id", .string(requestID.rawValue)),
-                ]))
+            return .holdChange(
+                "increased \(holdID) by \(Format.tokens(result.increased))", tenant: tenantID, [("increased", .unsigned(result.increased))],
+                hold: result.hold, requestID: requestID)
         }
     }
 }
@@ -139,14 +127,10 @@ struct CommitCommand: AsyncParsableCommand {
         let requestID = try Parse.requestID(self.requestID)
         try await global.run { client in
             let result = try await client.commit(tenant: tenantID, hold: holdID, amount: tokens, final: !partial, requestID: requestID)
-            return Output(
-                human: "committed \(Format.tokens(result.captured)), released \(Format.tokens(result.released))\n"
-                    + Format.fields(Render.holdFields(result.hold)),
-                json: .object([
-                    ("tenant", .string(tenantID.rawValue)), ("captured", .unsigned(result.captured)),
-                    ("released", .unsigned(result.released)), ("hold", Render.holdJSON(result.hold)),
-                    ("request_id", .string(requestID.rawValue)),
-                ]))
+            return .holdChange(
+                "committed \(Format.tokens(result.captured)), released \(Format.tokens(result.released))", tenant: tenantID,
+                [("captured", .unsigned(result.captured)), ("released", .unsigned(result.released))], hold: result.hold,
+                requestID: requestID)
         }
     }
 }
@@ -164,12 +148,9 @@ struct ReleaseCommand: AsyncParsableCommand {
         let requestID = try Parse.requestID(self.requestID)
         try await global.run { client in
             let result = try await client.release(tenant: tenantID, hold: holdID, requestID: requestID)
-            return Output(
-                human: "released \(Format.tokens(result.released))\n" + Format.fields(Render.holdFields(result.hold)),
-                json: .object([
-                    ("tenant", .string(tenantID.rawValue)), ("released", .unsigned(result.released)),
-                    ("hold", Render.holdJSON(result.hold)), ("request_id", .string(requestID.rawValue)),
-                ]))
+            return .holdChange(
+                "released \(Format.tokens(result.released))", tenant: tenantID, [("released", .unsigned(result.released))],
+                hold: result.hold, requestID: requestID)
         }
     }
 }
@@ -191,13 +172,12 @@ struct RefundCommand: AsyncParsableCommand {
             let result = try await client.refund(tenant: tenantID, hold: holdID, amount: tokens, requestID: requestID)
             var human = "refunded \(Format.tokens(result.refunded))"
             if result.newGrantID != 0 { human += " as new grant \(Render.grantID(result.newGrantID))" }
-            return Output(
-                human: human + "\n" + Format.fields(Render.holdFields(result.hold)),
-                json: .object([
-                    ("tenant", .string(tenantID.rawValue)), ("refunded", .unsigned(result.refunded)),
+            return .holdChange(
+                human, tenant: tenantID,
+                [
+                    ("refunded", .unsigned(result.refunded)),
                     ("new_grant", result.newGrantID == 0 ? .null : .string(Render.grantID(result.newGrantID))),
-                    ("hold", Render.holdJSON(result.hold)), ("request_id", .string(requestID.rawValue)),
-                ]))
+                ], hold: result.hold, requestID: requestID)
         }
     }
 }
