@@ -83,11 +83,8 @@ public enum LedgerCall: Hashable, Sendable {
         case .reserve(let message): self = try Self.reserve(message)
         case .charge(let message): self = try Self.charge(message)
         case .extendHold(let message):
-            // Far above the longest TTL, so that the conversion cannot overflow; the core checks the range.
-            guard message.ttlMs <= 1 << 50 else { throw LedgerError(.invalidArgument, "ttl_ms \(message.ttlMs) is out of range") }
             self = .command(
-                .extendHold(
-                    try tenantID(message.tenant), try identifier(message.holdID, "hold_id"), ttl: .milliseconds(Int64(message.ttlMs))),
+                .extendHold(try tenantID(message.tenant), try identifier(message.holdID, "hold_id"), ttl: try Self.ttl(message.ttlMs)),
                 try requestID(message.requestID))
         case .increaseHold(let message):
             self = .command(
@@ -189,18 +186,18 @@ public enum LedgerCall: Hashable, Sendable {
         case .items(let items)?: amount = .items(try pricedItems(items.items))
         case nil: throw LedgerError(.invalidArgument, "amount: give tokens or items")
         }
-        var ttl: Duration? = nil
-        if message.ttlMs != 0 {
-            // Far above the longest TTL, so that the conversion cannot overflow; the core checks the range.
-            guard message.ttlMs <= 1 << 50 else {
-                throw LedgerError(.invalidArgument, "ttl_ms \(message.ttlMs) is out of range")
-            }
-            ttl = .milliseconds(Int64(message.ttlMs))
-        }
+        let ttl = message.ttlMs == 0 ? nil : try Self.ttl(message.ttlMs)
         let request = ReserveRequest(
             hold: try identifier(message.holdID, "hold_id"), member: try optionalMember(message.member), amount: amount,
             ttl: ttl)
         return .command(.reserve(try tenantID(message.tenant), request), try requestID(message.requestID))
+    }
+
+    /// `ttl_ms` as a duration. Far above the longest TTL, so that the conversion cannot overflow; the
+    /// core checks the range.
+    private static func ttl(_ milliseconds: UInt64) throws(LedgerError) -> Duration {
+        guard milliseconds <= 1 << 50 else { throw LedgerError(.invalidArgument, "ttl_ms \(milliseconds) is out of range") }
+        return .milliseconds(Int64(milliseconds))
     }
 
     private static func charge(_ message: Tokenledger_V1_ChargeRequest) throws(LedgerError) -> LedgerCall {
