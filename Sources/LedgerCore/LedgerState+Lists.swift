@@ -1,4 +1,4 @@
-/// Listings, paged by id: the open holds a service that restarted must find, a tenant's grants,
+/// Listings, paged by id (ids are ASCII, so their order is their byte order): the open holds a service that restarted must find, a tenant's grants,
 /// and (per shard; the server merges shards) the tenants.
 public struct HoldPage: Hashable, Sendable {
     /// Open holds, in id order.
@@ -26,9 +26,6 @@ extension LedgerState {
         }
     }
 
-    /// Ids compare by their bytes (they are ASCII: [A-Za-z0-9._:-]).
-    static func before(_ left: String, _ right: String) -> Bool { left.utf8.lexicographicallyPrecedes(right.utf8) }
-
     /// The tenant's open holds (of `member` only, when given), after the hold id `after`, at most
     /// `limit`. Reads every hold of the tenant (resolved ones are kept): O(holds) per page.
     public func openHolds(_ tenantID: TenantID, member: MemberID?, after: HoldID?, limit: Int) throws(LedgerError) -> HoldPage {
@@ -37,9 +34,9 @@ extension LedgerState {
         if let member { try IdentifierRule.check(member.rawValue, field: "member id") }
         var open = tenant.holds.values.filter { hold in
             hold.state == .held && (member == nil || hold.member == member)
-                && (after == nil || Self.before(after!.rawValue, hold.id.rawValue))
+                && (after == nil || after! < hold.id)
         }
-        open.sort { Self.before($0.id.rawValue, $1.id.rawValue) }
+        open.sort { $0.id < $1.id }
         let page = Array(open.prefix(limit))
         return HoldPage(holds: page, nextAfter: open.count > limit ? page.last!.id : nil)
     }
@@ -63,8 +60,8 @@ extension LedgerState {
     /// This state's tenants after `after`, at most `limit`, in id order.
     public func tenantIDs(after: TenantID?, limit: Int) throws(LedgerError) -> TenantPage {
         try Self.checkPageLimit(limit)
-        var ids = tenants.keys.filter { after == nil || Self.before(after!.rawValue, $0.rawValue) }
-        ids.sort { Self.before($0.rawValue, $1.rawValue) }
+        var ids = tenants.keys.filter { after == nil || after! < $0 }
+        ids.sort()
         let page = Array(ids.prefix(limit))
         return TenantPage(tenants: page, nextAfter: ids.count > limit ? page.last : nil)
     }

@@ -140,28 +140,33 @@ final class LedgerGRPCService: Tokenledger_V1_Ledger.ServiceProtocol {
         return peer
     }
 
-    /// Decodes `request` as the framed protocol would (unknown fields refused), serves it, and
-    /// answers with the result `field` reads from the reply, or the error's status.
+    /// The framed request this RPC stands for, decoded as the framed port decodes it
+    /// (`LedgerService.decode`); a refusal is counted in the metrics, as there, and becomes the status.
+    private func decode(_ fill: (inout WireRequest) -> Void) throws -> LedgerCall {
+        var wire = WireRequest()
+        fill(&wire)
+        do {
+            return try LedgerService.decode(wire)
+        } catch {
+            service.metrics.record(rpc: wire.rpcName, code: error.code.rawValue, duration: .zero)
+            throw GRPCErrors.status(error)
+        }
+    }
+
+    /// The W3C `traceparent` request header, or "".
+    private static func traceParent(_ metadata: Metadata) -> String {
+        metadata[stringValues: "traceparent"].first(where: { _ in true }) ?? ""
+    }
+
+    /// Decodes `request` (`decode`), serves it, and answers with the result `field` reads from the reply, or the error's status.
     private func call<Input: SwiftProtobuf.Message, Output: SwiftProtobuf.Message>(
         _ request: ServerRequest<Input>, _ context: ServerContext, _ set: (inout WireRequest, Input) -> Void,
         _ field: KeyPath<WireResponse, Output>
     ) async throws -> ServerResponse<Output> {
         let peer = try peer(context)
-        if request.message.containsUnknownFields {
-            throw GRPCErrors.status(
-                LedgerError(.invalidArgument, "the request has fields this server does not know; upgrade the server or the client"))
-        }
-        var wire = WireRequest()
-        set(&wire, request.message)
-        let call: LedgerCall
-        do {
-            call = try LedgerCall(wire)
-        } catch {
-            service.metrics.record(rpc: wire.rpcName, code: error.code.rawValue, duration: .zero)
-            throw GRPCErrors.status(error)
-        }
+        let call = try decode { set(&$0, request.message) }
         let callID = peers.nextCallID()
-        let traceParent = request.metadata[stringValues: "traceparent"].first(where: { _ in true }) ?? ""
+        let traceParent = Self.traceParent(request.metadata)
         let response: WireResponse = await withCheckedContinuation { continuation in
             service.serve(
                 call, callID: callID, principal: peer.principal!, watches: peer.watches, syncBy: .logWriter,
@@ -183,18 +188,7 @@ final class LedgerGRPCService: Tokenledger_V1_Ledger.ServiceProtocol {
         -> StreamingServerResponse<Tokenledger_V1_WatchUpdate>
     {
         let peer = try peer(context)
-        if request.message.containsUnknownFields {
-            throw GRPCErrors.status(
-                LedgerError(.invalidArgument, "the request has fields this server does not know; upgrade the server or the client"))
-        }
-        var wire = WireRequest()
-        wire.watch = request.message
-        let call: LedgerCall
-        do {
-            call = try LedgerCall(wire)
-        } catch {
-            throw GRPCErrors.status(error)
-        }
+        let call = try decode { $0.watch = request.message }
         let principal = peer.principal!
         // Refused before the stream starts (authorization), so the status carries no messages.
         do {
@@ -202,7 +196,7 @@ final class LedgerGRPCService: Tokenledger_V1_Ledger.ServiceProtocol {
         } catch {
             throw GRPCErrors.status(error)
         }
-        let traceParent = request.metadata[stringValues: "traceparent"].first(where: { _ in true }) ?? ""
+        let traceParent = Self.traceParent(request.metadata)
         return StreamingServerResponse { [service, peers] writer in
             let callID = peers.nextCallID()
             let outcome = WatchOutcome()

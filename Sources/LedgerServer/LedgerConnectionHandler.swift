@@ -271,16 +271,8 @@ final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
                 WireResponse(callID: 0, error: LedgerError(.invalidArgument, "the frame is not a valid Request message: \(error)")),
                 rpc: "unreadable")
         }
-        if request.containsUnknownFields {
-            return .refused(
-                WireResponse(
-                    callID: request.callID,
-                    error: LedgerError(
-                        .invalidArgument, "the request has fields this server does not know; upgrade the server or the client")),
-                rpc: request.rpcName)
-        }
         do {
-            return .call(try LedgerCall(request), callID: request.callID, traceParent: request.traceParent)
+            return .call(try LedgerService.decode(request), callID: request.callID, traceParent: request.traceParent)
         } catch {
             return .refused(WireResponse(callID: request.callID, error: error), rpc: request.rpcName)
         }

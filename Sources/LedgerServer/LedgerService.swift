@@ -196,6 +196,16 @@ public final class LedgerService: Sendable {
         return nil
     }
 
+    /// The call a request stands for, decoded the same way on every port: fields this schema does
+    /// not know are refused (a field the server would ignore may be one the client believes changes
+    /// the call's meaning), then `LedgerCall(_:)` checks the rest.
+    public static func decode(_ request: WireRequest) throws(LedgerError) -> LedgerCall {
+        if request.containsUnknownFields {
+            throw LedgerError(.invalidArgument, "the request has fields this server does not know; upgrade the server or the client")
+        }
+        return try LedgerCall(request)
+    }
+
     static func code(of response: WireResponse) -> String {
         if case .error(let error)? = response.result { return error.code.domain?.rawValue ?? "unknown" }
         return "ok"
@@ -336,7 +346,7 @@ public final class LedgerService: Sendable {
             all += page.tenants
             more = more || page.nextAfter != nil
         }
-        all.sort { $0.rawValue.utf8.lexicographicallyPrecedes($1.rawValue.utf8) }
+        all.sort()
         let page = Array(all.prefix(limit))
         // More when a shard had more, or the shards together had more than one page.
         let next = (more || all.count > limit) ? page.last : nil
