@@ -71,10 +71,14 @@ public struct RecoveryReport: Sendable {
 /// mutual exclusion; docs/benchmarks.md measures the difference.
 public final class LedgerShard: Sendable {
     public let index: Int
+    /// The shard's folder in the data directory; empty for a shard whose log is external.
     public let directory: String
     public let recovery: RecoveryReport
-    private let wal: WriteAheadLog
-    private let snapshots: SnapshotStore
+    /// Where records go (the seam: `ShardLog`).
+    private let log: any ShardLog
+    /// The local mode's WAL and snapshot files (segments, archive, backups); nil when the log is
+    /// external (cluster mode), which keeps the snapshots itself.
+    private let local: (wal: WriteAheadLog, snapshots: SnapshotStore)?
     private let clock: any LedgerClock
     private let hub: EventHub?
     private let configuration: ShardConfiguration
@@ -116,39 +120,20 @@ public final class LedgerShard: Sendable {
         self.directory = directory
         self.configuration = configuration
         self.clock = clock
-        snapshots = SnapshotStore(directory: directory, faults: configuration.faults)
+        let snapshots = SnapshotStore(directory: directory, faults: configuration.faults)
         let temporaries = try snapshots.removeTemporaries()
-        var state = LedgerState()
-        var snapshotLSN: UInt64 = 0
-        var skipped: [String] = []
-        var snapshotBytes = 0
-        if let snapshot = try snapshots.loadNewest() {
-            snapshotBytes = snapshot.body.count
-            do {
-                state = try LedgerState(binary: Array(snapshot.body))
-            } catch {
-                throw EngineError.recoveryFailed("snapshot at LSN \(snapshot.lsn) in \(directory) does not decode: \(error)")
-            }
-            snapshotLSN = snapshot.lsn
-            skipped = snapshot.skipped
-        }
+        let newest = try snapshots.loadNewest()
+        let snapshotLSN = newest?.lsn ?? 0
         let log = try WALRecovery.recover(directory: directory, afterLSN: snapshotLSN, faults: configuration.faults)
-        for record in log.records {
-            let command: LedgerCommand
-            do {
-                command = try LedgerCommand(binary: record.body)
-            } catch {
-                throw EngineError.recoveryFailed("record LSN \(record.lsn) in \(directory) does not decode: \(error)")
-            }
-            _ = state.apply(command)
-        }
-        let violations = state.audit()
-        guard violations.isEmpty else {
-            throw EngineError.recoveryFailed("audit of shard \(index) failed: \(violations.prefix(5))")
-        }
-        wal = try WriteAheadLog(
+        let state = try Self.restore(
+            snapshot: newest.map { ($0.lsn, $0.body) }, records: log.records, shard: index, place: directory)
+        let snapshotBytes = newest?.body.count ?? 0
+        let skipped = newest?.skipped ?? []
+        let wal = try WriteAheadLog(
             directory: directory, recovered: log, configuration: .init(segmentSizeMax: configuration.segmentSizeMax),
             faults: configuration.faults, onFailure: onFailure)
+        self.log = wal
+        local = (wal, snapshots)
         // The replayed tail counts toward the next snapshot as if it had just been logged.
         core = Mutex(
             Core(
@@ -173,6 +158,70 @@ public final class LedgerShard: Sendable {
             }
             core.withLock { $0.archived = archived }
         }
+    }
+
+    /// A shard whose log is external (cluster mode): its owner loaded `snapshot` and the records
+    /// after it (contiguous from the snapshot's LSN + 1); they are replayed and audited here as
+    /// local recovery does, and `log` takes the records from `lastLSN + 1` on.
+    public init(
+        index: Int, snapshot: (lsn: UInt64, body: ArraySlice<UInt8>)?, records: [(lsn: UInt64, body: [UInt8])],
+        log: any ExternalShardLog, place: String, configuration: ShardConfiguration = ShardConfiguration(),
+        clock: any LedgerClock = SystemClock(), hub: EventHub? = nil
+    ) throws {
+        let started = monotonicNanoseconds()
+        self.index = index
+        directory = ""
+        self.configuration = configuration
+        self.clock = clock
+        self.hub = hub
+        self.log = log
+        local = nil
+        let state = try Self.restore(snapshot: snapshot, records: records, shard: index, place: place)
+        let snapshotLSN = snapshot?.lsn ?? 0
+        let lastLSN = records.last?.lsn ?? snapshotLSN
+        core = Mutex(
+            Core(
+                state: state, appliedLSN: lastLSN, recordsSinceSnapshot: records.count,
+                logBytesSinceSnapshot: records.reduce(0) { $0 + $1.body.count }, lastSnapshotBytes: snapshot?.body.count ?? 0,
+                lastSnapshotAt: monotonicNanoseconds(), snapshotLSN: snapshotLSN))
+        recovery = RecoveryReport(
+            snapshotLSN: snapshotLSN, skippedSnapshots: [], recordsReplayed: records.count, lastLSN: lastLSN, tornBytes: 0,
+            tornFile: nil, temporariesRemoved: 0, nanoseconds: monotonicNanoseconds() - started)
+    }
+
+    /// The state a snapshot and the records after it make, audited. `place` names where they came
+    /// from in errors.
+    static func restore(
+        snapshot: (lsn: UInt64, body: ArraySlice<UInt8>)?, records: [(lsn: UInt64, body: [UInt8])], shard: Int, place: String
+    ) throws -> LedgerState {
+        var state = LedgerState()
+        var expected: UInt64 = 1
+        if let snapshot {
+            do {
+                state = try LedgerState(binary: Array(snapshot.body))
+            } catch {
+                throw EngineError.recoveryFailed("snapshot at LSN \(snapshot.lsn) in \(place) does not decode: \(error)")
+            }
+            expected = snapshot.lsn + 1
+        }
+        for record in records {
+            guard record.lsn == expected else {
+                throw EngineError.recoveryFailed("the log of shard \(shard) in \(place) has LSN \(record.lsn) where \(expected) belongs")
+            }
+            expected += 1
+            let command: LedgerCommand
+            do {
+                command = try LedgerCommand(binary: record.body)
+            } catch {
+                throw EngineError.recoveryFailed("record LSN \(record.lsn) in \(place) does not decode: \(error)")
+            }
+            _ = state.apply(command)
+        }
+        let violations = state.audit()
+        guard violations.isEmpty else {
+            throw EngineError.recoveryFailed("audit of shard \(shard) failed: \(violations.prefix(5))")
+        }
+        return state
     }
 
     /// Applies a command at the clock's time, logs it, and returns once it is durable.
@@ -200,7 +249,7 @@ public final class LedgerShard: Sendable {
         do {
             applied = try core.withLock { core in
                 try Self.applyAndLog(
-                    LedgerCommand(time: clock.now(), requestID: requestID, body: body), core: &core, wal: wal, syncBy: syncBy)
+                    LedgerCommand(time: clock.now(), requestID: requestID, body: body), core: &core, log: log, syncBy: syncBy)
             }
         } catch {
             return completion(.failure(error))
@@ -232,13 +281,13 @@ public final class LedgerShard: Sendable {
     /// Called with the lock held: apply and append happen together, so commands are logged in the
     /// order they are applied.
     private static func applyAndLog(
-        _ command: LedgerCommand, core: inout Core, wal: WriteAheadLog, syncBy: SyncBy = .logWriter
+        _ command: LedgerCommand, core: inout Core, log: any ShardLog, syncBy: SyncBy = .logWriter
     ) throws -> (CommandResult, UInt64) {
         if let failure = core.failure { throw EngineError.unavailable(failure) }
         let bytes = command.binaryEncoded
         let result = core.state.apply(command)
         do {
-            let lsn = try wal.append(bytes, syncBy: syncBy)
+            let lsn = try log.append(bytes, syncBy: syncBy)
             // Applied in log order: each command applied gets the next position of the log.
             precondition(lsn == core.appliedLSN + 1, "shard applied LSN \(core.appliedLSN) but logged \(lsn)")
             core.appliedLSN = lsn
@@ -255,12 +304,12 @@ public final class LedgerShard: Sendable {
     /// Writes and syncs the log's pending records on the caller's thread and answers the calls they
     /// make durable (see `WriteAheadLog.syncPending`). The partner of `syncBy: .caller`.
     public func syncPending() {
-        wal.syncPending()
+        log.syncPending()
     }
 
     private func durable(_ lsn: UInt64) async throws {
         do {
-            try await wal.waitDurable(lsn)
+            try await log.waitDurable(lsn)
         } catch {
             markFailed(error)
             throw EngineError.unavailable("\(error)")
@@ -268,7 +317,7 @@ public final class LedgerShard: Sendable {
     }
 
     private func whenDurable(_ lsn: UInt64, _ completion: @escaping @Sendable (Result<DurableBatch?, any Error>) -> Void) {
-        wal.whenDurable(lsn) { [self] outcome in
+        log.whenDurable(lsn) { [self] outcome in
             switch outcome {
             case .success(let batch): completion(.success(batch))
             case .failure(let error):
@@ -315,11 +364,12 @@ public final class LedgerShard: Sendable {
     /// Applies what fell due (a tick) and runs `body` on the state, under the lock.
     private func readNow<T: Sendable>(_ body: (LedgerState) throws -> T) throws -> (T, UInt64, [LedgerEvent]) {
         try core.withLock { core in
+            do { try log.checkReadable() } catch { throw EngineError.unavailable("\(error)") }
             var lsn = core.appliedLSN
             var events: [LedgerEvent] = []
             if let due = core.state.nextDueTime, due <= clock.now() {
                 let tick: CommandResult
-                (tick, lsn) = try Self.applyAndLog(LedgerCommand(time: clock.now(), requestID: nil, body: .tick), core: &core, wal: wal)
+                (tick, lsn) = try Self.applyAndLog(LedgerCommand(time: clock.now(), requestID: nil, body: .tick), core: &core, log: log)
                 events = tick.events
             }
             return (try body(core.state), lsn, events)
@@ -366,12 +416,13 @@ public final class LedgerShard: Sendable {
         try await durable(lsn)
         let started = monotonicNanoseconds()
         let body = copy.binaryEncoded
-        let kept = try snapshots.write(lsn: lsn, body: body)
-        core.withLock { core in
-            core.lastSnapshotNanoseconds = monotonicNanoseconds() - started
-            core.lastSnapshotBytes = body.count
-            core.snapshotLSN = lsn
+        guard let (wal, snapshots) = local else {
+            try await (log as! any ExternalShardLog).writeSnapshot(lsn: lsn, body: body)
+            snapshotWritten(lsn: lsn, bytes: body.count, started: started)
+            return true
         }
+        let kept = try snapshots.write(lsn: lsn, body: body)
+        snapshotWritten(lsn: lsn, bytes: body.count, started: started)
         if kept.count == SnapshotStore.keptCount {
             // With an archive, a segment is deleted only once it is archived.
             let archived: Set<UInt64>? = shardArchive == nil ? nil : core.withLock { $0.archived }
@@ -382,15 +433,25 @@ public final class LedgerShard: Sendable {
         return true
     }
 
-    /// This shard's folder in the archive, if there is one.
-    var shardArchive: String? { configuration.archiveDirectory.map { DataDirectory.shardPath($0, index) } }
+    private func snapshotWritten(lsn: UInt64, bytes: Int, started: UInt64) {
+        core.withLock { core in
+            core.lastSnapshotNanoseconds = monotonicNanoseconds() - started
+            core.lastSnapshotBytes = bytes
+            core.snapshotLSN = lsn
+        }
+    }
+
+    /// This shard's folder in the archive, if there is one (local mode only).
+    var shardArchive: String? {
+        local == nil ? nil : configuration.archiveDirectory.map { DataDirectory.shardPath($0, index) }
+    }
 
     /// Copies (or hard-links) every finished segment not archived yet into the archive, fsynced,
     /// so that a backup plus the archive restores to any point after it. Run by maintenance; the
     /// segment being written is archived once a newer one starts. Returns how many it archived.
     @discardableResult
     public func archiveFinishedSegments() throws -> Int {
-        guard let archive = shardArchive else { return 0 }
+        guard let archive = shardArchive, let wal = local?.wal else { return 0 }
         let segments = wal.segmentList
         let pending = core.withLock { core in segments.dropLast().filter { !core.archived.contains($0.firstLSN) } }
         guard !pending.isEmpty else { return 0 }
@@ -435,6 +496,9 @@ public final class LedgerShard: Sendable {
     /// Whole files are hard-linked when `destination` is on the data directory's filesystem.
     /// Commands go on meanwhile; what they log after the copy started is not in it.
     public func backup(into destination: String) async throws -> BackupReport {
+        guard let (wal, snapshots) = local else {
+            throw LedgerError(.invalidArgument, "a cluster-mode shard is backed up with its PostgreSQL cluster (docs/cluster.md)")
+        }
         _ = try await snapshot()
         // Hold snapshots; wait for one under way (it may be deleting files) to finish.
         while true {
@@ -508,13 +572,13 @@ public final class LedgerShard: Sendable {
     /// Flushes the log, writes a final snapshot and closes the log.
     public func close(finalSnapshot: Bool = true) async {
         if finalSnapshot, !isFailedNow { _ = try? await snapshot() }
-        wal.close()
+        log.close()
     }
 
     private var isFailedNow: Bool { core.withLock { $0.failure != nil } }
 
     /// Closes the log without a snapshot, synchronously (an engine that failed to open).
-    func closeLog() { wal.close() }
+    func closeLog() { log.close() }
 
     /// The installed catalog, now (start-up's check of an interrupted install).
     func catalogNow() -> PriceCatalog? { core.withLock { $0.state.catalog } }
@@ -530,7 +594,7 @@ public final class LedgerShard: Sendable {
     }
     /// How long the last snapshot took to encode and write; 0 before the first.
     public var lastSnapshotSeconds: Double { get async { Double(core.withLock { $0.lastSnapshotNanoseconds }) / 1e9 } }
-    public var walStatistics: WALStatistics { get async { wal.stats } }
+    public var walStatistics: WALStatistics { get async { log.stats } }
     public var isFailed: Bool { get async { isFailedNow } }
     /// A copy of the state (tests and the admin audit).
     public var stateCopy: LedgerState { get async { core.withLock { $0.state } } }
