@@ -146,14 +146,21 @@ extension ErrorDetails: BinaryCodable {
             writer.tag(3)
             writer.write(name)
             writer.write(value)
+        case .owner(let shard, let address, let epoch):
+            // Routing only, never in a state; encoded for completeness (a new tag at the end).
+            writer.tag(4)
+            writer.write(shard)
+            writer.write(address)
+            writer.write(epoch)
         }
     }
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
-        switch try reader.tag(below: 4) {
+        switch try reader.tag(below: 5) {
         case 0: self = .budget(remaining: try reader.read(), cap: try reader.read(), resetsAt: try reader.read())
         case 1: self = .plan(remaining: try reader.read(), limit: try reader.read(), resetsAt: try reader.read())
         case 2: self = .balance(available: try reader.read(), requested: try reader.read())
-        default: self = .limit(name: try reader.read(), value: try reader.read())
+        case 3: self = .limit(name: try reader.read(), value: try reader.read())
+        default: self = .owner(shard: try reader.read(), address: try reader.read(), epoch: try reader.read())
         }
     }
 }

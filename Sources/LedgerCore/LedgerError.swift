@@ -25,6 +25,9 @@ public enum ErrorCode: String, Sendable, Codable, CaseIterable {
     case limitExceeded = "limit_exceeded"
     case overloaded
     case unavailable
+    /// Cluster mode: the tenant's shard is served by another node (`ErrorDetails.owner` says
+    /// which); send the call there with the same request id.
+    case wrongOwner = "wrong_owner"
 }
 
 /// Structured facts that come with some errors, so that a client can show them without parsing
@@ -40,6 +43,8 @@ public enum ErrorDetails: Hashable, Sendable, Codable {
     case balance(available: Tokens, requested: Tokens)
     /// `limit_exceeded`: the limit that was hit and its value.
     case limit(name: String, value: UInt64)
+    /// `wrong_owner`: the shard, the address of the node that serves it and that node's epoch.
+    case owner(shard: UInt32, address: String, epoch: UInt64)
 }
 
 /// A typed, expected failure of a command: bad input or a business rule. Never a crash.

@@ -5,8 +5,13 @@ import Synchronization
 
 /// All shards of one data directory, and the routing of tenants to shards.
 public final class LedgerEngine: Sendable {
-    public let dataDirectory: DataDirectory
-    public let shards: [LedgerShard]
+    /// The local mode's data directory (manifest, lock, shard folders); nil in cluster mode.
+    public let dataDirectory: DataDirectory?
+    public let shardCount: Int
+    /// Local mode: every shard, opened at start.
+    private let fixed: [LedgerShard]
+    /// Cluster mode: the shards this node serves now, filled by the cluster node.
+    public let placement: ShardPlacement?
     /// Wakes event subscribers (Watch calls, the webhook sink) when a tenant's events are durable.
     public let eventHub = EventHub()
     /// Tenants frozen by the idle sweep since memory was last handed back to the system, and when
@@ -44,7 +49,9 @@ public final class LedgerEngine: Sendable {
             throw error
         }
         dataDirectory = directory
-        self.shards = shards
+        fixed = shards
+        self.shardCount = shardCount
+        placement = nil
         do {
             try finishInterruptedCatalogInstall()
         } catch {
@@ -54,10 +61,37 @@ public final class LedgerEngine: Sendable {
         }
     }
 
-    /// The shard that owns `tenant`: FNV-1a 64 of the id's bytes modulo the shard count. Stable
-    /// across processes and builds (Swift's `Hasher` is seeded per process and must not be used).
+    /// Cluster mode: no shard is open until the cluster node (LedgerCluster) takes it and fills
+    /// its slot in `placement`.
+    public init(cluster placement: ShardPlacement, onCatalogInstalled: (@Sendable (Int) -> Void)? = nil) {
+        self.placement = placement
+        shardCount = placement.shardCount
+        fixed = []
+        dataDirectory = nil
+        self.onCatalogInstalled = onCatalogInstalled
+    }
+
+    /// The shards open here: every shard in local mode, those this node serves now in cluster mode.
+    public var shards: [LedgerShard] { placement?.owned ?? fixed }
+
+    /// The index of the shard that owns `tenant`: FNV-1a 64 of the id's bytes modulo the shard
+    /// count. Stable across processes and builds (Swift's `Hasher` is seeded per process and must
+    /// not be used).
+    public func shardIndex(for tenant: TenantID) -> Int {
+        Int(Self.stableHash(tenant.rawValue) % UInt64(shardCount))
+    }
+
+    /// The shard that owns `tenant` (local mode; cluster mode routes with ``route(_:)``).
     public func shard(for tenant: TenantID) -> LedgerShard {
-        shards[Int(Self.stableHash(tenant.rawValue) % UInt64(shards.count))]
+        precondition(placement == nil, "shard(for:) is the local mode's; cluster mode routes")
+        return fixed[shardIndex(for: tenant)]
+    }
+
+    /// The shard that serves `tenant` here; in cluster mode `wrong_owner` when another node serves
+    /// it, `unavailable` when none does now.
+    public func route(_ tenant: TenantID) throws(LedgerError) -> LedgerShard {
+        guard let placement else { return fixed[shardIndex(for: tenant)] }
+        return try placement.route(shardIndex(for: tenant))
     }
 
     public static func stableHash(_ text: String) -> UInt64 {
@@ -72,7 +106,7 @@ public final class LedgerEngine: Sendable {
     /// Runs a command on its tenant's shard; `installCatalog` (``installCatalog(_:)``) and `tick`
     /// run on every shard and the first shard's result is returned.
     public func execute(_ body: CommandBody, requestID: RequestID?) async throws -> CommandResult {
-        if let tenant = body.tenant { return try await shard(for: tenant).execute(body, requestID: requestID) }
+        if let tenant = body.tenant { return try await route(tenant).execute(body, requestID: requestID) }
         if case .installCatalog(let catalog) = body { return try await installCatalog(catalog) }
         var first: CommandResult? = nil
         for shard in shards {
@@ -86,7 +120,7 @@ public final class LedgerEngine: Sendable {
 
     /// The intent file of a catalog install: while it exists, the catalog it holds is being
     /// installed on every shard.
-    var catalogIntentPath: String { dataDirectory.path + "/catalog-install" }
+    var catalogIntentPath: String { dataDirectory!.path + "/catalog-install" }
 
     /// Installs a price catalog on every shard as one decision. Every shard prices with the
     /// catalog, and each logs the install in its own log, so a crash between two shards would leave
@@ -97,6 +131,12 @@ public final class LedgerEngine: Sendable {
     /// install (the same version with other prices) is refused by the first shard, and by all of
     /// them alike since they hold the same catalog; the others are not asked.
     public func installCatalog(_ catalog: PriceCatalog) async throws -> CommandResult {
+        if let placement {
+            guard let install = placement.installCatalog else {
+                throw LedgerError(.unavailable, "the cluster node is not running")
+            }
+            return try await install(catalog)
+        }
         await catalogInstalls.lock()
         defer { catalogInstalls.unlock() }
         try FileSystem.replaceFile(catalogIntentPath, Self.encodeIntent(catalog))
@@ -130,7 +170,7 @@ public final class LedgerEngine: Sendable {
 
     private func removeCatalogIntent() throws {
         try FileSystem.remove(catalogIntentPath)
-        try FileSystem.syncDirectory(dataDirectory.path)
+        try FileSystem.syncDirectory(dataDirectory!.path)
     }
 
     static let intentMagic: [UInt8] = Array("TLCATINT".utf8)
@@ -171,6 +211,10 @@ public final class LedgerEngine: Sendable {
     /// state, audited, and found to end at the log position the backup reports. A copy that fails
     /// it is an error (the directory is left for inspection). Calls go on meanwhile.
     public func backup(to directory: String) async throws -> BackupReport {
+        guard let dataDirectory else {
+            throw LedgerError(
+                .invalidArgument, "cluster mode keeps the ledger in PostgreSQL: back up the PostgreSQL cluster (docs/cluster.md)")
+        }
         guard directory.hasPrefix("/"), !directory.contains("\0") else {
             throw LedgerError(.invalidArgument, "directory: give an absolute path on the server's machine")
         }
@@ -198,7 +242,7 @@ public final class LedgerEngine: Sendable {
         }
         try FileSystem.syncDirectory(trimmed)
         try FileSystem.syncDirectory(parent.isEmpty ? "/" : parent)
-        let tenants = try Self.verifyBackup(trimmed, shardCount: shards.count, expected: reports)
+        let tenants = try Self.verifyBackup(trimmed, shardCount: shardCount, expected: reports)
         return BackupReport(directory: trimmed, shards: reports, tenants: tenants)
     }
 
@@ -229,7 +273,7 @@ public final class LedgerEngine: Sendable {
 
     /// A page of the tenant's retained events after `afterID` (see `LedgerState.events`), durable.
     public func events(_ tenant: TenantID, after afterID: UInt64?, limit: Int = Limits.eventPageMax) async throws -> EventPage {
-        try await shard(for: tenant).read { state in try state.events(tenant, after: afterID, limit: limit) }
+        try await route(tenant).read { state in try state.events(tenant, after: afterID, limit: limit) }
     }
 
     /// Ticks what fell due, snapshots what is due and freezes idle tenants on every shard (the
@@ -263,7 +307,7 @@ public final class LedgerEngine: Sendable {
     /// Closes every shard (final snapshots) and releases the data directory.
     public func close(finalSnapshot: Bool = true) async {
         for shard in shards { await shard.close(finalSnapshot: finalSnapshot) }
-        dataDirectory.close()
+        dataDirectory?.close()
     }
 }
 

@@ -581,7 +581,7 @@ public final class LedgerShard: Sendable {
     func closeLog() { log.close() }
 
     /// The installed catalog, now (start-up's check of an interrupted install).
-    func catalogNow() -> PriceCatalog? { core.withLock { $0.state.catalog } }
+    public func catalogNow() -> PriceCatalog? { core.withLock { $0.state.catalog } }
 
     // MARK: - Introspection for tests, tools and metrics (async, as they were on the actor)
 

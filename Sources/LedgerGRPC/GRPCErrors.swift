@@ -23,6 +23,8 @@ public enum GRPCErrors {
         case .budgetExceeded, .planLimitReached, .limitExceeded: .resourceExhausted
         // Both are worth retrying with backoff, which is what gRPC clients do with UNAVAILABLE.
         case .overloaded, .unavailable: .unavailable
+        // Cluster mode: not to be retried here but at the owner the metadata names.
+        case .wrongOwner: .failedPrecondition
         }
     }
 
@@ -42,6 +44,8 @@ public enum GRPCErrors {
             metadata = ["available": "\(balance.available)", "requested": "\(balance.requested)"]
         case .limit(let limit)?:
             metadata = ["limit_name": limit.name, "limit_value": "\(limit.value)"]
+        case .owner(let owner)?:
+            metadata = ["shard": "\(owner.shard)", "owner_address": owner.address, "epoch": "\(owner.epoch)"]
         case nil:
             break
         }

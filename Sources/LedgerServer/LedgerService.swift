@@ -101,11 +101,17 @@ public final class LedgerService: Sendable {
                 finish(WireResponse(callID: callID, error: LedgerError(.invalidArgument, "the command names no tenant")))
                 return nil
             }
+            let shard: LedgerShard
+            do {
+                shard = try engine.route(tenant)
+            } catch {
+                finish(WireResponse(callID: callID, error: error))
+                return nil
+            }
             guard admit() else {
                 finish(overloaded(callID: callID))
                 return nil
             }
-            let shard = engine.shard(for: tenant)
             shard.submit(body, requestID: requestID, syncBy: syncBy, trace: traced?.shard) { [self] outcome in
                 finishAdmitted()
                 switch outcome {
@@ -143,12 +149,16 @@ public final class LedgerService: Sendable {
         case .listTenants(let after, let limit):
             inTask(callID: callID, finish) { [self] in try await listTenants(after: after, limit: limit, callID: callID) }
         case .catalog:
+            // Every shard holds the same catalog (installs are one decision, LedgerEngine.installCatalog).
+            guard let first = engine.shards.first else {
+                finish(WireResponse(callID: callID, error: LedgerError(.unavailable, "this node serves no shard yet; retry shortly")))
+                return nil
+            }
             guard admit() else {
                 finish(overloaded(callID: callID))
                 return nil
             }
-            // Every shard holds the same catalog (installs are one decision, LedgerEngine.installCatalog).
-            engine.shards[0].submitRead({ state in state.catalog }, trace: traced?.shard) { [self] outcome in
+            first.submitRead({ state in state.catalog }, trace: traced?.shard) { [self] outcome in
                 finishAdmitted()
                 switch outcome {
                 case .success((let catalog?, _)):
@@ -253,8 +263,14 @@ public final class LedgerService: Sendable {
         _ tenant: TenantID, callID: UInt64, _ traced: TracedCall?, _ finish: @escaping @Sendable (WireResponse?) -> Void,
         _ read: (LedgerState) throws -> T, fill: @escaping @Sendable (inout WireResponse, T) -> Void
     ) {
+        let shard: LedgerShard
+        do {
+            shard = try engine.route(tenant)
+        } catch {
+            return finish(WireResponse(callID: callID, error: error))
+        }
         guard admit() else { return finish(overloaded(callID: callID)) }
-        engine.shard(for: tenant).submitRead(read, trace: traced?.shard) { [self] outcome in
+        shard.submitRead(read, trace: traced?.shard) { [self] outcome in
             finishAdmitted()
             switch outcome {
             case .success(let (value, lsn)):

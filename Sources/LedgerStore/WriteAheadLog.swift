@@ -40,6 +40,8 @@ public struct WALStatistics: Hashable, Sendable {
 
     /// Records per fdatasync: how well group commit batches.
     public var recordsPerSync: Double { syncs == 0 ? 0 : Double(records) / Double(syncs) }
+
+    public init() {}
 }
 
 /// Who writes and syncs a record once it is appended: one name from the connection that reads a
@@ -65,6 +67,15 @@ public struct DurableBatch: Sendable, Hashable {
     public var byWriterThread: Bool
 
     public var records: Int { Int(lastLSN - firstLSN + 1) }
+
+    public init(firstLSN: UInt64, lastLSN: UInt64, bytes: Int, startedAt: UInt64, syncedAt: UInt64, byWriterThread: Bool) {
+        self.firstLSN = firstLSN
+        self.lastLSN = lastLSN
+        self.bytes = bytes
+        self.startedAt = startedAt
+        self.syncedAt = syncedAt
+        self.byWriterThread = byWriterThread
+    }
 }
 
 public final class WriteAheadLog: @unchecked Sendable {

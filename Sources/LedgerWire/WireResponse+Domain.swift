@@ -125,6 +125,12 @@ extension WireError {
                 $0.name = name
                 $0.value = value
             }
+        case .owner(let shard, let address, let epoch)?:
+            owner = .with {
+                $0.shard = shard
+                $0.address = address
+                $0.epoch = epoch
+            }
         case nil:
             break
         }
@@ -140,6 +146,7 @@ extension WireErrorCode {
         (.planLimitReached, .planLimitReached), (.alreadyCommitted, .alreadyCommitted),
         (.alreadyReleased, .alreadyReleased), (.expired, .expired), (.idempotencyConflict, .idempotencyConflict),
         (.limitExceeded, .limitExceeded), (.overloaded, .overloaded), (.unavailable, .unavailable),
+        (.wrongOwner, .wrongOwner),
     ]
 
     public init(_ code: ErrorCode) {
@@ -503,6 +510,8 @@ extension LedgerError {
             details = .balance(available: balance.available, requested: balance.requested)
         case .limit(let limit)?:
             details = .limit(name: limit.name, value: limit.value)
+        case .owner(let owner)?:
+            details = .owner(shard: owner.shard, address: owner.address, epoch: owner.epoch)
         case nil:
             break
         }

@@ -17,7 +17,8 @@ enum ExitClass: Int32, CaseIterable {
     /// Not enough to spend: insufficient_balance, budget_exceeded, plan_limit_reached.
     case funds = 68
     /// The server could not be reached or could not serve: connect failures, timeouts, a closed
-    /// connection, overloaded, unavailable. Safe to retry with the same --request-id.
+    /// connection, overloaded, unavailable, wrong_owner (a cluster node that does not serve the
+    /// tenant). Safe to retry with the same --request-id.
     case unavailable = 69
     /// A reply that is not valid protocol.
     case protocolError = 76
@@ -30,7 +31,7 @@ enum ExitClass: Int32, CaseIterable {
         case .notFound: self = .notFound
         case .alreadyExists, .alreadyCommitted, .alreadyReleased, .expired, .idempotencyConflict: self = .conflict
         case .insufficientBalance, .budgetExceeded, .planLimitReached: self = .funds
-        case .overloaded, .unavailable: self = .unavailable
+        case .overloaded, .unavailable, .wrongOwner: self = .unavailable
         case .unauthenticated, .permissionDenied: self = .denied
         }
     }
@@ -69,6 +70,8 @@ struct CommandFailure: Error {
             return " (available \(Format.tokens(available)), requested \(Format.tokens(requested)))"
         case .limit(let name, let value)?:
             return " (\(name) = \(Format.tokens(value)))"
+        case .owner(let shard, let address, let epoch)?:
+            return " (shard \(shard) is served by \(address) at epoch \(epoch))"
         case nil:
             return ""
         }

@@ -62,6 +62,10 @@ public nonisolated enum Tokenledger_V1_ErrorCode: SwiftProtobuf.Enum, Swift.Case
   case limitExceeded // = 13
   case overloaded // = 14
   case unavailable // = 15
+
+  /// Cluster mode: another node serves the tenant's shard (OwnerDetails); retry there with the
+  /// same request id.
+  case wrongOwner // = 16
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -86,6 +90,7 @@ public nonisolated enum Tokenledger_V1_ErrorCode: SwiftProtobuf.Enum, Swift.Case
     case 13: self = .limitExceeded
     case 14: self = .overloaded
     case 15: self = .unavailable
+    case 16: self = .wrongOwner
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -108,6 +113,7 @@ public nonisolated enum Tokenledger_V1_ErrorCode: SwiftProtobuf.Enum, Swift.Case
     case .limitExceeded: return 13
     case .overloaded: return 14
     case .unavailable: return 15
+    case .wrongOwner: return 16
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -130,6 +136,7 @@ public nonisolated enum Tokenledger_V1_ErrorCode: SwiftProtobuf.Enum, Swift.Case
     .limitExceeded,
     .overloaded,
     .unavailable,
+    .wrongOwner,
   ]
 
 }
@@ -1158,6 +1165,14 @@ public nonisolated struct Tokenledger_V1_Error: Sendable {
     set {details = .limit(newValue)}
   }
 
+  public var owner: Tokenledger_V1_OwnerDetails {
+    get {
+      if case .owner(let v)? = details {return v}
+      return Tokenledger_V1_OwnerDetails()
+    }
+    set {details = .owner(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Details: Equatable, Sendable {
@@ -1165,6 +1180,7 @@ public nonisolated struct Tokenledger_V1_Error: Sendable {
     case plan(Tokenledger_V1_PlanDetails)
     case balance(Tokenledger_V1_BalanceDetails)
     case limit(Tokenledger_V1_LimitDetails)
+    case owner(Tokenledger_V1_OwnerDetails)
 
   }
 
@@ -1229,6 +1245,24 @@ public nonisolated struct Tokenledger_V1_LimitDetails: Sendable {
   public var name: String = String()
 
   public var value: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// wrong_owner: the shard, the address (host:port of its framed port) of the node that serves it,
+/// and that node's epoch for it (a client keeps the highest epoch it has seen per shard).
+public nonisolated struct Tokenledger_V1_OwnerDetails: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var shard: UInt32 = 0
+
+  public var address: String = String()
+
+  public var epoch: UInt64 = 0
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -3491,7 +3525,7 @@ public nonisolated struct Tokenledger_V1_ListTenantsResult: Sendable {
 fileprivate nonisolated let _protobuf_package = "tokenledger.v1"
 
 nonisolated extension Tokenledger_V1_ErrorCode: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_CODE_UNSPECIFIED\0\u{1}ERROR_CODE_INVALID_ARGUMENT\0\u{1}ERROR_CODE_UNAUTHENTICATED\0\u{1}ERROR_CODE_PERMISSION_DENIED\0\u{1}ERROR_CODE_NOT_FOUND\0\u{1}ERROR_CODE_ALREADY_EXISTS\0\u{1}ERROR_CODE_INSUFFICIENT_BALANCE\0\u{1}ERROR_CODE_BUDGET_EXCEEDED\0\u{1}ERROR_CODE_PLAN_LIMIT_REACHED\0\u{1}ERROR_CODE_ALREADY_COMMITTED\0\u{1}ERROR_CODE_ALREADY_RELEASED\0\u{1}ERROR_CODE_EXPIRED\0\u{1}ERROR_CODE_IDEMPOTENCY_CONFLICT\0\u{1}ERROR_CODE_LIMIT_EXCEEDED\0\u{1}ERROR_CODE_OVERLOADED\0\u{1}ERROR_CODE_UNAVAILABLE\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_CODE_UNSPECIFIED\0\u{1}ERROR_CODE_INVALID_ARGUMENT\0\u{1}ERROR_CODE_UNAUTHENTICATED\0\u{1}ERROR_CODE_PERMISSION_DENIED\0\u{1}ERROR_CODE_NOT_FOUND\0\u{1}ERROR_CODE_ALREADY_EXISTS\0\u{1}ERROR_CODE_INSUFFICIENT_BALANCE\0\u{1}ERROR_CODE_BUDGET_EXCEEDED\0\u{1}ERROR_CODE_PLAN_LIMIT_REACHED\0\u{1}ERROR_CODE_ALREADY_COMMITTED\0\u{1}ERROR_CODE_ALREADY_RELEASED\0\u{1}ERROR_CODE_EXPIRED\0\u{1}ERROR_CODE_IDEMPOTENCY_CONFLICT\0\u{1}ERROR_CODE_LIMIT_EXCEEDED\0\u{1}ERROR_CODE_OVERLOADED\0\u{1}ERROR_CODE_UNAVAILABLE\0\u{1}ERROR_CODE_WRONG_OWNER\0")
 }
 
 nonisolated extension Tokenledger_V1_PeriodUnit: SwiftProtobuf._ProtoNameProviding {
@@ -4625,7 +4659,7 @@ nonisolated extension Tokenledger_V1_Response: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Tokenledger_V1_Error: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Error"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}message\0\u{1}budget\0\u{1}plan\0\u{1}balance\0\u{1}limit\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}message\0\u{1}budget\0\u{1}plan\0\u{1}balance\0\u{1}limit\0\u{1}owner\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4687,6 +4721,19 @@ nonisolated extension Tokenledger_V1_Error: SwiftProtobuf.Message, SwiftProtobuf
           self.details = .limit(v)
         }
       }()
+      case 7: try {
+        var v: Tokenledger_V1_OwnerDetails?
+        var hadOneofValue = false
+        if let current = self.details {
+          hadOneofValue = true
+          if case .owner(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.details = .owner(v)
+        }
+      }()
       default: break
       }
     }
@@ -4719,6 +4766,10 @@ nonisolated extension Tokenledger_V1_Error: SwiftProtobuf.Message, SwiftProtobuf
     case .limit?: try {
       guard case .limit(let v)? = self.details else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 6)
+    }()
+    case .owner?: try {
+      guard case .owner(let v)? = self.details else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
     }()
     case nil: break
     }
@@ -4879,6 +4930,46 @@ nonisolated extension Tokenledger_V1_LimitDetails: SwiftProtobuf.Message, SwiftP
   public static func ==(lhs: Tokenledger_V1_LimitDetails, rhs: Tokenledger_V1_LimitDetails) -> Bool {
     if lhs.name != rhs.name {return false}
     if lhs.value != rhs.value {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_OwnerDetails: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".OwnerDetails"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}shard\0\u{1}address\0\u{1}epoch\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.shard) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.address) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.epoch) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.shard != 0 {
+      try visitor.visitSingularUInt32Field(value: self.shard, fieldNumber: 1)
+    }
+    if !self.address.isEmpty {
+      try visitor.visitSingularStringField(value: self.address, fieldNumber: 2)
+    }
+    if self.epoch != 0 {
+      try visitor.visitSingularUInt64Field(value: self.epoch, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_OwnerDetails, rhs: Tokenledger_V1_OwnerDetails) -> Bool {
+    if lhs.shard != rhs.shard {return false}
+    if lhs.address != rhs.address {return false}
+    if lhs.epoch != rhs.epoch {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -322,6 +322,51 @@ void   tokenledger__v1__limit_details__free_unpacked
   assert(message->base.descriptor == &tokenledger__v1__limit_details__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   tokenledger__v1__owner_details__init
+                     (Tokenledger__V1__OwnerDetails         *message)
+{
+  static const Tokenledger__V1__OwnerDetails init_value = TOKENLEDGER__V1__OWNER_DETAILS__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__owner_details__get_packed_size
+                     (const Tokenledger__V1__OwnerDetails *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__owner_details__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__owner_details__pack
+                     (const Tokenledger__V1__OwnerDetails *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__owner_details__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__owner_details__pack_to_buffer
+                     (const Tokenledger__V1__OwnerDetails *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__owner_details__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__OwnerDetails *
+       tokenledger__v1__owner_details__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__OwnerDetails *)
+     protobuf_c_message_unpack (&tokenledger__v1__owner_details__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__owner_details__free_unpacked
+                     (Tokenledger__V1__OwnerDetails *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__owner_details__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   tokenledger__v1__period__init
                      (Tokenledger__V1__Period         *message)
 {
@@ -5007,7 +5052,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__response__descriptor =
   (ProtobufCMessageInit) tokenledger__v1__response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tokenledger__v1__error__field_descriptors[6] =
+static const ProtobufCFieldDescriptor tokenledger__v1__error__field_descriptors[7] =
 {
   {
     "code",
@@ -5081,6 +5126,18 @@ static const ProtobufCFieldDescriptor tokenledger__v1__error__field_descriptors[
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "owner",
+    7,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Error, details_case),
+    offsetof(Tokenledger__V1__Error, owner),
+    &tokenledger__v1__owner_details__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__error__field_indices_by_name[] = {
   4,   /* field[4] = balance */
@@ -5088,12 +5145,13 @@ static const unsigned tokenledger__v1__error__field_indices_by_name[] = {
   0,   /* field[0] = code */
   5,   /* field[5] = limit */
   1,   /* field[1] = message */
+  6,   /* field[6] = owner */
   3,   /* field[3] = plan */
 };
 static const ProtobufCIntRange tokenledger__v1__error__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__error__descriptor =
 {
@@ -5103,7 +5161,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__error__descriptor =
   "Tokenledger__V1__Error",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__Error),
-  6,
+  7,
   tokenledger__v1__error__field_descriptors,
   tokenledger__v1__error__field_indices_by_name,
   1,  tokenledger__v1__error__number_ranges,
@@ -5338,6 +5396,70 @@ const ProtobufCMessageDescriptor tokenledger__v1__limit_details__descriptor =
   tokenledger__v1__limit_details__field_indices_by_name,
   1,  tokenledger__v1__limit_details__number_ranges,
   (ProtobufCMessageInit) tokenledger__v1__limit_details__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__owner_details__field_descriptors[3] =
+{
+  {
+    "shard",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__OwnerDetails, shard),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "address",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__OwnerDetails, address),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "epoch",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__OwnerDetails, epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__owner_details__field_indices_by_name[] = {
+  1,   /* field[1] = address */
+  2,   /* field[2] = epoch */
+  0,   /* field[0] = shard */
+};
+static const ProtobufCIntRange tokenledger__v1__owner_details__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__owner_details__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.OwnerDetails",
+  "OwnerDetails",
+  "Tokenledger__V1__OwnerDetails",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__OwnerDetails),
+  3,
+  tokenledger__v1__owner_details__field_descriptors,
+  tokenledger__v1__owner_details__field_indices_by_name,
+  1,  tokenledger__v1__owner_details__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__owner_details__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor tokenledger__v1__period__field_descriptors[2] =
@@ -11598,7 +11720,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__list_tenants_result__descripto
   (ProtobufCMessageInit) tokenledger__v1__list_tenants_result__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue tokenledger__v1__error_code__enum_values_by_number[16] =
+static const ProtobufCEnumValue tokenledger__v1__error_code__enum_values_by_number[17] =
 {
   { "ERROR_CODE_UNSPECIFIED", "TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_UNSPECIFIED", 0 },
   { "ERROR_CODE_INVALID_ARGUMENT", "TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT", 1 },
@@ -11616,11 +11738,12 @@ static const ProtobufCEnumValue tokenledger__v1__error_code__enum_values_by_numb
   { "ERROR_CODE_LIMIT_EXCEEDED", "TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_LIMIT_EXCEEDED", 13 },
   { "ERROR_CODE_OVERLOADED", "TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_OVERLOADED", 14 },
   { "ERROR_CODE_UNAVAILABLE", "TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_UNAVAILABLE", 15 },
+  { "ERROR_CODE_WRONG_OWNER", "TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_WRONG_OWNER", 16 },
 };
 static const ProtobufCIntRange tokenledger__v1__error_code__value_ranges[] = {
-{0, 0},{0, 16}
+{0, 0},{0, 17}
 };
-static const ProtobufCEnumValueIndex tokenledger__v1__error_code__enum_values_by_name[16] =
+static const ProtobufCEnumValueIndex tokenledger__v1__error_code__enum_values_by_name[17] =
 {
   { "ERROR_CODE_ALREADY_COMMITTED", 9 },
   { "ERROR_CODE_ALREADY_EXISTS", 5 },
@@ -11638,6 +11761,7 @@ static const ProtobufCEnumValueIndex tokenledger__v1__error_code__enum_values_by
   { "ERROR_CODE_UNAUTHENTICATED", 2 },
   { "ERROR_CODE_UNAVAILABLE", 15 },
   { "ERROR_CODE_UNSPECIFIED", 0 },
+  { "ERROR_CODE_WRONG_OWNER", 16 },
 };
 const ProtobufCEnumDescriptor tokenledger__v1__error_code__descriptor =
 {
@@ -11646,9 +11770,9 @@ const ProtobufCEnumDescriptor tokenledger__v1__error_code__descriptor =
   "ErrorCode",
   "Tokenledger__V1__ErrorCode",
   "tokenledger.v1",
-  16,
+  17,
   tokenledger__v1__error_code__enum_values_by_number,
-  16,
+  17,
   tokenledger__v1__error_code__enum_values_by_name,
   1,
   tokenledger__v1__error_code__value_ranges,

@@ -22,6 +22,7 @@ typedef struct Tokenledger__V1__BudgetDetails Tokenledger__V1__BudgetDetails;
 typedef struct Tokenledger__V1__PlanDetails Tokenledger__V1__PlanDetails;
 typedef struct Tokenledger__V1__BalanceDetails Tokenledger__V1__BalanceDetails;
 typedef struct Tokenledger__V1__LimitDetails Tokenledger__V1__LimitDetails;
+typedef struct Tokenledger__V1__OwnerDetails Tokenledger__V1__OwnerDetails;
 typedef struct Tokenledger__V1__Period Tokenledger__V1__Period;
 typedef struct Tokenledger__V1__Plan Tokenledger__V1__Plan;
 typedef struct Tokenledger__V1__BonusTier Tokenledger__V1__BonusTier;
@@ -130,7 +131,12 @@ typedef enum _Tokenledger__V1__ErrorCode {
   TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_IDEMPOTENCY_CONFLICT = 12,
   TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_LIMIT_EXCEEDED = 13,
   TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_OVERLOADED = 14,
-  TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_UNAVAILABLE = 15
+  TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_UNAVAILABLE = 15,
+  /*
+   * Cluster mode: another node serves the tenant's shard (OwnerDetails); retry there with the
+   * same request id.
+   */
+  TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_WRONG_OWNER = 16
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__ERROR_CODE)
 } Tokenledger__V1__ErrorCode;
 typedef enum _Tokenledger__V1__PeriodUnit {
@@ -410,7 +416,8 @@ typedef enum {
   TOKENLEDGER__V1__ERROR__DETAILS_BUDGET = 3,
   TOKENLEDGER__V1__ERROR__DETAILS_PLAN = 4,
   TOKENLEDGER__V1__ERROR__DETAILS_BALANCE = 5,
-  TOKENLEDGER__V1__ERROR__DETAILS_LIMIT = 6
+  TOKENLEDGER__V1__ERROR__DETAILS_LIMIT = 6,
+  TOKENLEDGER__V1__ERROR__DETAILS_OWNER = 7
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__ERROR__DETAILS__CASE)
 } Tokenledger__V1__Error__DetailsCase;
 
@@ -428,6 +435,7 @@ struct  Tokenledger__V1__Error
     Tokenledger__V1__PlanDetails *plan;
     Tokenledger__V1__BalanceDetails *balance;
     Tokenledger__V1__LimitDetails *limit;
+    Tokenledger__V1__OwnerDetails *owner;
   };
 };
 #define TOKENLEDGER__V1__ERROR__INIT \
@@ -491,6 +499,22 @@ struct  Tokenledger__V1__LimitDetails
 #define TOKENLEDGER__V1__LIMIT_DETAILS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__limit_details__descriptor) \
     , (char *)protobuf_c_empty_string, 0 }
+
+
+/*
+ * wrong_owner: the shard, the address (host:port of its framed port) of the node that serves it,
+ * and that node's epoch for it (a client keeps the highest epoch it has seen per shard).
+ */
+struct  Tokenledger__V1__OwnerDetails
+{
+  ProtobufCMessage base;
+  uint32_t shard;
+  char *address;
+  uint64_t epoch;
+};
+#define TOKENLEDGER__V1__OWNER_DETAILS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__owner_details__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, 0 }
 
 
 typedef enum {
@@ -2136,6 +2160,25 @@ Tokenledger__V1__LimitDetails *
 void   tokenledger__v1__limit_details__free_unpacked
                      (Tokenledger__V1__LimitDetails *message,
                       ProtobufCAllocator *allocator);
+/* Tokenledger__V1__OwnerDetails methods */
+void   tokenledger__v1__owner_details__init
+                     (Tokenledger__V1__OwnerDetails         *message);
+size_t tokenledger__v1__owner_details__get_packed_size
+                     (const Tokenledger__V1__OwnerDetails   *message);
+size_t tokenledger__v1__owner_details__pack
+                     (const Tokenledger__V1__OwnerDetails   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__owner_details__pack_to_buffer
+                     (const Tokenledger__V1__OwnerDetails   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__OwnerDetails *
+       tokenledger__v1__owner_details__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__owner_details__free_unpacked
+                     (Tokenledger__V1__OwnerDetails *message,
+                      ProtobufCAllocator *allocator);
 /* Tokenledger__V1__Period methods */
 void   tokenledger__v1__period__init
                      (Tokenledger__V1__Period         *message);
@@ -3774,6 +3817,9 @@ typedef void (*Tokenledger__V1__BalanceDetails_Closure)
 typedef void (*Tokenledger__V1__LimitDetails_Closure)
                  (const Tokenledger__V1__LimitDetails *message,
                   void *closure_data);
+typedef void (*Tokenledger__V1__OwnerDetails_Closure)
+                 (const Tokenledger__V1__OwnerDetails *message,
+                  void *closure_data);
 typedef void (*Tokenledger__V1__Period_Closure)
                  (const Tokenledger__V1__Period *message,
                   void *closure_data);
@@ -4050,6 +4096,7 @@ extern const ProtobufCMessageDescriptor tokenledger__v1__budget_details__descrip
 extern const ProtobufCMessageDescriptor tokenledger__v1__plan_details__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__balance_details__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__limit_details__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__owner_details__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__period__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__plan__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__bonus_tier__descriptor;
