@@ -41,6 +41,8 @@ let package = Package(
         .package(url: "https://github.com/grpc/grpc-swift-2.git", from: "2.4.3"),
         .package(url: "https://github.com/grpc/grpc-swift-nio-transport.git", from: "2.9.2"),
         .package(url: "https://github.com/grpc/grpc-swift-protobuf.git", from: "2.4.1"),
+        // Cluster mode (--storage postgres): the shards' logs in PostgreSQL.
+        .package(url: "https://github.com/vapor/postgres-nio.git", from: "1.33.2"),
     ],
     targets: [
         // Domain types, the deterministic state machine, the price catalog and the limits.
@@ -98,6 +100,19 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSettings),
+        // Cluster mode (docs/cluster.md): shard logs and snapshots in PostgreSQL under fenced,
+        // leased ownership; the node that takes, loads, renews and hands over shards.
+        .target(
+            name: "LedgerCluster",
+            dependencies: [
+                "LedgerCore", "LedgerStore", "LedgerEngine",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings),
         // TokenLedger's TLS policy for listeners, and the development CA and certificates.
         .target(
             name: "LedgerTLS",
@@ -139,7 +154,7 @@ let package = Package(
             name: "ledgerd",
             dependencies: [
                 "LedgerServer", "LedgerCore", "LedgerEngine", "LedgerStore", "LedgerWire", "LedgerTLS", "LedgerWebhooks",
-                "LedgerGRPC",
+                "LedgerGRPC", "LedgerCluster",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -260,6 +275,15 @@ let package = Package(
             name: "LedgerWebhooksTests",
             dependencies: [
                 "LedgerClient", "LedgerCore", "LedgerTesting", .product(name: "Crypto", package: "swift-crypto"),
+            ],
+            swiftSettings: strictSettings),
+        // Cluster mode against a real PostgreSQL primary and synchronous standby (scripts/postgres-pair).
+        .testTarget(
+            name: "LedgerClusterTests",
+            dependencies: [
+                "LedgerCluster", "LedgerEngine", "LedgerStore", "LedgerCore", "LedgerTesting", "LedgerClient",
+                .product(name: "PostgresNIO", package: "postgres-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSettings),
         .testTarget(name: "LedgerTestingTests", dependencies: ["LedgerTesting"], swiftSettings: strictSettings),

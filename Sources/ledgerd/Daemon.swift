@@ -1,4 +1,5 @@
 import Foundation
+import LedgerCluster
 import LedgerCore
 import LedgerEngine
 import LedgerGRPC
@@ -43,7 +44,7 @@ struct Daemon {
         }
         let shardCount = DataDirectory.recordedShardCount(path: options.dataDirectory)
             ?? options.shardCount ?? ProcessInfo.processInfo.activeProcessorCount
-        if let requested = options.shardCount, requested != shardCount {
+        if options.storage == "local", let requested = options.shardCount, requested != shardCount {
             logger.critical(
                 "the data directory has a different shard count",
                 metadata: ["data.dir": "\(options.dataDirectory)", "shards.recorded": "\(shardCount)", "shards.requested": "\(requested)"])
@@ -69,7 +70,16 @@ struct Daemon {
         }
         defer { if let operations { Task { await operations.close() } } }
         let engine: LedgerEngine
-        do {
+        var cluster: ClusterNode? = nil
+        if options.storage == "postgres" {
+            do {
+                cluster = try await joinCluster(configuration: configuration)
+                engine = cluster!.engine
+            } catch {
+                logger.critical("cannot join the cluster", metadata: ["error": "\(String(reflecting: error))"])
+                return StorageExitCode.storageFailure
+            }
+        } else { do {
             let failureLogger = logger
             var storage = ShardConfiguration()
             storage.archiveDirectory = options.archiveDirectory
@@ -87,7 +97,7 @@ struct Daemon {
         } catch {
             logger.critical("cannot open the ledger", metadata: ["data.dir": "\(options.dataDirectory)", "error": "\(error)"])
             return Self.exitCode(for: error)
-        }
+        } }
         for shard in engine.shards {
             let report = shard.recovery
             logger.info(
@@ -121,11 +131,16 @@ struct Daemon {
             }
             // The banner is printed by a service: by then the group traps SIGTERM/SIGINT, so a
             // supervisor (or test) that signals as soon as it reads the banner gets a clean stop.
-            let banner = Banner(text: welcome(server: server, grpc: grpc, configuration: configuration))
+            let banner = Banner(text: welcome(server: server, grpc: grpc, cluster: cluster, configuration: configuration))
             var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
             if let tracingService {
                 // First, so it stops last: the spans of the calls drained at shutdown are exported.
                 services.append(.init(service: tracingService, successTerminationBehavior: .ignore))
+            }
+            if let cluster {
+                // Before the server, so that it stops after it: the server drains its calls, then
+                // the node hands its shards over.
+                services.append(.init(service: ClusterNodeService(node: cluster), successTerminationBehavior: .ignore))
             }
             services.append(.init(service: server))
             // After the framed server, so that it drains first: the engine closes with the framed server.
@@ -239,7 +254,13 @@ struct Daemon {
     /// Installs the configured catalog when its version is not the installed one; on a ledger with
     /// no catalog at all, installs the demo catalog.
     private func install(_ configured: PriceCatalog?, engine: LedgerEngine) async throws {
-        let installed = try await engine.shards[0].read { state in state.catalog?.version }
+        guard let first = engine.shards.first else {
+            // Cluster mode, no shard taken yet: the node installs the cluster's stored catalog on
+            // every shard it takes; a --catalog waits for a restart or `tokenctl catalog install`.
+            if configured != nil { logger.warning("no shard served yet; --catalog not installed (use tokenctl catalog install)") }
+            return
+        }
+        let installed = try await first.read { state in state.catalog?.version }
         let wanted: PriceCatalog
         if let configured {
             guard configured.version != installed else { return }
@@ -253,13 +274,46 @@ struct Daemon {
         logger.notice("installed price catalog", metadata: ["catalog.version": "\(wanted.version)"])
     }
 
-    private func welcome(server: LedgerServer, grpc: GRPCEndpoint?, configuration: ServerConfiguration) -> String {
+    /// Cluster mode: the database, an engine with no shard open, and one round of the node (it takes
+    /// its share of the shards whose lease ran out) before the ports open.
+    private func joinCluster(configuration: ServerConfiguration) async throws -> ClusterNode {
+        let url = try ClusterDatabaseURL(options.postgresURL!)
+        let database = try ClusterDatabase(url: url, logger: logger)
+        let shardCount = try await database.open()
+        let engine = LedgerEngine(cluster: ShardPlacement(shardCount: shardCount))
+        let advertise = options.advertise ?? "\(options.host):\(options.port)"
+        let nodeID = options.nodeID ?? "\(ProcessInfo.processInfo.hostName):\(options.port)"
+        var node = ClusterNodeConfiguration(nodeID: nodeID, advertise: advertise)
+        if let milliseconds = options.leaseMilliseconds {
+            node.lease = .milliseconds(milliseconds)
+            node.round = .milliseconds(max(200, milliseconds / 5))
+            node.margin = .milliseconds(milliseconds / 5)
+        }
+        let cluster = ClusterNode(database: database, engine: engine, configuration: node, logger: logger)
+        do {
+            try await cluster.round()
+        } catch {
+            logger.warning("the first cluster round failed; the node keeps trying", metadata: ["error": "\(String(reflecting: error))"])
+        }
+        logger.notice(
+            "joined the cluster",
+            metadata: ["postgres": "\(url)", "node.id": "\(nodeID)", "shards": "\(shardCount)", "shards.served": "\(engine.shards.count)"])
+        return cluster
+    }
+
+    private func welcome(server: LedgerServer, grpc: GRPCEndpoint?, cluster: ClusterNode?, configuration: ServerConfiguration) -> String {
         let tls = DevelopmentTLS(dataDirectory: options.dataDirectory)
         var lines = ["ledgerd listening on \(configuration.host):\(server.boundPort) (TLS 1.3, client certificates required)"]
         if let grpc, let host = options.grpcHost {
             lines.append("  gRPC on \(host):\(grpc.boundPort) (tokenledger.v1.Ledger, grpc.health.v1.Health; proto/tokenledger.protoset)")
         }
-        lines.append("  data directory: \(options.dataDirectory) (\(server.service.engine.shards.count) shards)")
+        if let cluster {
+            lines.append(
+                "  cluster mode: node \(cluster.configuration.nodeID) (advertised as \(cluster.configuration.advertise)) on "
+                    + "\(cluster.database.url), \(server.service.engine.shardCount) shards, serving \(server.service.engine.shards.count)")
+        } else {
+            lines.append("  data directory: \(options.dataDirectory) (\(server.service.engine.shards.count) shards)")
+        }
         if options.certificatePath == nil {
             lines.append("  connect as admin with: --ca \(tls.caPath) --cert \(tls.adminCertificatePath) --key \(tls.adminKeyPath)")
             lines.append("  Swift: try await LedgerClient.connect(.development(dataDirectory: \"\(options.dataDirectory)\"))")
@@ -307,4 +361,15 @@ struct Banner: Service {
 struct DaemonError: Error, CustomStringConvertible {
     var description: String
     init(_ description: String) { self.description = description }
+}
+
+/// Runs the cluster node's rounds; at shutdown (after the server drained) hands every shard over.
+struct ClusterNodeService: Service {
+    let node: ClusterNode
+
+    func run() async throws {
+        // Cancelled when the group's shutdown reaches this service, after the server drained.
+        try? await cancelWhenGracefulShutdown { await node.run() }
+        await node.handOver()
+    }
 }

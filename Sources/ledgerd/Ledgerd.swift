@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LedgerCluster
 import LedgerCore
 import LedgerEngine
 import LedgerServer
@@ -27,7 +28,8 @@ struct Ledgerd: AsyncParsableCommand {
             \(DaemonSetting.helpText)
 
             `ledgerd restore --from BACKUP [--archive-dir DIR] [--to-time T | --to-lsn N] --data-dir NEW` \
-            restores a backup to a point in time (ledgerd restore --help).
+            restores a backup to a point in time (ledgerd restore --help). `ledgerd cluster init --postgres-url URL \
+            [--shards N]` prepares a PostgreSQL database for cluster mode (docs/cluster.md).
             """)
 
     /// `ledgerd restore ...` is the restore tool; anything else serves.
@@ -35,6 +37,8 @@ struct Ledgerd: AsyncParsableCommand {
         let arguments = Array(CommandLine.arguments.dropFirst())
         if arguments.first == "restore" {
             RestoreCommand.main(Array(arguments.dropFirst()))
+        } else if arguments.first == "cluster" {
+            await ClusterCommand.main(Array(arguments.dropFirst()))
         } else {
             await main(arguments)
         }
@@ -73,6 +77,19 @@ struct Ledgerd: AsyncParsableCommand {
             throw ValidationError("--otel-endpoint must be an http:// or https:// URL (OTLP/gRPC), not \(endpoint)")
         }
         if options.traceTenantIDs, options.otelEndpoint == nil { throw ValidationError("--trace-tenant-ids needs --otel-endpoint") }
+        if options.storage == "postgres" {
+            guard let url = options.postgresURL else { throw ValidationError("--storage postgres needs --postgres-url") }
+            do {
+                _ = try ClusterDatabaseURL(url)
+            } catch {
+                throw ValidationError("\(error)")
+            }
+            if options.webhookURL != nil { throw ValidationError("--webhook-url is not available in cluster mode yet (docs/cluster.md)") }
+            if options.archiveDirectory != nil { throw ValidationError("--archive-dir is the local mode's; in cluster mode PostgreSQL keeps the log") }
+            if options.shardCount != nil { throw ValidationError("in cluster mode the shard count is the cluster's (ledgerd cluster init --shards)") }
+        } else if options.postgresURL != nil || options.nodeID != nil || options.advertise != nil || options.leaseMilliseconds != nil {
+            throw ValidationError("--postgres-url, --node-id, --advertise and --lease-ms need --storage postgres")
+        }
         guard Logger.Level(rawValue: options.logLevel) != nil else {
             throw ValidationError("log level \(options.logLevel) is not one of trace, debug, info, notice, warning, error, critical")
         }

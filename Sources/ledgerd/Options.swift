@@ -45,6 +45,15 @@ struct DaemonOptions: Sendable, Equatable {
     var otelEndpoint: String? = nil
     /// Whether spans carry tenant ids.
     var traceTenantIDs = false
+    /// `local` (the WAL in the data directory) or `postgres` (cluster mode, docs/cluster.md).
+    var storage = "local"
+    var postgresURL: String? = nil
+    /// Cluster mode: this node's name (default: the host name and the framed port).
+    var nodeID: String? = nil
+    /// Cluster mode: the host:port clients are sent to for this node's shards (default: --listen).
+    var advertise: String? = nil
+    /// Cluster mode: a shard lease's length in milliseconds.
+    var leaseMilliseconds: Int? = nil
 
     /// Applies a config file's settings.
     mutating func apply(configFile bytes: [UInt8], path: String) throws(ValidationError) {
@@ -284,6 +293,24 @@ struct DaemonSetting: Sendable {
             "otel_endpoint", "otel-endpoint",
             "Export a span per call over OTLP/gRPC to this collector (http://HOST:PORT, or https:// for TLS). Default: off.",
             \.otelEndpoint),
+        DaemonSetting(
+            key: "storage", flag: "storage",
+            help: "local (default: the WAL in --data-dir) or postgres (cluster mode, needs --postgres-url; docs/cluster.md).",
+            kind: .text { options, text throws(ValidationError) in
+                guard text == "local" || text == "postgres" else { throw ValidationError("storage \(text) is not local or postgres") }
+                options.storage = text
+            }),
+        .text(
+            "postgres_url", "postgres-url",
+            "Cluster mode: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE[?sslmode=disable|prefer|require|verify-full].",
+            \.postgresURL),
+        .text("node_id", "node-id", "Cluster mode: this node's unique, stable name (default: host name and port).", \.nodeID),
+        .text(
+            "advertise", "advertise", "Cluster mode: HOST:PORT that clients are sent to for this node's shards (default: --listen).",
+            \.advertise),
+        .integer(
+            "lease_ms", "lease-ms", "Cluster mode: a shard lease's length in milliseconds (default 5000).", 1_000...60_000,
+            \.leaseMilliseconds),
         DaemonSetting(
             key: "trace_tenant_ids", flag: "trace-tenant-ids", help: "Put tenant ids into spans (a bare switch; default off).",
             kind: .switch { options, on in options.traceTenantIDs = on }),

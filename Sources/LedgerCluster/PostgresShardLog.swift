@@ -1,0 +1,359 @@
+// A shard's log in PostgreSQL (docs/cluster.md, "One batch, one statement").
+//
+// Invariants:
+// - append() assigns LSNs in call order (under the shard's lock, as the local WAL does) and copies
+//   the record, framed and checksummed as in a WAL segment, into the pending batch; it never waits.
+// - One statement in flight per shard, on the log's own connection: the whole pending batch, inserted
+//   only if the same statement finds the shard's head at this node's epoch and at the batch's first
+//   LSN, and advances the head (next LSN and lease) with it. Records appended meanwhile go in the next
+//   statement: group commit, one round trip per batch.
+// - 1 row: the batch is durable on the primary and the synchronous standby; its waiters are
+//   answered. 0 rows: another node took the shard (the fence); an error or a lost connection: the
+//   outcome is unknown. Either way the log stops for good (fail-stop): every waiter and every later
+//   append fails, and `onFailure` tells the node, which drops the shard (its memory may hold
+//   changes the log does not) and may take it again only through a new epoch of its own.
+// - Reads are answered from memory only while the lease this node last renewed is surely still its
+//   own: until `sent + lease - margin` on the monotonic clock, where `sent` is when the renewing
+//   statement was sent (PostgreSQL computed the lease from its own later `now()`).
+
+import Dispatch
+import LedgerCore
+import LedgerEngine
+import LedgerStore
+import Logging
+import NIOConcurrencyHelpers
+import NIOCore
+import PostgresNIO
+import Synchronization
+
+public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
+    public let shard: Int
+    public let epoch: UInt64
+    private let connection: PostgresConnection
+    private let database: ClusterDatabase
+    private let lease: Duration
+    private let margin: Duration
+    private let logger: Logger
+    private let onFailure: @Sendable (StorageError) -> Void
+    private let lock = NIOLock()
+
+    // Guarded by `lock`.
+    private var nextLSN: UInt64
+    private var durable: UInt64
+    private var pending: [UInt8] = []
+    private var pendingFirstLSN: UInt64
+    private var inFlight = false
+    private var flushScheduled = false
+    private var renewalWanted = false
+    private var failure: StorageError?
+    private var closing = false
+    private var closed: [CheckedContinuation<Void, Never>] = []
+    private var waiters: [(lsn: UInt64, completion: @Sendable (Result<DurableBatch?, StorageError>) -> Void)] = []
+    /// Monotonic nanoseconds until which reads may be answered.
+    private var readableUntil: UInt64
+    private var statistics = WALStatistics()
+
+    /// The log of `shard` from `nextLSN` on, under `epoch` (just acquired, with its lease renewed at
+    /// `acquiredAt`, monotonic nanoseconds taken before the acquiring statement was sent).
+    init(
+        shard: Int, epoch: UInt64, nextLSN: UInt64, acquiredAt: UInt64, connection: PostgresConnection,
+        database: ClusterDatabase, lease: Duration, margin: Duration, logger: Logger,
+        onFailure: @escaping @Sendable (StorageError) -> Void
+    ) {
+        self.shard = shard
+        self.epoch = epoch
+        self.nextLSN = nextLSN
+        durable = nextLSN - 1
+        pendingFirstLSN = nextLSN
+        self.connection = connection
+        self.database = database
+        self.lease = lease
+        self.margin = margin
+        self.logger = logger
+        self.onFailure = onFailure
+        readableUntil = acquiredAt + Self.nanoseconds(lease - margin)
+    }
+
+    static func nanoseconds(_ duration: Duration) -> UInt64 {
+        let (seconds, attoseconds) = duration.components
+        return UInt64(max(0, seconds)) * 1_000_000_000 + UInt64(max(0, attoseconds)) / 1_000_000_000
+    }
+
+    // MARK: ShardLog
+
+    public func append(_ body: [UInt8], syncBy: SyncBy) throws(StorageError) -> UInt64 {
+        guard body.count <= WALFormat.recordBodyMax else {
+            throw StorageError.recordTooLarge(size: body.count, limit: WALFormat.recordBodyMax)
+        }
+        lock.lock()
+        defer { lock.unlock() }
+        if let failure { throw failure }
+        guard !closing else { throw StorageError.stopped(reason: "shard \(shard) is being handed over") }
+        let lsn = nextLSN
+        nextLSN += 1
+        body.withUnsafeBytes { WALFormat.appendRecord(lsn: lsn, body: $0, to: &pending) }
+        scheduleFlushLocked()
+        return lsn
+    }
+
+    /// Nothing to do on the caller's thread: the log's connection sends the batch.
+    public func syncPending() {}
+
+    public func waitDurable(_ lsn: UInt64) async throws(StorageError) {
+        let result: Result<DurableBatch?, StorageError> = await withCheckedContinuation { continuation in
+            whenDurable(lsn) { continuation.resume(returning: $0) }
+        }
+        _ = try result.get()
+    }
+
+    public func whenDurable(_ lsn: UInt64, _ completion: @escaping @Sendable (Result<DurableBatch?, StorageError>) -> Void) {
+        lock.lock()
+        if durable >= lsn {
+            lock.unlock()
+            return completion(.success(nil))
+        }
+        if let failure {
+            lock.unlock()
+            return completion(.failure(failure))
+        }
+        waiters.append((lsn, completion))
+        lock.unlock()
+    }
+
+    public func checkReadable() throws(StorageError) {
+        let (until, failure) = lock.withLock { (readableUntil, self.failure) }
+        if let failure { throw failure }
+        guard monotonicNanoseconds() < until else {
+            throw StorageError.stopped(reason: "shard \(shard): this node's lease may have run out; not answering from memory")
+        }
+    }
+
+    public var stats: WALStatistics { lock.withLock { statistics } }
+
+    /// Stops taking records, waits until what was appended is durable (or failed), then closes the
+    /// connection. The shard is handed over after this.
+    public func close() {
+        let wait = lock.withLock { () -> Bool in
+            closing = true
+            return inFlight || !pending.isEmpty
+        }
+        if wait {
+            // Called from a task or the node's thread, never from the connection's event loop.
+            let done = DispatchSemaphore(value: 0)
+            lock.withLock { closedWaiters.append(done) }
+            scheduleFlush()
+            done.wait()
+        }
+        let closed: EventLoopFuture<Void> = connection.close()
+        closed.whenComplete { _ in }
+    }
+
+    private var closedWaiters: [DispatchSemaphore] = []
+
+    /// Renews the lease through the same pipeline (ordered after the batches in flight): the idle
+    /// shard's heartbeat. Fenced like an append.
+    public func renew() {
+        lock.withLock {
+            renewalWanted = true
+            scheduleFlushLocked()
+        }
+    }
+
+    public var isFailed: Bool { lock.withLock { failure != nil } }
+
+    // MARK: Snapshots
+
+    /// Stores the snapshot in chunks, then, in one short transaction fenced by the epoch, points the
+    /// head at it and deletes the snapshot before the previous one and the log rows it covers (the
+    /// previous snapshot and the log after it stay, for a load that finds the new one damaged).
+    public func writeSnapshot(lsn: UInt64, body: [UInt8]) async throws {
+        let client = database.client
+        let index = Int32(shard)
+        let epoch = Int64(epoch)
+        let chunkSize = ClusterSchema.snapshotChunkBytes
+        let chunks = max(1, (body.count + chunkSize - 1) / chunkSize)
+        for chunk in 0..<chunks {
+            let part = Array(body[(chunk * chunkSize)..<min(body.count, (chunk + 1) * chunkSize)])
+            let crc = Int64(CRC32C.checksum(part))
+            try await client.query(
+                """
+                INSERT INTO tokenledger_shard_snapshot (shard, lsn, chunk, chunks, crc, body)
+                SELECT \(index), \(Int64(lsn)), \(Int32(chunk)), \(Int32(chunks)), \(crc), \(ByteBuffer(bytes: part))
+                FROM tokenledger_shard_head WHERE shard = \(index) AND epoch = \(epoch)
+                ON CONFLICT (shard, lsn, chunk) DO UPDATE SET chunks = EXCLUDED.chunks, crc = EXCLUDED.crc, body = EXCLUDED.body
+                """, logger: logger)
+        }
+        let fenced = try await client.withTransaction(logger: logger) { connection -> Bool in
+            var previous: Int64? = nil
+            for try await value in try await connection.query(
+                "SELECT snapshot_lsn FROM tokenledger_shard_head WHERE shard = \(index) AND epoch = \(epoch) FOR UPDATE",
+                logger: logger
+            ).decode(Int64.self) { previous = value }
+            guard let previous else { return true }
+            guard previous < Int64(lsn) else { return false }
+            try await connection.query(
+                "UPDATE tokenledger_shard_head SET snapshot_lsn = \(Int64(lsn)) WHERE shard = \(index) AND epoch = \(epoch)",
+                logger: logger)
+            try await connection.query(
+                "DELETE FROM tokenledger_shard_snapshot WHERE shard = \(index) AND lsn < \(previous)", logger: logger)
+            try await connection.query(
+                "DELETE FROM tokenledger_shard_log WHERE shard = \(index) AND last_lsn <= \(previous)", logger: logger)
+            return false
+        }
+        if fenced {
+            throw StorageError.stopped(reason: "shard \(shard): fenced (another node holds a newer epoch)")
+        }
+    }
+
+    // MARK: The pipeline
+
+    private func scheduleFlush() {
+        lock.withLock { scheduleFlushLocked() }
+    }
+
+    private func scheduleFlushLocked() {
+        guard !inFlight, !flushScheduled else { return }
+        flushScheduled = true
+        connection.eventLoop.execute { self.flush() }
+    }
+
+    /// On the connection's event loop: sends the pending batch (or a renewal) unless a statement is
+    /// in flight.
+    private func flush() {
+        lock.lock()
+        flushScheduled = false
+        guard !inFlight, failure == nil else {
+            lock.unlock()
+            return
+        }
+        if pending.isEmpty {
+            guard renewalWanted else {
+                finishCloseLocked()
+                lock.unlock()
+                return
+            }
+        }
+        renewalWanted = false
+        inFlight = true
+        let batch = pending
+        let first = pendingFirstLSN
+        let last = nextLSN - 1
+        pending = []
+        pending.reserveCapacity(min(batch.count, 1 << 20))
+        pendingFirstLSN = nextLSN
+        lock.unlock()
+        let sent = monotonicNanoseconds()
+        let startedAt = wallNanoseconds()
+        let milliseconds = lease.wholeMilliseconds
+        let index = Int32(shard)
+        let epoch = Int64(epoch)
+        let query: PostgresQuery
+        if batch.isEmpty {
+            query = """
+                UPDATE tokenledger_shard_head SET lease_until = now() + \(milliseconds) * interval '1 millisecond'
+                WHERE shard = \(index) AND epoch = \(epoch) AND next_lsn = \(Int64(first)) RETURNING 1
+                """
+        } else {
+            query = """
+                WITH head AS (
+                    UPDATE tokenledger_shard_head
+                    SET next_lsn = \(Int64(last + 1)), lease_until = now() + \(milliseconds) * interval '1 millisecond'
+                    WHERE shard = \(index) AND epoch = \(epoch) AND next_lsn = \(Int64(first))
+                    RETURNING 1)
+                INSERT INTO tokenledger_shard_log (shard, first_lsn, last_lsn, epoch, body)
+                SELECT \(index), \(Int64(first)), \(Int64(last)), \(epoch), \(ByteBuffer(bytes: batch)) FROM head
+                RETURNING 1
+                """
+        }
+        connection.query(query, logger: logger).whenComplete { result in
+            switch result {
+            case .success(let rows) where rows.rows.count == 1:
+                self.succeeded(
+                    batch.isEmpty ? nil : DurableBatch(
+                        firstLSN: first, lastLSN: last, bytes: batch.count, startedAt: startedAt, syncedAt: wallNanoseconds(),
+                        byWriterThread: true),
+                    sent: sent)
+            case .success:
+                self.fail(.stopped(reason: "shard \(self.shard): fenced, another node holds a newer epoch than \(epoch)"))
+            case .failure(let error):
+                self.fail(.stopped(reason: "shard \(self.shard): the outcome of a log write is unknown (\(String(reflecting: error)))"))
+            }
+        }
+    }
+
+    private func succeeded(_ batch: DurableBatch?, sent: UInt64) {
+        lock.lock()
+        inFlight = false
+        readableUntil = sent + Self.nanoseconds(lease - margin)
+        var ready: [(Result<DurableBatch?, StorageError>) -> Void] = []
+        if let batch {
+            durable = batch.lastLSN
+            statistics.syncs += 1
+            statistics.records += UInt64(batch.records)
+            statistics.bytes += UInt64(batch.bytes)
+            statistics.syncNanoseconds += batch.syncedAt - min(batch.syncedAt, batch.startedAt)
+            waiters.removeAll { waiter in
+                guard waiter.lsn <= batch.lastLSN else { return false }
+                ready.append(waiter.completion)
+                return true
+            }
+        }
+        if !pending.isEmpty || renewalWanted {
+            scheduleFlushLocked()
+        } else {
+            finishCloseLocked()
+        }
+        lock.unlock()
+        for completion in ready { completion(.success(batch)) }
+    }
+
+    private func fail(_ error: StorageError) {
+        lock.lock()
+        inFlight = false
+        let first = failure == nil
+        if first { failure = error }
+        let all = waiters.map(\.completion)
+        waiters = []
+        pending = []
+        finishCloseLocked()
+        lock.unlock()
+        if first {
+            logger.error("shard log stopped", metadata: ["shard": "\(shard)", "epoch": "\(epoch)", "error": "\(error)"])
+            onFailure(error)
+        }
+        for completion in all { completion(.failure(error)) }
+    }
+
+    /// With the lock held: wakes a closer once nothing is in flight or pending.
+    private func finishCloseLocked() {
+        guard closing, !inFlight, pending.isEmpty || failure != nil else { return }
+        for waiter in closedWaiters { waiter.signal() }
+        closedWaiters = []
+    }
+
+    // MARK: Batch bodies
+
+    /// The records of a stored batch, each checked (frame, CRC32C, LSN) as recovery checks a WAL
+    /// segment's.
+    static func decodeBatch(_ bytes: [UInt8], firstLSN: UInt64, lastLSN: UInt64, shard: Int) throws -> [(lsn: UInt64, body: [UInt8])] {
+        var records: [(lsn: UInt64, body: [UInt8])] = []
+        var offset = 0
+        var expected = firstLSN
+        try bytes.withUnsafeBytes { buffer in
+            while offset < buffer.count {
+                switch WALFormat.checkRecord(buffer, at: offset) {
+                case .valid(let lsn, let body) where lsn == expected:
+                    records.append((lsn, Array(buffer[body])))
+                    offset = body.upperBound
+                    expected += 1
+                default:
+                    throw ClusterError("shard \(shard): the batch at LSN \(firstLSN) is damaged at offset \(offset)")
+                }
+            }
+        }
+        guard expected == lastLSN + 1 else {
+            throw ClusterError("shard \(shard): the batch at LSN \(firstLSN) holds \(expected - firstLSN) records, not \(lastLSN - firstLSN + 1)")
+        }
+        return records
+    }
+}
