@@ -70,11 +70,12 @@ struct Daemon {
         }
         defer { if let operations { Task { await operations.close() } } }
         let engine: LedgerEngine
-        var cluster: ClusterNode? = nil
+        var clusterDatabase: ClusterDatabase? = nil
         if options.storage == "postgres" {
             do {
-                cluster = try await joinCluster(configuration: configuration)
-                engine = cluster!.engine
+                let database = try ClusterDatabase(url: try ClusterDatabaseURL(options.postgresURL!), logger: logger)
+                clusterDatabase = database
+                engine = LedgerEngine(cluster: ShardPlacement(shardCount: try await database.open()))
             } catch {
                 logger.critical("cannot join the cluster", metadata: ["error": "\(String(reflecting: error))"])
                 return StorageExitCode.storageFailure
@@ -109,8 +110,12 @@ struct Daemon {
                 ])
         }
         do {
-            try await install(catalog, engine: engine)
             let server = try await LedgerServer.bind(configuration: configuration, engine: engine, logger: logger)
+            // Cluster mode: the node joins once the port is known (it is the address clients are
+            // sent to); until its first round took shards, calls get `unavailable`.
+            var cluster: ClusterNode? = nil
+            if let clusterDatabase { cluster = await joinCluster(clusterDatabase, engine: engine, port: server.boundPort) }
+            try await install(catalog, engine: engine)
             operations?.serve(server)
             var grpc: GRPCEndpoint? = nil
             if let host = options.grpcHost {
@@ -274,15 +279,11 @@ struct Daemon {
         logger.notice("installed price catalog", metadata: ["catalog.version": "\(wanted.version)"])
     }
 
-    /// Cluster mode: the database, an engine with no shard open, and one round of the node (it takes
-    /// its share of the shards whose lease ran out) before the ports open.
-    private func joinCluster(configuration: ServerConfiguration) async throws -> ClusterNode {
-        let url = try ClusterDatabaseURL(options.postgresURL!)
-        let database = try ClusterDatabase(url: url, logger: logger)
-        let shardCount = try await database.open()
-        let engine = LedgerEngine(cluster: ShardPlacement(shardCount: shardCount))
-        let advertise = options.advertise ?? "\(options.host):\(options.port)"
-        let nodeID = options.nodeID ?? "\(ProcessInfo.processInfo.hostName):\(options.port)"
+    /// Cluster mode: the node, and its first round (it takes its share of the shards whose lease ran
+    /// out) before the banner.
+    private func joinCluster(_ database: ClusterDatabase, engine: LedgerEngine, port: Int) async -> ClusterNode {
+        let advertise = options.advertise ?? "\(options.host):\(port)"
+        let nodeID = options.nodeID ?? "\(ProcessInfo.processInfo.hostName):\(port)"
         var node = ClusterNodeConfiguration(nodeID: nodeID, advertise: advertise)
         if let milliseconds = options.leaseMilliseconds {
             node.lease = .milliseconds(milliseconds)
@@ -297,7 +298,10 @@ struct Daemon {
         }
         logger.notice(
             "joined the cluster",
-            metadata: ["postgres": "\(url)", "node.id": "\(nodeID)", "shards": "\(shardCount)", "shards.served": "\(engine.shards.count)"])
+            metadata: [
+                "postgres": "\(database.url)", "node.id": "\(nodeID)", "shards": "\(engine.shardCount)",
+                "shards.served": "\(engine.shards.count)",
+            ])
         return cluster
     }
 
