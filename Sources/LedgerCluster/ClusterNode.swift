@@ -45,7 +45,6 @@ public final class ClusterNode: Sendable {
     /// The logs of the shards served here, by shard.
     private let logs = Mutex<[Int: (log: PostgresShardLog, shard: LedgerShard)]>([:])
     private let stopping = Atomic<Bool>(false)
-    private let counters = Mutex(ClusterCounters())
 
     public init(
         database: ClusterDatabase, engine: LedgerEngine, configuration: ClusterNodeConfiguration,
@@ -67,18 +66,11 @@ public final class ClusterNode: Sendable {
             do {
                 try await round()
             } catch {
-                counters.withLock { $0.failedRounds += 1 }
+                placement.figures.withLock { $0.failedRounds += 1 }
                 logger.warning("cluster round failed", metadata: ["error": "\(String(reflecting: error))"])
             }
             try? await Task.sleep(for: configuration.round)
         }
-    }
-
-    /// What the node did, for metrics.
-    public var statistics: ClusterCounters {
-        var counters = counters.withLock { $0 }
-        counters.owned = logs.withLock { $0.count }
-        return counters
     }
 
     /// One round (tests call it directly to step a node).
@@ -92,7 +84,7 @@ public final class ClusterNode: Sendable {
                 drop(index, entry.shard)
             } else {
                 entry.log.renew()
-                counters.withLock { $0.renewals += 1 }
+                placement.figures.withLock { $0.renewals += 1 }
             }
         }
         let heads = try await database.heads()
@@ -128,7 +120,7 @@ public final class ClusterNode: Sendable {
             let head = try await database.acquire(
                 shard: index, nodeID: configuration.nodeID, address: configuration.advertise, lease: configuration.lease)
         else { return false }
-        counters.withLock { $0.acquired += 1 }
+        placement.figures.withLock { $0.acquired += 1 }
         do {
             let started = monotonicNanoseconds()
             let connection = try await PostgresConnection.connect(
@@ -174,7 +166,7 @@ public final class ClusterNode: Sendable {
 
     /// The log of a served shard stopped: no more calls go to it.
     private func lost(_ index: Int, _ shard: LedgerShard, _ error: StorageError) {
-        counters.withLock { $0.lost += 1 }
+        placement.figures.withLock { $0.lost += 1 }
         drop(index, shard)
     }
 
@@ -204,7 +196,7 @@ public final class ClusterNode: Sendable {
         }
         do {
             try await database.release(shard: index, epoch: entry.log.epoch)
-            counters.withLock { $0.handedOver += 1 }
+            placement.figures.withLock { $0.handedOver += 1 }
             logger.notice("handed shard over", metadata: ["shard": "\(index)", "epoch": "\(entry.log.epoch)"])
         } catch {
             logger.warning("could not release shard; its lease runs out instead", metadata: ["shard": "\(index)", "error": "\(error)"])
@@ -244,15 +236,4 @@ public final class ClusterNode: Sendable {
             _ = try await shard.execute(.installCatalog(catalog), requestID: nil)
         }
     }
-}
-
-/// What a node did since it started.
-public struct ClusterCounters: Sendable {
-    public var owned = 0
-    public var acquired: UInt64 = 0
-    public var renewals: UInt64 = 0
-    public var handedOver: UInt64 = 0
-    /// Shards whose log stopped (fenced, or an unknown outcome).
-    public var lost: UInt64 = 0
-    public var failedRounds: UInt64 = 0
 }

@@ -20,6 +20,8 @@ public final class ShardPlacement: Sendable {
 
     public let shardCount: Int
     private let slots: Mutex<[Slot]>
+    /// What the cluster node did since it started (metrics read them).
+    public let figures = Mutex(ClusterFigures())
     /// Cluster mode's catalog install (the decision stored in PostgreSQL, then applied by every
     /// owner), set once by the cluster node.
     private let catalogInstaller = Mutex<(@Sendable (PriceCatalog) async throws -> CommandResult)?>(nil)
@@ -49,6 +51,13 @@ public final class ShardPlacement: Sendable {
         }
     }
 
+    /// The shards served here now with their epochs, in index order.
+    public var ownedEpochs: [(shard: Int, epoch: UInt64)] {
+        slots.withLock { slots in
+            slots.enumerated().compactMap { index, slot in if case .owned(_, let epoch) = slot { (index, epoch) } else { nil } }
+        }
+    }
+
     /// The shards served here now, in index order.
     public var owned: [LedgerShard] {
         slots.withLock { slots in
@@ -75,4 +84,19 @@ public final class ShardPlacement: Sendable {
     }
 
     var installCatalog: (@Sendable (PriceCatalog) async throws -> CommandResult)? { catalogInstaller.withLock { $0 } }
+}
+
+/// A cluster node's counters since it started.
+public struct ClusterFigures: Sendable {
+    /// Shards taken (each with a new epoch).
+    public var acquired: UInt64 = 0
+    /// Lease renewals sent for idle shards (appends renew too, uncounted).
+    public var renewals: UInt64 = 0
+    public var handedOver: UInt64 = 0
+    /// Shards whose log stopped: fenced by a newer epoch, or an append whose outcome is unknown.
+    public var lost: UInt64 = 0
+    /// Rounds that failed (the database unreachable, say); each is logged.
+    public var failedRounds: UInt64 = 0
+
+    public init() {}
 }

@@ -133,11 +133,13 @@ public final class LedgerMetrics: Sendable {
                     nanoseconds: stats.syncNanoseconds)
                 return before
             }
-            walRecords.increment(by: Int64(stats.records - previous.records))
-            walSyncs.increment(by: Int64(stats.syncs - previous.syncs))
-            walLoopSyncs.increment(by: Int64(stats.callerSyncs - previous.callerSyncs))
-            walBytes.increment(by: Int64(stats.bytes - previous.bytes))
-            walSyncSeconds.increment(by: Double(stats.syncNanoseconds - previous.nanoseconds) / 1e9)
+            // A shard retaken in cluster mode has a new log whose counters start again at 0.
+            func delta(_ now: UInt64, _ before: UInt64) -> UInt64 { now >= before ? now - before : now }
+            walRecords.increment(by: Int64(delta(stats.records, previous.records)))
+            walSyncs.increment(by: Int64(delta(stats.syncs, previous.syncs)))
+            walLoopSyncs.increment(by: Int64(delta(stats.callerSyncs, previous.callerSyncs)))
+            walBytes.increment(by: Int64(delta(stats.bytes, previous.bytes)))
+            walSyncSeconds.increment(by: Double(delta(stats.syncNanoseconds, previous.nanoseconds)) / 1e9)
             let labels = [("shard", "\(shard.index)")]
             registry.makeGauge(
                 descriptor: Self.name("snapshot_age", "seconds", "Time since the shard's last snapshot (or its start)."),
@@ -157,11 +159,38 @@ public final class LedgerMetrics: Sendable {
                 held += totals.tokensHeld
             }
         }
+        if let placement = engine.placement { scrapeCluster(placement) }
         opsPerSync.set(to: syncs == 0 ? 0 : Double(records) / Double(syncs))
         tenants.set(to: Double(tenantCount))
         frozenTenants.set(to: Double(frozenCount))
         openHolds.set(to: Double(holdCount))
         tokensHeld.set(to: Double(held))
         return registry.emitToBuffer()
+    }
+
+    /// Cluster mode's figures (docs/cluster.md, "Metrics"). The log counters above then count
+    /// PostgreSQL statements: a "fsync" is one fenced batch insert acknowledged by the primary and
+    /// its synchronous standby, and its seconds are the round trip.
+    private func scrapeCluster(_ placement: ShardPlacement) {
+        let owned = placement.ownedEpochs
+        registry.makeGauge(descriptor: Self.name("cluster_shards_owned", "", "Shards this node serves now.")).set(to: Double(owned.count))
+        for (shard, epoch) in owned {
+            registry.makeGauge(
+                descriptor: Self.name("cluster_shard_epoch", "", "The epoch under which this node serves the shard."),
+                labels: [("shard", "\(shard)")]
+            ).set(to: Double(epoch))
+        }
+        let figures = placement.figures.withLock { $0 }
+        let totals: [(String, String, UInt64)] = [
+            ("cluster_shards_acquired", "Shards this node took, each under a new epoch.", figures.acquired),
+            ("cluster_lease_renewals", "Lease renewals sent for the shards served here.", figures.renewals),
+            ("cluster_shards_handed_over", "Shards handed over (rebalancing, shutdown).", figures.handedOver),
+            ("cluster_shards_lost", "Shards whose log stopped: fenced by a newer epoch, or an append of unknown outcome.", figures.lost),
+            ("cluster_round_failures", "Ownership rounds that failed (each is logged).", figures.failedRounds),
+        ]
+        for (name, help, value) in totals {
+            // Gauges of running counts: the figures live in the placement, read at each scrape.
+            registry.makeGauge(descriptor: Self.name(name, "", help + " Since the node started.")).set(to: Double(value))
+        }
     }
 }
