@@ -47,7 +47,8 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
     private var renewalWanted = false
     private var failure: StorageError?
     private var closing = false
-    private var closed: [CheckedContinuation<Void, Never>] = []
+    /// Closed for good: the connection is (being) closed, nothing more is sent.
+    private var shut = false
     private var waiters: [(lsn: UInt64, completion: @Sendable (Result<DurableBatch?, StorageError>) -> Void)] = []
     /// Monotonic nanoseconds until which reads may be answered.
     private var readableUntil: UInt64
@@ -132,18 +133,24 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
 
     /// Stops taking records, waits until what was appended is durable (or failed), then closes the
     /// connection. The shard is handed over after this.
+    /// Closing twice is harmless (the engine closes its shards at shutdown, then the node hands
+    /// them over).
     public func close() {
-        let wait = lock.withLock { () -> Bool in
+        // Called from a task or the node's thread, never from the connection's event loop.
+        let done = DispatchSemaphore(value: 0)
+        let wait = lock.withLock { () -> Bool? in
+            guard !shut else { return nil }
             closing = true
-            return inFlight || !pending.isEmpty
+            guard inFlight || !pending.isEmpty else { return false }
+            closedWaiters.append(done)
+            scheduleFlushLocked()
+            return true
         }
-        if wait {
-            // Called from a task or the node's thread, never from the connection's event loop.
-            let done = DispatchSemaphore(value: 0)
-            lock.withLock { closedWaiters.append(done) }
-            scheduleFlush()
-            done.wait()
+        guard let wait else { return }
+        if wait, done.wait(timeout: .now() + .seconds(Int(lease.components.seconds) + 5)) == .timedOut {
+            logger.warning("a log write did not finish while closing", metadata: ["shard": "\(shard)"])
         }
+        lock.withLock { shut = true }
         let closed: EventLoopFuture<Void> = connection.close()
         closed.whenComplete { _ in }
     }
@@ -154,6 +161,8 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
     /// shard's heartbeat. Fenced like an append.
     public func renew() {
         lock.withLock {
+            // A closing log takes no more records: its lease need only last until it is released.
+            guard !closing else { return }
             renewalWanted = true
             scheduleFlushLocked()
         }
@@ -212,7 +221,7 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
     }
 
     private func scheduleFlushLocked() {
-        guard !inFlight, !flushScheduled else { return }
+        guard !inFlight, !flushScheduled, !shut else { return }
         flushScheduled = true
         connection.eventLoop.execute { self.flush() }
     }
@@ -222,7 +231,7 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
     private func flush() {
         lock.lock()
         flushScheduled = false
-        guard !inFlight, failure == nil else {
+        guard !inFlight, failure == nil, !shut else {
             lock.unlock()
             return
         }

@@ -21,7 +21,7 @@ struct PostgresPair {
         guard let directory = ProcessInfo.processInfo.environment["TOKENLEDGER_TEST_POSTGRES"] else {
             throw ClusterError(
                 "TOKENLEDGER_TEST_POSTGRES is not set: scripts/test starts a PostgreSQL pair for these tests "
-                    + "(or: scripts/postgres-pair up DIR; TOKENLEDGER_TEST_POSTGRES=DIR swift test --filter LedgerClusterTests)")
+                    + "(or: scripts/postgres-pair up DIR; TOKENLEDGER_TEST_POSTGRES=DIR swift test --no-parallel --filter LedgerClusterTests)")
         }
         let text = try String(contentsOfFile: directory + "/env", encoding: .utf8)
         guard let line = text.split(separator: "\n").first(where: { $0.hasPrefix("POSTGRES_URL=") }) else {

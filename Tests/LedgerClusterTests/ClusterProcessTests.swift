@@ -21,15 +21,15 @@ struct ClusterProcess {
 
     /// Starts `ledgerd --storage postgres` with development TLS material shared through `tls` (the
     /// first node's folder, copied in so that one CA serves the whole cluster).
-    static func start(_ url: ClusterDatabaseURL, id: String, directory: TemporaryDirectory, tlsFrom first: String? = nil) throws
-        -> ClusterProcess
-    {
+    static func start(
+        _ url: ClusterDatabaseURL, id: String, directory: TemporaryDirectory, tlsFrom first: String? = nil, leaseMilliseconds: Int = 1_000
+    ) throws -> ClusterProcess {
         let dataPath = directory.sub(id)
         if let first { try FileManager.default.copyItem(atPath: first + "/tls", toPath: dataPath + "/tls") }
         let started = try StartedLedgerd(
             dataPath: dataPath,
             arguments: [
-                "--storage", "postgres", "--postgres-url", url.connectionURL, "--node-id", id, "--lease-ms", "1000",
+                "--storage", "postgres", "--postgres-url", url.connectionURL, "--node-id", id, "--lease-ms", "\(leaseMilliseconds)",
                 "--metrics-listen", "off", "--grpc-listen", "off",
             ],
             logPath: directory.path + "/" + id + ".log")
@@ -190,6 +190,34 @@ struct ClusterProcessTests {
         let epochs = try await logEpochs(url, shard: 0).map(\.epoch)
         #expect(epochs == epochs.sorted(), "\(epochs)")
         await client1.close()
+        await client2.close()
+    }
+
+    @Test func sigtermHandsTheShardsOverAtOnce() async throws {
+        let url = try await pair.freshCluster(shards: 2)
+        let directory = TemporaryDirectory("cluster-term")
+        // A 20 s lease: a take-over within a few seconds can only come from the hand-over.
+        let first = try ClusterProcess.start(url, id: "n1", directory: directory, leaseMilliseconds: 20_000)
+        let client1 = try await first.client()
+        _ = try await client1.createTenant("acme")
+        _ = try await client1.grant(tenant: "acme", GrantRequest(kind: .purchase, amount: 100))
+        await client1.close()
+        let second = try ClusterProcess.start(url, id: "n2", directory: directory, tlsFrom: first.dataPath, leaseMilliseconds: 20_000)
+        defer {
+            second.started.process.kill()
+            _ = second.started.process.wait()
+        }
+        let began = ContinuousClock.now
+        first.started.process.kill(SIGTERM)
+        #expect(first.started.process.wait() == 0)
+        let client2 = try await second.client()
+        var served = false
+        while !served, ContinuousClock.now - began < .seconds(15) {
+            served = (try? await client2.balance(tenant: "acme"))?.available == 100
+            if !served { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        let elapsed = ContinuousClock.now - began
+        #expect(served && elapsed < .seconds(10), "served \(served) after \(elapsed)")
         await client2.close()
     }
 
