@@ -142,6 +142,28 @@ public enum ClusterSchema {
             body bytea NOT NULL,
             PRIMARY KEY (shard, lsn, chunk))
         """,
+        // One statement for the pending batches of all the shards of a node (ClusterLogWriter): each
+        // shard's part applies only at its epoch and first LSN (the fence); returns the shards applied.
+        // A part with no records (last < first) renews the lease alone.
+        """
+        CREATE FUNCTION tokenledger_append(
+            p_shards int[], p_epochs bigint[], p_firsts bigint[], p_lasts bigint[], p_bodies bytea[], p_lease_ms bigint)
+        RETURNS SETOF int LANGUAGE plpgsql AS $$
+        BEGIN
+            FOR i IN 1 .. coalesce(array_length(p_shards, 1), 0) LOOP
+                UPDATE tokenledger_shard_head
+                   SET next_lsn = p_lasts[i] + 1, lease_until = now() + p_lease_ms * interval '1 millisecond'
+                 WHERE shard = p_shards[i] AND epoch = p_epochs[i] AND next_lsn = p_firsts[i];
+                IF FOUND THEN
+                    IF p_lasts[i] >= p_firsts[i] THEN
+                        INSERT INTO tokenledger_shard_log (shard, first_lsn, last_lsn, epoch, body)
+                        VALUES (p_shards[i], p_firsts[i], p_lasts[i], p_epochs[i], p_bodies[i]);
+                    END IF;
+                    RETURN NEXT p_shards[i];
+                END IF;
+            END LOOP;
+        END $$
+        """,
         """
         CREATE TABLE tokenledger_node (
             node_id text PRIMARY KEY,

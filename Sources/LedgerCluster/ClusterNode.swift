@@ -45,6 +45,8 @@ public final class ClusterNode: Sendable {
     /// The logs of the shards served here, by shard.
     private let logs = Mutex<[Int: (log: PostgresShardLog, shard: LedgerShard)]>([:])
     private let stopping = Atomic<Bool>(false)
+    /// Sends the batches of all the shards served here, one statement at a time.
+    private let writer: ClusterLogWriter
 
     public init(
         database: ClusterDatabase, engine: LedgerEngine, configuration: ClusterNodeConfiguration,
@@ -57,6 +59,7 @@ public final class ClusterNode: Sendable {
         placement = engine.placement!
         self.clock = clock
         self.logger = logger
+        writer = ClusterLogWriter(database: database, lease: configuration.lease, logger: logger)
         placement.setCatalogInstaller { [self] catalog in try await installCatalog(catalog) }
     }
 
@@ -123,19 +126,10 @@ public final class ClusterNode: Sendable {
         placement.figures.withLock { $0.acquired += 1 }
         do {
             let started = monotonicNanoseconds()
-            let connection = try await PostgresConnection.connect(
-                on: MultiThreadedEventLoopGroup.singleton.next(), configuration: try database.url.connectionConfiguration(),
-                id: index, logger: logger)
-            let stored: (snapshot: (lsn: UInt64, body: ArraySlice<UInt8>)?, records: [(lsn: UInt64, body: [UInt8])], bytes: Int)
-            do {
-                stored = try await database.load(head)
-            } catch {
-                try? await connection.close()
-                throw error
-            }
+            let stored = try await database.load(head)
             let holder = Mutex<LedgerShard?>(nil)
             let log = PostgresShardLog(
-                shard: index, epoch: head.epoch, nextLSN: head.nextLSN, acquiredAt: sent, connection: connection,
+                shard: index, epoch: head.epoch, nextLSN: head.nextLSN, acquiredAt: sent, writer: writer,
                 database: database, lease: configuration.lease, margin: configuration.margin, logger: logger
             ) { [self] error in
                 if let shard = holder.withLock({ $0 }) { lost(index, shard, error) }
@@ -207,6 +201,7 @@ public final class ClusterNode: Sendable {
     public func handOver() async {
         stopping.store(true, ordering: .relaxed)
         for index in logs.withLock({ $0.keys.sorted() }) { await handOver(index) }
+        writer.close()
         try? await database.leave(nodeID: configuration.nodeID)
     }
 

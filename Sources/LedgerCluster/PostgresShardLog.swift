@@ -3,15 +3,16 @@
 // Invariants:
 // - append() assigns LSNs in call order (under the shard's lock, as the local WAL does) and copies
 //   the record, framed and checksummed as in a WAL segment, into the pending batch; it never waits.
-// - One statement in flight per shard, on the log's own connection: the whole pending batch, inserted
-//   only if the same statement finds the shard's head at this node's epoch and at the batch's first
-//   LSN, and advances the head (next LSN and lease) with it. Records appended meanwhile go in the next
-//   statement: group commit, one round trip per batch.
-// - 1 row: the batch is durable on the primary and the synchronous standby; its waiters are
-//   answered. 0 rows: another node took the shard (the fence); an error or a lost connection: the
-//   outcome is unknown. Either way the log stops for good (fail-stop): every waiter and every later
-//   append fails, and `onFailure` tells the node, which drops the shard (its memory may hold
-//   changes the log does not) and may take it again only through a new epoch of its own.
+// - At most one batch of a shard is in flight. The node's `ClusterLogWriter` sends the pending batches
+//   of all its shards in one statement (one round trip, one commit); each shard's batch is inserted
+//   only if the same statement finds that shard's head at this node's epoch and at the batch's first
+//   LSN, and advances the head (next LSN and lease) with it. Records appended meanwhile go in the
+//   next statement: group commit, across shards.
+// - Applied: the batch is durable on the primary and the synchronous standby; its waiters are
+//   answered. Not applied: another node took the shard (the fence). The statement failed or its
+//   connection was lost: the outcome is unknown. Either way the log stops for good (fail-stop):
+//   every waiter and every later append fails, and `onFailure` tells the node, which drops the shard
+//   (its memory may hold changes the log does not) and may take it again only through a new epoch.
 // - Reads are answered from memory only while the lease this node last renewed is surely still its
 //   own: until `sent + lease - margin` on the monotonic clock, where `sent` is when the renewing
 //   statement was sent (PostgreSQL computed the lease from its own later `now()`).
@@ -29,7 +30,7 @@ import Synchronization
 public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
     public let shard: Int
     public let epoch: UInt64
-    private let connection: PostgresConnection
+    private let writer: ClusterLogWriter
     private let database: ClusterDatabase
     private let lease: Duration
     private let margin: Duration
@@ -43,11 +44,12 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
     private var pending: [UInt8] = []
     private var pendingFirstLSN: UInt64
     private var inFlight = false
-    private var flushScheduled = false
+    /// Queued with the writer (which takes the batch in its next statement).
+    private var queued = false
     private var renewalWanted = false
     private var failure: StorageError?
     private var closing = false
-    /// Closed for good: the connection is (being) closed, nothing more is sent.
+    /// Closed for good: nothing more is sent.
     private var shut = false
     private var waiters: [(lsn: UInt64, completion: @Sendable (Result<DurableBatch?, StorageError>) -> Void)] = []
     /// Monotonic nanoseconds until which reads may be answered.
@@ -57,7 +59,7 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
     /// The log of `shard` from `nextLSN` on, under `epoch` (just acquired, with its lease renewed at
     /// `acquiredAt`, monotonic nanoseconds taken before the acquiring statement was sent).
     init(
-        shard: Int, epoch: UInt64, nextLSN: UInt64, acquiredAt: UInt64, connection: PostgresConnection,
+        shard: Int, epoch: UInt64, nextLSN: UInt64, acquiredAt: UInt64, writer: ClusterLogWriter,
         database: ClusterDatabase, lease: Duration, margin: Duration, logger: Logger,
         onFailure: @escaping @Sendable (StorageError) -> Void
     ) {
@@ -66,7 +68,7 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
         self.nextLSN = nextLSN
         durable = nextLSN - 1
         pendingFirstLSN = nextLSN
-        self.connection = connection
+        self.writer = writer
         self.database = database
         self.lease = lease
         self.margin = margin
@@ -87,17 +89,24 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
             throw StorageError.recordTooLarge(size: body.count, limit: WALFormat.recordBodyMax)
         }
         lock.lock()
-        defer { lock.unlock() }
-        if let failure { throw failure }
-        guard !closing else { throw StorageError.stopped(reason: "shard \(shard) is being handed over") }
+        if let failure {
+            lock.unlock()
+            throw failure
+        }
+        guard !closing else {
+            lock.unlock()
+            throw StorageError.stopped(reason: "shard \(shard) is being handed over")
+        }
         let lsn = nextLSN
         nextLSN += 1
         body.withUnsafeBytes { WALFormat.appendRecord(lsn: lsn, body: $0, to: &pending) }
-        scheduleFlushLocked()
+        let wake = queueLocked()
+        lock.unlock()
+        if wake { writer.wake(self) }
         return lsn
     }
 
-    /// Nothing to do on the caller's thread: the log's connection sends the batch.
+    /// Nothing to do on the caller's thread: the node's writer sends the batch.
     public func syncPending() {}
 
     public func waitDurable(_ lsn: UInt64) async throws(StorageError) {
@@ -131,19 +140,18 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
 
     public var stats: WALStatistics { lock.withLock { statistics } }
 
-    /// Stops taking records, waits until what was appended is durable (or failed), then closes the
-    /// connection. The shard is handed over after this.
+    /// Stops taking records and waits until what was appended is durable (or failed). The shard is
+    /// handed over after this.
     /// Closing twice is harmless (the engine closes its shards at shutdown, then the node hands
     /// them over).
     public func close() {
-        // Called from a task or the node's thread, never from the connection's event loop.
+        // Called from a task or the node's thread, never from the writer's event loop.
         let done = DispatchSemaphore(value: 0)
         let wait = lock.withLock { () -> Bool? in
             guard !shut else { return nil }
             closing = true
             guard inFlight || !pending.isEmpty else { return false }
             closedWaiters.append(done)
-            scheduleFlushLocked()
             return true
         }
         guard let wait else { return }
@@ -151,8 +159,6 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
             logger.warning("a log write did not finish while closing", metadata: ["shard": "\(shard)"])
         }
         lock.withLock { shut = true }
-        let closed: EventLoopFuture<Void> = connection.close()
-        closed.whenComplete { _ in }
     }
 
     private var closedWaiters: [DispatchSemaphore] = []
@@ -160,12 +166,13 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
     /// Renews the lease through the same pipeline (ordered after the batches in flight): the idle
     /// shard's heartbeat. Fenced like an append.
     public func renew() {
-        lock.withLock {
+        let wake = lock.withLock { () -> Bool in
             // A closing log takes no more records: its lease need only last until it is released.
-            guard !closing else { return }
+            guard !closing, failure == nil else { return false }
             renewalWanted = true
-            scheduleFlushLocked()
+            return queueLocked()
         }
+        if wake { writer.wake(self) }
     }
 
     public var isFailed: Bool { lock.withLock { failure != nil } }
@@ -214,106 +221,82 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
         }
     }
 
-    // MARK: The pipeline
+    // MARK: The writer's side
 
-    private func scheduleFlush() {
-        lock.withLock { scheduleFlushLocked() }
+    /// With the lock held: whether the writer must be told (something to send, nothing in flight,
+    /// not queued yet).
+    private func queueLocked() -> Bool {
+        guard !queued, !inFlight, !shut, failure == nil, !pending.isEmpty || renewalWanted else { return false }
+        queued = true
+        return true
     }
 
-    private func scheduleFlushLocked() {
-        guard !inFlight, !flushScheduled, !shut else { return }
-        flushScheduled = true
-        connection.eventLoop.execute { self.flush() }
+    /// What the writer sends for this shard: the pending batch, or a lease renewal (no records).
+    struct Batch {
+        let log: PostgresShardLog
+        let shard: Int32
+        let epoch: Int64
+        let first: UInt64
+        let last: UInt64
+        let body: [UInt8]
+        let startedAt: UInt64
     }
 
-    /// On the connection's event loop: sends the pending batch (or a renewal) unless a statement is
-    /// in flight.
-    private func flush() {
+    /// Called by the writer as it builds a statement: hands over the pending batch (nil when there
+    /// is nothing to send, or the log stopped).
+    func takeBatch() -> Batch? {
         lock.lock()
-        flushScheduled = false
-        guard !inFlight, failure == nil, !shut else {
-            lock.unlock()
-            return
-        }
-        if pending.isEmpty {
-            guard renewalWanted else {
-                finishCloseLocked()
-                lock.unlock()
-                return
-            }
+        defer { lock.unlock() }
+        queued = false
+        guard !inFlight, failure == nil, !shut, !pending.isEmpty || renewalWanted else {
+            finishCloseLocked()
+            return nil
         }
         renewalWanted = false
         inFlight = true
-        let batch = pending
-        let first = pendingFirstLSN
-        let last = nextLSN - 1
+        let batch = Batch(
+            log: self, shard: Int32(shard), epoch: Int64(epoch), first: pendingFirstLSN, last: nextLSN - 1, body: pending,
+            startedAt: wallNanoseconds())
         pending = []
-        pending.reserveCapacity(min(batch.count, 1 << 20))
         pendingFirstLSN = nextLSN
-        lock.unlock()
-        let sent = monotonicNanoseconds()
-        let startedAt = wallNanoseconds()
-        let milliseconds = lease.wholeMilliseconds
-        let index = Int32(shard)
-        let epoch = Int64(epoch)
-        let query: PostgresQuery
-        if batch.isEmpty {
-            query = """
-                UPDATE tokenledger_shard_head SET lease_until = now() + \(milliseconds) * interval '1 millisecond'
-                WHERE shard = \(index) AND epoch = \(epoch) AND next_lsn = \(Int64(first)) RETURNING 1
-                """
-        } else {
-            query = """
-                WITH head AS (
-                    UPDATE tokenledger_shard_head
-                    SET next_lsn = \(Int64(last + 1)), lease_until = now() + \(milliseconds) * interval '1 millisecond'
-                    WHERE shard = \(index) AND epoch = \(epoch) AND next_lsn = \(Int64(first))
-                    RETURNING 1)
-                INSERT INTO tokenledger_shard_log (shard, first_lsn, last_lsn, epoch, body)
-                SELECT \(index), \(Int64(first)), \(Int64(last)), \(epoch), \(ByteBuffer(bytes: batch)) FROM head
-                RETURNING 1
-                """
-        }
-        connection.query(query, logger: logger).whenComplete { result in
-            switch result {
-            case .success(let rows) where rows.rows.count == 1:
-                self.succeeded(
-                    batch.isEmpty ? nil : DurableBatch(
-                        firstLSN: first, lastLSN: last, bytes: batch.count, startedAt: startedAt, syncedAt: wallNanoseconds(),
-                        byWriterThread: true),
-                    sent: sent)
-            case .success:
-                self.fail(.stopped(reason: "shard \(self.shard): fenced, another node holds a newer epoch than \(epoch)"))
-            case .failure(let error):
-                self.fail(.stopped(reason: "shard \(self.shard): the outcome of a log write is unknown (\(String(reflecting: error)))"))
-            }
-        }
+        return batch
     }
 
-    private func succeeded(_ batch: DurableBatch?, sent: UInt64) {
+    /// The statement that carried `batch` committed; `applied`: this shard's part matched its head
+    /// (otherwise another node holds a newer epoch).
+    func finished(_ batch: Batch, applied: Bool, sent: UInt64) {
+        guard applied else {
+            return fail(.stopped(reason: "shard \(shard): fenced, another node holds a newer epoch than \(epoch)"))
+        }
+        let durableBatch = batch.body.isEmpty ? nil : DurableBatch(
+            firstLSN: batch.first, lastLSN: batch.last, bytes: batch.body.count, startedAt: batch.startedAt,
+            syncedAt: wallNanoseconds(), byWriterThread: true)
         lock.lock()
         inFlight = false
         readableUntil = sent + Self.nanoseconds(lease - margin)
         var ready: [(Result<DurableBatch?, StorageError>) -> Void] = []
-        if let batch {
-            durable = batch.lastLSN
+        if let durableBatch {
+            durable = durableBatch.lastLSN
             statistics.syncs += 1
-            statistics.records += UInt64(batch.records)
-            statistics.bytes += UInt64(batch.bytes)
-            statistics.syncNanoseconds += batch.syncedAt - min(batch.syncedAt, batch.startedAt)
+            statistics.records += UInt64(durableBatch.records)
+            statistics.bytes += UInt64(durableBatch.bytes)
+            statistics.syncNanoseconds += durableBatch.syncedAt - min(durableBatch.syncedAt, durableBatch.startedAt)
             waiters.removeAll { waiter in
-                guard waiter.lsn <= batch.lastLSN else { return false }
+                guard waiter.lsn <= durableBatch.lastLSN else { return false }
                 ready.append(waiter.completion)
                 return true
             }
         }
-        if !pending.isEmpty || renewalWanted {
-            scheduleFlushLocked()
-        } else {
-            finishCloseLocked()
-        }
+        let wake = queueLocked()
+        finishCloseLocked()
         lock.unlock()
-        for completion in ready { completion(.success(batch)) }
+        if wake { writer.wake(self) }
+        for completion in ready { completion(.success(durableBatch)) }
+    }
+
+    /// The statement that carried this shard's batch failed: its outcome is unknown.
+    func unknownOutcome(_ error: any Error) {
+        fail(.stopped(reason: "shard \(shard): the outcome of a log write is unknown (\(String(reflecting: error)))"))
     }
 
     private func fail(_ error: StorageError) {
