@@ -1,4 +1,4 @@
-// The node's group commit across shards (docs/cluster.md, "One batch, one statement"): one
+// The node's group commit across shards (docs/cluster.md, "One statement per round trip, fenced per shard"): one
 // connection, one statement in flight, carrying the pending batch (or lease renewal) of every
 // shard that has one. PostgreSQL's cost is mostly per statement and per commit (parse, WAL flush,
 // the synchronous standby's round), so one statement for all shards costs about what one shard's

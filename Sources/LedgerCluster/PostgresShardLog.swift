@@ -1,4 +1,4 @@
-// A shard's log in PostgreSQL (docs/cluster.md, "One batch, one statement").
+// A shard's log in PostgreSQL (docs/cluster.md, "One statement per round trip, fenced per shard").
 //
 // Invariants:
 // - append() assigns LSNs in call order (under the shard's lock, as the local WAL does) and copies

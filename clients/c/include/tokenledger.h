@@ -51,6 +51,9 @@ typedef enum tl_code {
     TL_LIMIT_EXCEEDED = TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_LIMIT_EXCEEDED,
     TL_OVERLOADED = TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_OVERLOADED,
     TL_UNAVAILABLE = TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_UNAVAILABLE,
+    /* cluster mode: another node serves the tenant's shard (owner_address, shard, epoch); send the
+       call there with the same request id */
+    TL_WRONG_OWNER = TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_WRONG_OWNER,
 
     TL_ERR_USAGE = 100,    /* the library was called wrongly: NULL argument, a request of the wrong
                               type or with a NULL string, an unknown call id */
@@ -69,7 +72,8 @@ typedef enum tl_details_kind {
     TL_DETAILS_BUDGET,  /* budget_exceeded: remaining, cap, resets_at_ms */
     TL_DETAILS_PLAN,    /* plan_limit_reached: remaining, cap (the spend limit), resets_at_ms */
     TL_DETAILS_BALANCE, /* insufficient_balance: available, requested */
-    TL_DETAILS_LIMIT    /* limit_exceeded, overloaded: limit_name, limit_value */
+    TL_DETAILS_LIMIT,   /* limit_exceeded, overloaded: limit_name, limit_value */
+    TL_DETAILS_OWNER    /* wrong_owner: shard, owner_address (host:port), epoch */
 } tl_details_kind;
 
 typedef struct tl_error {
@@ -83,6 +87,9 @@ typedef struct tl_error {
     uint64_t requested;
     char limit_name[64];
     uint64_t limit_value;
+    uint32_t shard;
+    char owner_address[256];
+    uint64_t epoch;
 } tl_error;
 
 typedef struct tl_options {

@@ -139,6 +139,13 @@ static tl_code error_from_wire(tl_error *error, const Tokenledger__V1__Error *wi
         snprintf(error->limit_name, sizeof error->limit_name, "%s", wire->limit->name ? wire->limit->name : "");
         error->limit_value = wire->limit->value;
         break;
+    case TOKENLEDGER__V1__ERROR__DETAILS_OWNER:
+        if (wire->owner == NULL) break;
+        error->details = TL_DETAILS_OWNER;
+        error->shard = wire->owner->shard;
+        snprintf(error->owner_address, sizeof error->owner_address, "%s", wire->owner->address ? wire->owner->address : "");
+        error->epoch = wire->owner->epoch;
+        break;
     default:
         break;
     }
@@ -163,6 +170,7 @@ const char *tl_code_name(tl_code code) {
     case TL_LIMIT_EXCEEDED: return "limit_exceeded";
     case TL_OVERLOADED: return "overloaded";
     case TL_UNAVAILABLE: return "unavailable";
+    case TL_WRONG_OWNER: return "wrong_owner";
     case TL_ERR_USAGE: return "usage";
     case TL_ERR_CONNECT: return "connect";
     case TL_ERR_TLS: return "tls";

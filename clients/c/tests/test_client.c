@@ -557,6 +557,7 @@ static void test_typed_errors(void) {
     CHECK_CODE(tl_call(client, &watch_request, &response, &error), TL_ERR_USAGE, error);
     CHECK(strstr(error.message, "webhook") != NULL);
     CHECK(strcmp(tl_code_name(TL_BUDGET_EXCEEDED), "budget_exceeded") == 0);
+    CHECK(strcmp(tl_code_name(TL_WRONG_OWNER), "wrong_owner") == 0 && !tl_code_retryable(TL_WRONG_OWNER));
     CHECK(tl_code_retryable(TL_OVERLOADED) && !tl_code_retryable(TL_INSUFFICIENT_BALANCE));
 
     /* After all of that the connection still serves. */

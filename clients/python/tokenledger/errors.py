@@ -112,6 +112,14 @@ class Unavailable(LedgerError):
     retryable = True
 
 
+class WrongOwner(LedgerError):
+    """Cluster mode: another node serves the tenant's shard. ``details`` holds ``shard``,
+    ``address`` (host:port of its framed port) and ``epoch``: send the call there with the same
+    request id."""
+
+    code = "wrong_owner"
+
+
 _BY_WIRE_CODE = {
     pb.ERROR_CODE_INVALID_ARGUMENT: InvalidArgument,
     pb.ERROR_CODE_UNAUTHENTICATED: Unauthenticated,
@@ -128,6 +136,7 @@ _BY_WIRE_CODE = {
     pb.ERROR_CODE_LIMIT_EXCEEDED: LimitExceeded,
     pb.ERROR_CODE_OVERLOADED: Overloaded,
     pb.ERROR_CODE_UNAVAILABLE: Unavailable,
+    pb.ERROR_CODE_WRONG_OWNER: WrongOwner,
 }
 
 
