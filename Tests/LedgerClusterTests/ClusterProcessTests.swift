@@ -169,6 +169,13 @@ struct ClusterProcessTests {
 
         // Paused past its lease: the second node takes the shard and serves what was acknowledged.
         first.started.process.kill(SIGSTOP)
+        // Only once it is stopped may the late call go out (else it could be served before the pause).
+        let statPath = "/proc/\(first.started.process.pid)/stat"
+        for _ in 0..<200 {
+            let stat = (try? String(contentsOfFile: statPath, encoding: .utf8)) ?? ""
+            if let close = stat.lastIndex(of: ")"), stat[stat.index(close, offsetBy: 2)] == "T" { break }
+            try await Task.sleep(for: .milliseconds(10))
+        }
         let late = Task { try await client1.reserve(tenant: "acme", hold: "late", tokens: 5, requestID: "late") }
         var served = false
         for _ in 0..<60 where !served {
