@@ -20,6 +20,14 @@ public struct ClientConfiguration: Sendable {
     /// Largest reply frame accepted, in bytes.
     public var frameSizeMax: Int = 16 << 20
     public var retry = RetryPolicy()
+    /// Cluster mode (docs/cluster.md): more nodes ("host:port") besides `host`:`port`. A call whose
+    /// tenant another node serves is answered `wrong_owner` with that node's address; the client
+    /// sends it there with the same request id and remembers the tenant's node. When a node cannot
+    /// be reached or answers `unavailable`, a retry goes to the next address of this list. Every
+    /// node must present a certificate for its host name from the same CA.
+    public var servers: [String] = []
+    /// Redirects a call follows (`wrong_owner`) before it fails with that error.
+    public var redirectsMax = 4
 
     public init(
         host: String = "127.0.0.1", port: Int = 7443, caPath: String, certificatePath: String?, privateKeyPath: String?

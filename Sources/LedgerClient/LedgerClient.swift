@@ -8,7 +8,9 @@ import Synchronization
 /// The async Swift client. One TLS connection, many calls in flight on it (bounded by
 /// `inFlightMax`), replies matched by call id. A call that fails for a retryable reason (the
 /// connection dropped, a timeout, `overloaded`, `unavailable`) is sent again, on a new connection
-/// if need be, with the same request id, so the ledger never applies it twice.
+/// if need be, with the same request id, so the ledger never applies it twice. Against a cluster
+/// (docs/cluster.md) a call answered `wrong_owner` goes to the node it names, on a connection of
+/// its own, and a retry goes to the next of `servers` (``ClientConfiguration/servers``).
 ///
 ///     let client = try await LedgerClient.connect(.development())
 ///     let hold = try await client.reserve(tenant: "acme", hold: "job-1", tokens: 296)
@@ -20,17 +22,30 @@ public final class LedgerClient: Sendable {
     private let slots: CallSlots
 
     private struct State {
+        /// The connection to `host`:`port`.
         var connection: ClientConnection?
+        /// Cluster mode: connections to the other nodes, by address.
+        var others: [String: ClientConnection] = [:]
+        /// Cluster mode: the node that last served each tenant (learnt from `wrong_owner`).
+        var owners: [TenantID: String] = [:]
         var nextCallID: UInt64 = 0
         var closed = false
     }
+
+    /// `host`:`port`, then `servers`, without repeats.
+    private let addresses: [String]
 
     private init(configuration: ClientConfiguration, group: any EventLoopGroup, connection: ClientConnection) {
         self.configuration = configuration
         self.group = group
         state = Mutex(State(connection: connection))
         slots = CallSlots(count: max(1, configuration.inFlightMax))
+        var addresses = ["\(configuration.host):\(configuration.port)"]
+        for server in configuration.servers where !addresses.contains(server) { addresses.append(server) }
+        self.addresses = addresses
     }
+
+    private var home: String { addresses[0] }
 
     /// Connects (TLS 1.3, client certificate) and returns a ready client.
     public static func connect(
@@ -42,12 +57,15 @@ public final class LedgerClient: Sendable {
 
     /// Closes the connection; calls in flight fail with `connectionClosed`.
     public func close() async {
-        let connection = state.withLock { state in
+        let connections = state.withLock { state in
             state.closed = true
-            defer { state.connection = nil }
-            return state.connection
+            defer {
+                state.connection = nil
+                state.others = [:]
+            }
+            return [state.connection].compactMap { $0 } + Array(state.others.values)
         }
-        await connection?.close()
+        for connection in connections { await connection.close() }
     }
 
     /// Makes a call and returns the server's reply; an error reply throws `.rejected`.
@@ -56,14 +74,39 @@ public final class LedgerClient: Sendable {
         defer { slots.release() }
         var attempt = 1
         var backoff = configuration.retry.backoff
+        let tenant = call.tenant
+        var address = tenant.flatMap { tenant in state.withLock { $0.owners[tenant] } } ?? home
+        var redirects = 0
         while true {
             do {
-                let response = try await send(call)
-                if case .error(let error)? = response.result { throw LedgerClientError.rejected(LedgerError(error)) }
+                let response = try await send(call, to: address)
+                if case .error(let wire)? = response.result {
+                    let error = LedgerError(wire)
+                    // Cluster mode: the node that serves the tenant is elsewhere; go there.
+                    if error.code == .wrongOwner, case .owner(_, let owner, _)? = error.details, let tenant,
+                        redirects < configuration.redirectsMax, !owner.isEmpty
+                    {
+                        redirects += 1
+                        address = owner
+                        state.withLock { $0.owners[tenant] = owner }
+                        continue
+                    }
+                    throw LedgerClientError.rejected(error)
+                }
                 return response
             } catch let error as LedgerClientError {
+                // The node that served the tenant may be gone: forget it (the next call asks again).
+                if error.isRetryable, let tenant {
+                    state.withLock { state in if state.owners[tenant] == address { state.owners[tenant] = nil } }
+                }
                 guard error.isRetryable, attempt < configuration.retry.attempts, !isClosed else { throw error }
                 attempt += 1
+                if addresses.count > 1 {
+                    // The next address, which serves the tenant or redirects.
+                    address = addresses[((addresses.firstIndex(of: address) ?? -1) + 1) % addresses.count]
+                } else {
+                    address = home
+                }
                 try? await Task.sleep(for: backoff)
                 backoff *= 2
             } catch {
@@ -92,8 +135,8 @@ public final class LedgerClient: Sendable {
     /// bootstrapped instrument injects that context's `traceparent` instead.
     @TaskLocal public static var traceParent: String? = nil
 
-    private func send(_ call: LedgerCall) async throws(LedgerClientError) -> WireResponse {
-        let connection = try await liveConnection()
+    private func send(_ call: LedgerCall, to address: String) async throws(LedgerClientError) -> WireResponse {
+        let connection = address == home ? try await liveConnection() : try await otherConnection(address)
         var request = WireRequest(callID: nextCallID(), call: call)
         if let parent = Self.traceParent ?? Self.injectedTraceParent() { request.traceParent = parent }
         return try await connection.send(request)
@@ -112,6 +155,31 @@ public final class LedgerClient: Sendable {
             state.nextCallID += 1
             return state.nextCallID
         }
+    }
+
+    /// The open connection to another node (cluster mode), or a new one.
+    func otherConnection(_ address: String) async throws(LedgerClientError) -> ClientConnection {
+        let current: ClientConnection? = try state.withLock { (state) throws(LedgerClientError) in
+            if state.closed { throw .connectionClosed("the client was closed") }
+            return state.others[address]
+        }
+        if let current, current.isActive { return current }
+        var configuration = configuration
+        do {
+            let target = try HostPort(parsing: address, emptyHost: "127.0.0.1", ports: 1...65_535)
+            configuration.host = target.host
+            configuration.port = target.port
+        } catch {
+            throw .connectFailed("\(address) is not host:port: \(error)")
+        }
+        let fresh = try await ClientConnection.connect(configuration, group: group)
+        let (winner, loser): (ClientConnection, ClientConnection?) = state.withLock { state in
+            if let existing = state.others[address], existing.isActive, existing !== current { return (existing, fresh) }
+            state.others[address] = fresh
+            return (fresh, nil)
+        }
+        if let loser { await loser.close() }
+        return winner
     }
 
     /// The open connection, or a new one when the last one closed.

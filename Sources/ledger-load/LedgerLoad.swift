@@ -49,7 +49,8 @@ struct Run: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run", abstract: "Run a workload against a server (the default command).")
 
-    @Option(help: "The server, HOST:PORT.") var server = "127.0.0.1:7443"
+    @Option(help: "The server, HOST:PORT; a cluster's nodes as HOST:PORT,HOST:PORT,... (wrong_owner is followed).")
+    var server = "127.0.0.1:7443"
     @Option(name: .customLong("data-dir"), help: "ledgerd's data directory, for its development TLS material (admin).")
     var dataDirectory = "./ledger-data"
     @Option(help: "CA file (overrides --data-dir).") var ca: String?
@@ -113,8 +114,13 @@ struct Run: AsyncParsableCommand {
     }
 
     private func execute() async throws {
-        let (host, port) = try parseAddress(server)
+        let addresses = server.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
+        let (host, port) = try parseAddress(addresses[0])
         var configuration = ClientConfiguration.development(dataDirectory: dataDirectory, host: host, port: port)
+        configuration.servers = try addresses.dropFirst().map { address in
+            let (host, port) = try parseAddress(address)
+            return "\(host):\(port)"
+        }
         if let ca { configuration.caPath = ca }
         if let cert { configuration.certificatePath = cert }
         if let key { configuration.privateKeyPath = key }

@@ -8,7 +8,9 @@ import LedgerCore
 /// print. Defaults come from the environment (`TOKENCTL_SERVER`, `TOKENCTL_DATA_DIR`) and then
 /// from ledgerd's embedded defaults.
 struct GlobalOptions: ParsableArguments {
-    @Option(name: .long, help: "HOST:PORT of ledgerd (default $TOKENCTL_SERVER or 127.0.0.1:7443).")
+    @Option(
+        name: .long,
+        help: "HOST:PORT of ledgerd (default $TOKENCTL_SERVER or 127.0.0.1:7443); a cluster's nodes as HOST:PORT,HOST:PORT,...")
     var server: String?
     @Option(name: .customLong("data-dir"), help: "Where the development TLS material is (default $TOKENCTL_DATA_DIR or ./ledger-data).")
     var dataDir: String?
@@ -60,23 +62,29 @@ struct GlobalOptions: ParsableArguments {
         _ = try address()
     }
 
-    func address() throws -> (host: String, port: Int) {
+    /// The first address of --server, and the others (cluster mode: the client follows
+    /// `wrong_owner` among them and fails over to the next).
+    func address() throws -> (host: String, port: Int, others: [String]) {
         let text = server ?? ProcessInfo.processInfo.environment["TOKENCTL_SERVER"] ?? "127.0.0.1:7443"
-        do {
-            let address = try HostPort(parsing: text, emptyHost: "127.0.0.1", ports: 1...65_535)
-            return (address.host, address.port)
-        } catch {
-            throw ValidationError("--server: \(error)")
+        var parsed: [HostPort] = []
+        for part in text.split(separator: ",", omittingEmptySubsequences: false) {
+            do {
+                parsed.append(try HostPort(parsing: String(part), emptyHost: "127.0.0.1", ports: 1...65_535))
+            } catch {
+                throw ValidationError("--server: \(error)")
+            }
         }
+        return (parsed[0].host, parsed[0].port, parsed.dropFirst().map { "\($0.host):\($0.port)" })
     }
 
     func clientConfiguration() throws -> ClientConfiguration {
-        let (host, port) = try address()
+        let (host, port, others) = try address()
         let dataDirectory = dataDir ?? ProcessInfo.processInfo.environment["TOKENCTL_DATA_DIR"] ?? "./ledger-data"
         let development = ClientConfiguration.development(dataDirectory: dataDirectory, host: host, port: port)
         var configuration = ClientConfiguration(
             host: host, port: port, caPath: ca ?? development.caPath,
             certificatePath: cert ?? development.certificatePath, privateKeyPath: key ?? development.privateKeyPath)
+        configuration.servers = others
         configuration.callTimeout = .milliseconds(Int64(timeout * 1_000))
         configuration.connectTimeout = .milliseconds(Int64(min(timeout, 10) * 1_000))
         for (flag, path) in [("--ca", configuration.caPath), ("--cert", configuration.certificatePath ?? ""),

@@ -36,9 +36,31 @@ struct ClusterProcess {
         return ClusterProcess(started: started, dataPath: dataPath)
     }
 
+    /// Nodes n1 and n2, the second with the first's CA.
+    static func startTwo(_ url: ClusterDatabaseURL, directory: TemporaryDirectory) throws -> (ClusterProcess, ClusterProcess) {
+        let first = try start(url, id: "n1", directory: directory)
+        do {
+            return (first, try start(url, id: "n2", directory: directory, tlsFrom: first.dataPath))
+        } catch {
+            stop(first)
+            throw error
+        }
+    }
+
+    /// SIGKILL and reap (a node already reaped is left alone).
+    static func stop(_ nodes: ClusterProcess...) {
+        for node in nodes where Glibc.kill(node.started.process.pid, 0) == 0 {
+            node.started.process.kill()
+            _ = node.started.process.wait()
+        }
+    }
+
+    /// A client of this node alone that neither retries nor follows `wrong_owner`: the tests see
+    /// what the node answers.
     func client() async throws -> LedgerClient {
         var configuration = ClientConfiguration.development(dataDirectory: dataPath, port: started.port)
         configuration.retry = RetryPolicy(attempts: 1)
+        configuration.redirectsMax = 0
         configuration.callTimeout = .seconds(5)
         return try await LedgerClient.connect(configuration)
     }
@@ -145,14 +167,8 @@ struct ClusterProcessTests {
     @Test func aPausedOwnerIsFencedAndClientsAreSentToTheOwner() async throws {
         let url = try await pair.freshCluster(shards: 1)
         let directory = TemporaryDirectory("cluster-pause")
-        let first = try ClusterProcess.start(url, id: "n1", directory: directory)
-        let second = try ClusterProcess.start(url, id: "n2", directory: directory, tlsFrom: first.dataPath)
-        defer {
-            first.started.process.kill()
-            second.started.process.kill()
-            _ = first.started.process.wait()
-            _ = second.started.process.wait()
-        }
+        let (first, second) = try ClusterProcess.startTwo(url, directory: directory)
+        defer { ClusterProcess.stop(first, second) }
         let client1 = try await first.client()
         let client2 = try await second.client()
         _ = try await client1.createTenant("acme")
@@ -228,17 +244,43 @@ struct ClusterProcessTests {
         await client2.close()
     }
 
+    @Test func theSwiftClientFollowsWrongOwnerAndOutlivesItsFirstNode() async throws {
+        let url = try await pair.freshCluster(shards: 4)
+        let directory = TemporaryDirectory("cluster-client")
+        let (first, second) = try ClusterProcess.startTwo(url, directory: directory)
+        defer { ClusterProcess.stop(first, second) }
+        // Both nodes serve shards once the first has handed over its surplus.
+        var split = false
+        for _ in 0..<50 where !split {
+            try await Task.sleep(for: .milliseconds(200))
+            let owners = try await replayAll(url).map(\.head.owner)
+            split = owners.allSatisfy { $0 == "n1" || $0 == "n2" } && Set(owners).count == 2
+        }
+        #expect(split, "the shards were not spread over both nodes")
+        var configuration = ClientConfiguration.development(dataDirectory: first.dataPath, port: first.started.port)
+        configuration.servers = [second.address]
+        configuration.retry = RetryPolicy(attempts: 10, backoff: .milliseconds(100))
+        let client = try await LedgerClient.connect(configuration)
+        let tenants = (0..<8).map { TenantID("c\($0)") }
+        for tenant in tenants {
+            _ = try await client.createTenant(tenant)
+            _ = try await client.grant(tenant: tenant, GrantRequest(kind: .purchase, amount: 1_000))
+            _ = try await client.charge(tenant: tenant, hold: "before", tokens: 10)
+        }
+        first.started.process.kill()
+        _ = first.started.process.wait()
+        for tenant in tenants {
+            _ = try await client.charge(tenant: tenant, hold: "after", tokens: 5)
+            #expect(try await client.balance(tenant: tenant).spent == 15)
+        }
+        await client.close()
+    }
+
     @Test func killDashNineOfAnOwnerUnderLoadLosesAndDoublesNothing() async throws {
         let url = try await pair.freshCluster(shards: 4)
         let directory = TemporaryDirectory("cluster-kill")
-        let first = try ClusterProcess.start(url, id: "n1", directory: directory)
-        let second = try ClusterProcess.start(url, id: "n2", directory: directory, tlsFrom: first.dataPath)
-        defer {
-            first.started.process.kill()
-            second.started.process.kill()
-            _ = first.started.process.wait()
-            _ = second.started.process.wait()
-        }
+        let (first, second) = try ClusterProcess.startTwo(url, directory: directory)
+        defer { ClusterProcess.stop(first, second) }
         let router = Router(addresses: [first.address, second.address], dataPath: first.dataPath)
         let tenants = (0..<8).map { TenantID("t\($0)") }
         let setup = ContinuousClock.now + .seconds(20)
