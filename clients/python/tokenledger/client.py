@@ -199,9 +199,17 @@ class Client:
     """
 
     def __init__(self, host="127.0.0.1", port=7443, *, data_dir="./ledger-data", ca=None, cert=None, key=None,
-                 server_name=None, timeout=30.0, connect_timeout=10.0, attempts=3, backoff=0.05):
+                 server_name=None, timeout=30.0, connect_timeout=10.0, attempts=3, backoff=0.05, servers=(),
+                 redirects_max=4):
         tls = os.path.join(data_dir, "tls")
         self.host, self.port = host, port
+        # Cluster mode (docs/cluster.md): a call answered ``wrong_owner`` goes to the node it names
+        # (same request id) and the tenant's node is remembered; a retry after a failure goes to the
+        # next of host:port and ``servers`` ("host:port" strings).
+        self._addresses = [f"{host}:{port}"] + [a for a in servers if a != f"{host}:{port}"]
+        self.redirects_max = redirects_max
+        self._others = {}
+        self._owners = {}
         self.timeout, self.connect_timeout = timeout, connect_timeout
         self.attempts, self.backoff = max(1, attempts), backoff
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -224,21 +232,37 @@ class Client:
     def close(self):
         with self._lock:
             self._closed = True
-            connection, self._connection = self._connection, None
-        if connection is not None:
-            connection.close()
+            connections = [self._connection] + list(self._others.values())
+            self._connection, self._others = None, {}
+        for connection in connections:
+            if connection is not None:
+                connection.close()
 
-    def _live(self):
+    def _live(self, address=None):
         with self._lock:
             if self._closed:
                 raise errors.ConnectionClosed("the client was closed")
-            if self._connection is not None and self._connection.alive:
+            if address is None or address == self._addresses[0]:
+                if self._connection is not None and self._connection.alive:
+                    return self._connection
+                self._connection = self._connect(self.host, self.port, self._server_name)
                 return self._connection
-            try:
-                self._connection = _Connection(self.host, self.port, self._context, self._server_name, self.connect_timeout)
-            except (OSError, ssl.SSLError) as error:
-                raise errors.ConnectionFailed(f"{self.host}:{self.port}: {error}") from None
-            return self._connection
+            connection = self._others.get(address)
+            if connection is not None and connection.alive:
+                return connection
+            host, _, port = address.rpartition(":")
+            host = host.strip("[]")
+            if not host or not port.isdigit():
+                raise errors.ConnectionFailed(f"{address} is not host:port")
+            connection = self._connect(host, int(port), self._server_name if self._server_name != self.host else host)
+            self._others[address] = connection
+            return connection
+
+    def _connect(self, host, port, server_name):
+        try:
+            return _Connection(host, port, self._context, server_name, self.connect_timeout)
+        except (OSError, ssl.SSLError) as error:
+            raise errors.ConnectionFailed(f"{host}:{port}: {error}") from None
 
     def _call_id(self):
         with self._lock:
@@ -254,12 +278,26 @@ class Client:
         """Like ``call`` but returns the whole ``Response`` (its ``replayed`` flag says whether the
         request id had been seen with the same call)."""
         delay = self.backoff
-        for attempt in range(1, self.attempts + 1):
+        tenant = getattr(message, "tenant", "") or None
+        address = self._owners.get(tenant, self._addresses[0]) if tenant else self._addresses[0]
+        attempt, redirects = 1, 0
+        while True:
             try:
-                return self._call_once(field, message)
-            except errors.TokenLedgerError as error:
-                if not error.retryable or attempt == self.attempts or self._closed:
+                return self._call_once(field, message, address)
+            except errors.WrongOwner as error:
+                owner = (error.details or {}).get("address", "")
+                if tenant is None or not owner or redirects >= self.redirects_max:
                     raise
+                redirects += 1
+                address = self._owners[tenant] = owner
+            except errors.TokenLedgerError as error:
+                if error.retryable and tenant is not None and self._owners.get(tenant) == address:
+                    del self._owners[tenant]
+                if not error.retryable or attempt >= self.attempts or self._closed:
+                    raise
+                attempt += 1
+                index = self._addresses.index(address) if address in self._addresses else -1
+                address = self._addresses[(index + 1) % len(self._addresses)]
                 time.sleep(delay)
                 delay *= 2
 
@@ -272,8 +310,8 @@ class Client:
         getattr(request, field).CopyFrom(message)
         return request
 
-    def _call_once(self, field, message):
-        connection = self._live()
+    def _call_once(self, field, message, address=None):
+        connection = self._live(address)
         request = self._build_request(field, message)
         pending = connection.send(request.call_id, request.SerializeToString())
         if not pending.event.wait(self.timeout):

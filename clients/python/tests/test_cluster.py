@@ -1,0 +1,87 @@
+"""The client against a cluster (docs/cluster.md): two ledgerd nodes on the PostgreSQL pair that
+scripts/test starts (TOKENLEDGER_TEST_POSTGRES names its folder). The client follows wrong_owner
+to the node that serves each tenant and, knowing both nodes, keeps working through a kill -9 of the
+first."""
+
+import os
+import shutil
+import signal
+import subprocess
+import tempfile
+import time
+import uuid
+
+import pytest
+
+from conftest import REPOSITORY, ledgerd_binary
+from tokenledger import Client, errors
+
+
+def pair_url():
+    directory = os.environ.get("TOKENLEDGER_TEST_POSTGRES")
+    if not directory:
+        pytest.fail("TOKENLEDGER_TEST_POSTGRES is not set: scripts/test starts the PostgreSQL pair")
+    env = dict(line.split("=", 1) for line in open(os.path.join(directory, "env")).read().split())
+    name = "py_" + uuid.uuid4().hex[:16]
+    subprocess.run([os.path.join(REPOSITORY, "scripts", "postgres-pair"), "psql", directory,
+                    "-c", f"CREATE DATABASE {name} OWNER ledger"], check=True)
+    url = env["POSTGRES_URL"].replace("/ledger?", f"/{name}?")
+    subprocess.run([ledgerd_binary(), "cluster", "init", "--postgres-url", url, "--shards", "4"], check=True,
+                   stdout=subprocess.DEVNULL)
+    return url
+
+
+def start_node(url, node_id, directory):
+    data_dir = os.path.join(directory, node_id)
+    log = open(os.path.join(directory, node_id + ".log"), "w")
+    process = subprocess.Popen(
+        [ledgerd_binary(), "--storage", "postgres", "--postgres-url", url, "--node-id", node_id, "--lease-ms", "1000",
+         "--data-dir", data_dir, "--listen", "127.0.0.1:0", "--grpc-listen", "off", "--metrics-listen", "off"],
+        stdout=subprocess.PIPE, stderr=log, text=True)
+    first = process.stdout.readline()
+    prefix = "ledgerd listening on 127.0.0.1:"
+    assert first.startswith(prefix), first
+    return process, data_dir, int(first[len(prefix):].split()[0])
+
+
+def test_the_client_follows_wrong_owner_and_outlives_its_first_node():
+    url = pair_url()
+    with tempfile.TemporaryDirectory(prefix="tokenledger-py-cluster-") as directory:
+        first, first_dir, first_port = start_node(url, "n1", directory)
+        os.makedirs(os.path.join(directory, "n2"))
+        shutil.copytree(os.path.join(first_dir, "tls"), os.path.join(directory, "n2", "tls"))
+        second, _, second_port = start_node(url, "n2", directory)
+        try:
+            # A client of the first node alone is sent on with the owner's address.
+            tenants = [f"p{index}" for index in range(8)]
+            with Client("127.0.0.1", second_port, data_dir=first_dir, redirects_max=0) as direct:
+                deadline = time.monotonic() + 15
+                sent_on = None
+                while sent_on is None and time.monotonic() < deadline:
+                    for tenant in tenants:
+                        try:
+                            direct.balance(tenant)
+                        except errors.WrongOwner as error:
+                            sent_on = error
+                            break
+                        except errors.TokenLedgerError:
+                            pass
+                    time.sleep(0.2)
+                assert sent_on is not None and sent_on.details["address"] == f"127.0.0.1:{first_port}"
+            client = Client("127.0.0.1", first_port, data_dir=first_dir, servers=[f"127.0.0.1:{second_port}"],
+                            attempts=10, backoff=0.1)
+            with client:
+                for tenant in tenants:
+                    client.create_tenant(tenant)
+                    client.grant(tenant, 1_000, "purchase")
+                    client.charge(tenant, "before", 10)
+                first.send_signal(signal.SIGKILL)
+                first.wait()
+                for tenant in tenants:
+                    client.charge(tenant, "after", 5)
+                    assert client.balance(tenant).spent == 15
+        finally:
+            for process in (first, second):
+                if process.poll() is None:
+                    process.kill()
+                    process.wait()
