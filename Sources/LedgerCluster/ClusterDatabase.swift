@@ -337,46 +337,77 @@ public final class ClusterDatabase: Sendable {
             """, logger: logger)
     }
 
-    /// What a shard's stored snapshot and log hold after `head.snapshotLSN`, checked: each
-    /// snapshot chunk's CRC32C and count, each record's CRC32C and LSN (contiguous, ending at
-    /// `head.nextLSN - 1`), epochs never decreasing.
+    /// What a shard's stored snapshot and log hold, checked: each snapshot chunk's CRC32C and count,
+    /// each record's CRC32C and LSN (contiguous, ending at `head.nextLSN - 1`), epochs never
+    /// decreasing. A damaged newest snapshot is passed over for the previous one (writing a snapshot
+    /// keeps the previous one and the log after it); `skipped` says why.
     public func load(_ head: Head) async throws -> (
-        snapshot: (lsn: UInt64, body: ArraySlice<UInt8>)?, records: [(lsn: UInt64, body: [UInt8])], bytes: Int
+        snapshot: (lsn: UInt64, body: ArraySlice<UInt8>)?, records: [(lsn: UInt64, body: [UInt8])], bytes: Int,
+        skipped: [String]
     ) {
         let index = Int32(head.shard)
         var snapshot: (lsn: UInt64, body: ArraySlice<UInt8>)? = nil
         var bytes = 0
-        if head.snapshotLSN > 0 {
-            var body: [UInt8] = []
-            var expected: Int32 = 0
-            var total: Int32 = -1
-            for try await (chunk, chunks, crc, buffer) in try await client.query(
-                """
-                SELECT chunk, chunks, crc, body FROM tokenledger_shard_snapshot
-                WHERE shard = \(index) AND lsn = \(Int64(head.snapshotLSN)) ORDER BY chunk
-                """, logger: logger
-            ).decode((Int32, Int32, Int64, ByteBuffer).self) {
-                let part = Array(buffer.readableBytesView)
-                guard chunk == expected, UInt32(truncatingIfNeeded: crc) == CRC32C.checksum(part) else {
-                    throw ClusterError("shard \(head.shard): snapshot at LSN \(head.snapshotLSN) is damaged at chunk \(chunk)")
-                }
-                total = chunks
-                expected += 1
-                body += part
+        var skipped: [String] = []
+        var snapshotLSN = head.snapshotLSN
+        while snapshotLSN > 0, snapshot == nil {
+            do {
+                let body = try await snapshotBody(shard: head.shard, lsn: snapshotLSN)
+                bytes += body.count
+                snapshot = (snapshotLSN, body[...])
+            } catch let damage as ClusterError {
+                skipped.append(damage.description)
+                var previous: Int64 = 0
+                for try await lsn in try await client.query(
+                    """
+                    SELECT coalesce(max(lsn), 0) FROM tokenledger_shard_snapshot
+                    WHERE shard = \(index) AND lsn < \(Int64(snapshotLSN))
+                    """, logger: logger
+                ).decode(Int64.self) { previous = lsn }
+                // None: the log must then reach back to LSN 1, which the check below verifies.
+                snapshotLSN = UInt64(previous)
             }
-            guard total == expected else {
-                throw ClusterError("shard \(head.shard): snapshot at LSN \(head.snapshotLSN) has \(expected) of \(total) chunks")
-            }
-            bytes += body.count
-            snapshot = (head.snapshotLSN, body[...])
         }
+        let (records, logBytes) = try await log(head, after: snapshotLSN)
+        return (snapshot, records, bytes + logBytes, skipped)
+    }
+
+    /// One stored snapshot, its chunks checked; a `ClusterError` when one is damaged or missing.
+    func snapshotBody(shard: Int, lsn: UInt64) async throws -> [UInt8] {
+        var body: [UInt8] = []
+        var expected: Int32 = 0
+        var total: Int32 = -1
+        for try await (chunk, chunks, crc, buffer) in try await client.query(
+            """
+            SELECT chunk, chunks, crc, body FROM tokenledger_shard_snapshot
+            WHERE shard = \(Int32(shard)) AND lsn = \(Int64(lsn)) ORDER BY chunk
+            """, logger: logger
+        ).decode((Int32, Int32, Int64, ByteBuffer).self) {
+            let part = Array(buffer.readableBytesView)
+            guard chunk == expected, UInt32(truncatingIfNeeded: crc) == CRC32C.checksum(part) else {
+                throw ClusterError("shard \(shard): snapshot at LSN \(lsn) is damaged at chunk \(chunk)")
+            }
+            total = chunks
+            expected += 1
+            body += part
+        }
+        guard total == expected else {
+            throw ClusterError("shard \(shard): snapshot at LSN \(lsn) has \(expected) of \(total) chunks")
+        }
+        return body
+    }
+
+    /// The records of the shard's log after `snapshotLSN`, checked, and their stored bytes.
+    func log(_ head: Head, after snapshotLSN: UInt64) async throws -> (records: [(lsn: UInt64, body: [UInt8])], bytes: Int) {
+        let index = Int32(head.shard)
+        var bytes = 0
         var records: [(lsn: UInt64, body: [UInt8])] = []
-        var nextLSN = head.snapshotLSN + 1
+        var nextLSN = snapshotLSN + 1
         var lastEpoch: Int64 = 0
         for try await (first, last, epoch, buffer) in try await client.query(
             """
             SELECT first_lsn, last_lsn, epoch, body FROM tokenledger_shard_log
-            WHERE shard = \(index) AND last_lsn > \(Int64(head.snapshotLSN)) ORDER BY first_lsn
+            WHERE shard = \(index) AND last_lsn > \(Int64(snapshotLSN)) ORDER BY first_lsn
             """, logger: logger
         ).decode((Int64, Int64, Int64, ByteBuffer).self) {
             guard epoch >= lastEpoch else {
@@ -397,7 +428,7 @@ public final class ClusterDatabase: Sendable {
         guard nextLSN == head.nextLSN else {
             throw ClusterError("shard \(head.shard): the log ends at LSN \(nextLSN - 1), its head says \(head.nextLSN - 1)")
         }
-        return (snapshot, records, bytes)
+        return (records, bytes)
     }
 
     // MARK: The catalog (cluster mode's install intent)

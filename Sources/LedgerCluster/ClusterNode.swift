@@ -135,7 +135,7 @@ public final class ClusterNode: Sendable {
                 if let shard = holder.withLock({ $0 }) { lost(index, shard, error) }
             }
             let shard = try LedgerShard(
-                index: index, snapshot: stored.snapshot, records: stored.records, log: log,
+                index: index, snapshot: stored.snapshot, records: stored.records, skippedSnapshots: stored.skipped, log: log,
                 place: "PostgreSQL shard \(index) at epoch \(head.epoch)", configuration: configuration.shard, clock: clock,
                 hub: engine.eventHub)
             holder.withLock { $0 = shard }
@@ -146,6 +146,7 @@ public final class ClusterNode: Sendable {
                 metadata: [
                     "shard": "\(index)", "epoch": "\(head.epoch)", "snapshot_lsn": "\(head.snapshotLSN)",
                     "records_replayed": "\(stored.records.count)", "bytes": "\(stored.bytes)",
+                    "snapshots_skipped": "\(stored.skipped)",
                     "ms": "\((monotonicNanoseconds() - started) / 1_000_000)",
                 ])
             if log.isFailed { lost(index, shard, .stopped(reason: "the log stopped while the shard was loaded")) }

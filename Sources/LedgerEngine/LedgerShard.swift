@@ -165,7 +165,8 @@ public final class LedgerShard: Sendable {
     /// local recovery does, and `log` takes the records from `lastLSN + 1` on.
     public init(
         index: Int, snapshot: (lsn: UInt64, body: ArraySlice<UInt8>)?, records: [(lsn: UInt64, body: [UInt8])],
-        log: any ExternalShardLog, place: String, configuration: ShardConfiguration = ShardConfiguration(),
+        skippedSnapshots: [String] = [], log: any ExternalShardLog, place: String,
+        configuration: ShardConfiguration = ShardConfiguration(),
         clock: any LedgerClock = SystemClock(), hub: EventHub? = nil
     ) throws {
         let started = monotonicNanoseconds()
@@ -185,7 +186,7 @@ public final class LedgerShard: Sendable {
                 logBytesSinceSnapshot: records.reduce(0) { $0 + $1.body.count }, lastSnapshotBytes: snapshot?.body.count ?? 0,
                 lastSnapshotAt: monotonicNanoseconds(), snapshotLSN: snapshotLSN))
         recovery = RecoveryReport(
-            snapshotLSN: snapshotLSN, skippedSnapshots: [], recordsReplayed: records.count, lastLSN: lastLSN, tornBytes: 0,
+            snapshotLSN: snapshotLSN, skippedSnapshots: skippedSnapshots, recordsReplayed: records.count, lastLSN: lastLSN, tornBytes: 0,
             tornFile: nil, temporariesRemoved: 0, nanoseconds: monotonicNanoseconds() - started)
     }
 

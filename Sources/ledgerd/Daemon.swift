@@ -282,7 +282,9 @@ struct Daemon {
     /// Cluster mode: the node, and its first round (it takes its share of the shards whose lease ran
     /// out) before the banner.
     private func joinCluster(_ database: ClusterDatabase, engine: LedgerEngine, port: Int) async -> ClusterNode {
-        let advertise = options.advertise ?? "\(options.host):\(port)"
+        // Listening on every interface: the host name is what other machines can reach.
+        let wildcard = ["", "0.0.0.0", "::", "[::]"].contains(options.host)
+        let advertise = options.advertise ?? "\(wildcard ? ProcessInfo.processInfo.hostName : options.host):\(port)"
         let nodeID = options.nodeID ?? "\(ProcessInfo.processInfo.hostName):\(port)"
         var node = ClusterNodeConfiguration(nodeID: nodeID, advertise: advertise)
         if let milliseconds = options.leaseMilliseconds {
