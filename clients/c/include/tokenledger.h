@@ -144,7 +144,11 @@ void tl_result_free(void *result);
 /* Sends `request` (its call_id is ignored; the library numbers calls) and waits for the reply.
  * TL_OK: *response is the reply with a result (check `replayed` to learn whether the request id
  * had been seen). A server error returns its code, fills `error` (with details) and sets
- * *response to NULL. */
+ * *response to NULL. Cluster mode (docs/cluster.md): a `wrong_owner` reply moves the client's
+ * connection to the node it names and sends the call again with the same request id, up to
+ * TL_REDIRECTS_MAX times, when no pipelined call is in flight (else TL_WRONG_OWNER is returned
+ * with the owner in `error`). */
+#define TL_REDIRECTS_MAX 4
 tl_code tl_call(tl_client *client, const Tokenledger__V1__Request *request,
                 Tokenledger__V1__Response **response, tl_error *error);
 

@@ -918,10 +918,36 @@ static tl_code with_request_id(const Tokenledger__V1__Request *request, Tokenled
     return TL_OK;
 }
 
+/* Cluster mode: moves the client's connection to `address` ("host:port", the owner a wrong_owner
+ * named). The server name follows the host unless the options named one. */
+static tl_code move_to(tl_client *c, const char *address, tl_error *error) {
+    const char *colon = strrchr(address, ':');
+    char *end = NULL;
+    unsigned long port = colon != NULL ? strtoul(colon + 1, &end, 10) : 0;
+    size_t length = colon != NULL ? (size_t)(colon - address) : 0;
+    if (colon == NULL || end == colon + 1 || *end != '\0' || port == 0 || port > 65535 || length == 0 ||
+        length >= sizeof c->host) {
+        return error_set(error, TL_ERR_PROTOCOL, "the owner's address %s is not host:port", address);
+    }
+    if (address[0] == '[' && length >= 2 && address[length - 1] == ']') {
+        address++;
+        length -= 2;
+    }
+    int name_follows_host = strcmp(c->server_name, c->host) == 0;
+    memcpy(c->host, address, length);
+    c->host[length] = '\0';
+    if (name_follows_host) snprintf(c->server_name, sizeof c->server_name, "%s", c->host);
+    c->options.port = (uint16_t)port;
+    connection_close(c);
+    return connection_open(c, error);
+}
+
 tl_code tl_call(tl_client *c, const Tokenledger__V1__Request *request, Tokenledger__V1__Response **response,
                 tl_error *error) {
     if (c == NULL || response == NULL) return error_set(error, TL_ERR_USAGE, "tl_call: client or response is NULL");
     *response = NULL;
+    tl_error local;
+    if (error == NULL) error = &local; /* the owner's address of a wrong_owner is needed below */
     tl_code code = check_request(request, error);
     if (code != TL_OK) return code;
     Tokenledger__V1__Request prepared;
@@ -930,10 +956,22 @@ tl_code tl_call(tl_client *c, const Tokenledger__V1__Request *request, Tokenledg
     code = with_request_id(request, &prepared, &copy, id, error);
     if (code != TL_OK) return code;
     uint32_t delay = c->options.backoff_ms;
+    uint32_t redirects = 0;
     for (uint32_t attempt = 1;; attempt++) {
         uint64_t call_id;
         code = tl_submit(c, &prepared, &call_id, error);
         if (code == TL_OK) code = tl_await(c, call_id, response, error);
+        /* Cluster mode: go to the node that serves the tenant, when no other call is in flight on
+         * this connection (moving it would fail them), with the same request id. */
+        if (code == TL_WRONG_OWNER && error->details == TL_DETAILS_OWNER && redirects < TL_REDIRECTS_MAX &&
+            c->head == c->count) {
+            char owner[sizeof error->owner_address];
+            snprintf(owner, sizeof owner, "%s", error->owner_address);
+            redirects++;
+            attempt--;
+            code = move_to(c, owner, error);
+            if (code == TL_OK) continue;
+        }
         if (code == TL_OK || !tl_code_retryable(code) || attempt >= c->options.attempts) break;
         sleep_ms(delay);
         delay = delay > UINT32_MAX / 2 ? UINT32_MAX : delay * 2;

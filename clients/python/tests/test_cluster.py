@@ -1,7 +1,7 @@
-"""The client against a cluster (docs/cluster.md): two ledgerd nodes on the PostgreSQL pair that
-scripts/test starts (TOKENLEDGER_TEST_POSTGRES names its folder). The client follows wrong_owner
-to the node that serves each tenant and, knowing both nodes, keeps working through a kill -9 of the
-first."""
+"""The clients against a cluster (docs/cluster.md): two ledgerd nodes on the PostgreSQL pair that
+scripts/test starts (TOKENLEDGER_TEST_POSTGRES names its folder). The Python client follows
+wrong_owner to the node that serves each tenant and, knowing both nodes, keeps working through a
+kill -9 of the first; the C client (clients/c/tests/cluster_follow.c) follows wrong_owner too."""
 
 import os
 import shutil
@@ -31,6 +31,20 @@ def pair_url():
     return url
 
 
+def build_c_program(directory):
+    """clients/c/tests/cluster_follow.c against the C client's library."""
+    c = os.path.join(REPOSITORY, "clients", "c")
+    subprocess.run(["make", "-s", "-C", c, "build/libtokenledger.a"], check=True, capture_output=True)
+    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libprotobuf-c", "openssl"], check=True,
+                           capture_output=True, text=True).stdout.split()
+    program = os.path.join(directory, "cluster_follow")
+    built = subprocess.run(["cc", "-std=c11", "-Wall", "-Werror", f"-I{c}/include", f"-I{c}/generated",
+                            os.path.join(c, "tests", "cluster_follow.c"), f"{c}/build/libtokenledger.a", *flags,
+                            "-lpthread", "-o", program], capture_output=True, text=True)
+    assert built.returncode == 0, (flags, built.stderr)
+    return program
+
+
 def start_node(url, node_id, directory):
     data_dir = os.path.join(directory, node_id)
     log = open(os.path.join(directory, node_id + ".log"), "w")
@@ -52,7 +66,7 @@ def test_the_client_follows_wrong_owner_and_outlives_its_first_node():
         shutil.copytree(os.path.join(first_dir, "tls"), os.path.join(directory, "n2", "tls"))
         second, _, second_port = start_node(url, "n2", directory)
         try:
-            # A client of the first node alone is sent on with the owner's address.
+            # A client of the second node alone is sent on with the owner's address.
             tenants = [f"p{index}" for index in range(8)]
             with Client("127.0.0.1", second_port, data_dir=first_dir, redirects_max=0) as direct:
                 deadline = time.monotonic() + 15
@@ -68,6 +82,23 @@ def test_the_client_follows_wrong_owner_and_outlives_its_first_node():
                             pass
                     time.sleep(0.2)
                 assert sent_on is not None and sent_on.details["address"] == f"127.0.0.1:{first_port}"
+            # The C client, connected to the second node, follows wrong_owner by moving its connection:
+            # some of its tenants are the first node's (the second sends a plain client there).
+            program = build_c_program(directory)
+            c_tenants = [f"c{index}" for index in range(8)]
+            result = subprocess.run([program, str(second_port), first_dir, *c_tenants], capture_output=True, text=True,
+                                    timeout=120)
+            assert result.returncode == 0, result.stderr
+            elsewhere = 0
+            with Client("127.0.0.1", second_port, data_dir=first_dir) as following, \
+                    Client("127.0.0.1", second_port, data_dir=first_dir, redirects_max=0) as direct:
+                for tenant in c_tenants:
+                    assert following.balance(tenant).spent == 10
+                    try:
+                        direct.balance(tenant)
+                    except errors.WrongOwner:
+                        elsewhere += 1
+            assert elsewhere > 0
             client = Client("127.0.0.1", first_port, data_dir=first_dir, servers=[f"127.0.0.1:{second_port}"],
                             attempts=10, backoff=0.1)
             with client:

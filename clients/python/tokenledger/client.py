@@ -178,10 +178,18 @@ class _Connection:
                 continue
             entry.error = error
             entry.event.set()
+        # Wake the reader (its recv returns) without giving up the descriptor: closing it under a
+        # blocked recv let the number be reused (by a pipe, a file) and the reader read from that.
         try:
-            self.sock.close()
+            socket.socket.shutdown(self.sock, socket.SHUT_RDWR)
         except OSError:
             pass
+        if threading.current_thread() is self.reader:
+            self.sock.close()
+        else:
+            # The reader closes the socket on its way out; a reader that does not come back keeps
+            # the descriptor rather than let another file take its number under it.
+            self.reader.join(timeout=10)
 
     @property
     def alive(self):
