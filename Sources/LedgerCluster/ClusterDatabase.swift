@@ -465,10 +465,3 @@ public final class ClusterDatabase: Sendable {
         ).collect().first?.decode(String.self) ?? ""
     }
 }
-
-extension Duration {
-    var wholeMilliseconds: Int64 {
-        let (seconds, attoseconds) = components
-        return seconds * 1000 + attoseconds / 1_000_000_000_000_000
-    }
-}

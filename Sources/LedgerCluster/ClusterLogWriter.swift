@@ -9,6 +9,7 @@
 // parts commit together. A failed statement or a lost connection makes every part's outcome
 // unknown; the writer connects again for the next statement.
 
+import LedgerCore
 import LedgerStore
 import Logging
 import NIOConcurrencyHelpers
