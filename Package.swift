@@ -282,6 +282,7 @@ let package = Package(
             name: "LedgerClusterTests",
             dependencies: [
                 "LedgerCluster", "LedgerEngine", "LedgerStore", "LedgerCore", "LedgerTesting", "LedgerClient",
+                "LedgerServerTesting", "LedgerWire",
                 .product(name: "PostgresNIO", package: "postgres-nio"),
                 .product(name: "Logging", package: "swift-log"),
             ],

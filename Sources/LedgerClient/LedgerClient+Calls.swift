@@ -276,4 +276,16 @@ extension LedgerClient {
             if case .health(let value) = $0 { return value } else { return nil }
         }.0
     }
+
+    /// Cluster mode's placement as the answering node knows it: which node serves each shard
+    /// (docs/cluster.md). In the embedded mode `cluster` is false and `shards` empty.
+    /// The answer also becomes this client's map, so that each call then goes to its tenant's
+    /// node at once.
+    public func shardMap() async throws(LedgerClientError) -> Tokenledger_V1_ShardMapResult {
+        let map = try await result(.shardMap) {
+            if case .shardMap(let value) = $0 { return value } else { return nil }
+        }.0
+        install(map)
+        return map
+    }
 }

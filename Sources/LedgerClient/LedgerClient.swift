@@ -9,8 +9,11 @@ import Synchronization
 /// `inFlightMax`), replies matched by call id. A call that fails for a retryable reason (the
 /// connection dropped, a timeout, `overloaded`, `unavailable`) is sent again, on a new connection
 /// if need be, with the same request id, so the ledger never applies it twice. Against a cluster
-/// (docs/cluster.md) a call answered `wrong_owner` goes to the node it names, on a connection of
-/// its own, and a retry goes to the next of `servers` (``ClientConfiguration/servers``).
+/// (docs/cluster.md) the client keeps a connection per node and the shard map: which node serves
+/// each shard, learnt from `ShardMap` (fetched after the first `wrong_owner`, or by
+/// ``shardMap()``) and from each `wrong_owner`. A call goes to its tenant's node; one answered
+/// `wrong_owner` goes to the node it names, and a retry goes to the next of `servers`
+/// (``ClientConfiguration/servers``).
 ///
 ///     let client = try await LedgerClient.connect(.development())
 ///     let hold = try await client.reserve(tenant: "acme", hold: "job-1", tokens: 296)
@@ -22,14 +25,22 @@ public final class LedgerClient: Sendable {
     private let slots: CallSlots
 
     private struct State {
-        /// The connection to `host`:`port`.
-        var connection: ClientConnection?
-        /// Cluster mode: connections to the other nodes, by address.
-        var others: [String: ClientConnection] = [:]
-        /// Cluster mode: the node that last served each tenant (learnt from `wrong_owner`).
-        var owners: [TenantID: String] = [:]
+        /// Open connections by node address (`home` first; the others in cluster mode).
+        var connections: [String: ClientConnection] = [:]
+        /// Cluster mode: the shard count, once a `ShardMap` told it.
+        var shardCount: Int?
+        /// Cluster mode: the node that serves each shard as far as this client knows.
+        var shardOwners: [Int: String] = [:]
+        /// A `ShardMap` call is on its way (one at a time).
+        var mapRequested = false
         var nextCallID: UInt64 = 0
         var closed = false
+
+        /// The node to send `tenant`'s calls to, if the map names one.
+        func owner(of tenant: TenantID) -> String? {
+            guard let shardCount else { return nil }
+            return shardOwners[tenant.shardIndex(shardCount: shardCount)]
+        }
     }
 
     /// `host`:`port`, then `servers`, without repeats.
@@ -38,11 +49,11 @@ public final class LedgerClient: Sendable {
     private init(configuration: ClientConfiguration, group: any EventLoopGroup, connection: ClientConnection) {
         self.configuration = configuration
         self.group = group
-        state = Mutex(State(connection: connection))
         slots = CallSlots(count: max(1, configuration.inFlightMax))
         var addresses = ["\(configuration.host):\(configuration.port)"]
         for server in configuration.servers where !addresses.contains(server) { addresses.append(server) }
         self.addresses = addresses
+        state = Mutex(State(connections: [addresses[0]: connection]))
     }
 
     private var home: String { addresses[0] }
@@ -59,11 +70,8 @@ public final class LedgerClient: Sendable {
     public func close() async {
         let connections = state.withLock { state in
             state.closed = true
-            defer {
-                state.connection = nil
-                state.others = [:]
-            }
-            return [state.connection].compactMap { $0 } + Array(state.others.values)
+            defer { state.connections = [:] }
+            return Array(state.connections.values)
         }
         for connection in connections { await connection.close() }
     }
@@ -75,7 +83,7 @@ public final class LedgerClient: Sendable {
         var attempt = 1
         var backoff = configuration.retry.backoff
         let tenant = call.tenant
-        var address = tenant.flatMap { tenant in state.withLock { $0.owners[tenant] } } ?? home
+        var address = self.address(for: tenant)
         var redirects = 0
         while true {
             do {
@@ -83,12 +91,9 @@ public final class LedgerClient: Sendable {
                 if case .error(let wire)? = response.result {
                     let error = LedgerError(wire)
                     // Cluster mode: the node that serves the tenant is elsewhere; go there.
-                    if error.code == .wrongOwner, case .owner(_, let owner, _)? = error.details, let tenant,
-                        redirects < configuration.redirectsMax, !owner.isEmpty
-                    {
+                    if tenant != nil, redirects < configuration.redirectsMax, let owner = await learn(error) {
                         redirects += 1
                         address = owner
-                        state.withLock { $0.owners[tenant] = owner }
                         continue
                     }
                     throw LedgerClientError.rejected(error)
@@ -96,9 +101,7 @@ public final class LedgerClient: Sendable {
                 return response
             } catch let error as LedgerClientError {
                 // The node that served the tenant may be gone: forget it (the next call asks again).
-                if error.isRetryable, let tenant {
-                    state.withLock { state in if state.owners[tenant] == address { state.owners[tenant] = nil } }
-                }
+                if error.isRetryable, let tenant { forget(address, for: tenant) }
                 guard error.isRetryable, attempt < configuration.retry.attempts, !isClosed else { throw error }
                 attempt += 1
                 if addresses.count > 1 {
@@ -117,11 +120,56 @@ public final class LedgerClient: Sendable {
 
     private var isClosed: Bool { state.withLock { $0.closed } }
 
+    /// The node to send a call on `tenant` to: its shard's node if the map names one, else home.
+    private func address(for tenant: TenantID?) -> String {
+        guard let tenant else { return home }
+        return state.withLock { $0.owner(of: tenant) } ?? home
+    }
+
+    /// Cluster mode: a `wrong_owner` reply names the shard's node; it goes into the map (with the
+    /// whole map, fetched from that node, the first time). Returns the node, or nil when `error`
+    /// names none.
+    func learn(_ error: LedgerError) async -> String? {
+        guard error.code == .wrongOwner, case .owner(let shard, let owner, _)? = error.details, !owner.isEmpty else { return nil }
+        let fetchMap = state.withLock { state in
+            state.shardOwners[Int(shard)] = owner
+            guard state.shardCount == nil, !state.mapRequested else { return false }
+            state.mapRequested = true
+            return true
+        }
+        if fetchMap {
+            if let response = try? await send(.shardMap, to: owner), case .shardMap(let map)? = response.result {
+                install(map)
+            }
+            state.withLock { $0.mapRequested = false }
+        }
+        return owner
+    }
+
+    /// Puts a `ShardMap` answer into the map (a node that serves no shard now is left out).
+    func install(_ map: Tokenledger_V1_ShardMapResult) {
+        guard map.cluster, map.shardCount > 0 else { return }
+        state.withLock { state in
+            state.shardCount = Int(map.shardCount)
+            for owner in map.shards where !owner.address.isEmpty { state.shardOwners[Int(owner.shard)] = owner.address }
+        }
+    }
+
+    /// The node at `address` failed a call on `tenant`: its shard's entry goes (the next call
+    /// starts from home or the next address).
+    private func forget(_ address: String, for tenant: TenantID) {
+        state.withLock { state in
+            guard let shardCount = state.shardCount else { return }
+            let shard = tenant.shardIndex(shardCount: shardCount)
+            if state.shardOwners[shard] == address { state.shardOwners[shard] = nil }
+        }
+    }
+
     /// The event loop of the current connection (one of the group's when there is none): where its
     /// replies arrive. A task that prefers it as executor (see `EventLoopExecutor`) makes its calls
     /// without a thread hop either way.
     public var eventLoop: any EventLoop {
-        state.withLock { $0.connection?.channel.eventLoop } ?? group.next()
+        state.withLock { $0.connections[home]?.channel.eventLoop } ?? group.next()
     }
 
     /// The W3C trace context (`traceparent` value) that the calls made in this task carry
@@ -136,7 +184,7 @@ public final class LedgerClient: Sendable {
     @TaskLocal public static var traceParent: String? = nil
 
     private func send(_ call: LedgerCall, to address: String) async throws(LedgerClientError) -> WireResponse {
-        let connection = address == home ? try await liveConnection() : try await otherConnection(address)
+        let connection = try await connection(to: address)
         var request = WireRequest(callID: nextCallID(), call: call)
         if let parent = Self.traceParent ?? Self.injectedTraceParent() { request.traceParent = parent }
         return try await connection.send(request)
@@ -157,42 +205,28 @@ public final class LedgerClient: Sendable {
         }
     }
 
-    /// The open connection to another node (cluster mode), or a new one.
-    func otherConnection(_ address: String) async throws(LedgerClientError) -> ClientConnection {
+    /// The open connection to the node at `address` (`home` or, in cluster mode, another node),
+    /// or a new one when there is none or it closed.
+    func connection(to address: String) async throws(LedgerClientError) -> ClientConnection {
         let current: ClientConnection? = try state.withLock { (state) throws(LedgerClientError) in
             if state.closed { throw .connectionClosed("the client was closed") }
-            return state.others[address]
+            return state.connections[address]
         }
         if let current, current.isActive { return current }
         var configuration = configuration
-        do {
-            let target = try HostPort(parsing: address, emptyHost: "127.0.0.1", ports: 1...65_535)
-            configuration.host = target.host
-            configuration.port = target.port
-        } catch {
-            throw .connectFailed("\(address) is not host:port: \(error)")
+        if address != home {
+            do {
+                let target = try HostPort(parsing: address, emptyHost: "127.0.0.1", ports: 1...65_535)
+                configuration.host = target.host
+                configuration.port = target.port
+            } catch {
+                throw .connectFailed("\(address) is not host:port: \(error)")
+            }
         }
         let fresh = try await ClientConnection.connect(configuration, group: group)
         let (winner, loser): (ClientConnection, ClientConnection?) = state.withLock { state in
-            if let existing = state.others[address], existing.isActive, existing !== current { return (existing, fresh) }
-            state.others[address] = fresh
-            return (fresh, nil)
-        }
-        if let loser { await loser.close() }
-        return winner
-    }
-
-    /// The open connection, or a new one when the last one closed.
-    func liveConnection() async throws(LedgerClientError) -> ClientConnection {
-        let current: ClientConnection? = try state.withLock { (state) throws(LedgerClientError) in
-            if state.closed { throw .connectionClosed("the client was closed") }
-            return state.connection
-        }
-        if let current, current.isActive { return current }
-        let fresh = try await ClientConnection.connect(configuration, group: group)
-        let (winner, loser): (ClientConnection, ClientConnection?) = state.withLock { state in
-            if let existing = state.connection, existing.isActive, existing !== current { return (existing, fresh) }
-            state.connection = fresh
+            if let existing = state.connections[address], existing.isActive, existing !== current { return (existing, fresh) }
+            state.connections[address] = fresh
             return (fresh, nil)
         }
         if let loser { await loser.close() }
@@ -227,31 +261,61 @@ public struct LedgerWatch: Sendable {
 }
 
 extension LedgerClient {
-    /// Streams the tenant's events on this client's connection: from now (`after` nil) or after an
-    /// event id (0: every event the server still keeps). Not retried: when the stream ends with an
-    /// error, watch again after the last event id received.
+    /// Streams the tenant's events: from now (`after` nil) or after an event id (0: every event the
+    /// server still keeps). In cluster mode the watch opens on the tenant's node (following
+    /// `wrong_owner` like a call). Not retried: when the stream ends with an error (`wrong_owner`
+    /// or `unavailable` when the tenant's shard moves, `unavailable` when the server drains, a
+    /// lost connection), watch again after the last event id received; event ids are the same
+    /// on every node.
     public func watch(tenant: TenantID, after: UInt64? = nil) async throws(LedgerClientError) -> LedgerWatch {
-        let connection = try await liveConnection()
-        let callID = nextCallID()
-        let replies = try connection.openStream(WireRequest(callID: callID, call: .watch(tenant, after: after)))
-        let updates = AsyncThrowingStream<Tokenledger_V1_WatchUpdate, any Error> { continuation in
-            let task = Task {
-                do {
-                    for try await response in replies {
-                        switch response.result {
-                        case .watch(let update)?: continuation.yield(update)
-                        case .error(let error)?: throw LedgerClientError.rejected(LedgerError(error))
-                        default: throw LedgerClientError.protocolViolation("a watch reply without an update")
+        var address = address(for: tenant)
+        var redirects = 0
+        while true {
+            let connection = try await connection(to: address)
+            let callID = nextCallID()
+            let replies = try connection.openStream(WireRequest(callID: callID, call: .watch(tenant, after: after)))
+            let (updates, output) = AsyncThrowingStream<Tokenledger_V1_WatchUpdate, any Error>.makeStream()
+            // The first reply decides: `started` (the stream goes on) or an error (nothing streams).
+            let refusal: LedgerClientError? = await withCheckedContinuation { (decided: CheckedContinuation<LedgerClientError?, Never>) in
+                let task = Task {
+                    var pending: CheckedContinuation<LedgerClientError?, Never>? = decided
+                    do {
+                        for try await response in replies {
+                            switch response.result {
+                            case .watch(let update)?:
+                                pending?.resume(returning: nil)
+                                pending = nil
+                                output.yield(update)
+                            case .error(let wire)?:
+                                let error = LedgerError(wire)
+                                if let first = pending {
+                                    pending = nil
+                                    first.resume(returning: .rejected(error))
+                                } else {
+                                    _ = await learn(error)
+                                }
+                                throw LedgerClientError.rejected(error)
+                            default: throw LedgerClientError.protocolViolation("a watch reply without an update")
+                            }
                         }
+                        pending?.resume(returning: .connectionClosed("the watch ended before it started"))
+                        output.finish()
+                    } catch {
+                        pending?.resume(returning: error as? LedgerClientError ?? .protocolViolation("\(error)"))
+                        output.finish(throwing: error)
                     }
-                    continuation.finish()
-                } catch {
-                    continuation.finish(throwing: error)
                 }
+                output.onTermination = { _ in task.cancel() }
             }
-            continuation.onTermination = { _ in task.cancel() }
+            // Refused by a node that does not serve the tenant: open it again at the owner. Any other
+            // refusal ends the stream with it, as it would end later.
+            if case .rejected(let error)? = refusal, redirects < configuration.redirectsMax, let owner = await learn(error) {
+                redirects += 1
+                address = owner
+                continue
+            }
+            return LedgerWatch(callID: callID, updates: updates, connection: connection, client: self)
         }
-        return LedgerWatch(callID: callID, updates: updates, connection: connection, client: self)
     }
 }
 

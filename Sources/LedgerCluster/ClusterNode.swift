@@ -61,6 +61,7 @@ public final class ClusterNode: Sendable {
         self.logger = logger
         writer = ClusterLogWriter(database: database, lease: configuration.lease, logger: logger)
         placement.setCatalogInstaller { [self] catalog in try await installCatalog(catalog) }
+        placement.address = configuration.advertise
     }
 
     /// Rounds until the task is cancelled or ``handOver()`` ran.
@@ -166,7 +167,7 @@ public final class ClusterNode: Sendable {
     }
 
     private func drop(_ index: Int, _ shard: LedgerShard) {
-        placement.vacate(index, ifHolding: shard, with: .unowned)
+        if placement.vacate(index, ifHolding: shard, with: .unowned) { endWatches(index) }
         let removed = logs.withLock { logs -> PostgresShardLog? in
             guard let entry = logs[index], entry.shard === shard else { return nil }
             logs[index] = nil
@@ -183,6 +184,7 @@ public final class ClusterNode: Sendable {
     public func handOver(_ index: Int) async {
         guard let entry = logs.withLock({ $0.removeValue(forKey: index) }) else { return }
         placement.set(index, .unowned)
+        endWatches(index)
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             DispatchQueue.global().async {
                 entry.log.close()
@@ -196,6 +198,14 @@ public final class ClusterNode: Sendable {
         } catch {
             logger.warning("could not release shard; its lease runs out instead", metadata: ["shard": "\(index)", "error": "\(error)"])
         }
+    }
+
+    /// Ends the watches of the shard's tenants once its slot no longer holds it: each watcher is
+    /// told where the shard went (`wrong_owner`) or to retry (`unavailable`) and resumes after its
+    /// last event at the new owner, which serves the same event ids.
+    private func endWatches(_ index: Int) {
+        let engine = engine
+        engine.eventHub.finish { engine.shardIndex(for: $0) == index }
     }
 
     /// SIGTERM: stop taking shards, hand over every shard served here, leave the cluster.

@@ -53,6 +53,27 @@ public struct TenantID: LedgerIdentifier {
     public init(_ rawValue: String) { self.rawValue = rawValue }
 }
 
+extension TenantID {
+    /// The index of the tenant's shard among `shardCount`: FNV-1a 64 of the id's UTF-8 bytes modulo
+    /// the count. Stable across processes, builds and languages: the engine places tenants by it
+    /// and cluster clients route by it (docs/protocol.md, "ShardMap").
+    public func shardIndex(shardCount: Int) -> Int {
+        precondition(shardCount > 0)
+        return Int(stableHash(rawValue) % UInt64(shardCount))
+    }
+}
+
+/// FNV-1a 64 of the text's UTF-8 bytes (Swift's `Hasher` is seeded per process and must not be
+/// used for anything that outlives one).
+public func stableHash(_ text: String) -> UInt64 {
+    var hash: UInt64 = 0xcbf2_9ce4_8422_2325
+    for byte in text.utf8 {
+        hash ^= UInt64(byte)
+        hash = hash &* 0x0000_0100_0000_01B3
+    }
+    return hash
+}
+
 /// A member of a tenant: a user, a teacher, an API key.
 public struct MemberID: LedgerIdentifier {
     public let rawValue: String

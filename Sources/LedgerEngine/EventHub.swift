@@ -111,6 +111,20 @@ public final class EventHub: Sendable {
         }
     }
 
+    /// Ends the subscriptions to the tenants that `matches` selects (cluster mode: their shard is
+    /// no longer served here, so their watchers resume at its new owner).
+    public func finish(where matches: (TenantID) -> Bool) {
+        let ended = subscribers.withLock { state in
+            var ended: [AsyncStream<Void>.Continuation] = []
+            for tenant in state.byTenant.keys where matches(tenant) {
+                ended += state.byTenant.removeValue(forKey: tenant)!.values
+            }
+            return ended
+        }
+        subscriberCount.subtract(ended.count, ordering: .relaxed)
+        for continuation in ended { continuation.finish() }
+    }
+
     /// Ends every subscription (the server drains).
     public func finishAll() {
         let all = subscribers.withLock { state in

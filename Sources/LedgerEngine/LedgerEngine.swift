@@ -74,11 +74,9 @@ public final class LedgerEngine: Sendable {
     /// The shards open here: every shard in local mode, those this node serves now in cluster mode.
     public var shards: [LedgerShard] { placement?.owned ?? fixed }
 
-    /// The index of the shard that owns `tenant`: FNV-1a 64 of the id's bytes modulo the shard
-    /// count. Stable across processes and builds (Swift's `Hasher` is seeded per process and must
-    /// not be used).
+    /// The index of the shard that owns `tenant` (``TenantID/shardIndex(shardCount:)``).
     public func shardIndex(for tenant: TenantID) -> Int {
-        Int(Self.stableHash(tenant.rawValue) % UInt64(shardCount))
+        tenant.shardIndex(shardCount: shardCount)
     }
 
     /// The shard that owns `tenant` (local mode; cluster mode routes with ``route(_:)``).
@@ -94,14 +92,7 @@ public final class LedgerEngine: Sendable {
         return try placement.route(shardIndex(for: tenant))
     }
 
-    public static func stableHash(_ text: String) -> UInt64 {
-        var hash: UInt64 = 0xcbf2_9ce4_8422_2325
-        for byte in text.utf8 {
-            hash ^= UInt64(byte)
-            hash = hash &* 0x0000_0100_0000_01B3
-        }
-        return hash
-    }
+    public static func stableHash(_ text: String) -> UInt64 { LedgerCore.stableHash(text) }
 
     /// Runs a command on its tenant's shard; `installCatalog` (``installCatalog(_:)``) and `tick`
     /// run on every shard and the first shard's result is returned.

@@ -26,6 +26,37 @@ public final class ShardPlacement: Sendable {
     /// owner), set once by the cluster node.
     private let catalogInstaller = Mutex<(@Sendable (PriceCatalog) async throws -> CommandResult)?>(nil)
 
+    /// This node's advertised address, set by the cluster node when it starts.
+    private let advertised = Mutex("")
+
+    public var address: String {
+        get { advertised.withLock { $0 } }
+        set { advertised.withLock { $0 = newValue } }
+    }
+
+    /// One shard's entry in the map this node answers `ShardMap` with.
+    public struct Owner: Sendable, Equatable {
+        public var shard: Int
+        /// "" when no node serves the shard now.
+        public var address: String
+        public var epoch: UInt64
+        public var here: Bool
+    }
+
+    /// Every shard's owner as this node knows it (at most one ownership round old), in shard order.
+    public var map: [Owner] {
+        let address = self.address
+        return slots.withLock { slots in
+            slots.enumerated().map { index, slot in
+                switch slot {
+                case .owned(_, let epoch): Owner(shard: index, address: address, epoch: epoch, here: true)
+                case .elsewhere(let owner, let epoch): Owner(shard: index, address: owner, epoch: epoch, here: false)
+                case .unowned: Owner(shard: index, address: "", epoch: 0, here: false)
+                }
+            }
+        }
+    }
+
     public init(shardCount: Int) {
         precondition(shardCount > 0)
         self.shardCount = shardCount

@@ -114,6 +114,10 @@ final class LedgerGRPCService: Tokenledger_V1_Ledger.ServiceProtocol {
         -> ServerResponse<Tokenledger_V1_HealthResult>
     { try await call(request, context, { $0.health = $1 }, \.health) }
 
+    func shardMap(request: ServerRequest<Tokenledger_V1_ShardMapRequest>, context: ServerContext) async throws
+        -> ServerResponse<Tokenledger_V1_ShardMapResult>
+    { try await call(request, context, { $0.shardMap = $1 }, \.shardMap) }
+
     func adminSnapshot(request: ServerRequest<Tokenledger_V1_AdminSnapshotRequest>, context: ServerContext) async throws
         -> ServerResponse<Tokenledger_V1_AdminSnapshotResult>
     { try await call(request, context, { $0.adminSnapshot = $1 }, \.adminSnapshot) }

@@ -150,12 +150,18 @@ extension LedgerService {
             try await send(update(.ended(.with { $0.lastEventID = cursor })))
         case .connectionClosed?:
             return
-        case nil:
+        case nil where draining.withLock({ $0 }):
             // The hub ended every subscription: the server drains.
             try await send(
                 WireResponse(
                     callID: callID,
                     error: LedgerError(.unavailable, "the server is draining; resume after event \(cursor) on another connection")))
+        case nil:
+            // Cluster mode: the tenant's shard is no longer served here (handed over or lost).
+            // `wrong_owner` names the new owner when it is known; resume there after `cursor`.
+            var error = LedgerError(.unavailable, "the tenant's shard moved; resume after event \(cursor) shortly")
+            do { _ = try engine.route(tenant) } catch let moved { error = moved }
+            try await send(WireResponse(callID: callID, error: error))
         }
     }
 }

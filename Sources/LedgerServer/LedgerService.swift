@@ -174,6 +174,8 @@ public final class LedgerService: Sendable {
             }
         case .health:
             finish(health(callID: callID, principal: principal))
+        case .shardMap:
+            finish(shardMap(callID: callID))
         case .unwatch(let watchCallID):
             let stopped = watches.stop(watchCallID, reason: .unwatched)
             finish(WireResponse.with {
@@ -396,6 +398,26 @@ public final class LedgerService: Sendable {
         }
     }
 
+    /// Cluster mode's placement as this node knows it; in local mode only the shard count.
+    private func shardMap(callID: UInt64) -> WireResponse {
+        WireResponse.with {
+            $0.callID = callID
+            $0.shardMap = .with { map in
+                map.shardCount = UInt32(engine.shardCount)
+                guard let placement = engine.placement else { return }
+                map.cluster = true
+                map.shards = placement.map.map { owner in
+                    .with {
+                        $0.shard = UInt32(owner.shard)
+                        $0.address = owner.address
+                        $0.epoch = owner.epoch
+                        $0.here = owner.here
+                    }
+                }
+            }
+        }
+    }
+
     private func health(callID: UInt64, principal: Principal) -> WireResponse {
         let isDraining = draining.withLock { $0 }
         return WireResponse.with {
@@ -403,7 +425,7 @@ public final class LedgerService: Sendable {
             $0.health = .with {
                 $0.status = isDraining ? "draining" : "serving"
                 $0.serverVersion = serverVersion
-                $0.shardCount = UInt32(engine.shards.count)
+                $0.shardCount = UInt32(engine.shardCount)
                 $0.timeMs = SystemClock().now().millisecondsSinceEpoch
                 $0.principal = principal.name
                 switch principal.role {

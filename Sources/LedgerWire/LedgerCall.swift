@@ -23,6 +23,8 @@ public enum LedgerCall: Hashable, Sendable {
     case catalog
     case installCatalog(PriceCatalog)
     case health
+    /// Cluster mode's placement: which node serves each shard.
+    case shardMap
     /// Snapshot every shard now.
     case adminSnapshot
     /// Run the conservation audit on every shard.
@@ -59,7 +61,7 @@ public enum LedgerCall: Hashable, Sendable {
             return .metering(tenant)
         case .installCatalog, .adminSnapshot, .adminAudit, .adminBackup, .listTenants:
             return .admin
-        case .catalog, .health, .unwatch:
+        case .catalog, .health, .shardMap, .unwatch:
             return .anyone
         }
     }
@@ -71,7 +73,7 @@ public enum LedgerCall: Hashable, Sendable {
         case .balance(let tenant, _), .estimate(let tenant, _, _), .history(let tenant, _), .watch(let tenant, _),
             .listHolds(let tenant, _, _, _), .listGrants(let tenant, _, _, _):
             return tenant
-        case .catalog, .installCatalog, .health, .adminSnapshot, .adminAudit, .adminBackup, .unwatch, .listTenants: return nil
+        case .catalog, .installCatalog, .health, .shardMap, .adminSnapshot, .adminAudit, .adminBackup, .unwatch, .listTenants: return nil
         }
     }
 
@@ -160,6 +162,7 @@ public enum LedgerCall: Hashable, Sendable {
             }
             self = .installCatalog(try PriceCatalog(json: Array(message.json.utf8)))
         case .health: self = .health
+        case .shardMap: self = .shardMap
         case .adminSnapshot: self = .adminSnapshot
         case .adminAudit: self = .adminAudit
         case .adminBackup(let message):
@@ -399,6 +402,7 @@ extension LedgerCall {
         case .catalog: return "catalog"
         case .installCatalog: return "install_catalog"
         case .health: return "health"
+        case .shardMap: return "shard_map"
         case .adminSnapshot: return "admin_snapshot"
         case .adminAudit: return "admin_audit"
         case .adminBackup: return "admin_backup"
@@ -435,6 +439,7 @@ extension WireRequest {
         case .catalog?: return "catalog"
         case .installCatalog?: return "install_catalog"
         case .health?: return "health"
+        case .shardMap?: return "shard_map"
         case .adminSnapshot?: return "admin_snapshot"
         case .adminAudit?: return "admin_audit"
         case .adminBackup?: return "admin_backup"

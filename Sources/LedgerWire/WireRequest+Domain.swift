@@ -49,6 +49,7 @@ extension WireRequest {
         case .catalog: self.call = .catalog(.init())
         case .installCatalog(let catalog): self.call = .installCatalog(.with { $0.json = catalog.json })
         case .health: self.call = .health(.init())
+        case .shardMap: self.call = .shardMap(.init())
         case .adminSnapshot: self.call = .adminSnapshot(.init())
         case .adminAudit: self.call = .adminAudit(.init())
         case .adminBackup(let directory): self.call = .adminBackup(.with { $0.directory = directory })

@@ -22,7 +22,7 @@ struct Tokenctl: AsyncParsableCommand {
             TenantCommand.self, MemberCommand.self, GrantCommand.self, PurchaseCommand.self, VoidCommand.self,
             RefundPurchaseCommand.self, ReserveCommand.self, ChargeCommand.self, ExtendCommand.self, IncreaseCommand.self,
             CommitCommand.self, ReleaseCommand.self, RefundCommand.self, EstimateCommand.self, BalanceCommand.self,
-            HistoryCommand.self, HoldsCommand.self, GrantsCommand.self, TenantsCommand.self, WatchCommand.self, CatalogCommand.self, HealthCommand.self, AdminCommand.self,
+            HistoryCommand.self, HoldsCommand.self, GrantsCommand.self, TenantsCommand.self, WatchCommand.self, CatalogCommand.self, HealthCommand.self, ShardsCommand.self, AdminCommand.self,
         ])
 
     /// Parses the command line with the options that came before the subcommand moved behind it,

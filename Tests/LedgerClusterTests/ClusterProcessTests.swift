@@ -5,8 +5,10 @@ import Foundation
 import Glibc
 import LedgerClient
 import LedgerCore
+import LedgerServerTesting
 import LedgerStore
 import LedgerTesting
+import LedgerWire
 import Synchronization
 import Testing
 
@@ -273,6 +275,74 @@ struct ClusterProcessTests {
             _ = try await client.charge(tenant: tenant, hold: "after", tokens: 5)
             #expect(try await client.balance(tenant: tenant).spent == 15)
         }
+        await client.close()
+    }
+
+    /// A node joins: the first hands it a shard; a watch on a tenant of that shard ends (its node
+    /// no longer serves it) and, watched again after its last event, resumes on the new node with
+    /// the same event ids. The shard map of either node names both.
+    @Test func aWatchFollowsItsTenantsShardToTheNodeThatTookIt() async throws {
+        let url = try await pair.freshCluster(shards: 2)
+        let directory = TemporaryDirectory("cluster-watch")
+        let first = try ClusterProcess.start(url, id: "n1", directory: directory)
+        defer { ClusterProcess.stop(first) }
+        var configuration = ClientConfiguration.development(dataDirectory: first.dataPath, port: first.started.port)
+        configuration.retry = RetryPolicy(attempts: 20, backoff: .milliseconds(100))
+        let client = try await LedgerClient.connect(configuration)
+        // Alone, the first node takes both shards; it hands the higher one over when a node joins.
+        let tenant = try #require((0..<100).map { TenantID("w\($0)") }.first { $0.shardIndex(shardCount: 2) == 1 })
+        _ = try await client.createTenant(tenant, settings: TenantSettings(lowBalanceThreshold: 500))
+        _ = try await client.grant(tenant: tenant, GrantRequest(kind: .purchase, amount: 1_000))
+        let map = try await client.shardMap()
+        #expect(map.cluster && map.shardCount == 2)
+        #expect(map.shards.map(\.address) == [first.address, first.address] && map.shards.allSatisfy(\.here))
+
+        var updates = WatchUpdates(try await client.watch(tenant: tenant, after: 0))
+        guard case .started? = try await updates.next()?.update else { throw ChildError("the watch did not start") }
+        _ = try await client.charge(tenant: tenant, hold: "low", tokens: 600)
+        var last: UInt64 = 0
+        while true {
+            guard case .event(let event)? = try await updates.next()?.update else { continue }
+            last = event.id
+            guard case .lowBalance? = event.kind else { continue }
+            break
+        }
+
+        let second = try ClusterProcess.start(url, id: "n2", directory: directory, tlsFrom: first.dataPath)
+        defer { ClusterProcess.stop(second) }
+        // The watch ends once the first node no longer serves the shard.
+        var ended: LedgerError? = nil
+        do {
+            while true { _ = try await updates.next(seconds: 20) }
+        } catch let error as LedgerClientError {
+            ended = error.ledgerError
+        }
+        #expect(ended?.code == .wrongOwner || ended?.code == .unavailable, "\(String(describing: ended))")
+        // Watched again after the last event: it opens on the second node (the client follows
+        // wrong_owner), where the recovery that follows arrives with the next event id.
+        var started = false
+        for _ in 0..<100 where !started {
+            updates = WatchUpdates(try await client.watch(tenant: tenant, after: last))
+            if case .started? = try? await updates.next()?.update { started = true } else { try await Task.sleep(for: .milliseconds(100)) }
+        }
+        #expect(started, "the watch did not start again")
+        _ = try await client.grant(tenant: tenant, GrantRequest(kind: .purchase, amount: 600))
+        let recovered = try await updates.next()
+        guard case .event(let event)? = recovered?.update, case .balanceRecovered? = event.kind else {
+            throw ChildError("expected balance_recovered, got \(String(describing: recovered))")
+        }
+        #expect(event.id == last + 1)
+        // Both nodes' maps name the second node for shard 1 (each learns it within a round).
+        let direct = try await second.client()
+        var agreed = false
+        for _ in 0..<50 where !agreed {
+            let maps = [try await client.shardMap(), try await direct.shardMap()]
+            agreed = maps.allSatisfy { $0.shards.map(\.address) == [first.address, second.address] }
+            if !agreed { try await Task.sleep(for: .milliseconds(200)) }
+        }
+        #expect(agreed)
+        #expect(try await direct.shardMap().shards.map(\.here) == [false, true])
+        await direct.close()
         await client.close()
     }
 

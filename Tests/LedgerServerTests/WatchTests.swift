@@ -11,27 +11,7 @@ import Testing
 /// Watch over real TLS connections to an in-process server on a real data directory.
 @Suite("Watch")
 struct WatchTests {
-    /// A watch's updates, read one at a time with a deadline.
-    final class Updates: @unchecked Sendable {
-        // Only ever used by one task at a time: `next` awaits the child that reads it.
-        private var iterator: AsyncThrowingStream<Tokenledger_V1_WatchUpdate, any Error>.Iterator
-
-        init(_ watch: LedgerWatch) { iterator = watch.updates.makeAsyncIterator() }
-
-        /// The next update; nil when the stream finished; throws the stream's error, or after
-        /// `seconds` without an update.
-        func next(seconds: Int = 10) async throws -> Tokenledger_V1_WatchUpdate? {
-            try await withThrowingTaskGroup(of: Tokenledger_V1_WatchUpdate?.self) { group in
-                group.addTask { try await self.iterator.next() }
-                group.addTask {
-                    try await Task.sleep(for: .seconds(seconds))
-                    throw ChildError("no watch update within \(seconds) s")
-                }
-                defer { group.cancelAll() }
-                return try await group.next()!
-            }
-        }
-    }
+    typealias Updates = WatchUpdates
 
     static func next(_ updates: Updates, seconds: Int = 10) async throws -> Tokenledger_V1_WatchUpdate {
         guard let update = try await updates.next(seconds: seconds) else { throw ChildError("the watch ended") }

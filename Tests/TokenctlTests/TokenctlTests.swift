@@ -169,6 +169,9 @@ struct TokenctlTests {
         #expect((again.object["grant"] as? [String: Any])?["id"] as? String == (first.object["grant"] as? [String: Any])?["id"] as? String)
         let finalBalance = try ledger.tokenctl("balance acme --json").object
         #expect(finalBalance["granted"] as? Int == (afterConfigure["granted"] as? Int ?? 0) + 5)
+        // The embedded mode's shard map: no cluster, every shard served here.
+        let shards = try ledger.tokenctl("shards --json").object
+        #expect(shards["cluster"] as? Bool == false && (shards["shard_count"] as? Int ?? 0) > 0, "\(shards)")
     }
 
     @Test("connection options and --json go before the subcommand as well as after it")

@@ -336,6 +336,19 @@ public enum Tokenledger_V1_Ledger: Sendable {
                 type: .unary
             )
         }
+        /// Namespace for "ShardMap" metadata.
+        public enum ShardMap: Sendable {
+            /// Request type for "ShardMap".
+            public typealias Input = LedgerWire.Tokenledger_V1_ShardMapRequest
+            /// Response type for "ShardMap".
+            public typealias Output = LedgerWire.Tokenledger_V1_ShardMapResult
+            /// Descriptor for "ShardMap".
+            public static let descriptor = GRPCCore.MethodDescriptor(
+                service: GRPCCore.ServiceDescriptor(fullyQualifiedService: "tokenledger.v1.Ledger"),
+                method: "ShardMap",
+                type: .unary
+            )
+        }
         /// Namespace for "AdminSnapshot" metadata.
         public enum AdminSnapshot: Sendable {
             /// Request type for "AdminSnapshot".
@@ -413,6 +426,7 @@ public enum Tokenledger_V1_Ledger: Sendable {
             Catalog.descriptor,
             InstallCatalog.descriptor,
             Health.descriptor,
+            ShardMap.descriptor,
             AdminSnapshot.descriptor,
             AdminAudit.descriptor,
             AdminBackup.descriptor,
@@ -772,6 +786,20 @@ extension Tokenledger_V1_Ledger {
             request: GRPCCore.StreamingServerRequest<LedgerWire.Tokenledger_V1_HealthRequest>,
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.StreamingServerResponse<LedgerWire.Tokenledger_V1_HealthResult>
+
+        /// Handle the "ShardMap" method.
+        ///
+        /// - Parameters:
+        ///   - request: A streaming request of `LedgerWire.Tokenledger_V1_ShardMapRequest` messages.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A streaming response of `LedgerWire.Tokenledger_V1_ShardMapResult` messages.
+        func shardMap(
+            request: GRPCCore.StreamingServerRequest<LedgerWire.Tokenledger_V1_ShardMapRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.StreamingServerResponse<LedgerWire.Tokenledger_V1_ShardMapResult>
 
         /// Handle the "AdminSnapshot" method.
         ///
@@ -1176,6 +1204,20 @@ extension Tokenledger_V1_Ledger {
             context: GRPCCore.ServerContext
         ) async throws -> GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_HealthResult>
 
+        /// Handle the "ShardMap" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_ShardMapRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A response containing a single `LedgerWire.Tokenledger_V1_ShardMapResult` message.
+        func shardMap(
+            request: GRPCCore.ServerRequest<LedgerWire.Tokenledger_V1_ShardMapRequest>,
+            context: GRPCCore.ServerContext
+        ) async throws -> GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_ShardMapResult>
+
         /// Handle the "AdminSnapshot" method.
         ///
         /// > Source IDL Documentation:
@@ -1577,6 +1619,20 @@ extension Tokenledger_V1_Ledger {
             context: GRPCCore.ServerContext
         ) async throws -> LedgerWire.Tokenledger_V1_HealthResult
 
+        /// Handle the "ShardMap" method.
+        ///
+        /// - Parameters:
+        ///   - request: A `LedgerWire.Tokenledger_V1_ShardMapRequest` message.
+        ///   - context: Context providing information about the RPC.
+        /// - Throws: Any error which occurred during the processing of the request. Thrown errors
+        ///     of type `RPCError` are mapped to appropriate statuses. All other errors are converted
+        ///     to an internal error.
+        /// - Returns: A `LedgerWire.Tokenledger_V1_ShardMapResult` to respond with.
+        func shardMap(
+            request: LedgerWire.Tokenledger_V1_ShardMapRequest,
+            context: GRPCCore.ServerContext
+        ) async throws -> LedgerWire.Tokenledger_V1_ShardMapResult
+
         /// Handle the "AdminSnapshot" method.
         ///
         /// > Source IDL Documentation:
@@ -1902,6 +1958,17 @@ extension Tokenledger_V1_Ledger.StreamingServiceProtocol {
             }
         )
         router.registerHandler(
+            forMethod: Tokenledger_V1_Ledger.Method.ShardMap.descriptor,
+            deserializer: GRPCProtobuf.ProtobufDeserializer<LedgerWire.Tokenledger_V1_ShardMapRequest>(),
+            serializer: GRPCProtobuf.ProtobufSerializer<LedgerWire.Tokenledger_V1_ShardMapResult>(),
+            handler: { request, context in
+                try await self.shardMap(
+                    request: request,
+                    context: context
+                )
+            }
+        )
+        router.registerHandler(
             forMethod: Tokenledger_V1_Ledger.Method.AdminSnapshot.descriptor,
             deserializer: GRPCProtobuf.ProtobufDeserializer<LedgerWire.Tokenledger_V1_AdminSnapshotRequest>(),
             serializer: GRPCProtobuf.ProtobufSerializer<LedgerWire.Tokenledger_V1_AdminSnapshotResult>(),
@@ -2198,6 +2265,17 @@ extension Tokenledger_V1_Ledger.ServiceProtocol {
         context: GRPCCore.ServerContext
     ) async throws -> GRPCCore.StreamingServerResponse<LedgerWire.Tokenledger_V1_HealthResult> {
         let response = try await self.health(
+            request: GRPCCore.ServerRequest(stream: request),
+            context: context
+        )
+        return GRPCCore.StreamingServerResponse(single: response)
+    }
+
+    public func shardMap(
+        request: GRPCCore.StreamingServerRequest<LedgerWire.Tokenledger_V1_ShardMapRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.StreamingServerResponse<LedgerWire.Tokenledger_V1_ShardMapResult> {
+        let response = try await self.shardMap(
             request: GRPCCore.ServerRequest(stream: request),
             context: context
         )
@@ -2544,6 +2622,19 @@ extension Tokenledger_V1_Ledger.SimpleServiceProtocol {
     ) async throws -> GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_HealthResult> {
         return GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_HealthResult>(
             message: try await self.health(
+                request: request.message,
+                context: context
+            ),
+            metadata: [:]
+        )
+    }
+
+    public func shardMap(
+        request: GRPCCore.ServerRequest<LedgerWire.Tokenledger_V1_ShardMapRequest>,
+        context: GRPCCore.ServerContext
+    ) async throws -> GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_ShardMapResult> {
+        return GRPCCore.ServerResponse<LedgerWire.Tokenledger_V1_ShardMapResult>(
+            message: try await self.shardMap(
                 request: request.message,
                 context: context
             ),
@@ -3060,6 +3151,25 @@ extension Tokenledger_V1_Ledger {
             deserializer: some GRPCCore.MessageDeserializer<LedgerWire.Tokenledger_V1_HealthResult>,
             options: GRPCCore.CallOptions,
             onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_HealthResult>) async throws -> Result
+        ) async throws -> Result where Result: Sendable
+
+        /// Call the "ShardMap" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_ShardMapRequest` message.
+        ///   - serializer: A serializer for `LedgerWire.Tokenledger_V1_ShardMapRequest` messages.
+        ///   - deserializer: A deserializer for `LedgerWire.Tokenledger_V1_ShardMapResult` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        func shardMap<Result>(
+            request: GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_ShardMapRequest>,
+            serializer: some GRPCCore.MessageSerializer<LedgerWire.Tokenledger_V1_ShardMapRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<LedgerWire.Tokenledger_V1_ShardMapResult>,
+            options: GRPCCore.CallOptions,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_ShardMapResult>) async throws -> Result
         ) async throws -> Result where Result: Sendable
 
         /// Call the "AdminSnapshot" method.
@@ -3861,6 +3971,36 @@ extension Tokenledger_V1_Ledger {
             )
         }
 
+        /// Call the "ShardMap" method.
+        ///
+        /// - Parameters:
+        ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_ShardMapRequest` message.
+        ///   - serializer: A serializer for `LedgerWire.Tokenledger_V1_ShardMapRequest` messages.
+        ///   - deserializer: A deserializer for `LedgerWire.Tokenledger_V1_ShardMapResult` messages.
+        ///   - options: Options to apply to this RPC.
+        ///   - handleResponse: A closure which handles the response and returns its result to
+        ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+        ///       already finished.
+        /// - Returns: The result of `handleResponse`.
+        public func shardMap<Result>(
+            request: GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_ShardMapRequest>,
+            serializer: some GRPCCore.MessageSerializer<LedgerWire.Tokenledger_V1_ShardMapRequest>,
+            deserializer: some GRPCCore.MessageDeserializer<LedgerWire.Tokenledger_V1_ShardMapResult>,
+            options: GRPCCore.CallOptions = .defaults,
+            onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_ShardMapResult>) async throws -> Result = { response in
+                try response.message
+            }
+        ) async throws -> Result where Result: Sendable {
+            try await self.client.unary(
+                request: request,
+                descriptor: Tokenledger_V1_Ledger.Method.ShardMap.descriptor,
+                serializer: serializer,
+                deserializer: deserializer,
+                options: options,
+                onResponse: handleResponse
+            )
+        }
+
         /// Call the "AdminSnapshot" method.
         ///
         /// > Source IDL Documentation:
@@ -4570,6 +4710,31 @@ extension Tokenledger_V1_Ledger.ClientProtocol {
             request: request,
             serializer: GRPCProtobuf.ProtobufSerializer<LedgerWire.Tokenledger_V1_HealthRequest>(),
             deserializer: GRPCProtobuf.ProtobufDeserializer<LedgerWire.Tokenledger_V1_HealthResult>(),
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ShardMap" method.
+    ///
+    /// - Parameters:
+    ///   - request: A request containing a single `LedgerWire.Tokenledger_V1_ShardMapRequest` message.
+    ///   - options: Options to apply to this RPC.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func shardMap<Result>(
+        request: GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_ShardMapRequest>,
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_ShardMapResult>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        try await self.shardMap(
+            request: request,
+            serializer: GRPCProtobuf.ProtobufSerializer<LedgerWire.Tokenledger_V1_ShardMapRequest>(),
+            deserializer: GRPCProtobuf.ProtobufDeserializer<LedgerWire.Tokenledger_V1_ShardMapResult>(),
             options: options,
             onResponse: handleResponse
         )
@@ -5354,6 +5519,35 @@ extension Tokenledger_V1_Ledger.ClientProtocol {
             metadata: metadata
         )
         return try await self.health(
+            request: request,
+            options: options,
+            onResponse: handleResponse
+        )
+    }
+
+    /// Call the "ShardMap" method.
+    ///
+    /// - Parameters:
+    ///   - message: request message to send.
+    ///   - metadata: Additional metadata to send, defaults to empty.
+    ///   - options: Options to apply to this RPC, defaults to `.defaults`.
+    ///   - handleResponse: A closure which handles the response and returns its result to
+    ///       the caller. Returning from the closure will cancel the RPC if it hasn't
+    ///       already finished.
+    /// - Returns: The result of `handleResponse`.
+    public func shardMap<Result>(
+        _ message: LedgerWire.Tokenledger_V1_ShardMapRequest,
+        metadata: GRPCCore.Metadata = [:],
+        options: GRPCCore.CallOptions = .defaults,
+        onResponse handleResponse: @Sendable @escaping (GRPCCore.ClientResponse<LedgerWire.Tokenledger_V1_ShardMapResult>) async throws -> Result = { response in
+            try response.message
+        }
+    ) async throws -> Result where Result: Sendable {
+        let request = GRPCCore.ClientRequest<LedgerWire.Tokenledger_V1_ShardMapRequest>(
+            message: message,
+            metadata: metadata
+        )
+        return try await self.shardMap(
             request: request,
             options: options,
             onResponse: handleResponse

@@ -772,6 +772,15 @@ public nonisolated struct Tokenledger_V1_Request: Sendable {
     set {call = .listTenants(newValue)}
   }
 
+  /// Cluster mode: which node serves each shard (anyone; any node answers).
+  public var shardMap: Tokenledger_V1_ShardMapRequest {
+    get {
+      if case .shardMap(let v)? = call {return v}
+      return Tokenledger_V1_ShardMapRequest()
+    }
+    set {call = .shardMap(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Call: Equatable, Sendable {
@@ -811,6 +820,8 @@ public nonisolated struct Tokenledger_V1_Request: Sendable {
     case listHolds(Tokenledger_V1_ListHoldsRequest)
     case listGrants(Tokenledger_V1_ListGrantsRequest)
     case listTenants(Tokenledger_V1_ListTenantsRequest)
+    /// Cluster mode: which node serves each shard (anyone; any node answers).
+    case shardMap(Tokenledger_V1_ShardMapRequest)
 
   }
 
@@ -1081,6 +1092,14 @@ public nonisolated struct Tokenledger_V1_Response: @unchecked Sendable {
     set {_uniqueStorage()._result = .listTenants(newValue)}
   }
 
+  public var shardMap: Tokenledger_V1_ShardMapResult {
+    get {
+      if case .shardMap(let v)? = _storage._result {return v}
+      return Tokenledger_V1_ShardMapResult()
+    }
+    set {_uniqueStorage()._result = .shardMap(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Result: Equatable, Sendable {
@@ -1113,6 +1132,7 @@ public nonisolated struct Tokenledger_V1_Response: @unchecked Sendable {
     case listHolds(Tokenledger_V1_ListHoldsResult)
     case listGrants(Tokenledger_V1_ListGrantsResult)
     case listTenants(Tokenledger_V1_ListTenantsResult)
+    case shardMap(Tokenledger_V1_ShardMapResult)
 
   }
 
@@ -2956,6 +2976,61 @@ public nonisolated struct Tokenledger_V1_HealthResult: Sendable {
   public init() {}
 }
 
+/// Cluster mode's placement as the answering node knows it (docs/cluster.md): which node serves
+/// each shard, with its epoch. A tenant's shard is FNV-1a 64 of the tenant id's UTF-8 bytes modulo
+/// shard_count, so a client that holds the map sends each call to its tenant's node at once; the
+/// map is at most one ownership round old (a fifth of the lease), and a call that reaches the
+/// wrong node is answered wrong_owner all the same.
+public nonisolated struct Tokenledger_V1_ShardMapRequest: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Tokenledger_V1_ShardMapResult: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  /// False on a node in the embedded single-node mode: it serves every shard itself and `shards`
+  /// is empty.
+  public var cluster: Bool = false
+
+  public var shardCount: UInt32 = 0
+
+  /// Cluster mode: one per shard, in shard order.
+  public var shards: [Tokenledger_V1_ShardOwner] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Tokenledger_V1_ShardOwner: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var shard: UInt32 = 0
+
+  /// The serving node's advertised host:port; "" when no node serves the shard now (a node is
+  /// taking it over: retry shortly).
+  public var address: String = String()
+
+  public var epoch: UInt64 = 0
+
+  /// Served by the node that answered.
+  public var here: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// Writes a snapshot of every shard now (one that has changed since its last snapshot), e.g.
 /// before a backup. Replies once every snapshot is durable.
 public nonisolated struct Tokenledger_V1_AdminSnapshotRequest: Sendable {
@@ -3558,7 +3633,7 @@ nonisolated extension Tokenledger_V1_Role: SwiftProtobuf._ProtoNameProviding {
 
 nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Request"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{3}trace_parent\0\u{2}\u{8}reserve\0\u{1}commit\0\u{1}release\0\u{1}refund\0\u{1}estimate\0\u{1}balance\0\u{4}\u{5}create_tenant\0\u{3}configure_tenant\0\u{3}set_member\0\u{1}grant\0\u{1}purchase\0\u{3}void_grant\0\u{3}refund_purchase\0\u{1}history\0\u{1}catalog\0\u{3}install_catalog\0\u{1}health\0\u{3}admin_snapshot\0\u{3}admin_audit\0\u{1}watch\0\u{1}unwatch\0\u{3}admin_backup\0\u{1}charge\0\u{3}extend_hold\0\u{3}increase_hold\0\u{3}list_holds\0\u{3}list_grants\0\u{3}list_tenants\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{3}trace_parent\0\u{2}\u{8}reserve\0\u{1}commit\0\u{1}release\0\u{1}refund\0\u{1}estimate\0\u{1}balance\0\u{4}\u{5}create_tenant\0\u{3}configure_tenant\0\u{3}set_member\0\u{1}grant\0\u{1}purchase\0\u{3}void_grant\0\u{3}refund_purchase\0\u{1}history\0\u{1}catalog\0\u{3}install_catalog\0\u{1}health\0\u{3}admin_snapshot\0\u{3}admin_audit\0\u{1}watch\0\u{1}unwatch\0\u{3}admin_backup\0\u{1}charge\0\u{3}extend_hold\0\u{3}increase_hold\0\u{3}list_holds\0\u{3}list_grants\0\u{3}list_tenants\0\u{3}shard_map\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -3932,6 +4007,19 @@ nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtob
           self.call = .listTenants(v)
         }
       }()
+      case 42: try {
+        var v: Tokenledger_V1_ShardMapRequest?
+        var hadOneofValue = false
+        if let current = self.call {
+          hadOneofValue = true
+          if case .shardMap(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.call = .shardMap(v)
+        }
+      }()
       default: break
       }
     }
@@ -4061,6 +4149,10 @@ nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtob
       guard case .listTenants(let v)? = self.call else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 41)
     }()
+    case .shardMap?: try {
+      guard case .shardMap(let v)? = self.call else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 42)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -4077,7 +4169,7 @@ nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtob
 
 nonisolated extension Tokenledger_V1_Response: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Response"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{1}replayed\0\u{1}error\0\u{1}lsn\0\u{2}\u{6}reserve\0\u{1}commit\0\u{1}release\0\u{1}refund\0\u{1}estimate\0\u{1}balance\0\u{4}\u{5}create_tenant\0\u{3}configure_tenant\0\u{3}set_member\0\u{1}grant\0\u{1}purchase\0\u{3}void_grant\0\u{3}refund_purchase\0\u{1}history\0\u{1}catalog\0\u{3}install_catalog\0\u{1}health\0\u{3}admin_snapshot\0\u{3}admin_audit\0\u{1}watch\0\u{1}unwatch\0\u{3}admin_backup\0\u{1}charge\0\u{3}extend_hold\0\u{3}increase_hold\0\u{3}list_holds\0\u{3}list_grants\0\u{3}list_tenants\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{1}replayed\0\u{1}error\0\u{1}lsn\0\u{2}\u{6}reserve\0\u{1}commit\0\u{1}release\0\u{1}refund\0\u{1}estimate\0\u{1}balance\0\u{4}\u{5}create_tenant\0\u{3}configure_tenant\0\u{3}set_member\0\u{1}grant\0\u{1}purchase\0\u{3}void_grant\0\u{3}refund_purchase\0\u{1}history\0\u{1}catalog\0\u{3}install_catalog\0\u{1}health\0\u{3}admin_snapshot\0\u{3}admin_audit\0\u{1}watch\0\u{1}unwatch\0\u{3}admin_backup\0\u{1}charge\0\u{3}extend_hold\0\u{3}increase_hold\0\u{3}list_holds\0\u{3}list_grants\0\u{3}list_tenants\0\u{3}shard_map\0")
 
   fileprivate class _StorageClass {
     var _callID: UInt64 = 0
@@ -4496,6 +4588,19 @@ nonisolated extension Tokenledger_V1_Response: SwiftProtobuf.Message, SwiftProto
             _storage._result = .listTenants(v)
           }
         }()
+        case 42: try {
+          var v: Tokenledger_V1_ShardMapResult?
+          var hadOneofValue = false
+          if let current = _storage._result {
+            hadOneofValue = true
+            if case .shardMap(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._result = .shardMap(v)
+          }
+        }()
         default: break
         }
       }
@@ -4632,6 +4737,10 @@ nonisolated extension Tokenledger_V1_Response: SwiftProtobuf.Message, SwiftProto
       case .listTenants?: try {
         guard case .listTenants(let v)? = _storage._result else { preconditionFailure() }
         try visitor.visitSingularMessageField(value: v, fieldNumber: 41)
+      }()
+      case .shardMap?: try {
+        guard case .shardMap(let v)? = _storage._result else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 42)
       }()
       default: break
       }
@@ -8111,6 +8220,110 @@ nonisolated extension Tokenledger_V1_HealthResult: SwiftProtobuf.Message, SwiftP
     if lhs.timeMs != rhs.timeMs {return false}
     if lhs.principal != rhs.principal {return false}
     if lhs.role != rhs.role {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_ShardMapRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ShardMapRequest"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap()
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    // Load everything into unknown fields
+    while try decoder.nextFieldNumber() != nil {}
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_ShardMapRequest, rhs: Tokenledger_V1_ShardMapRequest) -> Bool {
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_ShardMapResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ShardMapResult"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}cluster\0\u{3}shard_count\0\u{1}shards\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularBoolField(value: &self.cluster) }()
+      case 2: try { try decoder.decodeSingularUInt32Field(value: &self.shardCount) }()
+      case 3: try { try decoder.decodeRepeatedMessageField(value: &self.shards) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.cluster != false {
+      try visitor.visitSingularBoolField(value: self.cluster, fieldNumber: 1)
+    }
+    if self.shardCount != 0 {
+      try visitor.visitSingularUInt32Field(value: self.shardCount, fieldNumber: 2)
+    }
+    if !self.shards.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.shards, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_ShardMapResult, rhs: Tokenledger_V1_ShardMapResult) -> Bool {
+    if lhs.cluster != rhs.cluster {return false}
+    if lhs.shardCount != rhs.shardCount {return false}
+    if lhs.shards != rhs.shards {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_ShardOwner: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ShardOwner"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}shard\0\u{1}address\0\u{1}epoch\0\u{1}here\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt32Field(value: &self.shard) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.address) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.epoch) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.here) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.shard != 0 {
+      try visitor.visitSingularUInt32Field(value: self.shard, fieldNumber: 1)
+    }
+    if !self.address.isEmpty {
+      try visitor.visitSingularStringField(value: self.address, fieldNumber: 2)
+    }
+    if self.epoch != 0 {
+      try visitor.visitSingularUInt64Field(value: self.epoch, fieldNumber: 3)
+    }
+    if self.here != false {
+      try visitor.visitSingularBoolField(value: self.here, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_ShardOwner, rhs: Tokenledger_V1_ShardOwner) -> Bool {
+    if lhs.shard != rhs.shard {return false}
+    if lhs.address != rhs.address {return false}
+    if lhs.epoch != rhs.epoch {return false}
+    if lhs.here != rhs.here {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -250,3 +250,32 @@ struct HealthCommand: AsyncParsableCommand {
         }
     }
 }
+
+struct ShardsCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "shards", abstract: "Show which node serves each shard (cluster mode), as the node asked knows it.")
+    @OptionGroup var global: GlobalOptions
+
+    func run() async throws {
+        try await global.run { client in
+            let map = try await client.shardMap()
+            guard map.cluster else {
+                return Output(
+                    human: "embedded mode: this server serves all \(map.shardCount) shards itself",
+                    json: .object([("cluster", .bool(false)), ("shard_count", .unsigned(UInt64(map.shardCount))), ("shards", .array([]))]))
+            }
+            return Output(
+                human: Format.table(
+                    ["SHARD", "NODE", "EPOCH", "HERE"],
+                    map.shards.map { [String($0.shard), $0.address.isEmpty ? "-" : $0.address, String($0.epoch), $0.here ? "yes" : ""] },
+                    right: [0, 2]),
+                json: .object([
+                    ("cluster", .bool(true)), ("shard_count", .unsigned(UInt64(map.shardCount))),
+                    ("shards", .array(map.shards.map {
+                        .object([("shard", .unsigned(UInt64($0.shard))), ("address", .string($0.address)),
+                                 ("epoch", .unsigned($0.epoch)), ("here", .bool($0.here))])
+                    })),
+                ]))
+        }
+    }
+}

@@ -32,6 +32,8 @@ def test_every_rpc(ledger, stubs):
     assert "tokenledger_grpc_connections 1" in metrics
     assert 'rpc="health"' in metrics
     assert stub.Catalog(pb.CatalogRequest()).version == "demo-2026-11"
+    shard_map = stub.ShardMap(pb.ShardMapRequest())
+    assert not shard_map.cluster and shard_map.shard_count == health.shard_count and list(shard_map.shards) == []
 
     settings = pb.TenantSettings()
     settings.plan.allowance = 3_000_000

@@ -106,14 +106,20 @@ typedef struct tl_options {
     uint32_t call_timeout_ms;    /* one attempt of a call; default 30,000 */
     uint32_t attempts;           /* tries of a blocking call (1: no retry); default 3 */
     uint32_t backoff_ms;         /* first pause between tries, doubled each time; default 50 */
+    const char *servers;         /* cluster mode: the other nodes, "host:port,host:port" (at most
+                                    TL_SERVERS_MAX); tl_connect tries them in turn after host:port,
+                                    and a blocking call's retry goes to the next one; default NULL */
 } tl_options;
+
+#define TL_SERVERS_MAX 16
 
 typedef struct tl_client tl_client;
 
 /* Fills `options` with the defaults above. */
 void tl_options_init(tl_options *options);
 
-/* Connects and completes the TLS handshake. Under TLS 1.3 a server that refuses the client
+/* Connects and completes the TLS handshake (to host:port, else to the first of `servers` that
+ * answers; TL_ERR_USAGE when `servers` does not parse). Under TLS 1.3 a server that refuses the client
  * certificate says so only on the first call (TL_UNAUTHENTICATED or TL_ERR_TLS there). */
 tl_code tl_connect(const tl_options *options, tl_client **client, tl_error *error);
 
@@ -147,7 +153,8 @@ void tl_result_free(void *result);
  * *response to NULL. Cluster mode (docs/cluster.md): a `wrong_owner` reply moves the client's
  * connection to the node it names and sends the call again with the same request id, up to
  * TL_REDIRECTS_MAX times, when no pipelined call is in flight (else TL_WRONG_OWNER is returned
- * with the owner in `error`). */
+ * with the owner in `error`); a retry after a failure (a node gone, `unavailable` while a shard
+ * changes hands) goes to the next of host:port and `servers`, likewise when nothing is pipelined. */
 #define TL_REDIRECTS_MAX 4
 tl_code tl_call(tl_client *client, const Tokenledger__V1__Request *request,
                 Tokenledger__V1__Response **response, tl_error *error);
@@ -227,6 +234,9 @@ tl_code tl_install_catalog(tl_client *client, const Tokenledger__V1__InstallCata
                            Tokenledger__V1__InstallCatalogResult **result, tl_error *error);
 tl_code tl_health(tl_client *client, const Tokenledger__V1__HealthRequest *request,
                   Tokenledger__V1__HealthResult **result, tl_error *error);
+/* Cluster mode's shard map as the node asked knows it (docs/protocol.md, "ShardMap"). */
+tl_code tl_shard_map(tl_client *client, const Tokenledger__V1__ShardMapRequest *request,
+                     Tokenledger__V1__ShardMapResult **result, tl_error *error);
 
 /* Operations (admin principals). */
 tl_code tl_admin_snapshot(tl_client *client, const Tokenledger__V1__AdminSnapshotRequest *request,

@@ -71,6 +71,9 @@ struct tl_client {
     size_t head, count, capacity;
     uint64_t next_call_id;
     char trace_parent[256]; /* tl_set_trace_parent; "" when none */
+    /* host:port, then the options' servers; a retry moves to the next (address_next). */
+    char addresses[1 + TL_SERVERS_MAX][264];
+    size_t address_count, address_next;
 };
 
 /* ---- Errors ------------------------------------------------------------------------------ */
@@ -693,6 +696,9 @@ static tl_code load_context(tl_client *c, tl_error *error) {
     return TL_OK;
 }
 
+static tl_code parse_servers(tl_client *c, const char *servers, tl_error *error);
+static tl_code move_to(tl_client *c, const char *address, tl_error *error);
+
 tl_code tl_connect(const tl_options *options, tl_client **client, tl_error *error) {
     if (client == NULL) return error_set(error, TL_ERR_USAGE, "tl_connect: client is NULL");
     *client = NULL;
@@ -716,9 +722,15 @@ tl_code tl_connect(const tl_options *options, tl_client **client, tl_error *erro
     c->options.host = NULL;
     c->options.server_name = NULL;
     if (c->options.attempts == 0) c->options.attempts = 1;
-    tl_code code = load_context(c, error);
+    tl_code code = parse_servers(c, c->options.servers, error);
+    c->options.servers = NULL;
+    if (code == TL_OK) code = load_context(c, error);
     c->options.data_dir = c->options.ca_file = c->options.cert_file = c->options.key_file = NULL;
     if (code == TL_OK) code = connection_open(c, error);
+    /* Cluster mode: the first node that answers. */
+    while (code != TL_OK && tl_code_retryable(code) && c->address_next + 1 < c->address_count) {
+        code = move_to(c, c->addresses[++c->address_next], error);
+    }
     if (code != TL_OK) {
         tl_close(c);
         return code;
@@ -918,16 +930,26 @@ static tl_code with_request_id(const Tokenledger__V1__Request *request, Tokenled
     return TL_OK;
 }
 
-/* Cluster mode: moves the client's connection to `address` ("host:port", the owner a wrong_owner
- * named). The server name follows the host unless the options named one. */
-static tl_code move_to(tl_client *c, const char *address, tl_error *error) {
+/* Splits "host:port" (or "[v6]:port"): the host's length (brackets included) and the port.
+ * Returns 0 when it is not one. */
+static int split_address(const char *address, size_t *host_length, uint16_t *port) {
     const char *colon = strrchr(address, ':');
+    if (colon == NULL || colon == address) return 0;
     char *end = NULL;
-    unsigned long port = colon != NULL ? strtoul(colon + 1, &end, 10) : 0;
-    size_t length = colon != NULL ? (size_t)(colon - address) : 0;
-    if (colon == NULL || end == colon + 1 || *end != '\0' || port == 0 || port > 65535 || length == 0 ||
-        length >= sizeof c->host) {
-        return error_set(error, TL_ERR_PROTOCOL, "the owner's address %s is not host:port", address);
+    unsigned long value = strtoul(colon + 1, &end, 10);
+    if (end == colon + 1 || *end != '\0' || value == 0 || value > 65535) return 0;
+    *host_length = (size_t)(colon - address);
+    *port = (uint16_t)value;
+    return 1;
+}
+
+/* Points the client at `address` ("host:port" or "[v6]:port"): the connection closes and the
+ * next call opens one there. The server name follows the host unless the options named one. */
+static tl_code set_address(tl_client *c, const char *address, tl_error *error) {
+    size_t length;
+    uint16_t port;
+    if (!split_address(address, &length, &port) || length >= sizeof c->host) {
+        return error_set(error, TL_ERR_PROTOCOL, "%s is not host:port", address);
     }
     if (address[0] == '[' && length >= 2 && address[length - 1] == ']') {
         address++;
@@ -937,9 +959,41 @@ static tl_code move_to(tl_client *c, const char *address, tl_error *error) {
     memcpy(c->host, address, length);
     c->host[length] = '\0';
     if (name_follows_host) snprintf(c->server_name, sizeof c->server_name, "%s", c->host);
-    c->options.port = (uint16_t)port;
+    c->options.port = port;
     connection_close(c);
-    return connection_open(c, error);
+    return TL_OK;
+}
+
+/* Cluster mode: moves the client's connection to `address` (the owner a wrong_owner named). */
+static tl_code move_to(tl_client *c, const char *address, tl_error *error) {
+    tl_code code = set_address(c, address, error);
+    return code == TL_OK ? connection_open(c, error) : code;
+}
+
+/* Fills c->addresses with host:port and the options' servers. */
+static tl_code parse_servers(tl_client *c, const char *servers, tl_error *error) {
+    if (strchr(c->host, ':') != NULL) {
+        snprintf(c->addresses[0], sizeof c->addresses[0], "[%s]:%u", c->host, (unsigned)c->options.port);
+    } else {
+        snprintf(c->addresses[0], sizeof c->addresses[0], "%s:%u", c->host, (unsigned)c->options.port);
+    }
+    c->address_count = 1;
+    for (const char *next = servers; next != NULL && *next != '\0';) {
+        const char *comma = strchr(next, ',');
+        size_t length = comma != NULL ? (size_t)(comma - next) : strlen(next);
+        if (c->address_count > TL_SERVERS_MAX) {
+            return error_set(error, TL_ERR_USAGE, "servers: more than %d addresses", TL_SERVERS_MAX);
+        }
+        if (length == 0 || length >= sizeof c->addresses[0]) return error_set(error, TL_ERR_USAGE, "servers: an empty or overlong address");
+        char *slot = c->addresses[c->address_count++];
+        memcpy(slot, next, length);
+        slot[length] = '\0';
+        size_t host_length;
+        uint16_t port;
+        if (!split_address(slot, &host_length, &port)) return error_set(error, TL_ERR_USAGE, "servers: %s is not host:port", slot);
+        next = comma != NULL ? comma + 1 : NULL;
+    }
+    return TL_OK;
 }
 
 tl_code tl_call(tl_client *c, const Tokenledger__V1__Request *request, Tokenledger__V1__Response **response,
@@ -973,6 +1027,12 @@ tl_code tl_call(tl_client *c, const Tokenledger__V1__Request *request, Tokenledg
             if (code == TL_OK) continue;
         }
         if (code == TL_OK || !tl_code_retryable(code) || attempt >= c->options.attempts) break;
+        /* Cluster mode: the next node serves the tenant or names its owner. */
+        if (c->address_count > 1 && c->head == c->count) {
+            c->address_next = (c->address_next + 1) % c->address_count;
+            tl_error ignored;
+            (void)set_address(c, c->addresses[c->address_next], &ignored);
+        }
         sleep_ms(delay);
         delay = delay > UINT32_MAX / 2 ? UINT32_MAX : delay * 2;
     }
@@ -1064,6 +1124,8 @@ TL_TYPED_CALL(install_catalog, Tokenledger__V1__InstallCatalogRequest, Tokenledg
               INSTALL_CATALOG, tokenledger__v1__install_catalog_request__descriptor)
 TL_TYPED_CALL(health, Tokenledger__V1__HealthRequest, Tokenledger__V1__HealthResult, HEALTH,
               tokenledger__v1__health_request__descriptor)
+TL_TYPED_CALL(shard_map, Tokenledger__V1__ShardMapRequest, Tokenledger__V1__ShardMapResult, SHARD_MAP,
+              tokenledger__v1__shard_map_request__descriptor)
 TL_TYPED_CALL(admin_snapshot, Tokenledger__V1__AdminSnapshotRequest, Tokenledger__V1__AdminSnapshotResult,
               ADMIN_SNAPSHOT, tokenledger__v1__admin_snapshot_request__descriptor)
 TL_TYPED_CALL(admin_audit, Tokenledger__V1__AdminAuditRequest, Tokenledger__V1__AdminAuditResult, ADMIN_AUDIT,

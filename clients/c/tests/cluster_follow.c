@@ -2,9 +2,11 @@
  * The C client against a cluster (docs/cluster.md), for clients/python/tests/test_cluster.py: one
  * client connected to PORT creates each tenant, grants it 1,000 tokens and charges 10, following
  * wrong_owner to the node that serves the tenant (tl_call moves its connection). Prints how many
- * calls ended on a node other than the first: the test checks that some did.
+ * calls ended on a node other than the first: the test checks that some did. With PORT,SERVERS the
+ * client also knows the other nodes (tl_options.servers): it connects to the first that answers
+ * and retries on the next.
  *
- *   cluster_follow PORT DATA_DIR TENANT...
+ *   cluster_follow PORT[,HOST:PORT...] DATA_DIR TENANT...
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,13 +21,17 @@ static int fail(const char *what, tl_code code, const tl_error *error) {
 
 int main(int argc, char **argv) {
     if (argc < 4) {
-        fprintf(stderr, "usage: cluster_follow PORT DATA_DIR TENANT...\n");
+        fprintf(stderr, "usage: cluster_follow PORT[,HOST:PORT...] DATA_DIR TENANT...\n");
         return 64;
     }
     tl_options options;
     tl_options_init(&options);
     options.port = (uint16_t)atoi(argv[1]);
     options.data_dir = argv[2];
+    const char *comma = strchr(argv[1], ',');
+    if (comma != NULL) options.servers = comma + 1;
+    options.attempts = 10;
+    options.backoff_ms = 100;
     tl_client *client;
     tl_error error;
     tl_code code = tl_connect(&options, &client, &error);

@@ -118,6 +118,13 @@ static void test_every_call(void) {
     }
     tl_result_free(health);
 
+    /* The embedded mode's shard map: no cluster, no owners. */
+    Tokenledger__V1__ShardMapRequest map_request = TOKENLEDGER__V1__SHARD_MAP_REQUEST__INIT;
+    Tokenledger__V1__ShardMapResult *map;
+    CHECK_CODE(tl_shard_map(client, &map_request, &map, &error), TL_OK, error);
+    if (map != NULL) CHECK(!map->cluster && map->shard_count > 0 && map->n_shards == 0);
+    tl_result_free(map);
+
     Tokenledger__V1__CatalogRequest catalog_request = TOKENLEDGER__V1__CATALOG_REQUEST__INIT;
     Tokenledger__V1__CatalogResult *catalog;
     CHECK_CODE(tl_catalog(client, &catalog_request, &catalog, &error), TL_OK, error);
@@ -767,6 +774,27 @@ static void test_refusals(void) {
     options.server_name = "localhost";
     CHECK_CODE(tl_connect(&options, &client, &error), TL_OK, error);
     tl_close(client);
+
+    /* Several addresses: a node that refuses connections is passed over for the next; a list that
+     * does not parse is refused before anything connects. */
+    char servers[64];
+    snprintf(servers, sizeof servers, "127.0.0.1:%u", (unsigned)server.port);
+    tl_options_init(&options);
+    options.port = 1; /* nothing listens on port 1 */
+    options.data_dir = server.data_dir;
+    options.servers = servers;
+    CHECK_CODE(tl_connect(&options, &client, &error), TL_OK, error);
+    if (client != NULL) {
+        Tokenledger__V1__HealthRequest moved = TOKENLEDGER__V1__HEALTH_REQUEST__INIT;
+        Tokenledger__V1__HealthResult *answered;
+        CHECK_CODE(tl_health(client, &moved, &answered, &error), TL_OK, error);
+        tl_result_free(answered);
+    }
+    tl_close(client);
+    client = NULL;
+    options.servers = "127.0.0.1:7443,nonsense";
+    CHECK_CODE(tl_connect(&options, &client, &error), TL_ERR_USAGE, error);
+    CHECK(client == NULL && strstr(error.message, "nonsense") != NULL);
 
     /* A certificate from the server's own CA for a name the access file does not know: the TLS
      * handshake passes, the first call is refused as unauthenticated. */

@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 from conftest import REPOSITORY, ledgerd_binary
-from tokenledger import Client, errors
+from tokenledger import Client, errors, shard_index
 
 
 def pair_url():
@@ -76,12 +76,35 @@ def test_the_client_follows_wrong_owner_and_outlives_its_first_node():
                         try:
                             direct.balance(tenant)
                         except errors.WrongOwner as error:
-                            sent_on = error
+                            sent_on, moved = error, tenant
                             break
                         except errors.TokenLedgerError:
                             pass
                     time.sleep(0.2)
                 assert sent_on is not None and sent_on.details["address"] == f"127.0.0.1:{first_port}"
+                # The shard map names a node for every shard, and the client places tenants as the
+                # server does (FNV-1a 64 modulo the shard count).
+                # (A shard that changes hands shows no address for a moment.)
+                deadline = time.monotonic() + 15
+                while True:
+                    shard_map = direct.shard_map()
+                    if all(owner.address for owner in shard_map.shards) or time.monotonic() > deadline:
+                        break
+                    time.sleep(0.2)
+                assert shard_map.cluster and shard_map.shard_count == 4 and len(shard_map.shards) == 4
+                nodes = {f"127.0.0.1:{first_port}", f"127.0.0.1:{second_port}"}
+                assert {owner.address for owner in shard_map.shards} <= nodes
+                assert shard_index(moved, 4) == sent_on.details["shard"]
+                for owner in shard_map.shards:
+                    assert owner.here == (owner.address == f"127.0.0.1:{second_port}")
+            # A watch opened on the second node for a tenant of the first follows wrong_owner.
+            with Client("127.0.0.1", second_port, data_dir=first_dir) as following:
+                watched = next(f"w{index}" for index in range(1000) if shard_index(f"w{index}", 4) == sent_on.details["shard"])
+                following.create_tenant(watched)
+                watch = following.watch(watched, after=0)
+                assert watch.next(timeout=10).WhichOneof("update") == "started"
+                assert watch._connection is following._connections[f"127.0.0.1:{first_port}"]
+                assert watch.stop()
             # The C client, connected to the second node, follows wrong_owner by moving its connection:
             # some of its tenants are the first node's (the second sends a plain client there).
             program = build_c_program(directory)
@@ -111,6 +134,15 @@ def test_the_client_follows_wrong_owner_and_outlives_its_first_node():
                 for tenant in tenants:
                     client.charge(tenant, "after", 5)
                     assert client.balance(tenant).spent == 15
+            # The C client given both addresses connects past the dead first node and charges on the
+            # survivor, which now serves every shard.
+            d_tenants = [f"d{index}" for index in range(8)]
+            result = subprocess.run([program, f"{first_port},127.0.0.1:{second_port}", first_dir, *d_tenants],
+                                    capture_output=True, text=True, timeout=120)
+            assert result.returncode == 0, result.stderr
+            with Client("127.0.0.1", second_port, data_dir=first_dir, redirects_max=0) as survivor:
+                for tenant in d_tenants:
+                    assert survivor.balance(tenant).spent == 10
         finally:
             for process in (first, second):
                 if process.poll() is None:

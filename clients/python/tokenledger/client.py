@@ -54,6 +54,15 @@ GRANT_STATES = {"pending": pb.GRANT_STATE_PENDING, "active": pb.GRANT_STATE_ACTI
 PERIODS = {"day": pb.PERIOD_UNIT_DAY, "week": pb.PERIOD_UNIT_WEEK, "month": pb.PERIOD_UNIT_MONTH}
 
 
+def shard_index(tenant, shard_count):
+    """The tenant's shard: FNV-1a 64 of the tenant id's UTF-8 bytes modulo ``shard_count`` (what the
+    server places tenants by; docs/protocol.md, "ShardMap")."""
+    value = 0xCBF29CE484222325
+    for byte in tenant.encode("utf-8"):
+        value = ((value ^ byte) * 0x100000001B3) & 0xFFFFFFFFFFFFFFFF
+    return value % shard_count
+
+
 def new_request_id():
     return str(uuid.uuid4())
 
@@ -211,13 +220,16 @@ class Client:
                  redirects_max=4):
         tls = os.path.join(data_dir, "tls")
         self.host, self.port = host, port
-        # Cluster mode (docs/cluster.md): a call answered ``wrong_owner`` goes to the node it names
-        # (same request id) and the tenant's node is remembered; a retry after a failure goes to the
-        # next of host:port and ``servers`` ("host:port" strings).
+        # Cluster mode (docs/cluster.md): a connection per node and the shard map (which node
+        # serves each shard; from ``shard_map()``, fetched after the first ``wrong_owner``, and
+        # from each ``wrong_owner``). A call goes to its tenant's node; one answered ``wrong_owner``
+        # goes to the node it names (same request id); a retry after a failure goes to the next
+        # of host:port and ``servers`` ("host:port" strings).
         self._addresses = [f"{host}:{port}"] + [a for a in servers if a != f"{host}:{port}"]
         self.redirects_max = redirects_max
-        self._others = {}
-        self._owners = {}
+        self._connections = {}
+        self._shard_count = None
+        self._shard_owners = {}
         self.timeout, self.connect_timeout = timeout, connect_timeout
         self.attempts, self.backoff = max(1, attempts), backoff
         context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
@@ -227,7 +239,6 @@ class Client:
         self._context = context
         self._server_name = server_name or host
         self._lock = threading.Lock()
-        self._connection = None
         self._next_call_id = 0
         self._closed = False
 
@@ -240,31 +251,79 @@ class Client:
     def close(self):
         with self._lock:
             self._closed = True
-            connections = [self._connection] + list(self._others.values())
-            self._connection, self._others = None, {}
+            connections = list(self._connections.values())
+            self._connections = {}
         for connection in connections:
-            if connection is not None:
-                connection.close()
+            connection.close()
 
     def _live(self, address=None):
+        """The open connection to the node at ``address`` (None: host:port), or a new one."""
+        address = address or self._addresses[0]
         with self._lock:
             if self._closed:
                 raise errors.ConnectionClosed("the client was closed")
-            if address is None or address == self._addresses[0]:
-                if self._connection is not None and self._connection.alive:
-                    return self._connection
-                self._connection = self._connect(self.host, self.port, self._server_name)
-                return self._connection
-            connection = self._others.get(address)
+            connection = self._connections.get(address)
             if connection is not None and connection.alive:
                 return connection
-            host, _, port = address.rpartition(":")
-            host = host.strip("[]")
-            if not host or not port.isdigit():
-                raise errors.ConnectionFailed(f"{address} is not host:port")
-            connection = self._connect(host, int(port), self._server_name if self._server_name != self.host else host)
-            self._others[address] = connection
+            if address == self._addresses[0]:
+                host, port, server_name = self.host, self.port, self._server_name
+            else:
+                host, _, port = address.rpartition(":")
+                host = host.strip("[]")
+                if not host or not port.isdigit():
+                    raise errors.ConnectionFailed(f"{address} is not host:port")
+                port, server_name = int(port), self._server_name if self._server_name != self.host else host
+            connection = self._connections[address] = self._connect(host, port, server_name)
             return connection
+
+    # Cluster mode: the shard map ---------------------------------------------------------------
+
+    def _address_for(self, tenant):
+        """The node to send ``tenant``'s calls to: its shard's node if the map names one."""
+        with self._lock:
+            if tenant and self._shard_count:
+                return self._shard_owners.get(shard_index(tenant, self._shard_count), self._addresses[0])
+        return self._addresses[0]
+
+    def _learn(self, error):
+        """A ``WrongOwner`` names its shard's node: into the map (with the whole map, fetched from that
+        node, the first time). Returns the node, or None."""
+        details = error.details or {}
+        owner = details.get("address", "")
+        if not isinstance(error, errors.WrongOwner) or not owner:
+            return None
+        with self._lock:
+            self._shard_owners[details.get("shard", 0)] = owner
+            fetch = self._shard_count is None
+        if fetch:
+            try:
+                self._install(self._call_once("shard_map", pb.ShardMapRequest(), owner).shard_map)
+            except errors.TokenLedgerError:
+                pass
+        return owner
+
+    def _install(self, result):
+        if not result.cluster or not result.shard_count:
+            return
+        with self._lock:
+            self._shard_count = result.shard_count
+            for owner in result.shards:
+                if owner.address:
+                    self._shard_owners[owner.shard] = owner.address
+
+    def _forget(self, address, tenant):
+        with self._lock:
+            if self._shard_count:
+                shard = shard_index(tenant, self._shard_count)
+                if self._shard_owners.get(shard) == address:
+                    del self._shard_owners[shard]
+
+    def shard_map(self):
+        """Cluster mode's placement as the node asked knows it (``ShardMapResult``: ``cluster``,
+        ``shard_count``, ``shards`` with address, epoch, here); it also becomes this client's map."""
+        result = self.call("shard_map", pb.ShardMapRequest())
+        self._install(result)
+        return result
 
     def _connect(self, host, port, server_name):
         try:
@@ -287,20 +346,22 @@ class Client:
         request id had been seen with the same call)."""
         delay = self.backoff
         tenant = getattr(message, "tenant", "") or None
-        address = self._owners.get(tenant, self._addresses[0]) if tenant else self._addresses[0]
+        address = self._address_for(tenant)
         attempt, redirects = 1, 0
         while True:
             try:
                 return self._call_once(field, message, address)
             except errors.WrongOwner as error:
-                owner = (error.details or {}).get("address", "")
-                if tenant is None or not owner or redirects >= self.redirects_max:
+                if tenant is None or redirects >= self.redirects_max:
+                    raise
+                owner = self._learn(error)
+                if not owner:
                     raise
                 redirects += 1
-                address = self._owners[tenant] = owner
+                address = owner
             except errors.TokenLedgerError as error:
-                if error.retryable and tenant is not None and self._owners.get(tenant) == address:
-                    del self._owners[tenant]
+                if error.retryable and tenant is not None:
+                    self._forget(address, tenant)
                 if not error.retryable or attempt >= self.attempts or self._closed:
                     raise
                 attempt += 1
@@ -338,18 +399,38 @@ class Client:
     # Events -----------------------------------------------------------------------------------
 
     def watch(self, tenant, *, after=None):
-        """Streams the tenant's events on this client's connection: from now (``after`` None) or
-        after an event id (0: every event the server still keeps). Returns a ``Watch``: iterate it
-        for ``WatchUpdate`` messages (``started``, then ``event``/``gap``, ``ended`` after
-        ``stop()``). An error reply or a lost connection raises from the iteration; watch again
-        with ``after=`` the last event id seen to resume without loss. Not retried."""
-        connection = self._live()
-        request = pb.Request(call_id=self._call_id())
-        request.watch.tenant = tenant
-        if after is not None:
-            request.watch.after_event_id = after
-        stream = connection.open_stream(request.call_id, request.SerializeToString())
-        return Watch(self, connection, request.call_id, stream)
+        """Streams the tenant's events: from now (``after`` None) or after an event id (0: every event
+        the server still keeps). In cluster mode it opens on the tenant's node, following
+        ``wrong_owner`` like a call. Returns a ``Watch``: iterate it for ``WatchUpdate`` messages
+        (``started``, then ``event``/``gap``, ``ended`` after ``stop()``). An error reply (e.g.
+        ``WrongOwner`` or ``Unavailable`` when the tenant's shard moves) or a lost connection
+        raises from the iteration; watch again with ``after=`` the last event id seen to resume
+        without loss (event ids are the same on every node). Not retried."""
+        address, redirects = self._address_for(tenant), 0
+        while True:
+            connection = self._live(address)
+            request = pb.Request(call_id=self._call_id())
+            request.watch.tenant = tenant
+            if after is not None:
+                request.watch.after_event_id = after
+            stream = connection.open_stream(request.call_id, request.SerializeToString())
+            watch = Watch(self, connection, request.call_id, stream)
+            # The first reply decides: ``started``, or a refusal (followed when it is wrong_owner;
+            # else raised by the first ``next``, as a refusal later in the stream would be).
+            try:
+                watch._first = watch.next(timeout=self.timeout)
+            except errors.WrongOwner as error:
+                owner = self._learn(error) if redirects < self.redirects_max else None
+                if owner:
+                    redirects, address = redirects + 1, owner
+                    continue
+                watch._first = error
+            except errors.TokenLedgerError as error:
+                watch._first = error
+            except queue.Empty:
+                connection.forget(request.call_id)
+                raise errors.Timeout(f"the watch did not start within {self.timeout} s") from None
+            return watch
 
     # Metering ---------------------------------------------------------------------------------
 
@@ -511,6 +592,7 @@ class Watch:
         self.call_id = call_id
         self._client, self._connection, self._stream = client, connection, stream
         self._done = False
+        self._first = None  # the first reply (``started``, or the refusal), read by ``Client.watch``
 
     def __iter__(self):
         return self
@@ -520,6 +602,11 @@ class Watch:
 
     def next(self, timeout=None):
         """The next update; ``StopIteration`` after ``ended``; ``queue.Empty`` after ``timeout``."""
+        if self._first is not None:
+            first, self._first = self._first, None
+            if isinstance(first, Exception):
+                raise first
+            return first
         if self._done:
             raise StopIteration
         item = self._stream.replies.get(timeout=timeout)
@@ -529,7 +616,9 @@ class Watch:
         which = item.WhichOneof("result")
         if which == "error":
             self._done = True
-            raise errors.from_wire(item.error)
+            error = errors.from_wire(item.error)
+            self._client._learn(error)
+            raise error
         if which != "watch":
             self._done = True
             raise errors.ProtocolError(f"a watch reply with {which}")

@@ -2977,6 +2977,141 @@ void   tokenledger__v1__health_result__free_unpacked
   assert(message->base.descriptor == &tokenledger__v1__health_result__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   tokenledger__v1__shard_map_request__init
+                     (Tokenledger__V1__ShardMapRequest         *message)
+{
+  static const Tokenledger__V1__ShardMapRequest init_value = TOKENLEDGER__V1__SHARD_MAP_REQUEST__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__shard_map_request__get_packed_size
+                     (const Tokenledger__V1__ShardMapRequest *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__shard_map_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__shard_map_request__pack
+                     (const Tokenledger__V1__ShardMapRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__shard_map_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__shard_map_request__pack_to_buffer
+                     (const Tokenledger__V1__ShardMapRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__shard_map_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__ShardMapRequest *
+       tokenledger__v1__shard_map_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__ShardMapRequest *)
+     protobuf_c_message_unpack (&tokenledger__v1__shard_map_request__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__shard_map_request__free_unpacked
+                     (Tokenledger__V1__ShardMapRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__shard_map_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__shard_map_result__init
+                     (Tokenledger__V1__ShardMapResult         *message)
+{
+  static const Tokenledger__V1__ShardMapResult init_value = TOKENLEDGER__V1__SHARD_MAP_RESULT__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__shard_map_result__get_packed_size
+                     (const Tokenledger__V1__ShardMapResult *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__shard_map_result__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__shard_map_result__pack
+                     (const Tokenledger__V1__ShardMapResult *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__shard_map_result__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__shard_map_result__pack_to_buffer
+                     (const Tokenledger__V1__ShardMapResult *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__shard_map_result__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__ShardMapResult *
+       tokenledger__v1__shard_map_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__ShardMapResult *)
+     protobuf_c_message_unpack (&tokenledger__v1__shard_map_result__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__shard_map_result__free_unpacked
+                     (Tokenledger__V1__ShardMapResult *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__shard_map_result__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__shard_owner__init
+                     (Tokenledger__V1__ShardOwner         *message)
+{
+  static const Tokenledger__V1__ShardOwner init_value = TOKENLEDGER__V1__SHARD_OWNER__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__shard_owner__get_packed_size
+                     (const Tokenledger__V1__ShardOwner *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__shard_owner__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__shard_owner__pack
+                     (const Tokenledger__V1__ShardOwner *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__shard_owner__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__shard_owner__pack_to_buffer
+                     (const Tokenledger__V1__ShardOwner *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__shard_owner__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__ShardOwner *
+       tokenledger__v1__shard_owner__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__ShardOwner *)
+     protobuf_c_message_unpack (&tokenledger__v1__shard_owner__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__shard_owner__free_unpacked
+                     (Tokenledger__V1__ShardOwner *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__shard_owner__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   tokenledger__v1__admin_snapshot_request__init
                      (Tokenledger__V1__AdminSnapshotRequest         *message)
 {
@@ -4192,7 +4327,7 @@ void   tokenledger__v1__list_tenants_result__free_unpacked
   assert(message->base.descriptor == &tokenledger__v1__list_tenants_result__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor tokenledger__v1__request__field_descriptors[30] =
+static const ProtobufCFieldDescriptor tokenledger__v1__request__field_descriptors[31] =
 {
   {
     "call_id",
@@ -4554,6 +4689,18 @@ static const ProtobufCFieldDescriptor tokenledger__v1__request__field_descriptor
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "shard_map",
+    42,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Request, call_case),
+    offsetof(Tokenledger__V1__Request, shard_map),
+    &tokenledger__v1__shard_map_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__request__field_indices_by_name[] = {
   20,   /* field[20] = admin_audit */
@@ -4582,6 +4729,7 @@ static const unsigned tokenledger__v1__request__field_indices_by_name[] = {
   4,   /* field[4] = release */
   2,   /* field[2] = reserve */
   10,   /* field[10] = set_member */
+  30,   /* field[30] = shard_map */
   1,   /* field[1] = trace_parent */
   22,   /* field[22] = unwatch */
   13,   /* field[13] = void_grant */
@@ -4592,7 +4740,7 @@ static const ProtobufCIntRange tokenledger__v1__request__number_ranges[3 + 1] =
   { 1, 0 },
   { 10, 2 },
   { 20, 8 },
-  { 0, 30 }
+  { 0, 31 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__request__descriptor =
 {
@@ -4602,14 +4750,14 @@ const ProtobufCMessageDescriptor tokenledger__v1__request__descriptor =
   "Tokenledger__V1__Request",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__Request),
-  30,
+  31,
   tokenledger__v1__request__field_descriptors,
   tokenledger__v1__request__field_indices_by_name,
   3,  tokenledger__v1__request__number_ranges,
   (ProtobufCMessageInit) tokenledger__v1__request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tokenledger__v1__response__field_descriptors[32] =
+static const ProtobufCFieldDescriptor tokenledger__v1__response__field_descriptors[33] =
 {
   {
     "call_id",
@@ -4995,6 +5143,18 @@ static const ProtobufCFieldDescriptor tokenledger__v1__response__field_descripto
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "shard_map",
+    42,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Response, result_case),
+    offsetof(Tokenledger__V1__Response, shard_map),
+    &tokenledger__v1__shard_map_result__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__response__field_indices_by_name[] = {
   22,   /* field[22] = admin_audit */
@@ -5026,6 +5186,7 @@ static const unsigned tokenledger__v1__response__field_indices_by_name[] = {
   1,   /* field[1] = replayed */
   4,   /* field[4] = reserve */
   12,   /* field[12] = set_member */
+  32,   /* field[32] = shard_map */
   24,   /* field[24] = unwatch */
   15,   /* field[15] = void_grant */
   23,   /* field[23] = watch */
@@ -5035,7 +5196,7 @@ static const ProtobufCIntRange tokenledger__v1__response__number_ranges[3 + 1] =
   { 1, 0 },
   { 10, 4 },
   { 20, 10 },
-  { 0, 32 }
+  { 0, 33 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__response__descriptor =
 {
@@ -5045,7 +5206,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__response__descriptor =
   "Tokenledger__V1__Response",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__Response),
-  32,
+  33,
   tokenledger__v1__response__field_descriptors,
   tokenledger__v1__response__field_indices_by_name,
   3,  tokenledger__v1__response__number_ranges,
@@ -10094,6 +10255,165 @@ const ProtobufCMessageDescriptor tokenledger__v1__health_result__descriptor =
   tokenledger__v1__health_result__field_indices_by_name,
   1,  tokenledger__v1__health_result__number_ranges,
   (ProtobufCMessageInit) tokenledger__v1__health_result__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define tokenledger__v1__shard_map_request__field_descriptors NULL
+#define tokenledger__v1__shard_map_request__field_indices_by_name NULL
+#define tokenledger__v1__shard_map_request__number_ranges NULL
+const ProtobufCMessageDescriptor tokenledger__v1__shard_map_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.ShardMapRequest",
+  "ShardMapRequest",
+  "Tokenledger__V1__ShardMapRequest",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__ShardMapRequest),
+  0,
+  tokenledger__v1__shard_map_request__field_descriptors,
+  tokenledger__v1__shard_map_request__field_indices_by_name,
+  0,  tokenledger__v1__shard_map_request__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__shard_map_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__shard_map_result__field_descriptors[3] =
+{
+  {
+    "cluster",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ShardMapResult, cluster),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "shard_count",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ShardMapResult, shard_count),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "shards",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__ShardMapResult, n_shards),
+    offsetof(Tokenledger__V1__ShardMapResult, shards),
+    &tokenledger__v1__shard_owner__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__shard_map_result__field_indices_by_name[] = {
+  0,   /* field[0] = cluster */
+  1,   /* field[1] = shard_count */
+  2,   /* field[2] = shards */
+};
+static const ProtobufCIntRange tokenledger__v1__shard_map_result__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__shard_map_result__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.ShardMapResult",
+  "ShardMapResult",
+  "Tokenledger__V1__ShardMapResult",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__ShardMapResult),
+  3,
+  tokenledger__v1__shard_map_result__field_descriptors,
+  tokenledger__v1__shard_map_result__field_indices_by_name,
+  1,  tokenledger__v1__shard_map_result__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__shard_map_result__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__shard_owner__field_descriptors[4] =
+{
+  {
+    "shard",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ShardOwner, shard),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "address",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ShardOwner, address),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "epoch",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ShardOwner, epoch),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "here",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ShardOwner, here),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__shard_owner__field_indices_by_name[] = {
+  1,   /* field[1] = address */
+  2,   /* field[2] = epoch */
+  3,   /* field[3] = here */
+  0,   /* field[0] = shard */
+};
+static const ProtobufCIntRange tokenledger__v1__shard_owner__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__shard_owner__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.ShardOwner",
+  "ShardOwner",
+  "Tokenledger__V1__ShardOwner",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__ShardOwner),
+  4,
+  tokenledger__v1__shard_owner__field_descriptors,
+  tokenledger__v1__shard_owner__field_indices_by_name,
+  1,  tokenledger__v1__shard_owner__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__shard_owner__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 #define tokenledger__v1__admin_snapshot_request__field_descriptors NULL

@@ -81,6 +81,9 @@ typedef struct Tokenledger__V1__InstallCatalogRequest Tokenledger__V1__InstallCa
 typedef struct Tokenledger__V1__InstallCatalogResult Tokenledger__V1__InstallCatalogResult;
 typedef struct Tokenledger__V1__HealthRequest Tokenledger__V1__HealthRequest;
 typedef struct Tokenledger__V1__HealthResult Tokenledger__V1__HealthResult;
+typedef struct Tokenledger__V1__ShardMapRequest Tokenledger__V1__ShardMapRequest;
+typedef struct Tokenledger__V1__ShardMapResult Tokenledger__V1__ShardMapResult;
+typedef struct Tokenledger__V1__ShardOwner Tokenledger__V1__ShardOwner;
 typedef struct Tokenledger__V1__AdminSnapshotRequest Tokenledger__V1__AdminSnapshotRequest;
 typedef struct Tokenledger__V1__AdminSnapshotResult Tokenledger__V1__AdminSnapshotResult;
 typedef struct Tokenledger__V1__AdminAuditRequest Tokenledger__V1__AdminAuditRequest;
@@ -242,7 +245,8 @@ typedef enum {
   TOKENLEDGER__V1__REQUEST__CALL_INCREASE_HOLD = 38,
   TOKENLEDGER__V1__REQUEST__CALL_LIST_HOLDS = 39,
   TOKENLEDGER__V1__REQUEST__CALL_LIST_GRANTS = 40,
-  TOKENLEDGER__V1__REQUEST__CALL_LIST_TENANTS = 41
+  TOKENLEDGER__V1__REQUEST__CALL_LIST_TENANTS = 41,
+  TOKENLEDGER__V1__REQUEST__CALL_SHARD_MAP = 42
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__REQUEST__CALL__CASE)
 } Tokenledger__V1__Request__CallCase;
 
@@ -315,6 +319,10 @@ struct  Tokenledger__V1__Request
     Tokenledger__V1__ListHoldsRequest *list_holds;
     Tokenledger__V1__ListGrantsRequest *list_grants;
     Tokenledger__V1__ListTenantsRequest *list_tenants;
+    /*
+     * Cluster mode: which node serves each shard (anyone; any node answers).
+     */
+    Tokenledger__V1__ShardMapRequest *shard_map;
   };
 };
 #define TOKENLEDGER__V1__REQUEST__INIT \
@@ -352,7 +360,8 @@ typedef enum {
   TOKENLEDGER__V1__RESPONSE__RESULT_INCREASE_HOLD = 38,
   TOKENLEDGER__V1__RESPONSE__RESULT_LIST_HOLDS = 39,
   TOKENLEDGER__V1__RESPONSE__RESULT_LIST_GRANTS = 40,
-  TOKENLEDGER__V1__RESPONSE__RESULT_LIST_TENANTS = 41
+  TOKENLEDGER__V1__RESPONSE__RESULT_LIST_TENANTS = 41,
+  TOKENLEDGER__V1__RESPONSE__RESULT_SHARD_MAP = 42
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__RESPONSE__RESULT__CASE)
 } Tokenledger__V1__Response__ResultCase;
 
@@ -404,6 +413,7 @@ struct  Tokenledger__V1__Response
     Tokenledger__V1__ListHoldsResult *list_holds;
     Tokenledger__V1__ListGrantsResult *list_grants;
     Tokenledger__V1__ListTenantsResult *list_tenants;
+    Tokenledger__V1__ShardMapResult *shard_map;
   };
 };
 #define TOKENLEDGER__V1__RESPONSE__INIT \
@@ -1578,6 +1588,62 @@ struct  Tokenledger__V1__HealthResult
 #define TOKENLEDGER__V1__HEALTH_RESULT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__health_result__descriptor) \
     , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, (char *)protobuf_c_empty_string, TOKENLEDGER__V1__ROLE__ROLE_UNSPECIFIED }
+
+
+/*
+ * Cluster mode's placement as the answering node knows it (docs/cluster.md): which node serves
+ * each shard, with its epoch. A tenant's shard is FNV-1a 64 of the tenant id's UTF-8 bytes modulo
+ * shard_count, so a client that holds the map sends each call to its tenant's node at once; the
+ * map is at most one ownership round old (a fifth of the lease), and a call that reaches the
+ * wrong node is answered wrong_owner all the same.
+ */
+struct  Tokenledger__V1__ShardMapRequest
+{
+  ProtobufCMessage base;
+};
+#define TOKENLEDGER__V1__SHARD_MAP_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__shard_map_request__descriptor) \
+     }
+
+
+struct  Tokenledger__V1__ShardMapResult
+{
+  ProtobufCMessage base;
+  /*
+   * False on a node in the embedded single-node mode: it serves every shard itself and `shards`
+   * is empty.
+   */
+  protobuf_c_boolean cluster;
+  uint32_t shard_count;
+  /*
+   * Cluster mode: one per shard, in shard order.
+   */
+  size_t n_shards;
+  Tokenledger__V1__ShardOwner **shards;
+};
+#define TOKENLEDGER__V1__SHARD_MAP_RESULT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__shard_map_result__descriptor) \
+    , 0, 0, 0,NULL }
+
+
+struct  Tokenledger__V1__ShardOwner
+{
+  ProtobufCMessage base;
+  uint32_t shard;
+  /*
+   * The serving node's advertised host:port; "" when no node serves the shard now (a node is
+   * taking it over: retry shortly).
+   */
+  char *address;
+  uint64_t epoch;
+  /*
+   * Served by the node that answered.
+   */
+  protobuf_c_boolean here;
+};
+#define TOKENLEDGER__V1__SHARD_OWNER__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__shard_owner__descriptor) \
+    , 0, (char *)protobuf_c_empty_string, 0, 0 }
 
 
 /*
@@ -3281,6 +3347,63 @@ Tokenledger__V1__HealthResult *
 void   tokenledger__v1__health_result__free_unpacked
                      (Tokenledger__V1__HealthResult *message,
                       ProtobufCAllocator *allocator);
+/* Tokenledger__V1__ShardMapRequest methods */
+void   tokenledger__v1__shard_map_request__init
+                     (Tokenledger__V1__ShardMapRequest         *message);
+size_t tokenledger__v1__shard_map_request__get_packed_size
+                     (const Tokenledger__V1__ShardMapRequest   *message);
+size_t tokenledger__v1__shard_map_request__pack
+                     (const Tokenledger__V1__ShardMapRequest   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__shard_map_request__pack_to_buffer
+                     (const Tokenledger__V1__ShardMapRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__ShardMapRequest *
+       tokenledger__v1__shard_map_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__shard_map_request__free_unpacked
+                     (Tokenledger__V1__ShardMapRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__ShardMapResult methods */
+void   tokenledger__v1__shard_map_result__init
+                     (Tokenledger__V1__ShardMapResult         *message);
+size_t tokenledger__v1__shard_map_result__get_packed_size
+                     (const Tokenledger__V1__ShardMapResult   *message);
+size_t tokenledger__v1__shard_map_result__pack
+                     (const Tokenledger__V1__ShardMapResult   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__shard_map_result__pack_to_buffer
+                     (const Tokenledger__V1__ShardMapResult   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__ShardMapResult *
+       tokenledger__v1__shard_map_result__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__shard_map_result__free_unpacked
+                     (Tokenledger__V1__ShardMapResult *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__ShardOwner methods */
+void   tokenledger__v1__shard_owner__init
+                     (Tokenledger__V1__ShardOwner         *message);
+size_t tokenledger__v1__shard_owner__get_packed_size
+                     (const Tokenledger__V1__ShardOwner   *message);
+size_t tokenledger__v1__shard_owner__pack
+                     (const Tokenledger__V1__ShardOwner   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__shard_owner__pack_to_buffer
+                     (const Tokenledger__V1__ShardOwner   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__ShardOwner *
+       tokenledger__v1__shard_owner__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__shard_owner__free_unpacked
+                     (Tokenledger__V1__ShardOwner *message,
+                      ProtobufCAllocator *allocator);
 /* Tokenledger__V1__AdminSnapshotRequest methods */
 void   tokenledger__v1__admin_snapshot_request__init
                      (Tokenledger__V1__AdminSnapshotRequest         *message);
@@ -3994,6 +4117,15 @@ typedef void (*Tokenledger__V1__HealthRequest_Closure)
 typedef void (*Tokenledger__V1__HealthResult_Closure)
                  (const Tokenledger__V1__HealthResult *message,
                   void *closure_data);
+typedef void (*Tokenledger__V1__ShardMapRequest_Closure)
+                 (const Tokenledger__V1__ShardMapRequest *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__ShardMapResult_Closure)
+                 (const Tokenledger__V1__ShardMapResult *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__ShardOwner_Closure)
+                 (const Tokenledger__V1__ShardOwner *message,
+                  void *closure_data);
 typedef void (*Tokenledger__V1__AdminSnapshotRequest_Closure)
                  (const Tokenledger__V1__AdminSnapshotRequest *message,
                   void *closure_data);
@@ -4155,6 +4287,9 @@ extern const ProtobufCMessageDescriptor tokenledger__v1__install_catalog_request
 extern const ProtobufCMessageDescriptor tokenledger__v1__install_catalog_result__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__health_request__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__health_result__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__shard_map_request__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__shard_map_result__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__shard_owner__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__admin_snapshot_request__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__admin_snapshot_result__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__admin_audit_request__descriptor;
