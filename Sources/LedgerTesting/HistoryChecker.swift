@@ -14,6 +14,14 @@ import LedgerCore
 /// - retry mismatch: a repeated request id answered with a different result than the first;
 /// - order: changes the server acknowledged in one log order appear in another in the history;
 /// - unexpected result: a reply that does not match what the ledger recorded for it.
+///
+/// Cluster mode adds the log itself (``checkLog(_:history:shardCount:)``): each shard's batches as
+/// PostgreSQL holds them, with their epochs and LSN ranges:
+///
+/// - log gap: a shard's batches do not follow each other (a hole, or two batches at one LSN);
+/// - epoch order: a batch of an older epoch after one of a newer (two owners interleaved);
+/// - lost acknowledgement: a change acknowledged at an LSN the log does not reach;
+/// - double apply: two different changes acknowledged at one LSN of a shard.
 public enum HistoryChecker {
     public struct Operation: Sendable, Hashable {
         public enum Kind: String, Sendable { case invoke, ok, fail, info }
@@ -21,12 +29,15 @@ public enum HistoryChecker {
             case reserve(hold: String, amount: UInt64)
             case commit(hold: String, amount: UInt64)
             case release(hold: String)
+            /// A charge: reserve and final commit in one call.
+            case charge(hold: String, amount: UInt64)
             case balance
         }
         public enum Value: Sendable, Hashable {
             case reserved(held: UInt64)
             case committed(captured: UInt64, released: UInt64)
             case released(UInt64)
+            case charged(UInt64)
             case balance(Balance)
         }
 
@@ -119,6 +130,8 @@ public enum HistoryChecker {
             case retryMismatch = "retry mismatch"
             case order
             case unexpectedResult = "unexpected result"
+            case logGap = "log gap"
+            case epochOrder = "epoch order"
         }
         public var kind: Kind
         public var tenant: String
@@ -256,6 +269,17 @@ public enum HistoryChecker {
                             "commit \(id): told captured \(captured) released \(released), ledger \(applied.captured[id, default: 0]) "
                                 + "and \(applied.released[id, default: 0])")
                     }
+                case (.charge(let hold, let amount), .charged(let charged)?):
+                    guard let entry = applied.reserves[id] else {
+                        flag(.lostAck, "acknowledged charge \(id) of hold \(hold) is not in the ledger")
+                        continue
+                    }
+                    if entry.hold != hold || entry.amount != amount || charged != amount || applied.captured[id, default: 0] != amount {
+                        flag(
+                            .unexpectedResult,
+                            "charge \(id): asked \(amount) on \(hold), told \(charged), ledger held \(entry.amount) on \(entry.hold) "
+                                + "and captured \(applied.captured[id, default: 0])")
+                    }
                 case (.release(let hold), .released(let amount)?):
                     if applied.firstSequence[id] == nil {
                         flag(.lostAck, "acknowledged release \(id) of hold \(hold) is not in the ledger")
@@ -279,6 +303,62 @@ public enum HistoryChecker {
         for (earlier, later) in zip(ordered, ordered.dropFirst()) where earlier > later {
             flag(.order, "a change acknowledged at a later log position is earlier in the history (sequence \(later) < \(earlier))")
             break
+        }
+        return violations
+    }
+
+    /// One batch of a shard's log as the database holds it (cluster mode: a `tokenledger_shard_log`
+    /// row).
+    public struct LogBatch: Sendable, Hashable {
+        public var shard: Int
+        public var epoch: UInt64
+        public var firstLSN: UInt64
+        public var lastLSN: UInt64
+        public init(shard: Int, epoch: UInt64, firstLSN: UInt64, lastLSN: UInt64) {
+            self.shard = shard
+            self.epoch = epoch
+            self.firstLSN = firstLSN
+            self.lastLSN = lastLSN
+        }
+    }
+
+    /// Checks the cluster's log (every shard's batches; those below the older snapshot may be
+    /// gone, so the first kept batch may start anywhere) against the acknowledged changes of
+    /// `history`, whose tenants map to shards by ``LedgerCore/TenantID/shardIndex(shardCount:)``.
+    public static func checkLog(_ batches: [LogBatch], history: [Operation], shardCount: Int) -> [Violation] {
+        var violations: [Violation] = []
+        func flag(_ kind: Violation.Kind, _ shard: Int, _ detail: String) {
+            violations.append(Violation(kind: kind, tenant: "shard \(shard)", detail: detail))
+        }
+        var ends: [Int: UInt64] = [:]
+        for (shard, rows) in Dictionary(grouping: batches, by: \.shard).sorted(by: { $0.key < $1.key }) {
+            let rows = rows.sorted { $0.firstLSN < $1.firstLSN }
+            for row in rows where row.lastLSN < row.firstLSN {
+                flag(.logGap, shard, "a batch from LSN \(row.firstLSN) to \(row.lastLSN)")
+            }
+            for (earlier, later) in zip(rows, rows.dropFirst()) {
+                if later.firstLSN != earlier.lastLSN &+ 1 {
+                    flag(.logGap, shard, "the batch after LSN \(earlier.lastLSN) starts at \(later.firstLSN)")
+                }
+                if later.epoch < earlier.epoch {
+                    flag(.epochOrder, shard, "epoch \(later.epoch) at LSN \(later.firstLSN) after epoch \(earlier.epoch)")
+                }
+            }
+            ends[shard] = rows.last?.lastLSN
+        }
+        // Acknowledged changes: within the log, and one per LSN.
+        var owners: [Int: [UInt64: String]] = [:]
+        for operation in history where operation.kind == .ok && !operation.requestID.isEmpty && !operation.replayed {
+            let shard = TenantID(operation.tenant).shardIndex(shardCount: shardCount)
+            let id = "\(operation.tenant)/\(operation.requestID)"
+            guard operation.lsn <= ends[shard, default: 0] else {
+                flag(.lostAck, shard, "\(id) acknowledged at LSN \(operation.lsn); the log ends at \(ends[shard, default: 0])")
+                continue
+            }
+            if let other = owners[shard]?[operation.lsn], other != id {
+                flag(.doubleApply, shard, "\(other) and \(id) both acknowledged at LSN \(operation.lsn)")
+            }
+            owners[shard, default: [:]][operation.lsn] = id
         }
         return violations
     }

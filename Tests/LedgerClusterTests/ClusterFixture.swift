@@ -106,3 +106,46 @@ func logEpochs(_ url: ClusterDatabaseURL, shard: Int) async throws -> [(first: I
     ).decode((Int64, Int64).self) { rows.append((first, epoch)) }
     return rows
 }
+
+/// Every log row of the cluster: shard, epoch and LSN range, for HistoryChecker.checkLog.
+func logBatches(_ url: ClusterDatabaseURL) async throws -> [HistoryChecker.LogBatch] {
+    let database = try ClusterDatabase(url: url, logger: quietLogger)
+    defer { database.shutdown() }
+    var batches: [HistoryChecker.LogBatch] = []
+    for try await (shard, epoch, first, last) in try await database.client.query(
+        "SELECT shard, epoch, first_lsn, last_lsn FROM tokenledger_shard_log ORDER BY shard, first_lsn", logger: quietLogger
+    ).decode((Int32, Int64, Int64, Int64).self) {
+        batches.append(.init(shard: Int(shard), epoch: UInt64(epoch), firstLSN: UInt64(first), lastLSN: UInt64(last)))
+    }
+    return batches
+}
+
+/// A tenant's whole history and balance in `state`, as HistoryChecker reads them.
+func record(_ tenant: TenantID, _ state: LedgerState) throws -> HistoryChecker.TenantRecord {
+    var entries: [HistoryChecker.Entry] = []
+    var cursor: UInt64 = 0
+    while true {
+        let page = try state.history(tenant, filter: HistoryFilter(afterSequence: cursor, limit: Limits.historyPageMax))
+        for entry in page.entries {
+            let kind: HistoryChecker.Entry.Kind
+            switch entry.kind {
+            case .grant: kind = .grant
+            case .reserve: kind = .reserve
+            case .capture: kind = .capture
+            case .release: kind = .release
+            default: kind = .other
+            }
+            entries.append(
+                .init(sequence: entry.sequence, kind: kind, hold: entry.hold?.rawValue ?? "", amount: entry.amount,
+                      requestID: entry.requestID?.rawValue ?? ""))
+        }
+        guard let next = page.nextCursor else { break }
+        cursor = next
+    }
+    let b = try state.balance(tenant)
+    return .init(
+        entries: entries,
+        balance: .init(
+            tenant: tenant.rawValue, available: b.available, reserved: b.reserved, spent: b.spent, expired: b.expired,
+            voided: b.voided, granted: b.granted))
+}

@@ -129,4 +129,68 @@ struct HistoryCheckerTests {
         history.append(Op(process: 5, kind: .ok, function: .release(hold: "h2"), tenant: "acme", requestID: "x2", lsn: 13, replayed: true, value: .released(40)))
         #expect(Self.kinds(history, tenants).contains(.unexpectedResult))
     }
+
+    // MARK: Cluster mode: the log with its epochs and LSNs
+
+    typealias Batch = HistoryChecker.LogBatch
+
+    /// Shard 0 of one: epochs 1 then 2, LSNs 1-3, 4-4, 5-7; acme's charges acknowledged at 2 and 6.
+    static func goodLog() -> ([Batch], [Op]) {
+        let batches = [
+            Batch(shard: 0, epoch: 1, firstLSN: 1, lastLSN: 3), Batch(shard: 0, epoch: 1, firstLSN: 4, lastLSN: 4),
+            Batch(shard: 0, epoch: 2, firstLSN: 5, lastLSN: 7),
+        ]
+        let history = [
+            Op(process: 0, kind: .ok, function: .charge(hold: "a", amount: 5), tenant: "acme", requestID: "ch-a", lsn: 2, value: .charged(5)),
+            Op(process: 0, kind: .info, function: .charge(hold: "b", amount: 5), tenant: "acme", requestID: "ch-b"),
+            Op(process: 0, kind: .ok, function: .charge(hold: "b", amount: 5), tenant: "acme", requestID: "ch-b", lsn: 6, value: .charged(5)),
+            // A retry answered from the idempotency table carries the original's LSN.
+            Op(process: 1, kind: .ok, function: .charge(hold: "b", amount: 5), tenant: "acme", requestID: "ch-b", lsn: 6, replayed: true, value: .charged(5)),
+        ]
+        return (batches, history)
+    }
+
+    static func logKinds(_ batches: [Batch], _ history: [Op]) -> Set<HistoryChecker.Violation.Kind> {
+        Set(HistoryChecker.checkLog(batches, history: history, shardCount: 1).map(\.kind))
+    }
+
+    @Test("a good log: contiguous batches, epochs rising, each acknowledged change within it once")
+    func goodLog() {
+        let (batches, history) = Self.goodLog()
+        #expect(HistoryChecker.checkLog(batches, history: history, shardCount: 1).isEmpty)
+        // The oldest batches may have been deleted below a snapshot.
+        #expect(HistoryChecker.checkLog(Array(batches.dropFirst()), history: Array(history.dropFirst()), shardCount: 1).isEmpty)
+    }
+
+    @Test("a log gap, two batches at one LSN, interleaved epochs, an acknowledgement past the log, two changes at one LSN")
+    func badLogs() {
+        let (batches, history) = Self.goodLog()
+        #expect(Self.logKinds(batches.filter { $0.firstLSN != 4 }, history) == [.logGap])
+        #expect(Self.logKinds(batches + [Batch(shard: 0, epoch: 2, firstLSN: 7, lastLSN: 7)], history) == [.logGap])
+        // A deposed owner's batch after the new owner's: epochs 1, 2, 1.
+        #expect(Self.logKinds(batches + [Batch(shard: 0, epoch: 1, firstLSN: 8, lastLSN: 8)], history) == [.epochOrder])
+        #expect(Self.logKinds(Array(batches.dropLast()), history) == [.lostAck])
+        var doubled = history
+        doubled.append(Op(process: 2, kind: .ok, function: .charge(hold: "c", amount: 1), tenant: "acme", requestID: "ch-c", lsn: 6, value: .charged(1)))
+        #expect(Self.logKinds(batches, doubled) == [.doubleApply])
+    }
+
+    @Test("a charge is checked against its reserve and captures")
+    func charges() {
+        let history = [Op(process: 0, kind: .ok, function: .charge(hold: "a", amount: 5), tenant: "acme", requestID: "ch-a", lsn: 2, value: .charged(5))]
+        let entries = [
+            Entry(sequence: 1, kind: .grant, amount: 10, requestID: "g"),
+            Entry(sequence: 2, kind: .reserve, hold: "a", amount: 5, requestID: "ch-a"),
+            Entry(sequence: 3, kind: .capture, hold: "a", amount: 5, requestID: "ch-a"),
+        ]
+        let balance = HistoryChecker.Balance(tenant: "acme", available: 5, reserved: 0, spent: 5, granted: 10)
+        #expect(Self.kinds(history, ["acme": .init(entries: entries, balance: balance)]).isEmpty)
+        let lost = HistoryChecker.Balance(tenant: "acme", available: 10, reserved: 0, spent: 0, granted: 10)
+        #expect(Self.kinds(history, ["acme": .init(entries: [entries[0]], balance: lost)]) == [.lostAck])
+        // Captured only in part: the reply does not fit the ledger.
+        let part = [entries[0], entries[1], Entry(sequence: 3, kind: .capture, hold: "a", amount: 3, requestID: "ch-a"),
+                    Entry(sequence: 4, kind: .release, hold: "a", amount: 2, requestID: "ch-a")]
+        let partBalance = HistoryChecker.Balance(tenant: "acme", available: 7, reserved: 0, spent: 3, granted: 10)
+        #expect(Self.kinds(history, ["acme": .init(entries: part, balance: partBalance)]) == [.unexpectedResult])
+    }
 }
