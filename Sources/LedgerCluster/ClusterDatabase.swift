@@ -170,6 +170,21 @@ public enum ClusterSchema {
             address text NOT NULL,
             alive_until timestamptz NOT NULL)
         """,
+    ] + webhookTables
+
+    /// The webhook sink's cursor (optional tables: made by `cluster init`, and by the first node that
+    /// runs a sink on a cluster made before them). A shard's row in `tokenledger_webhook_shard`
+    /// says its tenants' cursors exist (the sink started for it); a tenant's cursor is the last
+    /// event id the endpoint acknowledged and never moves back.
+    static let webhookTables: [String] = [
+        "CREATE TABLE IF NOT EXISTS tokenledger_webhook_shard (shard int PRIMARY KEY)",
+        """
+        CREATE TABLE IF NOT EXISTS tokenledger_webhook_cursor (
+            tenant text PRIMARY KEY,
+            shard int NOT NULL,
+            last_event_id bigint NOT NULL)
+        """,
+        "CREATE INDEX IF NOT EXISTS tokenledger_webhook_cursor_shard ON tokenledger_webhook_cursor (shard)",
     ]
 
     /// A snapshot is stored in chunks of this size (a bytea value is at most 1 GB, and smaller rows
@@ -456,6 +471,62 @@ public final class ClusterDatabase: Sendable {
             return try PriceCatalog(from: &reader)
         }
         return nil
+    }
+
+    // MARK: The webhook cursor
+
+    /// Makes the webhook tables if the cluster predates them (one node at a time).
+    public func prepareWebhookCursor() async throws {
+        try await client.withTransaction(logger: logger) { connection in
+            try await connection.query("SELECT pg_advisory_xact_lock(7370656)", logger: logger)
+            for statement in ClusterSchema.webhookTables {
+                try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+            }
+        }
+    }
+
+    /// The cursors of `shard`'s tenants. The first time for this shard it stores `latest` as the
+    /// cursor (delivery from now on) and answers it with `fresh` true.
+    public func webhookCursor(shard: Int, latest: [String: UInt64]) async throws -> (cursor: [String: UInt64], fresh: Bool) {
+        let shardNumber = Int32(shard)
+        return try await client.withTransaction(logger: logger) { connection in
+            let fresh = try await connection.query(
+                "INSERT INTO tokenledger_webhook_shard (shard) VALUES (\(shardNumber)) ON CONFLICT DO NOTHING RETURNING shard",
+                logger: logger
+            ).collect().count == 1
+            if fresh {
+                try await Self.upsertCursor(connection, latest.map { ($0.key, shard, $0.value) }, logger: logger)
+                return (latest, true)
+            }
+            var cursor: [String: UInt64] = [:]
+            for try await (tenant, id) in try await connection.query(
+                "SELECT tenant, last_event_id FROM tokenledger_webhook_cursor WHERE shard = \(shardNumber)", logger: logger
+            ).decode((String, Int64).self) { cursor[tenant] = UInt64(id) }
+            return (cursor, false)
+        }
+    }
+
+    /// Moves tenants' cursors forward (never back: two nodes may briefly deliver one shard).
+    public func saveWebhookCursor(_ entries: [(tenant: String, shard: Int, lastEventID: UInt64)]) async throws {
+        guard !entries.isEmpty else { return }
+        try await client.withConnection { connection in
+            try await Self.upsertCursor(connection, entries, logger: logger)
+        }
+    }
+
+    private static func upsertCursor(
+        _ connection: PostgresConnection, _ entries: [(tenant: String, shard: Int, lastEventID: UInt64)], logger: Logger
+    ) async throws {
+        guard !entries.isEmpty else { return }
+        let tenants = entries.map(\.tenant)
+        let shards = entries.map { Int32($0.shard) }
+        let ids = entries.map { Int64(clamping: $0.lastEventID) }
+        try await connection.query(
+            """
+            INSERT INTO tokenledger_webhook_cursor (tenant, shard, last_event_id)
+            SELECT * FROM unnest(\(tenants)::text[], \(shards)::int[], \(ids)::bigint[])
+            ON CONFLICT (tenant) DO UPDATE SET last_event_id = GREATEST(tokenledger_webhook_cursor.last_event_id, excluded.last_event_id)
+            """, logger: logger)
     }
 
     /// The stored catalog's version ("": none), cheap enough to ask every round.

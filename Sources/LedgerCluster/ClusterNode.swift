@@ -114,6 +114,8 @@ public final class ClusterNode: Sendable {
             for index in mine.sorted().suffix(owned - share) { await handOver(index) }
         }
         try await syncCatalog()
+        // The webhook sink, if any, follows the shards taken and lost.
+        engine.eventHub.wakeEveryTenant()
     }
 
     /// Takes and loads `index` if its lease ran out. Returns whether this node serves it now.

@@ -111,6 +111,14 @@ public final class EventHub: Sendable {
         }
     }
 
+    /// Wakes the subscribers to every tenant with no tenant changed (cluster mode: the webhook sink
+    /// looks at the shards it serves once a round).
+    public func wakeEveryTenant() {
+        subscribers.withLock { state in
+            for entry in state.everyTenant.values { entry.continuation.yield() }
+        }
+    }
+
     /// Ends the subscriptions to the tenants that `matches` selects (cluster mode: their shard is
     /// no longer served here, so their watchers resume at its new owner).
     public func finish(where matches: (TenantID) -> Bool) {

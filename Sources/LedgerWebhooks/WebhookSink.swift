@@ -4,10 +4,15 @@
 // - The source of truth is each tenant's event log in the ledger state (durable, retained up to
 //   Limits.eventsRetainedPerTenant per tenant); the sink only keeps a cursor per tenant: the last
 //   event id the endpoint acknowledged with a 2xx.
-// - The cursor file is replaced atomically (temporary file, fsync, rename, directory fsync), at most
-//   once a second and at shutdown, and only ever moves forward past acknowledged events. After a
-//   crash the sink starts from the last written cursor, so some acknowledged events may be sent
-//   again (at least once) but none is skipped while the ledger still retains it.
+// - The cursor is saved at most once a second and at shutdown, and only ever moves forward past
+//   acknowledged events: in the local mode a file replaced atomically (temporary file, fsync,
+//   rename, directory fsync); in cluster mode rows in PostgreSQL, per tenant, which never move
+//   back. After a crash (or a shard's move to another node) the sink starts from the last saved
+//   cursor, so some acknowledged events may be sent again (at least once) but none is skipped
+//   while the ledger still retains it.
+// - Cluster mode: each node delivers the events of the shards it serves. When it takes a shard it
+//   reads the shard's cursor (first time: the shard's current events, so that delivery starts
+//   from now on); when it loses one, the tenants of that shard are left to the new owner.
 // - A delivery that fails (connection error, timeout, any status but 2xx) is retried with the same
 //   body and delivery id, with exponential backoff, until it succeeds or the server stops. Batches
 //   of one tenant go out in id order; one failing endpoint holds back every tenant (it is one
@@ -28,13 +33,25 @@ import NIOSSL
 import Prometheus
 import ServiceLifecycle
 
+/// Where the sink keeps its cursor (per tenant, the last event id the endpoint acknowledged):
+/// ``WebhookCursorFile`` in the local mode, PostgreSQL in cluster mode.
+public protocol WebhookCursorStore: Sendable {
+    /// The cursor of the tenants of shard `shard` (every tenant in the local mode, where `shard`
+    /// is nil), given their latest event ids now. The first time (no cursor yet) it records
+    /// `latest` and returns it with `fresh` true: delivery starts from now on. A tenant with no
+    /// entry otherwise is one created since: its events are all delivered.
+    func cursor(shard: Int?, latest: [TenantID: UInt64]) async throws -> (cursor: [TenantID: UInt64], fresh: Bool)
+    /// Records acknowledged positions: `changed` since the last save, `all` the whole cursor.
+    func save(changed: [TenantID: UInt64], all: [TenantID: UInt64]) async throws
+}
+
 /// Where and how the sink delivers (ledgerd's `--webhook-*` options).
 public struct WebhookConfiguration: Sendable {
     public var url: WebhookURL
     /// The HMAC-SHA256 key of the signature header.
     public var secret: [UInt8]
     /// The sink's cursor (which events each tenant's endpoint acknowledged).
-    public var cursorPath: String
+    public var cursor: any WebhookCursorStore
     /// For https: the CA certificates (PEM) the endpoint's certificate must chain to; nil: the
     /// system's trust store.
     public var caPath: String?
@@ -45,10 +62,10 @@ public struct WebhookConfiguration: Sendable {
     /// Events in one POST (at most Limits.eventPageMax).
     public var batchMax: Int = 100
 
-    public init(url: WebhookURL, secret: [UInt8], cursorPath: String, caPath: String? = nil) {
+    public init(url: WebhookURL, secret: [UInt8], cursor: any WebhookCursorStore, caPath: String? = nil) {
         self.url = url
         self.secret = secret
-        self.cursorPath = cursorPath
+        self.cursor = cursor
         self.caPath = caPath
     }
 }
@@ -101,18 +118,13 @@ public final class WebhookSink: Service, Sendable {
     private let failures: Counter
     private let lost: Counter
     private let lagging: Gauge
-    /// The cursor file's content when the sink was made; nil when there was none (first start).
-    private let savedCursor: [TenantID: UInt64]?
 
-    /// Reads the cursor file now, so that a damaged one stops the start (with the file named)
-    /// instead of the sink guessing where delivery stood.
     public init(configuration: WebhookConfiguration, engine: LedgerEngine, logger: Logger, registry: PrometheusCollectorRegistry)
         throws
     {
         self.configuration = configuration
         self.engine = engine
         self.logger = logger
-        savedCursor = try Self.loadCursor(configuration.cursorPath)
         if configuration.url.secure {
             var tls = TLSConfiguration.makeClientConfiguration()
             tls.minimumTLSVersion = .tlsv12
@@ -136,39 +148,95 @@ public final class WebhookSink: Service, Sendable {
         // Subscribe before scanning, so an event between the two is seen by one or the other.
         let subscription = engine.eventHub.subscribeEveryTenant()
         defer { subscription.cancel() }
-        var pending = PendingTenants()
-        var cursor = savedCursor ?? [:]
-        if savedCursor == nil {
-            // First start: deliver from now on.
-            cursor = try await latestEventIDs()
-            try saveCursor(cursor)
-            logger.notice("webhook sink starts from the current events", metadata: ["tenants": "\(cursor.count)"])
-        } else {
-            for (tenant, latest) in try await latestEventIDs() where latest > cursor[tenant, default: 0] { pending.add(tenant) }
+        var state = DeliveryState()
+        if engine.placement == nil {
+            try await state.adopt(shard: nil, latest: try await latestEventIDs(engine.shards), store: configuration.cursor, logger: logger)
         }
-        logger.notice("webhook sink running", metadata: ["webhook.url": "\(configuration.url)", "tenants.pending": "\(pending.count)"])
-        let start = pending
-        let cursorAtStart = cursor
+        logger.notice("webhook sink running", metadata: ["webhook.url": "\(configuration.url)", "tenants.pending": "\(state.pending.count)"])
+        let start = state
         await cancelWhenGracefulShutdown {
-            await self.deliverLoop(cursor: cursorAtStart, pending: start, subscription: subscription)
+            await self.deliverLoop(start, subscription: subscription)
         }
         // Stay until shutdown reaches this service (see Banner in ledgerd).
         try? await gracefulShutdown()
     }
 
+    /// The cursor in memory, the tenants with events to deliver, and (cluster mode) the shards
+    /// whose cursors are loaded, with the epoch they were loaded at.
+    struct DeliveryState {
+        var cursor: [TenantID: UInt64] = [:]
+        var changed: [TenantID: UInt64] = [:]
+        var pending = PendingTenants()
+        var shards: [Int: UInt64] = [:]
+
+        /// Takes the stored cursor of `shard` (nil: every tenant) and queues its tenants behind.
+        mutating func adopt(shard: Int?, latest: [TenantID: UInt64], store: any WebhookCursorStore, logger: Logger) async throws {
+            let (stored, fresh) = try await store.cursor(shard: shard, latest: latest)
+            if fresh {
+                logger.notice(
+                    "webhook sink starts from the current events",
+                    metadata: ["tenants": "\(latest.count)", "shard": "\(shard.map(String.init) ?? "all")"])
+            }
+            for (tenant, id) in stored where id > cursor[tenant, default: 0] { cursor[tenant] = id }
+            for (tenant, id) in latest where id > cursor[tenant, default: 0] { pending.add(tenant) }
+        }
+    }
+
+    /// Cluster mode: loads the cursors of the shards taken since the last look and drops the
+    /// tenants of the shards gone (their new owner delivers them). A shard whose cursor cannot be
+    /// read now is tried again at the next wake-up.
+    private func followShards(_ state: inout DeliveryState) async {
+        guard let placement = engine.placement else { return }
+        let owned = Dictionary(uniqueKeysWithValues: placement.ownedEpochs.map { ($0.shard, $0.epoch) })
+        for (shard, epoch) in state.shards where owned[shard] != epoch {
+            state.shards[shard] = nil
+            let count = engine.shardCount
+            for tenant in state.cursor.keys where tenant.shardIndex(shardCount: count) == shard {
+                state.cursor[tenant] = nil
+                state.changed[tenant] = nil
+            }
+        }
+        for (shard, epoch) in owned.sorted(by: { $0.key < $1.key }) where state.shards[shard] == nil {
+            guard case .owned(let served, _) = placement[shard] else { continue }
+            do {
+                let latest = try await latestEventIDs([served])
+                try await state.adopt(shard: shard, latest: latest, store: configuration.cursor, logger: logger)
+                state.shards[shard] = epoch
+            } catch {
+                logger.warning("webhook cursor of a shard not read; trying again", metadata: ["shard": "\(shard)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Saves what changed; a failure is logged and the save tried again later (the endpoint may
+    /// see those events again after a crash: at least once).
+    private func save(_ state: inout DeliveryState) async {
+        guard !state.changed.isEmpty else { return }
+        do {
+            try await configuration.cursor.save(changed: state.changed, all: state.cursor)
+            state.changed = [:]
+        } catch {
+            logger.error("webhook cursor not saved; acknowledged events may be sent again", metadata: ["error": "\(error)"])
+        }
+    }
+
     /// Delivers until the hub ends the subscription (the server drains) or the task is cancelled
     /// (shutdown); the cursor is saved on the way out.
-    private func deliverLoop(cursor: [TenantID: UInt64], pending: PendingTenants, subscription: EventHub.EveryTenant) async {
-        var cursor = cursor
-        var pending = pending
-        var dirty = false
+    private func deliverLoop(_ start: DeliveryState, subscription: EventHub.EveryTenant) async {
+        var state = start
         var lastSave = ContinuousClock.now
         var signals = subscription.signals.makeAsyncIterator()
         do {
             while true {
-                while let tenant = pending.next() {
-                    lagging.set(to: Double(pending.count + 1))
-                    let page = try await engine.events(tenant, after: cursor[tenant, default: 0], limit: configuration.batchMax)
+                await followShards(&state)
+                while let tenant = state.pending.next() {
+                    lagging.set(to: Double(state.pending.count + 1))
+                    let page: EventPage
+                    do {
+                        page = try await engine.events(tenant, after: state.cursor[tenant, default: 0], limit: configuration.batchMax)
+                    } catch let error as LedgerError where error.code == .wrongOwner || error.code == .unavailable {
+                        continue  // Cluster mode: the shard left this node; its new owner delivers.
+                    }
                     if page.lost > 0 {
                         lost.increment(by: Int64(page.lost))
                         logger.error(
@@ -177,37 +245,29 @@ public final class WebhookSink: Service, Sendable {
                     }
                     guard let last = page.events.last else { continue }
                     try await deliver(tenant, page.events)
-                    cursor[tenant] = last.id
-                    dirty = true
-                    if page.events.count == configuration.batchMax { pending.add(tenant) }
+                    state.cursor[tenant] = last.id
+                    state.changed[tenant] = last.id
+                    if page.events.count == configuration.batchMax { state.pending.add(tenant) }
                     if ContinuousClock.now - lastSave >= .seconds(1) {
-                        try saveCursor(cursor)
-                        (dirty, lastSave) = (false, .now)
+                        await save(&state)
+                        lastSave = .now
                     }
                 }
                 lagging.set(to: 0)
-                if dirty {
-                    try saveCursor(cursor)
-                    (dirty, lastSave) = (false, .now)
-                }
+                await save(&state)
+                lastSave = .now
                 guard await signals.next() != nil else { break }
-                for tenant in subscription.takeChanged().sorted() { pending.add(tenant) }
+                for tenant in subscription.takeChanged().sorted() { state.pending.add(tenant) }
             }
         } catch is CancellationError {
         } catch {
             logger.error("webhook sink stopped", metadata: ["error": "\(error)"])
         }
-        if dirty {
-            do {
-                try saveCursor(cursor)
-            } catch {
-                logger.error("webhook cursor not saved; acknowledged events will be sent again", metadata: ["error": "\(error)"])
-            }
-        }
+        await save(&state)
     }
 
     /// Tenants to visit, each once, in the order they changed.
-    private struct PendingTenants {
+    struct PendingTenants {
         private var queue: [TenantID] = []
         private var head = 0
         private var queued: Set<TenantID> = []
@@ -228,9 +288,9 @@ public final class WebhookSink: Service, Sendable {
         }
     }
 
-    private func latestEventIDs() async throws -> [TenantID: UInt64] {
+    private func latestEventIDs(_ shards: [LedgerShard]) async throws -> [TenantID: UInt64] {
         var latest: [TenantID: UInt64] = [:]
-        for shard in engine.shards {
+        for shard in shards {
             let ids = try await shard.read { state in state.eventLogs.mapValues(\.lastID) }
             latest.merge(ids) { first, _ in first }
         }
@@ -330,30 +390,46 @@ public final class WebhookSink: Service, Sendable {
             throw WebhookError(description: "the endpoint closed the connection without a response")
         }
     }
+}
 
-    // MARK: - Cursor
+/// The local mode's cursor: `{"format":1,"tenants":{"acme":12,...}}` in one file, replaced
+/// atomically on each save. Read when made, so that a damaged file stops the start (with the file
+/// named) instead of the sink guessing where delivery stood.
+public final class WebhookCursorFile: WebhookCursorStore {
+    public let path: String
+    /// The file's content when it was read; nil when there was none (first start).
+    private let saved: [TenantID: UInt64]?
 
-    /// `{"format":1,"tenants":{"acme":12,...}}`: per tenant, the last acknowledged event id; nil
-    /// when there is no file.
-    private static func loadCursor(_ path: String) throws -> [TenantID: UInt64]? {
+    public init(path: String) throws {
+        self.path = path
+        saved = try Self.load(path)
+    }
+
+    public func cursor(shard: Int?, latest: [TenantID: UInt64]) async throws -> (cursor: [TenantID: UInt64], fresh: Bool) {
+        if let saved { return (saved, false) }
+        try await save(changed: latest, all: latest)
+        return (latest, true)
+    }
+
+    public func save(changed: [TenantID: UInt64], all: [TenantID: UInt64]) async throws {
+        let tenants = all.sorted { $0.key < $1.key }.map { ($0.key.rawValue, OrderedJSON.unsigned($0.value)) }
+        let text = OrderedJSON.object([("format", .unsigned(1)), ("tenants", .object(tenants))]).text + "\n"
+        try FileSystem.replaceFile(path, Array(text.utf8))
+    }
+
+    private static func load(_ path: String) throws -> [TenantID: UInt64]? {
         guard FileSystem.exists(path) else { return nil }
         let bytes = try FileSystem.readFile(path)
         guard case .object(let top) = try JSONValue.parse(bytes), case .integer(1)? = top["format"],
             case .object(let tenants)? = top["tenants"]
-        else { throw WebhookError(description: "\(path) is not a format 1 webhook cursor (delete it to deliver from now on)") }
+        else { throw WebhookSink.WebhookError(description: "\(path) is not a format 1 webhook cursor (delete it to deliver from now on)") }
         var cursor: [TenantID: UInt64] = [:]
         for (name, value) in tenants {
             guard case .integer(let id) = value else {
-                throw WebhookError(description: "\(path): bad entry for \(name)")
+                throw WebhookSink.WebhookError(description: "\(path): bad entry for \(name)")
             }
             cursor[TenantID(name)] = id
         }
         return cursor
-    }
-
-    private func saveCursor(_ cursor: [TenantID: UInt64]) throws {
-        let tenants = cursor.sorted { $0.key < $1.key }.map { ($0.key.rawValue, OrderedJSON.unsigned($0.value)) }
-        let text = OrderedJSON.object([("format", .unsigned(1)), ("tenants", .object(tenants))]).text + "\n"
-        try FileSystem.replaceFile(configuration.cursorPath, Array(text.utf8))
     }
 }

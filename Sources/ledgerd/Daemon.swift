@@ -155,7 +155,7 @@ struct Daemon {
                 // Its end (at shutdown) must never cancel the group: the server drains first.
                 .init(service: ReloadOnHangup(server: server, grpc: grpc, logger: logger), successTerminationBehavior: .ignore),
             ]
-            if let webhook = try webhookConfiguration() {
+            if let webhook = try await webhookConfiguration(cluster: clusterDatabase, shardCount: engine.shardCount) {
                 // Last, so shutdown reaches it first: it saves its cursor before the server drains.
                 let sink = try WebhookSink(configuration: webhook, engine: engine, logger: logger, registry: server.service.metrics.registry)
                 services.append(.init(service: sink, successTerminationBehavior: .ignore))
@@ -233,7 +233,7 @@ struct Daemon {
 
     /// The webhook sink's settings, or nil when it is off. The secret file's trailing newline is not
     /// part of the key.
-    private func webhookConfiguration() throws -> WebhookConfiguration? {
+    private func webhookConfiguration(cluster: ClusterDatabase?, shardCount: Int) async throws -> WebhookConfiguration? {
         guard let text = options.webhookURL, let secretPath = options.webhookSecretPath else { return nil }
         let url = try WebhookURL(parsing: text)
         guard var secret = FileManager.default.contents(atPath: secretPath).map(Array.init) else {
@@ -241,8 +241,14 @@ struct Daemon {
         }
         while let last = secret.last, last == UInt8(ascii: "\n") || last == UInt8(ascii: "\r") { secret.removeLast() }
         guard secret.count >= 16 else { throw DaemonError("the webhook secret in \(secretPath) is shorter than 16 bytes") }
-        return WebhookConfiguration(
-            url: url, secret: secret, cursorPath: options.dataDirectory + "/webhook-cursor.json", caPath: options.webhookCAPath)
+        let cursor: any WebhookCursorStore
+        if let cluster {
+            try await cluster.prepareWebhookCursor()
+            cursor = ClusterWebhookCursor(database: cluster, shardCount: shardCount)
+        } else {
+            cursor = try WebhookCursorFile(path: options.dataDirectory + "/webhook-cursor.json")
+        }
+        return WebhookConfiguration(url: url, secret: secret, cursor: cursor, caPath: options.webhookCAPath)
     }
 
     /// The catalog from `--catalog`, or nil to keep what is installed (the demo on a fresh ledger).
@@ -377,5 +383,24 @@ struct ClusterNodeService: Service {
         // Cancelled when the group's shutdown reaches this service, after the server drained.
         try? await cancelWhenGracefulShutdown { await node.run() }
         await node.handOver()
+    }
+}
+
+/// Cluster mode's webhook cursor: rows in PostgreSQL (ClusterDatabase, "The webhook cursor"), per
+/// tenant, read per shard when this node takes the shard.
+struct ClusterWebhookCursor: WebhookCursorStore {
+    let database: ClusterDatabase
+    let shardCount: Int
+
+    func cursor(shard: Int?, latest: [TenantID: UInt64]) async throws -> (cursor: [TenantID: UInt64], fresh: Bool) {
+        guard let shard else { preconditionFailure("cluster mode reads the cursor per shard") }
+        let stored = try await database.webhookCursor(
+            shard: shard, latest: Dictionary(uniqueKeysWithValues: latest.map { ($0.key.rawValue, $0.value) }))
+        return (Dictionary(uniqueKeysWithValues: stored.cursor.map { (TenantID($0.key), $0.value) }), stored.fresh)
+    }
+
+    func save(changed: [TenantID: UInt64], all: [TenantID: UInt64]) async throws {
+        try await database.saveWebhookCursor(
+            changed.map { ($0.key.rawValue, $0.key.shardIndex(shardCount: shardCount), $0.value) })
     }
 }

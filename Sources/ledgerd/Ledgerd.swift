@@ -84,7 +84,6 @@ struct Ledgerd: AsyncParsableCommand {
             } catch {
                 throw ValidationError("\(error)")
             }
-            if options.webhookURL != nil { throw ValidationError("--webhook-url is not available in cluster mode yet (docs/cluster.md)") }
             if options.archiveDirectory != nil { throw ValidationError("--archive-dir is the local mode's; in cluster mode PostgreSQL keeps the log") }
             if options.shardCount != nil { throw ValidationError("in cluster mode the shard count is the cluster's (ledgerd cluster init --shards)") }
         } else if options.postgresURL != nil || options.nodeID != nil || options.advertise != nil || options.leaseMilliseconds != nil {

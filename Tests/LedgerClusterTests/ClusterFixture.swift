@@ -149,3 +149,14 @@ func record(_ tenant: TenantID, _ state: LedgerState) throws -> HistoryChecker.T
             tenant: tenant.rawValue, available: b.available, reserved: b.reserved, spent: b.spent, expired: b.expired,
             voided: b.voided, granted: b.granted))
 }
+
+/// The webhook sink's cursor rows: tenant → last acknowledged event id.
+func webhookCursor(_ url: ClusterDatabaseURL) async throws -> [String: Int64] {
+    let database = try ClusterDatabase(url: url, logger: quietLogger)
+    defer { database.shutdown() }
+    var cursor: [String: Int64] = [:]
+    for try await (tenant, id) in try await database.client.query(
+        "SELECT tenant, last_event_id FROM tokenledger_webhook_cursor", logger: quietLogger
+    ).decode((String, Int64).self) { cursor[tenant] = id }
+    return cursor
+}
