@@ -118,15 +118,12 @@ with tokenledger.Client("127.0.0.1", int(sys.argv[2]), data_dir=sys.argv[3]) as 
 
 
 def build_c_program(directory, repository):
-    """Tests/GRPC/c/trace_health.c against the C client's library (built by `make` if missing)."""
-    c = os.path.join(repository, "clients", "c")
-    subprocess.run(["make", "-s", "-C", c, "build/libtokenledger.a"], check=True, capture_output=True)
-    flags = subprocess.run(["pkg-config", "--cflags", "--libs", "libprotobuf-c", "openssl"], check=True,
-                           capture_output=True, text=True).stdout.split()
+    """Tests/GRPC/c/trace_health.c against the C client's library (its Makefile's `program`)."""
     program = os.path.join(directory, "trace_health")
-    subprocess.run(["cc", "-std=c11", "-Wall", "-Werror", f"-I{c}/include", f"-I{c}/generated",
-                    os.path.join(repository, "Tests", "GRPC", "c", "trace_health.c"), f"{c}/build/libtokenledger.a",
-                    *flags, "-lpthread", "-o", program], check=True, capture_output=True)
+    built = subprocess.run(["make", "-s", "-C", os.path.join(repository, "clients", "c"), "program",
+                            f"SOURCE={os.path.join(repository, 'Tests', 'GRPC', 'c', 'trace_health.c')}",
+                            f"PROGRAM={program}"], capture_output=True, text=True)
+    assert built.returncode == 0, built.stderr
     return program
 
 
