@@ -164,7 +164,11 @@ public final class ClusterNode: Sendable {
 
     /// The log of a served shard stopped: no more calls go to it.
     private func lost(_ index: Int, _ shard: LedgerShard, _ error: StorageError) {
-        placement.figures.withLock { $0.lost += 1 }
+        let fenced = logs.withLock { $0[index].map { $0.shard === shard && $0.log.fenced.load(ordering: .relaxed) } ?? false }
+        placement.figures.withLock {
+            $0.lost += 1
+            if fenced { $0.fenced += 1 }
+        }
         drop(index, shard)
     }
 

@@ -36,6 +36,9 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
     private let margin: Duration
     private let logger: Logger
     private let onFailure: @Sendable (StorageError) -> Void
+    /// Stopped because another node holds a newer epoch (an append or a snapshot found the head
+    /// moved on), as opposed to an unknown outcome.
+    public let fenced = Atomic<Bool>(false)
     private let lock = NIOLock()
 
     // Guarded by `lock`.
@@ -217,6 +220,7 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
             return false
         }
         if fenced {
+            self.fenced.store(true, ordering: .relaxed)
             throw StorageError.stopped(reason: "shard \(shard): fenced (another node holds a newer epoch)")
         }
     }
@@ -266,6 +270,7 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
     /// (otherwise another node holds a newer epoch).
     func finished(_ batch: Batch, applied: Bool, sent: UInt64) {
         guard applied else {
+            fenced.store(true, ordering: .relaxed)
             return fail(.stopped(reason: "shard \(shard): fenced, another node holds a newer epoch than \(epoch)"))
         }
         let durableBatch = batch.body.isEmpty ? nil : DurableBatch(

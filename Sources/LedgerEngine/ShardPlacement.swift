@@ -126,6 +126,8 @@ public struct ClusterFigures: Sendable {
     public var handedOver: UInt64 = 0
     /// Shards whose log stopped: fenced by a newer epoch, or an append whose outcome is unknown.
     public var lost: UInt64 = 0
+    /// Of those, the shards whose append or snapshot was fenced (another node held a newer epoch).
+    public var fenced: UInt64 = 0
     /// Rounds that failed (the database unreachable, say); each is logged.
     public var failedRounds: UInt64 = 0
 

@@ -186,6 +186,7 @@ public final class LedgerMetrics: Sendable {
             ("cluster_lease_renewals", "Lease renewals sent for the shards served here.", figures.renewals),
             ("cluster_shards_handed_over", "Shards handed over (rebalancing, shutdown).", figures.handedOver),
             ("cluster_shards_lost", "Shards whose log stopped: fenced by a newer epoch, or an append of unknown outcome.", figures.lost),
+            ("cluster_fenced_appends", "Of the shards lost, those whose append or snapshot was fenced by a newer epoch.", figures.fenced),
             ("cluster_round_failures", "Ownership rounds that failed (each is logged).", figures.failedRounds),
         ]
         for (name, help, value) in totals {

@@ -72,6 +72,7 @@ struct ClusterTests {
         }
         // It dropped the shard; nothing of epoch 1 was written after epoch 2 began.
         #expect(throws: LedgerError.self) { _ = try a.engine.route(tenant) }
+        #expect(a.engine.placement!.figures.withLock { ($0.lost, $0.fenced) } == (1, 1))
         let epochs = try await logEpochs(url, shard: shard)
         #expect(epochs.map(\.epoch) == epochs.map(\.epoch).sorted())
         #expect(try await b.engine.route(tenant).read { state in try state.openHolds(tenant, member: nil, after: nil, limit: 10) }
