@@ -21,6 +21,7 @@ let package = Package(
         .executable(name: "ledgerd", targets: ["ledgerd"]),
         .executable(name: "tokenctl", targets: ["tokenctl"]),
         .executable(name: "ledger-load", targets: ["ledger-load"]),
+        .executable(name: "ledger-faults", targets: ["ledger-faults"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -191,6 +192,14 @@ let package = Package(
             ],
             swiftSettings: strictSettings),
         // Test helper: a workload that prints every acknowledged command until it is killed.
+        .executableTarget(
+            name: "ledger-faults",
+            dependencies: [
+                "LedgerClient", "LedgerCluster", "LedgerCore", "LedgerTesting", "LedgerWire",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSettings),
         .executableTarget(
             name: "ledger-load",
             dependencies: [

@@ -170,13 +170,27 @@ public enum ClusterSchema {
             address text NOT NULL,
             alive_until timestamptz NOT NULL)
         """,
-    ] + webhookTables
+    ] + additions
 
-    /// The webhook sink's cursor (optional tables: made by `cluster init`, and by the first node that
-    /// runs a sink on a cluster made before them). A shard's row in `tokenledger_webhook_shard`
-    /// says its tenants' cursors exist (the sink started for it); a tenant's cursor is the last
-    /// event id the endpoint acknowledged and never moves back.
-    static let webhookTables: [String] = [
+    /// Tables added since format 1, made with `IF NOT EXISTS` by `cluster init` and by every node
+    /// as it opens the cluster (one at a time), so that a cluster made before them gains them and
+    /// the format stays 1.
+    /// - `tokenledger_shard_epoch`: one row per take-over (the epoch, the head's next LSN then, who,
+    ///   when), written by the take-over's own statement: the ownership history that the fault
+    ///   checker holds the log against (no batch of an epoch after a newer epoch's take-over).
+    /// - The webhook sink's cursor: a shard's row in `tokenledger_webhook_shard` says its tenants'
+    ///   cursors exist (the sink started for it); a tenant's cursor is the last event id the
+    ///   endpoint acknowledged and never moves back.
+    static let additions: [String] = [
+        """
+        CREATE TABLE IF NOT EXISTS tokenledger_shard_epoch (
+            shard int NOT NULL,
+            epoch bigint NOT NULL,
+            next_lsn bigint NOT NULL,
+            owner text,
+            acquired_at timestamptz NOT NULL DEFAULT now(),
+            PRIMARY KEY (shard, epoch))
+        """,
         "CREATE TABLE IF NOT EXISTS tokenledger_webhook_shard (shard int PRIMARY KEY)",
         """
         CREATE TABLE IF NOT EXISTS tokenledger_webhook_cursor (
@@ -263,6 +277,12 @@ public final class ClusterDatabase: Sendable {
         guard row.format == ClusterSchema.format else {
             throw ClusterError("the cluster's format is \(row.format); this ledgerd knows \(ClusterSchema.format)")
         }
+        try await client.withTransaction(logger: logger) { connection in
+            try await connection.query("SELECT pg_advisory_xact_lock(7370656)", logger: logger)
+            for statement in ClusterSchema.additions {
+                try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
+            }
+        }
         return row.shardCount
     }
 
@@ -328,11 +348,16 @@ public final class ClusterDatabase: Sendable {
         let index = Int32(shard)
         for try await (epoch, next, snapshot) in try await client.query(
             """
-            UPDATE tokenledger_shard_head
-            SET epoch = epoch + 1, owner = \(nodeID), owner_address = \(address),
-                lease_until = now() + \(milliseconds) * interval '1 millisecond'
-            WHERE shard = \(index) AND lease_until < now()
-            RETURNING epoch, next_lsn, snapshot_lsn
+            WITH taken AS (
+                UPDATE tokenledger_shard_head
+                SET epoch = epoch + 1, owner = \(nodeID), owner_address = \(address),
+                    lease_until = now() + \(milliseconds) * interval '1 millisecond'
+                WHERE shard = \(index) AND lease_until < now()
+                RETURNING shard, epoch, next_lsn, snapshot_lsn, owner),
+            recorded AS (
+                INSERT INTO tokenledger_shard_epoch (shard, epoch, next_lsn, owner)
+                SELECT shard, epoch, next_lsn, owner FROM taken)
+            SELECT epoch, next_lsn, snapshot_lsn FROM taken
             """, logger: logger
         ).decode((Int64, Int64, Int64).self) {
             return Head(
@@ -473,17 +498,40 @@ public final class ClusterDatabase: Sendable {
         return nil
     }
 
-    // MARK: The webhook cursor
+    // MARK: Verification
 
-    /// Makes the webhook tables if the cluster predates them (one node at a time).
-    public func prepareWebhookCursor() async throws {
-        try await client.withTransaction(logger: logger) { connection in
-            try await connection.query("SELECT pg_advisory_xact_lock(7370656)", logger: logger)
-            for statement in ClusterSchema.webhookTables {
-                try await connection.query(PostgresQuery(unsafeSQL: statement), logger: logger)
-            }
-        }
+    /// The state a shard's stored snapshot and log make, checked as a take-over checks them
+    /// (chunk and record CRCs, LSNs without a gap, epochs never decreasing, the audit).
+    public func replay(_ head: Head) async throws -> LedgerState {
+        let stored = try await load(head)
+        return try LedgerShard.restore(
+            snapshot: stored.snapshot, records: stored.records, shard: head.shard, place: "PostgreSQL shard \(head.shard)")
     }
+
+    /// Every log row's shard, epoch and LSN range, in shard and LSN order.
+    public func logBatches() async throws -> [(shard: Int, epoch: UInt64, firstLSN: UInt64, lastLSN: UInt64)] {
+        var batches: [(shard: Int, epoch: UInt64, firstLSN: UInt64, lastLSN: UInt64)] = []
+        for try await (shard, epoch, first, last) in try await client.query(
+            "SELECT shard, epoch, first_lsn, last_lsn FROM tokenledger_shard_log ORDER BY shard, first_lsn", logger: logger
+        ).decode((Int32, Int64, Int64, Int64).self) {
+            batches.append((Int(shard), UInt64(epoch), UInt64(first), UInt64(last)))
+        }
+        return batches
+    }
+
+    /// Every take-over: shard, epoch and the head's next LSN when it was taken, in shard and epoch
+    /// order.
+    public func acquisitions() async throws -> [(shard: Int, epoch: UInt64, nextLSN: UInt64)] {
+        var rows: [(shard: Int, epoch: UInt64, nextLSN: UInt64)] = []
+        for try await (shard, epoch, next) in try await client.query(
+            "SELECT shard, epoch, next_lsn FROM tokenledger_shard_epoch ORDER BY shard, epoch", logger: logger
+        ).decode((Int32, Int64, Int64).self) {
+            rows.append((Int(shard), UInt64(epoch), UInt64(next)))
+        }
+        return rows
+    }
+
+    // MARK: The webhook cursor
 
     /// The cursors of `shard`'s tenants. The first time for this shard it stores `latest` as the
     /// cursor (delivery from now on) and answers it with `fresh` true.

@@ -47,6 +47,9 @@ public final class ClusterNode: Sendable {
     private let stopping = Atomic<Bool>(false)
     /// Sends the batches of all the shards served here, one statement at a time.
     private let writer: ClusterLogWriter
+    /// The step the current round is in and since when: a watchdog logs a round that spends more
+    /// than a lease in one step (a database call that does not return), naming it.
+    private let step = Mutex<(name: String, since: ContinuousClock.Instant)?>(nil)
 
     public init(
         database: ClusterDatabase, engine: LedgerEngine, configuration: ClusterNodeConfiguration,
@@ -66,6 +69,18 @@ public final class ClusterNode: Sendable {
 
     /// Rounds until the task is cancelled or ``handOver()`` ran.
     public func run() async {
+        let watchdog = Task { [self] in
+            var reported: ContinuousClock.Instant? = nil
+            while !Task.isCancelled {
+                try? await Task.sleep(for: configuration.lease)
+                guard let (name, since) = step.withLock({ $0 }), ContinuousClock.now - since > configuration.lease, reported != since
+                else { continue }
+                reported = since
+                logger.warning(
+                    "cluster round stuck", metadata: ["step": "\(name)", "ms": "\((ContinuousClock.now - since).wholeMilliseconds)"])
+            }
+        }
+        defer { watchdog.cancel() }
         while !Task.isCancelled, !stopping.load(ordering: .relaxed) {
             do {
                 try await round()
@@ -80,6 +95,8 @@ public final class ClusterNode: Sendable {
     /// One round (tests call it directly to step a node).
     public func round() async throws {
         guard !stopping.load(ordering: .relaxed) else { return }
+        defer { enter(nil) }
+        enter("heartbeat")
         let live = try await database.heartbeat(nodeID: configuration.nodeID, address: configuration.advertise, lease: configuration.lease)
         let share = (placement.shardCount + live - 1) / live
         // Drop what stopped; renew the rest.
@@ -91,6 +108,7 @@ public final class ClusterNode: Sendable {
                 placement.figures.withLock { $0.renewals += 1 }
             }
         }
+        enter("heads")
         let heads = try await database.heads()
         let mine = logs.withLock { Set($0.keys) }
         for head in heads where !mine.contains(head.shard) {
@@ -108,14 +126,23 @@ public final class ClusterNode: Sendable {
             for offset in 0..<heads.count where owned < share {
                 let head = heads[(start + offset) % heads.count]
                 guard head.leaseExpired, !mine.contains(head.shard), !stopping.load(ordering: .relaxed) else { continue }
+                enter("take shard \(head.shard)")
                 if try await take(head.shard) { owned += 1 }
             }
         } else if owned > share {
-            for index in mine.sorted().suffix(owned - share) { await handOver(index) }
+            for index in mine.sorted().suffix(owned - share) {
+                enter("hand shard \(index) over")
+                await handOver(index)
+            }
         }
+        enter("catalog")
         try await syncCatalog()
         // The webhook sink, if any, follows the shards taken and lost.
         engine.eventHub.wakeEveryTenant()
+    }
+
+    private func enter(_ name: String?) {
+        step.withLock { $0 = name.map { ($0, ContinuousClock.now) } }
     }
 
     /// Takes and loads `index` if its lease ran out. Returns whether this node serves it now.

@@ -18,6 +18,7 @@
 //   statement was sent (PostgreSQL computed the lease from its own later `now()`).
 
 import Dispatch
+import Foundation
 import LedgerCore
 import LedgerEngine
 import LedgerStore
@@ -250,10 +251,10 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
     /// is nothing to send, or the log stopped).
     func takeBatch() -> Batch? {
         lock.lock()
-        defer { lock.unlock() }
         queued = false
         guard !inFlight, failure == nil, !shut, !pending.isEmpty || renewalWanted else {
             finishCloseLocked()
+            lock.unlock()
             return nil
         }
         renewalWanted = false
@@ -263,8 +264,30 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
             startedAt: wallNanoseconds())
         pending = []
         pendingFirstLSN = nextLSN
+        #if DEBUG
+            // The sabotage of scripts/cluster-faults --sabotage ack-before-commit: the calls are
+            // answered as the batch leaves, before PostgreSQL committed it (the checker must see
+            // the acknowledgements lost). Debug builds only: a release ledgerd cannot do this.
+            if Self.sabotage == "ack-before-commit", !batch.body.isEmpty {
+                durable = batch.last
+                var ready: [(Result<DurableBatch?, StorageError>) -> Void] = []
+                waiters.removeAll { waiter in
+                    guard waiter.lsn <= batch.last else { return false }
+                    ready.append(waiter.completion)
+                    return true
+                }
+                lock.unlock()
+                for completion in ready { completion(.success(nil)) }
+                return batch
+            }
+        #endif
+        lock.unlock()
         return batch
     }
+
+    #if DEBUG
+        static let sabotage = ProcessInfo.processInfo.environment["TOKENLEDGER_SABOTAGE"] ?? ""
+    #endif
 
     /// The statement that carried `batch` committed; `applied`: this shard's part matched its head
     /// (otherwise another node holds a newer epoch).

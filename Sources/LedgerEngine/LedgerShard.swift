@@ -192,7 +192,7 @@ public final class LedgerShard: Sendable {
 
     /// The state a snapshot and the records after it make, audited. `place` names where they came
     /// from in errors.
-    static func restore(
+    public static func restore(
         snapshot: (lsn: UInt64, body: ArraySlice<UInt8>)?, records: [(lsn: UInt64, body: [UInt8])], shard: Int, place: String
     ) throws -> LedgerState {
         var state = LedgerState()

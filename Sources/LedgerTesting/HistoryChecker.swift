@@ -15,13 +15,18 @@ import LedgerCore
 /// - order: changes the server acknowledged in one log order appear in another in the history;
 /// - unexpected result: a reply that does not match what the ledger recorded for it.
 ///
-/// Cluster mode adds the log itself (``checkLog(_:history:shardCount:)``): each shard's batches as
-/// PostgreSQL holds them, with their epochs and LSN ranges:
+/// Cluster mode adds the log itself (``checkLog(_:acquisitions:history:shardCount:)``): each shard's
+/// batches as PostgreSQL holds them, with their epochs and LSN ranges, and its take-overs:
 ///
 /// - log gap: a shard's batches do not follow each other (a hole, or two batches at one LSN);
 /// - epoch order: a batch of an older epoch after one of a newer (two owners interleaved);
+/// - deposed write: a batch of an epoch at or after the LSN where a newer epoch took the shard
+///   (an owner that lost the shard still wrote);
 /// - lost acknowledgement: a change acknowledged at an LSN the log does not reach;
 /// - double apply: two different changes acknowledged at one LSN of a shard.
+///
+/// And per client (``checkClientOrder(_:)``): the log positions a client is answered with on one
+/// tenant never go back (a node serving a stale state shows up as a read that went back).
 public enum HistoryChecker {
     public struct Operation: Sendable, Hashable {
         public enum Kind: String, Sendable { case invoke, ok, fail, info }
@@ -132,6 +137,8 @@ public enum HistoryChecker {
             case unexpectedResult = "unexpected result"
             case logGap = "log gap"
             case epochOrder = "epoch order"
+            case deposedWrite = "deposed write"
+            case readWentBack = "read went back"
         }
         public var kind: Kind
         public var tenant: String
@@ -322,10 +329,25 @@ public enum HistoryChecker {
         }
     }
 
+    /// One take-over of a shard: the epoch and the head's next LSN then.
+    public struct Acquisition: Sendable, Hashable {
+        public var shard: Int
+        public var epoch: UInt64
+        public var nextLSN: UInt64
+        public init(shard: Int, epoch: UInt64, nextLSN: UInt64) {
+            self.shard = shard
+            self.epoch = epoch
+            self.nextLSN = nextLSN
+        }
+    }
+
     /// Checks the cluster's log (every shard's batches; those below the older snapshot may be
-    /// gone, so the first kept batch may start anywhere) against the acknowledged changes of
-    /// `history`, whose tenants map to shards by ``LedgerCore/TenantID/shardIndex(shardCount:)``.
-    public static func checkLog(_ batches: [LogBatch], history: [Operation], shardCount: Int) -> [Violation] {
+    /// gone, so the first kept batch may start anywhere) against its take-overs and the
+    /// acknowledged changes of `history`, whose tenants map to shards by
+    /// ``LedgerCore/TenantID/shardIndex(shardCount:)``.
+    public static func checkLog(
+        _ batches: [LogBatch], acquisitions: [Acquisition] = [], history: [Operation], shardCount: Int
+    ) -> [Violation] {
         var violations: [Violation] = []
         func flag(_ kind: Violation.Kind, _ shard: Int, _ detail: String) {
             violations.append(Violation(kind: kind, tenant: "shard \(shard)", detail: detail))
@@ -345,6 +367,14 @@ public enum HistoryChecker {
                 }
             }
             ends[shard] = rows.last?.lastLSN
+            // Each batch belongs to the newest epoch taken at or before its first LSN.
+            let taken = acquisitions.filter { $0.shard == shard }
+            for row in rows {
+                let required = taken.filter { $0.nextLSN <= row.firstLSN }.map(\.epoch).max() ?? 0
+                if row.epoch < required {
+                    flag(.deposedWrite, shard, "a batch of epoch \(row.epoch) at LSN \(row.firstLSN), after epoch \(required) took the shard")
+                }
+            }
         }
         // Acknowledged changes: within the log, and one per LSN.
         var owners: [Int: [UInt64: String]] = [:]
@@ -363,8 +393,61 @@ public enum HistoryChecker {
         return violations
     }
 
+    /// Per client (`process`, whose operations are in `history` in the order they completed) and
+    /// tenant: the LSN of each answer (a read's: the last record its state includes; a change's:
+    /// its record) is at least that of the client's previous answer on the tenant. Replayed
+    /// answers carry their first LSN and are left out.
+    public static func checkClientOrder(_ history: [Operation]) -> [Violation] {
+        var violations: [Violation] = []
+        var last: [Int: [String: (lsn: UInt64, what: String)]] = [:]
+        for operation in history where operation.kind == .ok && !operation.replayed && operation.lsn > 0 {
+            let what = operation.requestID.isEmpty ? "a read" : operation.requestID
+            if let previous = last[operation.process]?[operation.tenant], operation.lsn < previous.lsn {
+                violations.append(
+                    Violation(
+                        kind: .readWentBack, tenant: operation.tenant,
+                        detail: "client \(operation.process): \(what) answered at LSN \(operation.lsn) after \(previous.what) at \(previous.lsn)"))
+            }
+            last[operation.process, default: [:]][operation.tenant] = (operation.lsn, what)
+        }
+        return violations
+    }
+
     static func conserves(_ balance: Balance) -> Bool {
         UInt64.checkedSum([balance.available, balance.reserved, balance.spent, balance.expired, balance.voided])
             == balance.granted
+    }
+}
+
+extension HistoryChecker.TenantRecord {
+    /// A tenant's whole history and balance in `state` (a replayed shard), as the checker reads them.
+    public init(_ tenant: TenantID, in state: LedgerState) throws {
+        var entries: [HistoryChecker.Entry] = []
+        var cursor: UInt64 = 0
+        while true {
+            let page = try state.history(tenant, filter: HistoryFilter(afterSequence: cursor, limit: Limits.historyPageMax))
+            for entry in page.entries {
+                let kind: HistoryChecker.Entry.Kind
+                switch entry.kind {
+                case .grant: kind = .grant
+                case .reserve: kind = .reserve
+                case .capture: kind = .capture
+                case .release: kind = .release
+                default: kind = .other
+                }
+                entries.append(
+                    .init(
+                        sequence: entry.sequence, kind: kind, hold: entry.hold?.rawValue ?? "", amount: entry.amount,
+                        requestID: entry.requestID?.rawValue ?? ""))
+            }
+            guard let next = page.nextCursor else { break }
+            cursor = next
+        }
+        let b = try state.balance(tenant)
+        self.init(
+            entries: entries,
+            balance: .init(
+                tenant: tenant.rawValue, available: b.available, reserved: b.reserved, spent: b.spent, expired: b.expired,
+                voided: b.voided, granted: b.granted))
     }
 }

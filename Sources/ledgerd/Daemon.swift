@@ -243,7 +243,6 @@ struct Daemon {
         guard secret.count >= 16 else { throw DaemonError("the webhook secret in \(secretPath) is shorter than 16 bytes") }
         let cursor: any WebhookCursorStore
         if let cluster {
-            try await cluster.prepareWebhookCursor()
             cursor = ClusterWebhookCursor(database: cluster, shardCount: shardCount)
         } else {
             cursor = try WebhookCursorFile(path: options.dataDirectory + "/webhook-cursor.json")

@@ -90,8 +90,7 @@ func replayAll(_ url: ClusterDatabaseURL) async throws -> [(head: ClusterDatabas
     var result: [(head: ClusterDatabase.Head, state: LedgerState, records: Int)] = []
     for head in try await database.heads() {
         let stored = try await database.load(head)
-        let state = try LedgerShard.restore(snapshot: stored.snapshot, records: stored.records, shard: head.shard, place: "test")
-        result.append((head, state, stored.records.count))
+        result.append((head, try await database.replay(head), stored.records.count))
     }
     return result
 }
@@ -111,43 +110,7 @@ func logEpochs(_ url: ClusterDatabaseURL, shard: Int) async throws -> [(first: I
 func logBatches(_ url: ClusterDatabaseURL) async throws -> [HistoryChecker.LogBatch] {
     let database = try ClusterDatabase(url: url, logger: quietLogger)
     defer { database.shutdown() }
-    var batches: [HistoryChecker.LogBatch] = []
-    for try await (shard, epoch, first, last) in try await database.client.query(
-        "SELECT shard, epoch, first_lsn, last_lsn FROM tokenledger_shard_log ORDER BY shard, first_lsn", logger: quietLogger
-    ).decode((Int32, Int64, Int64, Int64).self) {
-        batches.append(.init(shard: Int(shard), epoch: UInt64(epoch), firstLSN: UInt64(first), lastLSN: UInt64(last)))
-    }
-    return batches
-}
-
-/// A tenant's whole history and balance in `state`, as HistoryChecker reads them.
-func record(_ tenant: TenantID, _ state: LedgerState) throws -> HistoryChecker.TenantRecord {
-    var entries: [HistoryChecker.Entry] = []
-    var cursor: UInt64 = 0
-    while true {
-        let page = try state.history(tenant, filter: HistoryFilter(afterSequence: cursor, limit: Limits.historyPageMax))
-        for entry in page.entries {
-            let kind: HistoryChecker.Entry.Kind
-            switch entry.kind {
-            case .grant: kind = .grant
-            case .reserve: kind = .reserve
-            case .capture: kind = .capture
-            case .release: kind = .release
-            default: kind = .other
-            }
-            entries.append(
-                .init(sequence: entry.sequence, kind: kind, hold: entry.hold?.rawValue ?? "", amount: entry.amount,
-                      requestID: entry.requestID?.rawValue ?? ""))
-        }
-        guard let next = page.nextCursor else { break }
-        cursor = next
-    }
-    let b = try state.balance(tenant)
-    return .init(
-        entries: entries,
-        balance: .init(
-            tenant: tenant.rawValue, available: b.available, reserved: b.reserved, spent: b.spent, expired: b.expired,
-            voided: b.voided, granted: b.granted))
+    return try await database.logBatches().map { .init(shard: $0.shard, epoch: $0.epoch, firstLSN: $0.firstLSN, lastLSN: $0.lastLSN) }
 }
 
 /// The webhook sink's cursor rows: tenant → last acknowledged event id.
@@ -159,4 +122,11 @@ func webhookCursor(_ url: ClusterDatabaseURL) async throws -> [String: Int64] {
         "SELECT tenant, last_event_id FROM tokenledger_webhook_cursor", logger: quietLogger
     ).decode((String, Int64).self) { cursor[tenant] = id }
     return cursor
+}
+
+/// Every take-over of the cluster, for HistoryChecker.checkLog.
+func acquisitions(_ url: ClusterDatabaseURL) async throws -> [HistoryChecker.Acquisition] {
+    let database = try ClusterDatabase(url: url, logger: quietLogger)
+    defer { database.shutdown() }
+    return try await database.acquisitions().map { .init(shard: $0.shard, epoch: $0.epoch, nextLSN: $0.nextLSN) }
 }

@@ -361,12 +361,13 @@ struct ClusterProcessTests {
         let replayed = try await replayAll(url)
         #expect(replayed.allSatisfy { $0.head.owner == "n2" }, "\(replayed.map { ($0.head.shard, $0.head.owner ?? "-") })")
         // ... the checker finds nothing in the log rows' epochs and LSNs ...
-        let violations = HistoryChecker.checkLog(try await logBatches(url), history: operations, shardCount: 4)
+        let violations = HistoryChecker.checkLog(
+            try await logBatches(url), acquisitions: try await acquisitions(url), history: operations, shardCount: 4)
         #expect(violations.isEmpty, "\(violations)")
         // ... nor in each tenant's history against the replayed state.
         var records: [String: HistoryChecker.TenantRecord] = [:]
         for (_, state, _) in replayed {
-            for tenant in tenants where state.tenants[tenant] != nil { records[tenant.rawValue] = try record(tenant, state) }
+            for tenant in tenants where state.tenants[tenant] != nil { records[tenant.rawValue] = try HistoryChecker.TenantRecord(tenant, in: state) }
         }
         let ledgerViolations = HistoryChecker.check(operations, tenants: records)
         #expect(ledgerViolations.isEmpty, "\(ledgerViolations)")

@@ -81,6 +81,37 @@ struct ClusterTests {
         await a.stop()
     }
 
+    /// The checker against a sabotaged fence: with the epoch left out of `tokenledger_append`, an
+    /// owner that lost its lease still lands a write (its LSN still matches: the new owner has not
+    /// written yet), and `HistoryChecker.checkLog` holds that batch against the take-overs and
+    /// calls it a deposed write. With the real fence the same steps leave a clean log.
+    @Test(arguments: [false, true]) func theCheckerCatchesADeposedWriteWhenTheFenceIgnoresTheEpoch(sabotaged: Bool) async throws {
+        let url = try await pair.freshCluster(shards: 1)
+        let a = try await InProcessNode(url, id: "a")
+        if sabotaged {
+            try await a.database.client.query(
+                """
+                DO $$ BEGIN EXECUTE replace(pg_get_functiondef('tokenledger_append'::regproc), ' AND epoch = p_epochs[i]', ''); END $$
+                """, logger: quietLogger)
+            let definition = try await a.database.client.query(
+                "SELECT pg_get_functiondef('tokenledger_append'::regproc)", logger: quietLogger
+            ).collect().first?.decode(String.self) ?? ""
+            #expect(!definition.contains("epoch = p_epochs"))
+        }
+        try await a.node.round()
+        _ = try await a.engine.execute(.createTenant("acme", TenantSettings()), requestID: "c1")
+        _ = try await a.engine.execute(.grant("acme", GrantRequest(kind: .purchase, amount: 100)), requestID: "g1")
+        try await Task.sleep(for: .milliseconds(1_300))
+        let b = try await InProcessNode(url, id: "b")
+        try await b.node.round()
+        let late = try? await a.engine.execute(.reserve("acme", ReserveRequest(hold: "late", amount: .tokens(5))), requestID: "r2")
+        #expect((late != nil) == sabotaged, "the late write landed: \(late != nil)")
+        let violations = HistoryChecker.checkLog(try await logBatches(url), acquisitions: try await acquisitions(url), history: [], shardCount: 1)
+        #expect(Set(violations.map(\.kind)) == (sabotaged ? [.deposedWrite] : []), "\(violations)")
+        await b.stop()
+        await a.stop()
+    }
+
     @Test func writesWaitForTheSynchronousStandbyAndNothingAcknowledgedIsLost() async throws {
         let url = try await pair.freshCluster(shards: 1)
         // A long lease: the stall below must not look like a lost node.

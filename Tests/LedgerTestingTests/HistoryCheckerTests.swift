@@ -175,6 +175,17 @@ struct HistoryCheckerTests {
         #expect(Self.logKinds(batches, doubled) == [.doubleApply])
     }
 
+    @Test("the log against the take-overs: a batch of a deposed owner is caught")
+    func deposedWrites() {
+        let (batches, history) = Self.goodLog()
+        // Epoch 1 took the shard at LSN 1, epoch 2 at LSN 5 (where its batch starts).
+        let taken = [HistoryChecker.Acquisition(shard: 0, epoch: 1, nextLSN: 1), HistoryChecker.Acquisition(shard: 0, epoch: 2, nextLSN: 5)]
+        #expect(HistoryChecker.checkLog(batches, acquisitions: taken, history: history, shardCount: 1).isEmpty)
+        // Epoch 2 took it at LSN 4: the batch of epoch 1 at LSN 4 came from the deposed owner.
+        let early = [taken[0], HistoryChecker.Acquisition(shard: 0, epoch: 2, nextLSN: 4)]
+        #expect(Set(HistoryChecker.checkLog(batches, acquisitions: early, history: history, shardCount: 1).map(\.kind)) == [.deposedWrite])
+    }
+
     @Test("a charge is checked against its reserve and captures")
     func charges() {
         let history = [Op(process: 0, kind: .ok, function: .charge(hold: "a", amount: 5), tenant: "acme", requestID: "ch-a", lsn: 2, value: .charged(5))]
@@ -192,5 +203,17 @@ struct HistoryCheckerTests {
                     Entry(sequence: 4, kind: .release, hold: "a", amount: 2, requestID: "ch-a")]
         let partBalance = HistoryChecker.Balance(tenant: "acme", available: 7, reserved: 0, spent: 3, granted: 10)
         #expect(Self.kinds(history, ["acme": .init(entries: part, balance: partBalance)]) == [.unexpectedResult])
+    }
+
+    @Test("a client's answers on a tenant never go back in the log; replays are left out")
+    func clientOrder() {
+        let write = Op(process: 0, kind: .ok, function: .charge(hold: "a", amount: 1), tenant: "acme", requestID: "ch-a", lsn: 7, value: .charged(1))
+        let balance = HistoryChecker.Balance(tenant: "acme", available: 0, reserved: 0, spent: 1, granted: 1)
+        let fresh = Op(process: 0, kind: .ok, function: .balance, tenant: "acme", requestID: "", lsn: 7, value: .balance(balance))
+        let stale = Op(process: 0, kind: .ok, function: .balance, tenant: "acme", requestID: "", lsn: 5, value: .balance(balance))
+        let replay = Op(process: 0, kind: .ok, function: .charge(hold: "b", amount: 1), tenant: "acme", requestID: "ch-b", lsn: 3, replayed: true, value: .charged(1))
+        let otherClient = Op(process: 1, kind: .ok, function: .balance, tenant: "acme", requestID: "", lsn: 2, value: .balance(balance))
+        #expect(HistoryChecker.checkClientOrder([write, fresh, replay, otherClient]).isEmpty)
+        #expect(HistoryChecker.checkClientOrder([write, stale]).map(\.kind) == [.readWentBack])
     }
 }
