@@ -270,12 +270,7 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
             // the acknowledgements lost). Debug builds only: a release ledgerd cannot do this.
             if Self.sabotage == "ack-before-commit", !batch.body.isEmpty {
                 durable = batch.last
-                var ready: [(Result<DurableBatch?, StorageError>) -> Void] = []
-                waiters.removeAll { waiter in
-                    guard waiter.lsn <= batch.last else { return false }
-                    ready.append(waiter.completion)
-                    return true
-                }
+                let ready = takeWaitersLocked(upTo: batch.last)
                 lock.unlock()
                 for completion in ready { completion(.success(nil)) }
                 return batch
@@ -283,6 +278,17 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
         #endif
         lock.unlock()
         return batch
+    }
+
+    /// With the lock held: removes and returns the completions of the waiters up to `lsn`.
+    private func takeWaitersLocked(upTo lsn: UInt64) -> [@Sendable (Result<DurableBatch?, StorageError>) -> Void] {
+        var ready: [@Sendable (Result<DurableBatch?, StorageError>) -> Void] = []
+        waiters.removeAll { waiter in
+            guard waiter.lsn <= lsn else { return false }
+            ready.append(waiter.completion)
+            return true
+        }
+        return ready
     }
 
     #if DEBUG
@@ -302,18 +308,14 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
         lock.lock()
         inFlight = false
         readableUntil = sent + Self.nanoseconds(lease - margin)
-        var ready: [(Result<DurableBatch?, StorageError>) -> Void] = []
+        var ready: [@Sendable (Result<DurableBatch?, StorageError>) -> Void] = []
         if let durableBatch {
             durable = durableBatch.lastLSN
             statistics.syncs += 1
             statistics.records += UInt64(durableBatch.records)
             statistics.bytes += UInt64(durableBatch.bytes)
             statistics.syncNanoseconds += durableBatch.syncedAt - min(durableBatch.syncedAt, durableBatch.startedAt)
-            waiters.removeAll { waiter in
-                guard waiter.lsn <= durableBatch.lastLSN else { return false }
-                ready.append(waiter.completion)
-                return true
-            }
+            ready = takeWaitersLocked(upTo: durableBatch.lastLSN)
         }
         let wake = queueLocked()
         finishCloseLocked()

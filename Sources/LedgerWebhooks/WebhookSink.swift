@@ -188,7 +188,10 @@ public final class WebhookSink: Service, Sendable {
     private func followShards(_ state: inout DeliveryState) async {
         guard let placement = engine.placement else { return }
         let owned = Dictionary(uniqueKeysWithValues: placement.ownedEpochs.map { ($0.shard, $0.epoch) })
-        for (shard, epoch) in state.shards where owned[shard] != epoch {
+        let departed = state.shards.filter { owned[$0.key] != $0.value }.map(\.key)
+        // What was acknowledged stays acknowledged: saved before those tenants are let go.
+        if !departed.isEmpty { await save(&state) }
+        for shard in departed {
             state.shards[shard] = nil
             let count = engine.shardCount
             for tenant in state.cursor.keys where tenant.shardIndex(shardCount: count) == shard {
@@ -230,6 +233,9 @@ public final class WebhookSink: Service, Sendable {
             while true {
                 await followShards(&state)
                 while let tenant = state.pending.next() {
+                    // Cluster mode: only the tenants of shards whose cursor is loaded (a shard taken
+                    // since the last look is adopted, its tenants queued again, at the next one).
+                    if engine.placement != nil, state.shards[tenant.shardIndex(shardCount: engine.shardCount)] == nil { continue }
                     lagging.set(to: Double(state.pending.count + 1))
                     let page: EventPage
                     do {
