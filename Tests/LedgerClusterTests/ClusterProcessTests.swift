@@ -70,6 +70,18 @@ struct ClusterProcess {
         }
     }
 
+    /// A client configuration for this node that knows `other` too: it follows `wrong_owner` and
+    /// retries at the other node, by default up to 12 tries 50 ms apart, doubling (well past a
+    /// lease of 1 s and a take-over).
+    func configuration(
+        alsoKnowing other: ClusterProcess, retry: RetryPolicy = RetryPolicy(attempts: 12, backoff: .milliseconds(50))
+    ) -> ClientConfiguration {
+        var configuration = ClientConfiguration.development(dataDirectory: dataPath, port: started.port)
+        configuration.servers = [other.address]
+        configuration.retry = retry
+        return configuration
+    }
+
     /// A client of this node alone that neither retries nor follows `wrong_owner`: the tests see
     /// what the node answers.
     func client() async throws -> LedgerClient {
@@ -197,9 +209,7 @@ struct ClusterProcessTests {
         let (first, second) = try ClusterProcess.startTwo(url, directory: directory)
         defer { ClusterProcess.stop(first, second) }
         try await ClusterProcess.waitUntilBothServe(url)
-        var configuration = ClientConfiguration.development(dataDirectory: first.dataPath, port: first.started.port)
-        configuration.servers = [second.address]
-        configuration.retry = RetryPolicy(attempts: 10, backoff: .milliseconds(100))
+        let configuration = first.configuration(alsoKnowing: second, retry: RetryPolicy(attempts: 10, backoff: .milliseconds(100)))
         let client = try await LedgerClient.connect(configuration)
         let tenants = (0..<8).map { TenantID("c\($0)") }
         for tenant in tenants {
@@ -294,10 +304,7 @@ struct ClusterProcessTests {
         let directory = TemporaryDirectory("cluster-kill")
         let (first, second) = try ClusterProcess.startTwo(url, directory: directory)
         defer { ClusterProcess.stop(first, second) }
-        var configuration = ClientConfiguration.development(dataDirectory: first.dataPath, port: first.started.port)
-        configuration.servers = [second.address]
-        // Up to 12 tries 50 ms apart, doubling: well past a lease (1 s) and a take-over.
-        configuration.retry = RetryPolicy(attempts: 12, backoff: .milliseconds(50))
+        var configuration = first.configuration(alsoKnowing: second)
         configuration.callTimeout = .seconds(3)
         configuration.connectTimeout = .seconds(1)
         let tenants = (0..<8).map { TenantID("t\($0)") }
@@ -395,10 +402,7 @@ struct ClusterProcessTests {
             arguments: ["--webhook-url", "http://127.0.0.1:\(receiver.port)/hooks", "--webhook-secret-file", secretPath])
         defer { ClusterProcess.stop(first, second) }
         try await ClusterProcess.waitUntilBothServe(url)
-        var configuration = ClientConfiguration.development(dataDirectory: first.dataPath, port: first.started.port)
-        configuration.servers = [second.address]
-        configuration.retry = RetryPolicy(attempts: 12, backoff: .milliseconds(50))
-        let client = try await LedgerClient.connect(configuration)
+        let client = try await LedgerClient.connect(first.configuration(alsoKnowing: second))
         let tenants = (0..<8).map { TenantID("h\($0)") }
         // Three events each: created below the threshold (low), a grant (recovered), a charge (low).
         for tenant in tenants {
