@@ -178,6 +178,8 @@ public enum ClusterSchema {
     /// - `tokenledger_shard_epoch`: one row per take-over (the epoch, the head's next LSN then, who,
     ///   when), written by the take-over's own statement: the ownership history that the fault
     ///   checker holds the log against (no batch of an epoch after a newer epoch's take-over).
+    /// - A snapshot's `format`: the binary format version of its body (`SnapshotStore.formatVersion`;
+    ///   rows from before the column are format 1).
     /// - The webhook sink's cursor: a shard's row in `tokenledger_webhook_shard` says its tenants'
     ///   cursors exist (the sink started for it); a tenant's cursor is the last event id the
     ///   endpoint acknowledged and never moves back.
@@ -199,6 +201,7 @@ public enum ClusterSchema {
             last_event_id bigint NOT NULL)
         """,
         "CREATE INDEX IF NOT EXISTS tokenledger_webhook_cursor_shard ON tokenledger_webhook_cursor (shard)",
+        "ALTER TABLE tokenledger_shard_snapshot ADD COLUMN IF NOT EXISTS format int NOT NULL DEFAULT 1",
     ]
 
     /// A snapshot is stored in chunks of this size (a bytea value is at most 1 GB, and smaller rows
@@ -382,19 +385,19 @@ public final class ClusterDatabase: Sendable {
     /// decreasing. A damaged newest snapshot is passed over for the previous one (writing a snapshot
     /// keeps the previous one and the log after it); `skipped` says why.
     public func load(_ head: Head) async throws -> (
-        snapshot: (lsn: UInt64, body: ArraySlice<UInt8>)?, records: [(lsn: UInt64, body: [UInt8])], bytes: Int,
+        snapshot: (lsn: UInt64, body: ArraySlice<UInt8>, format: UInt32)?, records: [(lsn: UInt64, body: [UInt8])], bytes: Int,
         skipped: [String]
     ) {
         let index = Int32(head.shard)
-        var snapshot: (lsn: UInt64, body: ArraySlice<UInt8>)? = nil
+        var snapshot: (lsn: UInt64, body: ArraySlice<UInt8>, format: UInt32)? = nil
         var bytes = 0
         var skipped: [String] = []
         var snapshotLSN = head.snapshotLSN
         while snapshotLSN > 0, snapshot == nil {
             do {
-                let body = try await snapshotBody(shard: head.shard, lsn: snapshotLSN)
+                let (body, format) = try await snapshotBody(shard: head.shard, lsn: snapshotLSN)
                 bytes += body.count
-                snapshot = (snapshotLSN, body[...])
+                snapshot = (snapshotLSN, body[...], format)
             } catch let damage as ClusterError {
                 skipped.append(damage.description)
                 var previous: Int64 = 0
@@ -413,20 +416,22 @@ public final class ClusterDatabase: Sendable {
     }
 
     /// One stored snapshot, its chunks checked; a `ClusterError` when one is damaged or missing.
-    func snapshotBody(shard: Int, lsn: UInt64) async throws -> [UInt8] {
+    func snapshotBody(shard: Int, lsn: UInt64) async throws -> (body: [UInt8], format: UInt32) {
         var body: [UInt8] = []
         var expected: Int32 = 0
         var total: Int32 = -1
-        for try await (chunk, chunks, crc, buffer) in try await client.query(
+        var format: Int32 = 0
+        for try await (chunk, chunks, crc, chunkFormat, buffer) in try await client.query(
             """
-            SELECT chunk, chunks, crc, body FROM tokenledger_shard_snapshot
+            SELECT chunk, chunks, crc, format, body FROM tokenledger_shard_snapshot
             WHERE shard = \(Int32(shard)) AND lsn = \(Int64(lsn)) ORDER BY chunk
             """, logger: logger
-        ).decode((Int32, Int32, Int64, ByteBuffer).self) {
+        ).decode((Int32, Int32, Int64, Int32, ByteBuffer).self) {
             let part = Array(buffer.readableBytesView)
-            guard chunk == expected, UInt32(truncatingIfNeeded: crc) == CRC32C.checksum(part) else {
+            guard chunk == expected, UInt32(truncatingIfNeeded: crc) == CRC32C.checksum(part), chunk == 0 || chunkFormat == format else {
                 throw ClusterError("shard \(shard): snapshot at LSN \(lsn) is damaged at chunk \(chunk)")
             }
+            format = chunkFormat
             total = chunks
             expected += 1
             body += part
@@ -434,7 +439,11 @@ public final class ClusterDatabase: Sendable {
         guard total == expected else {
             throw ClusterError("shard \(shard): snapshot at LSN \(lsn) has \(expected) of \(total) chunks")
         }
-        return body
+        guard format >= SnapshotStore.oldestFormatVersion, format <= SnapshotStore.formatVersion else {
+            throw ClusterError(
+                "shard \(shard): snapshot at LSN \(lsn) has format \(format); this build reads \(SnapshotStore.oldestFormatVersion) to \(SnapshotStore.formatVersion)")
+        }
+        return (body, UInt32(format))
     }
 
     /// The records of the shard's log after `snapshotLSN`, checked, and their stored bytes.

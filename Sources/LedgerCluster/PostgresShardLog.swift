@@ -197,10 +197,11 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
             let crc = Int64(CRC32C.checksum(part))
             try await client.query(
                 """
-                INSERT INTO tokenledger_shard_snapshot (shard, lsn, chunk, chunks, crc, body)
-                SELECT \(index), \(Int64(lsn)), \(Int32(chunk)), \(Int32(chunks)), \(crc), \(ByteBuffer(bytes: part))
+                INSERT INTO tokenledger_shard_snapshot (shard, lsn, chunk, chunks, crc, format, body)
+                SELECT \(index), \(Int64(lsn)), \(Int32(chunk)), \(Int32(chunks)), \(crc), \(Int32(SnapshotStore.formatVersion)), \(ByteBuffer(bytes: part))
                 FROM tokenledger_shard_head WHERE shard = \(index) AND epoch = \(epoch)
-                ON CONFLICT (shard, lsn, chunk) DO UPDATE SET chunks = EXCLUDED.chunks, crc = EXCLUDED.crc, body = EXCLUDED.body
+                ON CONFLICT (shard, lsn, chunk) DO UPDATE
+                    SET chunks = EXCLUDED.chunks, crc = EXCLUDED.crc, format = EXCLUDED.format, body = EXCLUDED.body
                 """, logger: logger)
         }
         let fenced = try await client.withTransaction(logger: logger) { connection -> Bool in

@@ -67,9 +67,21 @@ extension Plan: BinaryCodable {
         writer.write(period)
         writer.write(rolloverCap)
         writer.write(spendLimit)
+        writer.write(quotas)
     }
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
         self.init(allowance: try reader.read(), period: try reader.read(), rolloverCap: try reader.read(), spendLimit: try reader.read())
+        if reader.version >= 2 { quotas = try reader.readArray() }
+    }
+}
+
+extension PlanQuota: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(feature)
+        writer.write(limit)
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(feature: try reader.read(), limit: try reader.read())
     }
 }
 
@@ -168,11 +180,13 @@ extension GrantRequest: BinaryCodable {
         writer.write(expiresAt)
         writer.write(priority)
         writer.write(note)
+        writer.write(scope)
     }
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
         self.init(
             kind: try reader.read(), amount: try reader.read(), effectiveAt: try reader.readOptional(),
             expiresAt: try reader.readOptional(), priority: try reader.readOptional(), note: try reader.read())
+        if reader.version >= 2 { scope = try reader.readArray() }
     }
 }
 
@@ -249,12 +263,14 @@ extension PriceCatalog: BinaryCodable {
 extension CommandBody: BinaryCodable {
     public func encode(to writer: inout BinaryWriter) {
         switch self {
+        // Tags 0, 1 and 3 are these commands' format-1 payloads (read, never written): a plan
+        // without quotas, a grant without a scope.
         case .createTenant(let tenant, let settings):
-            writer.tag(0)
+            writer.tag(16)
             writer.write(tenant)
             writer.write(settings)
         case .configureTenant(let tenant, let change):
-            writer.tag(1)
+            writer.tag(17)
             writer.write(tenant)
             writer.write(change)
         case .setMember(let tenant, let member, let settings):
@@ -263,7 +279,7 @@ extension CommandBody: BinaryCodable {
             writer.write(member)
             writer.write(settings)
         case .grant(let tenant, let request):
-            writer.tag(3)
+            writer.tag(18)
             writer.write(tenant)
             writer.write(request)
         case .purchase(let tenant, let moneyMinor, let note):
@@ -321,11 +337,16 @@ extension CommandBody: BinaryCodable {
     }
 
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
-        switch try reader.tag(below: 16) {
-        case 0: self = .createTenant(try reader.read(), try reader.read())
-        case 1: self = .configureTenant(try reader.read(), try reader.read())
+        let tag = try reader.tag(below: 19)
+        // A format-1 tag reads its payload as format 1, whatever carries it.
+        let version = reader.version
+        if tag == 0 || tag == 1 || tag == 3 { reader.version = 1 }
+        defer { reader.version = version }
+        switch tag {
+        case 0, 16: self = .createTenant(try reader.read(), try reader.read())
+        case 1, 17: self = .configureTenant(try reader.read(), try reader.read())
         case 2: self = .setMember(try reader.read(), try reader.read(), try reader.read())
-        case 3: self = .grant(try reader.read(), try reader.read())
+        case 3, 18: self = .grant(try reader.read(), try reader.read())
         case 4: self = .purchase(try reader.read(), moneyMinor: try reader.read(), note: try reader.read())
         case 5: self = .refundPurchase(try reader.read(), try reader.read())
         case 6: self = .voidGrant(try reader.read(), try reader.read())
@@ -337,7 +358,8 @@ extension CommandBody: BinaryCodable {
         case 13: self = .charge(try reader.read(), try reader.read())
         case 14: self = .extendHold(try reader.read(), try reader.read(), ttl: try reader.read())
         case 15: self = .increaseHold(try reader.read(), try reader.read(), amount: try reader.read())
-        default: self = .tick
+        case 12: self = .tick
+        default: throw reader.fail("unknown command tag \(tag)")
         }
     }
 }

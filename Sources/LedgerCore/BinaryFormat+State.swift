@@ -29,6 +29,7 @@ extension Grant: BinaryCodable {
         writer.write(moneyMinor)
         writer.write(linkedGrant)
         writer.write(note)
+        writer.write(scope)
     }
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
         self.init(
@@ -37,6 +38,7 @@ extension Grant: BinaryCodable {
             voided: try reader.read(), carriedOver: try reader.read(), priority: try reader.read(), createdAt: try reader.read(),
             effectiveAt: try reader.read(), expiresAt: try reader.readOptional(), moneyMinor: try reader.read(),
             linkedGrant: try reader.readOptional(), note: try reader.read())
+        if reader.version >= 2 { scope = try reader.readArray() }
     }
 }
 
@@ -59,6 +61,7 @@ extension Hold: BinaryCodable {
         writer.write(items)
         writer.write(budgetPeriodOfCapture)
         writer.write(planPeriodOfCapture)
+        writer.write(quota)
     }
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
         self.init(
@@ -68,6 +71,28 @@ extension Hold: BinaryCodable {
             createdAt: try reader.read(), expiresAt: try reader.read(), resolvedAt: try reader.readOptional(),
             catalogVersion: try reader.readOptional(), items: try reader.readArray(),
             budgetPeriodOfCapture: try reader.readOptional(), planPeriodOfCapture: try reader.readOptional())
+        if reader.version >= 2 { quota = try reader.readOptional() }
+    }
+}
+
+extension FeatureUnits: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(feature)
+        writer.write(units)
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(feature: try reader.read(), units: try reader.read())
+    }
+}
+
+extension HoldQuota: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        writer.write(periodStart)
+        writer.write(generation)
+        writer.write(units)
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self.init(periodStart: try reader.read(), generation: try reader.read(), units: try reader.readArray())
     }
 }
 
@@ -97,11 +122,13 @@ extension PlanPeriod: BinaryCodable {
         writer.write(end)
         writer.write(used)
         writer.write(generation)
+        writer.write(quotaUsed)
     }
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
         self.init(
             grant: try reader.readOptional(), start: try reader.read(), end: try reader.read(), used: try reader.read(),
             generation: try reader.read())
+        if reader.version >= 2 { quotaUsed = try reader.readArray() }
     }
 }
 
@@ -152,15 +179,26 @@ extension ErrorDetails: BinaryCodable {
             writer.write(shard)
             writer.write(address)
             writer.write(epoch)
+        case .quota(let feature, let used, let limit, let resetsAt, let requested):
+            writer.tag(5)
+            writer.write(feature)
+            writer.write(used)
+            writer.write(limit)
+            writer.write(resetsAt)
+            writer.write(requested)
         }
     }
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
-        switch try reader.tag(below: 5) {
+        switch try reader.tag(below: 6) {
         case 0: self = .budget(remaining: try reader.read(), cap: try reader.read(), resetsAt: try reader.read())
         case 1: self = .plan(remaining: try reader.read(), limit: try reader.read(), resetsAt: try reader.read())
         case 2: self = .balance(available: try reader.read(), requested: try reader.read())
         case 3: self = .limit(name: try reader.read(), value: try reader.read())
-        default: self = .owner(shard: try reader.read(), address: try reader.read(), epoch: try reader.read())
+        case 4: self = .owner(shard: try reader.read(), address: try reader.read(), epoch: try reader.read())
+        default:
+            self = .quota(
+                feature: try reader.read(), used: try reader.read(), limit: try reader.read(), resetsAt: try reader.read(),
+                requested: try reader.read())
         }
     }
 }
@@ -309,7 +347,12 @@ extension IdempotencyTable.Entry {
             throw reader.fail("tenant \(tenant) remembers a request for \(body.tenant.map { "tenant \($0)" } ?? "no tenant")")
         }
         let middle = reader.offset
-        _ = try reader.read(StoredOutcome.self)
+        let outcome = try reader.read(StoredOutcome.self)
+        guard reader.version == BinaryFormatVersion.current else {
+            // Kept in memory in the current format only (a repeat decodes it as such).
+            self.init(body: body, outcome: outcome, time: try reader.read())
+            return
+        }
         let skipped = tenant.encodedLength
         var stored = [UInt8]()
         stored.reserveCapacity(reader.offset - start - skipped)
@@ -442,7 +485,12 @@ extension TenantTable: BinaryCodable {
             let tenant = try reader.read(Tenant.self)
             guard tenant.id == id else { throw reader.fail("tenant \(tenant.id) stored under \(id)") }
             guard position(of: id) == nil else { throw reader.fail("duplicate key") }
-            insertFreezing(tenant, encoding: reader.bytes[start..<reader.offset])
+            // Frozen in the current format: an older snapshot's bytes are encoded again.
+            if reader.version == BinaryFormatVersion.current {
+                insertFreezing(tenant, encoding: reader.bytes[start..<reader.offset])
+            } else {
+                insertFreezing(tenant, encoding: tenant.binaryEncoded[...])
+            }
         }
     }
 }

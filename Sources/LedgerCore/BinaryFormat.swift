@@ -13,8 +13,19 @@
 //   Dictionary          varint count, then key, value pairs
 //   enum                1 byte tag (case index), then the payload
 //
-// Compatibility rule: new enum cases and new fields are added at the end, with a format version
-// bump where old data must still be read.
+// Compatibility rule: new enum cases and new fields are added at the end. A new field is read
+// only from data of the format version that added it (``BinaryReader/version``): snapshots carry
+// their version in their header (docs/storage.md); a WAL record's command carries it in its tag
+// (a command whose payload grew gets a new tag, and its old tag reads the old payload).
+
+/// The versions of the binary form.
+public enum BinaryFormatVersion {
+    /// 1: the first. 2: plan quotas (`Plan.quotas`, `PlanPeriod.quotaUsed`, `Hold.quota`) and
+    /// grant scopes (`Grant.scope`, `GrantRequest.scope`).
+    public static let current: UInt32 = 2
+    /// The oldest version this build reads.
+    public static let oldest: UInt32 = 1
+}
 
 /// Appends the binary form of values.
 public struct BinaryWriter {
@@ -79,6 +90,9 @@ public struct BinaryFormatError: Error, Hashable, Sendable, CustomStringConverti
 public struct BinaryReader {
     let bytes: [UInt8]
     public private(set) var offset: Int
+    /// The format version of the data: fields added after it are not read (they take their
+    /// defaults). In-memory forms are always ``BinaryFormatVersion/current``.
+    public var version: UInt32 = BinaryFormatVersion.current
 
     public init(_ bytes: [UInt8]) {
         self.bytes = bytes
@@ -179,9 +193,13 @@ extension BinaryCodable {
         return writer.bytes
     }
 
-    /// Decodes a value that must take all of `bytes`.
-    public init(binary bytes: [UInt8]) throws(BinaryFormatError) {
+    /// Decodes a value that must take all of `bytes`, written in format `version`.
+    public init(binary bytes: [UInt8], version: UInt32 = BinaryFormatVersion.current) throws(BinaryFormatError) {
         var reader = BinaryReader(bytes)
+        guard version >= BinaryFormatVersion.oldest, version <= BinaryFormatVersion.current else {
+            throw reader.fail("format version \(version); this build reads \(BinaryFormatVersion.oldest) to \(BinaryFormatVersion.current)")
+        }
+        reader.version = version
         self = try Self(from: &reader)
         guard reader.isAtEnd else { throw reader.fail("\(bytes.count - reader.offset) bytes after the value") }
     }

@@ -67,6 +67,10 @@ public struct Grant: Hashable, Sendable, Codable {
     public var state: GrantState
     /// Burn-down priority: lower is consumed first.
     public var priority: UInt32
+    /// The catalog features this grant may pay for (sorted, each once); empty: any spending. A
+    /// scoped grant pays only for items of its features: never for a reserve or charge by tokens,
+    /// nor overdraft debt. Format 2.
+    public var scope: [String] = []
 
     init(
         id: GrantID, kind: GrantKind, state: GrantState, amount: Tokens, remaining: Tokens, held: Tokens,
@@ -95,6 +99,14 @@ public struct Grant: Hashable, Sendable, Codable {
 
     /// Tokens this grant can fund right now.
     public var unheld: Tokens { remaining - held }
+
+    /// Whether this grant may pay for spending on `features` (nil: a reserve by tokens, which names
+    /// none): an unscoped grant pays for anything, a scoped one only for its own features.
+    public func pays(for features: [String]?) -> Bool {
+        guard !scope.isEmpty else { return true }
+        guard let features, !features.isEmpty else { return false }
+        return features.allSatisfy { scope.contains($0) }
+    }
 
     /// The burn-down order: priority ascending, then earliest expiry (never-expiring last), then
     /// creation order.
@@ -125,10 +137,12 @@ public struct GrantRequest: Hashable, Sendable, Codable {
     /// Nil: ``Grant/defaultPriority``.
     public var priority: UInt32?
     public var note: String
+    /// Catalog features the grant may pay for; empty: any (see ``Grant/scope``).
+    public var scope: [String]
 
     public init(
         kind: GrantKind, amount: Tokens, effectiveAt: LedgerTime? = nil, expiresAt: LedgerTime? = nil,
-        priority: UInt32? = nil, note: String = ""
+        priority: UInt32? = nil, note: String = "", scope: [String] = []
     ) {
         self.kind = kind
         self.amount = amount
@@ -136,6 +150,7 @@ public struct GrantRequest: Hashable, Sendable, Codable {
         self.expiresAt = expiresAt
         self.priority = priority
         self.note = note
+        self.scope = scope
     }
 }
 

@@ -60,6 +60,19 @@ public struct Hold: Hashable, Sendable, Codable {
     /// Start of the plan period of the latest capture: refunds reduce the plan meter only within
     /// that same period.
     public var planPeriodOfCapture: LedgerTime?
+    /// The plan quota units this hold's items counted, while they count: given back (and cleared)
+    /// when the hold ends with nothing spent or is refunded in full, within the same plan period.
+    /// Format 2.
+    public var quota: HoldQuota? = nil
+}
+
+/// Quota units a hold counted in one plan period.
+public struct HoldQuota: Hashable, Sendable, Codable {
+    /// The plan period's start and generation (``PlanPeriod/generation``): a period is both.
+    public var periodStart: LedgerTime
+    public var generation: UInt64
+    /// Per quota feature of the items, sorted by feature.
+    public var units: [FeatureUnits]
 }
 
 /// What a `reserve` command asks for.

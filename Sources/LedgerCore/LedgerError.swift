@@ -28,6 +28,8 @@ public enum ErrorCode: String, Sendable, Codable, CaseIterable {
     /// Cluster mode: the tenant's shard is served by another node (`ErrorDetails.owner` says
     /// which); send the call there with the same request id.
     case wrongOwner = "wrong_owner"
+    /// A plan quota for the period cannot cover the items' units (`ErrorDetails.quota` says which).
+    case quotaExceeded = "quota_exceeded"
 }
 
 /// Structured facts that come with some errors, so that a client can show them without parsing
@@ -45,6 +47,9 @@ public enum ErrorDetails: Hashable, Sendable, Codable {
     case limit(name: String, value: UInt64)
     /// `wrong_owner`: the shard, the address of the node that serves it and that node's epoch.
     case owner(shard: UInt32, address: String, epoch: UInt64)
+    /// `quota_exceeded`: the feature, the units counted in this period, the plan's limit, when the
+    /// period resets, and the units asked.
+    case quota(feature: String, used: UInt64, limit: UInt64, resetsAt: LedgerTime, requested: UInt64)
 }
 
 /// A typed, expected failure of a command: bad input or a business rule. Never a crash.

@@ -56,7 +56,11 @@ extension Tenant {
             if grant.state == .active, grant.remaining > 0, !inBurnOrder.contains(grant.id) {
                 fail("active grant \(grant.id) with tokens is missing from the burn-down order")
             }
-            if grant.state == .active { unheldActive += grant.unheld }
+            // Scoped grants never pay debt back.
+            if grant.state == .active, grant.scope.isEmpty { unheldActive += grant.unheld }
+            if !grant.scope.isEmpty, grant.scope != grant.scope.sorted() || Set(grant.scope).count != grant.scope.count {
+                fail("grant \(grant.id): scope not sorted or not unique")
+            }
             granted += grant.amount
             consumed += grant.consumed
             heldOnGrants += grant.held
@@ -104,6 +108,19 @@ extension Tenant {
             }
         }
         if open != openHoldCount { fail("open hold count \(openHoldCount) != \(open)") }
+        if let period = planPeriod {
+            // The period's quota units are those its holds still count.
+            var counted: [String: UInt64] = [:]
+            for hold in holds.values {
+                guard let quota = hold.quota, quota.periodStart == period.start, quota.generation == period.generation else { continue }
+                for units in quota.units { counted[units.feature, default: 0] += units.units }
+            }
+            let used = Dictionary(uniqueKeysWithValues: period.quotaUsed.map { ($0.feature, $0.units) })
+            if used != counted { fail("quota units used \(used) != counted by the period's holds \(counted)") }
+            if period.quotaUsed.map(\.feature) != period.quotaUsed.map(\.feature).sorted() || period.quotaUsed.contains(where: { $0.units == 0 }) {
+                fail("quota units not sorted by feature or with zeros")
+            }
+        }
         if heldByHolds != heldTotal { fail("held total \(heldTotal) != held by open holds \(heldByHolds)") }
         for grant in grants where heldPerGrant[grant.id, default: 0] != grant.held {
             fail("grant \(grant.id): held \(grant.held) != held by holds \(heldPerGrant[grant.id, default: 0])")

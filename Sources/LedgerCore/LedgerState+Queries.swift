@@ -12,6 +12,26 @@ public struct BucketView: Hashable, Sendable {
     public var priority: UInt32
     public var effectiveAt: LedgerTime
     public var expiresAt: LedgerTime?
+    /// The features the grant may pay for; empty: any spending.
+    public var scope: [String] = []
+}
+
+/// A plan quota in the current period: `used` of `limit` units until `resetsAt`; in an estimate,
+/// `requested` is what the items would count.
+public struct QuotaView: Hashable, Sendable {
+    public var feature: String
+    public var used: UInt64
+    public var limit: UInt64
+    public var resetsAt: LedgerTime
+    public var requested: UInt64
+
+    public init(feature: String, used: UInt64, limit: UInt64, resetsAt: LedgerTime, requested: UInt64 = 0) {
+        self.feature = feature
+        self.used = used
+        self.limit = limit
+        self.resetsAt = resetsAt
+        self.requested = requested
+    }
 }
 
 /// The plan meter: `used` of `total` in the current plan period (e.g. 500,000/3,000,000 used).
@@ -65,6 +85,8 @@ public struct BalanceView: Hashable, Sendable {
     public var lowBalanceThreshold: Tokens
     public var belowThreshold: Bool
     public var openHolds: Int
+    /// Each quota of the plan in the current period.
+    public var quotas: [QuotaView] = []
 }
 
 /// One priced item of an estimate.
@@ -87,6 +109,9 @@ public struct EstimateView: Hashable, Sendable {
     public var binding: BindingLimit
     public var headroom: Tokens
     public var headroomDetail: Headroom
+    /// Each plan quota the items count against, with the units they would count; an exceeded one
+    /// makes the estimate unaffordable.
+    public var quotas: [QuotaView] = []
 }
 
 extension LedgerState {
@@ -123,7 +148,8 @@ extension LedgerState {
             buckets.append(
                 BucketView(
                     id: grant.id, kind: grant.kind, state: grant.state, amount: grant.amount, remaining: grant.remaining,
-                    held: grant.held, priority: grant.priority, effectiveAt: grant.effectiveAt, expiresAt: grant.expiresAt))
+                    held: grant.held, priority: grant.priority, effectiveAt: grant.effectiveAt, expiresAt: grant.expiresAt,
+                    scope: grant.scope))
         }
         let available = tenant.available
         var view = BalanceView(
@@ -136,6 +162,9 @@ extension LedgerState {
             view.meter = MeterView(
                 used: period.used, total: period.used + inPool, periodStart: period.start, periodEnd: period.end,
                 spendLimit: plan.spendLimit)
+            view.quotas = plan.quotas.map {
+                QuotaView(feature: $0.feature, used: period.used($0.feature), limit: $0.limit, resetsAt: period.end)
+            }
         }
         if let memberID {
             try IdentifierRule.check(memberID.rawValue, field: "member id")
@@ -150,9 +179,10 @@ extension LedgerState {
         return view
     }
 
-    /// Prices `items` with the installed catalog and checks them against the pool, the member's
-    /// budget (when `member` is given and has one) and the plan's spend limit. An unknown member is
-    /// estimated as one without a budget, as a reserve would create it.
+    /// Prices `items` with the installed catalog and checks them against the pool (the grants that
+    /// may pay for them), the member's budget (when `member` is given and has one), the plan's spend
+    /// limit and its quotas, as a reserve of the items would. An unknown member is estimated as one
+    /// without a budget, as a reserve would create it.
     public func estimate(_ tenantID: TenantID, member memberID: MemberID? = nil, items: [PricedItem]) throws(LedgerError)
         -> EstimateView
     {
@@ -160,19 +190,28 @@ extension LedgerState {
         guard let catalog else { throw LedgerError(.invalidArgument, "no price catalog is installed") }
         if let memberID { try IdentifierRule.check(memberID.rawValue, field: "member id") }
         let costs = try catalog.price(items)
-        let headroom = tenant.headroom(member: memberID.flatMap { tenant.members[$0] })
+        let pool = tenant.available(payingFor: Tenant.features(of: items), anyOne: true)
+        let headroom = tenant.headroom(member: memberID.flatMap { tenant.members[$0] }, pool: pool)
         let (binding, remaining) = headroom.binding
+        // Leading items the grants' scopes cover, item by item as a reserve draws.
+        let (_, covered) = tenant.planDraw(items: items, costs: costs)
+        let quotas = tenant.quotaViews(tenant.quotaUnits(items))
+        var countedUnits: [String: UInt64] = [:]
         var total: Tokens = 0
         var fitting = 0
         var estimateItems: [EstimateItem] = []
-        for (item, cost) in zip(items, costs) {
+        for (position, (item, cost)) in zip(items, costs).enumerated() {
             total += cost
-            if total <= remaining, fitting == estimateItems.count { fitting += 1 }
+            if quotas.contains(where: { $0.feature == item.feature }) { countedUnits[item.feature, default: 0] += item.quantity }
+            let quotasFit = quotas.allSatisfy { countedUnits[$0.feature, default: 0] <= $0.limit.subtractingClamped($0.used) }
+            if total <= remaining, position < covered, quotasFit, fitting == estimateItems.count { fitting += 1 }
             estimateItems.append(EstimateItem(feature: item.feature, quantity: item.quantity, cost: cost))
         }
+        let quotasFit = quotas.allSatisfy { $0.requested <= $0.limit.subtractingClamped($0.used) }
         return EstimateView(
-            catalogVersion: catalog.version, items: estimateItems, total: total, affordable: total <= remaining,
-            itemsAffordable: fitting, binding: binding, headroom: remaining, headroomDetail: headroom)
+            catalogVersion: catalog.version, items: estimateItems, total: total,
+            affordable: total <= remaining && covered == items.count && quotasFit, itemsAffordable: fitting, binding: binding,
+            headroom: remaining, headroomDetail: headroom, quotas: quotas)
     }
 
     /// One page of the tenant's history, oldest first.

@@ -119,6 +119,8 @@ public struct LedgerState: Hashable, Sendable {
         } catch {
             return .failure(error)
         }
+        var settings = settings
+        settings.plan = settings.plan.map(Tenant.canonical)
         var tenant = Tenant(id: tenantID, settings: settings, createdAt: ctx.now)
         tenant.record(.tenantCreated, ctx, amount: 0)
         if settings.plan != nil { tenant.startPlan(&ctx) }

@@ -62,5 +62,11 @@ public enum Limits {
     /// Events in one page of a Watch stream or one webhook delivery.
     public static let eventPageMax = 256
     /// Length of a free-text note or reference on a grant, in UTF-8 bytes.
+    /// Quotas in one plan.
+    public static let planQuotasMax = 32
+    /// Largest quota limit, in units per period.
+    public static let quotaLimitMax: UInt64 = 1_000_000_000_000_000
+    /// Features one grant's scope lists.
+    public static let grantScopeFeaturesMax = 16
     public static let noteLengthMax = 256
 }

@@ -8,12 +8,33 @@ public struct Plan: Hashable, Sendable, Codable {
     /// Most tokens the tenant may hold plus spend per plan period from any source; 0: no limit.
     /// Exceeding it is `plan_limit_reached`.
     public var spendLimit: Tokens
+    /// Units of catalog features the plan grants per period (sorted by feature, each once; at most
+    /// ``Limits/planQuotasMax``). Reserves and charges by items count them; exceeding one is
+    /// `quota_exceeded`. Format 2.
+    public var quotas: [PlanQuota]
 
-    public init(allowance: Tokens, period: PeriodRule, rolloverCap: Tokens = 0, spendLimit: Tokens = 0) {
+    public init(allowance: Tokens, period: PeriodRule, rolloverCap: Tokens = 0, spendLimit: Tokens = 0, quotas: [PlanQuota] = []) {
         self.allowance = allowance
         self.period = period
         self.rolloverCap = rolloverCap
         self.spendLimit = spendLimit
+        self.quotas = quotas
+    }
+
+    /// The quota of `feature`, if the plan has one.
+    public func quota(_ feature: String) -> PlanQuota? { quotas.first { $0.feature == feature } }
+}
+
+/// Units of one catalog feature a plan grants per period ("30 cover images a month"): the sum of
+/// the quantities of that feature's items in reserves and charges, in the feature's unit. A limit
+/// of 0 leaves the feature out of the plan.
+public struct PlanQuota: Hashable, Sendable, Codable {
+    public var feature: String
+    public var limit: UInt64
+
+    public init(feature: String, limit: UInt64) {
+        self.feature = feature
+        self.limit = limit
     }
 }
 

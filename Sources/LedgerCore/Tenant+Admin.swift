@@ -14,6 +14,29 @@ extension Tenant {
         try checkAmount(plan.allowance, "plan allowance", allowZero: true)
         try checkAmount(plan.rolloverCap, "rollover cap", allowZero: true)
         try checkAmount(plan.spendLimit, "plan spend limit", allowZero: true)
+        guard plan.quotas.count <= Limits.planQuotasMax else {
+            throw LedgerError.limit("plan_quotas_max", UInt64(Limits.planQuotasMax), "a plan has at most \(Limits.planQuotasMax) quotas")
+        }
+        try checkFeatures(plan.quotas.map(\.feature), "quota feature")
+        for quota in plan.quotas where quota.limit > Limits.quotaLimitMax {
+            throw LedgerError(.invalidArgument, "quota \(quota.feature): the limit is at most \(Limits.quotaLimitMax)")
+        }
+    }
+
+    /// Catalog feature names: each valid and named once.
+    static func checkFeatures(_ features: [String], _ what: String) throws(LedgerError) {
+        var seen: Set<String> = []
+        for feature in features {
+            try IdentifierRule.check(feature, field: what)
+            guard seen.insert(feature).inserted else { throw LedgerError(.invalidArgument, "\(what) \(feature) appears twice") }
+        }
+    }
+
+    /// The plan as stored: quotas sorted by feature (any order is accepted).
+    static func canonical(_ plan: Plan) -> Plan {
+        var plan = plan
+        plan.quotas.sort { $0.feature < $1.feature }
+        return plan
     }
 
     static func validate(_ rules: PurchaseRules) throws(LedgerError) {
@@ -64,12 +87,13 @@ extension Tenant {
         if planPeriod == nil, case .set(let plan)? = change.plan { try checkGrantable(plan.allowance) }
 
         if let rules = change.purchaseRules { settings.purchaseRules = rules }
+        // New quota limits apply at once to what the running period has counted.
         if let overdraft = change.overdraftLimit { settings.overdraftLimit = overdraft }
         if let threshold = change.lowBalanceThreshold { settings.lowBalanceThreshold = threshold }
         record(.tenantConfigured, ctx, amount: 0)
         switch change.plan {
         case .set(let plan)?:
-            settings.plan = plan
+            settings.plan = Self.canonical(plan)
             // A running period keeps its grant; the new terms apply from the next renewal.
             if planPeriod == nil { startPlan(&ctx) }
         case .remove?:
@@ -212,11 +236,16 @@ extension Tenant {
         guard priority <= Limits.grantPriorityMax else {
             throw LedgerError(.invalidArgument, "priority must be at most \(Limits.grantPriorityMax)")
         }
+        guard request.scope.count <= Limits.grantScopeFeaturesMax else {
+            throw LedgerError.limit(
+                "grant_scope_features_max", UInt64(Limits.grantScopeFeaturesMax), "a grant's scope lists at most \(Limits.grantScopeFeaturesMax) features")
+        }
+        try Self.checkFeatures(request.scope, "scope feature")
         try checkGrantable(request.amount)
         try checkGrantSlots(1)
         let id = addGrant(
             kind: request.kind, amount: request.amount, effectiveAt: effectiveAt, expiresAt: request.expiresAt,
-            priority: priority, note: request.note, &ctx)
+            priority: priority, note: request.note, scope: request.scope.sorted(), &ctx)
         return grants[index(id)]
     }
 

@@ -62,8 +62,9 @@ public struct Headroom: Hashable, Sendable {
 
 extension Tenant {
     /// What each limit allows now for `member`; `overdraft` adds the unused overdraft to the pool.
-    public func headroom(member: Member?, overdraft: Bool = false) -> Headroom {
-        var pool = available
+    /// `pool`: the unheld tokens that may pay (nil: those of unscoped grants, for spending by tokens).
+    public func headroom(member: Member?, overdraft: Bool = false, pool: Tokens? = nil) -> Headroom {
+        var pool = pool ?? available(payingFor: nil)
         if overdraft { pool += settings.overdraftLimit.subtractingClamped(debt) }
         var result = Headroom(pool: pool)
         if let member, let budget = member.settings.budget {
@@ -84,21 +85,81 @@ extension Tenant {
 
     // MARK: - Reserve
 
-    /// The amount a reserve asks for, pricing items with the installed catalog.
-    static func price(_ amount: ReserveRequest.Amount, catalog: PriceCatalog?) throws(LedgerError) -> (Tokens, String?, [PricedItem]) {
+    /// The amount a reserve asks for, pricing items with the installed catalog: the total, the
+    /// catalog's version, the items and each item's cost.
+    static func price(_ amount: ReserveRequest.Amount, catalog: PriceCatalog?) throws(LedgerError)
+        -> (Tokens, String?, [PricedItem], [Tokens])
+    {
         switch amount {
         case .tokens(let tokens):
             try checkAmount(tokens, "reserve amount")
-            return (tokens, nil, [])
+            return (tokens, nil, [], [])
         case .items(let items):
             guard let catalog else { throw LedgerError(.invalidArgument, "no price catalog is installed") }
             var total: Tokens = 0
-            for cost in try catalog.price(items) { total += cost }  // <= 1,000 x 10^15: no overflow
+            let costs = try catalog.price(items)
+            for cost in costs { total += cost }  // <= 1,000 x 10^15: no overflow
             guard total <= Limits.amountMax else {
                 throw LedgerError.limit("amount_max", Limits.amountMax, "the items cost \(total), above \(Limits.amountMax)")
             }
-            return (total, catalog.version, items)
+            return (total, catalog.version, items, costs)
         }
+    }
+
+    /// The features of items, each once, in order (nil for none: spending by tokens).
+    static func features(of items: [PricedItem]) -> [String]? {
+        guard !items.isEmpty else { return nil }
+        var features: [String] = []
+        for item in items where !features.contains(item.feature) { features.append(item.feature) }
+        return features
+    }
+
+    // MARK: - Quotas
+
+    /// The units `items` count against the plan's quotas, per quota feature (sorted); empty without
+    /// a plan period or a quota among the items' features.
+    func quotaUnits(_ items: [PricedItem]) -> [FeatureUnits] {
+        guard let plan = settings.plan, !plan.quotas.isEmpty, planPeriod != nil else { return [] }
+        var units: [FeatureUnits] = []
+        for quota in plan.quotas {
+            var count: UInt64 = 0
+            for item in items where item.feature == quota.feature { count += item.quantity }  // <= 1,000 x 10^12
+            if count > 0 { units.append(FeatureUnits(feature: quota.feature, units: count)) }
+        }
+        return units
+    }
+
+    /// Each plan quota `units` touch: what the period counted, the limit, the reset and the units
+    /// asked.
+    func quotaViews(_ units: [FeatureUnits]) -> [QuotaView] {
+        guard let plan = settings.plan, let period = planPeriod else { return [] }
+        return units.compactMap { asked in
+            plan.quota(asked.feature).map {
+                QuotaView(feature: $0.feature, used: period.used($0.feature), limit: $0.limit, resetsAt: period.end, requested: asked.units)
+            }
+        }
+    }
+
+    /// `quota_exceeded` for the first quota that cannot count `units`, or nil.
+    func quotaRefusal(_ units: [FeatureUnits]) -> LedgerError? {
+        for view in quotaViews(units) where view.requested > view.limit.subtractingClamped(view.used) {
+            return LedgerError(
+                .quotaExceeded,
+                "\(view.requested) \(view.feature) asked, \(view.used) of the plan's \(view.limit) used until \(view.resetsAt)",
+                details: .quota(feature: view.feature, used: view.used, limit: view.limit, resetsAt: view.resetsAt, requested: view.requested))
+        }
+        return nil
+    }
+
+    /// Gives a hold's quota units back to the period that counted them, if it is still running and
+    /// the hold ended with nothing spent (never captured, or refunded in full): the work did not
+    /// count.
+    private mutating func returnQuotaIfUnspent(_ hold: inout Hold) {
+        guard hold.state != .held, hold.captured == hold.refunded, let quota = hold.quota, let period = planPeriod,
+            period.start == quota.periodStart, period.generation == quota.generation
+        else { return }
+        for units in quota.units { planPeriod!.count(units, adding: false) }
+        hold.quota = nil
     }
 
     static func holdTTLMilliseconds(_ ttl: Duration?) throws(LedgerError) -> Int64 {
@@ -134,16 +195,26 @@ extension Tenant {
         try IdentifierRule.check(request.hold.rawValue, field: "hold id")
         if let member = request.member { try IdentifierRule.check(member.rawValue, field: "member id") }
         let ttl = charging ? 0 : try Self.holdTTLMilliseconds(request.ttl)
-        let (amount, catalogVersion, items) = try Self.price(request.amount, catalog: ctx.catalog)
+        let (amount, catalogVersion, items, costs) = try Self.price(request.amount, catalog: ctx.catalog)
         guard holds[request.hold] == nil else { throw LedgerError(.alreadyExists, "hold \(request.hold) exists already") }
         guard charging || openHoldCount < Limits.openHoldsPerTenantMax else {
             throw LedgerError.limit("open_holds_per_tenant_max", UInt64(Limits.openHoldsPerTenantMax), "tenant \(id) has \(Limits.openHoldsPerTenantMax) open holds already")
         }
         var member = try request.member.map { (memberID) throws(LedgerError) in try self.member(memberID, creating: true, ctx) }
-        if let refusal = headroom(member: member).refusal(amount, poolAvailable: available) {
+        let units = quotaUnits(items)
+        if let refusal = quotaRefusal(units) { throw refusal }
+        // Items may draw on the grants scoped to their features; tokens only on unscoped grants.
+        let pool = available(payingFor: Self.features(of: items), anyOne: true)
+        if let refusal = headroom(member: member, pool: pool).refusal(amount, poolAvailable: pool) {
             throw refuse(refusal, member: request.member, requested: amount, &ctx)
         }
-        let allocations = planDraw(amount)!
+        let draws = items.isEmpty ? planDraw(amount, payingFor: nil) : planDraw(items: items, costs: costs).draws
+        guard let allocations = draws else {
+            // The pool covers the total, but not item by item within the grants' scopes.
+            throw LedgerError(
+                .insufficientBalance, "\(amount) tokens requested; the grants that may pay for each item cover less",
+                details: .balance(available: pool, requested: amount))
+        }
 
         for allocation in allocations {
             grants[index(allocation.grant)].held += allocation.amount
@@ -155,11 +226,15 @@ extension Tenant {
         }
         heldTotal += amount
         openHoldCount += 1
-        let hold = Hold(
+        var hold = Hold(
             id: request.hold, member: request.member, state: .held, amount: amount, allocations: allocations, held: amount,
             captured: 0, captures: [], overdraftCaptured: 0, refunded: 0, createdAt: ctx.now,
             expiresAt: ctx.now.adding(milliseconds: ttl), resolvedAt: nil, catalogVersion: catalogVersion, items: items,
             budgetPeriodOfCapture: nil, planPeriodOfCapture: nil)
+        if !units.isEmpty, let period = planPeriod {
+            for count in units { planPeriod!.count(count, adding: true) }
+            hold.quota = HoldQuota(periodStart: period.start, generation: period.generation, units: units)
+        }
         holds[request.hold] = hold
         if !charging { ctx.schedule(hold.expiresAt, .holdExpiry(request.hold)) }
         return hold
@@ -193,11 +268,14 @@ extension Tenant {
             }
             let extra = amount - hold.held
             let member = hold.member.flatMap { members[$0] }
-            if let refusal = headroom(member: member, overdraft: true).refusal(extra, poolAvailable: available) {
+            // Beyond the hold: from the grants that may pay for every item of the hold.
+            let features = Self.features(of: hold.items)
+            let pool = available(payingFor: features)
+            if let refusal = headroom(member: member, overdraft: true, pool: pool).refusal(extra, poolAvailable: pool) {
                 throw refuse(refusal, member: hold.member, requested: extra, &ctx)
             }
-            let fromPool = min(extra, available)
-            extraDraws = planDraw(fromPool)!
+            let fromPool = min(extra, pool)
+            extraDraws = planDraw(fromPool, payingFor: features)!
             extraDebt = extra - fromPool
         }
 
@@ -230,6 +308,7 @@ extension Tenant {
         if final {
             released = hold.held
             resolve(&hold, as: .committed, returning: .release, ctx)
+            returnQuotaIfUnspent(&hold)
         }
         holds[holdID] = hold
         return .committed(hold, captured: amount, released: released)
@@ -257,10 +336,13 @@ extension Tenant {
                 "amount_max", Limits.amountMax, "the hold would hold \(hold.amount) + \(amount), above \(Limits.amountMax)")
         }
         let member = hold.member.flatMap { members[$0] }
-        if let refusal = headroom(member: member).refusal(amount, poolAvailable: available) {
+        // From the grants that may pay for every item of the hold (unscoped ones for a hold by tokens).
+        let features = Self.features(of: hold.items)
+        let pool = available(payingFor: features)
+        if let refusal = headroom(member: member, pool: pool).refusal(amount, poolAvailable: pool) {
             throw refuse(refusal, member: hold.member, requested: amount, &ctx)
         }
-        for allocation in planDraw(amount)! {
+        for allocation in planDraw(amount, payingFor: features)! {
             grants[index(allocation.grant)].held += allocation.amount
             record(.reserve, ctx, amount: allocation.amount, member: hold.member, hold: holdID, grant: allocation.grant)
             if let last = hold.allocations.indices.last, hold.allocations[last].grant == allocation.grant {
@@ -324,6 +406,7 @@ extension Tenant {
         var hold = try openHold(holdID)
         let released = hold.held
         resolve(&hold, as: .released, returning: .release, ctx)
+        returnQuotaIfUnspent(&hold)
         holds[holdID] = hold
         return .released(hold, released: released)
     }
@@ -332,6 +415,7 @@ extension Tenant {
         guard var hold = holds[holdID], hold.state == .held, hold.expiresAt == ctx.now else { return }
         let released = hold.held
         resolve(&hold, as: .expired, returning: .holdExpired, ctx)
+        returnQuotaIfUnspent(&hold)
         holds[holdID] = hold
         ctx.emit(id, .holdExpired(hold: holdID, released: released))
     }
@@ -397,6 +481,7 @@ extension Tenant {
         if let period = planPeriod, hold.planPeriodOfCapture == period.start {
             planPeriod!.used -= min(amount, period.used)
         }
+        returnQuotaIfUnspent(&hold)
         holds[holdID] = hold
         return .refunded(hold, refunded: amount, newGrant: newGrant)
     }

@@ -21,6 +21,34 @@ public struct PlanPeriod: Hashable, Sendable, Codable {
     /// Counts plan removals and first settings, so that a renewal scheduled under an older plan is
     /// ignored.
     public var generation: UInt64
+    /// Units of each quota feature counted in this period (sorted by feature; features with none
+    /// left out). Format 2.
+    public var quotaUsed: [FeatureUnits] = []
+
+    /// Units of `feature` counted in this period.
+    public func used(_ feature: String) -> UInt64 { quotaUsed.first { $0.feature == feature }?.units ?? 0 }
+
+    /// Adds (or, with `adding: false`, takes away, never below 0) units of a feature.
+    mutating func count(_ units: FeatureUnits, adding: Bool) {
+        if let position = quotaUsed.firstIndex(where: { $0.feature >= units.feature }), quotaUsed[position].feature == units.feature {
+            quotaUsed[position].units = adding ? quotaUsed[position].units + units.units : quotaUsed[position].units.subtractingClamped(units.units)
+            if quotaUsed[position].units == 0 { quotaUsed.remove(at: position) }
+        } else if adding, units.units > 0 {
+            let position = quotaUsed.firstIndex(where: { $0.feature > units.feature }) ?? quotaUsed.count
+            quotaUsed.insert(units, at: position)
+        }
+    }
+}
+
+/// A number of units of one catalog feature.
+public struct FeatureUnits: Hashable, Sendable, Codable {
+    public var feature: String
+    public var units: UInt64
+
+    public init(feature: String, units: UInt64) {
+        self.feature = feature
+        self.units = units
+    }
 }
 
 /// One company's pool, members, holds and history.
@@ -84,10 +112,23 @@ public struct Tenant: Hashable, Sendable {
 
     // MARK: - Reading
 
-    /// Unheld tokens of active grants: what new holds can take right now.
+    /// Unheld tokens of active grants, scoped ones included: what new holds can take right now.
     public var available: Tokens {
         var total: Tokens = 0
         for id in activeGrants { total += grants[index(id)].unheld }
+        return total
+    }
+
+    /// Unheld tokens of active grants that may pay for `features` (``Grant/pays(for:)``; nil: a
+    /// reserve by tokens, unscoped grants only). With `anyOne`, a grant that pays for any one of the
+    /// features counts: the most the items of a reserve could draw.
+    public func available(payingFor features: [String]?, anyOne: Bool = false) -> Tokens {
+        var total: Tokens = 0
+        for id in activeGrants {
+            let grant = grants[index(id)]
+            guard grant.scope.isEmpty || (anyOne ? features?.contains(where: grant.scope.contains) ?? false : grant.pays(for: features)) else { continue }
+            total += grant.unheld
+        }
         return total
     }
 
@@ -125,16 +166,18 @@ public struct Tenant: Hashable, Sendable {
     /// Adds a grant (checked by the caller against the limits) and schedules what it needs.
     mutating func addGrant(
         kind: GrantKind, amount: Tokens, effectiveAt: LedgerTime, expiresAt: LedgerTime?, priority: UInt32,
-        moneyMinor: UInt64 = 0, linkedGrant: GrantID? = nil, note: String = "", _ ctx: inout ApplyContext
+        moneyMinor: UInt64 = 0, linkedGrant: GrantID? = nil, note: String = "", scope: [String] = [],
+        _ ctx: inout ApplyContext
     ) -> GrantID {
         let id = GrantID(UInt64(grants.count + 1))
         let pending = effectiveAt > ctx.now
-        grants.append(
-            Grant(
-                id: id, kind: kind, state: pending ? .pending : .active, amount: amount, remaining: amount, held: 0,
-                consumed: 0, expired: 0, voided: 0, carriedOver: 0, priority: priority, createdAt: ctx.now,
-                effectiveAt: effectiveAt, expiresAt: expiresAt, moneyMinor: moneyMinor, linkedGrant: linkedGrant,
-                note: note))
+        var grant = Grant(
+            id: id, kind: kind, state: pending ? .pending : .active, amount: amount, remaining: amount, held: 0,
+            consumed: 0, expired: 0, voided: 0, carriedOver: 0, priority: priority, createdAt: ctx.now,
+            effectiveAt: effectiveAt, expiresAt: expiresAt, moneyMinor: moneyMinor, linkedGrant: linkedGrant,
+            note: note)
+        grant.scope = scope
+        grants.append(grant)
         grantedTotal += amount
         record(.grant, ctx, amount: amount, grant: id)
         if pending {
@@ -184,18 +227,59 @@ public struct Tenant: Hashable, Sendable {
         }
     }
 
-    /// Plans how to take `amount` unheld tokens in burn-down order, without changing anything.
-    func planDraw(_ amount: Tokens) -> [Allocation]? {
+    /// Plans how to take `amount` unheld tokens in burn-down order from the grants that may pay for
+    /// `features` (nil: unscoped grants only), without changing anything.
+    func planDraw(_ amount: Tokens, payingFor features: [String]?) -> [Allocation]? {
         var left = amount
         var draws: [Allocation] = []
         for id in activeGrants where left > 0 {
-            let unheld = grants[index(id)].unheld
-            guard unheld > 0 else { continue }
-            let take = min(unheld, left)
+            let grant = grants[index(id)]
+            guard grant.unheld > 0, grant.pays(for: features) else { continue }
+            let take = min(grant.unheld, left)
             draws.append(Allocation(grant: id, amount: take))
             left -= take
         }
         return left == 0 ? draws : nil
+    }
+
+    /// Plans the draws of priced items: each item, in the order given, from the grants that may pay
+    /// for its feature, in burn-down order. Returns the allocations (in burn-down order) and how
+    /// many leading items were covered; the allocations are nil unless every item was.
+    func planDraw(items: [PricedItem], costs: [Tokens]) -> (draws: [Allocation]?, covered: Int) {
+        let total = costs.reduce(0, +)
+        // Without a scoped grant every grant pays for every item: one draw of the total.
+        if !activeGrants.contains(where: { !grants[index($0)].scope.isEmpty }) {
+            let draws = planDraw(total, payingFor: nil)
+            if draws != nil { return (draws, items.count) }
+            var covered = 0
+            var sum: Tokens = 0
+            let pool = available
+            for cost in costs {
+                sum += cost
+                guard sum <= pool else { break }
+                covered += 1
+            }
+            return (nil, covered)
+        }
+        var taken = [Tokens](repeating: 0, count: activeGrants.count)
+        var covered = 0
+        for (item, cost) in zip(items, costs) {
+            var left = cost
+            for (position, id) in activeGrants.enumerated() where left > 0 {
+                let grant = grants[index(id)]
+                guard grant.pays(for: [item.feature]) else { continue }
+                let take = min(grant.unheld - taken[position], left)
+                taken[position] += take
+                left -= take
+            }
+            guard left == 0 else { return (nil, covered) }
+            covered += 1
+        }
+        var draws: [Allocation] = []
+        for (position, id) in activeGrants.enumerated() where taken[position] > 0 {
+            draws.append(Allocation(grant: id, amount: taken[position]))
+        }
+        return (draws, covered)
     }
 
     /// Returns held tokens of a grant; what comes back to an expired or voided grant is expired or
@@ -223,7 +307,7 @@ public struct Tenant: Hashable, Sendable {
     /// Pays overdraft debt back from unheld tokens, then reports threshold crossings.
     mutating func settle(_ ctx: inout ApplyContext) {
         if debt > 0 {
-            for id in activeGrants where debt > 0 {
+            for id in activeGrants where debt > 0 && grants[index(id)].scope.isEmpty {
                 let position = index(id)
                 let take = min(grants[position].unheld, debt)
                 guard take > 0 else { continue }

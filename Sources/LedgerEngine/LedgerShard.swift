@@ -126,7 +126,7 @@ public final class LedgerShard: Sendable {
         let snapshotLSN = newest?.lsn ?? 0
         let log = try WALRecovery.recover(directory: directory, afterLSN: snapshotLSN, faults: configuration.faults)
         let state = try Self.restore(
-            snapshot: newest.map { ($0.lsn, $0.body) }, records: log.records, shard: index, place: directory)
+            snapshot: newest.map { ($0.lsn, $0.body, $0.format) }, records: log.records, shard: index, place: directory)
         let snapshotBytes = newest?.body.count ?? 0
         let skipped = newest?.skipped ?? []
         let wal = try WriteAheadLog(
@@ -164,7 +164,7 @@ public final class LedgerShard: Sendable {
     /// after it (contiguous from the snapshot's LSN + 1); they are replayed and audited here as
     /// local recovery does, and `log` takes the records from `lastLSN + 1` on.
     public init(
-        index: Int, snapshot: (lsn: UInt64, body: ArraySlice<UInt8>)?, records: [(lsn: UInt64, body: [UInt8])],
+        index: Int, snapshot: (lsn: UInt64, body: ArraySlice<UInt8>, format: UInt32)?, records: [(lsn: UInt64, body: [UInt8])],
         skippedSnapshots: [String] = [], log: any ExternalShardLog, place: String,
         configuration: ShardConfiguration = ShardConfiguration(),
         clock: any LedgerClock = SystemClock(), hub: EventHub? = nil
@@ -193,13 +193,13 @@ public final class LedgerShard: Sendable {
     /// The state a snapshot and the records after it make, audited. `place` names where they came
     /// from in errors.
     public static func restore(
-        snapshot: (lsn: UInt64, body: ArraySlice<UInt8>)?, records: [(lsn: UInt64, body: [UInt8])], shard: Int, place: String
+        snapshot: (lsn: UInt64, body: ArraySlice<UInt8>, format: UInt32)?, records: [(lsn: UInt64, body: [UInt8])], shard: Int, place: String
     ) throws -> LedgerState {
         var state = LedgerState()
         var expected: UInt64 = 1
         if let snapshot {
             do {
-                state = try LedgerState(binary: Array(snapshot.body))
+                state = try LedgerState(binary: Array(snapshot.body), version: snapshot.format)
             } catch {
                 throw EngineError.recoveryFailed("snapshot at LSN \(snapshot.lsn) in \(place) does not decode: \(error)")
             }
@@ -474,7 +474,7 @@ public final class LedgerShard: Sendable {
         var state = LedgerState()
         var lsn: UInt64 = 0
         if let snapshot = try SnapshotStore(directory: directory).loadNewest() {
-            state = try LedgerState(binary: Array(snapshot.body))
+            state = try LedgerState(binary: Array(snapshot.body), version: snapshot.format)
             lsn = snapshot.lsn
         }
         let log = try WALRecovery.scan(directory: directory, afterLSN: lsn)

@@ -81,7 +81,7 @@ public enum Restore {
         var state = LedgerState()
         var lsn: UInt64 = 0
         if let snapshot = try SnapshotStore(directory: backup).loadNewest() {
-            state = try LedgerState(binary: Array(snapshot.body))
+            state = try LedgerState(binary: Array(snapshot.body), version: snapshot.format)
             lsn = snapshot.lsn
         }
         if let untilLSN, lsn > untilLSN {

@@ -20,7 +20,7 @@ public enum GRPCErrors {
         case .notFound: .notFound
         case .alreadyExists: .alreadyExists
         case .insufficientBalance, .alreadyCommitted, .alreadyReleased, .expired, .idempotencyConflict: .failedPrecondition
-        case .budgetExceeded, .planLimitReached, .limitExceeded: .resourceExhausted
+        case .budgetExceeded, .planLimitReached, .limitExceeded, .quotaExceeded: .resourceExhausted
         // Both are worth retrying with backoff, which is what gRPC clients do with UNAVAILABLE.
         case .overloaded, .unavailable: .unavailable
         // Cluster mode: not to be retried here but at the owner the metadata names.
@@ -46,6 +46,11 @@ public enum GRPCErrors {
             metadata = ["limit_name": limit.name, "limit_value": "\(limit.value)"]
         case .owner(let owner)?:
             metadata = ["shard": "\(owner.shard)", "owner_address": owner.address, "epoch": "\(owner.epoch)"]
+        case .quota(let quota)?:
+            metadata = [
+                "feature": quota.feature, "used": "\(quota.used)", "limit": "\(quota.limit)", "resets_at_ms": "\(quota.resetsAtMs)",
+                "requested": "\(quota.requested)",
+            ]
         case nil:
             break
         }

@@ -29,7 +29,10 @@ public struct SnapshotStore: Sendable {
     static let footerMagic = Array("TLSNEND1".utf8)
     static let headerSize = 32
     static let footerSize = 24
-    static let formatVersion: UInt32 = 1
+    /// The format version of the bodies written (the ledger's binary form, `BinaryFormatVersion`
+    /// in LedgerCore: the engine checks they agree), and the oldest read.
+    public static let formatVersion: UInt32 = 2
+    public static let oldestFormatVersion: UInt32 = 1
 
     public init(directory: String, faults: StorageFaults? = nil) {
         self.directory = directory
@@ -66,11 +69,14 @@ public struct SnapshotStore: Sendable {
     }
 
     /// The LSN and body of a snapshot file's bytes, or why they are not a valid snapshot.
-    public static func decode(_ bytes: [UInt8]) -> Result<(lsn: UInt64, body: ArraySlice<UInt8>), SnapshotDamage> {
+    public static func decode(_ bytes: [UInt8]) -> Result<(lsn: UInt64, body: ArraySlice<UInt8>, format: UInt32), SnapshotDamage> {
         bytes.withUnsafeBytes { raw in
             guard raw.count >= headerSize + footerSize else { return .failure(SnapshotDamage(reason: "shorter than a header and footer")) }
             guard Array(raw[0..<8]) == headerMagic else { return .failure(SnapshotDamage(reason: "bad header magic")) }
-            guard raw.loadLittleEndian(UInt32.self, at: 8) == formatVersion else { return .failure(SnapshotDamage(reason: "unknown format version")) }
+            let format = raw.loadLittleEndian(UInt32.self, at: 8)
+            guard format >= oldestFormatVersion, format <= formatVersion else {
+                return .failure(SnapshotDamage(reason: "format version \(format); this build reads \(oldestFormatVersion) to \(formatVersion)"))
+            }
             let lsn = raw.loadLittleEndian(UInt64.self, at: 16)
             let length = raw.loadLittleEndian(UInt64.self, at: 24)
             guard length == UInt64(raw.count - headerSize - footerSize) else { return .failure(SnapshotDamage(reason: "body length \(length) does not match the file size")) }
@@ -80,7 +86,7 @@ public struct SnapshotStore: Sendable {
             let crc = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[0..<(footer + 16)]))
             guard crc == raw.loadLittleEndian(UInt32.self, at: footer + 16) else { return .failure(SnapshotDamage(reason: "checksum mismatch")) }
             guard raw.loadLittleEndian(UInt32.self, at: footer + 20) == 0 else { return .failure(SnapshotDamage(reason: "reserved footer field not zero")) }
-            return .success((lsn, bytes[headerSize..<footer]))
+            return .success((lsn, bytes[headerSize..<footer], format))
         }
     }
 
@@ -111,13 +117,13 @@ public struct SnapshotStore: Sendable {
 
     /// The newest valid snapshot, falling back to older ones when the newest is damaged. `skipped`
     /// names the damaged files passed over. Nil when there is no snapshot at all.
-    public func loadNewest() throws(StorageError) -> (lsn: UInt64, body: ArraySlice<UInt8>, skipped: [String])? {
+    public func loadNewest() throws(StorageError) -> (lsn: UInt64, body: ArraySlice<UInt8>, format: UInt32, skipped: [String])? {
         var skipped: [String] = []
         for lsn in try snapshotLSNs() {
             let path = directory + "/" + Self.name(lsn: lsn)
             switch Self.decode(try FileSystem.readFile(path)) {
             case .success(let snapshot) where snapshot.lsn == lsn:
-                return (lsn, snapshot.body, skipped)
+                return (lsn, snapshot.body, snapshot.format, skipped)
             case .success:
                 skipped.append("\(path): LSN differs from its name")
             case .failure(let damage):

@@ -52,6 +52,21 @@ public struct CommandGenerator {
 
     mutating func amount(_ max: UInt64) -> Tokens { chance(3) ? 0 : int(1...max) }
 
+    /// Plan quotas, now and then: a few catalog features (sometimes one twice, or not in the
+    /// catalog) with small limits, so that reserves by items reach them.
+    mutating func quotas() -> [PlanQuota] {
+        guard chance(45) else { return [] }
+        return (0..<int(1...3)).map { _ in
+            PlanQuota(feature: pick(["cover_image", "transcription", "report.qa", "nope"]), limit: chance(10) ? 0 : int(1...400))
+        }
+    }
+
+    /// A grant's scope, now and then: one or two catalog features.
+    mutating func scope() -> [String] {
+        guard chance(30) else { return [] }
+        return (0..<int(1...2)).map { _ in pick(["transcription", "report.qa", "ai_question", "cover_image"]) }
+    }
+
     public mutating func body() -> CommandBody {
         var tenant = chance(2) ? TenantID("ghost") : pick(tenants)
         var hold = HoldID("h\(int(0...24))")
@@ -64,14 +79,14 @@ public struct CommandGenerator {
         switch int(0...99) {
         case 0..<4:
             var settings = TenantSettings()
-            if chance(50) { settings.plan = Plan(allowance: int(0...20_000), period: period(), rolloverCap: chance(50) ? int(0...5_000) : 0, spendLimit: chance(30) ? int(1...30_000) : 0) }
+            if chance(50) { settings.plan = Plan(allowance: int(0...20_000), period: period(), rolloverCap: chance(50) ? int(0...5_000) : 0, spendLimit: chance(30) ? int(1...30_000) : 0, quotas: quotas()) }
             settings.overdraftLimit = chance(30) ? int(0...2_000) : 0
             settings.lowBalanceThreshold = chance(50) ? int(0...3_000) : 0
             return .createTenant(tenant, settings)
         case 4..<8:
             var change = TenantSettingsChange()
             switch int(0...3) {
-            case 0: change.plan = .set(Plan(allowance: int(0...20_000), period: period(), rolloverCap: int(0...5_000), spendLimit: chance(40) ? int(1...30_000) : 0))
+            case 0: change.plan = .set(Plan(allowance: int(0...20_000), period: period(), rolloverCap: int(0...5_000), spendLimit: chance(40) ? int(1...30_000) : 0, quotas: quotas()))
             case 1: change.plan = .remove
             case 2: change.overdraftLimit = int(0...3_000)
             default: change.lowBalanceThreshold = int(0...3_000)
@@ -84,7 +99,7 @@ public struct CommandGenerator {
             let kind = pick([GrantKind.purchase, .bonus, .referral, .promo, .adjustment, .plan])
             let effective: LedgerTime? = chance(15) ? time.adding(milliseconds: Int64(int(1...5 * 86_400_000))) : nil
             let expires: LedgerTime? = chance(50) ? time.adding(milliseconds: Int64(int(1_000...20 * 86_400_000))) : nil
-            return .grant(tenant, GrantRequest(kind: kind, amount: amount(6_000), effectiveAt: effective, expiresAt: expires, priority: chance(20) ? UInt32(int(0...200)) : nil))
+            return .grant(tenant, GrantRequest(kind: kind, amount: amount(6_000), effectiveAt: effective, expiresAt: expires, priority: chance(20) ? UInt32(int(0...200)) : nil, scope: scope()))
         case 23..<28:
             return .purchase(tenant, moneyMinor: int(300...30_000), note: "order")
         case 28..<31:
@@ -93,7 +108,7 @@ public struct CommandGenerator {
             return .voidGrant(tenant, GrantID(int(0...12)))
         case 34..<56:
             let amount: ReserveRequest.Amount =
-                chance(25)
+                chance(40)
                 ? .items((0..<int(1...3)).map { _ in PricedItem(feature: pick(["transcription", "report.qa", "ai_question", "cover_image", "nope"]), quantity: int(0...120)) })
                 : .tokens(amount(3_000))
             let ttl: Duration? = chance(30) ? nil : .milliseconds(Int64(int(500...2 * 86_400_000)))
@@ -143,7 +158,7 @@ public struct CommandGenerator {
             if chance(60) {
                 settings.plan = Plan(
                     allowance: int(0...20_000), period: period(), rolloverCap: int(0...3_000),
-                    spendLimit: chance(30) ? int(1...40_000) : 0)
+                    spendLimit: chance(30) ? int(1...40_000) : 0, quotas: quotas())
             }
             commands.append(LedgerCommand(time: time, requestID: "setup", body: .createTenant(tenant, settings)))
             commands.append(

@@ -238,6 +238,7 @@ public enum LedgerCall: Hashable, Sendable {
         if case .effectiveAtMs(let time)? = message.effective { request.effectiveAt = try ledgerTime(time, "effective_at_ms") }
         if case .expiresAtMs(let time)? = message.expiry { request.expiresAt = try ledgerTime(time, "expires_at_ms") }
         if case .priority(let priority)? = message.priorityOption { request.priority = priority }
+        request.scope = message.scope
         return .command(.grant(try tenantID(message.tenant), request), try requestID(message.requestID))
     }
 
@@ -337,7 +338,8 @@ private func plan(_ message: Tokenledger_V1_Plan) throws(LedgerError) -> Plan {
     guard message.hasPeriod else { throw LedgerError(.invalidArgument, "plan.period: required") }
     return Plan(
         allowance: message.allowance, period: try period(message.period, "plan.period"),
-        rolloverCap: message.rolloverCap, spendLimit: message.spendLimit)
+        rolloverCap: message.rolloverCap, spendLimit: message.spendLimit,
+        quotas: message.quotas.map { PlanQuota(feature: $0.feature, limit: $0.limit) })
 }
 
 private func purchaseRules(_ message: Tokenledger_V1_PurchaseRules) -> PurchaseRules {

@@ -99,6 +99,7 @@ extension WireRequest {
                     if let expiresAt = request.expiresAt { $0.expiresAtMs = expiresAt.millisecondsSinceEpoch }
                     if let priority = request.priority { $0.priority = priority }
                     $0.note = request.note
+                    $0.scope = request.scope
                 })
         case .purchase(let tenant, let money, let note):
             return .purchase(
@@ -206,6 +207,12 @@ extension Tokenledger_V1_Plan {
         period = Tokenledger_V1_Period(plan.period)
         rolloverCap = plan.rolloverCap
         spendLimit = plan.spendLimit
+        quotas = plan.quotas.map { quota in
+            .with {
+                $0.feature = quota.feature
+                $0.limit = quota.limit
+            }
+        }
     }
 }
 

@@ -131,9 +131,22 @@ extension WireError {
                 $0.address = address
                 $0.epoch = epoch
             }
+        case .quota(let feature, let used, let limit, let resetsAt, let requested)?:
+            quota = Tokenledger_V1_Quota(QuotaView(feature: feature, used: used, limit: limit, resetsAt: resetsAt, requested: requested))
         case nil:
             break
         }
+    }
+}
+
+extension Tokenledger_V1_Quota {
+    public init(_ view: QuotaView) {
+        self.init()
+        feature = view.feature
+        used = view.used
+        limit = view.limit
+        resetsAtMs = view.resetsAt.millisecondsSinceEpoch
+        requested = view.requested
     }
 }
 
@@ -146,7 +159,7 @@ extension WireErrorCode {
         (.planLimitReached, .planLimitReached), (.alreadyCommitted, .alreadyCommitted),
         (.alreadyReleased, .alreadyReleased), (.expired, .expired), (.idempotencyConflict, .idempotencyConflict),
         (.limitExceeded, .limitExceeded), (.overloaded, .overloaded), (.unavailable, .unavailable),
-        (.wrongOwner, .wrongOwner),
+        (.wrongOwner, .wrongOwner), (.quotaExceeded, .quotaExceeded),
     ]
 
     public init(_ code: ErrorCode) {
@@ -233,6 +246,7 @@ extension Tokenledger_V1_Grant {
         moneyMinor = grant.moneyMinor
         linkedGrantID = grant.linkedGrant?.rawValue ?? 0
         note = grant.note
+        scope = grant.scope
     }
 }
 
@@ -315,8 +329,10 @@ extension Tokenledger_V1_BalanceResult {
                 $0.priority = bucket.priority
                 $0.effectiveAtMs = bucket.effectiveAt.millisecondsSinceEpoch
                 $0.expiresAtMs = bucket.expiresAt?.millisecondsSinceEpoch ?? 0
+                $0.scope = bucket.scope
             }
         }
+        quotas = view.quotas.map(Tokenledger_V1_Quota.init)
         if let meter = view.meter {
             self.meter = .with {
                 $0.used = meter.used
@@ -365,6 +381,7 @@ extension Tokenledger_V1_EstimateResult {
         }
         headroom = view.headroom
         poolHeadroom = view.headroomDetail.pool
+        quotas = view.quotas.map(Tokenledger_V1_Quota.init)
         if let budget = view.headroomDetail.budget {
             self.budget = .with {
                 $0.remaining = budget.remaining
@@ -512,6 +529,10 @@ extension LedgerError {
             details = .limit(name: limit.name, value: limit.value)
         case .owner(let owner)?:
             details = .owner(shard: owner.shard, address: owner.address, epoch: owner.epoch)
+        case .quota(let quota)?:
+            details = .quota(
+                feature: quota.feature, used: quota.used, limit: quota.limit,
+                resetsAt: LedgerTime(millisecondsSinceEpoch: quota.resetsAtMs), requested: quota.requested)
         case nil:
             break
         }

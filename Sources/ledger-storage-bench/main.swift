@@ -91,7 +91,7 @@ func snapshot(directory: String, tenants: Int) async throws {
     let loaded = try store.loadNewest()!
     let readSeconds = seconds(since: began)
     began = monotonicNanoseconds()
-    let decoded = try LedgerState(binary: Array(loaded.body))
+    let decoded = try LedgerState(binary: Array(loaded.body), version: loaded.format)
     let decodeSeconds = seconds(since: began)
     precondition(decoded.tenants.count == tenants)
     print(

@@ -14,7 +14,8 @@ enum ExitClass: Int32, CaseIterable {
     /// The request conflicts with the ledger's state: already_exists, already_committed,
     /// already_released, expired, idempotency_conflict.
     case conflict = 67
-    /// Not enough to spend: insufficient_balance, budget_exceeded, plan_limit_reached.
+    /// Not enough to spend: insufficient_balance, budget_exceeded, plan_limit_reached,
+    /// quota_exceeded.
     case funds = 68
     /// The server could not be reached or could not serve: connect failures, timeouts, a closed
     /// connection, overloaded, unavailable, wrong_owner (a cluster node that does not serve the
@@ -30,7 +31,7 @@ enum ExitClass: Int32, CaseIterable {
         case .invalidArgument, .limitExceeded: self = .invalid
         case .notFound: self = .notFound
         case .alreadyExists, .alreadyCommitted, .alreadyReleased, .expired, .idempotencyConflict: self = .conflict
-        case .insufficientBalance, .budgetExceeded, .planLimitReached: self = .funds
+        case .insufficientBalance, .budgetExceeded, .planLimitReached, .quotaExceeded: self = .funds
         case .overloaded, .unavailable, .wrongOwner: self = .unavailable
         case .unauthenticated, .permissionDenied: self = .denied
         }
@@ -72,6 +73,8 @@ struct CommandFailure: Error {
             return " (\(name) = \(Format.tokens(value)))"
         case .owner(let shard, let address, let epoch)?:
             return " (shard \(shard) is served by \(address) at epoch \(epoch))"
+        case .quota(let feature, let used, let limit, let resetsAt, let requested)?:
+            return " (quota \(feature): \(used) of \(limit) used, \(requested) asked, resets \(resetsAt.iso8601))"
         case nil:
             return ""
         }

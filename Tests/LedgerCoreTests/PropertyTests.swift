@@ -100,7 +100,7 @@ import Testing
         // The generator must actually exercise the interesting paths, or the test proves little.
         for expected in ["reserved", "charged", "holdExtended", "holdIncreased", "committed", "released", "refunded", "purchased", "purchaseRefunded", "voided", "granted",
             "insufficient_balance", "budget_exceeded", "already_committed", "already_released", "expired", "idempotency_conflict",
-            "not_found", "invalid_argument", "plan_limit_reached"]
+            "not_found", "invalid_argument", "plan_limit_reached", "quota_exceeded"]
         {
             #expect(outcomes[expected, default: 0] > 0, "no \(expected) in \(outcomes)")
         }

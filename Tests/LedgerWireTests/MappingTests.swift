@@ -84,6 +84,9 @@ struct MappingTests {
             LedgerError(.planLimitReached, "p", details: .plan(remaining: 1, limit: 2, resetsAt: LedgerTime(millisecondsSinceEpoch: 8))),
             LedgerError(.insufficientBalance, "i", details: .balance(available: 4, requested: 9)),
             LedgerError(.limitExceeded, "l", details: .limit(name: "frame_size_max", value: 1 << 20)),
+            LedgerError(
+                .quotaExceeded, "q",
+                details: .quota(feature: "cover_image", used: 29, limit: 30, resetsAt: LedgerTime(millisecondsSinceEpoch: 9), requested: 2)),
             LedgerError(.notFound, "n"),
         ]
         for error in errors { #expect(LedgerError(WireError(error)) == error) }

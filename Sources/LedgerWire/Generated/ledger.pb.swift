@@ -66,6 +66,9 @@ public nonisolated enum Tokenledger_V1_ErrorCode: SwiftProtobuf.Enum, Swift.Case
   /// Cluster mode: another node serves the tenant's shard (OwnerDetails); retry there with the
   /// same request id.
   case wrongOwner // = 16
+
+  /// A plan quota of the period cannot count the items' units (Error.quota says which).
+  case quotaExceeded // = 17
   case UNRECOGNIZED(Int)
 
   public init() {
@@ -91,6 +94,7 @@ public nonisolated enum Tokenledger_V1_ErrorCode: SwiftProtobuf.Enum, Swift.Case
     case 14: self = .overloaded
     case 15: self = .unavailable
     case 16: self = .wrongOwner
+    case 17: self = .quotaExceeded
     default: self = .UNRECOGNIZED(rawValue)
     }
   }
@@ -114,6 +118,7 @@ public nonisolated enum Tokenledger_V1_ErrorCode: SwiftProtobuf.Enum, Swift.Case
     case .overloaded: return 14
     case .unavailable: return 15
     case .wrongOwner: return 16
+    case .quotaExceeded: return 17
     case .UNRECOGNIZED(let i): return i
     }
   }
@@ -137,6 +142,7 @@ public nonisolated enum Tokenledger_V1_ErrorCode: SwiftProtobuf.Enum, Swift.Case
     .overloaded,
     .unavailable,
     .wrongOwner,
+    .quotaExceeded,
   ]
 
 }
@@ -1193,6 +1199,15 @@ public nonisolated struct Tokenledger_V1_Error: Sendable {
     set {details = .owner(newValue)}
   }
 
+  /// quota_exceeded: the quota, what the period counted, and the units asked (requested).
+  public var quota: Tokenledger_V1_Quota {
+    get {
+      if case .quota(let v)? = details {return v}
+      return Tokenledger_V1_Quota()
+    }
+    set {details = .quota(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Details: Equatable, Sendable {
@@ -1201,6 +1216,8 @@ public nonisolated struct Tokenledger_V1_Error: Sendable {
     case balance(Tokenledger_V1_BalanceDetails)
     case limit(Tokenledger_V1_LimitDetails)
     case owner(Tokenledger_V1_OwnerDetails)
+    /// quota_exceeded: the quota, what the period counted, and the units asked (requested).
+    case quota(Tokenledger_V1_Quota)
 
   }
 
@@ -1289,6 +1306,29 @@ public nonisolated struct Tokenledger_V1_OwnerDetails: Sendable {
   public init() {}
 }
 
+/// A plan quota in the current period: `used` of `limit` units of a catalog feature until
+/// `resets_at_ms` (the plan period's end). In an estimate or a quota_exceeded error, `requested` is
+/// the units the items would count; 0 in a balance.
+public nonisolated struct Tokenledger_V1_Quota: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var feature: String = String()
+
+  public var used: UInt64 = 0
+
+  public var limit: UInt64 = 0
+
+  public var resetsAtMs: Int64 = 0
+
+  public var requested: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
 /// A period rule: the unit and the instant periods are counted from. Without an anchor, days and
 /// months start at 00:00 UTC on the 1st, weeks on Monday 00:00 UTC.
 public nonisolated struct Tokenledger_V1_Period: Sendable {
@@ -1341,11 +1381,29 @@ public nonisolated struct Tokenledger_V1_Plan: Sendable {
   /// Most tokens held plus spent per plan period from any source; 0: no limit.
   public var spendLimit: UInt64 = 0
 
+  /// Units of catalog features per period (e.g. cover_image 30): reserves and charges by items
+  /// count the quantities of their feature; a limit of 0 leaves the feature out of the plan.
+  public var quotas: [Tokenledger_V1_PlanQuota] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _period: Tokenledger_V1_Period? = nil
+}
+
+public nonisolated struct Tokenledger_V1_PlanQuota: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var feature: String = String()
+
+  public var limit: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
 }
 
 public nonisolated struct Tokenledger_V1_BonusTier: Sendable {
@@ -1570,6 +1628,12 @@ public nonisolated struct Tokenledger_V1_Grant: @unchecked Sendable {
   public var note: String {
     get {_storage._note}
     set {_uniqueStorage()._note = newValue}
+  }
+
+  /// The catalog features the grant may pay for; empty: any spending.
+  public var scope: [String] {
+    get {_storage._scope}
+    set {_uniqueStorage()._scope = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -2111,6 +2175,10 @@ public nonisolated struct Tokenledger_V1_EstimateResult: Sendable {
   /// Clears the value of `plan`. Subsequent reads from it will return its default value.
   public mutating func clearPlan() {self._plan = nil}
 
+  /// Each plan quota the items count against, with the units they would count (requested); one
+  /// that cannot count them makes the estimate unaffordable.
+  public var quotas: [Tokenledger_V1_Quota] = []
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
@@ -2157,6 +2225,9 @@ public nonisolated struct Tokenledger_V1_Bucket: Sendable {
 
   /// 0: never expires.
   public var expiresAtMs: Int64 = 0
+
+  /// The catalog features the grant may pay for; empty: any spending.
+  public var scope: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2314,6 +2385,12 @@ public nonisolated struct Tokenledger_V1_BalanceResult: @unchecked Sendable {
   public var openHolds: UInt32 {
     get {_storage._openHolds}
     set {_uniqueStorage()._openHolds = newValue}
+  }
+
+  /// Each quota of the plan in the current period (requested 0).
+  public var quotas: [Tokenledger_V1_Quota] {
+    get {_storage._quotas}
+    set {_uniqueStorage()._quotas = newValue}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -2570,6 +2647,10 @@ public nonisolated struct Tokenledger_V1_GrantRequest: Sendable {
   }
 
   public var note: String = String()
+
+  /// Catalog features the grant may pay for (at most 16); empty: any spending. A scoped grant pays
+  /// only for items of its features, never for spending by tokens or overdraft debt.
+  public var scope: [String] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -3600,7 +3681,7 @@ public nonisolated struct Tokenledger_V1_ListTenantsResult: Sendable {
 fileprivate nonisolated let _protobuf_package = "tokenledger.v1"
 
 nonisolated extension Tokenledger_V1_ErrorCode: SwiftProtobuf._ProtoNameProviding {
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_CODE_UNSPECIFIED\0\u{1}ERROR_CODE_INVALID_ARGUMENT\0\u{1}ERROR_CODE_UNAUTHENTICATED\0\u{1}ERROR_CODE_PERMISSION_DENIED\0\u{1}ERROR_CODE_NOT_FOUND\0\u{1}ERROR_CODE_ALREADY_EXISTS\0\u{1}ERROR_CODE_INSUFFICIENT_BALANCE\0\u{1}ERROR_CODE_BUDGET_EXCEEDED\0\u{1}ERROR_CODE_PLAN_LIMIT_REACHED\0\u{1}ERROR_CODE_ALREADY_COMMITTED\0\u{1}ERROR_CODE_ALREADY_RELEASED\0\u{1}ERROR_CODE_EXPIRED\0\u{1}ERROR_CODE_IDEMPOTENCY_CONFLICT\0\u{1}ERROR_CODE_LIMIT_EXCEEDED\0\u{1}ERROR_CODE_OVERLOADED\0\u{1}ERROR_CODE_UNAVAILABLE\0\u{1}ERROR_CODE_WRONG_OWNER\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{2}\0ERROR_CODE_UNSPECIFIED\0\u{1}ERROR_CODE_INVALID_ARGUMENT\0\u{1}ERROR_CODE_UNAUTHENTICATED\0\u{1}ERROR_CODE_PERMISSION_DENIED\0\u{1}ERROR_CODE_NOT_FOUND\0\u{1}ERROR_CODE_ALREADY_EXISTS\0\u{1}ERROR_CODE_INSUFFICIENT_BALANCE\0\u{1}ERROR_CODE_BUDGET_EXCEEDED\0\u{1}ERROR_CODE_PLAN_LIMIT_REACHED\0\u{1}ERROR_CODE_ALREADY_COMMITTED\0\u{1}ERROR_CODE_ALREADY_RELEASED\0\u{1}ERROR_CODE_EXPIRED\0\u{1}ERROR_CODE_IDEMPOTENCY_CONFLICT\0\u{1}ERROR_CODE_LIMIT_EXCEEDED\0\u{1}ERROR_CODE_OVERLOADED\0\u{1}ERROR_CODE_UNAVAILABLE\0\u{1}ERROR_CODE_WRONG_OWNER\0\u{1}ERROR_CODE_QUOTA_EXCEEDED\0")
 }
 
 nonisolated extension Tokenledger_V1_PeriodUnit: SwiftProtobuf._ProtoNameProviding {
@@ -4768,7 +4849,7 @@ nonisolated extension Tokenledger_V1_Response: SwiftProtobuf.Message, SwiftProto
 
 nonisolated extension Tokenledger_V1_Error: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Error"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}message\0\u{1}budget\0\u{1}plan\0\u{1}balance\0\u{1}limit\0\u{1}owner\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}code\0\u{1}message\0\u{1}budget\0\u{1}plan\0\u{1}balance\0\u{1}limit\0\u{1}owner\0\u{1}quota\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -4843,6 +4924,19 @@ nonisolated extension Tokenledger_V1_Error: SwiftProtobuf.Message, SwiftProtobuf
           self.details = .owner(v)
         }
       }()
+      case 8: try {
+        var v: Tokenledger_V1_Quota?
+        var hadOneofValue = false
+        if let current = self.details {
+          hadOneofValue = true
+          if case .quota(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.details = .quota(v)
+        }
+      }()
       default: break
       }
     }
@@ -4879,6 +4973,10 @@ nonisolated extension Tokenledger_V1_Error: SwiftProtobuf.Message, SwiftProtobuf
     case .owner?: try {
       guard case .owner(let v)? = self.details else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 7)
+    }()
+    case .quota?: try {
+      guard case .quota(let v)? = self.details else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
     }()
     case nil: break
     }
@@ -5084,6 +5182,56 @@ nonisolated extension Tokenledger_V1_OwnerDetails: SwiftProtobuf.Message, SwiftP
   }
 }
 
+nonisolated extension Tokenledger_V1_Quota: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Quota"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}feature\0\u{1}used\0\u{1}limit\0\u{3}resets_at_ms\0\u{1}requested\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.feature) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.used) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.limit) }()
+      case 4: try { try decoder.decodeSingularInt64Field(value: &self.resetsAtMs) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.requested) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.feature.isEmpty {
+      try visitor.visitSingularStringField(value: self.feature, fieldNumber: 1)
+    }
+    if self.used != 0 {
+      try visitor.visitSingularUInt64Field(value: self.used, fieldNumber: 2)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularUInt64Field(value: self.limit, fieldNumber: 3)
+    }
+    if self.resetsAtMs != 0 {
+      try visitor.visitSingularInt64Field(value: self.resetsAtMs, fieldNumber: 4)
+    }
+    if self.requested != 0 {
+      try visitor.visitSingularUInt64Field(value: self.requested, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_Quota, rhs: Tokenledger_V1_Quota) -> Bool {
+    if lhs.feature != rhs.feature {return false}
+    if lhs.used != rhs.used {return false}
+    if lhs.limit != rhs.limit {return false}
+    if lhs.resetsAtMs != rhs.resetsAtMs {return false}
+    if lhs.requested != rhs.requested {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
 nonisolated extension Tokenledger_V1_Period: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Period"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}unit\0\u{3}anchor_ms\0")
@@ -5132,7 +5280,7 @@ nonisolated extension Tokenledger_V1_Period: SwiftProtobuf.Message, SwiftProtobu
 
 nonisolated extension Tokenledger_V1_Plan: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Plan"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}allowance\0\u{1}period\0\u{3}rollover_cap\0\u{3}spend_limit\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}allowance\0\u{1}period\0\u{3}rollover_cap\0\u{3}spend_limit\0\u{1}quotas\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5144,6 +5292,7 @@ nonisolated extension Tokenledger_V1_Plan: SwiftProtobuf.Message, SwiftProtobuf.
       case 2: try { try decoder.decodeSingularMessageField(value: &self._period) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.rolloverCap) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.spendLimit) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.quotas) }()
       default: break
       }
     }
@@ -5166,6 +5315,9 @@ nonisolated extension Tokenledger_V1_Plan: SwiftProtobuf.Message, SwiftProtobuf.
     if self.spendLimit != 0 {
       try visitor.visitSingularUInt64Field(value: self.spendLimit, fieldNumber: 4)
     }
+    if !self.quotas.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.quotas, fieldNumber: 5)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -5174,6 +5326,42 @@ nonisolated extension Tokenledger_V1_Plan: SwiftProtobuf.Message, SwiftProtobuf.
     if lhs._period != rhs._period {return false}
     if lhs.rolloverCap != rhs.rolloverCap {return false}
     if lhs.spendLimit != rhs.spendLimit {return false}
+    if lhs.quotas != rhs.quotas {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_PlanQuota: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PlanQuota"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}feature\0\u{1}limit\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.feature) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.limit) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.feature.isEmpty {
+      try visitor.visitSingularStringField(value: self.feature, fieldNumber: 1)
+    }
+    if self.limit != 0 {
+      try visitor.visitSingularUInt64Field(value: self.limit, fieldNumber: 2)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_PlanQuota, rhs: Tokenledger_V1_PlanQuota) -> Bool {
+    if lhs.feature != rhs.feature {return false}
+    if lhs.limit != rhs.limit {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -5449,7 +5637,7 @@ nonisolated extension Tokenledger_V1_Allocation: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Tokenledger_V1_Grant: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Grant"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}kind\0\u{1}state\0\u{1}amount\0\u{1}remaining\0\u{1}held\0\u{1}consumed\0\u{1}expired\0\u{1}voided\0\u{3}carried_over\0\u{1}priority\0\u{3}created_at_ms\0\u{3}effective_at_ms\0\u{3}expires_at_ms\0\u{3}money_minor\0\u{3}linked_grant_id\0\u{1}note\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}kind\0\u{1}state\0\u{1}amount\0\u{1}remaining\0\u{1}held\0\u{1}consumed\0\u{1}expired\0\u{1}voided\0\u{3}carried_over\0\u{1}priority\0\u{3}created_at_ms\0\u{3}effective_at_ms\0\u{3}expires_at_ms\0\u{3}money_minor\0\u{3}linked_grant_id\0\u{1}note\0\u{1}scope\0")
 
   fileprivate class _StorageClass {
     var _id: UInt64 = 0
@@ -5469,6 +5657,7 @@ nonisolated extension Tokenledger_V1_Grant: SwiftProtobuf.Message, SwiftProtobuf
     var _moneyMinor: UInt64 = 0
     var _linkedGrantID: UInt64 = 0
     var _note: String = String()
+    var _scope: [String] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -5496,6 +5685,7 @@ nonisolated extension Tokenledger_V1_Grant: SwiftProtobuf.Message, SwiftProtobuf
       _moneyMinor = source._moneyMinor
       _linkedGrantID = source._linkedGrantID
       _note = source._note
+      _scope = source._scope
     }
   }
 
@@ -5531,6 +5721,7 @@ nonisolated extension Tokenledger_V1_Grant: SwiftProtobuf.Message, SwiftProtobuf
         case 15: try { try decoder.decodeSingularUInt64Field(value: &_storage._moneyMinor) }()
         case 16: try { try decoder.decodeSingularUInt64Field(value: &_storage._linkedGrantID) }()
         case 17: try { try decoder.decodeSingularStringField(value: &_storage._note) }()
+        case 18: try { try decoder.decodeRepeatedStringField(value: &_storage._scope) }()
         default: break
         }
       }
@@ -5590,6 +5781,9 @@ nonisolated extension Tokenledger_V1_Grant: SwiftProtobuf.Message, SwiftProtobuf
       if !_storage._note.isEmpty {
         try visitor.visitSingularStringField(value: _storage._note, fieldNumber: 17)
       }
+      if !_storage._scope.isEmpty {
+        try visitor.visitRepeatedStringField(value: _storage._scope, fieldNumber: 18)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -5616,6 +5810,7 @@ nonisolated extension Tokenledger_V1_Grant: SwiftProtobuf.Message, SwiftProtobuf
         if _storage._moneyMinor != rhs_storage._moneyMinor {return false}
         if _storage._linkedGrantID != rhs_storage._linkedGrantID {return false}
         if _storage._note != rhs_storage._note {return false}
+        if _storage._scope != rhs_storage._scope {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -6625,7 +6820,7 @@ nonisolated extension Tokenledger_V1_EstimateItem: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Tokenledger_V1_EstimateResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".EstimateResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}catalog_version\0\u{1}items\0\u{1}total\0\u{1}affordable\0\u{3}items_affordable\0\u{1}binding\0\u{1}headroom\0\u{3}pool_headroom\0\u{1}budget\0\u{1}plan\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}catalog_version\0\u{1}items\0\u{1}total\0\u{1}affordable\0\u{3}items_affordable\0\u{1}binding\0\u{1}headroom\0\u{3}pool_headroom\0\u{1}budget\0\u{1}plan\0\u{1}quotas\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -6643,6 +6838,7 @@ nonisolated extension Tokenledger_V1_EstimateResult: SwiftProtobuf.Message, Swif
       case 8: try { try decoder.decodeSingularUInt64Field(value: &self.poolHeadroom) }()
       case 9: try { try decoder.decodeSingularMessageField(value: &self._budget) }()
       case 10: try { try decoder.decodeSingularMessageField(value: &self._plan) }()
+      case 11: try { try decoder.decodeRepeatedMessageField(value: &self.quotas) }()
       default: break
       }
     }
@@ -6683,6 +6879,9 @@ nonisolated extension Tokenledger_V1_EstimateResult: SwiftProtobuf.Message, Swif
     try { if let v = self._plan {
       try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
     } }()
+    if !self.quotas.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.quotas, fieldNumber: 11)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -6697,6 +6896,7 @@ nonisolated extension Tokenledger_V1_EstimateResult: SwiftProtobuf.Message, Swif
     if lhs.poolHeadroom != rhs.poolHeadroom {return false}
     if lhs._budget != rhs._budget {return false}
     if lhs._plan != rhs._plan {return false}
+    if lhs.quotas != rhs.quotas {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -6739,7 +6939,7 @@ nonisolated extension Tokenledger_V1_BalanceRequest: SwiftProtobuf.Message, Swif
 
 nonisolated extension Tokenledger_V1_Bucket: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Bucket"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}grant_id\0\u{1}kind\0\u{1}state\0\u{1}amount\0\u{1}remaining\0\u{1}held\0\u{1}priority\0\u{3}effective_at_ms\0\u{3}expires_at_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}grant_id\0\u{1}kind\0\u{1}state\0\u{1}amount\0\u{1}remaining\0\u{1}held\0\u{1}priority\0\u{3}effective_at_ms\0\u{3}expires_at_ms\0\u{1}scope\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -6756,6 +6956,7 @@ nonisolated extension Tokenledger_V1_Bucket: SwiftProtobuf.Message, SwiftProtobu
       case 7: try { try decoder.decodeSingularUInt32Field(value: &self.priority) }()
       case 8: try { try decoder.decodeSingularInt64Field(value: &self.effectiveAtMs) }()
       case 9: try { try decoder.decodeSingularInt64Field(value: &self.expiresAtMs) }()
+      case 10: try { try decoder.decodeRepeatedStringField(value: &self.scope) }()
       default: break
       }
     }
@@ -6789,6 +6990,9 @@ nonisolated extension Tokenledger_V1_Bucket: SwiftProtobuf.Message, SwiftProtobu
     if self.expiresAtMs != 0 {
       try visitor.visitSingularInt64Field(value: self.expiresAtMs, fieldNumber: 9)
     }
+    if !self.scope.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.scope, fieldNumber: 10)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -6802,6 +7006,7 @@ nonisolated extension Tokenledger_V1_Bucket: SwiftProtobuf.Message, SwiftProtobu
     if lhs.priority != rhs.priority {return false}
     if lhs.effectiveAtMs != rhs.effectiveAtMs {return false}
     if lhs.expiresAtMs != rhs.expiresAtMs {return false}
+    if lhs.scope != rhs.scope {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -6919,7 +7124,7 @@ nonisolated extension Tokenledger_V1_MemberBudget: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Tokenledger_V1_BalanceResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".BalanceResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tenant\0\u{3}time_ms\0\u{1}available\0\u{1}reserved\0\u{1}spent\0\u{1}debt\0\u{3}overdraft_limit\0\u{1}expired\0\u{1}voided\0\u{1}granted\0\u{1}buckets\0\u{1}meter\0\u{3}member_budget\0\u{3}member_available\0\u{3}low_balance_threshold\0\u{3}below_threshold\0\u{3}open_holds\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tenant\0\u{3}time_ms\0\u{1}available\0\u{1}reserved\0\u{1}spent\0\u{1}debt\0\u{3}overdraft_limit\0\u{1}expired\0\u{1}voided\0\u{1}granted\0\u{1}buckets\0\u{1}meter\0\u{3}member_budget\0\u{3}member_available\0\u{3}low_balance_threshold\0\u{3}below_threshold\0\u{3}open_holds\0\u{1}quotas\0")
 
   fileprivate class _StorageClass {
     var _tenant: String = String()
@@ -6939,6 +7144,7 @@ nonisolated extension Tokenledger_V1_BalanceResult: SwiftProtobuf.Message, Swift
     var _lowBalanceThreshold: UInt64 = 0
     var _belowThreshold: Bool = false
     var _openHolds: UInt32 = 0
+    var _quotas: [Tokenledger_V1_Quota] = []
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -6966,6 +7172,7 @@ nonisolated extension Tokenledger_V1_BalanceResult: SwiftProtobuf.Message, Swift
       _lowBalanceThreshold = source._lowBalanceThreshold
       _belowThreshold = source._belowThreshold
       _openHolds = source._openHolds
+      _quotas = source._quotas
     }
   }
 
@@ -7008,6 +7215,7 @@ nonisolated extension Tokenledger_V1_BalanceResult: SwiftProtobuf.Message, Swift
         case 15: try { try decoder.decodeSingularUInt64Field(value: &_storage._lowBalanceThreshold) }()
         case 16: try { try decoder.decodeSingularBoolField(value: &_storage._belowThreshold) }()
         case 17: try { try decoder.decodeSingularUInt32Field(value: &_storage._openHolds) }()
+        case 18: try { try decoder.decodeRepeatedMessageField(value: &_storage._quotas) }()
         default: break
         }
       }
@@ -7071,6 +7279,9 @@ nonisolated extension Tokenledger_V1_BalanceResult: SwiftProtobuf.Message, Swift
       if _storage._openHolds != 0 {
         try visitor.visitSingularUInt32Field(value: _storage._openHolds, fieldNumber: 17)
       }
+      if !_storage._quotas.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._quotas, fieldNumber: 18)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -7097,6 +7308,7 @@ nonisolated extension Tokenledger_V1_BalanceResult: SwiftProtobuf.Message, Swift
         if _storage._lowBalanceThreshold != rhs_storage._lowBalanceThreshold {return false}
         if _storage._belowThreshold != rhs_storage._belowThreshold {return false}
         if _storage._openHolds != rhs_storage._openHolds {return false}
+        if _storage._quotas != rhs_storage._quotas {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -7408,7 +7620,7 @@ nonisolated extension Tokenledger_V1_SetMemberResult: SwiftProtobuf.Message, Swi
 
 nonisolated extension Tokenledger_V1_GrantRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".GrantRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}tenant\0\u{1}kind\0\u{1}amount\0\u{3}effective_at_ms\0\u{3}expires_at_ms\0\u{1}priority\0\u{1}note\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}tenant\0\u{1}kind\0\u{1}amount\0\u{3}effective_at_ms\0\u{3}expires_at_ms\0\u{1}priority\0\u{1}note\0\u{1}scope\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -7445,6 +7657,7 @@ nonisolated extension Tokenledger_V1_GrantRequest: SwiftProtobuf.Message, SwiftP
         }
       }()
       case 8: try { try decoder.decodeSingularStringField(value: &self.note) }()
+      case 9: try { try decoder.decodeRepeatedStringField(value: &self.scope) }()
       default: break
       }
     }
@@ -7479,6 +7692,9 @@ nonisolated extension Tokenledger_V1_GrantRequest: SwiftProtobuf.Message, SwiftP
     if !self.note.isEmpty {
       try visitor.visitSingularStringField(value: self.note, fieldNumber: 8)
     }
+    if !self.scope.isEmpty {
+      try visitor.visitRepeatedStringField(value: self.scope, fieldNumber: 9)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -7491,6 +7707,7 @@ nonisolated extension Tokenledger_V1_GrantRequest: SwiftProtobuf.Message, SwiftP
     if lhs.expiry != rhs.expiry {return false}
     if lhs.priorityOption != rhs.priorityOption {return false}
     if lhs.note != rhs.note {return false}
+    if lhs.scope != rhs.scope {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

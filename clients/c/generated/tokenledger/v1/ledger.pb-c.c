@@ -367,6 +367,51 @@ void   tokenledger__v1__owner_details__free_unpacked
   assert(message->base.descriptor == &tokenledger__v1__owner_details__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   tokenledger__v1__quota__init
+                     (Tokenledger__V1__Quota         *message)
+{
+  static const Tokenledger__V1__Quota init_value = TOKENLEDGER__V1__QUOTA__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__quota__get_packed_size
+                     (const Tokenledger__V1__Quota *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__quota__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__quota__pack
+                     (const Tokenledger__V1__Quota *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__quota__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__quota__pack_to_buffer
+                     (const Tokenledger__V1__Quota *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__quota__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__Quota *
+       tokenledger__v1__quota__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__Quota *)
+     protobuf_c_message_unpack (&tokenledger__v1__quota__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__quota__free_unpacked
+                     (Tokenledger__V1__Quota *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__quota__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   tokenledger__v1__period__init
                      (Tokenledger__V1__Period         *message)
 {
@@ -455,6 +500,51 @@ void   tokenledger__v1__plan__free_unpacked
   if(!message)
     return;
   assert(message->base.descriptor == &tokenledger__v1__plan__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__plan_quota__init
+                     (Tokenledger__V1__PlanQuota         *message)
+{
+  static const Tokenledger__V1__PlanQuota init_value = TOKENLEDGER__V1__PLAN_QUOTA__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__plan_quota__get_packed_size
+                     (const Tokenledger__V1__PlanQuota *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__plan_quota__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__plan_quota__pack
+                     (const Tokenledger__V1__PlanQuota *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__plan_quota__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__plan_quota__pack_to_buffer
+                     (const Tokenledger__V1__PlanQuota *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__plan_quota__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__PlanQuota *
+       tokenledger__v1__plan_quota__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__PlanQuota *)
+     protobuf_c_message_unpack (&tokenledger__v1__plan_quota__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__plan_quota__free_unpacked
+                     (Tokenledger__V1__PlanQuota *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__plan_quota__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
 void   tokenledger__v1__bonus_tier__init
@@ -5213,7 +5303,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__response__descriptor =
   (ProtobufCMessageInit) tokenledger__v1__response__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tokenledger__v1__error__field_descriptors[7] =
+static const ProtobufCFieldDescriptor tokenledger__v1__error__field_descriptors[8] =
 {
   {
     "code",
@@ -5299,6 +5389,18 @@ static const ProtobufCFieldDescriptor tokenledger__v1__error__field_descriptors[
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "quota",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Error, details_case),
+    offsetof(Tokenledger__V1__Error, quota),
+    &tokenledger__v1__quota__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__error__field_indices_by_name[] = {
   4,   /* field[4] = balance */
@@ -5308,11 +5410,12 @@ static const unsigned tokenledger__v1__error__field_indices_by_name[] = {
   1,   /* field[1] = message */
   6,   /* field[6] = owner */
   3,   /* field[3] = plan */
+  7,   /* field[7] = quota */
 };
 static const ProtobufCIntRange tokenledger__v1__error__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__error__descriptor =
 {
@@ -5322,7 +5425,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__error__descriptor =
   "Tokenledger__V1__Error",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__Error),
-  7,
+  8,
   tokenledger__v1__error__field_descriptors,
   tokenledger__v1__error__field_indices_by_name,
   1,  tokenledger__v1__error__number_ranges,
@@ -5623,6 +5726,96 @@ const ProtobufCMessageDescriptor tokenledger__v1__owner_details__descriptor =
   (ProtobufCMessageInit) tokenledger__v1__owner_details__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
+static const ProtobufCFieldDescriptor tokenledger__v1__quota__field_descriptors[5] =
+{
+  {
+    "feature",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__Quota, feature),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "used",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__Quota, used),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "limit",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__Quota, limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "resets_at_ms",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_INT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__Quota, resets_at_ms),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "requested",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__Quota, requested),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__quota__field_indices_by_name[] = {
+  0,   /* field[0] = feature */
+  2,   /* field[2] = limit */
+  4,   /* field[4] = requested */
+  3,   /* field[3] = resets_at_ms */
+  1,   /* field[1] = used */
+};
+static const ProtobufCIntRange tokenledger__v1__quota__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__quota__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.Quota",
+  "Quota",
+  "Tokenledger__V1__Quota",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__Quota),
+  5,
+  tokenledger__v1__quota__field_descriptors,
+  tokenledger__v1__quota__field_indices_by_name,
+  1,  tokenledger__v1__quota__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__quota__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
 static const ProtobufCFieldDescriptor tokenledger__v1__period__field_descriptors[2] =
 {
   {
@@ -5674,7 +5867,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__period__descriptor =
   (ProtobufCMessageInit) tokenledger__v1__period__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tokenledger__v1__plan__field_descriptors[4] =
+static const ProtobufCFieldDescriptor tokenledger__v1__plan__field_descriptors[5] =
 {
   {
     "allowance",
@@ -5724,17 +5917,30 @@ static const ProtobufCFieldDescriptor tokenledger__v1__plan__field_descriptors[4
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "quotas",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Plan, n_quotas),
+    offsetof(Tokenledger__V1__Plan, quotas),
+    &tokenledger__v1__plan_quota__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__plan__field_indices_by_name[] = {
   0,   /* field[0] = allowance */
   1,   /* field[1] = period */
+  4,   /* field[4] = quotas */
   2,   /* field[2] = rollover_cap */
   3,   /* field[3] = spend_limit */
 };
 static const ProtobufCIntRange tokenledger__v1__plan__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 5 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__plan__descriptor =
 {
@@ -5744,11 +5950,62 @@ const ProtobufCMessageDescriptor tokenledger__v1__plan__descriptor =
   "Tokenledger__V1__Plan",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__Plan),
-  4,
+  5,
   tokenledger__v1__plan__field_descriptors,
   tokenledger__v1__plan__field_indices_by_name,
   1,  tokenledger__v1__plan__number_ranges,
   (ProtobufCMessageInit) tokenledger__v1__plan__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__plan_quota__field_descriptors[2] =
+{
+  {
+    "feature",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__PlanQuota, feature),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "limit",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__PlanQuota, limit),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__plan_quota__field_indices_by_name[] = {
+  0,   /* field[0] = feature */
+  1,   /* field[1] = limit */
+};
+static const ProtobufCIntRange tokenledger__v1__plan_quota__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__plan_quota__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.PlanQuota",
+  "PlanQuota",
+  "Tokenledger__V1__PlanQuota",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__PlanQuota),
+  2,
+  tokenledger__v1__plan_quota__field_descriptors,
+  tokenledger__v1__plan_quota__field_indices_by_name,
+  1,  tokenledger__v1__plan_quota__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__plan_quota__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor tokenledger__v1__bonus_tier__field_descriptors[2] =
@@ -6147,7 +6404,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__allocation__descriptor =
   (ProtobufCMessageInit) tokenledger__v1__allocation__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tokenledger__v1__grant__field_descriptors[17] =
+static const ProtobufCFieldDescriptor tokenledger__v1__grant__field_descriptors[18] =
 {
   {
     "id",
@@ -6353,6 +6610,18 @@ static const ProtobufCFieldDescriptor tokenledger__v1__grant__field_descriptors[
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "scope",
+    18,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Tokenledger__V1__Grant, n_scope),
+    offsetof(Tokenledger__V1__Grant, scope),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__grant__field_indices_by_name[] = {
   3,   /* field[3] = amount */
@@ -6370,13 +6639,14 @@ static const unsigned tokenledger__v1__grant__field_indices_by_name[] = {
   16,   /* field[16] = note */
   10,   /* field[10] = priority */
   4,   /* field[4] = remaining */
+  17,   /* field[17] = scope */
   2,   /* field[2] = state */
   8,   /* field[8] = voided */
 };
 static const ProtobufCIntRange tokenledger__v1__grant__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 17 }
+  { 0, 18 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__grant__descriptor =
 {
@@ -6386,7 +6656,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__grant__descriptor =
   "Tokenledger__V1__Grant",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__Grant),
-  17,
+  18,
   tokenledger__v1__grant__field_descriptors,
   tokenledger__v1__grant__field_indices_by_name,
   1,  tokenledger__v1__grant__number_ranges,
@@ -7818,7 +8088,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__estimate_item__descriptor =
   (ProtobufCMessageInit) tokenledger__v1__estimate_item__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tokenledger__v1__estimate_result__field_descriptors[10] =
+static const ProtobufCFieldDescriptor tokenledger__v1__estimate_result__field_descriptors[11] =
 {
   {
     "catalog_version",
@@ -7940,6 +8210,18 @@ static const ProtobufCFieldDescriptor tokenledger__v1__estimate_result__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "quotas",
+    11,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__EstimateResult, n_quotas),
+    offsetof(Tokenledger__V1__EstimateResult, quotas),
+    &tokenledger__v1__quota__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__estimate_result__field_indices_by_name[] = {
   3,   /* field[3] = affordable */
@@ -7951,12 +8233,13 @@ static const unsigned tokenledger__v1__estimate_result__field_indices_by_name[] 
   4,   /* field[4] = items_affordable */
   9,   /* field[9] = plan */
   7,   /* field[7] = pool_headroom */
+  10,   /* field[10] = quotas */
   2,   /* field[2] = total */
 };
 static const ProtobufCIntRange tokenledger__v1__estimate_result__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 10 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__estimate_result__descriptor =
 {
@@ -7966,7 +8249,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__estimate_result__descriptor =
   "Tokenledger__V1__EstimateResult",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__EstimateResult),
-  10,
+  11,
   tokenledger__v1__estimate_result__field_descriptors,
   tokenledger__v1__estimate_result__field_indices_by_name,
   1,  tokenledger__v1__estimate_result__number_ranges,
@@ -8024,7 +8307,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__balance_request__descriptor =
   (ProtobufCMessageInit) tokenledger__v1__balance_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tokenledger__v1__bucket__field_descriptors[9] =
+static const ProtobufCFieldDescriptor tokenledger__v1__bucket__field_descriptors[10] =
 {
   {
     "grant_id",
@@ -8134,6 +8417,18 @@ static const ProtobufCFieldDescriptor tokenledger__v1__bucket__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "scope",
+    10,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Tokenledger__V1__Bucket, n_scope),
+    offsetof(Tokenledger__V1__Bucket, scope),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__bucket__field_indices_by_name[] = {
   3,   /* field[3] = amount */
@@ -8144,12 +8439,13 @@ static const unsigned tokenledger__v1__bucket__field_indices_by_name[] = {
   1,   /* field[1] = kind */
   6,   /* field[6] = priority */
   4,   /* field[4] = remaining */
+  9,   /* field[9] = scope */
   2,   /* field[2] = state */
 };
 static const ProtobufCIntRange tokenledger__v1__bucket__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 10 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__bucket__descriptor =
 {
@@ -8159,7 +8455,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__bucket__descriptor =
   "Tokenledger__V1__Bucket",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__Bucket),
-  9,
+  10,
   tokenledger__v1__bucket__field_descriptors,
   tokenledger__v1__bucket__field_indices_by_name,
   1,  tokenledger__v1__bucket__number_ranges,
@@ -8372,7 +8668,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__member_budget__descriptor =
   (ProtobufCMessageInit) tokenledger__v1__member_budget__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tokenledger__v1__balance_result__field_descriptors[17] =
+static const ProtobufCFieldDescriptor tokenledger__v1__balance_result__field_descriptors[18] =
 {
   {
     "tenant",
@@ -8578,6 +8874,18 @@ static const ProtobufCFieldDescriptor tokenledger__v1__balance_result__field_des
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "quotas",
+    18,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__BalanceResult, n_quotas),
+    offsetof(Tokenledger__V1__BalanceResult, quotas),
+    &tokenledger__v1__quota__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__balance_result__field_indices_by_name[] = {
   2,   /* field[2] = available */
@@ -8592,6 +8900,7 @@ static const unsigned tokenledger__v1__balance_result__field_indices_by_name[] =
   11,   /* field[11] = meter */
   16,   /* field[16] = open_holds */
   6,   /* field[6] = overdraft_limit */
+  17,   /* field[17] = quotas */
   3,   /* field[3] = reserved */
   4,   /* field[4] = spent */
   0,   /* field[0] = tenant */
@@ -8601,7 +8910,7 @@ static const unsigned tokenledger__v1__balance_result__field_indices_by_name[] =
 static const ProtobufCIntRange tokenledger__v1__balance_result__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 17 }
+  { 0, 18 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__balance_result__descriptor =
 {
@@ -8611,7 +8920,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__balance_result__descriptor =
   "Tokenledger__V1__BalanceResult",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__BalanceResult),
-  17,
+  18,
   tokenledger__v1__balance_result__field_descriptors,
   tokenledger__v1__balance_result__field_indices_by_name,
   1,  tokenledger__v1__balance_result__number_ranges,
@@ -9002,7 +9311,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__set_member_result__descriptor 
   (ProtobufCMessageInit) tokenledger__v1__set_member_result__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tokenledger__v1__grant_request__field_descriptors[8] =
+static const ProtobufCFieldDescriptor tokenledger__v1__grant_request__field_descriptors[9] =
 {
   {
     "request_id",
@@ -9100,6 +9409,18 @@ static const ProtobufCFieldDescriptor tokenledger__v1__grant_request__field_desc
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "scope",
+    9,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Tokenledger__V1__GrantRequest, n_scope),
+    offsetof(Tokenledger__V1__GrantRequest, scope),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__grant_request__field_indices_by_name[] = {
   3,   /* field[3] = amount */
@@ -9109,12 +9430,13 @@ static const unsigned tokenledger__v1__grant_request__field_indices_by_name[] = 
   7,   /* field[7] = note */
   6,   /* field[6] = priority */
   0,   /* field[0] = request_id */
+  8,   /* field[8] = scope */
   1,   /* field[1] = tenant */
 };
 static const ProtobufCIntRange tokenledger__v1__grant_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 8 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__grant_request__descriptor =
 {
@@ -9124,7 +9446,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__grant_request__descriptor =
   "Tokenledger__V1__GrantRequest",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__GrantRequest),
-  8,
+  9,
   tokenledger__v1__grant_request__field_descriptors,
   tokenledger__v1__grant_request__field_indices_by_name,
   1,  tokenledger__v1__grant_request__number_ranges,
@@ -12040,7 +12362,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__list_tenants_result__descripto
   (ProtobufCMessageInit) tokenledger__v1__list_tenants_result__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCEnumValue tokenledger__v1__error_code__enum_values_by_number[17] =
+static const ProtobufCEnumValue tokenledger__v1__error_code__enum_values_by_number[18] =
 {
   { "ERROR_CODE_UNSPECIFIED", "TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_UNSPECIFIED", 0 },
   { "ERROR_CODE_INVALID_ARGUMENT", "TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_INVALID_ARGUMENT", 1 },
@@ -12059,11 +12381,12 @@ static const ProtobufCEnumValue tokenledger__v1__error_code__enum_values_by_numb
   { "ERROR_CODE_OVERLOADED", "TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_OVERLOADED", 14 },
   { "ERROR_CODE_UNAVAILABLE", "TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_UNAVAILABLE", 15 },
   { "ERROR_CODE_WRONG_OWNER", "TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_WRONG_OWNER", 16 },
+  { "ERROR_CODE_QUOTA_EXCEEDED", "TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_QUOTA_EXCEEDED", 17 },
 };
 static const ProtobufCIntRange tokenledger__v1__error_code__value_ranges[] = {
-{0, 0},{0, 17}
+{0, 0},{0, 18}
 };
-static const ProtobufCEnumValueIndex tokenledger__v1__error_code__enum_values_by_name[17] =
+static const ProtobufCEnumValueIndex tokenledger__v1__error_code__enum_values_by_name[18] =
 {
   { "ERROR_CODE_ALREADY_COMMITTED", 9 },
   { "ERROR_CODE_ALREADY_EXISTS", 5 },
@@ -12078,6 +12401,7 @@ static const ProtobufCEnumValueIndex tokenledger__v1__error_code__enum_values_by
   { "ERROR_CODE_OVERLOADED", 14 },
   { "ERROR_CODE_PERMISSION_DENIED", 3 },
   { "ERROR_CODE_PLAN_LIMIT_REACHED", 8 },
+  { "ERROR_CODE_QUOTA_EXCEEDED", 17 },
   { "ERROR_CODE_UNAUTHENTICATED", 2 },
   { "ERROR_CODE_UNAVAILABLE", 15 },
   { "ERROR_CODE_UNSPECIFIED", 0 },
@@ -12090,9 +12414,9 @@ const ProtobufCEnumDescriptor tokenledger__v1__error_code__descriptor =
   "ErrorCode",
   "Tokenledger__V1__ErrorCode",
   "tokenledger.v1",
-  17,
+  18,
   tokenledger__v1__error_code__enum_values_by_number,
-  17,
+  18,
   tokenledger__v1__error_code__enum_values_by_name,
   1,
   tokenledger__v1__error_code__value_ranges,

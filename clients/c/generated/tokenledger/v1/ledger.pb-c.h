@@ -23,8 +23,10 @@ typedef struct Tokenledger__V1__PlanDetails Tokenledger__V1__PlanDetails;
 typedef struct Tokenledger__V1__BalanceDetails Tokenledger__V1__BalanceDetails;
 typedef struct Tokenledger__V1__LimitDetails Tokenledger__V1__LimitDetails;
 typedef struct Tokenledger__V1__OwnerDetails Tokenledger__V1__OwnerDetails;
+typedef struct Tokenledger__V1__Quota Tokenledger__V1__Quota;
 typedef struct Tokenledger__V1__Period Tokenledger__V1__Period;
 typedef struct Tokenledger__V1__Plan Tokenledger__V1__Plan;
+typedef struct Tokenledger__V1__PlanQuota Tokenledger__V1__PlanQuota;
 typedef struct Tokenledger__V1__BonusTier Tokenledger__V1__BonusTier;
 typedef struct Tokenledger__V1__PurchaseRules Tokenledger__V1__PurchaseRules;
 typedef struct Tokenledger__V1__TenantSettings Tokenledger__V1__TenantSettings;
@@ -139,7 +141,11 @@ typedef enum _Tokenledger__V1__ErrorCode {
    * Cluster mode: another node serves the tenant's shard (OwnerDetails); retry there with the
    * same request id.
    */
-  TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_WRONG_OWNER = 16
+  TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_WRONG_OWNER = 16,
+  /*
+   * A plan quota of the period cannot count the items' units (Error.quota says which).
+   */
+  TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_QUOTA_EXCEEDED = 17
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__ERROR_CODE)
 } Tokenledger__V1__ErrorCode;
 typedef enum _Tokenledger__V1__PeriodUnit {
@@ -427,7 +433,8 @@ typedef enum {
   TOKENLEDGER__V1__ERROR__DETAILS_PLAN = 4,
   TOKENLEDGER__V1__ERROR__DETAILS_BALANCE = 5,
   TOKENLEDGER__V1__ERROR__DETAILS_LIMIT = 6,
-  TOKENLEDGER__V1__ERROR__DETAILS_OWNER = 7
+  TOKENLEDGER__V1__ERROR__DETAILS_OWNER = 7,
+  TOKENLEDGER__V1__ERROR__DETAILS_QUOTA = 8
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__ERROR__DETAILS__CASE)
 } Tokenledger__V1__Error__DetailsCase;
 
@@ -446,6 +453,10 @@ struct  Tokenledger__V1__Error
     Tokenledger__V1__BalanceDetails *balance;
     Tokenledger__V1__LimitDetails *limit;
     Tokenledger__V1__OwnerDetails *owner;
+    /*
+     * quota_exceeded: the quota, what the period counted, and the units asked (requested).
+     */
+    Tokenledger__V1__Quota *quota;
   };
 };
 #define TOKENLEDGER__V1__ERROR__INIT \
@@ -527,6 +538,25 @@ struct  Tokenledger__V1__OwnerDetails
     , 0, (char *)protobuf_c_empty_string, 0 }
 
 
+/*
+ * A plan quota in the current period: `used` of `limit` units of a catalog feature until
+ * `resets_at_ms` (the plan period's end). In an estimate or a quota_exceeded error, `requested` is
+ * the units the items would count; 0 in a balance.
+ */
+struct  Tokenledger__V1__Quota
+{
+  ProtobufCMessage base;
+  char *feature;
+  uint64_t used;
+  uint64_t limit;
+  int64_t resets_at_ms;
+  uint64_t requested;
+};
+#define TOKENLEDGER__V1__QUOTA__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__quota__descriptor) \
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
+
+
 typedef enum {
   TOKENLEDGER__V1__PERIOD__ANCHOR__NOT_SET = 0,
   TOKENLEDGER__V1__PERIOD__ANCHOR_ANCHOR_MS = 2
@@ -567,10 +597,27 @@ struct  Tokenledger__V1__Plan
    * Most tokens held plus spent per plan period from any source; 0: no limit.
    */
   uint64_t spend_limit;
+  /*
+   * Units of catalog features per period (e.g. cover_image 30): reserves and charges by items
+   * count the quantities of their feature; a limit of 0 leaves the feature out of the plan.
+   */
+  size_t n_quotas;
+  Tokenledger__V1__PlanQuota **quotas;
 };
 #define TOKENLEDGER__V1__PLAN__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__plan__descriptor) \
-    , 0, NULL, 0, 0 }
+    , 0, NULL, 0, 0, 0,NULL }
+
+
+struct  Tokenledger__V1__PlanQuota
+{
+  ProtobufCMessage base;
+  char *feature;
+  uint64_t limit;
+};
+#define TOKENLEDGER__V1__PLAN_QUOTA__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__plan_quota__descriptor) \
+    , (char *)protobuf_c_empty_string, 0 }
 
 
 struct  Tokenledger__V1__BonusTier
@@ -687,10 +734,15 @@ struct  Tokenledger__V1__Grant
    */
   uint64_t linked_grant_id;
   char *note;
+  /*
+   * The catalog features the grant may pay for; empty: any spending.
+   */
+  size_t n_scope;
+  char **scope;
 };
 #define TOKENLEDGER__V1__GRANT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__grant__descriptor) \
-    , 0, TOKENLEDGER__V1__GRANT_KIND__GRANT_KIND_UNSPECIFIED, TOKENLEDGER__V1__GRANT_STATE__GRANT_STATE_UNSPECIFIED, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string }
+    , 0, TOKENLEDGER__V1__GRANT_KIND__GRANT_KIND_UNSPECIFIED, TOKENLEDGER__V1__GRANT_STATE__GRANT_STATE_UNSPECIFIED, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, (char *)protobuf_c_empty_string, 0,NULL }
 
 
 struct  Tokenledger__V1__Hold
@@ -1040,10 +1092,16 @@ struct  Tokenledger__V1__EstimateResult
    */
   Tokenledger__V1__BudgetDetails *budget;
   Tokenledger__V1__PlanDetails *plan;
+  /*
+   * Each plan quota the items count against, with the units they would count (requested); one
+   * that cannot count them makes the estimate unaffordable.
+   */
+  size_t n_quotas;
+  Tokenledger__V1__Quota **quotas;
 };
 #define TOKENLEDGER__V1__ESTIMATE_RESULT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__estimate_result__descriptor) \
-    , (char *)protobuf_c_empty_string, 0,NULL, 0, 0, 0, TOKENLEDGER__V1__BINDING_LIMIT__BINDING_LIMIT_UNSPECIFIED, 0, 0, NULL, NULL }
+    , (char *)protobuf_c_empty_string, 0,NULL, 0, 0, 0, TOKENLEDGER__V1__BINDING_LIMIT__BINDING_LIMIT_UNSPECIFIED, 0, 0, NULL, NULL, 0,NULL }
 
 
 struct  Tokenledger__V1__BalanceRequest
@@ -1075,10 +1133,15 @@ struct  Tokenledger__V1__Bucket
    * 0: never expires.
    */
   int64_t expires_at_ms;
+  /*
+   * The catalog features the grant may pay for; empty: any spending.
+   */
+  size_t n_scope;
+  char **scope;
 };
 #define TOKENLEDGER__V1__BUCKET__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__bucket__descriptor) \
-    , 0, TOKENLEDGER__V1__GRANT_KIND__GRANT_KIND_UNSPECIFIED, TOKENLEDGER__V1__GRANT_STATE__GRANT_STATE_UNSPECIFIED, 0, 0, 0, 0, 0, 0 }
+    , 0, TOKENLEDGER__V1__GRANT_KIND__GRANT_KIND_UNSPECIFIED, TOKENLEDGER__V1__GRANT_STATE__GRANT_STATE_UNSPECIFIED, 0, 0, 0, 0, 0, 0, 0,NULL }
 
 
 struct  Tokenledger__V1__Meter
@@ -1143,6 +1206,11 @@ struct  Tokenledger__V1__BalanceResult
   uint64_t low_balance_threshold;
   protobuf_c_boolean below_threshold;
   uint32_t open_holds;
+  /*
+   * Each quota of the plan in the current period (requested 0).
+   */
+  size_t n_quotas;
+  Tokenledger__V1__Quota **quotas;
   Tokenledger__V1__BalanceResult__MemberAvailableOptionCase member_available_option_case;
   union {
     /*
@@ -1153,7 +1221,7 @@ struct  Tokenledger__V1__BalanceResult
 };
 #define TOKENLEDGER__V1__BALANCE_RESULT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__balance_result__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,NULL, NULL, NULL, 0, 0, 0, TOKENLEDGER__V1__BALANCE_RESULT__MEMBER_AVAILABLE_OPTION__NOT_SET, {0} }
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,NULL, NULL, NULL, 0, 0, 0, 0,NULL, TOKENLEDGER__V1__BALANCE_RESULT__MEMBER_AVAILABLE_OPTION__NOT_SET, {0} }
 
 
 struct  Tokenledger__V1__CreateTenantRequest
@@ -1297,6 +1365,12 @@ struct  Tokenledger__V1__GrantRequest
   Tokenledger__V1__GrantKind kind;
   uint64_t amount;
   char *note;
+  /*
+   * Catalog features the grant may pay for (at most 16); empty: any spending. A scoped grant pays
+   * only for items of its features, never for spending by tokens or overdraft debt.
+   */
+  size_t n_scope;
+  char **scope;
   Tokenledger__V1__GrantRequest__EffectiveCase effective_case;
   union {
     /*
@@ -1318,7 +1392,7 @@ struct  Tokenledger__V1__GrantRequest
 };
 #define TOKENLEDGER__V1__GRANT_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__grant_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, TOKENLEDGER__V1__GRANT_KIND__GRANT_KIND_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, TOKENLEDGER__V1__GRANT_REQUEST__EFFECTIVE__NOT_SET, {0}, TOKENLEDGER__V1__GRANT_REQUEST__EXPIRY__NOT_SET, {0}, TOKENLEDGER__V1__GRANT_REQUEST__PRIORITY_OPTION__NOT_SET, {0} }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, TOKENLEDGER__V1__GRANT_KIND__GRANT_KIND_UNSPECIFIED, 0, (char *)protobuf_c_empty_string, 0,NULL, TOKENLEDGER__V1__GRANT_REQUEST__EFFECTIVE__NOT_SET, {0}, TOKENLEDGER__V1__GRANT_REQUEST__EXPIRY__NOT_SET, {0}, TOKENLEDGER__V1__GRANT_REQUEST__PRIORITY_OPTION__NOT_SET, {0} }
 
 
 struct  Tokenledger__V1__GrantResult
@@ -2245,6 +2319,25 @@ Tokenledger__V1__OwnerDetails *
 void   tokenledger__v1__owner_details__free_unpacked
                      (Tokenledger__V1__OwnerDetails *message,
                       ProtobufCAllocator *allocator);
+/* Tokenledger__V1__Quota methods */
+void   tokenledger__v1__quota__init
+                     (Tokenledger__V1__Quota         *message);
+size_t tokenledger__v1__quota__get_packed_size
+                     (const Tokenledger__V1__Quota   *message);
+size_t tokenledger__v1__quota__pack
+                     (const Tokenledger__V1__Quota   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__quota__pack_to_buffer
+                     (const Tokenledger__V1__Quota   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__Quota *
+       tokenledger__v1__quota__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__quota__free_unpacked
+                     (Tokenledger__V1__Quota *message,
+                      ProtobufCAllocator *allocator);
 /* Tokenledger__V1__Period methods */
 void   tokenledger__v1__period__init
                      (Tokenledger__V1__Period         *message);
@@ -2282,6 +2375,25 @@ Tokenledger__V1__Plan *
                       const uint8_t       *data);
 void   tokenledger__v1__plan__free_unpacked
                      (Tokenledger__V1__Plan *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__PlanQuota methods */
+void   tokenledger__v1__plan_quota__init
+                     (Tokenledger__V1__PlanQuota         *message);
+size_t tokenledger__v1__plan_quota__get_packed_size
+                     (const Tokenledger__V1__PlanQuota   *message);
+size_t tokenledger__v1__plan_quota__pack
+                     (const Tokenledger__V1__PlanQuota   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__plan_quota__pack_to_buffer
+                     (const Tokenledger__V1__PlanQuota   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__PlanQuota *
+       tokenledger__v1__plan_quota__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__plan_quota__free_unpacked
+                     (Tokenledger__V1__PlanQuota *message,
                       ProtobufCAllocator *allocator);
 /* Tokenledger__V1__BonusTier methods */
 void   tokenledger__v1__bonus_tier__init
@@ -3943,11 +4055,17 @@ typedef void (*Tokenledger__V1__LimitDetails_Closure)
 typedef void (*Tokenledger__V1__OwnerDetails_Closure)
                  (const Tokenledger__V1__OwnerDetails *message,
                   void *closure_data);
+typedef void (*Tokenledger__V1__Quota_Closure)
+                 (const Tokenledger__V1__Quota *message,
+                  void *closure_data);
 typedef void (*Tokenledger__V1__Period_Closure)
                  (const Tokenledger__V1__Period *message,
                   void *closure_data);
 typedef void (*Tokenledger__V1__Plan_Closure)
                  (const Tokenledger__V1__Plan *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__PlanQuota_Closure)
+                 (const Tokenledger__V1__PlanQuota *message,
                   void *closure_data);
 typedef void (*Tokenledger__V1__BonusTier_Closure)
                  (const Tokenledger__V1__BonusTier *message,
@@ -4229,8 +4347,10 @@ extern const ProtobufCMessageDescriptor tokenledger__v1__plan_details__descripto
 extern const ProtobufCMessageDescriptor tokenledger__v1__balance_details__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__limit_details__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__owner_details__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__quota__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__period__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__plan__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__plan_quota__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__bonus_tier__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__purchase_rules__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__tenant_settings__descriptor;
