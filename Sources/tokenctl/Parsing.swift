@@ -48,6 +48,14 @@ enum Parse {
         return PricedItem(feature: String(text[..<equals]), quantity: quantity)
     }
 
+    /// `--quota FEATURE=LIMIT`: units of a catalog feature the plan grants per period.
+    static func quota(_ text: String) throws -> PlanQuota {
+        guard let equals = text.lastIndex(of: "="), let limit = UInt64(text[text.index(after: equals)...]),
+            equals != text.startIndex
+        else { throw ValidationError("--quota \(text): expected FEATURE=LIMIT, e.g. cover_image=30") }
+        return PlanQuota(feature: String(text[..<equals]), limit: limit)
+    }
+
     static func period(_ text: String, _ flag: String) throws -> PeriodUnit {
         guard let unit = PeriodUnit(rawValue: text) else { throw ValidationError("\(flag) must be day, week or month") }
         return unit

@@ -45,7 +45,35 @@ enum Render {
             ("priority", .unsigned(UInt64(grant.priority))), ("effective_at", JSON.time(grant.effectiveAtMs)),
             ("expires_at", JSON.time(grant.expiresAtMs)), ("money_minor", .unsigned(grant.moneyMinor)),
             ("linked_grant", grant.linkedGrantID == 0 ? .null : .string(grantID(grant.linkedGrantID))), ("note", .string(grant.note)),
+            ("scope", .array(grant.scope.map { .string($0) })),
         ])
+    }
+
+    /// A plan's quotas as `[{"feature": ..., "limit": ...}]`.
+    static func quotasJSON(_ quotas: [PlanQuota]) -> JSON {
+        .array(quotas.map { .object([("feature", .string($0.feature)), ("limit", .unsigned($0.limit))]) })
+    }
+
+    /// Quotas of a period as `[{"feature", "used", "limit", "resets_at"}]` (and `requested` in an
+    /// estimate).
+    static func quotaJSON(_ quotas: [Tokenledger_V1_Quota], requested: Bool = false) -> JSON {
+        .array(quotas.map {
+            var fields: [(String, JSON)] = [
+                ("feature", .string($0.feature)), ("used", .unsigned($0.used)), ("limit", .unsigned($0.limit)),
+                ("resets_at", JSON.time($0.resetsAtMs)),
+            ]
+            if requested { fields.append(("requested", .unsigned($0.requested))) }
+            return .object(fields)
+        })
+    }
+
+    /// `feature used/limit` lines for people.
+    static func quotaRows(_ quotas: [Tokenledger_V1_Quota], requested: Bool = false) -> [(String, String)] {
+        quotas.map {
+            ("quota \($0.feature)",
+             "\(Format.tokens($0.used))/\(Format.tokens($0.limit)) used" + (requested ? ", \(Format.tokens($0.requested)) asked" : "")
+                + ", resets \(Format.time($0.resetsAtMs))")
+        }
     }
 
     static func grantRow(_ grant: Tokenledger_V1_Grant) -> [String] {

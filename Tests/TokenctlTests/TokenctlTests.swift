@@ -174,6 +174,45 @@ struct TokenctlTests {
         #expect(shards["cluster"] as? Bool == false && (shards["shard_count"] as? Int ?? 0) > 0, "\(shards)")
     }
 
+    @Test("plan quotas and scoped grants: --quota, --scope, balance and estimate --json, quota_exceeded exits 68")
+    func quotasAndScopes() throws {
+        let ledger = try LiveLedger()
+        defer { ledger.stop() }
+        let created = try ledger.tokenctl("tenant create acme --plan-allowance 100 --quota cover_image=2 --quota transcription=60 --json")
+        #expect(created.status == 0, "\(created.stderr)")
+        #expect((created.object["quotas"] as? [[String: Any]])?.map { $0["feature"] as? String } == ["cover_image", "transcription"])
+        #expect(try ledger.tokenctl("tenant create bad --quota cover_image=2").status == 64, "a quota needs a plan")
+        #expect(try ledger.tokenctl("tenant create bad --plan-allowance 1 --quota cover_image").status == 64)
+
+        let promo = try ledger.tokenctl("grant acme 80 --kind promo --scope transcription --priority 10 --json")
+        #expect(promo.status == 0, "\(promo.stderr)")
+        #expect((promo.object["grant"] as? [String: Any])?["scope"] as? [String] == ["transcription"])
+
+        #expect(try ledger.tokenctl("charge acme --id img --item cover_image=2").status == 0)
+        let refused = try ledger.tokenctl("charge acme --id img-2 --item cover_image=1")
+        #expect(refused.status == 68)
+        #expect(refused.stderr.contains("quota_exceeded") && refused.stderr.contains("quota cover_image: 2 of 2 used, 1 asked"), "\(refused.stderr)")
+
+        let estimate = try ledger.tokenctl("estimate acme --item transcription=5 --item cover_image=1 --json")
+        #expect(estimate.object["affordable"] as? Bool == false)
+        let quotas = try #require(estimate.object["quotas"] as? [[String: Any]])
+        #expect(quotas.map { "\($0["feature"]!) \($0["used"]!)/\($0["limit"]!) +\($0["requested"]!)" } == ["cover_image 2/2 +1", "transcription 0/60 +5"])
+
+        let balance = try ledger.tokenctl("balance acme --json")
+        let balanceQuotas = try #require(balance.object["quotas"] as? [[String: Any]])
+        #expect(balanceQuotas.map { "\($0["feature"]!) \($0["used"]!)/\($0["limit"]!)" } == ["cover_image 2/2", "transcription 0/60"])
+        #expect(balanceQuotas.allSatisfy { ($0["resets_at"] as? String)?.hasSuffix("Z") == true })
+        let buckets = try #require(balance.object["buckets"] as? [[String: Any]])
+        #expect(buckets.map { $0["scope"] as? [String] } == [["transcription"], []])
+        let human = try ledger.tokenctl("balance acme")
+        #expect(human.stdout.contains("quota cover_image") && human.stdout.contains("2/2 used"), "\(human.stdout)")
+        #expect(human.stdout.contains("transcription"), "\(human.stdout)")
+
+        let configured = try ledger.tokenctl("tenant configure acme --plan-allowance 100 --quota cover_image=5")
+        #expect(configured.status == 0, "\(configured.stderr)")
+        #expect(try ledger.tokenctl("charge acme --id img-2 --item cover_image=1").status == 0)
+    }
+
     @Test("connection options and --json go before the subcommand as well as after it")
     func optionsBeforeTheSubcommand() throws {
         let ledger = try LiveLedger()

@@ -11,13 +11,15 @@ struct GrantCommand: AsyncParsableCommand {
     @Option(name: .customLong("effective-at"), help: "When the grant becomes spendable (ISO 8601; default now).") var effectiveAt: String?
     @Option(name: .long, help: "Burn-down priority, lower first (default 100).") var priority: UInt32?
     @Option(name: .long, help: "A note kept with the grant.") var note: String = ""
+    @Option(name: .long, help: "A catalog feature the grant may pay for (repeat for several); none: any spending.")
+    var scope: [String] = []
     @Option(name: .customLong("request-id"), help: "Idempotency key (default: a fresh UUID).") var requestID: String?
 
     func run() async throws {
         let tenantID: TenantID = try Parse.identifier(tenant, "tenant")
         var request = GrantRequest(
             kind: try Parse.grantKind(kind, "--kind", allowed: [.purchase, .promo, .referral, .adjustment]),
-            amount: try Parse.amount(amount, "AMOUNT"), priority: priority, note: note)
+            amount: try Parse.amount(amount, "AMOUNT"), priority: priority, note: note, scope: scope)
         if let expiresAt { request.expiresAt = try Parse.time(expiresAt, "--expires-at") }
         if let effectiveAt { request.effectiveAt = try Parse.time(effectiveAt, "--effective-at") }
         let requestID = try Parse.requestID(self.requestID)

@@ -30,10 +30,11 @@ struct EstimateCommand: AsyncParsableCommand {
             let table = Format.table(
                 ["FEATURE", "QUANTITY", "COST"],
                 estimate.items.map { [$0.feature, Format.tokens($0.quantity), Format.tokens($0.cost)] }, right: [1, 2])
-            let summary = Format.fields([
-                ("total", Format.tokens(estimate.total)), ("affordable", estimate.affordable ? "yes" : "no"),
-                ("limit", "\(binding), \(Format.tokens(estimate.headroom)) available"), ("catalog", estimate.catalogVersion),
-            ])
+            let summary = Format.fields(
+                [
+                    ("total", Format.tokens(estimate.total)), ("affordable", estimate.affordable ? "yes" : "no"),
+                    ("limit", "\(binding), \(Format.tokens(estimate.headroom)) available"), ("catalog", estimate.catalogVersion),
+                ] + Render.quotaRows(estimate.quotas, requested: true))
             return Output(
                 human: table + "\n\n" + summary,
                 json: .object([
@@ -43,6 +44,7 @@ struct EstimateCommand: AsyncParsableCommand {
                     ("items", .array(estimate.items.map {
                         .object([("feature", .string($0.feature)), ("quantity", .unsigned($0.quantity)), ("cost", .unsigned($0.cost))])
                     })),
+                    ("quotas", Render.quotaJSON(estimate.quotas, requested: true)),
                 ]))
         }
     }
@@ -80,14 +82,15 @@ struct BalanceCommand: AsyncParsableCommand {
                 "\(Format.tokens(budget.spent))/\(Format.tokens(budget.cap)) spent this \(Render.name(budget.period)), "
                     + "\(Format.tokens(budget.remaining)) left, resets \(Format.time(budget.resetsAtMs))"))
         }
+        rows += Render.quotaRows(balance.quotas)
         if balance.lowBalanceThreshold > 0 {
             rows.append(("threshold", Format.tokens(balance.lowBalanceThreshold) + (balance.belowThreshold ? " (below)" : "")))
         }
         let buckets = Format.table(
-            ["BUCKET", "KIND", "STATE", "REMAINING", "HELD", "EXPIRES"],
+            ["BUCKET", "KIND", "STATE", "REMAINING", "HELD", "EXPIRES", "SCOPE"],
             balance.buckets.map {
                 [Render.grantID($0.grantID), Render.name($0.kind), Render.name($0.state), Format.tokens($0.remaining),
-                 Format.tokens($0.held), Format.time($0.expiresAtMs)]
+                 Format.tokens($0.held), Format.time($0.expiresAtMs), $0.scope.isEmpty ? "any" : $0.scope.joined(separator: ",")]
             }, right: [3, 4])
         return Format.fields(rows) + "\n\n" + buckets
     }
@@ -105,8 +108,10 @@ struct BalanceCommand: AsyncParsableCommand {
                     ("id", .string(Render.grantID($0.grantID))), ("kind", .string(Render.name($0.kind))),
                     ("state", .string(Render.name($0.state))), ("remaining", .unsigned($0.remaining)),
                     ("held", .unsigned($0.held)), ("expires_at", JSON.time($0.expiresAtMs)),
+                    ("scope", .array($0.scope.map { .string($0) })),
                 ])
             })),
+            ("quotas", Render.quotaJSON(balance.quotas)),
             ("meter", balance.hasMeter
                 ? .object([("used", .unsigned(balance.meter.used)), ("total", .unsigned(balance.meter.total)),
                            ("resets_at", JSON.time(balance.meter.periodEndMs))])

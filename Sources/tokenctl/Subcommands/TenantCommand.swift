@@ -11,12 +11,15 @@ struct TenantCommand: AsyncParsableCommand {
         @Argument(help: "The tenant id.") var tenant: String
         @Option(name: .customLong("plan-allowance"), help: "Tokens issued every plan period.") var planAllowance: String?
         @Option(name: .customLong("plan-period"), help: "day, week or month (default month).") var planPeriod: String?
+        @Option(name: .long, help: "FEATURE=LIMIT: units of a catalog feature the plan grants per period; repeat for several.")
+        var quota: [String] = []
         @Option(name: .customLong("overdraft-limit"), help: "How far a final commit may go below zero.") var overdraftLimit: String?
         @Option(name: .customLong("threshold"), help: "Low-balance threshold of the pool.") var threshold: String?
         @Option(name: .customLong("request-id"), help: "Idempotency key (default: a fresh UUID).") var requestID: String?
 
         func validate() throws {
             if planPeriod != nil, planAllowance == nil { throw ValidationError("--plan-period needs --plan-allowance") }
+            if !quota.isEmpty, planAllowance == nil { throw ValidationError("--quota needs --plan-allowance (quotas are part of the plan)") }
         }
 
         func run() async throws {
@@ -25,7 +28,8 @@ struct TenantCommand: AsyncParsableCommand {
             if let planAllowance {
                 settings.plan = Plan(
                     allowance: try Parse.amount(planAllowance, "--plan-allowance"),
-                    period: PeriodRule(unit: try Parse.period(planPeriod ?? "month", "--plan-period")))
+                    period: PeriodRule(unit: try Parse.period(planPeriod ?? "month", "--plan-period")),
+                    quotas: try quota.map(Parse.quota))
             }
             if let overdraftLimit { settings.overdraftLimit = try Parse.amount(overdraftLimit, "--overdraft-limit") }
             if let threshold { settings.lowBalanceThreshold = try Parse.amount(threshold, "--threshold") }
@@ -35,6 +39,7 @@ struct TenantCommand: AsyncParsableCommand {
                 var rows = [("tenant", result.tenant)]
                 if let plan = settings.plan {
                     rows.append(("plan", "\(Format.tokens(plan.allowance)) tokens per \(plan.period.unit.rawValue)"))
+                    for quota in plan.quotas { rows.append(("quota", "\(quota.feature) \(Format.tokens(quota.limit)) per \(plan.period.unit.rawValue)")) }
                 }
                 return Output(
                     human: "created tenant \(result.tenant)\n" + Format.fields(rows),
@@ -42,6 +47,7 @@ struct TenantCommand: AsyncParsableCommand {
                         ("tenant", .string(result.tenant)),
                         ("plan_allowance", settings.plan.map { .unsigned($0.allowance) } ?? .null),
                         ("plan_period", settings.plan.map { .string($0.period.unit.rawValue) } ?? .null),
+                        ("quotas", Render.quotasJSON(settings.plan?.quotas ?? [])),
                         ("request_id", .string(requestID.rawValue)),
                     ]))
             }
@@ -54,6 +60,8 @@ struct TenantCommand: AsyncParsableCommand {
         @Argument(help: "The tenant id.") var tenant: String
         @Option(name: .customLong("plan-allowance"), help: "Set the plan: tokens per period.") var planAllowance: String?
         @Option(name: .customLong("plan-period"), help: "day, week or month (default month).") var planPeriod: String?
+        @Option(name: .long, help: "FEATURE=LIMIT: a quota of the plan set (repeat for several; the plan set has only these).")
+        var quota: [String] = []
         @Flag(name: .customLong("remove-plan"), help: "Remove the plan.") var removePlan = false
         @Option(name: .customLong("overdraft-limit"), help: "How far a final commit may go below zero.") var overdraftLimit: String?
         @Option(name: .customLong("threshold"), help: "Low-balance threshold of the pool.") var threshold: String?
@@ -62,6 +70,7 @@ struct TenantCommand: AsyncParsableCommand {
         func validate() throws {
             if removePlan, planAllowance != nil { throw ValidationError("--remove-plan and --plan-allowance exclude each other") }
             if planPeriod != nil, planAllowance == nil { throw ValidationError("--plan-period needs --plan-allowance") }
+            if !quota.isEmpty, planAllowance == nil { throw ValidationError("--quota needs --plan-allowance (quotas are part of the plan)") }
             if !removePlan, planAllowance == nil, overdraftLimit == nil, threshold == nil {
                 throw ValidationError("nothing to change: give --plan-allowance, --remove-plan, --overdraft-limit or --threshold")
             }
@@ -75,7 +84,8 @@ struct TenantCommand: AsyncParsableCommand {
                 change.plan = .set(
                     Plan(
                         allowance: try Parse.amount(planAllowance, "--plan-allowance"),
-                        period: PeriodRule(unit: try Parse.period(planPeriod ?? "month", "--plan-period"))))
+                        period: PeriodRule(unit: try Parse.period(planPeriod ?? "month", "--plan-period")),
+                        quotas: try quota.map(Parse.quota)))
             }
             if let overdraftLimit { change.overdraftLimit = try Parse.amount(overdraftLimit, "--overdraft-limit") }
             if let threshold { change.lowBalanceThreshold = try Parse.amount(threshold, "--threshold") }
