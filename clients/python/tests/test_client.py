@@ -127,6 +127,39 @@ def test_typed_errors(ledger):
         assert isinstance(budget.value, tokenledger.LedgerError)
 
 
+def test_quotas_and_scoped_grants(ledger):
+    with ledger.client(attempts=1) as client:
+        client.create_tenant("acme", plan_allowance=100, quotas={"cover_image": 2, "transcription": 60})
+        with pytest.raises(ValueError):
+            client.create_tenant("other", quotas={"cover_image": 1})
+        promo = client.grant("acme", 80, "promo", priority=10, scope=["transcription"]).grant
+        assert list(promo.scope) == ["transcription"]
+
+        client.charge("acme", "img", items={"cover_image": 2})
+        estimate = client.estimate("acme", {"cover_image": 1})
+        assert not estimate.affordable
+        assert [(q.feature, q.used, q.limit, q.requested) for q in estimate.quotas] == [("cover_image", 2, 2, 1)]
+        with pytest.raises(tokenledger.QuotaExceeded) as refused:
+            client.charge("acme", "img-2", items={"cover_image": 1})
+        details = refused.value.details
+        assert (details["feature"], details["used"], details["limit"], details["requested"]) == ("cover_image", 2, 2, 1)
+        assert details["resets_at_ms"] > 0 and details["kind"] == "quota"
+
+        # Transcription draws on the scoped promo first; a spend by tokens never does.
+        charged = client.charge("acme", "t", items={"transcription": 5})
+        assert [c.grant_id for c in charged.hold.captures] == [promo.id]
+        with pytest.raises(tokenledger.InsufficientBalance):
+            client.charge("acme", "tok", 60)
+
+        balance = client.balance("acme")
+        assert [(q.feature, q.used, q.limit) for q in balance.quotas] == [("cover_image", 2, 2), ("transcription", 5, 60)]
+        assert [list(b.scope) for b in balance.buckets] == [["transcription"], []]
+
+        client.configure_tenant("acme", plan_allowance=100, quotas=[("cover_image", 3)])
+        client.charge("acme", "img-2", items={"cover_image": 1})
+        assert [(q.feature, q.used, q.limit) for q in client.balance("acme").quotas] == [("cover_image", 3, 3)]
+
+
 def test_pipelining_from_many_threads(ledger):
     with ledger.client() as client:
         client.create_tenant("acme")

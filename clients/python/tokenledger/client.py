@@ -486,21 +486,28 @@ class Client:
 
     # Administration ---------------------------------------------------------------------------
 
-    def create_tenant(self, tenant, *, plan_allowance=None, plan_period="month", overdraft_limit=0,
+    def create_tenant(self, tenant, *, plan_allowance=None, plan_period="month", quotas=None, overdraft_limit=0,
                       low_balance_threshold=0, request_id=None):
+        """``quotas``: {feature: units per plan period}, part of the plan (needs ``plan_allowance``)."""
         settings = pb.TenantSettings(overdraft_limit=overdraft_limit, low_balance_threshold=low_balance_threshold)
         if plan_allowance is not None:
             settings.plan.allowance = plan_allowance
             settings.plan.period.unit = PERIODS[plan_period]
+            settings.plan.quotas.extend(_quotas(quotas))
+        elif quotas:
+            raise ValueError("quotas are part of the plan: give plan_allowance too")
         return self.call("create_tenant", pb.CreateTenantRequest(request_id=request_id or new_request_id(),
                                                                  tenant=tenant, settings=settings))
 
-    def configure_tenant(self, tenant, *, plan_allowance=None, plan_period="month", remove_plan=False,
+    def configure_tenant(self, tenant, *, plan_allowance=None, plan_period="month", quotas=None, remove_plan=False,
                          overdraft_limit=None, low_balance_threshold=None, request_id=None):
         message = pb.ConfigureTenantRequest(request_id=request_id or new_request_id(), tenant=tenant)
         if plan_allowance is not None:
             message.set_plan.allowance = plan_allowance
             message.set_plan.period.unit = PERIODS[plan_period]
+            message.set_plan.quotas.extend(_quotas(quotas))
+        elif quotas:
+            raise ValueError("quotas are part of the plan: give plan_allowance too")
         elif remove_plan:
             message.remove_plan = True
         if overdraft_limit is not None:
@@ -520,9 +527,10 @@ class Client:
         return self.call("set_member", message)
 
     def grant(self, tenant, amount, kind, *, expires_at_ms=None, effective_at_ms=None, priority=None, note="",
-              request_id=None):
+              scope=(), request_id=None):
+        """``scope``: catalog features the grant may pay for; empty: any spending."""
         message = pb.GrantRequest(request_id=request_id or new_request_id(), tenant=tenant, amount=amount,
-                                  kind=GRANT_KINDS[kind], note=note)
+                                  kind=GRANT_KINDS[kind], note=note, scope=list(scope))
         if expires_at_ms is not None:
             message.expires_at_ms = expires_at_ms
         if effective_at_ms is not None:
@@ -656,3 +664,9 @@ def _spend(message, tokens, items):
 def _items(items):
     pairs = items.items() if isinstance(items, dict) else items
     return [pb.PricedItem(feature=feature, quantity=quantity) for feature, quantity in pairs]
+
+
+def _quotas(quotas):
+    """{feature: limit} or (feature, limit) pairs as PlanQuota messages."""
+    pairs = (quotas or {}).items() if isinstance(quotas, dict) or quotas is None else quotas
+    return [pb.PlanQuota(feature=feature, limit=limit) for feature, limit in pairs]

@@ -38,8 +38,8 @@ class ProtocolError(TokenLedgerError):
 
 
 class LedgerError(TokenLedgerError):
-    """The server answered with an error. ``details`` is a dict for budget, plan, balance and
-    limit errors (e.g. ``{"remaining": 3, "cap": 10, "resets_at_ms": ...}``), else None."""
+    """The server answered with an error. ``details`` is a dict for budget, plan, balance, limit,
+    owner and quota errors (e.g. ``{"remaining": 3, "cap": 10, "resets_at_ms": ...}``), else None."""
 
     code = "unspecified"
 
@@ -120,6 +120,13 @@ class WrongOwner(LedgerError):
     code = "wrong_owner"
 
 
+class QuotaExceeded(LedgerError):
+    """A plan quota of the period cannot count the items. ``details`` holds ``feature``, ``used``,
+    ``limit``, ``resets_at_ms`` and ``requested``."""
+
+    code = "quota_exceeded"
+
+
 _BY_WIRE_CODE = {
     pb.ERROR_CODE_INVALID_ARGUMENT: InvalidArgument,
     pb.ERROR_CODE_UNAUTHENTICATED: Unauthenticated,
@@ -137,6 +144,7 @@ _BY_WIRE_CODE = {
     pb.ERROR_CODE_OVERLOADED: Overloaded,
     pb.ERROR_CODE_UNAVAILABLE: Unavailable,
     pb.ERROR_CODE_WRONG_OWNER: WrongOwner,
+    pb.ERROR_CODE_QUOTA_EXCEEDED: QuotaExceeded,
 }
 
 
