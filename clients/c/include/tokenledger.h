@@ -32,7 +32,7 @@
 extern "C" {
 #endif
 
-/* Result codes. 1 to 15 are the server's ErrorCode values (the numbers never change); 100 and
+/* Result codes. 1 to 17 are the server's ErrorCode values (the numbers never change); 100 and
  * above are failures on the client's side. */
 typedef enum tl_code {
     TL_OK = 0,
@@ -54,6 +54,9 @@ typedef enum tl_code {
     /* cluster mode: another node serves the tenant's shard (owner_address, shard, epoch); send the
        call there with the same request id */
     TL_WRONG_OWNER = TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_WRONG_OWNER,
+    /* a plan quota of the period cannot count the items (feature, used, cap: the limit,
+       resets_at_ms, requested) */
+    TL_QUOTA_EXCEEDED = TOKENLEDGER__V1__ERROR_CODE__ERROR_CODE_QUOTA_EXCEEDED,
 
     TL_ERR_USAGE = 100,    /* the library was called wrongly: NULL argument, a request of the wrong
                               type or with a NULL string, an unknown call id */
@@ -73,7 +76,8 @@ typedef enum tl_details_kind {
     TL_DETAILS_PLAN,    /* plan_limit_reached: remaining, cap (the spend limit), resets_at_ms */
     TL_DETAILS_BALANCE, /* insufficient_balance: available, requested */
     TL_DETAILS_LIMIT,   /* limit_exceeded, overloaded: limit_name, limit_value */
-    TL_DETAILS_OWNER    /* wrong_owner: shard, owner_address (host:port), epoch */
+    TL_DETAILS_OWNER,   /* wrong_owner: shard, owner_address (host:port), epoch */
+    TL_DETAILS_QUOTA    /* quota_exceeded: feature, used, cap (the quota's limit), resets_at_ms, requested */
 } tl_details_kind;
 
 typedef struct tl_error {
@@ -90,6 +94,8 @@ typedef struct tl_error {
     uint32_t shard;
     char owner_address[256];
     uint64_t epoch;
+    char feature[129];
+    uint64_t used;
 } tl_error;
 
 typedef struct tl_options {

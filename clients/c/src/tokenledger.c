@@ -149,6 +149,15 @@ static tl_code error_from_wire(tl_error *error, const Tokenledger__V1__Error *wi
         snprintf(error->owner_address, sizeof error->owner_address, "%s", wire->owner->address ? wire->owner->address : "");
         error->epoch = wire->owner->epoch;
         break;
+    case TOKENLEDGER__V1__ERROR__DETAILS_QUOTA:
+        if (wire->quota == NULL) break;
+        error->details = TL_DETAILS_QUOTA;
+        snprintf(error->feature, sizeof error->feature, "%s", wire->quota->feature ? wire->quota->feature : "");
+        error->used = wire->quota->used;
+        error->cap = wire->quota->limit;
+        error->resets_at_ms = wire->quota->resets_at_ms;
+        error->requested = wire->quota->requested;
+        break;
     default:
         break;
     }
@@ -174,6 +183,7 @@ const char *tl_code_name(tl_code code) {
     case TL_OVERLOADED: return "overloaded";
     case TL_UNAVAILABLE: return "unavailable";
     case TL_WRONG_OWNER: return "wrong_owner";
+    case TL_QUOTA_EXCEEDED: return "quota_exceeded";
     case TL_ERR_USAGE: return "usage";
     case TL_ERR_CONNECT: return "connect";
     case TL_ERR_TLS: return "tls";

@@ -410,9 +410,10 @@ static void test_every_call(void) {
     tl_result_free(history);
 
     Tokenledger__V1__InstallCatalogRequest install = TOKENLEDGER__V1__INSTALL_CATALOG_REQUEST__INIT;
-    /* v2 keeps transcription's price (later tests use it) and adds x. */
+    /* v2 keeps transcription's and cover_image's prices (later tests use them) and adds x. */
     install.json = "{\"version\": \"v2\", \"features\": {\"x\": {\"unit\": \"u\", \"rate\": 3}, "
-                   "\"transcription\": {\"unit\": \"minute\", \"rate\": 8}}}";
+                   "\"transcription\": {\"unit\": \"minute\", \"rate\": 8}, "
+                   "\"cover_image\": {\"unit\": \"image\", \"rate\": 25}}}";
     Tokenledger__V1__InstallCatalogResult *installed;
     CHECK_CODE(tl_install_catalog(client, &install, &installed, &error), TL_OK, error);
     CHECK(installed != NULL && strcmp(installed->version, "v2") == 0);
@@ -465,6 +466,77 @@ static void test_every_call(void) {
 }
 
 /* Server errors come back as their codes, with details; client-side misuse as TL_ERR_USAGE. */
+/* A plan quota (2 cover images a month) and a grant scoped to transcription. */
+static void test_quotas_and_scopes(void) {
+    tl_client *client = connect_admin(1);
+    tl_error error;
+    Tokenledger__V1__Period month = TOKENLEDGER__V1__PERIOD__INIT;
+    month.unit = TOKENLEDGER__V1__PERIOD_UNIT__PERIOD_UNIT_MONTH;
+    Tokenledger__V1__PlanQuota images = TOKENLEDGER__V1__PLAN_QUOTA__INIT;
+    images.feature = "cover_image";
+    images.limit = 2;
+    Tokenledger__V1__PlanQuota *quotas[] = {&images};
+    Tokenledger__V1__Plan plan = TOKENLEDGER__V1__PLAN__INIT;
+    plan.allowance = 100;
+    plan.period = &month;
+    plan.n_quotas = 1;
+    plan.quotas = quotas;
+    Tokenledger__V1__TenantSettings settings = TOKENLEDGER__V1__TENANT_SETTINGS__INIT;
+    settings.plan = &plan;
+    Tokenledger__V1__CreateTenantRequest create = TOKENLEDGER__V1__CREATE_TENANT_REQUEST__INIT;
+    create.tenant = "quota";
+    create.settings = &settings;
+    Tokenledger__V1__CreateTenantResult *created;
+    CHECK_CODE(tl_create_tenant(client, &create, &created, &error), TL_OK, error);
+    tl_result_free(created);
+
+    char *scope[] = {"transcription"};
+    Tokenledger__V1__GrantRequest grant = TOKENLEDGER__V1__GRANT_REQUEST__INIT;
+    grant.tenant = "quota";
+    grant.kind = TOKENLEDGER__V1__GRANT_KIND__GRANT_KIND_PROMO;
+    grant.amount = 80;
+    grant.n_scope = 1;
+    grant.scope = scope;
+    Tokenledger__V1__GrantResult *granted;
+    CHECK_CODE(tl_grant(client, &grant, &granted, &error), TL_OK, error);
+    CHECK(granted != NULL && granted->grant->n_scope == 1 && strcmp(granted->grant->scope[0], "transcription") == 0);
+    tl_result_free(granted);
+
+    Tokenledger__V1__PricedItem image = TOKENLEDGER__V1__PRICED_ITEM__INIT;
+    image.feature = "cover_image";
+    image.quantity = 2;
+    Tokenledger__V1__PricedItem *items[] = {&image};
+    Tokenledger__V1__PricedItems priced = TOKENLEDGER__V1__PRICED_ITEMS__INIT;
+    priced.n_items = 1;
+    priced.items = items;
+    Tokenledger__V1__ChargeRequest charge = TOKENLEDGER__V1__CHARGE_REQUEST__INIT;
+    charge.tenant = "quota";
+    charge.hold_id = "img-1";
+    charge.amount_case = TOKENLEDGER__V1__CHARGE_REQUEST__AMOUNT_ITEMS;
+    charge.items = &priced;
+    Tokenledger__V1__ChargeResult *charged;
+    CHECK_CODE(tl_charge(client, &charge, &charged, &error), TL_OK, error);
+    tl_result_free(charged);
+    image.quantity = 1;
+    charge.hold_id = "img-2";
+    CHECK(tl_charge(client, &charge, &charged, &error) == TL_QUOTA_EXCEEDED);
+    CHECK(error.details == TL_DETAILS_QUOTA && strcmp(error.feature, "cover_image") == 0 && error.used == 2 &&
+          error.cap == 2 && error.requested == 1 && error.resets_at_ms > 0);
+    CHECK(strcmp(tl_code_name(TL_QUOTA_EXCEEDED), "quota_exceeded") == 0);
+
+    Tokenledger__V1__BalanceRequest balance_request = TOKENLEDGER__V1__BALANCE_REQUEST__INIT;
+    balance_request.tenant = "quota";
+    Tokenledger__V1__BalanceResult *balance;
+    CHECK_CODE(tl_balance(client, &balance_request, &balance, &error), TL_OK, error);
+    CHECK(balance != NULL && balance->n_quotas == 1 && strcmp(balance->quotas[0]->feature, "cover_image") == 0 &&
+          balance->quotas[0]->used == 2 && balance->quotas[0]->limit == 2);
+    int scoped = 0;
+    for (size_t i = 0; balance != NULL && i < balance->n_buckets; i++) scoped += balance->buckets[i]->n_scope;
+    CHECK(scoped == 1);
+    tl_result_free(balance);
+    tl_close(client);
+}
+
 static void test_typed_errors(void) {
     tl_client *client = connect_admin(1);
     tl_error error;
@@ -950,6 +1022,7 @@ int main(void) {
         {"pipelining", test_pipelining},   {"deep pipeline", test_deep_pipeline},
         {"backpressure", test_backpressure}, {"refusals", test_refusals},
         {"restart", test_restart},         {"example", test_example},
+        {"quotas", test_quotas_and_scopes},
     };
     for (size_t i = 0; i < sizeof tests / sizeof tests[0]; i++) {
         int before = failures;
