@@ -175,6 +175,28 @@ def test_errors_carry_the_ledger_code_and_details(ledger, stubs):
     assert conflict.value.code() == grpc.StatusCode.FAILED_PRECONDITION
     assert ledger_error(conflict.value, pb)[0].reason == "IDEMPOTENCY_CONFLICT"
 
+    # A plan quota: 2 cover images a month; the third is RESOURCE_EXHAUSTED with the quota.
+    quota = pb.CreateTenantRequest(request_id="q", tenant="quota")
+    quota.settings.plan.allowance = 1_000
+    quota.settings.plan.period.unit = pb.PERIOD_UNIT_MONTH
+    quota.settings.plan.quotas.add(feature="cover_image", limit=2)
+    stub.CreateTenant(quota)
+    images = pb.ChargeRequest(request_id="c1", tenant="quota", hold_id="c1")
+    images.items.items.add(feature="cover_image", quantity=2)
+    stub.Charge(images)
+    images = pb.ChargeRequest(request_id="c2", tenant="quota", hold_id="c2")
+    images.items.items.add(feature="cover_image", quantity=1)
+    with pytest.raises(grpc.RpcError) as exceeded:
+        stub.Charge(images)
+    assert exceeded.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    info, own = ledger_error(exceeded.value, pb)
+    assert info.reason == "QUOTA_EXCEEDED"
+    assert {key: info.metadata[key] for key in ("feature", "used", "limit", "requested")} == {
+        "feature": "cover_image", "used": "2", "limit": "2", "requested": "1"}
+    assert own.code == pb.ERROR_CODE_QUOTA_EXCEEDED and own.quota.resets_at_ms > 0
+    balance = stub.Balance(pb.BalanceRequest(tenant="quota"))
+    assert [(q.feature, q.used, q.limit) for q in balance.quotas] == [("cover_image", 2, 2)]
+
 
 def test_a_tenant_principal_sees_only_its_tenant(ledger, stubs):
     pb, service = stubs
