@@ -503,7 +503,13 @@ extension LedgerState: BinaryCodable {
         writer.write(due.items)
         writer.write(dueSequence)
         // Added after format 1 shipped: a snapshot that ends before this field has no events.
-        writer.write(eventLogs)
+        // The form of a `[TenantID: EventLog]` whose logs hold `LedgerEvent` values: count, then
+        // each tenant, its last id and its retained events.
+        writer.writeVarint(UInt64(eventLogs.count))
+        for (tenant, log) in eventLogs {
+            writer.write(tenant)
+            log.encode(to: &writer, tenant: tenant)
+        }
     }
 
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
@@ -513,24 +519,36 @@ extension LedgerState: BinaryCodable {
         due.items = try reader.readArray()
         due.pruneAt = max(DueQueue.pruneSizeMin, 2 * due.count)
         dueSequence = try reader.read()
-        if !reader.isAtEnd { eventLogs = try reader.readDictionary() }
+        if !reader.isAtEnd {
+            let count = try reader.readCount()
+            for _ in 0..<count {
+                let tenant = try reader.read(TenantID.self)
+                guard eventLogs.updateValue(try EventLog(from: &reader, tenant: tenant), forKey: tenant) == nil else {
+                    throw reader.fail("duplicate key")
+                }
+            }
+        }
     }
 }
 
-extension EventLog: BinaryCodable {
-    public func encode(to writer: inout BinaryWriter) {
+extension EventLog {
+    /// Snapshot form: the last id, then the retained events as `LedgerEvent`s of `tenant`.
+    func encode(to writer: inout BinaryWriter, tenant: TenantID) {
         writer.write(lastID)
-        writer.write(events)
+        writer.write(events(of: tenant))
     }
 
-    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+    init(from reader: inout BinaryReader, tenant: TenantID) throws(BinaryFormatError) {
         self.init()
-        lastID = try reader.read()
-        events = try reader.readArray()
+        let lastID = try reader.read(UInt64.self)
+        let events = try reader.readArray(LedgerEvent.self)
         guard UInt64(events.count) <= lastID else { throw reader.fail("more events than event ids") }
         for (offset, event) in events.enumerated() where event.id != lastID - UInt64(events.count - 1 - offset) {
             throw reader.fail("event ids are not consecutive up to \(lastID)")
         }
+        guard events.allSatisfy({ $0.tenant == tenant }) else { throw reader.fail("events of another tenant under \(tenant)") }
+        self.lastID = lastID - UInt64(events.count)
+        for var event in events { append(&event) }
     }
 }
 

@@ -32,30 +32,66 @@ public struct LedgerEvent: Hashable, Sendable, Codable {
 /// A tenant's recent events, numbered, for subscribers that resume after a disconnect (Watch and
 /// the webhook sink). Bounded: at least the newest ``Limits/eventsRetainedPerTenant`` are kept;
 /// older ones are dropped in blocks so that trimming stays amortized O(1).
-public struct EventLog: Hashable, Sendable, Codable {
+///
+/// Kept in their binary form (time and kind, back to back, with the start of each): with an event
+/// for every movement a busy tenant retains thousands, and as values they took about three times
+/// the memory (a `LedgerEvent` is 100-odd bytes, a capture's binary form about 25).
+public struct EventLog: Hashable, Sendable {
     /// The id of the newest event (0: none yet). Ids are never reused.
     public internal(set) var lastID: UInt64 = 0
-    /// Retained events, oldest first, with consecutive ids ending at `lastID`.
-    public internal(set) var events: [LedgerEvent] = []
+    /// The retained events' time and kind, oldest first (ids consecutive, ending at `lastID`).
+    private var bytes: [UInt8] = []
+    /// Where each retained event starts in `bytes`.
+    private var starts: [UInt32] = []
 
     public init() {}
 
+    /// How many events are retained.
+    public var count: Int { starts.count }
+
     /// The id of the oldest retained event (`lastID + 1` when none is retained).
-    public var oldestRetainedID: UInt64 { events.first?.id ?? lastID + 1 }
+    public var oldestRetainedID: UInt64 { lastID + 1 - UInt64(starts.count) }
 
     mutating func append(_ event: inout LedgerEvent) {
         lastID += 1
         event.id = lastID
-        events.append(event)
+        starts.append(UInt32(bytes.count))
+        var writer = BinaryWriter(appendingTo: &bytes)
+        writer.write(event.time)
+        writer.write(event.kind)
+        bytes = writer.bytes
         let keep = Limits.eventsRetainedPerTenant
-        if events.count >= keep + keep / 4 { events.removeFirst(events.count - keep) }
+        if starts.count >= keep + keep / 4 { dropOldest(starts.count - keep) }
     }
 
-    /// Retained events with an id above `afterID`, oldest first, at most `limit`.
-    public func events(after afterID: UInt64, limit: Int) -> ArraySlice<LedgerEvent> {
-        let start = afterID < oldestRetainedID ? 0 : Int(min(afterID - oldestRetainedID + 1, UInt64(events.count)))
-        return events[start..<min(events.count, start + max(0, limit))]
+    private mutating func dropOldest(_ count: Int) {
+        let cut = Int(starts[count])
+        bytes.removeFirst(cut)
+        starts.removeFirst(count)
+        for index in starts.indices { starts[index] -= UInt32(cut) }
     }
+
+    /// The retained event at `position` (0: the oldest) of `tenant`.
+    private func event(at position: Int, tenant: TenantID) -> LedgerEvent {
+        var reader = BinaryReader(bytes, offset: Int(starts[position]))
+        // Written by `append` from values: cannot fail.
+        let time = try! reader.read(LedgerTime.self)
+        let kind = try! reader.read(LedgerEvent.Kind.self)
+        return LedgerEvent(id: oldestRetainedID + UInt64(position), tenant: tenant, time: time, kind: kind)
+    }
+
+    /// Retained events of `tenant` with an id above `afterID`, oldest first, at most `limit`.
+    public func events(of tenant: TenantID, after afterID: UInt64, limit: Int) -> [LedgerEvent] {
+        let start = afterID < oldestRetainedID ? 0 : Int(min(afterID - oldestRetainedID + 1, UInt64(starts.count)))
+        return (start..<min(starts.count, start + max(0, limit))).map { event(at: $0, tenant: tenant) }
+    }
+
+    /// Every retained event of `tenant`, oldest first.
+    public func events(of tenant: TenantID) -> [LedgerEvent] { events(of: tenant, after: 0, limit: starts.count) }
+}
+
+extension EventLog: Codable {
+    private enum CodingKeys: String, CodingKey { case lastID, bytes, starts }
 }
 
 /// One page of a tenant's retained events and where the log stands.

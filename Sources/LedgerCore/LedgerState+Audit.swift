@@ -22,9 +22,11 @@ extension LedgerState {
         }
         for (tenantID, log) in eventLogs.sorted(by: { $0.key < $1.key }) {
             if tenants.position(of: tenantID) == nil { violations.append(AuditViolation(tenant: tenantID, message: "events of an unknown tenant")) }
-            let ids = log.events.map(\.id)
+            let events = log.events(of: tenantID)
+            let ids = events.map(\.id)
             let consecutive = zip(ids, ids.dropFirst()).allSatisfy { $0 + 1 == $1 }
-            if !consecutive || (ids.last.map { $0 != log.lastID } ?? false) || log.events.contains(where: { $0.tenant != tenantID }) {
+            let times = events.map(\.time)
+            if !consecutive || (ids.last.map { $0 != log.lastID } ?? false) || times != times.sorted() {
                 violations.append(AuditViolation(tenant: tenantID, message: "event log out of order (last id \(log.lastID))"))
             }
         }

@@ -231,7 +231,7 @@ extension LedgerState {
         }
         let lost = afterID + 1 < log.oldestRetainedID ? log.oldestRetainedID - afterID - 1 : 0
         return EventPage(
-            events: Array(log.events(after: afterID, limit: limit)), oldestRetainedID: log.oldestRetainedID, latestID: log.lastID,
+            events: log.events(of: tenantID, after: afterID, limit: limit), oldestRetainedID: log.oldestRetainedID, latestID: log.lastID,
             lost: lost)
     }
 

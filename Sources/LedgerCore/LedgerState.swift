@@ -164,12 +164,11 @@ public struct LedgerState: Hashable, Sendable {
         }
         if due.count >= due.pruneAt { pruneDue() }
         guard !ctx.events.isEmpty, tenants.position(of: tenantID) != nil else { return }
-        var log = eventLogs.removeValue(forKey: tenantID) ?? EventLog()
+        // In place: one lookup, and the log's storage is not copied.
         for var event in ctx.events {
-            log.append(&event)
+            eventLogs[tenantID, default: EventLog()].append(&event)
             events.append(event)
         }
-        eventLogs[tenantID] = log
     }
 }
 
