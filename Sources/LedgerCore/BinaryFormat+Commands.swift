@@ -109,17 +109,42 @@ extension PurchaseRules: BinaryCodable {
     }
 }
 
+extension BalanceThreshold: BinaryCodable {
+    public func encode(to writer: inout BinaryWriter) {
+        switch self {
+        case .tokens(let tokens):
+            writer.tag(0)
+            writer.write(tokens)
+        case .percent(let percent):
+            writer.tag(1)
+            writer.write(percent)
+        }
+    }
+    public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
+        self = try reader.tag(below: 2) == 0 ? .tokens(try reader.read()) : .percent(try reader.read())
+    }
+}
+
 extension TenantSettings: BinaryCodable {
     public func encode(to writer: inout BinaryWriter) {
         writer.write(plan)
         writer.write(purchaseRules)
         writer.write(overdraftLimit)
         writer.write(lowBalanceThreshold)
+        writer.write(movementEvents)
+        writer.write(lowBalanceThresholds)
     }
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
         self.init(
             plan: try reader.readOptional(), purchaseRules: try reader.read(), overdraftLimit: try reader.read(),
             lowBalanceThreshold: try reader.read())
+        if reader.version >= 2 {
+            movementEvents = try reader.read()
+            lowBalanceThresholds = try reader.readArray()
+        } else {
+            // Tenants of format 1 had no movement events; they keep having none until configured.
+            movementEvents = false
+        }
     }
 }
 
@@ -144,11 +169,17 @@ extension TenantSettingsChange: BinaryCodable {
         writer.write(purchaseRules)
         writer.write(overdraftLimit)
         writer.write(lowBalanceThreshold)
+        writer.write(lowBalanceThresholds)
+        writer.write(movementEvents)
     }
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
         self.init(
             plan: try reader.readOptional(), purchaseRules: try reader.readOptional(), overdraftLimit: try reader.readOptional(),
             lowBalanceThreshold: try reader.readOptional())
+        if reader.version >= 2 {
+            lowBalanceThresholds = try reader.readOptionalArray()
+            movementEvents = try reader.readOptional()
+        }
     }
 }
 
@@ -166,9 +197,11 @@ extension MemberSettings: BinaryCodable {
     public func encode(to writer: inout BinaryWriter) {
         writer.write(budget)
         writer.write(lowBalanceThreshold)
+        writer.write(lowBalanceThresholds)
     }
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
         self.init(budget: try reader.readOptional(), lowBalanceThreshold: try reader.readOptional())
+        if reader.version >= 2 { lowBalanceThresholds = try reader.readArray() }
     }
 }
 
@@ -263,8 +296,8 @@ extension PriceCatalog: BinaryCodable {
 extension CommandBody: BinaryCodable {
     public func encode(to writer: inout BinaryWriter) {
         switch self {
-        // Tags 0, 1 and 3 are these commands' format-1 payloads (read, never written): a plan
-        // without quotas, a grant without a scope.
+        // Tags 0 to 3 are these commands' format-1 payloads (read, never written): a plan without
+        // quotas, settings without further thresholds or movement events, a grant without a scope.
         case .createTenant(let tenant, let settings):
             writer.tag(16)
             writer.write(tenant)
@@ -274,7 +307,7 @@ extension CommandBody: BinaryCodable {
             writer.write(tenant)
             writer.write(change)
         case .setMember(let tenant, let member, let settings):
-            writer.tag(2)
+            writer.tag(19)
             writer.write(tenant)
             writer.write(member)
             writer.write(settings)
@@ -337,15 +370,15 @@ extension CommandBody: BinaryCodable {
     }
 
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
-        let tag = try reader.tag(below: 19)
+        let tag = try reader.tag(below: 20)
         // A format-1 tag reads its payload as format 1, whatever carries it.
         let version = reader.version
-        if tag == 0 || tag == 1 || tag == 3 { reader.version = 1 }
+        if tag <= 3 { reader.version = 1 }
         defer { reader.version = version }
         switch tag {
         case 0, 16: self = .createTenant(try reader.read(), try reader.read())
         case 1, 17: self = .configureTenant(try reader.read(), try reader.read())
-        case 2: self = .setMember(try reader.read(), try reader.read(), try reader.read())
+        case 2, 19: self = .setMember(try reader.read(), try reader.read(), try reader.read())
         case 3, 18: self = .grant(try reader.read(), try reader.read())
         case 4: self = .purchase(try reader.read(), moneyMinor: try reader.read(), note: try reader.read())
         case 5: self = .refundPurchase(try reader.read(), try reader.read())

@@ -106,12 +106,14 @@ extension Member: BinaryCodable {
         writer.write(periodEnd)
         writer.write(budgetGeneration)
         writer.write(belowThreshold)
+        writer.write(UInt64(belowThresholds))
     }
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
         self.init(
             id: try reader.read(), settings: try reader.read(), spentInPeriod: try reader.read(), held: try reader.read(),
             periodStart: try reader.read(), periodEnd: try reader.read(), budgetGeneration: try reader.read(),
             belowThreshold: try reader.read())
+        if reader.version >= 2 { belowThresholds = UInt16(truncatingIfNeeded: try reader.read(UInt64.self)) }
     }
 }
 
@@ -429,6 +431,7 @@ extension Tenant: BinaryCodable {
         writer.writeVarint(UInt64(history.count))
         for entry in history { writer.write(entry) }
         idempotency.encode(to: &writer, tenant: id)
+        writer.write(UInt64(belowThresholds))
     }
 
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
@@ -455,6 +458,7 @@ extension Tenant: BinaryCodable {
         guard let history = HistoryLog(try reader.readArray()) else { throw reader.fail("history sequences are not 1, 2, 3, ...") }
         self.history = history
         idempotency = try IdempotencyTable(from: &reader, tenant: id)
+        if reader.version >= 2 { belowThresholds = UInt16(truncatingIfNeeded: try reader.read(UInt64.self)) }
     }
 }
 
@@ -605,11 +609,44 @@ extension LedgerEvent.Kind: BinaryCodable {
             writer.write(member)
             writer.write(periodStart)
             writer.write(periodEnd)
+        case .granted(let grant, let kind, let amount):
+            writer.tag(7)
+            writer.write(grant)
+            writer.write(kind)
+            writer.write(amount)
+        case .purchased(let grant, let amount, let bonus, let bonusAmount, let moneyMinor):
+            writer.tag(8)
+            writer.write(grant)
+            writer.write(amount)
+            writer.write(bonus)
+            writer.write(bonusAmount)
+            writer.write(moneyMinor)
+        case .captured(let hold, let member, let amount, let final):
+            writer.tag(9)
+            writer.write(hold)
+            writer.write(member)
+            writer.write(amount)
+            writer.write(final)
+        case .charged(let hold, let member, let amount):
+            writer.tag(10)
+            writer.write(hold)
+            writer.write(member)
+            writer.write(amount)
+        case .refunded(let hold, let member, let amount):
+            writer.tag(11)
+            writer.write(hold)
+            writer.write(member)
+            writer.write(amount)
+        case .voided(let grant, let kind, let amount):
+            writer.tag(12)
+            writer.write(grant)
+            writer.write(kind)
+            writer.write(amount)
         }
     }
 
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
-        switch try reader.tag(below: 7) {
+        switch try reader.tag(below: 13) {
         case 0: self = .lowBalance(member: try reader.readOptional(), available: try reader.read(), threshold: try reader.read())
         case 1:
             self = .balanceRecovered(member: try reader.readOptional(), available: try reader.read(), threshold: try reader.read())
@@ -621,7 +658,16 @@ extension LedgerEvent.Kind: BinaryCodable {
         case 4: self = .grantExpired(grant: try reader.read(), kind: try reader.read(), expired: try reader.read())
         case 5:
             self = .planRenewed(grant: try reader.read(), amount: try reader.read(), periodStart: try reader.read(), periodEnd: try reader.read())
-        default: self = .budgetReset(member: try reader.read(), periodStart: try reader.read(), periodEnd: try reader.read())
+        case 6: self = .budgetReset(member: try reader.read(), periodStart: try reader.read(), periodEnd: try reader.read())
+        case 7: self = .granted(grant: try reader.read(), kind: try reader.read(), amount: try reader.read())
+        case 8:
+            self = .purchased(
+                grant: try reader.read(), amount: try reader.read(), bonus: try reader.readOptional(), bonusAmount: try reader.read(),
+                moneyMinor: try reader.read())
+        case 9: self = .captured(hold: try reader.read(), member: try reader.readOptional(), amount: try reader.read(), final: try reader.read())
+        case 10: self = .charged(hold: try reader.read(), member: try reader.readOptional(), amount: try reader.read())
+        case 11: self = .refunded(hold: try reader.read(), member: try reader.readOptional(), amount: try reader.read())
+        default: self = .voided(grant: try reader.read(), kind: try reader.read(), amount: try reader.read())
         }
     }
 }

@@ -60,6 +60,15 @@ public struct BinaryWriter {
         }
     }
 
+    public mutating func write<T: BinaryCodable>(_ values: [T]?) {
+        if let values {
+            bytes.append(1)
+            write(values)
+        } else {
+            bytes.append(0)
+        }
+    }
+
     public mutating func write<T: BinaryCodable>(_ values: [T]) {
         writeVarint(UInt64(values.count))
         for value in values { value.encode(to: &self) }
@@ -155,6 +164,15 @@ public struct BinaryReader {
         if count > 0 { values.reserveCapacity(count) }
         for _ in 0..<count { values.append(try T(from: &self)) }
         return values
+    }
+
+    /// An optional array: presence byte, then the array.
+    public mutating func readOptionalArray<T: BinaryCodable>(_ type: T.Type = T.self) throws(BinaryFormatError) -> [T]? {
+        switch try byte() {
+        case 0: return nil
+        case 1: return try readArray()
+        case let other: throw fail("presence byte \(other)")
+        }
     }
 
     public mutating func readDictionary<Key: BinaryCodable & Hashable, Value: BinaryCodable>(

@@ -12,6 +12,20 @@ public struct LedgerEvent: Hashable, Sendable, Codable {
         case grantExpired(grant: GrantID, kind: GrantKind, expired: Tokens)
         case planRenewed(grant: GrantID, amount: Tokens, periodStart: LedgerTime, periodEnd: LedgerTime)
         case budgetReset(member: MemberID, periodStart: LedgerTime, periodEnd: LedgerTime)
+        // Movements: one event per command that moved tokens in or out (format 2).
+        /// A `grant` command credited tokens.
+        case granted(grant: GrantID, kind: GrantKind, amount: Tokens)
+        /// A purchase: its grant and, when a tier applied, its bonus grant.
+        case purchased(grant: GrantID, amount: Tokens, bonus: GrantID?, bonusAmount: Tokens, moneyMinor: UInt64)
+        /// A commit captured `amount` (0 for a final commit of nothing more); `final`: the hold closed.
+        case captured(hold: HoldID, member: MemberID?, amount: Tokens, final: Bool)
+        /// A charge spent `amount`.
+        case charged(hold: HoldID, member: MemberID?, amount: Tokens)
+        /// A refund gave `amount` of a hold's captured tokens back.
+        case refunded(hold: HoldID, member: MemberID?, amount: Tokens)
+        /// A grant's unheld tokens were voided (a void, or a purchase refund: the purchase and its
+        /// bonus each).
+        case voided(grant: GrantID, kind: GrantKind, amount: Tokens)
     }
 
     /// 1, 2, 3, ... within the tenant, assigned when the event is retained; a subscriber resumes

@@ -131,7 +131,7 @@ extension Tenant {
             fail("member \(member.id): held \(member.held) != held by its holds \(heldByMember[member.id, default: 0])")
         }
         let withThreshold = Set(thresholdMembers)
-        for member in members.values where (member.settings.lowBalanceThreshold != nil) != withThreshold.contains(member.id) {
+        for member in members.values where member.settings.hasThresholds != withThreshold.contains(member.id) {
             fail("member \(member.id): threshold membership out of date")
         }
     }

@@ -87,6 +87,23 @@ public struct BalanceView: Hashable, Sendable {
     public var openHolds: Int
     /// Each quota of the plan in the current period.
     public var quotas: [QuotaView] = []
+    /// The pool's further thresholds; with a member that has its own, the member's.
+    public var thresholds: [ThresholdView] = []
+    public var movementEvents = true
+}
+
+/// A further low-balance threshold: in tokens now (a percentage of the plan allowance or budget
+/// cap; 0 when inactive), and whether spendable tokens are below it.
+public struct ThresholdView: Hashable, Sendable {
+    public var threshold: BalanceThreshold
+    public var tokens: Tokens
+    public var below: Bool
+
+    public init(threshold: BalanceThreshold, tokens: Tokens, below: Bool) {
+        self.threshold = threshold
+        self.tokens = tokens
+        self.below = below
+    }
 }
 
 /// One priced item of an estimate.
@@ -158,6 +175,13 @@ extension LedgerState {
             granted: tenant.grantedTotal - carried, buckets: buckets, meter: nil, memberBudget: nil, memberAvailable: nil,
             lowBalanceThreshold: tenant.settings.lowBalanceThreshold, belowThreshold: tenant.belowThreshold,
             openHolds: tenant.openHoldCount)
+        view.movementEvents = tenant.settings.movementEvents
+        func views(_ thresholds: [BalanceThreshold], base: Tokens?, below: UInt16) -> [ThresholdView] {
+            thresholds.enumerated().map { position, threshold in
+                ThresholdView(threshold: threshold, tokens: threshold.tokens(of: base), below: below & (UInt16(1) << position) != 0)
+            }
+        }
+        view.thresholds = views(tenant.settings.lowBalanceThresholds, base: tenant.settings.plan?.allowance, below: tenant.belowThresholds)
         if let period = tenant.planPeriod, let plan = tenant.settings.plan {
             view.meter = MeterView(
                 used: period.used, total: period.used + inPool, periodStart: period.start, periodEnd: period.end,
@@ -175,6 +199,11 @@ extension LedgerState {
                     held: member.held, remaining: member.budgetRemaining!, resetsAt: member.periodEnd)
             }
             view.memberAvailable = tenant.headroom(member: member).binding.remaining
+            if !member.settings.lowBalanceThresholds.isEmpty {
+                view.thresholds = views(
+                    member.settings.lowBalanceThresholds, base: member.settings.budget?.cap ?? tenant.settings.plan?.allowance,
+                    below: member.belowThresholds)
+            }
         }
         return view
     }

@@ -95,7 +95,10 @@ public struct LedgerState: Hashable, Sendable {
             position = tenants.position(of: tenantID)
         } else if let position {
             do {
-                outcome = .success(try tenants[at: position].perform(command.body, &ctx))
+                let performed = try tenants[at: position].perform(command.body, &ctx)
+                // Before the threshold crossings the movement causes (settle, below).
+                if tenants[at: position].settings.movementEvents { ctx.emitMovement(tenantID, performed) }
+                outcome = .success(performed)
             } catch {
                 outcome = .failure(error)
             }

@@ -62,6 +62,8 @@ public enum Limits {
     /// Events in one page of a Watch stream or one webhook delivery.
     public static let eventPageMax = 256
     /// Length of a free-text note or reference on a grant, in UTF-8 bytes.
+    /// Low-balance thresholds beyond the first, per tenant and per member.
+    public static let lowBalanceThresholdsMax = 8
     /// Quotas in one plan.
     public static let planQuotasMax = 32
     /// Largest quota limit, in units per period.

@@ -16,11 +16,18 @@ public struct MemberSettings: Hashable, Sendable, Codable {
     public var budget: Budget?
     /// Nil: the member follows the tenant's threshold and gets no events of its own.
     public var lowBalanceThreshold: Tokens?
+    /// Further thresholds of the member's own (a percentage is of its budget cap, or of the plan
+    /// allowance without a budget); at most ``Limits/lowBalanceThresholdsMax``. Format 2.
+    public var lowBalanceThresholds: [BalanceThreshold]
 
-    public init(budget: Budget? = nil, lowBalanceThreshold: Tokens? = nil) {
+    public init(budget: Budget? = nil, lowBalanceThreshold: Tokens? = nil, lowBalanceThresholds: [BalanceThreshold] = []) {
         self.budget = budget
         self.lowBalanceThreshold = lowBalanceThreshold
+        self.lowBalanceThresholds = lowBalanceThresholds
     }
+
+    /// Whether the member has thresholds of its own.
+    var hasThresholds: Bool { lowBalanceThreshold != nil || !lowBalanceThresholds.isEmpty }
 }
 
 /// A user, teacher or API key inside a tenant.
@@ -40,6 +47,8 @@ public struct Member: Hashable, Sendable, Codable {
     public var budgetGeneration: UInt64
     /// Whether the member's spendable tokens are below its threshold override.
     public var belowThreshold: Bool
+    /// Bit n: below its n-th further threshold (``MemberSettings/lowBalanceThresholds``).
+    public var belowThresholds: UInt16 = 0
 
     /// What the member may still hold or spend in this period, or nil without a budget.
     public var budgetRemaining: Tokens? {

@@ -81,6 +81,29 @@ public struct PurchaseRules: Hashable, Sendable, Codable {
     public static let bonusBasisPointsMax: UInt32 = 10_000
 }
 
+/// A low-balance threshold beyond the first: a number of tokens, or a percentage of the plan
+/// allowance (of a member's budget cap, for a member with a budget). Format 2.
+public enum BalanceThreshold: Hashable, Sendable, Codable {
+    case tokens(Tokens)
+    /// 1 to 100.
+    case percent(UInt32)
+
+    /// The threshold in tokens against `base` (the plan allowance or the budget cap; nil: none, and
+    /// a percentage is then inactive, 0).
+    public func tokens(of base: Tokens?) -> Tokens {
+        switch self {
+        case .tokens(let tokens): return tokens
+        case .percent(let percent): return (base ?? 0) / 100 * Tokens(percent) + (base ?? 0) % 100 * Tokens(percent) / 100
+        }
+    }
+}
+
+/// Settings most tenants leave at their defaults, out of line (see ``OutOfLine``).
+struct TenantSettingsExtras: Hashable, Sendable {
+    var movementEvents = true
+    var lowBalanceThresholds: [BalanceThreshold] = []
+}
+
 /// A tenant's configuration.
 ///
 /// The plan and the purchase rules are kept out of line (see ``OutOfLine``): a tenant without a plan
@@ -93,6 +116,27 @@ public struct TenantSettings: Hashable, Sendable {
     public var overdraftLimit: Tokens
     /// The pool's low-balance threshold; 0: no alerts.
     public var lowBalanceThreshold: Tokens
+    /// Nil: the defaults (movement events on, no further thresholds).
+    private var extrasStorage: OutOfLine<TenantSettingsExtras>
+
+    private var extras: TenantSettingsExtras {
+        get { extrasStorage.value ?? TenantSettingsExtras() }
+        set { extrasStorage.value = newValue == TenantSettingsExtras() ? nil : newValue }
+    }
+
+    /// Whether grants, purchases, captures, charges, refunds and voids produce events (default on;
+    /// off for tenants created before format 2, which had none).
+    public var movementEvents: Bool {
+        get { extras.movementEvents }
+        set { extras.movementEvents = newValue }
+    }
+
+    /// The pool's low-balance thresholds beyond `lowBalanceThreshold` (at most
+    /// ``Limits/lowBalanceThresholdsMax``), each crossing its own event.
+    public var lowBalanceThresholds: [BalanceThreshold] {
+        get { extras.lowBalanceThresholds }
+        set { extras.lowBalanceThresholds = newValue }
+    }
 
     /// The one copy of the default rules that tenants on them share.
     private static let defaultRules = OutOfLine(PurchaseRules.default)
@@ -113,18 +157,21 @@ public struct TenantSettings: Hashable, Sendable {
 
     public init(
         plan: Plan? = nil, purchaseRules: PurchaseRules = .default, overdraftLimit: Tokens = 0,
-        lowBalanceThreshold: Tokens = 0
+        lowBalanceThreshold: Tokens = 0, lowBalanceThresholds: [BalanceThreshold] = [], movementEvents: Bool = true
     ) {
         planStorage = OutOfLine(plan)
         rulesStorage = purchaseRules == .default ? Self.defaultRules : OutOfLine(purchaseRules)
         self.overdraftLimit = overdraftLimit
         self.lowBalanceThreshold = lowBalanceThreshold
+        extrasStorage = OutOfLine(nil)
+        self.lowBalanceThresholds = lowBalanceThresholds
+        self.movementEvents = movementEvents
     }
 }
 
 extension TenantSettings: Codable {
     private enum CodingKeys: String, CodingKey {
-        case plan, purchaseRules, overdraftLimit, lowBalanceThreshold
+        case plan, purchaseRules, overdraftLimit, lowBalanceThreshold, lowBalanceThresholds, movementEvents
     }
 
     public init(from decoder: any Decoder) throws {
@@ -133,7 +180,9 @@ extension TenantSettings: Codable {
             plan: try container.decodeIfPresent(Plan.self, forKey: .plan),
             purchaseRules: try container.decode(PurchaseRules.self, forKey: .purchaseRules),
             overdraftLimit: try container.decode(Tokens.self, forKey: .overdraftLimit),
-            lowBalanceThreshold: try container.decode(Tokens.self, forKey: .lowBalanceThreshold))
+            lowBalanceThreshold: try container.decode(Tokens.self, forKey: .lowBalanceThreshold),
+            lowBalanceThresholds: try container.decodeIfPresent([BalanceThreshold].self, forKey: .lowBalanceThresholds) ?? [],
+            movementEvents: try container.decodeIfPresent(Bool.self, forKey: .movementEvents) ?? true)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -142,6 +191,8 @@ extension TenantSettings: Codable {
         try container.encode(purchaseRules, forKey: .purchaseRules)
         try container.encode(overdraftLimit, forKey: .overdraftLimit)
         try container.encode(lowBalanceThreshold, forKey: .lowBalanceThreshold)
+        try container.encode(lowBalanceThresholds, forKey: .lowBalanceThresholds)
+        try container.encode(movementEvents, forKey: .movementEvents)
     }
 }
 
@@ -156,14 +207,19 @@ public struct TenantSettingsChange: Hashable, Sendable, Codable {
     public var purchaseRules: PurchaseRules?
     public var overdraftLimit: Tokens?
     public var lowBalanceThreshold: Tokens?
+    /// The whole list of further thresholds (empty: none).
+    public var lowBalanceThresholds: [BalanceThreshold]?
+    public var movementEvents: Bool?
 
     public init(
         plan: PlanChange? = nil, purchaseRules: PurchaseRules? = nil, overdraftLimit: Tokens? = nil,
-        lowBalanceThreshold: Tokens? = nil
+        lowBalanceThreshold: Tokens? = nil, lowBalanceThresholds: [BalanceThreshold]? = nil, movementEvents: Bool? = nil
     ) {
         self.plan = plan
         self.purchaseRules = purchaseRules
         self.overdraftLimit = overdraftLimit
         self.lowBalanceThreshold = lowBalanceThreshold
+        self.lowBalanceThresholds = lowBalanceThresholds
+        self.movementEvents = movementEvents
     }
 }

@@ -8,6 +8,25 @@ extension Tenant {
         try validate(settings.purchaseRules)
         try checkAmount(settings.overdraftLimit, "overdraft limit", allowZero: true)
         try checkAmount(settings.lowBalanceThreshold, "low-balance threshold", allowZero: true)
+        try validate(settings.lowBalanceThresholds)
+    }
+
+    /// Further thresholds: at most ``Limits/lowBalanceThresholdsMax``, each positive (a percentage
+    /// 1 to 100), none twice.
+    static func validate(_ thresholds: [BalanceThreshold]) throws(LedgerError) {
+        guard thresholds.count <= Limits.lowBalanceThresholdsMax else {
+            throw LedgerError.limit(
+                "low_balance_thresholds_max", UInt64(Limits.lowBalanceThresholdsMax),
+                "at most \(Limits.lowBalanceThresholdsMax) further low-balance thresholds")
+        }
+        for (position, threshold) in thresholds.enumerated() {
+            switch threshold {
+            case .tokens(let tokens): try checkAmount(tokens, "low-balance threshold")
+            case .percent(let percent):
+                guard (1...100).contains(percent) else { throw LedgerError(.invalidArgument, "a low-balance threshold percentage is 1 to 100") }
+            }
+            guard !thresholds[..<position].contains(threshold) else { throw LedgerError(.invalidArgument, "a low-balance threshold appears twice") }
+        }
     }
 
     static func validate(_ plan: Plan) throws(LedgerError) {
@@ -84,12 +103,19 @@ extension Tenant {
         if let threshold = change.lowBalanceThreshold {
             try Self.checkAmount(threshold, "low-balance threshold", allowZero: true)
         }
+        if let thresholds = change.lowBalanceThresholds { try Self.validate(thresholds) }
         if planPeriod == nil, case .set(let plan)? = change.plan { try checkGrantable(plan.allowance) }
 
         if let rules = change.purchaseRules { settings.purchaseRules = rules }
         // New quota limits apply at once to what the running period has counted.
         if let overdraft = change.overdraftLimit { settings.overdraftLimit = overdraft }
         if let threshold = change.lowBalanceThreshold { settings.lowBalanceThreshold = threshold }
+        if let thresholds = change.lowBalanceThresholds, thresholds != settings.lowBalanceThresholds {
+            // A new list starts with every threshold not crossed; the next change reports those below.
+            settings.lowBalanceThresholds = thresholds
+            belowThresholds = 0
+        }
+        if let movementEvents = change.movementEvents { settings.movementEvents = movementEvents }
         record(.tenantConfigured, ctx, amount: 0)
         switch change.plan {
         case .set(let plan)?:
@@ -157,8 +183,10 @@ extension Tenant {
         if let threshold = settings.lowBalanceThreshold {
             try Self.checkAmount(threshold, "member threshold", allowZero: true)
         }
+        try Self.validate(settings.lowBalanceThresholds)
         var member = try member(memberID, creating: true, ctx)
         let hadBudget = member.settings.budget != nil
+        let oldThresholds = member.settings.lowBalanceThresholds
         member.settings = settings
         if let budget = settings.budget {
             // Changing a budget keeps what was spent in the running period; a first budget starts
@@ -174,6 +202,9 @@ extension Tenant {
             member.spentInPeriod = 0
         }
         if settings.lowBalanceThreshold == nil { member.belowThreshold = false }
+        if settings.lowBalanceThresholds != oldThresholds {
+            member.belowThresholds = 0
+        }
         members[memberID] = member
         updateThresholdMembership(memberID)
         record(.memberConfigured, ctx, amount: settings.budget?.cap ?? 0, member: memberID)
@@ -193,7 +224,7 @@ extension Tenant {
     }
 
     private mutating func updateThresholdMembership(_ memberID: MemberID) {
-        let wanted = members[memberID]?.settings.lowBalanceThreshold != nil
+        let wanted = members[memberID]?.settings.hasThresholds ?? false
         var low = 0
         var high = thresholdMembers.count
         while low < high {

@@ -87,6 +87,8 @@ public struct Tenant: Hashable, Sendable {
     // Last: stored properties are laid out in declaration order, and a Bool between 8-byte fields
     // would cost 8 bytes a tenant.
     public internal(set) var belowThreshold = false
+    /// Bit n: below the n-th further threshold (``TenantSettings/lowBalanceThresholds``).
+    public internal(set) var belowThresholds: UInt16 = 0
 
     /// Grants waiting for their effective time.
     var pendingGrantCount: Int {
@@ -328,13 +330,40 @@ public struct Tenant: Hashable, Sendable {
         } else {
             belowThreshold = false
         }
+        let allowance = settings.plan?.allowance
+        if !settings.lowBalanceThresholds.isEmpty {
+            belowThresholds = crossings(settings.lowBalanceThresholds, below: belowThresholds, value: pool, base: allowance, member: nil, &ctx)
+        }
         for memberID in thresholdMembers {
-            guard var member = members[memberID], let memberThreshold = member.settings.lowBalanceThreshold else { continue }
+            guard var member = members[memberID], member.settings.hasThresholds else { continue }
             let spendable = min(pool, member.budgetRemaining ?? .max)
-            member.belowThreshold = crossing(
-                wasBelow: member.belowThreshold, value: spendable, threshold: memberThreshold, member: memberID, &ctx)
+            if let memberThreshold = member.settings.lowBalanceThreshold {
+                member.belowThreshold = crossing(
+                    wasBelow: member.belowThreshold, value: spendable, threshold: memberThreshold, member: memberID, &ctx)
+            }
+            if !member.settings.lowBalanceThresholds.isEmpty {
+                // A member's percentage is of its budget cap, or of the plan allowance without one.
+                member.belowThresholds = crossings(
+                    member.settings.lowBalanceThresholds, below: member.belowThresholds, value: spendable,
+                    base: member.settings.budget?.cap ?? allowance, member: memberID, &ctx)
+            }
             members[memberID] = member
         }
+    }
+
+    /// Evaluates further thresholds (bit n of `below`: the n-th is crossed); a percentage without a
+    /// base (no plan, no budget) is inactive. Returns the new bits.
+    private mutating func crossings(
+        _ thresholds: [BalanceThreshold], below: UInt16, value: Tokens, base: Tokens?, member: MemberID?, _ ctx: inout ApplyContext
+    ) -> UInt16 {
+        var bits: UInt16 = 0
+        for (position, threshold) in thresholds.enumerated() {
+            let tokens = threshold.tokens(of: base)
+            let bit = UInt16(1) << position
+            guard tokens > 0 else { continue }
+            if crossing(wasBelow: below & bit != 0, value: value, threshold: tokens, member: member, &ctx) { bits |= bit }
+        }
+        return bits
     }
 
     /// Records and emits a crossing of `threshold`; returns whether `value` is now below it.
@@ -367,5 +396,33 @@ struct ApplyContext {
 
     mutating func emit(_ tenant: TenantID, _ kind: LedgerEvent.Kind) {
         events.append(LedgerEvent(tenant: tenant, time: now, kind: kind))
+    }
+
+    /// The movement event of a command's outcome, if it moved tokens in or out of the tenant.
+    mutating func emitMovement(_ tenant: TenantID, _ outcome: CommandOutcome) {
+        switch outcome {
+        case .granted(let grant):
+            emit(tenant, .granted(grant: grant.id, kind: grant.kind, amount: grant.amount))
+        case .purchased(let purchase, let bonus):
+            emit(
+                tenant,
+                .purchased(
+                    grant: purchase.id, amount: purchase.amount, bonus: bonus?.id, bonusAmount: bonus?.amount ?? 0,
+                    moneyMinor: purchase.moneyMinor))
+        case .committed(let hold, let captured, _):
+            emit(tenant, .captured(hold: hold.id, member: hold.member, amount: captured, final: hold.state != .held))
+        case .charged(let hold, let charged):
+            emit(tenant, .charged(hold: hold.id, member: hold.member, amount: charged))
+        case .refunded(let hold, let refunded, _):
+            emit(tenant, .refunded(hold: hold.id, member: hold.member, amount: refunded))
+        case .voided(let grant, let amount):
+            emit(tenant, .voided(grant: grant.id, kind: grant.kind, amount: amount))
+        case .purchaseRefunded(let purchase, let bonus, let voided, let bonusVoided, _):
+            emit(tenant, .voided(grant: purchase.id, kind: purchase.kind, amount: voided))
+            if let bonus, bonusVoided > 0 { emit(tenant, .voided(grant: bonus.id, kind: bonus.kind, amount: bonusVoided)) }
+        case .tenantCreated, .tenantConfigured, .memberSet, .reserved, .holdExtended, .holdIncreased, .released,
+            .catalogInstalled, .ticked:
+            break
+        }
     }
 }

@@ -61,6 +61,12 @@ public struct CommandGenerator {
         }
     }
 
+    /// Further thresholds, now and then (sometimes one twice or a percentage out of range).
+    mutating func thresholds() -> [BalanceThreshold] {
+        guard chance(30) else { return [] }
+        return (0..<int(1...3)).map { _ in chance(50) ? .tokens(int(1...3_000)) : .percent(UInt32(int(1...101))) }
+    }
+
     /// A grant's scope, now and then: one or two catalog features.
     mutating func scope() -> [String] {
         guard chance(30) else { return [] }
@@ -82,19 +88,25 @@ public struct CommandGenerator {
             if chance(50) { settings.plan = Plan(allowance: int(0...20_000), period: period(), rolloverCap: chance(50) ? int(0...5_000) : 0, spendLimit: chance(30) ? int(1...30_000) : 0, quotas: quotas()) }
             settings.overdraftLimit = chance(30) ? int(0...2_000) : 0
             settings.lowBalanceThreshold = chance(50) ? int(0...3_000) : 0
+            settings.lowBalanceThresholds = thresholds()
+            settings.movementEvents = chance(80)
             return .createTenant(tenant, settings)
         case 4..<8:
             var change = TenantSettingsChange()
-            switch int(0...3) {
+            switch int(0...5) {
             case 0: change.plan = .set(Plan(allowance: int(0...20_000), period: period(), rolloverCap: int(0...5_000), spendLimit: chance(40) ? int(1...30_000) : 0, quotas: quotas()))
             case 1: change.plan = .remove
             case 2: change.overdraftLimit = int(0...3_000)
+            case 3: change.lowBalanceThresholds = thresholds()
+            case 4: change.movementEvents = chance(50)
             default: change.lowBalanceThreshold = int(0...3_000)
             }
             return .configureTenant(tenant, change)
         case 8..<13:
             let budget = chance(60) ? Budget(cap: int(0...8_000), period: period()) : nil
-            return .setMember(tenant, member ?? "m0", MemberSettings(budget: budget, lowBalanceThreshold: chance(40) ? int(0...2_000) : nil))
+            return .setMember(
+                tenant, member ?? "m0",
+                MemberSettings(budget: budget, lowBalanceThreshold: chance(40) ? int(0...2_000) : nil, lowBalanceThresholds: thresholds()))
         case 13..<23:
             let kind = pick([GrantKind.purchase, .bonus, .referral, .promo, .adjustment, .plan])
             let effective: LedgerTime? = chance(15) ? time.adding(milliseconds: Int64(int(1...5 * 86_400_000))) : nil

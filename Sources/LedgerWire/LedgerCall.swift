@@ -120,6 +120,7 @@ public enum LedgerCall: Hashable, Sendable {
             var settings = MemberSettings()
             if message.hasBudget { settings.budget = try budget(message.budget) }
             if case .lowBalanceThreshold(let threshold)? = message.threshold { settings.lowBalanceThreshold = threshold }
+            settings.lowBalanceThresholds = try thresholds(message.lowBalanceThresholds, "low_balance_thresholds")
             self = .command(
                 .setMember(try tenantID(message.tenant), try identifier(message.member, "member"), settings),
                 try requestID(message.requestID))
@@ -229,6 +230,10 @@ public enum LedgerCall: Hashable, Sendable {
         if message.hasPurchaseRules { change.purchaseRules = purchaseRules(message.purchaseRules) }
         if case .overdraftLimit(let limit)? = message.overdraft { change.overdraftLimit = limit }
         if case .lowBalanceThreshold(let threshold)? = message.threshold { change.lowBalanceThreshold = threshold }
+        if message.hasLowBalanceThresholds {
+            change.lowBalanceThresholds = try thresholds(message.lowBalanceThresholds.thresholds, "low_balance_thresholds")
+        }
+        if case .movementEvents(let on)? = message.movementEventsOption { change.movementEvents = on }
         return .command(.configureTenant(try tenantID(message.tenant), change), try requestID(message.requestID))
     }
 
@@ -353,7 +358,21 @@ private func tenantSettings(_ message: Tokenledger_V1_TenantSettings) throws(Led
     TenantSettings(
         plan: message.hasPlan ? try plan(message.plan) : nil,
         purchaseRules: message.hasPurchaseRules ? purchaseRules(message.purchaseRules) : .default,
-        overdraftLimit: message.overdraftLimit, lowBalanceThreshold: message.lowBalanceThreshold)
+        overdraftLimit: message.overdraftLimit, lowBalanceThreshold: message.lowBalanceThreshold,
+        lowBalanceThresholds: try thresholds(message.lowBalanceThresholds, "settings.low_balance_thresholds"),
+        movementEvents: !message.movementEventsOff)
+}
+
+private func thresholds(_ messages: [Tokenledger_V1_Threshold], _ field: String) throws(LedgerError) -> [BalanceThreshold] {
+    var result: [BalanceThreshold] = []
+    for message in messages {
+        switch message.kind {
+        case .tokens(let tokens)?: result.append(.tokens(tokens))
+        case .percent(let percent)?: result.append(.percent(percent))
+        case nil: throw LedgerError(.invalidArgument, "\(field): a threshold needs tokens or percent")
+        }
+    }
+    return result
 }
 
 private func budget(_ message: Tokenledger_V1_Budget) throws(LedgerError) -> Budget {

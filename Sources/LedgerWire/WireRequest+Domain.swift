@@ -87,6 +87,7 @@ extension WireRequest {
                         }
                     }
                     if let threshold = settings.lowBalanceThreshold { $0.lowBalanceThreshold = threshold }
+                    $0.lowBalanceThresholds = settings.lowBalanceThresholds.map(Tokenledger_V1_Threshold.init)
                 })
         case .grant(let tenant, let request):
             return .grant(
@@ -197,6 +198,8 @@ extension Tokenledger_V1_TenantSettings {
         purchaseRules = Tokenledger_V1_PurchaseRules(settings.purchaseRules)
         overdraftLimit = settings.overdraftLimit
         lowBalanceThreshold = settings.lowBalanceThreshold
+        lowBalanceThresholds = settings.lowBalanceThresholds.map(Tokenledger_V1_Threshold.init)
+        movementEventsOff = !settings.movementEvents
     }
 }
 
@@ -244,6 +247,18 @@ extension Tokenledger_V1_ConfigureTenantRequest {
         if let rules = change.purchaseRules { purchaseRules = Tokenledger_V1_PurchaseRules(rules) }
         if let limit = change.overdraftLimit { overdraftLimit = limit }
         if let threshold = change.lowBalanceThreshold { lowBalanceThreshold = threshold }
+        if let thresholds = change.lowBalanceThresholds { lowBalanceThresholds = .with { $0.thresholds = thresholds.map(Tokenledger_V1_Threshold.init) } }
+        if let movementEvents = change.movementEvents { self.movementEvents = movementEvents }
+    }
+}
+
+extension Tokenledger_V1_Threshold {
+    public init(_ threshold: BalanceThreshold) {
+        self.init()
+        switch threshold {
+        case .tokens(let tokens): self.tokens = tokens
+        case .percent(let percent): self.percent = percent
+        }
     }
 }
 

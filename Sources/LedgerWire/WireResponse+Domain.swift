@@ -298,6 +298,7 @@ extension Tokenledger_V1_Member {
             }
         }
         if let threshold = member.settings.lowBalanceThreshold { lowBalanceThreshold = threshold }
+        lowBalanceThresholds = member.settings.lowBalanceThresholds.map(Tokenledger_V1_Threshold.init)
         spentInPeriod = member.spentInPeriod
         held = member.held
         periodStartMs = member.periodStart.millisecondsSinceEpoch
@@ -333,6 +334,14 @@ extension Tokenledger_V1_BalanceResult {
             }
         }
         quotas = view.quotas.map(Tokenledger_V1_Quota.init)
+        thresholds = view.thresholds.map { state in
+            .with {
+                $0.threshold = Tokenledger_V1_Threshold(state.threshold)
+                $0.tokens = state.tokens
+                $0.below = state.below
+            }
+        }
+        movementEvents = view.movementEvents
         if let meter = view.meter {
             self.meter = .with {
                 $0.used = meter.used
@@ -469,6 +478,24 @@ extension Tokenledger_V1_LedgerEvent {
                 $0.periodStartMs = periodStart.millisecondsSinceEpoch
                 $0.periodEndMs = periodEnd.millisecondsSinceEpoch
             }
+        case .granted(let grant, let kind, let amount):
+            granted = .init(grant, kind, amount)
+        case .voided(let grant, let kind, let amount):
+            voided = .init(grant, kind, amount)
+        case .purchased(let grant, let amount, let bonus, let bonusAmount, let moneyMinor):
+            purchased = .with {
+                $0.grantID = grant.rawValue
+                $0.amount = amount
+                $0.bonusGrantID = bonus?.rawValue ?? 0
+                $0.bonusAmount = bonusAmount
+                $0.moneyMinor = moneyMinor
+            }
+        case .captured(let hold, let member, let amount, let final):
+            captured = .init(hold, member, amount, final: final)
+        case .charged(let hold, let member, let amount):
+            charged = .init(hold, member, amount)
+        case .refunded(let hold, let member, let amount):
+            refunded = .init(hold, member, amount)
         }
     }
 
@@ -483,8 +510,33 @@ extension Tokenledger_V1_LedgerEvent {
         case .grantExpired?: return "grant_expired"
         case .planRenewed?: return "plan_renewed"
         case .budgetReset?: return "budget_reset"
+        case .granted?: return "granted"
+        case .purchased?: return "purchased"
+        case .captured?: return "captured"
+        case .charged?: return "charged"
+        case .refunded?: return "refunded"
+        case .voided?: return "voided"
         case nil: return "unknown"
         }
+    }
+}
+
+extension Tokenledger_V1_GrantMovementEvent {
+    init(_ grant: GrantID, _ kind: GrantKind, _ amount: Tokens) {
+        self.init()
+        grantID = grant.rawValue
+        grantKind = Tokenledger_V1_GrantKind(kind)
+        self.amount = amount
+    }
+}
+
+extension Tokenledger_V1_HoldMovementEvent {
+    init(_ hold: HoldID, _ member: MemberID?, _ amount: Tokens, final: Bool = false) {
+        self.init()
+        holdID = hold.rawValue
+        self.member = member?.rawValue ?? ""
+        self.amount = amount
+        self.final = final
     }
 }
 
@@ -580,6 +632,24 @@ extension Tokenledger_V1_LedgerEvent {
                 ("member", member(value.member)), ("period_start", time(value.periodStartMs)),
                 ("period_end", time(value.periodEndMs)),
             ]
+        case .granted(let value)?, .voided(let value)?:
+            fields += [
+                ("grant", .unsigned(value.grantID)), ("grant_kind", .string(value.grantKind.domain?.rawValue ?? "unknown")),
+                ("amount", .unsigned(value.amount)),
+            ]
+        case .purchased(let value)?:
+            fields += [
+                ("grant", .unsigned(value.grantID)), ("amount", .unsigned(value.amount)),
+                ("bonus_grant", value.bonusGrantID == 0 ? .null : .unsigned(value.bonusGrantID)),
+                ("bonus_amount", .unsigned(value.bonusAmount)), ("money_minor", .unsigned(value.moneyMinor)),
+            ]
+        case .captured(let value)?:
+            fields += [
+                ("hold", .string(value.holdID)), ("member", member(value.member)), ("amount", .unsigned(value.amount)),
+                ("final", .bool(value.final)),
+            ]
+        case .charged(let value)?, .refunded(let value)?:
+            fields += [("hold", .string(value.holdID)), ("member", member(value.member)), ("amount", .unsigned(value.amount))]
         case nil:
             break
         }

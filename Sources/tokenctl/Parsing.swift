@@ -56,6 +56,26 @@ enum Parse {
         return PlanQuota(feature: String(text[..<equals]), limit: limit)
     }
 
+    /// `--threshold-at TOKENS` or `--threshold-at PERCENT%`.
+    static func threshold(_ text: String) throws -> BalanceThreshold {
+        if text.hasSuffix("%") {
+            guard let percent = UInt32(text.dropLast()), (1...100).contains(percent) else {
+                throw ValidationError("--threshold-at \(text): a percentage is 1% to 100%")
+            }
+            return .percent(percent)
+        }
+        return .tokens(try amount(text, "--threshold-at"))
+    }
+
+    /// `on` or `off`.
+    static func onOff(_ text: String, _ flag: String) throws -> Bool {
+        switch text {
+        case "on": return true
+        case "off": return false
+        default: throw ValidationError("\(flag) must be on or off")
+        }
+    }
+
     static func period(_ text: String, _ flag: String) throws -> PeriodUnit {
         guard let unit = PeriodUnit(rawValue: text) else { throw ValidationError("\(flag) must be day, week or month") }
         return unit

@@ -49,6 +49,22 @@ enum Render {
         ])
     }
 
+    /// A threshold as given: `1000` or `20%`.
+    static func threshold(_ threshold: Tokenledger_V1_Threshold) -> String {
+        switch threshold.kind {
+        case .tokens(let tokens)?: return String(tokens)
+        case .percent(let percent)?: return "\(percent)%"
+        case nil: return "?"
+        }
+    }
+
+    static func threshold(_ threshold: BalanceThreshold) -> String {
+        switch threshold {
+        case .tokens(let tokens): return String(tokens)
+        case .percent(let percent): return "\(percent)%"
+        }
+    }
+
     /// A plan's quotas as `[{"feature": ..., "limit": ...}]`.
     static func quotasJSON(_ quotas: [PlanQuota]) -> JSON {
         .array(quotas.map { .object([("feature", .string($0.feature)), ("limit", .unsigned($0.limit))]) })

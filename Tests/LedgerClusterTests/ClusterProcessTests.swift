@@ -239,7 +239,7 @@ struct ClusterProcessTests {
         let client = try await LedgerClient.connect(configuration)
         // Alone, the first node takes both shards; it hands the higher one over when a node joins.
         let tenant = try #require((0..<100).map { TenantID("w\($0)") }.first { $0.shardIndex(shardCount: 2) == 1 })
-        _ = try await client.createTenant(tenant, settings: TenantSettings(lowBalanceThreshold: 500))
+        _ = try await client.createTenant(tenant, settings: TenantSettings(lowBalanceThreshold: 500, movementEvents: false))
         _ = try await client.grant(tenant: tenant, GrantRequest(kind: .purchase, amount: 1_000))
         let map = try await client.shardMap()
         #expect(map.cluster && map.shardCount == 2)
@@ -406,7 +406,7 @@ struct ClusterProcessTests {
         let tenants = (0..<8).map { TenantID("h\($0)") }
         // Three events each: created below the threshold (low), a grant (recovered), a charge (low).
         for tenant in tenants {
-            _ = try await client.createTenant(tenant, settings: TenantSettings(lowBalanceThreshold: 500))
+            _ = try await client.createTenant(tenant, settings: TenantSettings(lowBalanceThreshold: 500, movementEvents: false))
             _ = try await client.grant(tenant: tenant, GrantRequest(kind: .purchase, amount: 1_000))
             _ = try await client.charge(tenant: tenant, hold: "job", tokens: 600)
         }

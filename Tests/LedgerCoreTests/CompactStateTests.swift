@@ -251,6 +251,7 @@ import Testing
             writer.writeVarint(0)  // history
             writer.writeVarint(0)  // remembered request ids
             writer.writeVarint(0)  // remembered requests
+            writer.writeVarint(0)  // further thresholds crossed (format 2)
             return writer.bytes
         }
         let read = try Tenant(binary: tenant(pendingGrants: 3, openHolds: 5))

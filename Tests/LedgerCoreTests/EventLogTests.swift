@@ -71,7 +71,7 @@ struct EventLogTests {
         #expect(decoded == ledger.state)
 
         var old = TestLedger()
-        old.createTenant("acme")
+        old.createTenant("acme", TenantSettings(movementEvents: false))
         old.grant("acme", 1_000)
         #expect(old.state.eventLogs.isEmpty)
         let bytes = old.state.binaryEncoded

@@ -24,8 +24,10 @@ struct WatchTests {
     }
 
     /// A tenant with a pool threshold of 500 and 1,000 tokens: above it.
-    static func tenantAboveThreshold(_ client: LedgerClient, _ tenant: TenantID) async throws {
-        _ = try await client.createTenant(tenant, settings: TenantSettings(lowBalanceThreshold: 500))
+    /// A tenant with a threshold of 500 and 1,000 tokens; without movement events unless asked, so
+    /// that only crossings are events.
+    static func tenantAboveThreshold(_ client: LedgerClient, _ tenant: TenantID, movementEvents: Bool = false) async throws {
+        _ = try await client.createTenant(tenant, settings: TenantSettings(lowBalanceThreshold: 500, movementEvents: movementEvents))
         _ = try await client.grant(tenant: tenant, GrantRequest(kind: .purchase, amount: 1_000))
     }
 
@@ -71,7 +73,7 @@ struct WatchTests {
         let directory = TemporaryDirectory("watch-threshold")
         try await withServer(dataPath: directory.path) { server in
             let admin = try await server.client()
-            try await Self.tenantAboveThreshold(admin, "acme")
+            try await Self.tenantAboveThreshold(admin, "acme", movementEvents: true)
             let watcher = try await server.client("meter")
             let watch = try await watcher.watch(tenant: "acme")
             let updates = Updates(watch)
@@ -91,9 +93,22 @@ struct WatchTests {
             #expect(crossing.available == 400)
             #expect(crossing.threshold == 500)
             #expect(crossing.member == "")
+            // The commit's movement.
+            let captured = try #require(Self.event(try await Self.next(updates)))
+            guard case .captured(let capture)? = captured.kind else {
+                Issue.record("expected captured, got \(captured)")
+                return
+            }
+            #expect(captured.id == low.id + 1 && capture.holdID == "job" && capture.amount == 600 && capture.final)
             _ = try await admin.grant(tenant: "acme", GrantRequest(kind: .promo, amount: 200))
+            let granted = try #require(Self.event(try await Self.next(updates)))
+            guard case .granted(let grant)? = granted.kind else {
+                Issue.record("expected granted, got \(granted)")
+                return
+            }
+            #expect(grant.amount == 200 && grant.grantKind == .promo)
             let recovered = try #require(Self.event(try await Self.next(updates)))
-            #expect(recovered.id == low.id + 1)
+            #expect(recovered.id == low.id + 3)
             guard case .balanceRecovered(let back)? = recovered.kind else {
                 Issue.record("expected balance_recovered, got \(recovered)")
                 return
@@ -162,7 +177,7 @@ struct WatchTests {
         let directory = TemporaryDirectory("watch-expiry")
         try await withServer(dataPath: directory.path) { server in
             let admin = try await server.client()
-            _ = try await admin.createTenant("acme")
+            _ = try await admin.createTenant("acme", settings: TenantSettings(movementEvents: false))
             _ = try await admin.grant(tenant: "acme", GrantRequest(kind: .purchase, amount: 1_000))
             let watch = try await admin.watch(tenant: "acme")
             let updates = Updates(watch)

@@ -31,7 +31,8 @@ struct WebhookTests {
         return "v1=" + code.map { String(format: "%02x", $0) }.joined()
     }
 
-    /// Crosses the threshold of 500 down and up: creation (low), grant (recovered), commit (low).
+    /// Crosses the threshold of 500 down and up: creation (low), grant (the movement, then
+    /// recovered), commit (the capture, then low): five events.
     static func makeEvents(_ client: LedgerClient, _ tenant: TenantID) async throws {
         _ = try await client.createTenant(tenant, settings: TenantSettings(lowBalanceThreshold: 500))
         _ = try await client.grant(tenant: tenant, GrantRequest(kind: .purchase, amount: 1_000))
@@ -53,7 +54,7 @@ struct WebhookTests {
         let client = try await LedgerClient.connect(.development(dataDirectory: directory.path + "/data", port: ledgerd.port))
         try await Self.makeEvents(client, "acme")
         await client.close()
-        try await receiver.wait { $0.acknowledgedEvents().count >= 3 }
+        try await receiver.wait { $0.acknowledgedEvents().count >= 5 }
         let requests = receiver.received
         #expect(requests.count >= 3)
         for request in requests {
@@ -69,11 +70,14 @@ struct WebhookTests {
         #expect(requests[0..<3].map(\.status) == [503, 503, 200])
         // Every event of the tenant, each once, in id order, with its content.
         let events = receiver.acknowledgedEvents()
-        #expect(events.map { $0["id"] as? Int } == [1, 2, 3])
-        #expect(events.map { $0["type"] as? String } == ["low_balance", "balance_recovered", "low_balance"])
+        #expect(events.map { $0["id"] as? Int } == [1, 2, 3, 4, 5])
+        // The reserve holds 600 of 1,000 (low), the commit captures them.
+        #expect(events.map { $0["type"] as? String } == ["low_balance", "granted", "balance_recovered", "low_balance", "captured"])
+        #expect(events[1]["amount"] as? Int == 1_000 && events[1]["grant_kind"] as? String == "purchase")
+        #expect(events[4]["hold"] as? String == "job" && events[4]["amount"] as? Int == 600 && events[4]["final"] as? Bool == true)
         #expect(events.allSatisfy { $0["tenant"] as? String == "acme" })
-        #expect(events.last?["available"] as? Int == 400)
-        #expect(events.last?["threshold"] as? Int == 500)
+        #expect(events[3]["available"] as? Int == 400)
+        #expect(events[3]["threshold"] as? Int == 500)
         // A forged signature would not match: the key matters.
         var forged = first
         forged.body = Array(String(decoding: first.body, as: UTF8.self).replacingOccurrences(of: "acme", with: "evil").utf8)
@@ -101,11 +105,11 @@ struct WebhookTests {
             second.process.kill(SIGTERM)
             second.process.wait()
         }
-        try await receiver.wait { $0.acknowledgedEvents().count >= 3 }
-        #expect(receiver.acknowledgedEvents().map { $0["id"] as? Int } == [1, 2, 3])
+        try await receiver.wait { $0.acknowledgedEvents().count >= 5 }
+        #expect(receiver.acknowledgedEvents().map { $0["id"] as? Int } == [1, 2, 3, 4, 5])
         // The cursor records what was acknowledged, so a clean restart sends nothing again.
         let cursorPath = directory.path + "/data/webhook-cursor.json"
-        try await receiver.wait { _ in ((try? String(contentsOfFile: cursorPath, encoding: .utf8)) ?? "").contains("\"acme\":3") }
+        try await receiver.wait { _ in ((try? String(contentsOfFile: cursorPath, encoding: .utf8)) ?? "").contains("\"acme\":5") }
     }
 
     @Test("a damaged cursor file stops the start and is named; it is never silently replaced")

@@ -395,16 +395,18 @@ struct TokenctlTests {
     func watch() async throws {
         let ledger = try LiveLedger()
         defer { ledger.stop() }
-        // Created below the threshold (event 1, low_balance), then granted above it (event 2).
+        // Created below the threshold (event 1, low_balance), then granted (event 2, the movement)
+        // above it (event 3).
         #expect(try ledger.tokenctl("tenant create acme --threshold 500").status == 0)
         #expect(try ledger.tokenctl("grant acme 1000 --kind purchase").status == 0)
-        let replay = try ledger.tokenctl("watch acme --after 0 --count 2 --json")
+        let replay = try ledger.tokenctl("watch acme --after 0 --count 3 --json")
         #expect(replay.status == 0, "\(replay.stderr)")
-        #expect(replay.lines.map { $0["id"] as? Int } == [1, 2])
-        #expect(replay.lines.map { $0["type"] as? String } == ["low_balance", "balance_recovered"])
+        #expect(replay.lines.map { $0["id"] as? Int } == [1, 2, 3])
+        #expect(replay.lines.map { $0["type"] as? String } == ["low_balance", "granted", "balance_recovered"])
+        #expect(replay.lines[1]["amount"] as? Int == 1_000 && replay.lines[1]["grant_kind"] as? String == "purchase")
         #expect(replay.lines.last?["available"] as? Int == 1_000)
-        let human = try ledger.tokenctl("watch acme --after 1 --count 1")
-        #expect(human.status == 0 && human.stdout.hasPrefix("2  ") && human.stdout.contains("balance_recovered  pool"))
+        let human = try ledger.tokenctl("watch acme --after 2 --count 1")
+        #expect(human.status == 0 && human.stdout.hasPrefix("3  ") && human.stdout.contains("balance_recovered  pool"))
         let unknown = try ledger.tokenctl("watch nobody --count 1")
         #expect(unknown.status == 66 && unknown.stderr.contains("not_found"))
 
@@ -413,7 +415,7 @@ struct TokenctlTests {
         let (executable, directory, server) = (builtProduct("tokenctl"), ledger.directory.path, "127.0.0.1:\(ledger.port)")
         let thread = Thread {
             let run = try? LiveLedger.run(
-                executable, ["watch", "acme", "--count", "1", "--json"], directory: directory, environment: ["TOKENCTL_SERVER": server])
+                executable, ["watch", "acme", "--count", "2", "--json"], directory: directory, environment: ["TOKENCTL_SERVER": server])
             follower.withLock { $0 = run }
         }
         thread.start()
@@ -423,9 +425,12 @@ struct TokenctlTests {
         for _ in 0..<500 where follower.withLock({ $0 }) == nil { try await Task.sleep(for: .milliseconds(20)) }
         let followed = try #require(follower.withLock { $0 })
         #expect(followed.status == 0, "\(followed.stderr)")
-        #expect(followed.lines.map { $0["id"] as? Int } == [3])
-        #expect(followed.lines.first?["type"] as? String == "low_balance")
+        // The reserve's crossing (it holds 600 of 1,000), then the commit's capture.
+        #expect(followed.lines.map { $0["id"] as? Int } == [4, 5])
+        #expect(followed.lines.map { $0["type"] as? String } == ["low_balance", "captured"])
         #expect(followed.lines.first?["available"] as? Int == 400)
+        #expect(followed.lines.last?["hold"] as? String == "job" && followed.lines.last?["amount"] as? Int == 600)
+        #expect(followed.lines.last?["final"] as? Bool == true)
     }
 
     static func writeAccessFile() throws -> String {

@@ -529,7 +529,7 @@ public nonisolated enum Tokenledger_V1_Role: SwiftProtobuf.Enum, Swift.CaseItera
 
 }
 
-public nonisolated struct Tokenledger_V1_Request: Sendable {
+public nonisolated struct Tokenledger_V1_Request: @unchecked Sendable {
   // SwiftProtobuf.Message conformance is added in an extension below. See the
   // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
   // methods supported on all messages.
@@ -537,254 +537,263 @@ public nonisolated struct Tokenledger_V1_Request: Sendable {
   /// Chosen by the client, echoed in the reply; keep it unique among the connection's calls in
   /// flight (the server does not check) and non-zero: 0 marks the server's replies to frames it
   /// could not read as a request.
-  public var callID: UInt64 = 0
+  public var callID: UInt64 {
+    get {_storage._callID}
+    set {_uniqueStorage()._callID = newValue}
+  }
 
   /// Optional W3C trace context (a `traceparent` header value, "00-<trace id>-<span id>-<flags>"):
   /// when the server exports traces (ledgerd --otel-endpoint), the call's span is its child.
   /// Ignored otherwise, and when it does not parse.
-  public var traceParent: String = String()
+  public var traceParent: String {
+    get {_storage._traceParent}
+    set {_uniqueStorage()._traceParent = newValue}
+  }
 
-  public var call: Tokenledger_V1_Request.OneOf_Call? = nil
+  public var call: OneOf_Call? {
+    get {return _storage._call}
+    set {_uniqueStorage()._call = newValue}
+  }
 
   /// Metering calls.
   public var reserve: Tokenledger_V1_ReserveRequest {
     get {
-      if case .reserve(let v)? = call {return v}
+      if case .reserve(let v)? = _storage._call {return v}
       return Tokenledger_V1_ReserveRequest()
     }
-    set {call = .reserve(newValue)}
+    set {_uniqueStorage()._call = .reserve(newValue)}
   }
 
   public var commit: Tokenledger_V1_CommitRequest {
     get {
-      if case .commit(let v)? = call {return v}
+      if case .commit(let v)? = _storage._call {return v}
       return Tokenledger_V1_CommitRequest()
     }
-    set {call = .commit(newValue)}
+    set {_uniqueStorage()._call = .commit(newValue)}
   }
 
   public var release: Tokenledger_V1_ReleaseRequest {
     get {
-      if case .release(let v)? = call {return v}
+      if case .release(let v)? = _storage._call {return v}
       return Tokenledger_V1_ReleaseRequest()
     }
-    set {call = .release(newValue)}
+    set {_uniqueStorage()._call = .release(newValue)}
   }
 
   public var refund: Tokenledger_V1_RefundRequest {
     get {
-      if case .refund(let v)? = call {return v}
+      if case .refund(let v)? = _storage._call {return v}
       return Tokenledger_V1_RefundRequest()
     }
-    set {call = .refund(newValue)}
+    set {_uniqueStorage()._call = .refund(newValue)}
   }
 
   public var estimate: Tokenledger_V1_EstimateRequest {
     get {
-      if case .estimate(let v)? = call {return v}
+      if case .estimate(let v)? = _storage._call {return v}
       return Tokenledger_V1_EstimateRequest()
     }
-    set {call = .estimate(newValue)}
+    set {_uniqueStorage()._call = .estimate(newValue)}
   }
 
   public var balance: Tokenledger_V1_BalanceRequest {
     get {
-      if case .balance(let v)? = call {return v}
+      if case .balance(let v)? = _storage._call {return v}
       return Tokenledger_V1_BalanceRequest()
     }
-    set {call = .balance(newValue)}
+    set {_uniqueStorage()._call = .balance(newValue)}
   }
 
   /// Administration (admin principals only, except history for readers of the tenant).
   public var createTenant: Tokenledger_V1_CreateTenantRequest {
     get {
-      if case .createTenant(let v)? = call {return v}
+      if case .createTenant(let v)? = _storage._call {return v}
       return Tokenledger_V1_CreateTenantRequest()
     }
-    set {call = .createTenant(newValue)}
+    set {_uniqueStorage()._call = .createTenant(newValue)}
   }
 
   public var configureTenant: Tokenledger_V1_ConfigureTenantRequest {
     get {
-      if case .configureTenant(let v)? = call {return v}
+      if case .configureTenant(let v)? = _storage._call {return v}
       return Tokenledger_V1_ConfigureTenantRequest()
     }
-    set {call = .configureTenant(newValue)}
+    set {_uniqueStorage()._call = .configureTenant(newValue)}
   }
 
   public var setMember: Tokenledger_V1_SetMemberRequest {
     get {
-      if case .setMember(let v)? = call {return v}
+      if case .setMember(let v)? = _storage._call {return v}
       return Tokenledger_V1_SetMemberRequest()
     }
-    set {call = .setMember(newValue)}
+    set {_uniqueStorage()._call = .setMember(newValue)}
   }
 
   public var grant: Tokenledger_V1_GrantRequest {
     get {
-      if case .grant(let v)? = call {return v}
+      if case .grant(let v)? = _storage._call {return v}
       return Tokenledger_V1_GrantRequest()
     }
-    set {call = .grant(newValue)}
+    set {_uniqueStorage()._call = .grant(newValue)}
   }
 
   public var purchase: Tokenledger_V1_PurchaseRequest {
     get {
-      if case .purchase(let v)? = call {return v}
+      if case .purchase(let v)? = _storage._call {return v}
       return Tokenledger_V1_PurchaseRequest()
     }
-    set {call = .purchase(newValue)}
+    set {_uniqueStorage()._call = .purchase(newValue)}
   }
 
   public var voidGrant: Tokenledger_V1_VoidGrantRequest {
     get {
-      if case .voidGrant(let v)? = call {return v}
+      if case .voidGrant(let v)? = _storage._call {return v}
       return Tokenledger_V1_VoidGrantRequest()
     }
-    set {call = .voidGrant(newValue)}
+    set {_uniqueStorage()._call = .voidGrant(newValue)}
   }
 
   public var refundPurchase: Tokenledger_V1_RefundPurchaseRequest {
     get {
-      if case .refundPurchase(let v)? = call {return v}
+      if case .refundPurchase(let v)? = _storage._call {return v}
       return Tokenledger_V1_RefundPurchaseRequest()
     }
-    set {call = .refundPurchase(newValue)}
+    set {_uniqueStorage()._call = .refundPurchase(newValue)}
   }
 
   public var history: Tokenledger_V1_HistoryRequest {
     get {
-      if case .history(let v)? = call {return v}
+      if case .history(let v)? = _storage._call {return v}
       return Tokenledger_V1_HistoryRequest()
     }
-    set {call = .history(newValue)}
+    set {_uniqueStorage()._call = .history(newValue)}
   }
 
   public var catalog: Tokenledger_V1_CatalogRequest {
     get {
-      if case .catalog(let v)? = call {return v}
+      if case .catalog(let v)? = _storage._call {return v}
       return Tokenledger_V1_CatalogRequest()
     }
-    set {call = .catalog(newValue)}
+    set {_uniqueStorage()._call = .catalog(newValue)}
   }
 
   public var installCatalog: Tokenledger_V1_InstallCatalogRequest {
     get {
-      if case .installCatalog(let v)? = call {return v}
+      if case .installCatalog(let v)? = _storage._call {return v}
       return Tokenledger_V1_InstallCatalogRequest()
     }
-    set {call = .installCatalog(newValue)}
+    set {_uniqueStorage()._call = .installCatalog(newValue)}
   }
 
   public var health: Tokenledger_V1_HealthRequest {
     get {
-      if case .health(let v)? = call {return v}
+      if case .health(let v)? = _storage._call {return v}
       return Tokenledger_V1_HealthRequest()
     }
-    set {call = .health(newValue)}
+    set {_uniqueStorage()._call = .health(newValue)}
   }
 
   /// Operations (admin principals only).
   public var adminSnapshot: Tokenledger_V1_AdminSnapshotRequest {
     get {
-      if case .adminSnapshot(let v)? = call {return v}
+      if case .adminSnapshot(let v)? = _storage._call {return v}
       return Tokenledger_V1_AdminSnapshotRequest()
     }
-    set {call = .adminSnapshot(newValue)}
+    set {_uniqueStorage()._call = .adminSnapshot(newValue)}
   }
 
   public var adminAudit: Tokenledger_V1_AdminAuditRequest {
     get {
-      if case .adminAudit(let v)? = call {return v}
+      if case .adminAudit(let v)? = _storage._call {return v}
       return Tokenledger_V1_AdminAuditRequest()
     }
-    set {call = .adminAudit(newValue)}
+    set {_uniqueStorage()._call = .adminAudit(newValue)}
   }
 
   /// Events (readers of the tenant).
   public var watch: Tokenledger_V1_WatchRequest {
     get {
-      if case .watch(let v)? = call {return v}
+      if case .watch(let v)? = _storage._call {return v}
       return Tokenledger_V1_WatchRequest()
     }
-    set {call = .watch(newValue)}
+    set {_uniqueStorage()._call = .watch(newValue)}
   }
 
   public var unwatch: Tokenledger_V1_UnwatchRequest {
     get {
-      if case .unwatch(let v)? = call {return v}
+      if case .unwatch(let v)? = _storage._call {return v}
       return Tokenledger_V1_UnwatchRequest()
     }
-    set {call = .unwatch(newValue)}
+    set {_uniqueStorage()._call = .unwatch(newValue)}
   }
 
   /// Operations (admin principals only).
   public var adminBackup: Tokenledger_V1_AdminBackupRequest {
     get {
-      if case .adminBackup(let v)? = call {return v}
+      if case .adminBackup(let v)? = _storage._call {return v}
       return Tokenledger_V1_AdminBackupRequest()
     }
-    set {call = .adminBackup(newValue)}
+    set {_uniqueStorage()._call = .adminBackup(newValue)}
   }
 
   /// Metering: spend in one call.
   public var charge: Tokenledger_V1_ChargeRequest {
     get {
-      if case .charge(let v)? = call {return v}
+      if case .charge(let v)? = _storage._call {return v}
       return Tokenledger_V1_ChargeRequest()
     }
-    set {call = .charge(newValue)}
+    set {_uniqueStorage()._call = .charge(newValue)}
   }
 
   /// Metering: holds that grow and last.
   public var extendHold: Tokenledger_V1_ExtendHoldRequest {
     get {
-      if case .extendHold(let v)? = call {return v}
+      if case .extendHold(let v)? = _storage._call {return v}
       return Tokenledger_V1_ExtendHoldRequest()
     }
-    set {call = .extendHold(newValue)}
+    set {_uniqueStorage()._call = .extendHold(newValue)}
   }
 
   public var increaseHold: Tokenledger_V1_IncreaseHoldRequest {
     get {
-      if case .increaseHold(let v)? = call {return v}
+      if case .increaseHold(let v)? = _storage._call {return v}
       return Tokenledger_V1_IncreaseHoldRequest()
     }
-    set {call = .increaseHold(newValue)}
+    set {_uniqueStorage()._call = .increaseHold(newValue)}
   }
 
   /// Listings (readers of the tenant; tenants: admin principals only).
   public var listHolds: Tokenledger_V1_ListHoldsRequest {
     get {
-      if case .listHolds(let v)? = call {return v}
+      if case .listHolds(let v)? = _storage._call {return v}
       return Tokenledger_V1_ListHoldsRequest()
     }
-    set {call = .listHolds(newValue)}
+    set {_uniqueStorage()._call = .listHolds(newValue)}
   }
 
   public var listGrants: Tokenledger_V1_ListGrantsRequest {
     get {
-      if case .listGrants(let v)? = call {return v}
+      if case .listGrants(let v)? = _storage._call {return v}
       return Tokenledger_V1_ListGrantsRequest()
     }
-    set {call = .listGrants(newValue)}
+    set {_uniqueStorage()._call = .listGrants(newValue)}
   }
 
   public var listTenants: Tokenledger_V1_ListTenantsRequest {
     get {
-      if case .listTenants(let v)? = call {return v}
+      if case .listTenants(let v)? = _storage._call {return v}
       return Tokenledger_V1_ListTenantsRequest()
     }
-    set {call = .listTenants(newValue)}
+    set {_uniqueStorage()._call = .listTenants(newValue)}
   }
 
   /// Cluster mode: which node serves each shard (anyone; any node answers).
   public var shardMap: Tokenledger_V1_ShardMapRequest {
     get {
-      if case .shardMap(let v)? = call {return v}
+      if case .shardMap(let v)? = _storage._call {return v}
       return Tokenledger_V1_ShardMapRequest()
     }
-    set {call = .shardMap(newValue)}
+    set {_uniqueStorage()._call = .shardMap(newValue)}
   }
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
@@ -832,6 +841,8 @@ public nonisolated struct Tokenledger_V1_Request: Sendable {
   }
 
   public init() {}
+
+  fileprivate var _storage = _StorageClass.defaultInstance
 }
 
 public nonisolated struct Tokenledger_V1_Response: @unchecked Sendable {
@@ -1467,12 +1478,94 @@ public nonisolated struct Tokenledger_V1_TenantSettings: Sendable {
 
   public var lowBalanceThreshold: UInt64 = 0
 
+  /// Further low-balance thresholds (at most 8), each crossing its own event.
+  public var lowBalanceThresholds: [Tokenledger_V1_Threshold] = []
+
+  /// True: no events for grants, purchases, captures, charges, refunds and voids (they are on by
+  /// default; tenants created before format 2 have them off until configured).
+  public var movementEventsOff: Bool = false
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 
   fileprivate var _plan: Tokenledger_V1_Plan? = nil
   fileprivate var _purchaseRules: Tokenledger_V1_PurchaseRules? = nil
+}
+
+/// A low-balance threshold: a number of tokens, or a percentage (1 to 100) of the plan allowance (of
+/// a member's budget cap, for a member with a budget). A percentage without a plan (or budget) is
+/// inactive.
+public nonisolated struct Tokenledger_V1_Threshold: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var kind: Tokenledger_V1_Threshold.OneOf_Kind? = nil
+
+  public var tokens: UInt64 {
+    get {
+      if case .tokens(let v)? = kind {return v}
+      return 0
+    }
+    set {kind = .tokens(newValue)}
+  }
+
+  public var percent: UInt32 {
+    get {
+      if case .percent(let v)? = kind {return v}
+      return 0
+    }
+    set {kind = .percent(newValue)}
+  }
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public nonisolated enum OneOf_Kind: Equatable, Sendable {
+    case tokens(UInt64)
+    case percent(UInt32)
+
+  }
+
+  public init() {}
+}
+
+public nonisolated struct Tokenledger_V1_Thresholds: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var thresholds: [Tokenledger_V1_Threshold] = []
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// A further threshold as a balance shows it: in tokens now, and whether spendable tokens are below.
+public nonisolated struct Tokenledger_V1_ThresholdState: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var threshold: Tokenledger_V1_Threshold {
+    get {_threshold ?? Tokenledger_V1_Threshold()}
+    set {_threshold = newValue}
+  }
+  /// Returns true if `threshold` has been explicitly set.
+  public var hasThreshold: Bool {self._threshold != nil}
+  /// Clears the value of `threshold`. Subsequent reads from it will return its default value.
+  public mutating func clearThreshold() {self._threshold = nil}
+
+  public var tokens: UInt64 = 0
+
+  public var below: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+
+  fileprivate var _threshold: Tokenledger_V1_Threshold? = nil
 }
 
 public nonisolated struct Tokenledger_V1_Budget: Sendable {
@@ -1720,6 +1813,8 @@ public nonisolated struct Tokenledger_V1_Member: Sendable {
   public var periodStartMs: Int64 = 0
 
   public var periodEndMs: Int64 = 0
+
+  public var lowBalanceThresholds: [Tokenledger_V1_Threshold] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -2393,6 +2488,17 @@ public nonisolated struct Tokenledger_V1_BalanceResult: @unchecked Sendable {
     set {_uniqueStorage()._quotas = newValue}
   }
 
+  /// The pool's further thresholds; with a member that has its own, the member's.
+  public var thresholds: [Tokenledger_V1_ThresholdState] {
+    get {_storage._thresholds}
+    set {_uniqueStorage()._thresholds = newValue}
+  }
+
+  public var movementEvents: Bool {
+    get {_storage._movementEvents}
+    set {_uniqueStorage()._movementEvents = newValue}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_MemberAvailableOption: Equatable, Sendable {
@@ -2500,6 +2606,26 @@ public nonisolated struct Tokenledger_V1_ConfigureTenantRequest: Sendable {
     set {threshold = .lowBalanceThreshold(newValue)}
   }
 
+  /// Present: the whole list of further thresholds (an empty list removes them).
+  public var lowBalanceThresholds: Tokenledger_V1_Thresholds {
+    get {_lowBalanceThresholds ?? Tokenledger_V1_Thresholds()}
+    set {_lowBalanceThresholds = newValue}
+  }
+  /// Returns true if `lowBalanceThresholds` has been explicitly set.
+  public var hasLowBalanceThresholds: Bool {self._lowBalanceThresholds != nil}
+  /// Clears the value of `lowBalanceThresholds`. Subsequent reads from it will return its default value.
+  public mutating func clearLowBalanceThresholds() {self._lowBalanceThresholds = nil}
+
+  public var movementEventsOption: Tokenledger_V1_ConfigureTenantRequest.OneOf_MovementEventsOption? = nil
+
+  public var movementEvents: Bool {
+    get {
+      if case .movementEvents(let v)? = movementEventsOption {return v}
+      return false
+    }
+    set {movementEventsOption = .movementEvents(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   /// Each part is optional; what is absent stays as it is.
@@ -2519,9 +2645,15 @@ public nonisolated struct Tokenledger_V1_ConfigureTenantRequest: Sendable {
 
   }
 
+  public nonisolated enum OneOf_MovementEventsOption: Equatable, Sendable {
+    case movementEvents(Bool)
+
+  }
+
   public init() {}
 
   fileprivate var _purchaseRules: Tokenledger_V1_PurchaseRules? = nil
+  fileprivate var _lowBalanceThresholds: Tokenledger_V1_Thresholds? = nil
 }
 
 public nonisolated struct Tokenledger_V1_ConfigureTenantResult: Sendable {
@@ -2566,6 +2698,9 @@ public nonisolated struct Tokenledger_V1_SetMemberRequest: Sendable {
     }
     set {threshold = .lowBalanceThreshold(newValue)}
   }
+
+  /// Further thresholds of the member's own (a percentage is of its budget cap).
+  public var lowBalanceThresholds: [Tokenledger_V1_Threshold] = []
 
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
@@ -3459,6 +3594,57 @@ public nonisolated struct Tokenledger_V1_LedgerEvent: Sendable {
     set {kind = .budgetReset(newValue)}
   }
 
+  /// Movements: one event per command that moved tokens in or out.
+  public var granted: Tokenledger_V1_GrantMovementEvent {
+    get {
+      if case .granted(let v)? = kind {return v}
+      return Tokenledger_V1_GrantMovementEvent()
+    }
+    set {kind = .granted(newValue)}
+  }
+
+  public var purchased: Tokenledger_V1_PurchasedEvent {
+    get {
+      if case .purchased(let v)? = kind {return v}
+      return Tokenledger_V1_PurchasedEvent()
+    }
+    set {kind = .purchased(newValue)}
+  }
+
+  /// A commit: amount captured by it (0 for a final commit of nothing more); final: the hold closed.
+  public var captured: Tokenledger_V1_HoldMovementEvent {
+    get {
+      if case .captured(let v)? = kind {return v}
+      return Tokenledger_V1_HoldMovementEvent()
+    }
+    set {kind = .captured(newValue)}
+  }
+
+  public var charged: Tokenledger_V1_HoldMovementEvent {
+    get {
+      if case .charged(let v)? = kind {return v}
+      return Tokenledger_V1_HoldMovementEvent()
+    }
+    set {kind = .charged(newValue)}
+  }
+
+  public var refunded: Tokenledger_V1_HoldMovementEvent {
+    get {
+      if case .refunded(let v)? = kind {return v}
+      return Tokenledger_V1_HoldMovementEvent()
+    }
+    set {kind = .refunded(newValue)}
+  }
+
+  /// A void, or a purchase refund (the purchase and its bonus each).
+  public var voided: Tokenledger_V1_GrantMovementEvent {
+    get {
+      if case .voided(let v)? = kind {return v}
+      return Tokenledger_V1_GrantMovementEvent()
+    }
+    set {kind = .voided(newValue)}
+  }
+
   public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public nonisolated enum OneOf_Kind: Equatable, Sendable {
@@ -3469,8 +3655,76 @@ public nonisolated struct Tokenledger_V1_LedgerEvent: Sendable {
     case grantExpired(Tokenledger_V1_GrantExpiredEvent)
     case planRenewed(Tokenledger_V1_PlanRenewedEvent)
     case budgetReset(Tokenledger_V1_BudgetResetEvent)
+    /// Movements: one event per command that moved tokens in or out.
+    case granted(Tokenledger_V1_GrantMovementEvent)
+    case purchased(Tokenledger_V1_PurchasedEvent)
+    /// A commit: amount captured by it (0 for a final commit of nothing more); final: the hold closed.
+    case captured(Tokenledger_V1_HoldMovementEvent)
+    case charged(Tokenledger_V1_HoldMovementEvent)
+    case refunded(Tokenledger_V1_HoldMovementEvent)
+    /// A void, or a purchase refund (the purchase and its bonus each).
+    case voided(Tokenledger_V1_GrantMovementEvent)
 
   }
+
+  public init() {}
+}
+
+/// A grant credited (granted) or its unheld tokens voided (voided).
+public nonisolated struct Tokenledger_V1_GrantMovementEvent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var grantID: UInt64 = 0
+
+  public var grantKind: Tokenledger_V1_GrantKind = .unspecified
+
+  public var amount: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+public nonisolated struct Tokenledger_V1_PurchasedEvent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var grantID: UInt64 = 0
+
+  public var amount: UInt64 = 0
+
+  /// 0: no bonus.
+  public var bonusGrantID: UInt64 = 0
+
+  public var bonusAmount: UInt64 = 0
+
+  public var moneyMinor: UInt64 = 0
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
+
+  public init() {}
+}
+
+/// Tokens a hold's commit captured, a charge spent or a refund gave back.
+public nonisolated struct Tokenledger_V1_HoldMovementEvent: Sendable {
+  // SwiftProtobuf.Message conformance is added in an extension below. See the
+  // `Message` and `Message+*Additions` files in the SwiftProtobuf library for
+  // methods supported on all messages.
+
+  public var holdID: String = String()
+
+  /// Empty: the hold is not charged to a member.
+  public var member: String = String()
+
+  public var amount: UInt64 = 0
+
+  /// captured: the commit closed the hold.
+  public var final: Bool = false
+
+  public var unknownFields = SwiftProtobuf.UnknownStorage()
 
   public init() {}
 }
@@ -3716,533 +3970,573 @@ nonisolated extension Tokenledger_V1_Request: SwiftProtobuf.Message, SwiftProtob
   public static let protoMessageName: String = _protobuf_package + ".Request"
   public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}call_id\0\u{3}trace_parent\0\u{2}\u{8}reserve\0\u{1}commit\0\u{1}release\0\u{1}refund\0\u{1}estimate\0\u{1}balance\0\u{4}\u{5}create_tenant\0\u{3}configure_tenant\0\u{3}set_member\0\u{1}grant\0\u{1}purchase\0\u{3}void_grant\0\u{3}refund_purchase\0\u{1}history\0\u{1}catalog\0\u{3}install_catalog\0\u{1}health\0\u{3}admin_snapshot\0\u{3}admin_audit\0\u{1}watch\0\u{1}unwatch\0\u{3}admin_backup\0\u{1}charge\0\u{3}extend_hold\0\u{3}increase_hold\0\u{3}list_holds\0\u{3}list_grants\0\u{3}list_tenants\0\u{3}shard_map\0")
 
+  fileprivate class _StorageClass {
+    var _callID: UInt64 = 0
+    var _traceParent: String = String()
+    var _call: Tokenledger_V1_Request.OneOf_Call?
+
+      // This property is used as the initial default value for new instances of the type.
+      // The type itself is protecting the reference to its storage via CoW semantics.
+      // This will force a copy to be made of this reference when the first mutation occurs;
+      // hence, it is safe to mark this as `nonisolated(unsafe)`.
+      static nonisolated(unsafe) let defaultInstance = _StorageClass()
+
+    private init() {}
+
+    init(copying source: _StorageClass) {
+      _callID = source._callID
+      _traceParent = source._traceParent
+      _call = source._call
+    }
+  }
+
+  fileprivate mutating func _uniqueStorage() -> _StorageClass {
+    if !isKnownUniquelyReferenced(&_storage) {
+      _storage = _StorageClass(copying: _storage)
+    }
+    return _storage
+  }
+
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
-    while let fieldNumber = try decoder.nextFieldNumber() {
-      // The use of inline closures is to circumvent an issue where the compiler
-      // allocates stack space for every case branch when no optimizations are
-      // enabled. https://github.com/apple/swift-protobuf/issues/1034
-      switch fieldNumber {
-      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.callID) }()
-      case 2: try { try decoder.decodeSingularStringField(value: &self.traceParent) }()
-      case 10: try {
-        var v: Tokenledger_V1_ReserveRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .reserve(let m) = current {v = m}
+    _ = _uniqueStorage()
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      while let fieldNumber = try decoder.nextFieldNumber() {
+        // The use of inline closures is to circumvent an issue where the compiler
+        // allocates stack space for every case branch when no optimizations are
+        // enabled. https://github.com/apple/swift-protobuf/issues/1034
+        switch fieldNumber {
+        case 1: try { try decoder.decodeSingularUInt64Field(value: &_storage._callID) }()
+        case 2: try { try decoder.decodeSingularStringField(value: &_storage._traceParent) }()
+        case 10: try {
+          var v: Tokenledger_V1_ReserveRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .reserve(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .reserve(v)
+          }
+        }()
+        case 11: try {
+          var v: Tokenledger_V1_CommitRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .commit(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .commit(v)
+          }
+        }()
+        case 12: try {
+          var v: Tokenledger_V1_ReleaseRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .release(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .release(v)
+          }
+        }()
+        case 13: try {
+          var v: Tokenledger_V1_RefundRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .refund(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .refund(v)
+          }
+        }()
+        case 14: try {
+          var v: Tokenledger_V1_EstimateRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .estimate(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .estimate(v)
+          }
+        }()
+        case 15: try {
+          var v: Tokenledger_V1_BalanceRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .balance(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .balance(v)
+          }
+        }()
+        case 20: try {
+          var v: Tokenledger_V1_CreateTenantRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .createTenant(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .createTenant(v)
+          }
+        }()
+        case 21: try {
+          var v: Tokenledger_V1_ConfigureTenantRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .configureTenant(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .configureTenant(v)
+          }
+        }()
+        case 22: try {
+          var v: Tokenledger_V1_SetMemberRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .setMember(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .setMember(v)
+          }
+        }()
+        case 23: try {
+          var v: Tokenledger_V1_GrantRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .grant(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .grant(v)
+          }
+        }()
+        case 24: try {
+          var v: Tokenledger_V1_PurchaseRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .purchase(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .purchase(v)
+          }
+        }()
+        case 25: try {
+          var v: Tokenledger_V1_VoidGrantRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .voidGrant(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .voidGrant(v)
+          }
+        }()
+        case 26: try {
+          var v: Tokenledger_V1_RefundPurchaseRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .refundPurchase(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .refundPurchase(v)
+          }
+        }()
+        case 27: try {
+          var v: Tokenledger_V1_HistoryRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .history(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .history(v)
+          }
+        }()
+        case 28: try {
+          var v: Tokenledger_V1_CatalogRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .catalog(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .catalog(v)
+          }
+        }()
+        case 29: try {
+          var v: Tokenledger_V1_InstallCatalogRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .installCatalog(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .installCatalog(v)
+          }
+        }()
+        case 30: try {
+          var v: Tokenledger_V1_HealthRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .health(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .health(v)
+          }
+        }()
+        case 31: try {
+          var v: Tokenledger_V1_AdminSnapshotRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .adminSnapshot(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .adminSnapshot(v)
+          }
+        }()
+        case 32: try {
+          var v: Tokenledger_V1_AdminAuditRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .adminAudit(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .adminAudit(v)
+          }
+        }()
+        case 33: try {
+          var v: Tokenledger_V1_WatchRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .watch(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .watch(v)
+          }
+        }()
+        case 34: try {
+          var v: Tokenledger_V1_UnwatchRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .unwatch(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .unwatch(v)
+          }
+        }()
+        case 35: try {
+          var v: Tokenledger_V1_AdminBackupRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .adminBackup(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .adminBackup(v)
+          }
+        }()
+        case 36: try {
+          var v: Tokenledger_V1_ChargeRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .charge(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .charge(v)
+          }
+        }()
+        case 37: try {
+          var v: Tokenledger_V1_ExtendHoldRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .extendHold(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .extendHold(v)
+          }
+        }()
+        case 38: try {
+          var v: Tokenledger_V1_IncreaseHoldRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .increaseHold(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .increaseHold(v)
+          }
+        }()
+        case 39: try {
+          var v: Tokenledger_V1_ListHoldsRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .listHolds(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .listHolds(v)
+          }
+        }()
+        case 40: try {
+          var v: Tokenledger_V1_ListGrantsRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .listGrants(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .listGrants(v)
+          }
+        }()
+        case 41: try {
+          var v: Tokenledger_V1_ListTenantsRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .listTenants(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .listTenants(v)
+          }
+        }()
+        case 42: try {
+          var v: Tokenledger_V1_ShardMapRequest?
+          var hadOneofValue = false
+          if let current = _storage._call {
+            hadOneofValue = true
+            if case .shardMap(let m) = current {v = m}
+          }
+          try decoder.decodeSingularMessageField(value: &v)
+          if let v = v {
+            if hadOneofValue {try decoder.handleConflictingOneOf()}
+            _storage._call = .shardMap(v)
+          }
+        }()
+        default: break
         }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .reserve(v)
-        }
-      }()
-      case 11: try {
-        var v: Tokenledger_V1_CommitRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .commit(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .commit(v)
-        }
-      }()
-      case 12: try {
-        var v: Tokenledger_V1_ReleaseRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .release(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .release(v)
-        }
-      }()
-      case 13: try {
-        var v: Tokenledger_V1_RefundRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .refund(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .refund(v)
-        }
-      }()
-      case 14: try {
-        var v: Tokenledger_V1_EstimateRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .estimate(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .estimate(v)
-        }
-      }()
-      case 15: try {
-        var v: Tokenledger_V1_BalanceRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .balance(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .balance(v)
-        }
-      }()
-      case 20: try {
-        var v: Tokenledger_V1_CreateTenantRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .createTenant(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .createTenant(v)
-        }
-      }()
-      case 21: try {
-        var v: Tokenledger_V1_ConfigureTenantRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .configureTenant(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .configureTenant(v)
-        }
-      }()
-      case 22: try {
-        var v: Tokenledger_V1_SetMemberRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .setMember(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .setMember(v)
-        }
-      }()
-      case 23: try {
-        var v: Tokenledger_V1_GrantRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .grant(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .grant(v)
-        }
-      }()
-      case 24: try {
-        var v: Tokenledger_V1_PurchaseRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .purchase(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .purchase(v)
-        }
-      }()
-      case 25: try {
-        var v: Tokenledger_V1_VoidGrantRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .voidGrant(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .voidGrant(v)
-        }
-      }()
-      case 26: try {
-        var v: Tokenledger_V1_RefundPurchaseRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .refundPurchase(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .refundPurchase(v)
-        }
-      }()
-      case 27: try {
-        var v: Tokenledger_V1_HistoryRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .history(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .history(v)
-        }
-      }()
-      case 28: try {
-        var v: Tokenledger_V1_CatalogRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .catalog(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .catalog(v)
-        }
-      }()
-      case 29: try {
-        var v: Tokenledger_V1_InstallCatalogRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .installCatalog(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .installCatalog(v)
-        }
-      }()
-      case 30: try {
-        var v: Tokenledger_V1_HealthRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .health(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .health(v)
-        }
-      }()
-      case 31: try {
-        var v: Tokenledger_V1_AdminSnapshotRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .adminSnapshot(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .adminSnapshot(v)
-        }
-      }()
-      case 32: try {
-        var v: Tokenledger_V1_AdminAuditRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .adminAudit(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .adminAudit(v)
-        }
-      }()
-      case 33: try {
-        var v: Tokenledger_V1_WatchRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .watch(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .watch(v)
-        }
-      }()
-      case 34: try {
-        var v: Tokenledger_V1_UnwatchRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .unwatch(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .unwatch(v)
-        }
-      }()
-      case 35: try {
-        var v: Tokenledger_V1_AdminBackupRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .adminBackup(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .adminBackup(v)
-        }
-      }()
-      case 36: try {
-        var v: Tokenledger_V1_ChargeRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .charge(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .charge(v)
-        }
-      }()
-      case 37: try {
-        var v: Tokenledger_V1_ExtendHoldRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .extendHold(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .extendHold(v)
-        }
-      }()
-      case 38: try {
-        var v: Tokenledger_V1_IncreaseHoldRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .increaseHold(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .increaseHold(v)
-        }
-      }()
-      case 39: try {
-        var v: Tokenledger_V1_ListHoldsRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .listHolds(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .listHolds(v)
-        }
-      }()
-      case 40: try {
-        var v: Tokenledger_V1_ListGrantsRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .listGrants(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .listGrants(v)
-        }
-      }()
-      case 41: try {
-        var v: Tokenledger_V1_ListTenantsRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .listTenants(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .listTenants(v)
-        }
-      }()
-      case 42: try {
-        var v: Tokenledger_V1_ShardMapRequest?
-        var hadOneofValue = false
-        if let current = self.call {
-          hadOneofValue = true
-          if case .shardMap(let m) = current {v = m}
-        }
-        try decoder.decodeSingularMessageField(value: &v)
-        if let v = v {
-          if hadOneofValue {try decoder.handleConflictingOneOf()}
-          self.call = .shardMap(v)
-        }
-      }()
-      default: break
       }
     }
   }
 
   public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
-    // The use of inline closures is to circumvent an issue where the compiler
-    // allocates stack space for every if/case branch local when no optimizations
-    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
-    // https://github.com/apple/swift-protobuf/issues/1182
-    if self.callID != 0 {
-      try visitor.visitSingularUInt64Field(value: self.callID, fieldNumber: 1)
-    }
-    if !self.traceParent.isEmpty {
-      try visitor.visitSingularStringField(value: self.traceParent, fieldNumber: 2)
-    }
-    switch self.call {
-    case .reserve?: try {
-      guard case .reserve(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
-    }()
-    case .commit?: try {
-      guard case .commit(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
-    }()
-    case .release?: try {
-      guard case .release(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
-    }()
-    case .refund?: try {
-      guard case .refund(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
-    }()
-    case .estimate?: try {
-      guard case .estimate(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
-    }()
-    case .balance?: try {
-      guard case .balance(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
-    }()
-    case .createTenant?: try {
-      guard case .createTenant(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
-    }()
-    case .configureTenant?: try {
-      guard case .configureTenant(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
-    }()
-    case .setMember?: try {
-      guard case .setMember(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
-    }()
-    case .grant?: try {
-      guard case .grant(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
-    }()
-    case .purchase?: try {
-      guard case .purchase(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 24)
-    }()
-    case .voidGrant?: try {
-      guard case .voidGrant(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 25)
-    }()
-    case .refundPurchase?: try {
-      guard case .refundPurchase(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 26)
-    }()
-    case .history?: try {
-      guard case .history(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 27)
-    }()
-    case .catalog?: try {
-      guard case .catalog(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 28)
-    }()
-    case .installCatalog?: try {
-      guard case .installCatalog(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 29)
-    }()
-    case .health?: try {
-      guard case .health(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
-    }()
-    case .adminSnapshot?: try {
-      guard case .adminSnapshot(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 31)
-    }()
-    case .adminAudit?: try {
-      guard case .adminAudit(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 32)
-    }()
-    case .watch?: try {
-      guard case .watch(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 33)
-    }()
-    case .unwatch?: try {
-      guard case .unwatch(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 34)
-    }()
-    case .adminBackup?: try {
-      guard case .adminBackup(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 35)
-    }()
-    case .charge?: try {
-      guard case .charge(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 36)
-    }()
-    case .extendHold?: try {
-      guard case .extendHold(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 37)
-    }()
-    case .increaseHold?: try {
-      guard case .increaseHold(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 38)
-    }()
-    case .listHolds?: try {
-      guard case .listHolds(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 39)
-    }()
-    case .listGrants?: try {
-      guard case .listGrants(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 40)
-    }()
-    case .listTenants?: try {
-      guard case .listTenants(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 41)
-    }()
-    case .shardMap?: try {
-      guard case .shardMap(let v)? = self.call else { preconditionFailure() }
-      try visitor.visitSingularMessageField(value: v, fieldNumber: 42)
-    }()
-    case nil: break
+    try withExtendedLifetime(_storage) { (_storage: _StorageClass) in
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every if/case branch local when no optimizations
+      // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+      // https://github.com/apple/swift-protobuf/issues/1182
+      if _storage._callID != 0 {
+        try visitor.visitSingularUInt64Field(value: _storage._callID, fieldNumber: 1)
+      }
+      if !_storage._traceParent.isEmpty {
+        try visitor.visitSingularStringField(value: _storage._traceParent, fieldNumber: 2)
+      }
+      switch _storage._call {
+      case .reserve?: try {
+        guard case .reserve(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 10)
+      }()
+      case .commit?: try {
+        guard case .commit(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 11)
+      }()
+      case .release?: try {
+        guard case .release(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 12)
+      }()
+      case .refund?: try {
+        guard case .refund(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 13)
+      }()
+      case .estimate?: try {
+        guard case .estimate(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 14)
+      }()
+      case .balance?: try {
+        guard case .balance(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 15)
+      }()
+      case .createTenant?: try {
+        guard case .createTenant(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+      }()
+      case .configureTenant?: try {
+        guard case .configureTenant(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+      }()
+      case .setMember?: try {
+        guard case .setMember(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
+      }()
+      case .grant?: try {
+        guard case .grant(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 23)
+      }()
+      case .purchase?: try {
+        guard case .purchase(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 24)
+      }()
+      case .voidGrant?: try {
+        guard case .voidGrant(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 25)
+      }()
+      case .refundPurchase?: try {
+        guard case .refundPurchase(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 26)
+      }()
+      case .history?: try {
+        guard case .history(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 27)
+      }()
+      case .catalog?: try {
+        guard case .catalog(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 28)
+      }()
+      case .installCatalog?: try {
+        guard case .installCatalog(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 29)
+      }()
+      case .health?: try {
+        guard case .health(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 30)
+      }()
+      case .adminSnapshot?: try {
+        guard case .adminSnapshot(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 31)
+      }()
+      case .adminAudit?: try {
+        guard case .adminAudit(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 32)
+      }()
+      case .watch?: try {
+        guard case .watch(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 33)
+      }()
+      case .unwatch?: try {
+        guard case .unwatch(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 34)
+      }()
+      case .adminBackup?: try {
+        guard case .adminBackup(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 35)
+      }()
+      case .charge?: try {
+        guard case .charge(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 36)
+      }()
+      case .extendHold?: try {
+        guard case .extendHold(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 37)
+      }()
+      case .increaseHold?: try {
+        guard case .increaseHold(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 38)
+      }()
+      case .listHolds?: try {
+        guard case .listHolds(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 39)
+      }()
+      case .listGrants?: try {
+        guard case .listGrants(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 40)
+      }()
+      case .listTenants?: try {
+        guard case .listTenants(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 41)
+      }()
+      case .shardMap?: try {
+        guard case .shardMap(let v)? = _storage._call else { preconditionFailure() }
+        try visitor.visitSingularMessageField(value: v, fieldNumber: 42)
+      }()
+      case nil: break
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
 
   public static func ==(lhs: Tokenledger_V1_Request, rhs: Tokenledger_V1_Request) -> Bool {
-    if lhs.callID != rhs.callID {return false}
-    if lhs.traceParent != rhs.traceParent {return false}
-    if lhs.call != rhs.call {return false}
+    if lhs._storage !== rhs._storage {
+      let storagesAreEqual: Bool = withExtendedLifetime((lhs._storage, rhs._storage)) { (_args: (_StorageClass, _StorageClass)) in
+        let _storage = _args.0
+        let rhs_storage = _args.1
+        if _storage._callID != rhs_storage._callID {return false}
+        if _storage._traceParent != rhs_storage._traceParent {return false}
+        if _storage._call != rhs_storage._call {return false}
+        return true
+      }
+      if !storagesAreEqual {return false}
+    }
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -5449,7 +5743,7 @@ nonisolated extension Tokenledger_V1_PurchaseRules: SwiftProtobuf.Message, Swift
 
 nonisolated extension Tokenledger_V1_TenantSettings: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".TenantSettings"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}plan\0\u{3}purchase_rules\0\u{3}overdraft_limit\0\u{3}low_balance_threshold\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}plan\0\u{3}purchase_rules\0\u{3}overdraft_limit\0\u{3}low_balance_threshold\0\u{3}low_balance_thresholds\0\u{3}movement_events_off\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5461,6 +5755,8 @@ nonisolated extension Tokenledger_V1_TenantSettings: SwiftProtobuf.Message, Swif
       case 2: try { try decoder.decodeSingularMessageField(value: &self._purchaseRules) }()
       case 3: try { try decoder.decodeSingularUInt64Field(value: &self.overdraftLimit) }()
       case 4: try { try decoder.decodeSingularUInt64Field(value: &self.lowBalanceThreshold) }()
+      case 5: try { try decoder.decodeRepeatedMessageField(value: &self.lowBalanceThresholds) }()
+      case 6: try { try decoder.decodeSingularBoolField(value: &self.movementEventsOff) }()
       default: break
       }
     }
@@ -5483,6 +5779,12 @@ nonisolated extension Tokenledger_V1_TenantSettings: SwiftProtobuf.Message, Swif
     if self.lowBalanceThreshold != 0 {
       try visitor.visitSingularUInt64Field(value: self.lowBalanceThreshold, fieldNumber: 4)
     }
+    if !self.lowBalanceThresholds.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.lowBalanceThresholds, fieldNumber: 5)
+    }
+    if self.movementEventsOff != false {
+      try visitor.visitSingularBoolField(value: self.movementEventsOff, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -5491,6 +5793,139 @@ nonisolated extension Tokenledger_V1_TenantSettings: SwiftProtobuf.Message, Swif
     if lhs._purchaseRules != rhs._purchaseRules {return false}
     if lhs.overdraftLimit != rhs.overdraftLimit {return false}
     if lhs.lowBalanceThreshold != rhs.lowBalanceThreshold {return false}
+    if lhs.lowBalanceThresholds != rhs.lowBalanceThresholds {return false}
+    if lhs.movementEventsOff != rhs.movementEventsOff {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_Threshold: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Threshold"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tokens\0\u{1}percent\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try {
+        var v: UInt64?
+        try decoder.decodeSingularUInt64Field(value: &v)
+        if let v = v {
+          if self.kind != nil {try decoder.handleConflictingOneOf()}
+          self.kind = .tokens(v)
+        }
+      }()
+      case 2: try {
+        var v: UInt32?
+        try decoder.decodeSingularUInt32Field(value: &v)
+        if let v = v {
+          if self.kind != nil {try decoder.handleConflictingOneOf()}
+          self.kind = .percent(v)
+        }
+      }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    switch self.kind {
+    case .tokens?: try {
+      guard case .tokens(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularUInt64Field(value: v, fieldNumber: 1)
+    }()
+    case .percent?: try {
+      guard case .percent(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularUInt32Field(value: v, fieldNumber: 2)
+    }()
+    case nil: break
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_Threshold, rhs: Tokenledger_V1_Threshold) -> Bool {
+    if lhs.kind != rhs.kind {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_Thresholds: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".Thresholds"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}thresholds\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeRepeatedMessageField(value: &self.thresholds) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.thresholds.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.thresholds, fieldNumber: 1)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_Thresholds, rhs: Tokenledger_V1_Thresholds) -> Bool {
+    if lhs.thresholds != rhs.thresholds {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_ThresholdState: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".ThresholdState"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}threshold\0\u{1}tokens\0\u{1}below\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularMessageField(value: &self._threshold) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.tokens) }()
+      case 3: try { try decoder.decodeSingularBoolField(value: &self.below) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    // The use of inline closures is to circumvent an issue where the compiler
+    // allocates stack space for every if/case branch local when no optimizations
+    // are enabled. https://github.com/apple/swift-protobuf/issues/1034 and
+    // https://github.com/apple/swift-protobuf/issues/1182
+    try { if let v = self._threshold {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 1)
+    } }()
+    if self.tokens != 0 {
+      try visitor.visitSingularUInt64Field(value: self.tokens, fieldNumber: 2)
+    }
+    if self.below != false {
+      try visitor.visitSingularBoolField(value: self.below, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_ThresholdState, rhs: Tokenledger_V1_ThresholdState) -> Bool {
+    if lhs._threshold != rhs._threshold {return false}
+    if lhs.tokens != rhs.tokens {return false}
+    if lhs.below != rhs.below {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -5922,7 +6357,7 @@ nonisolated extension Tokenledger_V1_Hold: SwiftProtobuf.Message, SwiftProtobuf.
 
 nonisolated extension Tokenledger_V1_Member: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".Member"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}budget\0\u{3}low_balance_threshold\0\u{3}spent_in_period\0\u{1}held\0\u{3}period_start_ms\0\u{3}period_end_ms\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}budget\0\u{3}low_balance_threshold\0\u{3}spent_in_period\0\u{1}held\0\u{3}period_start_ms\0\u{3}period_end_ms\0\u{3}low_balance_thresholds\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -5944,6 +6379,7 @@ nonisolated extension Tokenledger_V1_Member: SwiftProtobuf.Message, SwiftProtobu
       case 5: try { try decoder.decodeSingularUInt64Field(value: &self.held) }()
       case 6: try { try decoder.decodeSingularInt64Field(value: &self.periodStartMs) }()
       case 7: try { try decoder.decodeSingularInt64Field(value: &self.periodEndMs) }()
+      case 8: try { try decoder.decodeRepeatedMessageField(value: &self.lowBalanceThresholds) }()
       default: break
       }
     }
@@ -5975,6 +6411,9 @@ nonisolated extension Tokenledger_V1_Member: SwiftProtobuf.Message, SwiftProtobu
     if self.periodEndMs != 0 {
       try visitor.visitSingularInt64Field(value: self.periodEndMs, fieldNumber: 7)
     }
+    if !self.lowBalanceThresholds.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.lowBalanceThresholds, fieldNumber: 8)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -5986,6 +6425,7 @@ nonisolated extension Tokenledger_V1_Member: SwiftProtobuf.Message, SwiftProtobu
     if lhs.held != rhs.held {return false}
     if lhs.periodStartMs != rhs.periodStartMs {return false}
     if lhs.periodEndMs != rhs.periodEndMs {return false}
+    if lhs.lowBalanceThresholds != rhs.lowBalanceThresholds {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -7124,7 +7564,7 @@ nonisolated extension Tokenledger_V1_MemberBudget: SwiftProtobuf.Message, SwiftP
 
 nonisolated extension Tokenledger_V1_BalanceResult: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".BalanceResult"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tenant\0\u{3}time_ms\0\u{1}available\0\u{1}reserved\0\u{1}spent\0\u{1}debt\0\u{3}overdraft_limit\0\u{1}expired\0\u{1}voided\0\u{1}granted\0\u{1}buckets\0\u{1}meter\0\u{3}member_budget\0\u{3}member_available\0\u{3}low_balance_threshold\0\u{3}below_threshold\0\u{3}open_holds\0\u{1}quotas\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}tenant\0\u{3}time_ms\0\u{1}available\0\u{1}reserved\0\u{1}spent\0\u{1}debt\0\u{3}overdraft_limit\0\u{1}expired\0\u{1}voided\0\u{1}granted\0\u{1}buckets\0\u{1}meter\0\u{3}member_budget\0\u{3}member_available\0\u{3}low_balance_threshold\0\u{3}below_threshold\0\u{3}open_holds\0\u{1}quotas\0\u{1}thresholds\0\u{3}movement_events\0")
 
   fileprivate class _StorageClass {
     var _tenant: String = String()
@@ -7145,6 +7585,8 @@ nonisolated extension Tokenledger_V1_BalanceResult: SwiftProtobuf.Message, Swift
     var _belowThreshold: Bool = false
     var _openHolds: UInt32 = 0
     var _quotas: [Tokenledger_V1_Quota] = []
+    var _thresholds: [Tokenledger_V1_ThresholdState] = []
+    var _movementEvents: Bool = false
 
       // This property is used as the initial default value for new instances of the type.
       // The type itself is protecting the reference to its storage via CoW semantics.
@@ -7173,6 +7615,8 @@ nonisolated extension Tokenledger_V1_BalanceResult: SwiftProtobuf.Message, Swift
       _belowThreshold = source._belowThreshold
       _openHolds = source._openHolds
       _quotas = source._quotas
+      _thresholds = source._thresholds
+      _movementEvents = source._movementEvents
     }
   }
 
@@ -7216,6 +7660,8 @@ nonisolated extension Tokenledger_V1_BalanceResult: SwiftProtobuf.Message, Swift
         case 16: try { try decoder.decodeSingularBoolField(value: &_storage._belowThreshold) }()
         case 17: try { try decoder.decodeSingularUInt32Field(value: &_storage._openHolds) }()
         case 18: try { try decoder.decodeRepeatedMessageField(value: &_storage._quotas) }()
+        case 19: try { try decoder.decodeRepeatedMessageField(value: &_storage._thresholds) }()
+        case 20: try { try decoder.decodeSingularBoolField(value: &_storage._movementEvents) }()
         default: break
         }
       }
@@ -7282,6 +7728,12 @@ nonisolated extension Tokenledger_V1_BalanceResult: SwiftProtobuf.Message, Swift
       if !_storage._quotas.isEmpty {
         try visitor.visitRepeatedMessageField(value: _storage._quotas, fieldNumber: 18)
       }
+      if !_storage._thresholds.isEmpty {
+        try visitor.visitRepeatedMessageField(value: _storage._thresholds, fieldNumber: 19)
+      }
+      if _storage._movementEvents != false {
+        try visitor.visitSingularBoolField(value: _storage._movementEvents, fieldNumber: 20)
+      }
     }
     try unknownFields.traverse(visitor: &visitor)
   }
@@ -7309,6 +7761,8 @@ nonisolated extension Tokenledger_V1_BalanceResult: SwiftProtobuf.Message, Swift
         if _storage._belowThreshold != rhs_storage._belowThreshold {return false}
         if _storage._openHolds != rhs_storage._openHolds {return false}
         if _storage._quotas != rhs_storage._quotas {return false}
+        if _storage._thresholds != rhs_storage._thresholds {return false}
+        if _storage._movementEvents != rhs_storage._movementEvents {return false}
         return true
       }
       if !storagesAreEqual {return false}
@@ -7394,7 +7848,7 @@ nonisolated extension Tokenledger_V1_CreateTenantResult: SwiftProtobuf.Message, 
 
 nonisolated extension Tokenledger_V1_ConfigureTenantRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".ConfigureTenantRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}tenant\0\u{3}set_plan\0\u{3}remove_plan\0\u{3}purchase_rules\0\u{3}overdraft_limit\0\u{3}low_balance_threshold\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}tenant\0\u{3}set_plan\0\u{3}remove_plan\0\u{3}purchase_rules\0\u{3}overdraft_limit\0\u{3}low_balance_threshold\0\u{3}low_balance_thresholds\0\u{3}movement_events\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -7442,6 +7896,15 @@ nonisolated extension Tokenledger_V1_ConfigureTenantRequest: SwiftProtobuf.Messa
           self.threshold = .lowBalanceThreshold(v)
         }
       }()
+      case 8: try { try decoder.decodeSingularMessageField(value: &self._lowBalanceThresholds) }()
+      case 9: try {
+        var v: Bool?
+        try decoder.decodeSingularBoolField(value: &v)
+        if let v = v {
+          if self.movementEventsOption != nil {try decoder.handleConflictingOneOf()}
+          self.movementEventsOption = .movementEvents(v)
+        }
+      }()
       default: break
       }
     }
@@ -7478,6 +7941,12 @@ nonisolated extension Tokenledger_V1_ConfigureTenantRequest: SwiftProtobuf.Messa
     try { if case .lowBalanceThreshold(let v)? = self.threshold {
       try visitor.visitSingularUInt64Field(value: v, fieldNumber: 7)
     } }()
+    try { if let v = self._lowBalanceThresholds {
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 8)
+    } }()
+    try { if case .movementEvents(let v)? = self.movementEventsOption {
+      try visitor.visitSingularBoolField(value: v, fieldNumber: 9)
+    } }()
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -7488,6 +7957,8 @@ nonisolated extension Tokenledger_V1_ConfigureTenantRequest: SwiftProtobuf.Messa
     if lhs._purchaseRules != rhs._purchaseRules {return false}
     if lhs.overdraft != rhs.overdraft {return false}
     if lhs.threshold != rhs.threshold {return false}
+    if lhs._lowBalanceThresholds != rhs._lowBalanceThresholds {return false}
+    if lhs.movementEventsOption != rhs.movementEventsOption {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -7525,7 +7996,7 @@ nonisolated extension Tokenledger_V1_ConfigureTenantResult: SwiftProtobuf.Messag
 
 nonisolated extension Tokenledger_V1_SetMemberRequest: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".SetMemberRequest"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}tenant\0\u{1}member\0\u{1}budget\0\u{3}low_balance_threshold\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}request_id\0\u{1}tenant\0\u{1}member\0\u{1}budget\0\u{3}low_balance_threshold\0\u{3}low_balance_thresholds\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -7545,6 +8016,7 @@ nonisolated extension Tokenledger_V1_SetMemberRequest: SwiftProtobuf.Message, Sw
           self.threshold = .lowBalanceThreshold(v)
         }
       }()
+      case 6: try { try decoder.decodeRepeatedMessageField(value: &self.lowBalanceThresholds) }()
       default: break
       }
     }
@@ -7570,6 +8042,9 @@ nonisolated extension Tokenledger_V1_SetMemberRequest: SwiftProtobuf.Message, Sw
     try { if case .lowBalanceThreshold(let v)? = self.threshold {
       try visitor.visitSingularUInt64Field(value: v, fieldNumber: 5)
     } }()
+    if !self.lowBalanceThresholds.isEmpty {
+      try visitor.visitRepeatedMessageField(value: self.lowBalanceThresholds, fieldNumber: 6)
+    }
     try unknownFields.traverse(visitor: &visitor)
   }
 
@@ -7579,6 +8054,7 @@ nonisolated extension Tokenledger_V1_SetMemberRequest: SwiftProtobuf.Message, Sw
     if lhs.member != rhs.member {return false}
     if lhs._budget != rhs._budget {return false}
     if lhs.threshold != rhs.threshold {return false}
+    if lhs.lowBalanceThresholds != rhs.lowBalanceThresholds {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }
@@ -9093,7 +9569,7 @@ nonisolated extension Tokenledger_V1_WatchEnded: SwiftProtobuf.Message, SwiftPro
 
 nonisolated extension Tokenledger_V1_LedgerEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
   public static let protoMessageName: String = _protobuf_package + ".LedgerEvent"
-  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}tenant\0\u{3}time_ms\0\u{4}\u{7}low_balance\0\u{3}balance_recovered\0\u{3}budget_exceeded\0\u{3}hold_expired\0\u{3}grant_expired\0\u{3}plan_renewed\0\u{3}budget_reset\0")
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{1}id\0\u{1}tenant\0\u{3}time_ms\0\u{4}\u{7}low_balance\0\u{3}balance_recovered\0\u{3}budget_exceeded\0\u{3}hold_expired\0\u{3}grant_expired\0\u{3}plan_renewed\0\u{3}budget_reset\0\u{1}granted\0\u{1}purchased\0\u{1}captured\0\u{1}charged\0\u{1}refunded\0\u{1}voided\0")
 
   public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
     while let fieldNumber = try decoder.nextFieldNumber() {
@@ -9195,6 +9671,84 @@ nonisolated extension Tokenledger_V1_LedgerEvent: SwiftProtobuf.Message, SwiftPr
           self.kind = .budgetReset(v)
         }
       }()
+      case 17: try {
+        var v: Tokenledger_V1_GrantMovementEvent?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .granted(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .granted(v)
+        }
+      }()
+      case 18: try {
+        var v: Tokenledger_V1_PurchasedEvent?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .purchased(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .purchased(v)
+        }
+      }()
+      case 19: try {
+        var v: Tokenledger_V1_HoldMovementEvent?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .captured(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .captured(v)
+        }
+      }()
+      case 20: try {
+        var v: Tokenledger_V1_HoldMovementEvent?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .charged(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .charged(v)
+        }
+      }()
+      case 21: try {
+        var v: Tokenledger_V1_HoldMovementEvent?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .refunded(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .refunded(v)
+        }
+      }()
+      case 22: try {
+        var v: Tokenledger_V1_GrantMovementEvent?
+        var hadOneofValue = false
+        if let current = self.kind {
+          hadOneofValue = true
+          if case .voided(let m) = current {v = m}
+        }
+        try decoder.decodeSingularMessageField(value: &v)
+        if let v = v {
+          if hadOneofValue {try decoder.handleConflictingOneOf()}
+          self.kind = .voided(v)
+        }
+      }()
       default: break
       }
     }
@@ -9243,6 +9797,30 @@ nonisolated extension Tokenledger_V1_LedgerEvent: SwiftProtobuf.Message, SwiftPr
       guard case .budgetReset(let v)? = self.kind else { preconditionFailure() }
       try visitor.visitSingularMessageField(value: v, fieldNumber: 16)
     }()
+    case .granted?: try {
+      guard case .granted(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 17)
+    }()
+    case .purchased?: try {
+      guard case .purchased(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 18)
+    }()
+    case .captured?: try {
+      guard case .captured(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 19)
+    }()
+    case .charged?: try {
+      guard case .charged(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 20)
+    }()
+    case .refunded?: try {
+      guard case .refunded(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 21)
+    }()
+    case .voided?: try {
+      guard case .voided(let v)? = self.kind else { preconditionFailure() }
+      try visitor.visitSingularMessageField(value: v, fieldNumber: 22)
+    }()
     case nil: break
     }
     try unknownFields.traverse(visitor: &visitor)
@@ -9253,6 +9831,141 @@ nonisolated extension Tokenledger_V1_LedgerEvent: SwiftProtobuf.Message, SwiftPr
     if lhs.tenant != rhs.tenant {return false}
     if lhs.timeMs != rhs.timeMs {return false}
     if lhs.kind != rhs.kind {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_GrantMovementEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".GrantMovementEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}grant_id\0\u{3}grant_kind\0\u{1}amount\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.grantID) }()
+      case 2: try { try decoder.decodeSingularEnumField(value: &self.grantKind) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.amount) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.grantID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.grantID, fieldNumber: 1)
+    }
+    if self.grantKind != .unspecified {
+      try visitor.visitSingularEnumField(value: self.grantKind, fieldNumber: 2)
+    }
+    if self.amount != 0 {
+      try visitor.visitSingularUInt64Field(value: self.amount, fieldNumber: 3)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_GrantMovementEvent, rhs: Tokenledger_V1_GrantMovementEvent) -> Bool {
+    if lhs.grantID != rhs.grantID {return false}
+    if lhs.grantKind != rhs.grantKind {return false}
+    if lhs.amount != rhs.amount {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_PurchasedEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".PurchasedEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}grant_id\0\u{1}amount\0\u{3}bonus_grant_id\0\u{3}bonus_amount\0\u{3}money_minor\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularUInt64Field(value: &self.grantID) }()
+      case 2: try { try decoder.decodeSingularUInt64Field(value: &self.amount) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.bonusGrantID) }()
+      case 4: try { try decoder.decodeSingularUInt64Field(value: &self.bonusAmount) }()
+      case 5: try { try decoder.decodeSingularUInt64Field(value: &self.moneyMinor) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if self.grantID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.grantID, fieldNumber: 1)
+    }
+    if self.amount != 0 {
+      try visitor.visitSingularUInt64Field(value: self.amount, fieldNumber: 2)
+    }
+    if self.bonusGrantID != 0 {
+      try visitor.visitSingularUInt64Field(value: self.bonusGrantID, fieldNumber: 3)
+    }
+    if self.bonusAmount != 0 {
+      try visitor.visitSingularUInt64Field(value: self.bonusAmount, fieldNumber: 4)
+    }
+    if self.moneyMinor != 0 {
+      try visitor.visitSingularUInt64Field(value: self.moneyMinor, fieldNumber: 5)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_PurchasedEvent, rhs: Tokenledger_V1_PurchasedEvent) -> Bool {
+    if lhs.grantID != rhs.grantID {return false}
+    if lhs.amount != rhs.amount {return false}
+    if lhs.bonusGrantID != rhs.bonusGrantID {return false}
+    if lhs.bonusAmount != rhs.bonusAmount {return false}
+    if lhs.moneyMinor != rhs.moneyMinor {return false}
+    if lhs.unknownFields != rhs.unknownFields {return false}
+    return true
+  }
+}
+
+nonisolated extension Tokenledger_V1_HoldMovementEvent: SwiftProtobuf.Message, SwiftProtobuf._MessageImplementationBase, SwiftProtobuf._ProtoNameProviding {
+  public static let protoMessageName: String = _protobuf_package + ".HoldMovementEvent"
+  public static let _protobuf_nameMap = SwiftProtobuf._NameMap(bytecode: "\0\u{3}hold_id\0\u{1}member\0\u{1}amount\0\u{1}final\0")
+
+  public mutating func decodeMessage<D: SwiftProtobuf.Decoder>(decoder: inout D) throws {
+    while let fieldNumber = try decoder.nextFieldNumber() {
+      // The use of inline closures is to circumvent an issue where the compiler
+      // allocates stack space for every case branch when no optimizations are
+      // enabled. https://github.com/apple/swift-protobuf/issues/1034
+      switch fieldNumber {
+      case 1: try { try decoder.decodeSingularStringField(value: &self.holdID) }()
+      case 2: try { try decoder.decodeSingularStringField(value: &self.member) }()
+      case 3: try { try decoder.decodeSingularUInt64Field(value: &self.amount) }()
+      case 4: try { try decoder.decodeSingularBoolField(value: &self.final) }()
+      default: break
+      }
+    }
+  }
+
+  public func traverse<V: SwiftProtobuf.Visitor>(visitor: inout V) throws {
+    if !self.holdID.isEmpty {
+      try visitor.visitSingularStringField(value: self.holdID, fieldNumber: 1)
+    }
+    if !self.member.isEmpty {
+      try visitor.visitSingularStringField(value: self.member, fieldNumber: 2)
+    }
+    if self.amount != 0 {
+      try visitor.visitSingularUInt64Field(value: self.amount, fieldNumber: 3)
+    }
+    if self.final != false {
+      try visitor.visitSingularBoolField(value: self.final, fieldNumber: 4)
+    }
+    try unknownFields.traverse(visitor: &visitor)
+  }
+
+  public static func ==(lhs: Tokenledger_V1_HoldMovementEvent, rhs: Tokenledger_V1_HoldMovementEvent) -> Bool {
+    if lhs.holdID != rhs.holdID {return false}
+    if lhs.member != rhs.member {return false}
+    if lhs.amount != rhs.amount {return false}
+    if lhs.final != rhs.final {return false}
     if lhs.unknownFields != rhs.unknownFields {return false}
     return true
   }

@@ -14,6 +14,8 @@ struct MemberCommand: AsyncParsableCommand {
         @Option(name: .long, help: "Most tokens the member may spend per budget period.") var budget: String?
         @Option(name: .customLong("budget-period"), help: "day, week or month (default month).") var budgetPeriod: String?
         @Option(name: .long, help: "The member's low-balance threshold.") var threshold: String?
+        @Option(name: .customLong("threshold-at"), help: "A further threshold: TOKENS or PERCENT% of the budget cap (repeat for several).")
+        var thresholdAt: [String] = []
         @Option(name: .customLong("request-id"), help: "Idempotency key (default: a fresh UUID).") var requestID: String?
 
         func validate() throws {
@@ -30,6 +32,7 @@ struct MemberCommand: AsyncParsableCommand {
                     period: PeriodRule(unit: try Parse.period(budgetPeriod ?? "month", "--budget-period")))
             }
             if let threshold { settings.lowBalanceThreshold = try Parse.amount(threshold, "--threshold") }
+            settings.lowBalanceThresholds = try thresholdAt.map(Parse.threshold)
             let requestID = try Parse.requestID(self.requestID)
             try await global.run { client in
                 let member = try await client.setMember(tenant: tenantID, member: memberID, settings: settings, requestID: requestID).member
@@ -39,6 +42,7 @@ struct MemberCommand: AsyncParsableCommand {
                     rows.append(("period ends", Format.time(member.periodEndMs)))
                 }
                 if case .lowBalanceThreshold(let value)? = member.threshold { rows.append(("threshold", Format.tokens(value))) }
+                for threshold in member.lowBalanceThresholds { rows.append(("threshold at", Render.threshold(threshold))) }
                 return Output(
                     human: Format.fields(rows),
                     json: .object([
@@ -47,6 +51,7 @@ struct MemberCommand: AsyncParsableCommand {
                             ? .object([("cap", .unsigned(member.budget.cap)), ("period", .string(Render.name(member.budget.period.unit)))])
                             : .null),
                         ("threshold", member.threshold.map { if case .lowBalanceThreshold(let value) = $0 { .unsigned(value) } else { .null } } ?? .null),
+                        ("thresholds", .array(member.lowBalanceThresholds.map { .string(Render.threshold($0)) })),
                         ("request_id", .string(requestID.rawValue)),
                     ]))
             }

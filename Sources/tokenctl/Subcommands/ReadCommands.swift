@@ -83,6 +83,10 @@ struct BalanceCommand: AsyncParsableCommand {
                     + "\(Format.tokens(budget.remaining)) left, resets \(Format.time(budget.resetsAtMs))"))
         }
         rows += Render.quotaRows(balance.quotas)
+        for state in balance.thresholds {
+            rows.append(("threshold at", "\(Render.threshold(state.threshold)) = \(Format.tokens(state.tokens))" + (state.below ? " (below)" : "")))
+        }
+        if !balance.movementEvents { rows.append(("movement events", "off")) }
         if balance.lowBalanceThreshold > 0 {
             rows.append(("threshold", Format.tokens(balance.lowBalanceThreshold) + (balance.belowThreshold ? " (below)" : "")))
         }
@@ -112,6 +116,10 @@ struct BalanceCommand: AsyncParsableCommand {
                 ])
             })),
             ("quotas", Render.quotaJSON(balance.quotas)),
+            ("thresholds", .array(balance.thresholds.map {
+                .object([("threshold", .string(Render.threshold($0.threshold))), ("tokens", .unsigned($0.tokens)), ("below", .bool($0.below))])
+            })),
+            ("movement_events", .bool(balance.movementEvents)),
             ("meter", balance.hasMeter
                 ? .object([("used", .unsigned(balance.meter.used)), ("total", .unsigned(balance.meter.total)),
                            ("resets_at", JSON.time(balance.meter.periodEndMs))])

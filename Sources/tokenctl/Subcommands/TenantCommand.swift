@@ -15,6 +15,10 @@ struct TenantCommand: AsyncParsableCommand {
         var quota: [String] = []
         @Option(name: .customLong("overdraft-limit"), help: "How far a final commit may go below zero.") var overdraftLimit: String?
         @Option(name: .customLong("threshold"), help: "Low-balance threshold of the pool.") var threshold: String?
+        @Option(name: .customLong("threshold-at"), help: "A further low-balance threshold: TOKENS or PERCENT% of the plan allowance (repeat for several).")
+        var thresholdAt: [String] = []
+        @Option(name: .customLong("movement-events"), help: "on (default) or off: events for grants, purchases, captures, charges, refunds, voids.")
+        var movementEvents: String?
         @Option(name: .customLong("request-id"), help: "Idempotency key (default: a fresh UUID).") var requestID: String?
 
         func validate() throws {
@@ -33,6 +37,8 @@ struct TenantCommand: AsyncParsableCommand {
             }
             if let overdraftLimit { settings.overdraftLimit = try Parse.amount(overdraftLimit, "--overdraft-limit") }
             if let threshold { settings.lowBalanceThreshold = try Parse.amount(threshold, "--threshold") }
+            settings.lowBalanceThresholds = try thresholdAt.map(Parse.threshold)
+            if let movementEvents { settings.movementEvents = try Parse.onOff(movementEvents, "--movement-events") }
             let requestID = try Parse.requestID(self.requestID)
             try await global.run { client in
                 let result = try await client.createTenant(tenantID, settings: settings, requestID: requestID)
@@ -48,6 +54,8 @@ struct TenantCommand: AsyncParsableCommand {
                         ("plan_allowance", settings.plan.map { .unsigned($0.allowance) } ?? .null),
                         ("plan_period", settings.plan.map { .string($0.period.unit.rawValue) } ?? .null),
                         ("quotas", Render.quotasJSON(settings.plan?.quotas ?? [])),
+                        ("thresholds", .array(settings.lowBalanceThresholds.map { .string(Render.threshold($0)) })),
+                        ("movement_events", .bool(settings.movementEvents)),
                         ("request_id", .string(requestID.rawValue)),
                     ]))
             }
@@ -65,14 +73,23 @@ struct TenantCommand: AsyncParsableCommand {
         @Flag(name: .customLong("remove-plan"), help: "Remove the plan.") var removePlan = false
         @Option(name: .customLong("overdraft-limit"), help: "How far a final commit may go below zero.") var overdraftLimit: String?
         @Option(name: .customLong("threshold"), help: "Low-balance threshold of the pool.") var threshold: String?
+        @Option(name: .customLong("threshold-at"), help: "The further thresholds, replacing them: TOKENS or PERCENT% (repeat for several).")
+        var thresholdAt: [String] = []
+        @Flag(name: .customLong("clear-thresholds"), help: "Remove the further thresholds.") var clearThresholds = false
+        @Option(name: .customLong("movement-events"), help: "on or off: events for grants, purchases, captures, charges, refunds, voids.")
+        var movementEvents: String?
         @Option(name: .customLong("request-id"), help: "Idempotency key (default: a fresh UUID).") var requestID: String?
 
         func validate() throws {
+            if clearThresholds, !thresholdAt.isEmpty { throw ValidationError("--clear-thresholds and --threshold-at exclude each other") }
             if removePlan, planAllowance != nil { throw ValidationError("--remove-plan and --plan-allowance exclude each other") }
             if planPeriod != nil, planAllowance == nil { throw ValidationError("--plan-period needs --plan-allowance") }
             if !quota.isEmpty, planAllowance == nil { throw ValidationError("--quota needs --plan-allowance (quotas are part of the plan)") }
-            if !removePlan, planAllowance == nil, overdraftLimit == nil, threshold == nil {
-                throw ValidationError("nothing to change: give --plan-allowance, --remove-plan, --overdraft-limit or --threshold")
+            if !removePlan, planAllowance == nil, overdraftLimit == nil, threshold == nil, thresholdAt.isEmpty, !clearThresholds,
+                movementEvents == nil
+            {
+                throw ValidationError(
+                    "nothing to change: give --plan-allowance, --remove-plan, --overdraft-limit, --threshold, --threshold-at, --clear-thresholds or --movement-events")
             }
         }
 
@@ -89,6 +106,9 @@ struct TenantCommand: AsyncParsableCommand {
             }
             if let overdraftLimit { change.overdraftLimit = try Parse.amount(overdraftLimit, "--overdraft-limit") }
             if let threshold { change.lowBalanceThreshold = try Parse.amount(threshold, "--threshold") }
+            if clearThresholds { change.lowBalanceThresholds = [] }
+            if !thresholdAt.isEmpty { change.lowBalanceThresholds = try thresholdAt.map(Parse.threshold) }
+            if let movementEvents { change.movementEvents = try Parse.onOff(movementEvents, "--movement-events") }
             let requestID = try Parse.requestID(self.requestID)
             try await global.run { client in
                 let result = try await client.configureTenant(tenantID, change: change, requestID: requestID)

@@ -103,6 +103,18 @@ struct WatchCommand: AsyncParsableCommand {
                 ]
             case .budgetReset(let value)?:
                 fields += ["member \(value.member)", "period \(Format.time(value.periodStartMs)) to \(Format.time(value.periodEndMs))"]
+            case .granted(let value)?, .voided(let value)?:
+                fields += ["grant \(value.grantID) (\(value.grantKind.domain?.rawValue ?? "?"))", Format.tokens(value.amount)]
+            case .purchased(let value)?:
+                fields += [
+                    "grant \(value.grantID)",
+                    Format.tokens(value.amount) + (value.bonusGrantID == 0 ? "" : " + bonus \(Format.tokens(value.bonusAmount)) (grant \(value.bonusGrantID))"),
+                    "money \(value.moneyMinor)",
+                ]
+            case .captured(let value)?, .charged(let value)?, .refunded(let value)?:
+                fields.append("hold \(value.holdID)")
+                if !value.member.isEmpty { fields.append("member \(value.member)") }
+                fields.append(Format.tokens(value.amount) + (value.final ? " (final)" : ""))
             case nil:
                 break
             }

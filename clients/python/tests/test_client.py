@@ -160,6 +160,33 @@ def test_quotas_and_scoped_grants(ledger):
         assert [(q.feature, q.used, q.limit) for q in client.balance("acme").quotas] == [("cover_image", 3, 3)]
 
 
+def test_several_thresholds_and_movement_events_off(ledger):
+    with ledger.client() as admin:
+        admin.create_tenant("acme", plan_allowance=1_000, thresholds=[800, "50%"], movement_events=False)
+        watch = admin.watch("acme", after=0)
+        assert watch.next(timeout=10).started.latest_event_id == 1  # the plan's renewal
+        assert watch.next(timeout=10).event.WhichOneof("kind") == "plan_renewed"
+        admin.charge("acme", "c1", 300)   # 700 left: below 800
+        event = watch.next(timeout=10).event
+        assert event.WhichOneof("kind") == "low_balance" and event.low_balance.threshold == 800
+        admin.charge("acme", "c2", 300)   # 400 left: below 50% of 1,000
+        event = watch.next(timeout=10).event
+        assert event.WhichOneof("kind") == "low_balance" and event.low_balance.threshold == 500
+        balance = admin.balance("acme")
+        assert [(t.tokens, t.below) for t in balance.thresholds] == [(800, True), (500, True)]
+        assert balance.thresholds[1].threshold.percent == 50 and not balance.movement_events
+        admin.configure_tenant("acme", movement_events=True, thresholds=[])
+        admin.refund("acme", "c2", 300)
+        event = watch.next(timeout=10).event
+        assert event.WhichOneof("kind") == "refunded" and event.refunded.amount == 300
+        assert list(admin.balance("acme").thresholds) == []
+        member = admin.set_member("acme", "ana", budget=100, thresholds=["10%", 30]).member
+        assert [t.WhichOneof("kind") for t in member.low_balance_thresholds] == ["percent", "tokens"]
+        with pytest.raises(tokenledger.InvalidArgument):
+            admin.configure_tenant("acme", thresholds=["0%"])
+        watch.stop()
+
+
 def test_pipelining_from_many_threads(ledger):
     with ledger.client() as client:
         client.create_tenant("acme")
@@ -237,17 +264,22 @@ def test_watch_threshold_and_resume(ledger):
         assert low.id == started.latest_event_id + 1
         assert low.WhichOneof("kind") == "low_balance"
         assert (low.low_balance.available, low.low_balance.threshold) == (400, 500)
+        captured = watch.next(timeout=10).event
+        assert captured.WhichOneof("kind") == "captured" and captured.id == low.id + 1
+        assert (captured.captured.hold_id, captured.captured.amount, captured.captured.final) == ("job", 600, True)
         assert watch.stop() is True
-        assert watch.next(timeout=10).ended.last_event_id == low.id
+        assert watch.next(timeout=10).ended.last_event_id == captured.id
         with pytest.raises(StopIteration):
             watch.next(timeout=10)
 
         # Missed while not watching: resumed after the last id seen, in order, nothing repeated.
         admin.grant("acme", 200, "promo")
-        resumed = watcher.watch("acme", after=low.id)
+        resumed = watcher.watch("acme", after=captured.id)
         assert resumed.next(timeout=10).started.events_lost == 0
+        granted = resumed.next(timeout=10).event
+        assert granted.WhichOneof("kind") == "granted" and granted.granted.amount == 200
         recovered = resumed.next(timeout=10).event
-        assert recovered.id == low.id + 1 and recovered.WhichOneof("kind") == "balance_recovered"
+        assert recovered.id == captured.id + 2 and recovered.WhichOneof("kind") == "balance_recovered"
 
         with pytest.raises(tokenledger.NotFound):
             watcher.watch("nobody").next(timeout=10)

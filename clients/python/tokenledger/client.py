@@ -487,9 +487,14 @@ class Client:
     # Administration ---------------------------------------------------------------------------
 
     def create_tenant(self, tenant, *, plan_allowance=None, plan_period="month", quotas=None, overdraft_limit=0,
-                      low_balance_threshold=0, request_id=None):
-        """``quotas``: {feature: units per plan period}, part of the plan (needs ``plan_allowance``)."""
-        settings = pb.TenantSettings(overdraft_limit=overdraft_limit, low_balance_threshold=low_balance_threshold)
+                      low_balance_threshold=0, thresholds=(), movement_events=True, request_id=None):
+        """``quotas``: {feature: units per plan period}, part of the plan (needs ``plan_allowance``).
+        ``thresholds``: further low-balance thresholds, tokens (``1000``) or percentages of the plan
+        allowance (``"20%"``). ``movement_events``: events for grants, purchases, captures, charges,
+        refunds and voids."""
+        settings = pb.TenantSettings(overdraft_limit=overdraft_limit, low_balance_threshold=low_balance_threshold,
+                                     low_balance_thresholds=_thresholds(thresholds),
+                                     movement_events_off=not movement_events)
         if plan_allowance is not None:
             settings.plan.allowance = plan_allowance
             settings.plan.period.unit = PERIODS[plan_period]
@@ -500,8 +505,15 @@ class Client:
                                                                  tenant=tenant, settings=settings))
 
     def configure_tenant(self, tenant, *, plan_allowance=None, plan_period="month", quotas=None, remove_plan=False,
-                         overdraft_limit=None, low_balance_threshold=None, request_id=None):
+                         overdraft_limit=None, low_balance_threshold=None, thresholds=None, movement_events=None,
+                         request_id=None):
+        """``thresholds``: the whole list of further thresholds (``[]`` removes them; None: unchanged)."""
         message = pb.ConfigureTenantRequest(request_id=request_id or new_request_id(), tenant=tenant)
+        if thresholds is not None:
+            message.low_balance_thresholds.SetInParent()
+            message.low_balance_thresholds.thresholds.extend(_thresholds(thresholds))
+        if movement_events is not None:
+            message.movement_events = movement_events
         if plan_allowance is not None:
             message.set_plan.allowance = plan_allowance
             message.set_plan.period.unit = PERIODS[plan_period]
@@ -517,8 +529,10 @@ class Client:
         return self.call("configure_tenant", message)
 
     def set_member(self, tenant, member, *, budget=None, budget_period="month", low_balance_threshold=None,
-                   request_id=None):
-        message = pb.SetMemberRequest(request_id=request_id or new_request_id(), tenant=tenant, member=member)
+                   thresholds=(), request_id=None):
+        """``thresholds``: further thresholds of the member's own (a percentage is of its budget)."""
+        message = pb.SetMemberRequest(request_id=request_id or new_request_id(), tenant=tenant, member=member,
+                                      low_balance_thresholds=_thresholds(thresholds))
         if budget is not None:
             message.budget.cap = budget
             message.budget.period.unit = PERIODS[budget_period]
@@ -670,3 +684,14 @@ def _quotas(quotas):
     """{feature: limit} or (feature, limit) pairs as PlanQuota messages."""
     pairs = (quotas or {}).items() if isinstance(quotas, dict) or quotas is None else quotas
     return [pb.PlanQuota(feature=feature, limit=limit) for feature, limit in pairs]
+
+
+def _thresholds(thresholds):
+    """Thresholds as Threshold messages: an int is tokens, "20%" a percentage."""
+    result = []
+    for threshold in thresholds or ():
+        if isinstance(threshold, str) and threshold.endswith("%"):
+            result.append(pb.Threshold(percent=int(threshold[:-1])))
+        else:
+            result.append(pb.Threshold(tokens=int(threshold)))
+    return result

@@ -682,6 +682,141 @@ void   tokenledger__v1__tenant_settings__free_unpacked
   assert(message->base.descriptor == &tokenledger__v1__tenant_settings__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   tokenledger__v1__threshold__init
+                     (Tokenledger__V1__Threshold         *message)
+{
+  static const Tokenledger__V1__Threshold init_value = TOKENLEDGER__V1__THRESHOLD__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__threshold__get_packed_size
+                     (const Tokenledger__V1__Threshold *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__threshold__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__threshold__pack
+                     (const Tokenledger__V1__Threshold *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__threshold__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__threshold__pack_to_buffer
+                     (const Tokenledger__V1__Threshold *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__threshold__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__Threshold *
+       tokenledger__v1__threshold__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__Threshold *)
+     protobuf_c_message_unpack (&tokenledger__v1__threshold__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__threshold__free_unpacked
+                     (Tokenledger__V1__Threshold *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__threshold__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__thresholds__init
+                     (Tokenledger__V1__Thresholds         *message)
+{
+  static const Tokenledger__V1__Thresholds init_value = TOKENLEDGER__V1__THRESHOLDS__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__thresholds__get_packed_size
+                     (const Tokenledger__V1__Thresholds *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__thresholds__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__thresholds__pack
+                     (const Tokenledger__V1__Thresholds *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__thresholds__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__thresholds__pack_to_buffer
+                     (const Tokenledger__V1__Thresholds *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__thresholds__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__Thresholds *
+       tokenledger__v1__thresholds__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__Thresholds *)
+     protobuf_c_message_unpack (&tokenledger__v1__thresholds__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__thresholds__free_unpacked
+                     (Tokenledger__V1__Thresholds *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__thresholds__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__threshold_state__init
+                     (Tokenledger__V1__ThresholdState         *message)
+{
+  static const Tokenledger__V1__ThresholdState init_value = TOKENLEDGER__V1__THRESHOLD_STATE__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__threshold_state__get_packed_size
+                     (const Tokenledger__V1__ThresholdState *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__threshold_state__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__threshold_state__pack
+                     (const Tokenledger__V1__ThresholdState *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__threshold_state__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__threshold_state__pack_to_buffer
+                     (const Tokenledger__V1__ThresholdState *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__threshold_state__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__ThresholdState *
+       tokenledger__v1__threshold_state__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__ThresholdState *)
+     protobuf_c_message_unpack (&tokenledger__v1__threshold_state__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__threshold_state__free_unpacked
+                     (Tokenledger__V1__ThresholdState *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__threshold_state__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   tokenledger__v1__budget__init
                      (Tokenledger__V1__Budget         *message)
 {
@@ -3877,6 +4012,141 @@ void   tokenledger__v1__ledger_event__free_unpacked
   assert(message->base.descriptor == &tokenledger__v1__ledger_event__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   tokenledger__v1__grant_movement_event__init
+                     (Tokenledger__V1__GrantMovementEvent         *message)
+{
+  static const Tokenledger__V1__GrantMovementEvent init_value = TOKENLEDGER__V1__GRANT_MOVEMENT_EVENT__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__grant_movement_event__get_packed_size
+                     (const Tokenledger__V1__GrantMovementEvent *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__grant_movement_event__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__grant_movement_event__pack
+                     (const Tokenledger__V1__GrantMovementEvent *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__grant_movement_event__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__grant_movement_event__pack_to_buffer
+                     (const Tokenledger__V1__GrantMovementEvent *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__grant_movement_event__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__GrantMovementEvent *
+       tokenledger__v1__grant_movement_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__GrantMovementEvent *)
+     protobuf_c_message_unpack (&tokenledger__v1__grant_movement_event__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__grant_movement_event__free_unpacked
+                     (Tokenledger__V1__GrantMovementEvent *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__grant_movement_event__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__purchased_event__init
+                     (Tokenledger__V1__PurchasedEvent         *message)
+{
+  static const Tokenledger__V1__PurchasedEvent init_value = TOKENLEDGER__V1__PURCHASED_EVENT__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__purchased_event__get_packed_size
+                     (const Tokenledger__V1__PurchasedEvent *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__purchased_event__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__purchased_event__pack
+                     (const Tokenledger__V1__PurchasedEvent *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__purchased_event__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__purchased_event__pack_to_buffer
+                     (const Tokenledger__V1__PurchasedEvent *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__purchased_event__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__PurchasedEvent *
+       tokenledger__v1__purchased_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__PurchasedEvent *)
+     protobuf_c_message_unpack (&tokenledger__v1__purchased_event__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__purchased_event__free_unpacked
+                     (Tokenledger__V1__PurchasedEvent *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__purchased_event__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   tokenledger__v1__hold_movement_event__init
+                     (Tokenledger__V1__HoldMovementEvent         *message)
+{
+  static const Tokenledger__V1__HoldMovementEvent init_value = TOKENLEDGER__V1__HOLD_MOVEMENT_EVENT__INIT;
+  *message = init_value;
+}
+size_t tokenledger__v1__hold_movement_event__get_packed_size
+                     (const Tokenledger__V1__HoldMovementEvent *message)
+{
+  assert(message->base.descriptor == &tokenledger__v1__hold_movement_event__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t tokenledger__v1__hold_movement_event__pack
+                     (const Tokenledger__V1__HoldMovementEvent *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &tokenledger__v1__hold_movement_event__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t tokenledger__v1__hold_movement_event__pack_to_buffer
+                     (const Tokenledger__V1__HoldMovementEvent *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &tokenledger__v1__hold_movement_event__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Tokenledger__V1__HoldMovementEvent *
+       tokenledger__v1__hold_movement_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Tokenledger__V1__HoldMovementEvent *)
+     protobuf_c_message_unpack (&tokenledger__v1__hold_movement_event__descriptor,
+                                allocator, len, data);
+}
+void   tokenledger__v1__hold_movement_event__free_unpacked
+                     (Tokenledger__V1__HoldMovementEvent *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &tokenledger__v1__hold_movement_event__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   tokenledger__v1__threshold_event__init
                      (Tokenledger__V1__ThresholdEvent         *message)
 {
@@ -6136,7 +6406,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__purchase_rules__descriptor =
   (ProtobufCMessageInit) tokenledger__v1__purchase_rules__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tokenledger__v1__tenant_settings__field_descriptors[4] =
+static const ProtobufCFieldDescriptor tokenledger__v1__tenant_settings__field_descriptors[6] =
 {
   {
     "plan",
@@ -6186,9 +6456,35 @@ static const ProtobufCFieldDescriptor tokenledger__v1__tenant_settings__field_de
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "low_balance_thresholds",
+    5,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__TenantSettings, n_low_balance_thresholds),
+    offsetof(Tokenledger__V1__TenantSettings, low_balance_thresholds),
+    &tokenledger__v1__threshold__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "movement_events_off",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__TenantSettings, movement_events_off),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__tenant_settings__field_indices_by_name[] = {
   3,   /* field[3] = low_balance_threshold */
+  4,   /* field[4] = low_balance_thresholds */
+  5,   /* field[5] = movement_events_off */
   2,   /* field[2] = overdraft_limit */
   0,   /* field[0] = plan */
   1,   /* field[1] = purchase_rules */
@@ -6196,7 +6492,7 @@ static const unsigned tokenledger__v1__tenant_settings__field_indices_by_name[] 
 static const ProtobufCIntRange tokenledger__v1__tenant_settings__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__tenant_settings__descriptor =
 {
@@ -6206,11 +6502,164 @@ const ProtobufCMessageDescriptor tokenledger__v1__tenant_settings__descriptor =
   "Tokenledger__V1__TenantSettings",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__TenantSettings),
-  4,
+  6,
   tokenledger__v1__tenant_settings__field_descriptors,
   tokenledger__v1__tenant_settings__field_indices_by_name,
   1,  tokenledger__v1__tenant_settings__number_ranges,
   (ProtobufCMessageInit) tokenledger__v1__tenant_settings__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__threshold__field_descriptors[2] =
+{
+  {
+    "tokens",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    offsetof(Tokenledger__V1__Threshold, kind_case),
+    offsetof(Tokenledger__V1__Threshold, tokens),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "percent",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Tokenledger__V1__Threshold, kind_case),
+    offsetof(Tokenledger__V1__Threshold, percent),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__threshold__field_indices_by_name[] = {
+  1,   /* field[1] = percent */
+  0,   /* field[0] = tokens */
+};
+static const ProtobufCIntRange tokenledger__v1__threshold__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__threshold__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.Threshold",
+  "Threshold",
+  "Tokenledger__V1__Threshold",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__Threshold),
+  2,
+  tokenledger__v1__threshold__field_descriptors,
+  tokenledger__v1__threshold__field_indices_by_name,
+  1,  tokenledger__v1__threshold__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__threshold__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__thresholds__field_descriptors[1] =
+{
+  {
+    "thresholds",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Thresholds, n_thresholds),
+    offsetof(Tokenledger__V1__Thresholds, thresholds),
+    &tokenledger__v1__threshold__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__thresholds__field_indices_by_name[] = {
+  0,   /* field[0] = thresholds */
+};
+static const ProtobufCIntRange tokenledger__v1__thresholds__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__thresholds__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.Thresholds",
+  "Thresholds",
+  "Tokenledger__V1__Thresholds",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__Thresholds),
+  1,
+  tokenledger__v1__thresholds__field_descriptors,
+  tokenledger__v1__thresholds__field_indices_by_name,
+  1,  tokenledger__v1__thresholds__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__thresholds__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__threshold_state__field_descriptors[3] =
+{
+  {
+    "threshold",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ThresholdState, threshold),
+    &tokenledger__v1__threshold__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "tokens",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ThresholdState, tokens),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "below",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ThresholdState, below),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__threshold_state__field_indices_by_name[] = {
+  2,   /* field[2] = below */
+  0,   /* field[0] = threshold */
+  1,   /* field[1] = tokens */
+};
+static const ProtobufCIntRange tokenledger__v1__threshold_state__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__threshold_state__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.ThresholdState",
+  "ThresholdState",
+  "Tokenledger__V1__ThresholdState",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__ThresholdState),
+  3,
+  tokenledger__v1__threshold_state__field_descriptors,
+  tokenledger__v1__threshold_state__field_indices_by_name,
+  1,  tokenledger__v1__threshold_state__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__threshold_state__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor tokenledger__v1__budget__field_descriptors[2] =
@@ -6883,7 +7332,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__hold__descriptor =
   (ProtobufCMessageInit) tokenledger__v1__hold__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tokenledger__v1__member__field_descriptors[7] =
+static const ProtobufCFieldDescriptor tokenledger__v1__member__field_descriptors[8] =
 {
   {
     "id",
@@ -6969,12 +7418,25 @@ static const ProtobufCFieldDescriptor tokenledger__v1__member__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "low_balance_thresholds",
+    8,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__Member, n_low_balance_thresholds),
+    offsetof(Tokenledger__V1__Member, low_balance_thresholds),
+    &tokenledger__v1__threshold__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__member__field_indices_by_name[] = {
   1,   /* field[1] = budget */
   4,   /* field[4] = held */
   0,   /* field[0] = id */
   2,   /* field[2] = low_balance_threshold */
+  7,   /* field[7] = low_balance_thresholds */
   6,   /* field[6] = period_end_ms */
   5,   /* field[5] = period_start_ms */
   3,   /* field[3] = spent_in_period */
@@ -6982,7 +7444,7 @@ static const unsigned tokenledger__v1__member__field_indices_by_name[] = {
 static const ProtobufCIntRange tokenledger__v1__member__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 8 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__member__descriptor =
 {
@@ -6992,7 +7454,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__member__descriptor =
   "Tokenledger__V1__Member",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__Member),
-  7,
+  8,
   tokenledger__v1__member__field_descriptors,
   tokenledger__v1__member__field_indices_by_name,
   1,  tokenledger__v1__member__number_ranges,
@@ -8668,7 +9130,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__member_budget__descriptor =
   (ProtobufCMessageInit) tokenledger__v1__member_budget__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tokenledger__v1__balance_result__field_descriptors[18] =
+static const ProtobufCFieldDescriptor tokenledger__v1__balance_result__field_descriptors[20] =
 {
   {
     "tenant",
@@ -8886,6 +9348,30 @@ static const ProtobufCFieldDescriptor tokenledger__v1__balance_result__field_des
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "thresholds",
+    19,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__BalanceResult, n_thresholds),
+    offsetof(Tokenledger__V1__BalanceResult, thresholds),
+    &tokenledger__v1__threshold_state__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "movement_events",
+    20,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__BalanceResult, movement_events),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__balance_result__field_indices_by_name[] = {
   2,   /* field[2] = available */
@@ -8898,19 +9384,21 @@ static const unsigned tokenledger__v1__balance_result__field_indices_by_name[] =
   13,   /* field[13] = member_available */
   12,   /* field[12] = member_budget */
   11,   /* field[11] = meter */
+  19,   /* field[19] = movement_events */
   16,   /* field[16] = open_holds */
   6,   /* field[6] = overdraft_limit */
   17,   /* field[17] = quotas */
   3,   /* field[3] = reserved */
   4,   /* field[4] = spent */
   0,   /* field[0] = tenant */
+  18,   /* field[18] = thresholds */
   1,   /* field[1] = time_ms */
   8,   /* field[8] = voided */
 };
 static const ProtobufCIntRange tokenledger__v1__balance_result__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 18 }
+  { 0, 20 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__balance_result__descriptor =
 {
@@ -8920,7 +9408,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__balance_result__descriptor =
   "Tokenledger__V1__BalanceResult",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__BalanceResult),
-  18,
+  20,
   tokenledger__v1__balance_result__field_descriptors,
   tokenledger__v1__balance_result__field_indices_by_name,
   1,  tokenledger__v1__balance_result__number_ranges,
@@ -9029,7 +9517,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__create_tenant_result__descript
   (ProtobufCMessageInit) tokenledger__v1__create_tenant_result__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tokenledger__v1__configure_tenant_request__field_descriptors[7] =
+static const ProtobufCFieldDescriptor tokenledger__v1__configure_tenant_request__field_descriptors[9] =
 {
   {
     "request_id",
@@ -9115,9 +9603,35 @@ static const ProtobufCFieldDescriptor tokenledger__v1__configure_tenant_request_
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "low_balance_thresholds",
+    8,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__ConfigureTenantRequest, low_balance_thresholds),
+    &tokenledger__v1__thresholds__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "movement_events",
+    9,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    offsetof(Tokenledger__V1__ConfigureTenantRequest, movement_events_option_case),
+    offsetof(Tokenledger__V1__ConfigureTenantRequest, movement_events),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__configure_tenant_request__field_indices_by_name[] = {
   6,   /* field[6] = low_balance_threshold */
+  7,   /* field[7] = low_balance_thresholds */
+  8,   /* field[8] = movement_events */
   5,   /* field[5] = overdraft_limit */
   4,   /* field[4] = purchase_rules */
   3,   /* field[3] = remove_plan */
@@ -9128,7 +9642,7 @@ static const unsigned tokenledger__v1__configure_tenant_request__field_indices_b
 static const ProtobufCIntRange tokenledger__v1__configure_tenant_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 7 }
+  { 0, 9 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__configure_tenant_request__descriptor =
 {
@@ -9138,7 +9652,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__configure_tenant_request__desc
   "Tokenledger__V1__ConfigureTenantRequest",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__ConfigureTenantRequest),
-  7,
+  9,
   tokenledger__v1__configure_tenant_request__field_descriptors,
   tokenledger__v1__configure_tenant_request__field_indices_by_name,
   1,  tokenledger__v1__configure_tenant_request__number_ranges,
@@ -9183,7 +9697,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__configure_tenant_result__descr
   (ProtobufCMessageInit) tokenledger__v1__configure_tenant_result__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tokenledger__v1__set_member_request__field_descriptors[5] =
+static const ProtobufCFieldDescriptor tokenledger__v1__set_member_request__field_descriptors[6] =
 {
   {
     "request_id",
@@ -9245,10 +9759,23 @@ static const ProtobufCFieldDescriptor tokenledger__v1__set_member_request__field
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "low_balance_thresholds",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__SetMemberRequest, n_low_balance_thresholds),
+    offsetof(Tokenledger__V1__SetMemberRequest, low_balance_thresholds),
+    &tokenledger__v1__threshold__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__set_member_request__field_indices_by_name[] = {
   3,   /* field[3] = budget */
   4,   /* field[4] = low_balance_threshold */
+  5,   /* field[5] = low_balance_thresholds */
   2,   /* field[2] = member */
   0,   /* field[0] = request_id */
   1,   /* field[1] = tenant */
@@ -9256,7 +9783,7 @@ static const unsigned tokenledger__v1__set_member_request__field_indices_by_name
 static const ProtobufCIntRange tokenledger__v1__set_member_request__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__set_member_request__descriptor =
 {
@@ -9266,7 +9793,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__set_member_request__descriptor
   "Tokenledger__V1__SetMemberRequest",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__SetMemberRequest),
-  5,
+  6,
   tokenledger__v1__set_member_request__field_descriptors,
   tokenledger__v1__set_member_request__field_indices_by_name,
   1,  tokenledger__v1__set_member_request__number_ranges,
@@ -11438,7 +11965,7 @@ const ProtobufCMessageDescriptor tokenledger__v1__watch_ended__descriptor =
   (ProtobufCMessageInit) tokenledger__v1__watch_ended__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor tokenledger__v1__ledger_event__field_descriptors[10] =
+static const ProtobufCFieldDescriptor tokenledger__v1__ledger_event__field_descriptors[16] =
 {
   {
     "id",
@@ -11560,24 +12087,102 @@ static const ProtobufCFieldDescriptor tokenledger__v1__ledger_event__field_descr
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "granted",
+    17,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__LedgerEvent, kind_case),
+    offsetof(Tokenledger__V1__LedgerEvent, granted),
+    &tokenledger__v1__grant_movement_event__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "purchased",
+    18,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__LedgerEvent, kind_case),
+    offsetof(Tokenledger__V1__LedgerEvent, purchased),
+    &tokenledger__v1__purchased_event__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "captured",
+    19,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__LedgerEvent, kind_case),
+    offsetof(Tokenledger__V1__LedgerEvent, captured),
+    &tokenledger__v1__hold_movement_event__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "charged",
+    20,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__LedgerEvent, kind_case),
+    offsetof(Tokenledger__V1__LedgerEvent, charged),
+    &tokenledger__v1__hold_movement_event__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "refunded",
+    21,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__LedgerEvent, kind_case),
+    offsetof(Tokenledger__V1__LedgerEvent, refunded),
+    &tokenledger__v1__hold_movement_event__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "voided",
+    22,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Tokenledger__V1__LedgerEvent, kind_case),
+    offsetof(Tokenledger__V1__LedgerEvent, voided),
+    &tokenledger__v1__grant_movement_event__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned tokenledger__v1__ledger_event__field_indices_by_name[] = {
   4,   /* field[4] = balance_recovered */
   5,   /* field[5] = budget_exceeded */
   9,   /* field[9] = budget_reset */
+  12,   /* field[12] = captured */
+  13,   /* field[13] = charged */
   7,   /* field[7] = grant_expired */
+  10,   /* field[10] = granted */
   6,   /* field[6] = hold_expired */
   0,   /* field[0] = id */
   3,   /* field[3] = low_balance */
   8,   /* field[8] = plan_renewed */
+  11,   /* field[11] = purchased */
+  14,   /* field[14] = refunded */
   1,   /* field[1] = tenant */
   2,   /* field[2] = time_ms */
+  15,   /* field[15] = voided */
 };
 static const ProtobufCIntRange tokenledger__v1__ledger_event__number_ranges[2 + 1] =
 {
   { 1, 0 },
   { 10, 3 },
-  { 0, 10 }
+  { 0, 16 }
 };
 const ProtobufCMessageDescriptor tokenledger__v1__ledger_event__descriptor =
 {
@@ -11587,11 +12192,242 @@ const ProtobufCMessageDescriptor tokenledger__v1__ledger_event__descriptor =
   "Tokenledger__V1__LedgerEvent",
   "tokenledger.v1",
   sizeof(Tokenledger__V1__LedgerEvent),
-  10,
+  16,
   tokenledger__v1__ledger_event__field_descriptors,
   tokenledger__v1__ledger_event__field_indices_by_name,
   2,  tokenledger__v1__ledger_event__number_ranges,
   (ProtobufCMessageInit) tokenledger__v1__ledger_event__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__grant_movement_event__field_descriptors[3] =
+{
+  {
+    "grant_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__GrantMovementEvent, grant_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "grant_kind",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_ENUM,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__GrantMovementEvent, grant_kind),
+    &tokenledger__v1__grant_kind__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "amount",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__GrantMovementEvent, amount),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__grant_movement_event__field_indices_by_name[] = {
+  2,   /* field[2] = amount */
+  0,   /* field[0] = grant_id */
+  1,   /* field[1] = grant_kind */
+};
+static const ProtobufCIntRange tokenledger__v1__grant_movement_event__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__grant_movement_event__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.GrantMovementEvent",
+  "GrantMovementEvent",
+  "Tokenledger__V1__GrantMovementEvent",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__GrantMovementEvent),
+  3,
+  tokenledger__v1__grant_movement_event__field_descriptors,
+  tokenledger__v1__grant_movement_event__field_indices_by_name,
+  1,  tokenledger__v1__grant_movement_event__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__grant_movement_event__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__purchased_event__field_descriptors[5] =
+{
+  {
+    "grant_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__PurchasedEvent, grant_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "amount",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__PurchasedEvent, amount),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bonus_grant_id",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__PurchasedEvent, bonus_grant_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "bonus_amount",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__PurchasedEvent, bonus_amount),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "money_minor",
+    5,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__PurchasedEvent, money_minor),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__purchased_event__field_indices_by_name[] = {
+  1,   /* field[1] = amount */
+  3,   /* field[3] = bonus_amount */
+  2,   /* field[2] = bonus_grant_id */
+  0,   /* field[0] = grant_id */
+  4,   /* field[4] = money_minor */
+};
+static const ProtobufCIntRange tokenledger__v1__purchased_event__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 5 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__purchased_event__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.PurchasedEvent",
+  "PurchasedEvent",
+  "Tokenledger__V1__PurchasedEvent",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__PurchasedEvent),
+  5,
+  tokenledger__v1__purchased_event__field_descriptors,
+  tokenledger__v1__purchased_event__field_indices_by_name,
+  1,  tokenledger__v1__purchased_event__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__purchased_event__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor tokenledger__v1__hold_movement_event__field_descriptors[4] =
+{
+  {
+    "hold_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__HoldMovementEvent, hold_id),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "member",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__HoldMovementEvent, member),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "amount",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__HoldMovementEvent, amount),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "final",
+    4,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Tokenledger__V1__HoldMovementEvent, final),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned tokenledger__v1__hold_movement_event__field_indices_by_name[] = {
+  2,   /* field[2] = amount */
+  3,   /* field[3] = final */
+  0,   /* field[0] = hold_id */
+  1,   /* field[1] = member */
+};
+static const ProtobufCIntRange tokenledger__v1__hold_movement_event__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 4 }
+};
+const ProtobufCMessageDescriptor tokenledger__v1__hold_movement_event__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "tokenledger.v1.HoldMovementEvent",
+  "HoldMovementEvent",
+  "Tokenledger__V1__HoldMovementEvent",
+  "tokenledger.v1",
+  sizeof(Tokenledger__V1__HoldMovementEvent),
+  4,
+  tokenledger__v1__hold_movement_event__field_descriptors,
+  tokenledger__v1__hold_movement_event__field_indices_by_name,
+  1,  tokenledger__v1__hold_movement_event__number_ranges,
+  (ProtobufCMessageInit) tokenledger__v1__hold_movement_event__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor tokenledger__v1__threshold_event__field_descriptors[3] =

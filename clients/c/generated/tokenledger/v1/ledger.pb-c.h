@@ -30,6 +30,9 @@ typedef struct Tokenledger__V1__PlanQuota Tokenledger__V1__PlanQuota;
 typedef struct Tokenledger__V1__BonusTier Tokenledger__V1__BonusTier;
 typedef struct Tokenledger__V1__PurchaseRules Tokenledger__V1__PurchaseRules;
 typedef struct Tokenledger__V1__TenantSettings Tokenledger__V1__TenantSettings;
+typedef struct Tokenledger__V1__Threshold Tokenledger__V1__Threshold;
+typedef struct Tokenledger__V1__Thresholds Tokenledger__V1__Thresholds;
+typedef struct Tokenledger__V1__ThresholdState Tokenledger__V1__ThresholdState;
 typedef struct Tokenledger__V1__Budget Tokenledger__V1__Budget;
 typedef struct Tokenledger__V1__PricedItem Tokenledger__V1__PricedItem;
 typedef struct Tokenledger__V1__PricedItems Tokenledger__V1__PricedItems;
@@ -101,6 +104,9 @@ typedef struct Tokenledger__V1__WatchStarted Tokenledger__V1__WatchStarted;
 typedef struct Tokenledger__V1__WatchGap Tokenledger__V1__WatchGap;
 typedef struct Tokenledger__V1__WatchEnded Tokenledger__V1__WatchEnded;
 typedef struct Tokenledger__V1__LedgerEvent Tokenledger__V1__LedgerEvent;
+typedef struct Tokenledger__V1__GrantMovementEvent Tokenledger__V1__GrantMovementEvent;
+typedef struct Tokenledger__V1__PurchasedEvent Tokenledger__V1__PurchasedEvent;
+typedef struct Tokenledger__V1__HoldMovementEvent Tokenledger__V1__HoldMovementEvent;
 typedef struct Tokenledger__V1__ThresholdEvent Tokenledger__V1__ThresholdEvent;
 typedef struct Tokenledger__V1__BudgetExceededEvent Tokenledger__V1__BudgetExceededEvent;
 typedef struct Tokenledger__V1__HoldExpiredEvent Tokenledger__V1__HoldExpiredEvent;
@@ -658,10 +664,72 @@ struct  Tokenledger__V1__TenantSettings
   Tokenledger__V1__PurchaseRules *purchase_rules;
   uint64_t overdraft_limit;
   uint64_t low_balance_threshold;
+  /*
+   * Further low-balance thresholds (at most 8), each crossing its own event.
+   */
+  size_t n_low_balance_thresholds;
+  Tokenledger__V1__Threshold **low_balance_thresholds;
+  /*
+   * True: no events for grants, purchases, captures, charges, refunds and voids (they are on by
+   * default; tenants created before format 2 have them off until configured).
+   */
+  protobuf_c_boolean movement_events_off;
 };
 #define TOKENLEDGER__V1__TENANT_SETTINGS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__tenant_settings__descriptor) \
-    , NULL, NULL, 0, 0 }
+    , NULL, NULL, 0, 0, 0,NULL, 0 }
+
+
+typedef enum {
+  TOKENLEDGER__V1__THRESHOLD__KIND__NOT_SET = 0,
+  TOKENLEDGER__V1__THRESHOLD__KIND_TOKENS = 1,
+  TOKENLEDGER__V1__THRESHOLD__KIND_PERCENT = 2
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__THRESHOLD__KIND__CASE)
+} Tokenledger__V1__Threshold__KindCase;
+
+/*
+ * A low-balance threshold: a number of tokens, or a percentage (1 to 100) of the plan allowance (of
+ * a member's budget cap, for a member with a budget). A percentage without a plan (or budget) is
+ * inactive.
+ */
+struct  Tokenledger__V1__Threshold
+{
+  ProtobufCMessage base;
+  Tokenledger__V1__Threshold__KindCase kind_case;
+  union {
+    uint64_t tokens;
+    uint32_t percent;
+  };
+};
+#define TOKENLEDGER__V1__THRESHOLD__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__threshold__descriptor) \
+    , TOKENLEDGER__V1__THRESHOLD__KIND__NOT_SET, {0} }
+
+
+struct  Tokenledger__V1__Thresholds
+{
+  ProtobufCMessage base;
+  size_t n_thresholds;
+  Tokenledger__V1__Threshold **thresholds;
+};
+#define TOKENLEDGER__V1__THRESHOLDS__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__thresholds__descriptor) \
+    , 0,NULL }
+
+
+/*
+ * A further threshold as a balance shows it: in tokens now, and whether spendable tokens are below.
+ */
+struct  Tokenledger__V1__ThresholdState
+{
+  ProtobufCMessage base;
+  Tokenledger__V1__Threshold *threshold;
+  uint64_t tokens;
+  protobuf_c_boolean below;
+};
+#define TOKENLEDGER__V1__THRESHOLD_STATE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__threshold_state__descriptor) \
+    , NULL, 0, 0 }
 
 
 struct  Tokenledger__V1__Budget
@@ -799,6 +867,8 @@ struct  Tokenledger__V1__Member
   uint64_t held;
   int64_t period_start_ms;
   int64_t period_end_ms;
+  size_t n_low_balance_thresholds;
+  Tokenledger__V1__Threshold **low_balance_thresholds;
   Tokenledger__V1__Member__ThresholdCase threshold_case;
   union {
     uint64_t low_balance_threshold;
@@ -806,7 +876,7 @@ struct  Tokenledger__V1__Member
 };
 #define TOKENLEDGER__V1__MEMBER__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__member__descriptor) \
-    , (char *)protobuf_c_empty_string, NULL, 0, 0, 0, 0, TOKENLEDGER__V1__MEMBER__THRESHOLD__NOT_SET, {0} }
+    , (char *)protobuf_c_empty_string, NULL, 0, 0, 0, 0, 0,NULL, TOKENLEDGER__V1__MEMBER__THRESHOLD__NOT_SET, {0} }
 
 
 typedef enum {
@@ -1211,6 +1281,12 @@ struct  Tokenledger__V1__BalanceResult
    */
   size_t n_quotas;
   Tokenledger__V1__Quota **quotas;
+  /*
+   * The pool's further thresholds; with a member that has its own, the member's.
+   */
+  size_t n_thresholds;
+  Tokenledger__V1__ThresholdState **thresholds;
+  protobuf_c_boolean movement_events;
   Tokenledger__V1__BalanceResult__MemberAvailableOptionCase member_available_option_case;
   union {
     /*
@@ -1221,7 +1297,7 @@ struct  Tokenledger__V1__BalanceResult
 };
 #define TOKENLEDGER__V1__BALANCE_RESULT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__balance_result__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,NULL, NULL, NULL, 0, 0, 0, 0,NULL, TOKENLEDGER__V1__BALANCE_RESULT__MEMBER_AVAILABLE_OPTION__NOT_SET, {0} }
+    , (char *)protobuf_c_empty_string, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,NULL, NULL, NULL, 0, 0, 0, 0,NULL, 0,NULL, 0, TOKENLEDGER__V1__BALANCE_RESULT__MEMBER_AVAILABLE_OPTION__NOT_SET, {0} }
 
 
 struct  Tokenledger__V1__CreateTenantRequest
@@ -1265,12 +1341,22 @@ typedef enum {
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__CONFIGURE_TENANT_REQUEST__THRESHOLD__CASE)
 } Tokenledger__V1__ConfigureTenantRequest__ThresholdCase;
 
+typedef enum {
+  TOKENLEDGER__V1__CONFIGURE_TENANT_REQUEST__MOVEMENT_EVENTS_OPTION__NOT_SET = 0,
+  TOKENLEDGER__V1__CONFIGURE_TENANT_REQUEST__MOVEMENT_EVENTS_OPTION_MOVEMENT_EVENTS = 9
+    PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__CONFIGURE_TENANT_REQUEST__MOVEMENT_EVENTS_OPTION__CASE)
+} Tokenledger__V1__ConfigureTenantRequest__MovementEventsOptionCase;
+
 struct  Tokenledger__V1__ConfigureTenantRequest
 {
   ProtobufCMessage base;
   char *request_id;
   char *tenant;
   Tokenledger__V1__PurchaseRules *purchase_rules;
+  /*
+   * Present: the whole list of further thresholds (an empty list removes them).
+   */
+  Tokenledger__V1__Thresholds *low_balance_thresholds;
   Tokenledger__V1__ConfigureTenantRequest__PlanChangeCase plan_change_case;
   union {
     Tokenledger__V1__Plan *set_plan;
@@ -1284,10 +1370,14 @@ struct  Tokenledger__V1__ConfigureTenantRequest
   union {
     uint64_t low_balance_threshold;
   };
+  Tokenledger__V1__ConfigureTenantRequest__MovementEventsOptionCase movement_events_option_case;
+  union {
+    protobuf_c_boolean movement_events;
+  };
 };
 #define TOKENLEDGER__V1__CONFIGURE_TENANT_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__configure_tenant_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, TOKENLEDGER__V1__CONFIGURE_TENANT_REQUEST__PLAN_CHANGE__NOT_SET, {0}, TOKENLEDGER__V1__CONFIGURE_TENANT_REQUEST__OVERDRAFT__NOT_SET, {0}, TOKENLEDGER__V1__CONFIGURE_TENANT_REQUEST__THRESHOLD__NOT_SET, {0} }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, NULL, TOKENLEDGER__V1__CONFIGURE_TENANT_REQUEST__PLAN_CHANGE__NOT_SET, {0}, TOKENLEDGER__V1__CONFIGURE_TENANT_REQUEST__OVERDRAFT__NOT_SET, {0}, TOKENLEDGER__V1__CONFIGURE_TENANT_REQUEST__THRESHOLD__NOT_SET, {0}, TOKENLEDGER__V1__CONFIGURE_TENANT_REQUEST__MOVEMENT_EVENTS_OPTION__NOT_SET, {0} }
 
 
 struct  Tokenledger__V1__ConfigureTenantResult
@@ -1316,6 +1406,11 @@ struct  Tokenledger__V1__SetMemberRequest
   char *tenant;
   char *member;
   Tokenledger__V1__Budget *budget;
+  /*
+   * Further thresholds of the member's own (a percentage is of its budget cap).
+   */
+  size_t n_low_balance_thresholds;
+  Tokenledger__V1__Threshold **low_balance_thresholds;
   Tokenledger__V1__SetMemberRequest__ThresholdCase threshold_case;
   union {
     uint64_t low_balance_threshold;
@@ -1323,7 +1418,7 @@ struct  Tokenledger__V1__SetMemberRequest
 };
 #define TOKENLEDGER__V1__SET_MEMBER_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__set_member_request__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, TOKENLEDGER__V1__SET_MEMBER_REQUEST__THRESHOLD__NOT_SET, {0} }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, NULL, 0,NULL, TOKENLEDGER__V1__SET_MEMBER_REQUEST__THRESHOLD__NOT_SET, {0} }
 
 
 struct  Tokenledger__V1__SetMemberResult
@@ -1968,7 +2063,13 @@ typedef enum {
   TOKENLEDGER__V1__LEDGER_EVENT__KIND_HOLD_EXPIRED = 13,
   TOKENLEDGER__V1__LEDGER_EVENT__KIND_GRANT_EXPIRED = 14,
   TOKENLEDGER__V1__LEDGER_EVENT__KIND_PLAN_RENEWED = 15,
-  TOKENLEDGER__V1__LEDGER_EVENT__KIND_BUDGET_RESET = 16
+  TOKENLEDGER__V1__LEDGER_EVENT__KIND_BUDGET_RESET = 16,
+  TOKENLEDGER__V1__LEDGER_EVENT__KIND_GRANTED = 17,
+  TOKENLEDGER__V1__LEDGER_EVENT__KIND_PURCHASED = 18,
+  TOKENLEDGER__V1__LEDGER_EVENT__KIND_CAPTURED = 19,
+  TOKENLEDGER__V1__LEDGER_EVENT__KIND_CHARGED = 20,
+  TOKENLEDGER__V1__LEDGER_EVENT__KIND_REFUNDED = 21,
+  TOKENLEDGER__V1__LEDGER_EVENT__KIND_VOIDED = 22
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(TOKENLEDGER__V1__LEDGER_EVENT__KIND__CASE)
 } Tokenledger__V1__LedgerEvent__KindCase;
 
@@ -1990,11 +2091,80 @@ struct  Tokenledger__V1__LedgerEvent
     Tokenledger__V1__GrantExpiredEvent *grant_expired;
     Tokenledger__V1__PlanRenewedEvent *plan_renewed;
     Tokenledger__V1__BudgetResetEvent *budget_reset;
+    /*
+     * Movements: one event per command that moved tokens in or out.
+     */
+    Tokenledger__V1__GrantMovementEvent *granted;
+    Tokenledger__V1__PurchasedEvent *purchased;
+    /*
+     * A commit: amount captured by it (0 for a final commit of nothing more); final: the hold closed.
+     */
+    Tokenledger__V1__HoldMovementEvent *captured;
+    Tokenledger__V1__HoldMovementEvent *charged;
+    Tokenledger__V1__HoldMovementEvent *refunded;
+    /*
+     * A void, or a purchase refund (the purchase and its bonus each).
+     */
+    Tokenledger__V1__GrantMovementEvent *voided;
   };
 };
 #define TOKENLEDGER__V1__LEDGER_EVENT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__ledger_event__descriptor) \
     , 0, (char *)protobuf_c_empty_string, 0, TOKENLEDGER__V1__LEDGER_EVENT__KIND__NOT_SET, {0} }
+
+
+/*
+ * A grant credited (granted) or its unheld tokens voided (voided).
+ */
+struct  Tokenledger__V1__GrantMovementEvent
+{
+  ProtobufCMessage base;
+  uint64_t grant_id;
+  Tokenledger__V1__GrantKind grant_kind;
+  uint64_t amount;
+};
+#define TOKENLEDGER__V1__GRANT_MOVEMENT_EVENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__grant_movement_event__descriptor) \
+    , 0, TOKENLEDGER__V1__GRANT_KIND__GRANT_KIND_UNSPECIFIED, 0 }
+
+
+struct  Tokenledger__V1__PurchasedEvent
+{
+  ProtobufCMessage base;
+  uint64_t grant_id;
+  uint64_t amount;
+  /*
+   * 0: no bonus.
+   */
+  uint64_t bonus_grant_id;
+  uint64_t bonus_amount;
+  uint64_t money_minor;
+};
+#define TOKENLEDGER__V1__PURCHASED_EVENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__purchased_event__descriptor) \
+    , 0, 0, 0, 0, 0 }
+
+
+/*
+ * Tokens a hold's commit captured, a charge spent or a refund gave back.
+ */
+struct  Tokenledger__V1__HoldMovementEvent
+{
+  ProtobufCMessage base;
+  char *hold_id;
+  /*
+   * Empty: the hold is not charged to a member.
+   */
+  char *member;
+  uint64_t amount;
+  /*
+   * captured: the commit closed the hold.
+   */
+  protobuf_c_boolean final;
+};
+#define TOKENLEDGER__V1__HOLD_MOVEMENT_EVENT__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&tokenledger__v1__hold_movement_event__descriptor) \
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0 }
 
 
 /*
@@ -2451,6 +2621,63 @@ Tokenledger__V1__TenantSettings *
                       const uint8_t       *data);
 void   tokenledger__v1__tenant_settings__free_unpacked
                      (Tokenledger__V1__TenantSettings *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__Threshold methods */
+void   tokenledger__v1__threshold__init
+                     (Tokenledger__V1__Threshold         *message);
+size_t tokenledger__v1__threshold__get_packed_size
+                     (const Tokenledger__V1__Threshold   *message);
+size_t tokenledger__v1__threshold__pack
+                     (const Tokenledger__V1__Threshold   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__threshold__pack_to_buffer
+                     (const Tokenledger__V1__Threshold   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__Threshold *
+       tokenledger__v1__threshold__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__threshold__free_unpacked
+                     (Tokenledger__V1__Threshold *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__Thresholds methods */
+void   tokenledger__v1__thresholds__init
+                     (Tokenledger__V1__Thresholds         *message);
+size_t tokenledger__v1__thresholds__get_packed_size
+                     (const Tokenledger__V1__Thresholds   *message);
+size_t tokenledger__v1__thresholds__pack
+                     (const Tokenledger__V1__Thresholds   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__thresholds__pack_to_buffer
+                     (const Tokenledger__V1__Thresholds   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__Thresholds *
+       tokenledger__v1__thresholds__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__thresholds__free_unpacked
+                     (Tokenledger__V1__Thresholds *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__ThresholdState methods */
+void   tokenledger__v1__threshold_state__init
+                     (Tokenledger__V1__ThresholdState         *message);
+size_t tokenledger__v1__threshold_state__get_packed_size
+                     (const Tokenledger__V1__ThresholdState   *message);
+size_t tokenledger__v1__threshold_state__pack
+                     (const Tokenledger__V1__ThresholdState   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__threshold_state__pack_to_buffer
+                     (const Tokenledger__V1__ThresholdState   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__ThresholdState *
+       tokenledger__v1__threshold_state__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__threshold_state__free_unpacked
+                     (Tokenledger__V1__ThresholdState *message,
                       ProtobufCAllocator *allocator);
 /* Tokenledger__V1__Budget methods */
 void   tokenledger__v1__budget__init
@@ -3801,6 +4028,63 @@ Tokenledger__V1__LedgerEvent *
 void   tokenledger__v1__ledger_event__free_unpacked
                      (Tokenledger__V1__LedgerEvent *message,
                       ProtobufCAllocator *allocator);
+/* Tokenledger__V1__GrantMovementEvent methods */
+void   tokenledger__v1__grant_movement_event__init
+                     (Tokenledger__V1__GrantMovementEvent         *message);
+size_t tokenledger__v1__grant_movement_event__get_packed_size
+                     (const Tokenledger__V1__GrantMovementEvent   *message);
+size_t tokenledger__v1__grant_movement_event__pack
+                     (const Tokenledger__V1__GrantMovementEvent   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__grant_movement_event__pack_to_buffer
+                     (const Tokenledger__V1__GrantMovementEvent   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__GrantMovementEvent *
+       tokenledger__v1__grant_movement_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__grant_movement_event__free_unpacked
+                     (Tokenledger__V1__GrantMovementEvent *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__PurchasedEvent methods */
+void   tokenledger__v1__purchased_event__init
+                     (Tokenledger__V1__PurchasedEvent         *message);
+size_t tokenledger__v1__purchased_event__get_packed_size
+                     (const Tokenledger__V1__PurchasedEvent   *message);
+size_t tokenledger__v1__purchased_event__pack
+                     (const Tokenledger__V1__PurchasedEvent   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__purchased_event__pack_to_buffer
+                     (const Tokenledger__V1__PurchasedEvent   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__PurchasedEvent *
+       tokenledger__v1__purchased_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__purchased_event__free_unpacked
+                     (Tokenledger__V1__PurchasedEvent *message,
+                      ProtobufCAllocator *allocator);
+/* Tokenledger__V1__HoldMovementEvent methods */
+void   tokenledger__v1__hold_movement_event__init
+                     (Tokenledger__V1__HoldMovementEvent         *message);
+size_t tokenledger__v1__hold_movement_event__get_packed_size
+                     (const Tokenledger__V1__HoldMovementEvent   *message);
+size_t tokenledger__v1__hold_movement_event__pack
+                     (const Tokenledger__V1__HoldMovementEvent   *message,
+                      uint8_t             *out);
+size_t tokenledger__v1__hold_movement_event__pack_to_buffer
+                     (const Tokenledger__V1__HoldMovementEvent   *message,
+                      ProtobufCBuffer     *buffer);
+Tokenledger__V1__HoldMovementEvent *
+       tokenledger__v1__hold_movement_event__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   tokenledger__v1__hold_movement_event__free_unpacked
+                     (Tokenledger__V1__HoldMovementEvent *message,
+                      ProtobufCAllocator *allocator);
 /* Tokenledger__V1__ThresholdEvent methods */
 void   tokenledger__v1__threshold_event__init
                      (Tokenledger__V1__ThresholdEvent         *message);
@@ -4076,6 +4360,15 @@ typedef void (*Tokenledger__V1__PurchaseRules_Closure)
 typedef void (*Tokenledger__V1__TenantSettings_Closure)
                  (const Tokenledger__V1__TenantSettings *message,
                   void *closure_data);
+typedef void (*Tokenledger__V1__Threshold_Closure)
+                 (const Tokenledger__V1__Threshold *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__Thresholds_Closure)
+                 (const Tokenledger__V1__Thresholds *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__ThresholdState_Closure)
+                 (const Tokenledger__V1__ThresholdState *message,
+                  void *closure_data);
 typedef void (*Tokenledger__V1__Budget_Closure)
                  (const Tokenledger__V1__Budget *message,
                   void *closure_data);
@@ -4289,6 +4582,15 @@ typedef void (*Tokenledger__V1__WatchEnded_Closure)
 typedef void (*Tokenledger__V1__LedgerEvent_Closure)
                  (const Tokenledger__V1__LedgerEvent *message,
                   void *closure_data);
+typedef void (*Tokenledger__V1__GrantMovementEvent_Closure)
+                 (const Tokenledger__V1__GrantMovementEvent *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__PurchasedEvent_Closure)
+                 (const Tokenledger__V1__PurchasedEvent *message,
+                  void *closure_data);
+typedef void (*Tokenledger__V1__HoldMovementEvent_Closure)
+                 (const Tokenledger__V1__HoldMovementEvent *message,
+                  void *closure_data);
 typedef void (*Tokenledger__V1__ThresholdEvent_Closure)
                  (const Tokenledger__V1__ThresholdEvent *message,
                   void *closure_data);
@@ -4354,6 +4656,9 @@ extern const ProtobufCMessageDescriptor tokenledger__v1__plan_quota__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__bonus_tier__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__purchase_rules__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__tenant_settings__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__threshold__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__thresholds__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__threshold_state__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__budget__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__priced_item__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__priced_items__descriptor;
@@ -4425,6 +4730,9 @@ extern const ProtobufCMessageDescriptor tokenledger__v1__watch_started__descript
 extern const ProtobufCMessageDescriptor tokenledger__v1__watch_gap__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__watch_ended__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__ledger_event__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__grant_movement_event__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__purchased_event__descriptor;
+extern const ProtobufCMessageDescriptor tokenledger__v1__hold_movement_event__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__threshold_event__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__budget_exceeded_event__descriptor;
 extern const ProtobufCMessageDescriptor tokenledger__v1__hold_expired_event__descriptor;
