@@ -213,6 +213,33 @@ struct TokenctlTests {
         #expect(try ledger.tokenctl("charge acme --id img-2 --item cover_image=1").status == 0)
     }
 
+    @Test("several thresholds and movement events: --threshold-at, --clear-thresholds, --movement-events")
+    func thresholdsAndMovementEvents() throws {
+        let ledger = try LiveLedger()
+        defer { ledger.stop() }
+        let created = try ledger.tokenctl("tenant create acme --plan-allowance 1000 --threshold-at 800 --threshold-at 50% --movement-events off --json")
+        #expect(created.status == 0, "\(created.stderr)")
+        #expect(created.object["thresholds"] as? [String] == ["800", "50%"])
+        #expect(created.object["movement_events"] as? Bool == false)
+        #expect(try ledger.tokenctl("tenant create bad --threshold-at 101%").status == 64)
+        #expect(try ledger.tokenctl("charge acme 600 --id c1").status == 0)
+        let balance = try ledger.tokenctl("balance acme --json")
+        let thresholds = try #require(balance.object["thresholds"] as? [[String: Any]])
+        #expect(thresholds.map { "\($0["threshold"]!)=\($0["tokens"]!) \($0["below"]!)" } == ["800=800 1", "50%=500 1"])
+        #expect(balance.object["movement_events"] as? Bool == false)
+        let events = try ledger.tokenctl("watch acme --after 0 --count 3 --json")
+        #expect(events.lines.map { $0["type"] as? String } == ["plan_renewed", "low_balance", "low_balance"])
+        #expect(events.lines.map { $0["threshold"] as? Int }.suffix(2) == [800, 500])
+
+        #expect(try ledger.tokenctl("tenant configure acme --clear-thresholds --movement-events on").status == 0)
+        #expect(try ledger.tokenctl("refund acme c1 100").status == 0)
+        let refunded = try ledger.tokenctl("watch acme --after 3 --count 1 --json")
+        #expect(refunded.lines.first?["type"] as? String == "refunded" && refunded.lines.first?["amount"] as? Int == 100)
+        #expect((try ledger.tokenctl("balance acme --json").object["thresholds"] as? [Any])?.isEmpty == true)
+        let member = try ledger.tokenctl("member set acme ana --budget 100 --threshold-at 10% --json")
+        #expect(member.object["thresholds"] as? [String] == ["10%"])
+    }
+
     @Test("connection options and --json go before the subcommand as well as after it")
     func optionsBeforeTheSubcommand() throws {
         let ledger = try LiveLedger()

@@ -533,7 +533,28 @@ static void test_quotas_and_scopes(void) {
     int scoped = 0;
     for (size_t i = 0; balance != NULL && i < balance->n_buckets; i++) scoped += balance->buckets[i]->n_scope;
     CHECK(scoped == 1);
+    CHECK(balance != NULL && balance->movement_events);
     tl_result_free(balance);
+
+    /* A member with a further threshold of 10% of its budget. */
+    Tokenledger__V1__Threshold tenth = TOKENLEDGER__V1__THRESHOLD__INIT;
+    tenth.kind_case = TOKENLEDGER__V1__THRESHOLD__KIND_PERCENT;
+    tenth.percent = 10;
+    Tokenledger__V1__Threshold *thresholds[] = {&tenth};
+    Tokenledger__V1__Budget budget = TOKENLEDGER__V1__BUDGET__INIT;
+    budget.cap = 100;
+    budget.period = &month;
+    Tokenledger__V1__SetMemberRequest set_member = TOKENLEDGER__V1__SET_MEMBER_REQUEST__INIT;
+    set_member.tenant = "quota";
+    set_member.member = "ana";
+    set_member.budget = &budget;
+    set_member.n_low_balance_thresholds = 1;
+    set_member.low_balance_thresholds = thresholds;
+    Tokenledger__V1__SetMemberResult *member;
+    CHECK_CODE(tl_set_member(client, &set_member, &member, &error), TL_OK, error);
+    CHECK(member != NULL && member->member->n_low_balance_thresholds == 1 &&
+          member->member->low_balance_thresholds[0]->percent == 10);
+    tl_result_free(member);
     tl_close(client);
 }
 
