@@ -23,8 +23,9 @@ public struct ClientConfiguration: Sendable {
     /// Cluster mode (docs/cluster.md): more nodes ("host:port") besides `host`:`port`. A call whose
     /// tenant another node serves is answered `wrong_owner` with that node's address; the client
     /// sends it there with the same request id and remembers the tenant's node. When a node cannot
-    /// be reached or answers `unavailable`, a retry goes to the next address of this list. Every
-    /// node must present a certificate for its host name from the same CA.
+    /// be reached or answers `unavailable`, a retry goes to the next address of this list, and
+    /// `connect` tries them in turn when `host`:`port` does not answer. Every node must present a
+    /// certificate for its host name from the same CA.
     public var servers: [String] = []
     /// Redirects a call follows (`wrong_owner`) before it fails with that error.
     public var redirectsMax = 4

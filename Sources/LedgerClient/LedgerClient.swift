@@ -43,27 +43,47 @@ public final class LedgerClient: Sendable {
         }
     }
 
-    /// `host`:`port`, then `servers`, without repeats.
+    /// The node that answered `connect` first, then the others of `host`:`port` and `servers`,
+    /// without repeats.
     private let addresses: [String]
 
-    private init(configuration: ClientConfiguration, group: any EventLoopGroup, connection: ClientConnection) {
+    private init(configuration: ClientConfiguration, group: any EventLoopGroup, addresses: [String], connection: ClientConnection) {
         self.configuration = configuration
         self.group = group
         slots = CallSlots(count: max(1, configuration.inFlightMax))
-        var addresses = ["\(configuration.host):\(configuration.port)"]
-        for server in configuration.servers where !addresses.contains(server) { addresses.append(server) }
         self.addresses = addresses
         state = Mutex(State(connections: [addresses[0]: connection]))
     }
 
     private var home: String { addresses[0] }
 
-    /// Connects (TLS 1.3, client certificate) and returns a ready client.
+    /// `host`:`port`, then `servers`, without repeats.
+    private static func addresses(_ configuration: ClientConfiguration) -> [String] {
+        var addresses = ["\(configuration.host):\(configuration.port)"]
+        for server in configuration.servers where !addresses.contains(server) { addresses.append(server) }
+        return addresses
+    }
+
+    /// Connects (TLS 1.3, client certificate) and returns a ready client. With `servers` (cluster
+    /// mode), a `host`:`port` that does not answer is not the end: each of `servers` is tried in
+    /// turn, and the first that answers is the client's home node. When none does, the error is the
+    /// only address's, or a `connectFailed` naming each address and why.
     public static func connect(
         _ configuration: ClientConfiguration, group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
     ) async throws(LedgerClientError) -> LedgerClient {
-        let connection = try await ClientConnection.connect(configuration, group: group)
-        return LedgerClient(configuration: configuration, group: group, connection: connection)
+        let candidates = addresses(configuration)
+        var failures: [(address: String, error: LedgerClientError)] = []
+        for address in candidates {
+            do {
+                let connection = try await ClientConnection.connect(try configuration.aimed(at: address), group: group)
+                let addresses = [address] + candidates.filter { $0 != address }
+                return LedgerClient(configuration: configuration, group: group, addresses: addresses, connection: connection)
+            } catch {
+                failures.append((address, error))
+            }
+        }
+        guard failures.count > 1 else { throw failures[0].error }
+        throw .connectFailed("no server answered: " + failures.map { "\($0.address): \($0.error)" }.joined(separator: "; "))
     }
 
     /// Closes the connection; calls in flight fail with `connectionClosed`.
@@ -213,17 +233,7 @@ public final class LedgerClient: Sendable {
             return state.connections[address]
         }
         if let current, current.isActive { return current }
-        var configuration = configuration
-        if address != home {
-            do {
-                let target = try HostPort(parsing: address, emptyHost: "127.0.0.1", ports: 1...65_535)
-                configuration.host = target.host
-                configuration.port = target.port
-            } catch {
-                throw .connectFailed("\(address) is not host:port: \(error)")
-            }
-        }
-        let fresh = try await ClientConnection.connect(configuration, group: group)
+        let fresh = try await ClientConnection.connect(try configuration.aimed(at: address), group: group)
         let (winner, loser): (ClientConnection, ClientConnection?) = state.withLock { state in
             if let existing = state.connections[address], existing.isActive, existing !== current { return (existing, fresh) }
             state.connections[address] = fresh
@@ -367,4 +377,20 @@ final class CallSlots: Sendable {
 /// Writes injected headers into a dictionary.
 private struct DictionaryInjector: Injector {
     func inject(_ value: String, forKey key: String, into carrier: inout [String: String]) { carrier[key] = value }
+}
+
+extension ClientConfiguration {
+    /// This configuration aimed at the node at `address` (`host:port`); itself for its own address.
+    func aimed(at address: String) throws(LedgerClientError) -> ClientConfiguration {
+        guard address != "\(host):\(port)" else { return self }
+        var configuration = self
+        do {
+            let target = try HostPort(parsing: address, emptyHost: "127.0.0.1", ports: 1...65_535)
+            configuration.host = target.host
+            configuration.port = target.port
+        } catch {
+            throw .connectFailed("\(address) is not host:port: \(error)")
+        }
+        return configuration
+    }
 }

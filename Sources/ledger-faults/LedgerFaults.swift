@@ -205,21 +205,13 @@ func read(_ client: LedgerClient, worker: Int, tenant: TenantID, writer: History
     writer.write(line)
 }
 
+/// A client of the cluster, once any node answers (`LedgerClient.connect` tries every address;
+/// a fault may have taken them all away for a while).
 func connect(_ configuration: ClientConfiguration, until deadline: ContinuousClock.Instant) async throws -> LedgerClient {
-    var configuration = configuration
-    let addresses = [configuration.host + ":\(configuration.port)"] + configuration.servers
-    var attempt = 0
     while true {
-        // Each try starts from another node: the first may be the one a fault took away.
-        let home = addresses[attempt % addresses.count]
-        let colon = home.lastIndex(of: ":")!
-        configuration.host = String(home[..<colon])
-        configuration.port = Int(home[home.index(after: colon)...])!
-        configuration.servers = addresses.filter { $0 != home }
         do {
             return try await LedgerClient.connect(configuration)
         } catch {
-            attempt += 1
             guard ContinuousClock.now < deadline else { throw error }
             try await Task.sleep(for: .milliseconds(200))
         }

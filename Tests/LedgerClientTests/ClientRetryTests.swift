@@ -82,6 +82,36 @@ struct ClientRetryTests {
         throw lastError!
     }
 
+    @Test("connect tries each of servers in turn when host:port does not answer, and names every address when none does")
+    func connectFallsBackToServers() async throws {
+        let directory = TemporaryDirectory("client-fallback")
+        try await withServer(dataPath: directory.path) { server in
+            // Nothing listens on ports 1 and 2 of the loopback here: connections are refused at once.
+            var configuration = server.pki.clientConfiguration("admin", port: 1)
+            configuration.servers = ["127.0.0.1:2", "127.0.0.1:\(server.port)"]
+            let client = try await LedgerClient.connect(configuration)
+            #expect(try await client.health().status == "serving")
+            _ = try await client.createTenant("acme")
+            #expect(try await client.balance(tenant: "acme").available == 0)
+            await client.close()
+
+            configuration.servers = ["127.0.0.1:2"]
+            do {
+                _ = try await LedgerClient.connect(configuration)
+                Issue.record("connected with no server listening")
+            } catch let error as LedgerClientError {
+                guard case .connectFailed(let reason) = error else {
+                    Issue.record("expected connectFailed, got \(error)")
+                    return
+                }
+                #expect(reason.contains("127.0.0.1:1") && reason.contains("127.0.0.1:2"), "\(reason)")
+            }
+            // One address alone: its own error, as before.
+            configuration.servers = []
+            await #expect(throws: LedgerClientError.self) { _ = try await LedgerClient.connect(configuration) }
+        }
+    }
+
     @Test("a business error is not retried; a closed client refuses calls")
     func noRetryOfBusinessErrors() async throws {
         let directory = TemporaryDirectory("client-noretry")
