@@ -81,6 +81,9 @@ struct Run: AsyncParsableCommand {
     @Option(name: .customLong("hold-prefix"), help: "Hold ids are PREFIX-LANE-N (default: a fresh random prefix).")
     var holdPrefix: String?
     @Option(help: "Tokens granted to each tenant at setup.") var grant: UInt64 = 1_000_000_000_000
+    @Option(name: .customLong("movement-events"), help: "on (the default) or off: the tenants made at setup get an event for every movement, or none.")
+    var movementEvents = "on"
+
     @Option(help: "Seed of the workload's random choices.") var seed: UInt64 = 1
     @Option(help: "Tries per call (1: no retries).") var attempts = 3
 
@@ -95,6 +98,7 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "No progress line.") var quiet = false
 
     func validate() throws {
+        guard movementEvents == "on" || movementEvents == "off" else { throw ValidationError("--movement-events must be on or off") }
         guard connections >= 1, pipeline >= 1, tenants >= 1 else {
             throw ValidationError("--connections, --pipeline and --tenants must be at least 1")
         }
@@ -252,6 +256,7 @@ struct Run: AsyncParsableCommand {
     private func setUp(_ names: [TenantID], clients: [LedgerClient], lanes: Int) async throws {
         let next = Counter()
         let amount = grant
+        let settings = TenantSettings(movementEvents: movementEvents == "on")
         let failures = await withTaskGroup(of: [String].self) { group in
             for lane in 0..<lanes {
                 let client = clients[lane % clients.count]
@@ -261,7 +266,7 @@ struct Run: AsyncParsableCommand {
                         let tenant = names[index]
                         do {
                             do {
-                                _ = try await client.createTenant(tenant, requestID: RequestID("setup-\(tenant)"))
+                                _ = try await client.createTenant(tenant, settings: settings, requestID: RequestID("setup-\(tenant)"))
                             } catch LedgerClientError.rejected(let error) where error.code == .alreadyExists {
                                 // Made by someone else: use it as it is, funded below.
                             }
