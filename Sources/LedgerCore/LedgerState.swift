@@ -95,10 +95,7 @@ public struct LedgerState: Hashable, Sendable {
             position = tenants.position(of: tenantID)
         } else if let position {
             do {
-                let performed = try tenants[at: position].perform(command.body, &ctx)
-                // Before the threshold crossings the movement causes (settle, below).
-                if tenants[at: position].settings.movementEvents { ctx.emitMovement(tenantID, performed) }
-                outcome = .success(performed)
+                outcome = .success(try tenants[at: position].performEmittingMovement(command.body, &ctx))
             } catch {
                 outcome = .failure(error)
             }
@@ -176,6 +173,14 @@ public struct LedgerState: Hashable, Sendable {
 }
 
 extension Tenant {
+    /// Runs one tenant command and emits its movement event when the tenant has them on, before
+    /// the threshold crossings the movement causes (`settle`, after).
+    mutating func performEmittingMovement(_ body: CommandBody, _ ctx: inout ApplyContext) throws(LedgerError) -> CommandOutcome {
+        let outcome = try perform(body, &ctx)
+        if settings.movementEvents { ctx.emitMovement(id, outcome) }
+        return outcome
+    }
+
     /// Runs one tenant command. Every operation checks before it changes anything, so a thrown
     /// error leaves the tenant as it was.
     mutating func perform(_ body: CommandBody, _ ctx: inout ApplyContext) throws(LedgerError) -> CommandOutcome {

@@ -121,8 +121,20 @@ public struct TenantSettings: Hashable, Sendable {
 
     private var extras: TenantSettingsExtras {
         get { extrasStorage.value ?? TenantSettingsExtras() }
-        set { extrasStorage.value = newValue == TenantSettingsExtras() ? nil : newValue }
+        set {
+            if newValue == TenantSettingsExtras() {
+                extrasStorage = OutOfLine(nil)
+            } else if newValue == Self.formatOneExtras.value {
+                // Every tenant of format 1 has these: one shared copy.
+                extrasStorage = Self.formatOneExtras
+            } else {
+                extrasStorage.value = newValue
+            }
+        }
     }
+
+    /// The extras of every tenant created in format 1 (movement events off), shared.
+    private static let formatOneExtras = OutOfLine(TenantSettingsExtras(movementEvents: false))
 
     /// Whether grants, purchases, captures, charges, refunds and voids produce events (default on;
     /// off for tenants created before format 2, which had none).
