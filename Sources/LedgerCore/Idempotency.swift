@@ -63,11 +63,16 @@ package struct IdempotencyTable: Hashable, Sendable {
         }
 
         /// Whether `body`, a command of the same tenant, is the remembered command (the encoding is
-        /// deterministic and one-to-one).
+        /// deterministic and one-to-one). One exception: a create applied in format 1 gave the
+        /// tenant no movement events, and the same request sent again after the upgrade (which
+        /// says nothing of them: on) is still that request.
         func matches(_ body: CommandBody) -> Bool {
             var writer = BinaryWriter(capacity: bodyLength)
             Self.writeWithoutTenant(body, to: &writer)
-            return writer.bytes[...] == bytes[..<bodyLength]
+            if writer.bytes[...] == bytes[..<bodyLength] { return true }
+            guard case .createTenant(let tenant, var settings) = body, settings.movementEvents else { return false }
+            settings.movementEvents = false
+            return matches(.createTenant(tenant, settings))
         }
 
         var outcome: StoredOutcome {

@@ -68,6 +68,16 @@ import Testing
         // Written again, it is the format-2 command (tag 16) and keeps the setting.
         #expect(body.binaryEncoded.first == 16)
         #expect(try CommandBody(binary: body.binaryEncoded) == body)
+
+        // Applied (as a log written by the older build replays it), the tenant has no movement
+        // events; the same request sent again after the upgrade, which says nothing of them, is
+        // still that request; another is a conflict.
+        var ledger = TestLedger()
+        ledger.run(body, requestID: "create")
+        #expect(!ledger.tenant(acme).settings.movementEvents)
+        let again = ledger.run(.createTenant(acme, TenantSettings()), requestID: "create")
+        #expect(again.replayed && again.outcome == .success(.tenantCreated(acme)))
+        ledger.fail(.createTenant(acme, TenantSettings(overdraftLimit: 5)), .idempotencyConflict, requestID: "create")
     }
 }
 
