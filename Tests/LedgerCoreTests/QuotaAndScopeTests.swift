@@ -98,34 +98,29 @@ import Testing
         #expect(used(ledger, "cover_image") == 1)
     }
 
+    /// A monthly plan with only a cover-image quota of `limit`.
+    func imagePlan(_ limit: UInt64, allowance: Tokens = 1_000) -> CommandBody {
+        .configureTenant(
+            acme,
+            TenantSettingsChange(plan: .set(Plan(allowance: allowance, period: PeriodRule(unit: .month), quotas: [PlanQuota(feature: "cover_image", limit: limit)]))))
+    }
+
     @Test func aPlanChangeAppliesNewLimitsAtOnceAndRemovingThePlanEndsTheQuotas() {
         var ledger = ledger()
         ledger.ok(charge("a", images(3)))
-        ledger.ok(
-            .configureTenant(
-                acme,
-                TenantSettingsChange(
-                    plan: .set(Plan(allowance: 1_000, period: PeriodRule(unit: .month), quotas: [PlanQuota(feature: "cover_image", limit: 5)])))))
+        ledger.ok(imagePlan(5))
         #expect(used(ledger, "cover_image") == 3)
         ledger.ok(charge("b", images(2)))
         ledger.fail(charge("c", images(1)), .quotaExceeded)
         // A limit of 0 leaves the feature out of the plan.
-        ledger.ok(
-            .configureTenant(
-                acme,
-                TenantSettingsChange(
-                    plan: .set(Plan(allowance: 1_000, period: PeriodRule(unit: .month), quotas: [PlanQuota(feature: "cover_image", limit: 0)])))))
+        ledger.ok(imagePlan(0))
         ledger.fail(charge("d", images(1)), .quotaExceeded)
         ledger.ok(.configureTenant(acme, TenantSettingsChange(plan: .remove)))
         #expect(ledger.balance(acme).quotas.isEmpty)
         ledger.ok(charge("e", images(10)))
         // Set again in the same month: a new period (a new generation) starts from nothing, and the
         // holds of the old one stay out of it.
-        ledger.ok(
-            .configureTenant(
-                acme,
-                TenantSettingsChange(
-                    plan: .set(Plan(allowance: 0, period: PeriodRule(unit: .month), quotas: [PlanQuota(feature: "cover_image", limit: 2)])))))
+        ledger.ok(imagePlan(2, allowance: 0))
         #expect(used(ledger, "cover_image") == 0)
         ledger.ok(.refund(acme, "b", amount: 50))
         #expect(used(ledger, "cover_image") == 0)

@@ -1,31 +1,9 @@
 import Foundation
-import Glibc
 import LedgerCore
 import LedgerEngine
 import LedgerStore
 import LedgerTesting
 import Testing
-
-/// A clock set to each command's own time, so that a shard stamps every command as the generator
-/// did and a plain replay of the same commands reaches the same state.
-private final class SettableClock: LedgerClock, @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    private var current: LedgerTime
-    init(_ start: LedgerTime) {
-        current = start
-        pthread_mutex_init(&mutex, nil)
-    }
-    func now() -> LedgerTime {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return current
-    }
-    func set(_ time: LedgerTime) {
-        pthread_mutex_lock(&mutex)
-        current = time
-        pthread_mutex_unlock(&mutex)
-    }
-}
 
 /// Data directories written by earlier builds keep loading: Tests/LedgerEngineTests/Formats/<n>/
 /// holds a shard directory (a snapshot, then a WAL tail) written by the build of format n, and the
@@ -47,7 +25,7 @@ private final class SettableClock: LedgerClock, @unchecked Sendable {
         var generator = CommandGenerator(seed: 21)
         var commands = generator.setupCommands()
         for _ in 0..<600 { commands.append(generator.next()) }
-        let clock = SettableClock(commands[0].time)
+        let clock = ManualClock(commands[0].time)
         let shard = try LedgerShard(directory: shardDirectory, index: 0, clock: clock)
         for (number, command) in commands.enumerated() {
             clock.set(command.time)
@@ -76,7 +54,7 @@ private final class SettableClock: LedgerClock, @unchecked Sendable {
         var expected = LedgerState(time: commands[0].time)
         for command in commands { _ = expected.apply(command) }
 
-        let clock = SettableClock(expected.time)
+        let clock = ManualClock(expected.time)
         let shard = try LedgerShard(directory: directory.path, index: 0, clock: clock)
         #expect(shard.recovery.snapshotLSN > 0, "the fixture has a snapshot")
         #expect(shard.recovery.recordsReplayed > 0, "and a log after it")

@@ -23,6 +23,12 @@ final class ManualClock: LedgerClock, @unchecked Sendable {
         current = current.adding(duration)
         pthread_mutex_unlock(&mutex)
     }
+    /// Sets the time (a command's own, so that a shard stamps it as a replay would).
+    func set(_ time: LedgerTime) {
+        pthread_mutex_lock(&mutex)
+        current = time
+        pthread_mutex_unlock(&mutex)
+    }
 }
 
 let start = LedgerTime(iso8601: "2026-07-01T00:00:00Z")!
