@@ -224,7 +224,7 @@ let package = Package(
         .testTarget(name: "LedgerStoreTests", dependencies: ["LedgerStore", "LedgerTesting"], swiftSettings: strictSettings),
         .testTarget(
             name: "LedgerEngineTests", dependencies: ["LedgerEngine", "LedgerCore", "LedgerStore", "LedgerTesting"],
-            swiftSettings: strictSettings),
+            exclude: ["Formats"], swiftSettings: strictSettings),
         .testTarget(
             name: "LedgerWireTests",
             dependencies: [
