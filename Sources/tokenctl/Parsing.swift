@@ -34,26 +34,30 @@ enum Parse {
         return time
     }
 
-    /// `FEATURE=QTY`.
     /// A reserve's or a charge's amount: AMOUNT, or `--item FEATURE=QTY`s priced by the catalog.
     static func spend(_ amount: String?, _ items: [String]) throws -> ReserveRequest.Amount {
         if let amount { return .tokens(try Self.amount(amount, "AMOUNT")) }
         return .items(try items.map(item))
     }
 
+    /// `--item FEATURE=QTY`.
     static func item(_ text: String) throws -> PricedItem {
-        guard let equals = text.lastIndex(of: "="), let quantity = UInt64(text[text.index(after: equals)...]),
-            equals != text.startIndex
-        else { throw ValidationError("--item \(text): expected FEATURE=QUANTITY, e.g. transcription=37") }
-        return PricedItem(feature: String(text[..<equals]), quantity: quantity)
+        let (feature, quantity) = try featureNumber(text, "--item", "FEATURE=QUANTITY, e.g. transcription=37")
+        return PricedItem(feature: feature, quantity: quantity)
     }
 
     /// `--quota FEATURE=LIMIT`: units of a catalog feature the plan grants per period.
     static func quota(_ text: String) throws -> PlanQuota {
-        guard let equals = text.lastIndex(of: "="), let limit = UInt64(text[text.index(after: equals)...]),
+        let (feature, limit) = try featureNumber(text, "--quota", "FEATURE=LIMIT, e.g. cover_image=30")
+        return PlanQuota(feature: feature, limit: limit)
+    }
+
+    /// `FEATURE=NUMBER`, the form of `--item` and `--quota`.
+    private static func featureNumber(_ text: String, _ flag: String, _ expected: String) throws -> (String, UInt64) {
+        guard let equals = text.lastIndex(of: "="), let number = UInt64(text[text.index(after: equals)...]),
             equals != text.startIndex
-        else { throw ValidationError("--quota \(text): expected FEATURE=LIMIT, e.g. cover_image=30") }
-        return PlanQuota(feature: String(text[..<equals]), limit: limit)
+        else { throw ValidationError("\(flag) \(text): expected \(expected)") }
+        return (String(text[..<equals]), number)
     }
 
     /// `--threshold-at TOKENS` or `--threshold-at PERCENT%`.

@@ -52,8 +52,8 @@ enum Render {
     /// A threshold as given: `1000` or `20%`.
     static func threshold(_ threshold: Tokenledger_V1_Threshold) -> String {
         switch threshold.kind {
-        case .tokens(let tokens)?: return String(tokens)
-        case .percent(let percent)?: return "\(percent)%"
+        case .tokens(let tokens)?: return Self.threshold(.tokens(tokens))
+        case .percent(let percent)?: return Self.threshold(.percent(percent))
         case nil: return "?"
         }
     }
