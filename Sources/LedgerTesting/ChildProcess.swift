@@ -30,8 +30,18 @@ public final class ChildProcess {
         variables += environment.map { "\($0.key)=\($0.value)" }
         let envp = variables.map { strdup($0) } + [nil]
         defer { envp.forEach { free($0) } }
+        // The child starts with no signal blocked: the test runner's threads block some (SIGTERM
+        // among them), and a child inheriting that mask (redis-server does not reset it) would
+        // never see the SIGTERM a test sends.
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var none = sigset_t()
+        sigemptyset(&none)
+        posix_spawnattr_setsigmask(&attributes, &none)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK))
         var child = pid_t()
-        let result = posix_spawn(&child, executable, &actions, nil, argv, envp)
+        let result = posix_spawn(&child, executable, &actions, &attributes, argv, envp)
         close(pipeEnds[1])
         guard result == 0 else {
             close(pipeEnds[0])
