@@ -91,6 +91,8 @@ struct Run: AsyncParsableCommand {
     @Flag(help: "Make the run's calls on ledgerd's gRPC port (grpc-swift-2, one HTTP/2 connection per --connections); setup and check use the framed port.")
     var grpc = false
     @Option(name: .customLong("grpc-server"), help: "The gRPC port, HOST:PORT (with --grpc).") var grpcServer = "127.0.0.1:7444"
+    @Flag(help: "--server is a Redis server (plaintext): each pair is one Lua script, one call (scripts/bench's comparison; the mix must be pair).")
+    var redis = false
     @Flag(name: .customLong("setup-only"), help: "Create and fund the tenants, then stop (for memory measurements).")
     var setupOnly = false
     @Flag(name: .customLong("no-check"), help: "Skip the invariant check at the end.") var noCheck = false
@@ -106,6 +108,8 @@ struct Run: AsyncParsableCommand {
         if let rate, rate <= 0 { throw ValidationError("--rate must be above 0") }
         if let duration, duration <= 0 { throw ValidationError("--duration must be above 0") }
         if let operations, operations < 0 { throw ValidationError("--operations must be 0 or more") }
+        if redis, mix != "pair=1" && mix != "pair" { throw ValidationError("--redis runs the pair mix only") }
+        if redis, grpc || echo || setupOnly { throw ValidationError("--redis goes with none of --grpc, --echo, --setup-only") }
     }
 
     func run() async throws {
@@ -118,6 +122,7 @@ struct Run: AsyncParsableCommand {
     }
 
     private func execute() async throws {
+        if redis { return try await executeAgainstRedis() }
         let addresses = server.split(separator: ",", omittingEmptySubsequences: false).map(String.init)
         let (host, port) = try parseAddress(addresses[0])
         var configuration = ClientConfiguration.development(dataDirectory: dataDirectory, host: host, port: port)
@@ -200,6 +205,39 @@ struct Run: AsyncParsableCommand {
         if !echo && !noCheck {
             check = await checkInvariants(stats, names: names, holdPrefix: plan.holdPrefix, clients: clients, lanes: lanes)
         }
+        let report = Report(
+            plan: plan, connections: connections, pipeline: pipeline, elapsed: elapsed, stats: stats, check: check)
+        print(json ? report.json() : report.text())
+        if let check, !check.violations.isEmpty { throw ExitCode(1) }
+    }
+
+    /// The pair workload against Redis (see RedisLoad), with the same plan, report and check shape.
+    private func executeAgainstRedis() async throws {
+        let (host, port) = try parseAddress(server)
+        let prefix = tenantPrefix ?? "load-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
+        let plan = RunPlan(
+            tenants: (0..<tenants).map { TenantID("\(prefix)-\($0)") },
+            distribution: try TenantDistribution.parse(
+                distribution, count: tenants, zipfExponent: zipfExponent, hotFraction: hotFraction),
+            mix: try OperationMix(parsing: mix), lanes: connections * pipeline,
+            duration: duration ?? (operations == nil ? 10 : nil), operations: operations, rate: rate, amount: amount,
+            holdTTL: nil, holdPrefix: holdPrefix ?? "h\(String(UInt32.random(in: 0...UInt32.max), radix: 36))", seed: seed)
+        let session: RedisSession
+        do {
+            session = try await RedisLoad.prepare(host: host, port: port, connections: connections, plan: plan, grant: grant)
+        } catch {
+            throw LoadError.failed("Redis at \(server): \(error)")
+        }
+        defer { session.close() }
+        let start = monotonicNanoseconds()
+        let state = RunState(operations: plan.operations, duration: plan.duration, start: start)
+        let ticker = Task { await showProgress(state, start: start) }
+        let stats = await session.run(plan, state: state)
+        let elapsed = Double(monotonicNanoseconds() - start) / 1e9
+        ticker.cancel()
+        _ = await ticker.result
+        progress(quiet ? "" : "\n")
+        let check = noCheck ? nil : await session.check(stats, plan: plan)
         let report = Report(
             plan: plan, connections: connections, pipeline: pipeline, elapsed: elapsed, stats: stats, check: check)
         print(json ? report.json() : report.text())

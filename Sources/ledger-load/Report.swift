@@ -54,7 +54,7 @@ struct Report {
         for kind in CallKind.allCases {
             guard let histogram = stats.histograms[kind.index], histogram.totalCount > 0 else { continue }
             lines.append(
-                "  \(kind.rawValue.padding(toLength: 9, withPad: " ", startingAt: 0))\(Report.grouped(Int(histogram.totalCount))) calls, "
+                "  \(kind.rawValue.padding(toLength: max(9, kind.rawValue.count + 1), withPad: " ", startingAt: 0))\(Report.grouped(Int(histogram.totalCount))) calls, "
                     + latencyLine(histogram))
         }
         if stats.errors.isEmpty {

@@ -8,6 +8,8 @@ import Synchronization
 /// The calls ledger-load makes, each with its own latency histogram.
 enum CallKind: String, CaseIterable, Sendable {
     case reserve, commit, release, refund, estimate, balance, charge
+    /// `--redis`: the reserve+commit pair as one script.
+    case pairScript = "pair_script"
 
     /// Its position in `allCases`: where its histogram is in `LaneStats.histograms`.
     var index: Int {
@@ -19,6 +21,7 @@ enum CallKind: String, CaseIterable, Sendable {
         case .estimate: 4
         case .balance: 5
         case .charge: 6
+        case .pairScript: 7
         }
     }
 }
@@ -60,6 +63,57 @@ final class RunState: Sendable {
     func take() -> Bool {
         if monotonicNanoseconds() >= deadline { return false }
         return iterationsLeft.subtract(1, ordering: .relaxed).newValue >= 0
+    }
+
+    /// Counts a finished call for the progress line.
+    func noteCall(microseconds: UInt64) {
+        calls.add(1, ordering: .relaxed)
+        var seen = slowest.load(ordering: .relaxed)
+        while microseconds > seen {
+            let (exchanged, current) = slowest.compareExchange(expected: seen, desired: microseconds, ordering: .relaxed)
+            if exchanged { break }
+            seen = current
+        }
+    }
+}
+
+/// A lane's place in an open loop (`--rate`): each lane owns every lanes-th slot of the global
+/// schedule. Closed loop: no waiting.
+struct OpenLoopSchedule {
+    private let nanosecondsPerCall: Double?
+    private var scheduled: UInt64
+    /// The lane's loop: open-loop waits are its timers (no dispatch timer thread, and the lane
+    /// wakes where it runs).
+    private let eventLoop: any EventLoop
+
+    init(plan: RunPlan, lane: Int, eventLoop: any EventLoop) {
+        nanosecondsPerCall = plan.rate.map { 1e9 / $0 * Double(plan.lanes) }
+        scheduled = monotonicNanoseconds() + UInt64(Double(lane) * (nanosecondsPerCall ?? 0) / Double(plan.lanes))
+        self.eventLoop = eventLoop
+    }
+
+    /// Waits for the lane's next slot (an operation of `calls` calls takes that many) and returns
+    /// the time latency counts from: the slot's, when the call should have gone out, in an open
+    /// loop; now in a closed one.
+    mutating func next(calls: Int) async -> UInt64 {
+        let now = monotonicNanoseconds()
+        guard let nanosecondsPerCall else { return now }
+        if scheduled > now {
+            let wait = TimeAmount.nanoseconds(Int64(clamping: scheduled - now))
+            try? await eventLoop.scheduleTask(in: wait) {}.futureResult.get()
+        }
+        let start = scheduled
+        scheduled += UInt64(nanosecondsPerCall * Double(calls))
+        return start
+    }
+}
+
+extension SplitMix64 {
+    /// A lane's generator. Lane seeds must be scrambled: SplitMix64 walks its state by a fixed
+    /// step, so seeds one step apart would give every lane the same sequence shifted by one.
+    static func forLane(_ lane: Int, seed: UInt64) -> SplitMix64 {
+        var seeder = SplitMix64(seed: seed ^ (UInt64(lane) &* 0xD1B5_4A32_D192_ED03))
+        return SplitMix64(seed: seeder.next())
     }
 }
 
@@ -136,25 +190,16 @@ struct Lane<Client: LoadClient> {
     /// The last hold this lane committed, for refunds: tenant index, hold, captured, refunded.
     var lastCommitted: (tenant: Int, hold: HoldID, captured: Tokens, refunded: Tokens)?
 
-    /// The loop the lane's task runs on (its connection's): open-loop waits are its timers.
-    let eventLoop: any EventLoop
-
     init(index: Int, client: Client, plan: RunPlan, state: RunState) {
         self.index = index
-        self.eventLoop = client.eventLoop
         self.client = client
         self.plan = plan
         self.state = state
-        // Lane seeds must be scrambled: SplitMix64 walks its state by a fixed step, so seeds one
-        // step apart would give every lane the same sequence shifted by one.
-        var seeder = SplitMix64(seed: plan.seed ^ (UInt64(index) &* 0xD1B5_4A32_D192_ED03))
-        self.random = SplitMix64(seed: seeder.next())
+        self.random = SplitMix64.forLane(index, seed: plan.seed)
     }
 
     mutating func run() async -> LaneStats {
-        // Open loop: each lane owns every lanes-th slot of the global schedule.
-        let nanosecondsPerCall = plan.rate.map { 1e9 / $0 * Double(plan.lanes) }
-        var scheduled = monotonicNanoseconds() + UInt64(Double(index) * (nanosecondsPerCall ?? 0) / Double(plan.lanes))
+        var schedule = OpenLoopSchedule(plan: plan, lane: index, eventLoop: client.eventLoop)
         while state.take() {
             iteration += 1
             var operation = plan.mix.pick(&random)
@@ -162,16 +207,7 @@ struct Lane<Client: LoadClient> {
             if operation == .refund, lastCommitted == nil || lastCommitted!.captured == lastCommitted!.refunded {
                 operation = .pair
             }
-            var start = monotonicNanoseconds()
-            if let nanosecondsPerCall {
-                if scheduled > start {
-                    // The loop's own timer: no dispatch timer thread, and the lane wakes where it runs.
-                    let wait = TimeAmount.nanoseconds(Int64(clamping: scheduled - start))
-                    try? await eventLoop.scheduleTask(in: wait) {}.futureResult.get()
-                }
-                start = scheduled  // latency counts from when the call should have gone out
-                scheduled += UInt64(nanosecondsPerCall * Double(operation.calls))
-            }
+            let start = await schedule.next(calls: operation.calls)
             stats.touched.insert(operation == .refund ? lastCommitted!.tenant : tenant)
             await perform(operation, tenant: tenant, start: start)
         }
@@ -200,7 +236,7 @@ struct Lane<Client: LoadClient> {
                 }
                 return
             }
-            let used = max(1, amount - amount / 5)
+            let used = plan.usedPerPair
             do {
                 let captured = try await client.commit(tenant: tenant, hold: hold, amount: used, requestID: RequestID("c-\(hold)"))
                 finish(.commit, from: next)
@@ -231,7 +267,7 @@ struct Lane<Client: LoadClient> {
             }
         case .charge:
             let hold = HoldID("\(plan.holdPrefix)-\(self.index)-\(iteration)")
-            let used = max(1, plan.amount - plan.amount / 5)
+            let used = plan.usedPerPair
             do {
                 let charged = try await client.charge(tenant: tenant, hold: hold, tokens: used, requestID: RequestID("g-\(hold)"))
                 finish(.charge, from: start)
@@ -267,14 +303,7 @@ struct Lane<Client: LoadClient> {
     private mutating func finish(_ kind: CallKind, from start: UInt64) {
         let microseconds = (monotonicNanoseconds() - start) / 1000
         stats.record(kind, microseconds: microseconds)
-        state.calls.add(1, ordering: .relaxed)
-        var seen = state.slowest.load(ordering: .relaxed)
-        while microseconds > seen {
-            let (exchanged, current) = state.slowest.compareExchange(
-                expected: seen, desired: microseconds, ordering: .relaxed)
-            if exchanged { break }
-            seen = current
-        }
+        state.noteCall(microseconds: microseconds)
     }
 
     private mutating func fail(_ kind: CallKind, from start: UInt64, _ error: LedgerClientError) {

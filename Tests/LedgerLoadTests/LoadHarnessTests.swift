@@ -156,4 +156,43 @@ struct LoadHarnessTests {
         let calls = try #require(report["calls"] as? Int)
         #expect(calls > 1_000 && calls < 1_450, "\(calls) calls")
     }
+
+    @Test("--redis: the pair script against a real Redis (appendfsync always), paced, and the check catches a tampered balance")
+    func redis() async throws {
+        let directory = TemporaryDirectory("load-redis")
+        let port = Int.random(in: 30_000...59_000)
+        let redis = try ChildProcess(
+            "/usr/bin/redis-server",
+            ["--port", "\(port)", "--bind", "127.0.0.1", "--dir", directory.path, "--appendonly", "yes",
+             "--appendfsync", "always", "--save", "", "--daemonize", "no"],
+            stderrPath: directory.path + "/redis.log")
+        defer {
+            redis.kill(SIGTERM)
+            redis.wait()
+        }
+        // Redis logs to stdout: read until it is ready (nil: it stopped).
+        var ready = false
+        while !ready, let line = redis.readLine() { ready = line.contains("Ready to accept connections") }
+        try #require(ready, "redis-server did not start: \((try? String(contentsOfFile: directory.path + "/redis.log", encoding: .utf8)) ?? "")")
+        let common = ["--redis", "--server", "127.0.0.1:\(port)", "--tenants", "20", "--tenant-prefix", "r"]
+        let (status, report) = try Self.load(
+            common + ["--connections", "2", "--pipeline", "16", "--rate", "400", "--duration", "2"], log: directory.path + "/load.log")
+        #expect(status == 0)
+        #expect(report["errors_total"] as? Int == 0)
+        let pairsPerSecond = try #require(report["ops_s"] as? Double)
+        #expect(pairsPerSecond > 340 && pairsPerSecond < 440, "\(pairsPerSecond) pairs/s")
+        #expect((report["by_call"] as? [String: Any])?.keys.sorted() == ["pair_script"])
+        let check = try #require(report["check"] as? [String: Any])
+        #expect(check["ok"] as? Bool == true)
+        let confirmed = try #require(check["commits_confirmed"] as? Int)
+        #expect(confirmed == report["pairs"] as? Int && check["captures_in_history"] as? Int == confirmed)
+
+        // One token appears from nowhere in a balance: the next run's check must say so.
+        let tamper = try ChildProcess("/usr/bin/redis-cli", ["-p", "\(port)", "HINCRBY", "r:bal:3", "available", "1"])
+        #expect(tamper.wait() == 0)
+        let (tamperedStatus, tampered) = try Self.load(common + ["--operations", "50"], log: directory.path + "/load2.log")
+        #expect(tamperedStatus != 0)
+        let violations = try #require((tampered["check"] as? [String: Any])?["violations"] as? [String])
+        #expect(violations == ["1 tenants do not conserve tokens"])
+    }
 }
