@@ -111,7 +111,8 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
     }
 
     /// Nothing to do on the caller's thread: the node's writer sends the batch.
-    public func syncPending() {}
+    @discardableResult
+    public func syncPending() -> UInt64 { 0 }
 
     public func waitDurable(_ lsn: UInt64) async throws(StorageError) {
         let result: Result<DurableBatch?, StorageError> = await withCheckedContinuation { continuation in

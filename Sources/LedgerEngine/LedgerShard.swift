@@ -36,6 +36,9 @@ public struct ShardConfiguration: Sendable {
     /// Where every finished WAL segment is kept for point-in-time recovery (`ledgerd
     /// --archive-dir`): the engine gives each shard its own folder below it. nil: none kept.
     public var archiveDirectory: String? = nil
+    /// Nanoseconds from the end of one fdatasync of the shard's log to the start of the next
+    /// batch's write at the earliest (see `WriteAheadLog.Configuration.syncInterval`); 0: none.
+    public var syncIntervalNanoseconds: UInt64 = 0
 
     public init(
         segmentSizeMax: Int = StorageLimits.segmentSizeDefault, snapshotEveryRecords: Int = 100_000, snapshotInterval: Duration = .seconds(300),
@@ -130,7 +133,8 @@ public final class LedgerShard: Sendable {
         let snapshotBytes = newest?.body.count ?? 0
         let skipped = newest?.skipped ?? []
         let wal = try WriteAheadLog(
-            directory: directory, recovered: log, configuration: .init(segmentSizeMax: configuration.segmentSizeMax),
+            directory: directory, recovered: log, configuration: .init(
+                segmentSizeMax: configuration.segmentSizeMax, syncInterval: configuration.syncIntervalNanoseconds),
             faults: configuration.faults, onFailure: onFailure)
         self.log = wal
         local = (wal, snapshots)
@@ -304,7 +308,8 @@ public final class LedgerShard: Sendable {
 
     /// Writes and syncs the log's pending records on the caller's thread and answers the calls they
     /// make durable (see `WriteAheadLog.syncPending`). The partner of `syncBy: .caller`.
-    public func syncPending() {
+    @discardableResult
+    public func syncPending() -> UInt64 {
         log.syncPending()
     }
 

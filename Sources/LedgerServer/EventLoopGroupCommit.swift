@@ -29,6 +29,9 @@ final class EventLoopGroupCommit {
     /// Shards with records this loop appended and has not synced yet.
     private var shards: [LedgerShard] = []
     private var scheduled = false
+    /// Shards whose log's sync interval had not passed: synced when `timerArmed`'s timer fires.
+    private var deferred: [LedgerShard] = []
+    private var timerArmed = false
 
     init(loop: any EventLoop) {
         self.loop = loop
@@ -51,7 +54,25 @@ final class EventLoopGroupCommit {
         let due = shards
         shards.removeAll(keepingCapacity: true)
         // Replies of calls made durable here are delivered by tasks later in this same tick.
-        for shard in due { shard.syncPending() }
+        var soonest = UInt64.max
+        for shard in due {
+            let wait = shard.syncPending()
+            guard wait > 0 else { continue }
+            // Too soon after the log's last sync: again once its interval has passed.
+            if !deferred.contains(where: { $0 === shard }) { deferred.append(shard) }
+            soonest = min(soonest, wait)
+        }
+        guard !deferred.isEmpty, !timerArmed else { return }
+        timerArmed = true
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        loop.scheduleTask(in: .nanoseconds(Int64(clamping: soonest))) { bound.value.syncDeferred() }
+    }
+
+    private func syncDeferred() {
+        timerArmed = false
+        for shard in deferred where !shards.contains(where: { $0 === shard }) { shards.append(shard) }
+        deferred.removeAll(keepingCapacity: true)
+        syncNoted()
     }
 }
 

@@ -32,7 +32,12 @@ final class Condition: @unchecked Sendable {
 
     init() {
         condition = .allocate(capacity: 1)
-        pthread_cond_init(condition, nil)
+        // Timed waits are on the monotonic clock (`monotonicNanoseconds()`), not the wall clock.
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(condition, &attributes)
+        pthread_condattr_destroy(&attributes)
     }
 
     deinit {
@@ -42,6 +47,11 @@ final class Condition: @unchecked Sendable {
 
     /// Waits; the mutex must be held.
     func wait(_ mutex: Mutex) { pthread_cond_wait(condition, mutex.raw) }
+    /// Waits until signalled or until `deadline` (of `monotonicNanoseconds()`); the mutex must be held.
+    func wait(_ mutex: Mutex, until deadline: UInt64) {
+        var time = timespec(tv_sec: Int(deadline / 1_000_000_000), tv_nsec: Int(deadline % 1_000_000_000))
+        pthread_cond_timedwait(condition, mutex.raw, &time)
+    }
     func signal() { pthread_cond_signal(condition) }
     func broadcast() { pthread_cond_broadcast(condition) }
 }

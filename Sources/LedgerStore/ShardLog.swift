@@ -10,8 +10,11 @@ public protocol ShardLog: AnyObject, Sendable {
     /// Queues one record and returns its LSN; never waits for I/O. Called under the shard's lock.
     func append(_ body: [UInt8], syncBy: SyncBy) throws(StorageError) -> UInt64
     /// Makes what is pending durable on the caller's thread (`SyncBy.caller`); a log that cannot
-    /// (a remote one) hands it to its own writer instead.
-    func syncPending()
+    /// (a remote one) hands it to its own writer instead. Returns 0, or the nanoseconds to wait
+    /// before calling again when the log's sync interval has not passed since its last batch (the
+    /// records stay pending until then).
+    @discardableResult
+    func syncPending() -> UInt64
     /// Returns once every record up to `lsn` is durable; throws if the log stopped first.
     func waitDurable(_ lsn: UInt64) async throws(StorageError)
     /// Calls `completion` once every record up to `lsn` is durable, or with the failure.

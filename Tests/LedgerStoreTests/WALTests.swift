@@ -358,6 +358,44 @@ import Testing
         #expect(try WALRecovery.recover(directory: directory.path, afterLSN: 0).records.map(\.lsn) == [1, 2, 3, 4])
     }
 
+    /// With a sync interval, a batch is not written until the interval has passed since the last
+    /// sync ended: the caller is told how long to wait (the records stay pending), the writer thread
+    /// waits the interval out, and a close does not wait.
+    @Test func theSyncIntervalHoldsTheNextBatchBack() async throws {
+        let directory = TemporaryDirectory()
+        let interval: UInt64 = 300_000_000  // 300 ms: far longer than a sync here
+        let log = try WriteAheadLog(
+            directory: directory.path, recovered: try WALRecovery.recover(directory: directory.path, afterLSN: 0),
+            configuration: .init(syncInterval: interval))
+        // The first batch goes at once (no sync before it), by the caller.
+        _ = try log.append(body(1), syncBy: .caller)
+        #expect(log.syncPending() == 0)
+        #expect(log.durableLSN == 1)
+        let syncedAt = monotonicNanoseconds()
+        // Right after it: nothing written, and the wait is most of the interval.
+        _ = try log.append(body(2), syncBy: .caller)
+        let wait = log.syncPending()
+        #expect(wait > interval / 2 && wait <= interval, "\(wait) ns")
+        #expect(log.durableLSN == 1)
+        // Once the wait is over, the caller writes.
+        usleep(UInt32(wait / 1000) + 1_000)
+        #expect(log.syncPending() == 0)
+        #expect(log.durableLSN == 2)
+        #expect(log.stats.callerSyncs == 2)
+        // The writer thread, woken for a record right after a sync, waits the interval out too.
+        let appended = monotonicNanoseconds()
+        try await log.waitDurable(try log.append(body(3)))
+        let waited = monotonicNanoseconds() - appended
+        #expect(waited >= interval / 2, "the writer thread wrote after \(waited) ns")
+        #expect(monotonicNanoseconds() - syncedAt >= interval)
+        // A close writes what is pending without waiting for the interval.
+        _ = try log.append(body(4))
+        let closing = monotonicNanoseconds()
+        log.close()
+        #expect(monotonicNanoseconds() - closing < interval / 2)
+        #expect(try WALRecovery.recover(directory: directory.path, afterLSN: 0).records.map(\.lsn) == [1, 2, 3, 4])
+    }
+
     /// A caller that finds a batch being written returns at once, and its record is written when
     /// that batch is done: the caller that wrote it wakes the writer thread for what was appended
     /// meanwhile. Nobody else appends or syncs here, so nothing else could write the record.
