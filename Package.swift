@@ -156,6 +156,7 @@ let package = Package(
             dependencies: [
                 "LedgerServer", "LedgerCore", "LedgerEngine", "LedgerStore", "LedgerWire", "LedgerTLS", "LedgerWebhooks",
                 "LedgerGRPC", "LedgerCluster",
+                .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

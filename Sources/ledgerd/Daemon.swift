@@ -43,7 +43,7 @@ struct Daemon {
             return 1
         }
         let shardCount = DataDirectory.recordedShardCount(path: options.dataDirectory)
-            ?? options.shardCount ?? ProcessInfo.processInfo.activeProcessorCount
+            ?? options.shardCount ?? (options.eventLoops ?? DaemonOptions.eventLoopsDefault)
         if options.storage == "local", let requested = options.shardCount, requested != shardCount {
             logger.critical(
                 "the data directory has a different shard count",
@@ -84,6 +84,7 @@ struct Daemon {
             let failureLogger = logger
             var storage = ShardConfiguration()
             storage.archiveDirectory = options.archiveDirectory
+            storage.syncIntervalNanoseconds = UInt64(options.syncIntervalMicroseconds ?? DaemonOptions.syncIntervalMicrosecondsDefault) * 1_000
             engine = try LedgerEngine(
                 path: options.dataDirectory, shardCount: shardCount, configuration: storage,
                 onFailure: { error in
@@ -323,7 +324,8 @@ struct Daemon {
                 "  cluster mode: node \(cluster.configuration.nodeID) (advertised as \(cluster.configuration.advertise)) on "
                     + "\(cluster.database.url), \(server.service.engine.shardCount) shards, serving \(server.service.engine.shards.count)")
         } else {
-            lines.append("  data directory: \(options.dataDirectory) (\(server.service.engine.shards.count) shards)")
+            let shards = server.service.engine.shards.count
+            lines.append("  data directory: \(options.dataDirectory) (\(shards) shard\(shards == 1 ? "" : "s"))")
         }
         if options.certificatePath == nil {
             lines.append("  connect as admin with: --ca \(tls.caPath) --cert \(tls.adminCertificatePath) --key \(tls.adminKeyPath)")

@@ -7,6 +7,7 @@ import LedgerServer
 import LedgerStore
 import LedgerWebhooks
 import Logging
+import NIOCore
 import ServiceLifecycle
 
 /// The server executable: flags and config file -> configuration -> ServiceGroup. Started with
@@ -110,6 +111,8 @@ struct Ledgerd: AsyncParsableCommand {
             return handler
         }
         let logger = Logger(label: "ledgerd")
+        // Before anything uses NIO's shared event loops (only once, and only before first use).
+        NIOSingletons.groupLoopCountSuggestion = options.eventLoops ?? DaemonOptions.eventLoopsDefault
         let exitCode = await Daemon(options: options, logger: logger).run()
         if exitCode != 0 { throw ExitCode(exitCode) }
     }

@@ -1,11 +1,21 @@
 import ArgumentParser
 import LedgerCore
 import LedgerWire
+import Foundation
 
 /// Everything `ledgerd` can be told, from flags or from a JSON config file (`--config`). A flag
 /// given on the command line wins over the file; what neither gives takes the embedded default.
 /// Every setting is one row of ``DaemonSetting/table``, which drives both.
 struct DaemonOptions: Sendable, Equatable {
+    /// See `--sync-interval-us` (docs/operations.md, docs/benchmarks.md for the measurements).
+    static let syncIntervalMicrosecondsDefault = 0
+    /// Event loops (threads serving connections): half the cores, at least one. Each loop reads,
+    /// applies, logs, syncs and answers its calls itself; two loops on the same shards sync each
+    /// shard's log separately and hand records to its writer thread when the other is syncing, and
+    /// on the project's 2-core machine one loop and one shard served the same load at about 30 µs
+    /// of CPU per call where two of each took about 50 (docs/benchmarks.md).
+    static var eventLoopsDefault: Int { max(1, ProcessInfo.processInfo.activeProcessorCount / 2) }
+    var eventLoops: Int? = nil
     var dataDirectory = "./ledger-data"
     var host = "127.0.0.1"
     var port = 7443
@@ -17,6 +27,8 @@ struct DaemonOptions: Sendable, Equatable {
     var clientCAPath: String? = nil
     var frameSizeMax: Int? = nil
     var inFlightMax: Int? = nil
+    /// Microseconds from the end of one fdatasync of a shard's log to the next batch's write.
+    var syncIntervalMicroseconds: Int? = nil
     var connectionsMax: Int? = nil
     var idleTimeoutSeconds: Int? = nil
     var handshakeTimeoutSeconds: Int? = nil
@@ -247,11 +259,18 @@ struct DaemonSetting: Sendable {
             \.catalogPath),
         .text("access", "access", "Access file mapping client certificate names to principals. Default: only \"admin\", an admin.", \.accessPath),
         .integer(
-            "shards", "shards", "Shard count of a new data directory (default: the number of cores; an existing directory keeps its own).",
+            "shards", "shards", "Shard count of a new data directory (default: the number of event loops; an existing directory keeps its own).",
             1...256, \.shardCount),
+        .integer(
+            "event_loops", "event-loops", "Threads serving connections, the framed and gRPC ports alike (default: half the cores, at least 1).",
+            1...256, \.eventLoops),
         .text("tls_cert", "tls-cert", "Server certificate chain (PEM). Default: <data-dir>/tls/server.pem, created on first start.", \.certificatePath),
         .text("tls_key", "tls-key", "Server private key (PEM).", \.privateKeyPath),
         .text("tls_ca", "tls-ca", "CA that client certificates must chain to (PEM).", \.clientCAPath),
+        .integer(
+            "sync_interval_us", "sync-interval-us",
+            "Local mode: microseconds a shard's log waits after an fdatasync before writing the next batch, gathering more calls into each sync (default \(DaemonOptions.syncIntervalMicrosecondsDefault); 0: none).",
+            0...100_000, \.syncIntervalMicroseconds),
         .integer("frame_size_max", "frame-size-max", "Largest request frame in bytes (default 1048576).", 64...(64 << 20), \.frameSizeMax),
         .integer("in_flight_max", "in-flight-max", "Calls in flight per connection (default 256).", 1...65_536, \.inFlightMax),
         .integer("connections_max", "connections-max", "Open connections (default 4096).", 1...1_000_000, \.connectionsMax),

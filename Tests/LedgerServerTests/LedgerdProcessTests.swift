@@ -68,6 +68,37 @@ struct LedgerdProcessTests {
         #expect(restarted.process.wait() == 0)
     }
 
+    @Test("--event-loops 1 with a sync interval: one shard by default, calls made durable, state kept across a restart")
+    func oneLoopAndASyncInterval() async throws {
+        let directory = TemporaryDirectory("ledgerd-one-loop")
+        let dataPath = directory.path + "/data"
+        let first = try Self.start(dataPath, ["--event-loops", "1", "--sync-interval-us", "2000"])
+        #expect(first.banner.joined(separator: "\n").contains("(1 shard)"), "\(first.banner)")
+        let client = try await LedgerClient.connect(.development(dataDirectory: dataPath, port: first.port))
+        _ = try await client.createTenant("acme")
+        _ = try await client.grant(tenant: "acme", GrantRequest(kind: .purchase, amount: 1_000))
+        // Calls in flight together, each waiting for a sync that the interval may hold back.
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            for index in 0..<40 {
+                group.addTask { _ = try await client.charge(tenant: "acme", hold: HoldID("c\(index)"), tokens: 5) }
+            }
+            try await group.waitForAll()
+        }
+        #expect(try await client.balance(tenant: "acme").available == 800)
+        await client.close()
+        first.process.kill(SIGKILL)
+        first.process.wait()
+        // Every acknowledged charge was durable: it survives a SIGKILL.
+        let second = try Self.start(dataPath, ["--event-loops", "1"])
+        defer {
+            second.process.kill(SIGTERM)
+            second.process.wait()
+        }
+        let again = try await LedgerClient.connect(.development(dataDirectory: dataPath, port: second.port))
+        #expect(try await again.balance(tenant: "acme").available == 800)
+        await again.close()
+    }
+
     @Test("flags win over LEDGERD_* variables, which win over the config file; --log-format json writes JSON lines")
     func environmentAndJSONLogs() throws {
         let directory = TemporaryDirectory("ledgerd-environment")
@@ -111,6 +142,8 @@ struct LedgerdProcessTests {
             (["--listen", "nowhere"], "HOST:PORT"),
             (["--listen", "127.0.0.1:99999"], "port"),
             (["--shards", "0"], "--shards"),
+            (["--event-loops", "0"], "--event-loops must be 1 to 256, not 0"),
+            (["--sync-interval-us", "-5"], "--sync-interval-us"),
             (["--tls-cert", "/nonexistent.pem"], "--tls-key"),
             (["--log-level", "loud"], "log level"),
             (["--catalog", "/nonexistent.json"], "catalog"),

@@ -55,7 +55,8 @@ struct OperationsListenerTests {
         let directory = TemporaryDirectory("ops-metrics")
         let data = directory.path + "/data"
         let log = directory.path + "/ledgerd.log"
-        let ledgerd = try StartedLedgerd(dataPath: data, arguments: ["--metrics-listen", "127.0.0.1:0"], logPath: log)
+        // Two shards, so that the per-shard series are seen for more than one.
+        let ledgerd = try StartedLedgerd(dataPath: data, arguments: ["--metrics-listen", "127.0.0.1:0", "--shards", "2"], logPath: log)
         defer {
             ledgerd.process.kill(SIGTERM)
             ledgerd.process.wait()

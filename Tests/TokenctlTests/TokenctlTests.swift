@@ -366,7 +366,8 @@ struct TokenctlTests {
 
     @Test("admin snapshot writes a snapshot of every shard; admin audit reports the invariants hold")
     func adminCommands() async throws {
-        let ledger = try LiveLedger()
+        // Two shards (the default follows the event loops, one on a 2-core machine).
+        let ledger = try LiveLedger(arguments: ["--shards", "2"])
         defer { ledger.stop() }
         #expect(try ledger.tokenctl("tenant create acme").status == 0)
         #expect(try ledger.tokenctl("tenant create globex").status == 0)
