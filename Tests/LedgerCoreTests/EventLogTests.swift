@@ -32,6 +32,41 @@ struct EventLogTests {
         #expect(ledger.state.eventLogs["acme"]!.lastID == before + 2)
     }
 
+    @Test("one retained event reads back; across trimming every retained event is one the commands raised, in order, and a snapshot keeps them")
+    func contents() throws {
+        var ledger = TestLedger()
+        // A tenant made and funded, no threshold: the grant's movement event alone.
+        ledger.createTenant("solo")
+        ledger.grant("solo", 1_000)
+        let one = ledger.state.eventLogs["solo"]!
+        #expect(one.count == 1)
+        let granted = one.events(of: "solo")
+        #expect(granted.count == 1 && granted.first?.id == one.lastID)
+        if case .granted(_, _, let amount)? = granted.first?.kind { #expect(amount == 1_000) } else { Issue.record("\(granted)") }
+        #expect(try ledger.state.events("solo", after: one.lastID - 1, limit: 5).events == granted)
+
+        ledger.createTenant("acme", TenantSettings(lowBalanceThreshold: 500))
+        ledger.grant("acme", 1_000)
+        var raised = ledger.state.eventLogs["acme"]!.events(of: "acme")
+        let rounds = (Limits.eventsRetainedPerTenant + Limits.eventsRetainedPerTenant / 4) / 2 + 10
+        for round in 0..<rounds {
+            let hold = HoldID("h\(round)")
+            raised += ledger.run(.reserve("acme", ReserveRequest(hold: hold, amount: .tokens(600)))).events
+            raised += ledger.run(.release("acme", hold)).events
+        }
+        let log = ledger.state.eventLogs["acme"]!
+        #expect(log.oldestRetainedID > 1 && log.count < raised.count)
+        let retained = log.events(of: "acme")
+        #expect(retained == Array(raised.suffix(log.count)))
+        // A page from the middle is the same events.
+        let middle = try ledger.state.events("acme", after: log.oldestRetainedID + 100, limit: 10).events
+        #expect(middle == Array(retained[101..<111]))
+        // The snapshot form carries them as they are.
+        let copy = try LedgerState(binary: ledger.state.binaryEncoded)
+        #expect(copy.eventLogs["acme"]!.events(of: "acme") == retained)
+        #expect(copy.eventLogs["solo"]!.events(of: "solo") == granted)
+    }
+
     @Test("retention keeps the newest events; a reader further behind is told how many it lost")
     func retention() throws {
         var ledger = TestLedger()
