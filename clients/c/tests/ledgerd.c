@@ -53,7 +53,8 @@ int ledgerd_start(ledgerd *d, uint16_t port) {
         int err = open(log, O_WRONLY | O_CREAT | O_APPEND, 0644);
         dup2(out[1], 1);
         if (err >= 0) dup2(err, 2);
-        execl(ledgerd_binary(), "ledgerd", "--data-dir", d->data_dir, "--listen", listen, (char *)NULL);
+        /* Two shards, so the admin calls and the backup cover more than one. */
+        execl(ledgerd_binary(), "ledgerd", "--data-dir", d->data_dir, "--listen", listen, "--shards", "2", (char *)NULL);
         fprintf(stderr, "cannot run %s: %s\n", ledgerd_binary(), strerror(errno));
         _exit(127);
     }
