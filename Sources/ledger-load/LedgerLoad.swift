@@ -146,8 +146,7 @@ struct Run: AsyncParsableCommand {
         }
         defer { for client in clients { Task { await client.close() } } }
 
-        let prefix = tenantPrefix ?? "load-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
-        let names = (0..<tenants).map { TenantID("\(prefix)-\($0)") }
+        let (_, names) = tenantNames()
         let lanes = connections * pipeline
         if !echo {
             let began = monotonicNanoseconds()
@@ -160,107 +159,105 @@ struct Run: AsyncParsableCommand {
             }
         }
 
-        let plan = RunPlan(
-            tenants: names,
-            distribution: try TenantDistribution.parse(
-                distribution, count: tenants, zipfExponent: zipfExponent, hotFraction: hotFraction),
-            mix: try OperationMix(parsing: mix), lanes: lanes,
-            duration: duration ?? (operations == nil ? 10 : nil), operations: operations, rate: rate, amount: amount,
-            holdTTL: holdTTLMilliseconds.map { .milliseconds(Int64(clamping: $0)) },
-            holdPrefix: holdPrefix ?? "h\(String(UInt32.random(in: 0...UInt32.max), radix: 36))", seed: seed)
-        let start = monotonicNanoseconds()
-        let state = RunState(operations: plan.operations, duration: plan.duration, start: start)
-        let ticker = Task { await showProgress(state, start: start) }
-        let stats: LaneStats
-        if grpc {
-            let (grpcHost, grpcPort) = try parseAddress(grpcServer)
-            guard let certificatePath = configuration.certificatePath, let privateKeyPath = configuration.privateKeyPath else {
-                throw LoadError.failed("--grpc needs a client certificate and key")
-            }
-            stats = try await withThrowingTaskGroup(of: Void.self) { connections in
-                var grpcClients: [GRPCLoadClient] = []
-                var running: [GRPCClient<HTTP2ClientTransport.Posix>] = []
-                for _ in 0..<self.connections {
-                    let (client, connection) = try GRPCLoadClient.connect(
-                        host: grpcHost, port: grpcPort, caPath: configuration.caPath, certificatePath: certificatePath,
-                        privateKeyPath: privateKeyPath)
-                    connections.addTask { try await connection.runConnections() }
-                    grpcClients.append(client)
-                    running.append(connection)
+        let plan = try makePlan(names, holdTTL: holdTTLMilliseconds.map { .milliseconds(Int64(clamping: $0)) })
+        let (stats, elapsed) = try await measure(plan) { state in
+            if grpc {
+                let (grpcHost, grpcPort) = try parseAddress(grpcServer)
+                guard let certificatePath = configuration.certificatePath, let privateKeyPath = configuration.privateKeyPath else {
+                    throw LoadError.failed("--grpc needs a client certificate and key")
                 }
-                let stats = await Self.runLanes(grpcClients, plan: plan, state: state)
-                for connection in running { connection.beginGracefulShutdown() }
-                try await connections.waitForAll()
-                return stats
+                return try await withThrowingTaskGroup(of: Void.self) { connections in
+                    var grpcClients: [GRPCLoadClient] = []
+                    var running: [GRPCClient<HTTP2ClientTransport.Posix>] = []
+                    for _ in 0..<self.connections {
+                        let (client, connection) = try GRPCLoadClient.connect(
+                            host: grpcHost, port: grpcPort, caPath: configuration.caPath, certificatePath: certificatePath,
+                            privateKeyPath: privateKeyPath)
+                        connections.addTask { try await connection.runConnections() }
+                        grpcClients.append(client)
+                        running.append(connection)
+                    }
+                    let stats = await Self.runLanes(grpcClients, plan: plan, state: state)
+                    for connection in running { connection.beginGracefulShutdown() }
+                    try await connections.waitForAll()
+                    return stats
+                }
+            } else {
+                return await Self.runLanes(clients.map(FramedLoadClient.init), plan: plan, state: state)
             }
-        } else {
-            stats = await Self.runLanes(clients.map(FramedLoadClient.init), plan: plan, state: state)
         }
-        let elapsed = Double(monotonicNanoseconds() - start) / 1e9
-        ticker.cancel()
-        _ = await ticker.result
-        progress(quiet ? "" : "\n")
 
         var check: CheckResult?
         if !echo && !noCheck {
             check = await checkInvariants(stats, names: names, holdPrefix: plan.holdPrefix, clients: clients, lanes: lanes)
         }
-        let report = Report(
-            plan: plan, connections: connections, pipeline: pipeline, elapsed: elapsed, stats: stats, check: check)
-        print(json ? report.json() : report.text())
-        if let check, !check.violations.isEmpty { throw ExitCode(1) }
+        try report(plan, stats: stats, elapsed: elapsed, check: check)
     }
 
     /// The pair workload against Redis (see RedisLoad), with the same plan, report and check shape.
     private func executeAgainstRedis() async throws {
         let (host, port) = try parseAddress(server)
-        let prefix = tenantPrefix ?? "load-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
-        let plan = RunPlan(
-            tenants: (0..<tenants).map { TenantID("\(prefix)-\($0)") },
-            distribution: try TenantDistribution.parse(
-                distribution, count: tenants, zipfExponent: zipfExponent, hotFraction: hotFraction),
-            mix: try OperationMix(parsing: mix), lanes: connections * pipeline,
-            duration: duration ?? (operations == nil ? 10 : nil), operations: operations, rate: rate, amount: amount,
-            holdTTL: nil, holdPrefix: holdPrefix ?? "h\(String(UInt32.random(in: 0...UInt32.max), radix: 36))", seed: seed)
+        let (prefix, names) = tenantNames()
+        let plan = try makePlan(names, holdTTL: nil)
         let session: RedisSession
         do {
-            session = try await RedisLoad.prepare(host: host, port: port, connections: connections, plan: plan, grant: grant)
+            session = try await RedisLoad.prepare(
+                host: host, port: port, connections: connections, tenantPrefix: prefix, plan: plan, grant: grant)
         } catch {
             throw LoadError.failed("Redis at \(server): \(error)")
         }
         defer { session.close() }
+        let (stats, elapsed) = await measure(plan) { state in await session.run(plan, state: state) }
+        try report(plan, stats: stats, elapsed: elapsed, check: noCheck ? nil : await session.check(stats, plan: plan))
+    }
+
+    /// The run's tenant names, PREFIX-0 ... (PREFIX: --tenant-prefix, or a fresh random one).
+    private func tenantNames() -> (prefix: String, names: [TenantID]) {
+        let prefix = tenantPrefix ?? "load-\(String(UInt32.random(in: 0...UInt32.max), radix: 36))"
+        return (prefix, (0..<tenants).map { TenantID("\(prefix)-\($0)") })
+    }
+
+    /// The plan of the run the options describe, over `names`.
+    private func makePlan(_ names: [TenantID], holdTTL: Duration?) throws -> RunPlan {
+        RunPlan(
+            tenants: names,
+            distribution: try TenantDistribution.parse(
+                distribution, count: tenants, zipfExponent: zipfExponent, hotFraction: hotFraction),
+            mix: try OperationMix(parsing: mix), lanes: connections * pipeline,
+            duration: duration ?? (operations == nil ? 10 : nil), operations: operations, rate: rate, amount: amount,
+            holdTTL: holdTTL, holdPrefix: holdPrefix ?? "h\(String(UInt32.random(in: 0...UInt32.max), radix: 36))", seed: seed)
+    }
+
+    /// Runs `lanes` (the measured part, with the progress line) and returns what they saw and how
+    /// long they took, in seconds.
+    private func measure(
+        _ plan: RunPlan, _ lanes: (RunState) async throws -> LaneStats
+    ) async rethrows -> (stats: LaneStats, elapsed: Double) {
         let start = monotonicNanoseconds()
         let state = RunState(operations: plan.operations, duration: plan.duration, start: start)
         let ticker = Task { await showProgress(state, start: start) }
-        let stats = await session.run(plan, state: state)
+        defer { ticker.cancel() }
+        let stats = try await lanes(state)
         let elapsed = Double(monotonicNanoseconds() - start) / 1e9
         ticker.cancel()
         _ = await ticker.result
         progress(quiet ? "" : "\n")
-        let check = noCheck ? nil : await session.check(stats, plan: plan)
+        return (stats, elapsed)
+    }
+
+    /// Prints the report; exit 1 when the check found violations.
+    private func report(_ plan: RunPlan, stats: LaneStats, elapsed: Double, check: CheckResult?) throws {
         let report = Report(
             plan: plan, connections: connections, pipeline: pipeline, elapsed: elapsed, stats: stats, check: check)
         print(json ? report.json() : report.text())
         if let check, !check.violations.isEmpty { throw ExitCode(1) }
     }
 
-    /// Runs the plan's lanes, spread over `clients`, each on its client's event loop (see
-    /// EventLoopExecutor): on Swift's cooperative pool every call cost two thread wake-ups in
-    /// ledger-load (the reply resuming the lane on a pool thread, the next request waking the loop)
-    /// and an open loop's wait a dispatch timer.
+    /// Runs the plan's lanes, spread over `clients`, each on its client's event loop.
     static func runLanes<Client: LoadClient>(_ clients: [Client], plan: RunPlan, state: RunState) async -> LaneStats {
-        await withTaskGroup(of: LaneStats.self) { group in
-            let executors = clients.map { EventLoopExecutor($0.eventLoop) }
-            for index in 0..<plan.lanes {
-                let client = clients[index % clients.count]
-                group.addTask(executorPreference: executors[index % clients.count]) {
-                    var lane = Lane(index: index, client: client, plan: plan, state: state)
-                    return await lane.run()
-                }
-            }
-            var all = LaneStats()
-            for await stats in group { all.merge(stats) }
-            return all
+        await ledger_load.runLanes(plan.lanes, on: clients.map(\.eventLoop)) { index, client in
+            var lane = Lane(index: index, client: clients[client], plan: plan, state: state)
+            return await lane.run()
         }
     }
 

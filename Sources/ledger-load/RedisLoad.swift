@@ -50,12 +50,16 @@ enum RedisLoad {
         """
 
     /// Connects, makes the tenants' balances that do not exist yet and loads the pair script.
-    static func prepare(host: String, port: Int, connections count: Int, plan: RunPlan, grant: UInt64) async throws -> RedisSession {
+    /// `tenantPrefix` is the one the plan's tenant names start with (PREFIX-N): the keys are
+    /// PREFIX:bal:N and PREFIX:hold:HOLD.
+    static func prepare(
+        host: String, port: Int, connections count: Int, tenantPrefix: String, plan: RunPlan, grant: UInt64
+    ) async throws -> RedisSession {
         var connections: [RedisConnection] = []
         do {
             for _ in 0..<count { connections.append(try await RedisConnection.connect(host: host, port: port)) }
             let first = connections[0]
-            let prefix = "\(plan.tenantKeyPrefix):bal:"
+            let prefix = "\(tenantPrefix):bal:"
             let tenants = String(plan.tenants.count)
             try await first.expectOK(["EVAL", setupScript, "0", prefix, tenants, String(grant)])
             guard case .bulk(let sha?) = try await first.call(["SCRIPT", "LOAD", pairScript]) else {
@@ -63,7 +67,8 @@ enum RedisLoad {
             }
             let spent = try await audit(first, prefix: prefix, tenants: tenants).spent
             return RedisSession(
-                connections: connections, sha: String(decoding: sha, as: UTF8.self), prefix: prefix, spentBefore: spent)
+                connections: connections, sha: String(decoding: sha, as: UTF8.self), prefix: prefix,
+                holdPrefix: "\(tenantPrefix):hold:\(plan.holdPrefix)", spentBefore: spent)
         } catch {
             for connection in connections { connection.close() }
             throw error
@@ -84,25 +89,19 @@ struct RedisSession {
     let sha: String
     /// The balance hashes' key prefix (PREFIX:bal:N).
     let prefix: String
+    /// The holds' key prefix (PREFIX:hold:HOLDPREFIX): a lane adds -LANE-N.
+    let holdPrefix: String
     /// The tokens spent over all the tenants before the run.
     let spentBefore: Int64
 
     /// Runs the plan's lanes, spread over the connections, each on its connection's loop.
     func run(_ plan: RunPlan, state: RunState) async -> LaneStats {
-        await withTaskGroup(of: LaneStats.self) { group in
-            let executors = connections.map { EventLoopExecutor($0.eventLoop) }
-            for index in 0..<plan.lanes {
-                let connection = connections[index % connections.count]
-                let sha = self.sha
-                let prefix = self.prefix
-                group.addTask(executorPreference: executors[index % connections.count]) {
-                    var lane = RedisLane(index: index, connection: connection, plan: plan, state: state, sha: sha, prefix: prefix)
-                    return await lane.run()
-                }
-            }
-            var all = LaneStats()
-            for await stats in group { all.merge(stats) }
-            return all
+        let (connections, sha, prefix, holdPrefix) = (self.connections, self.sha, self.prefix, self.holdPrefix)
+        return await runLanes(plan.lanes, on: connections.map(\.eventLoop)) { index, connection in
+            var lane = RedisLane(
+                index: index, connection: connections[connection], plan: plan, state: state, sha: sha, prefix: prefix,
+                holdPrefix: holdPrefix)
+            return await lane.run()
         }
     }
 
@@ -133,11 +132,6 @@ struct RedisSession {
 }
 
 extension RunPlan {
-    /// The keys' prefix in Redis: the tenants' names are PREFIX-N, so the prefix is the first name's.
-    var tenantKeyPrefix: String {
-        let first = tenants.first?.rawValue ?? "load-0"
-        return String(first[..<(first.lastIndex(of: "-") ?? first.endIndex)])
-    }
     /// What a pair commits of its reserve: four fifths (at least 1), as the ledger's lanes do.
     var usedPerPair: UInt64 { max(1, amount - amount / 5) }
 }
@@ -149,17 +143,23 @@ struct RedisLane {
     let plan: RunPlan
     let state: RunState
     let sha: String
+    /// The balance hashes' key prefix (see `RedisSession`).
     let prefix: String
+    /// This lane's holds' key prefix: the session's, then -LANE.
+    let holdPrefix: String
     var random: SplitMix64
     var stats = LaneStats()
 
-    init(index: Int, connection: RedisConnection, plan: RunPlan, state: RunState, sha: String, prefix: String) {
+    init(
+        index: Int, connection: RedisConnection, plan: RunPlan, state: RunState, sha: String, prefix: String, holdPrefix: String
+    ) {
         self.index = index
         self.connection = connection
         self.plan = plan
         self.state = state
         self.sha = sha
         self.prefix = prefix
+        self.holdPrefix = "\(holdPrefix)-\(index)"
         self.random = SplitMix64.forLane(index, seed: plan.seed)
     }
 
@@ -174,7 +174,7 @@ struct RedisLane {
             let tenant = plan.distribution.pick(&random)
             let start = await schedule.next(calls: 1)
             stats.touched.insert(tenant)
-            let hold = "\(plan.tenantKeyPrefix):hold:\(plan.holdPrefix)-\(index)-\(iteration)"
+            let hold = "\(holdPrefix)-\(iteration)"
             var failure: String?
             do {
                 switch try await connection.call(["EVALSHA", sha, "2", prefix + String(tenant), hold, amount, usedText]) {

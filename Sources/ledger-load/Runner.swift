@@ -108,6 +108,26 @@ struct OpenLoopSchedule {
     }
 }
 
+/// Runs `count` lanes spread over `loops` (lane i on loop i % loops.count), each task on its loop
+/// (see EventLoopExecutor): on Swift's cooperative pool every call cost two thread wake-ups in
+/// ledger-load (the reply resuming the lane on a pool thread, the next request waking the loop)
+/// and an open loop's wait a dispatch timer. `lane` gets the lane's index and its loop's, and
+/// returns what the lane saw; the lanes' stats come back merged.
+func runLanes(
+    _ count: Int, on loops: [any EventLoop], _ lane: @escaping @Sendable (_ index: Int, _ loop: Int) async -> LaneStats
+) async -> LaneStats {
+    await withTaskGroup(of: LaneStats.self) { group in
+        let executors = loops.map { EventLoopExecutor($0) }
+        for index in 0..<count {
+            let loop = index % loops.count
+            group.addTask(executorPreference: executors[loop]) { await lane(index, loop) }
+        }
+        var all = LaneStats()
+        for await stats in group { all.merge(stats) }
+        return all
+    }
+}
+
 extension SplitMix64 {
     /// A lane's generator. Lane seeds must be scrambled: SplitMix64 walks its state by a fixed
     /// step, so seeds one step apart would give every lane the same sequence shifted by one.
