@@ -43,7 +43,7 @@ struct Daemon {
             return 1
         }
         let shardCount = DataDirectory.recordedShardCount(path: options.dataDirectory)
-            ?? options.shardCount ?? (options.eventLoops ?? DaemonOptions.eventLoopsDefault)
+            ?? options.shardCount ?? options.eventLoopCount
         if options.storage == "local", let requested = options.shardCount, requested != shardCount {
             logger.critical(
                 "the data directory has a different shard count",

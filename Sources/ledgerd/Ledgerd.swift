@@ -112,7 +112,7 @@ struct Ledgerd: AsyncParsableCommand {
         }
         let logger = Logger(label: "ledgerd")
         // Before anything uses NIO's shared event loops (only once, and only before first use).
-        NIOSingletons.groupLoopCountSuggestion = options.eventLoops ?? DaemonOptions.eventLoopsDefault
+        NIOSingletons.groupLoopCountSuggestion = options.eventLoopCount
         let exitCode = await Daemon(options: options, logger: logger).run()
         if exitCode != 0 { throw ExitCode(exitCode) }
     }

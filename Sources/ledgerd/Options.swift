@@ -16,6 +16,8 @@ struct DaemonOptions: Sendable, Equatable {
     /// of CPU per call where two of each took about 50 (docs/benchmarks.md).
     static var eventLoopsDefault: Int { max(1, ProcessInfo.processInfo.activeProcessorCount / 2) }
     var eventLoops: Int? = nil
+    /// The event loops to run: `--event-loops`, else the default.
+    var eventLoopCount: Int { eventLoops ?? Self.eventLoopsDefault }
     var dataDirectory = "./ledger-data"
     var host = "127.0.0.1"
     var port = 7443
