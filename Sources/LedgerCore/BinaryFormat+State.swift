@@ -509,8 +509,9 @@ extension LedgerState: BinaryCodable {
         // Added after format 1 shipped: a snapshot that ends before this field has no events.
         // The form of a `[TenantID: EventLog]` whose logs hold `LedgerEvent` values: count, then
         // each tenant, its last id and its retained events.
-        writer.writeVarint(UInt64(eventLogs.count))
-        for (tenant, log) in eventLogs {
+        let logs = eventLogs
+        writer.writeVarint(UInt64(logs.count))
+        for (tenant, log) in logs {
             writer.write(tenant)
             log.encode(to: &writer, tenant: tenant)
         }
@@ -527,9 +528,9 @@ extension LedgerState: BinaryCodable {
             let count = try reader.readCount()
             for _ in 0..<count {
                 let tenant = try reader.read(TenantID.self)
-                guard eventLogs.updateValue(try EventLog(from: &reader, tenant: tenant), forKey: tenant) == nil else {
-                    throw reader.fail("duplicate key")
-                }
+                guard let position = tenants.position(of: tenant) else { throw reader.fail("events of an unknown tenant \(tenant)") }
+                guard tenants.eventLog(at: position).lastID == 0 else { throw reader.fail("duplicate key") }
+                tenants.setEventLog(try EventLog(from: &reader, tenant: tenant), at: position)
             }
         }
     }

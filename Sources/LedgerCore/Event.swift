@@ -47,33 +47,59 @@ public struct LedgerEvent: Hashable, Sendable, Codable {
 /// the webhook sink). Bounded: at least the newest ``Limits/eventsRetainedPerTenant`` are kept;
 /// older ones are dropped in blocks so that trimming stays amortized O(1).
 ///
-/// Kept in their binary form (time and kind, back to back, with the start of each): with an event
-/// for every movement a busy tenant retains thousands, and as values they took about three times
-/// the memory (a `LedgerEvent` is 100-odd bytes, a capture's binary form about 25).
+/// Kept in their binary form (time and kind, back to back): with an event for every movement a
+/// busy tenant retains thousands, and as values they took about three times the memory (a
+/// `LedgerEvent` is 100-odd bytes, a capture's binary form about 25). Where each event starts is
+/// indexed only from ``indexedFrom`` events on: most tenants of a large ledger have one or two (the
+/// `granted` of their funding), and an index for those was a second allocation of 48 bytes each;
+/// below that, the few events are found by decoding from the start.
 public struct EventLog: Hashable, Sendable {
     /// The id of the newest event (0: none yet). Ids are never reused.
     public internal(set) var lastID: UInt64 = 0
     /// The retained events' time and kind, oldest first (ids consecutive, ending at `lastID`).
     private var bytes: [UInt8] = []
-    /// Where each retained event starts in `bytes`.
+    /// Where each retained event starts in `bytes`, once ``indexedFrom`` are retained; empty while
+    /// fewer are.
     private var starts: [UInt32] = []
+
+    /// Retained events found by decoding before an index of their starts is kept.
+    static let indexedFrom = 8
 
     public init() {}
 
     /// How many events are retained.
-    public var count: Int { starts.count }
+    public var count: Int { starts.isEmpty ? scannedStarts().count : starts.count }
 
     /// The id of the oldest retained event (`lastID + 1` when none is retained).
-    public var oldestRetainedID: UInt64 { lastID + 1 - UInt64(starts.count) }
+    public var oldestRetainedID: UInt64 { lastID + 1 - UInt64(count) }
+
+    /// Where each retained event starts, found by decoding them (while there is no index).
+    private func scannedStarts() -> [Int] {
+        var found: [Int] = []
+        var reader = BinaryReader(bytes)
+        while !reader.isAtEnd {
+            found.append(reader.offset)
+            // Written by `append` from values: cannot fail.
+            _ = try! reader.read(LedgerTime.self)
+            _ = try! reader.read(LedgerEvent.Kind.self)
+        }
+        return found
+    }
 
     mutating func append(_ event: inout LedgerEvent) {
         lastID += 1
         event.id = lastID
-        starts.append(UInt32(bytes.count))
+        let start = bytes.count
         var writer = BinaryWriter(appendingTo: &bytes)
         writer.write(event.time)
         writer.write(event.kind)
         bytes = writer.bytes
+        if !starts.isEmpty {
+            starts.append(UInt32(start))
+        } else {
+            let scanned = scannedStarts()
+            if scanned.count >= Self.indexedFrom { starts = scanned.map(UInt32.init) }
+        }
         let keep = Limits.eventsRetainedPerTenant
         if starts.count >= keep + keep / 4 { dropOldest(starts.count - keep) }
     }
@@ -85,27 +111,67 @@ public struct EventLog: Hashable, Sendable {
         for index in starts.indices { starts[index] -= UInt32(cut) }
     }
 
-    /// The retained event at `position` (0: the oldest) of `tenant`.
-    private func event(at position: Int, tenant: TenantID) -> LedgerEvent {
-        var reader = BinaryReader(bytes, offset: Int(starts[position]))
+    /// Gives up growth slack (a log read from a snapshot, which a million tenants may each have).
+    mutating func trimCapacity() {
+        bytes = bytes.exactlySized()
+        starts = starts.exactlySized()
+    }
+
+    /// The retained event that starts at `offset`, `position`-th (0: the oldest) of `tenant`.
+    private func event(at offset: Int, position: Int, oldestID: UInt64, tenant: TenantID) -> LedgerEvent {
+        var reader = BinaryReader(bytes, offset: offset)
         // Written by `append` from values: cannot fail.
         let time = try! reader.read(LedgerTime.self)
         let kind = try! reader.read(LedgerEvent.Kind.self)
-        return LedgerEvent(id: oldestRetainedID + UInt64(position), tenant: tenant, time: time, kind: kind)
+        return LedgerEvent(id: oldestID + UInt64(position), tenant: tenant, time: time, kind: kind)
     }
 
     /// Retained events of `tenant` with an id above `afterID`, oldest first, at most `limit`.
     public func events(of tenant: TenantID, after afterID: UInt64, limit: Int) -> [LedgerEvent] {
-        let start = afterID < oldestRetainedID ? 0 : Int(min(afterID - oldestRetainedID + 1, UInt64(starts.count)))
-        return (start..<min(starts.count, start + max(0, limit))).map { event(at: $0, tenant: tenant) }
+        if starts.isEmpty {
+            let scanned = scannedStarts()
+            return events(of: tenant, after: afterID, limit: limit, count: scanned.count) { scanned[$0] }
+        }
+        return events(of: tenant, after: afterID, limit: limit, count: starts.count) { Int(starts[$0]) }
+    }
+
+    /// The page of ``events(of:after:limit:)`` from `count` retained events, the n-th at `offset(n)`.
+    private func events(
+        of tenant: TenantID, after afterID: UInt64, limit: Int, count: Int, offset: (Int) -> Int
+    ) -> [LedgerEvent] {
+        let oldestID = lastID + 1 - UInt64(count)
+        let first = afterID < oldestID ? 0 : Int(min(afterID - oldestID + 1, UInt64(count)))
+        return (first..<(first + min(max(0, limit), count - first))).map {
+            event(at: offset($0), position: $0, oldestID: oldestID, tenant: tenant)
+        }
     }
 
     /// Every retained event of `tenant`, oldest first.
-    public func events(of tenant: TenantID) -> [LedgerEvent] { events(of: tenant, after: 0, limit: starts.count) }
+    public func events(of tenant: TenantID) -> [LedgerEvent] { events(of: tenant, after: 0, limit: count) }
 }
 
-extension EventLog: Codable {
-    private enum CodingKeys: String, CodingKey { case lastID, bytes, starts }
+/// The tenants' event logs, read through the tenant table that keeps them
+/// (``LedgerState/eventLogs``): the logs of tenants that have had an event, in creation order.
+public struct EventLogs: Sequence, Sendable {
+    let tenants: TenantTable
+
+    /// The tenant's log, or nil when it never had an event (or there is no such tenant).
+    public subscript(tenant: TenantID) -> EventLog? {
+        guard let position = tenants.position(of: tenant) else { return nil }
+        let log = tenants.eventLog(at: position)
+        return log.lastID == 0 ? nil : log
+    }
+
+    private var positions: some Sequence<Int> { (0..<tenants.count).lazy.filter { tenants.eventLog(at: $0).lastID > 0 } }
+
+    /// How many tenants have had an event.
+    public var count: Int { positions.reduce(0) { count, _ in count + 1 } }
+
+    public var isEmpty: Bool { positions.first { _ in true } == nil }
+
+    public func makeIterator() -> some IteratorProtocol<(key: TenantID, value: EventLog)> {
+        positions.map { [tenants] in (key: tenants.id(at: $0), value: tenants.eventLog(at: $0)) }.makeIterator()
+    }
 }
 
 /// One page of a tenant's retained events and where the log stands.

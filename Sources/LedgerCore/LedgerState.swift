@@ -20,8 +20,8 @@ public struct LedgerState: Hashable, Sendable {
     public internal(set) var catalog: PriceCatalog?
     var due = DueQueue()
     var dueSequence: UInt64 = 0
-    /// Each tenant's recent, numbered events (only tenants that have had any).
-    public internal(set) var eventLogs: [TenantID: EventLog] = [:]
+    /// Each tenant's recent, numbered events (only tenants that have had any); kept by `tenants`.
+    public var eventLogs: EventLogs { EventLogs(tenants: tenants) }
 
     public init(time: LedgerTime = .epoch) {
         self.time = time
@@ -163,10 +163,10 @@ public struct LedgerState: Hashable, Sendable {
             due.insert(DueItem(time: time, sequence: dueSequence, tenant: tenantID, kind: kind))
         }
         if due.count >= due.pruneAt { pruneDue() }
-        guard !ctx.events.isEmpty, tenants.position(of: tenantID) != nil else { return }
-        // In place: one lookup, and the log's storage is not copied.
+        guard !ctx.events.isEmpty, let position = tenants.position(of: tenantID) else { return }
+        // In place: the log's storage is not copied.
         for var event in ctx.events {
-            eventLogs[tenantID, default: EventLog()].append(&event)
+            tenants.appendEvent(&event, at: position)
             events.append(event)
         }
     }

@@ -24,6 +24,11 @@
 /// quarters full): the ids it compares are the tenants' own, so it stores no key. 8 to 16 bytes a
 /// tenant, where a `[TenantID: Int32]` dictionary took 40 to 55.
 ///
+/// Each tenant's event log (``EventLog``) is kept here too, at the tenant's position: 24 bytes a
+/// tenant, where a `[TenantID: EventLog]` dictionary took 60 to 105 (its table sized like the
+/// index above, 40 bytes a slot, keys included). Logs are not frozen: they change with every
+/// movement, and most hold one or two events.
+///
 /// Tenants are never removed, so positions are stable for the life of the state.
 public struct TenantTable: Sendable {
     /// A hot tenant. Changed only while the table's reference is the only one (see
@@ -42,6 +47,8 @@ public struct TenantTable: Sendable {
     private var frozen: [[UInt8]] = []
     /// The index: a power-of-two number of slots, each 0 (empty) or a position plus 1.
     private var slots: [Int32] = []
+    /// Per position: the tenant's event log (``EventLog/lastID`` 0: it never had an event).
+    private var logs: [EventLog] = []
 
     /// Tenants whose encoding is larger stay hot: a read of a frozen tenant decodes it, which must
     /// stay cheap, and for a large tenant the fields' overhead is small next to its data.
@@ -75,7 +82,7 @@ public struct TenantTable: Sendable {
     }
 
     /// The id of the tenant at a position, without decoding a frozen tenant.
-    private func id(at position: Int) -> TenantID {
+    func id(at position: Int) -> TenantID {
         if let box = hot[position] { return box.tenant.id }
         var reader = BinaryReader(frozen[position])
         // Written by `Tenant.encode` (id first): cannot fail.
@@ -242,6 +249,7 @@ public struct TenantTable: Sendable {
         }
         hot.append(box)
         frozen.append(bytes)
+        logs.append(EventLog())
         slots[slot] = Int32(hot.count)
         return hot.count - 1
     }
@@ -250,8 +258,23 @@ public struct TenantTable: Sendable {
     mutating func reserveCapacity(_ count: Int) {
         hot.reserveCapacity(count)
         frozen.reserveCapacity(count)
+        logs.reserveCapacity(count)
         let needed = Self.slotCount(for: count)
         if slots.count < needed { rehash(needed) }
+    }
+
+    /// The event log of the tenant at a position.
+    func eventLog(at position: Int) -> EventLog { logs[position] }
+
+    /// Numbers `event` and retains it in the log of the tenant at a position (in place).
+    mutating func appendEvent(_ event: inout LedgerEvent, at position: Int) {
+        logs[position].append(&event)
+    }
+
+    /// Sets the log of the tenant at a position (snapshot decoding), without growth slack.
+    mutating func setEventLog(_ log: EventLog, at position: Int) {
+        logs[position] = log
+        logs[position].trimCapacity()
     }
 
     /// Open holds and the tokens they hold, over every tenant (frozen tenants have none).
@@ -292,7 +315,7 @@ extension TenantTable: Hashable {
     public static func == (lhs: TenantTable, rhs: TenantTable) -> Bool {
         guard lhs.count == rhs.count else { return false }
         for position in lhs.hot.indices {
-            guard let other = rhs.position(of: lhs.id(at: position)) else { return false }
+            guard let other = rhs.position(of: lhs.id(at: position)), lhs.logs[position] == rhs.logs[other] else { return false }
             if lhs.hot[position] == nil, rhs.hot[other] == nil, lhs.frozen[position] == rhs.frozen[other] { continue }
             guard lhs[at: position] == rhs[at: other] else { return false }
         }

@@ -297,7 +297,7 @@ public final class WebhookSink: Service, Sendable {
     private func latestEventIDs(_ shards: [LedgerShard]) async throws -> [TenantID: UInt64] {
         var latest: [TenantID: UInt64] = [:]
         for shard in shards {
-            let ids = try await shard.read { state in state.eventLogs.mapValues(\.lastID) }
+            let ids = try await shard.read { state in state.eventLogs.map { ($0.key, $0.value.lastID) } }
             latest.merge(ids) { first, _ in first }
         }
         return latest

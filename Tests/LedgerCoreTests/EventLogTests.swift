@@ -67,6 +67,48 @@ struct EventLogTests {
         #expect(copy.eventLogs["solo"]!.events(of: "solo") == granted)
     }
 
+    @Test("a short log, read by decoding from its start, and a longer one, read through its index, answer every page alike, also from a snapshot")
+    func shortAndIndexedLogs() throws {
+        var ledger = TestLedger()
+        ledger.createTenant("acme")
+        var raised: [LedgerEvent] = []
+        // One `granted` event per grant: the log crosses the length from which starts are indexed.
+        for amount in 1...20 {
+            raised += ledger.run(.grant("acme", GrantRequest(kind: .purchase, amount: Tokens(amount)))).events
+            let log = ledger.state.eventLogs["acme"]!
+            #expect(log.count == amount && log.lastID == UInt64(amount) && log.oldestRetainedID == 1)
+            let copy = try LedgerState(binary: ledger.state.binaryEncoded)
+            #expect(copy == ledger.state)
+            for state in [ledger.state, copy] {
+                #expect(state.eventLogs["acme"]!.events(of: "acme") == raised)
+                for after in 0...UInt64(amount) {
+                    for limit in [1, 3, 256] {
+                        let page = try state.events("acme", after: after, limit: limit)
+                        #expect(page.events == Array(raised.dropFirst(Int(after)).prefix(limit)), "\(amount) events, after \(after), limit \(limit)")
+                        #expect(page.latestID == UInt64(amount) && page.lost == 0)
+                    }
+                }
+            }
+        }
+        #expect(ledger.state.eventLogs.count == 1 && ledger.state.eventLogs.map(\.key) == ["acme"])
+    }
+
+    @Test("a snapshot that lists events under a tenant it does not hold is refused")
+    func eventsOfAnUnknownTenant() throws {
+        var ledger = TestLedger()
+        ledger.createTenant("acme")
+        ledger.grant("acme", 10)
+        // The id appears in the tenant table, then before the tenant's events and in each event
+        // (the last two occurrences): renamed there, the events are those of a tenant not held.
+        var bytes = ledger.state.binaryEncoded
+        let name = Array("acme".utf8)
+        let found = (0...(bytes.count - name.count)).filter { bytes[$0..<($0 + name.count)].elementsEqual(name) }
+        try #require(found.count >= 3)
+        for at in found.suffix(2) { bytes.replaceSubrange(at..<(at + name.count), with: Array("acmf".utf8)) }
+        let error = #expect(throws: BinaryFormatError.self) { try LedgerState(binary: bytes) }
+        #expect(error?.reason.contains("events of an unknown tenant") == true, "\(String(describing: error))")
+    }
+
     @Test("retention keeps the newest events; a reader further behind is told how many it lost")
     func retention() throws {
         var ledger = TestLedger()
