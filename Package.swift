@@ -229,7 +229,7 @@ let package = Package(
         .testTarget(
             name: "LedgerWireTests",
             dependencies: [
-                "LedgerWire", "LedgerCore", .product(name: "NIOCore", package: "swift-nio"),
+                "LedgerWire", "LedgerCore", "LedgerTesting", .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOEmbedded", package: "swift-nio"),
                 .product(name: "NIOTestUtils", package: "swift-nio"),
             ],
