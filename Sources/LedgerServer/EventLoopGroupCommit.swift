@@ -21,6 +21,7 @@
 
 import LedgerEngine
 import NIOCore
+import NIOPosix
 import Synchronization
 
 /// Loop-confined: every method runs on `loop`.
@@ -33,8 +34,12 @@ final class EventLoopGroupCommit {
     private var deferred: [LedgerShard] = []
     private var timerArmed = false
 
-    init(loop: any EventLoop) {
+    /// The loop's turn (kept here, with the group commit, as the one per-loop state of the server).
+    let turn: EventLoopTurn
+
+    init(loop: any EventLoop, ticks: EventLoopTicks?) {
         self.loop = loop
+        turn = EventLoopTurn(loop: loop, ticks: ticks)
     }
 
     /// Notes that `shard` holds a record this loop appended with `syncBy: .caller`: it is synced after
@@ -76,9 +81,113 @@ final class EventLoopGroupCommit {
     }
 }
 
+/// One event loop's turns of work between looks at its sockets. Loop-confined.
+///
+/// NIO runs a tick's tasks until none is left before it looks at its sockets again, and a
+/// connection's delivery (a task) starts that connection's next queued frames, whose replies are
+/// more tasks: a client that sends thousands of requests in one go kept the loop in one tick for
+/// as long as they took, and a new connection on the same loop waited that long for each step of
+/// its TLS handshake (4 clients sending 200,000 balance requests each: a bystander's first call
+/// took 8-16 s, and past the 10 s handshake deadline it was closed; `ConnectionAbuseTests`).
+///
+/// A turn begins with a socket read (``EventLoopTurnMarker``, at the head of the pipeline: TLS
+/// also hands on decrypted input from tasks, when a reply is written) or when yielded connections
+/// resume. Once it has lasted ``length``, a connection starts no more of its queued frames: it
+/// yields, and the yielded connections resume together from one timer, ``pause`` later and not in
+/// the tick that yielded (``EventLoopTicks`` tells when that tick ended; without it, the timer
+/// alone). Until then only replies are left to write, so the tick ends and the loop reads its
+/// sockets.
+final class EventLoopTurn {
+    /// Task-phase work a loop does before it reads its sockets again.
+    static let length = TimeAmount.milliseconds(5)
+    /// How long after the first yield of a turn the yielded connections resume, at the earliest.
+    static let pause = TimeAmount.milliseconds(1)
+
+    private let loop: any EventLoop
+    private let ticks: EventLoopTicks?
+    private var began = NIODeadline.now()
+    private var yielded: [() -> Void] = []
+    private var armed = false
+    /// The loop's tick count when the first connection of the turn yielded.
+    private var yieldedInTick: UInt64 = 0
+
+    init(loop: any EventLoop, ticks: EventLoopTicks?) {
+        self.loop = loop
+        self.ticks = ticks
+    }
+
+    /// A new turn: the loop is reading its sockets.
+    func begin() { began = .now() }
+
+    /// Whether connections should yield to the loop's I/O now.
+    var isOver: Bool { NIODeadline.now() - began > Self.length }
+
+    /// Runs `resume` in the loop's next turn, after its I/O.
+    func yield(_ resume: @escaping () -> Void) {
+        loop.assertInEventLoop()
+        yielded.append(resume)
+        guard !armed else { return }
+        armed = true
+        yieldedInTick = ticks?.count(of: loop) ?? 0
+        arm()
+    }
+
+    private func arm() {
+        let bound = NIOLoopBound(self, eventLoop: loop)
+        loop.scheduleTask(in: Self.pause) { bound.value.timerFired() }
+    }
+
+    private func timerFired() {
+        // Still the tick that yielded (its leftover replies took longer than the pause): once it
+        // has ended, so that the loop reads its sockets first.
+        if let ticks, ticks.count(of: loop) == yieldedInTick { return arm() }
+        armed = false
+        begin()
+        let resuming = yielded
+        yielded.removeAll()
+        for resume in resuming { resume() }
+    }
+}
+
+/// Counts the ticks of each event loop of a group made with it as its metrics delegate (NIO calls
+/// `processedTick` at the end of every tick, before the loop waits for I/O again).
+public final class EventLoopTicks: NIOEventLoopMetricsDelegate {
+    private let counts = Mutex<[ObjectIdentifier: UInt64]>([:])
+
+    public init() {}
+
+    public func processedTick(info: NIOEventLoopTickInfo) {
+        counts.withLock { $0[info.eventLoopID, default: 0] &+= 1 }
+    }
+
+    /// Ticks `loop` has finished.
+    func count(of loop: any EventLoop) -> UInt64 {
+        let id = ObjectIdentifier(loop as AnyObject)
+        return counts.withLock { $0[id] ?? 0 }
+    }
+}
+
+/// First in a connection's pipeline: a socket read begins the loop's turn (``EventLoopTurn``).
+final class EventLoopTurnMarker: ChannelInboundHandler {
+    typealias InboundIn = ByteBuffer
+    typealias InboundOut = ByteBuffer
+
+    private let turn: EventLoopTurn
+
+    init(_ turn: EventLoopTurn) { self.turn = turn }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        turn.begin()
+        context.fireChannelRead(data)
+    }
+}
+
 /// One group commit per event loop of the server, made on first use.
 final class EventLoopGroupCommits: Sendable {
     private let commits = Mutex<[ObjectIdentifier: NIOLoopBound<EventLoopGroupCommit>]>([:])
+    private let ticks: EventLoopTicks?
+
+    init(ticks: EventLoopTicks?) { self.ticks = ticks }
 
     /// The group commit of `loop`; called on `loop`.
     func forLoop(_ loop: any EventLoop) -> EventLoopGroupCommit {
@@ -86,7 +195,7 @@ final class EventLoopGroupCommits: Sendable {
         let key = ObjectIdentifier(loop as AnyObject)
         return commits.withLock { commits in
             if let existing = commits[key] { return existing.value }
-            let made = EventLoopGroupCommit(loop: loop)
+            let made = EventLoopGroupCommit(loop: loop, ticks: ticks)
             commits[key] = NIOLoopBound(made, eventLoop: loop)
             return made
         }

@@ -53,6 +53,8 @@ final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
     private let watches = ConnectionWatches()
     private var principal: Principal?
     private var peer = "?"
+    /// Queued frames wait for the loop's next turn (``yieldCalls(context:)``).
+    private var resumeScheduled = false
 
     var callsInFlight: Int { machine.callsInFlight }
     var framedBytes: Int { machine.framedBytes }
@@ -102,6 +104,8 @@ final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
         case .startCalls:
             break
         }
+        // Frames also come in tasks (TLS hands on buffered input when a reply is written).
+        if groupCommit.turn.isOver { return yieldCalls(context: context) }
         startCalls(context: context, syncBy: .caller)
     }
 
@@ -222,9 +226,26 @@ final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
             }
             context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
         }
+        continueCalls(context: context)
+    }
+
+    /// Starts the queued frames that may start, reads more or closes; or, when the loop's turn is
+    /// over and frames wait, leaves them for its next turn (``EventLoopTurn``).
+    private func continueCalls(context: ChannelHandlerContext) {
+        if machine.queuedFrames > 0, groupCommit.turn.isOver { return yieldCalls(context: context) }
         startCalls(context: context)
         if machine.releaseHeldRead(writable: context.channel.isWritable) { context.read() }
         settle(context: context)
+    }
+
+    /// Leaves the queued frames for the loop's next turn.
+    private func yieldCalls(context: ChannelHandlerContext) {
+        guard !resumeScheduled else { return }
+        resumeScheduled = true
+        groupCommit.turn.yield { [self] in
+            resumeScheduled = false
+            continueCalls(context: context)
+        }
     }
 
     /// Carries out what the state machine decides once calls finished or the connection's input

@@ -51,7 +51,7 @@ public final class LedgerServer: Service, Sendable {
     /// or an address in use.
     public static func bind(
         configuration: ServerConfiguration, engine: LedgerEngine, logger: Logger,
-        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton
+        group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, ticks: EventLoopTicks? = nil
     ) async throws -> LedgerServer {
         let tls = TLSContextBox(try makeSSLContext(configuration))
         let limits = configuration.limits
@@ -61,7 +61,7 @@ public final class LedgerServer: Service, Sendable {
         let registry = ConnectionRegistry(connectionsMax: limits.connectionsMax, metrics: service.metrics)
         service.metrics.setConnectionsMax(limits.connectionsMax)
         let access = configuration.access
-        let groupCommits = EventLoopGroupCommits()
+        let groupCommits = EventLoopGroupCommits(ticks: ticks)
         let serverChannel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -89,11 +89,12 @@ public final class LedgerServer: Service, Sendable {
                     }
                     do {
                         let operations = channel.pipeline.syncOperations
+                        let groupCommit = groupCommits.forLoop(channel.eventLoop)
+                        try operations.addHandler(EventLoopTurnMarker(groupCommit.turn))
                         try operations.addHandler(NIOSSLServerHandler(context: tls.current))
                         let connection = LedgerConnectionHandler(
                             service: service, access: access, inFlightMax: limits.inFlightPerConnectionMax,
-                            groupCommit: groupCommits.forLoop(channel.eventLoop), logger: logger,
-                            onOver: { registry.remove(id) })
+                            groupCommit: groupCommit, logger: logger, onOver: { registry.remove(id) })
                         try operations.addHandler(
                             ConnectionHygieneHandler(limits: limits, logger: logger, progress: connection))
                         try operations.addHandler(ByteToMessageHandler(FrameDecoder(frameSizeMax: limits.frameSizeMax)))

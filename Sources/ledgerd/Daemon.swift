@@ -8,6 +8,7 @@ import LedgerStore
 import LedgerTLS
 import LedgerWebhooks
 import Logging
+import NIOPosix
 import OTel
 import ServiceLifecycle
 import Tracing
@@ -20,6 +21,17 @@ struct Daemon {
     let logger: Logger
 
     func run() async -> Int32 {
+        // ledgerd's own event loops, for the framed and gRPC ports and the operations listener: a
+        // group with a tick counter, so that a connection that yielded its turn resumes after the
+        // loop's I/O (EventLoopTurn in LedgerServer).
+        let ticks = EventLoopTicks()
+        let loops = MultiThreadedEventLoopGroup(numberOfThreads: options.eventLoopCount, metricsDelegate: ticks)
+        let code = await run(loops: loops, ticks: ticks)
+        try? await loops.shutdownGracefully()
+        return code
+    }
+
+    private func run(loops: MultiThreadedEventLoopGroup, ticks: EventLoopTicks) async -> Int32 {
         do {
             try FileManager.default.createDirectory(atPath: options.dataDirectory, withIntermediateDirectories: true)
         } catch {
@@ -54,7 +66,7 @@ struct Daemon {
         var operations: OperationsListener? = nil
         if let host = options.metricsHost {
             do {
-                operations = try await OperationsListener.bind(host: host, port: options.metricsPort)
+                operations = try await OperationsListener.bind(host: host, port: options.metricsPort, group: loops)
                 logger.notice(
                     "operations listener up", metadata: ["metrics.listen": "\(host):\(operations!.boundPort)"])
             } catch {
@@ -111,7 +123,7 @@ struct Daemon {
                 ])
         }
         do {
-            let server = try await LedgerServer.bind(configuration: configuration, engine: engine, logger: logger)
+            let server = try await LedgerServer.bind(configuration: configuration, engine: engine, logger: logger, group: loops, ticks: ticks)
             // Cluster mode: the node joins once the port is known (it is the address clients are
             // sent to); until its first round took shards, calls get `unavailable`.
             var cluster: ClusterNode? = nil
@@ -121,7 +133,7 @@ struct Daemon {
             var grpc: GRPCEndpoint? = nil
             if let host = options.grpcHost {
                 do {
-                    grpc = try await GRPCEndpoint.start(host: host, port: options.grpcPort, ledger: server, logger: logger)
+                    grpc = try await GRPCEndpoint.start(host: host, port: options.grpcPort, ledger: server, group: loops, logger: logger)
                 } catch {
                     guard !options.grpcExplicit else {
                         logger.critical(
