@@ -87,11 +87,11 @@ package struct IdempotencyTable: Hashable, Sendable {
     //   time (zigzag varint, ms)  id (varint length, UTF-8)  stored length (varint)
     //   body length (varint)      stored bytes (the body's encoding, then the outcome's)
     //
-    // A lookup scans the records while there are few; from `indexedFrom` records on, an index from
-    // request id to the record's position is kept as well (a tenant with thousands of remembered
+    // A lookup scans the records while there are few; from `indexedFrom` records on, an index
+    // (``RequestIndex``) finds a record by its request id (a tenant with thousands of remembered
     // requests must not scan them on every command).
     private var records: [UInt8] = []
-    private var index: [RequestID: Int]?
+    private var index: RequestIndex?
     /// Bytes dropped from the front of `records` by compaction: index positions are
     /// `dropped + offset`, so compaction does not rewrite the index.
     private var dropped = 0
@@ -170,16 +170,59 @@ package struct IdempotencyTable: Hashable, Sendable {
     }
 
     package func entry(_ id: RequestID) -> Entry? {
-        if let index {
-            return index[id].map { entry(of: record(at: $0 - dropped)) }
-        }
         var key = id.rawValue
         return key.withUTF8 { wanted -> Entry? in
-            for record in live {
-                if record.id.count == wanted.count, records[record.id].elementsEqual(wanted) { return entry(of: record) }
-            }
+            if let index { return indexedRecord(wanted, index).map(entry(of:)) }
+            for record in live where has(wanted, record) { return entry(of: record) }
             return nil
         }
+    }
+
+    /// Whether `record`'s request id is `wanted` (its UTF-8 bytes).
+    private func has(_ wanted: UnsafeBufferPointer<UInt8>, _ record: Record) -> Bool {
+        record.id.count == wanted.count && records[record.id].elementsEqual(wanted)
+    }
+
+    /// The live record with request id `wanted`, found through the index.
+    private func indexedRecord(_ wanted: UnsafeBufferPointer<UInt8>, _ index: RequestIndex) -> Record? {
+        let mask = index.capacity - 1
+        var slot = RequestIndex.hash(wanted) & mask
+        while true {
+            let stored = index.slots[slot]
+            if stored == 0 { return nil }
+            // A record evicted since it was indexed (before `head`, or compacted away) never matches.
+            let offset = stored - 1 - dropped
+            if offset >= head {
+                let record = record(at: offset)
+                if has(wanted, record) { return record }
+            }
+            slot = (slot + 1) & mask
+        }
+    }
+
+    /// Indexes the live record at `offset`, rebuilding the index first when three quarters of its
+    /// slots are taken (by live records or evicted ones).
+    private mutating func addToIndex(offset: Int) {
+        guard var index, (index.taken + 1) * 4 <= index.capacity * 3 else { return rebuildIndex() }
+        self.index = nil  // unique while it is changed
+        let record = record(at: offset)
+        records.withUnsafeBufferPointer { bytes in
+            index.insert(dropped + offset, hash: RequestIndex.hash(UnsafeBufferPointer(rebasing: bytes[record.id])))
+        }
+        self.index = index
+    }
+
+    /// Builds the index of the live records afresh, at most half full.
+    private mutating func rebuildIndex() {
+        var capacity = 16
+        while capacity < 2 * count { capacity *= 2 }
+        var index = RequestIndex(capacity: capacity)
+        records.withUnsafeBufferPointer { bytes in
+            for record in live {
+                index.insert(dropped + record.start, hash: RequestIndex.hash(UnsafeBufferPointer(rebasing: bytes[record.id])))
+            }
+        }
+        self.index = index
     }
 
     /// The remembered requests, oldest first.
@@ -195,7 +238,7 @@ package struct IdempotencyTable: Hashable, Sendable {
         while count > 0 {
             let oldest = record(at: head)
             guard count >= Limits.idempotencyEntriesPerTenantMax || oldest.time <= cutoff else { break }
-            if index != nil { index![requestID(of: oldest)] = nil }
+            // Left in the index: its slot no longer matches (see `indexedRecord`).
             head = oldest.end
             count -= 1
         }
@@ -224,12 +267,9 @@ package struct IdempotencyTable: Hashable, Sendable {
         records = writer.bytes
         count += 1
         if index != nil {
-            index![id] = dropped + offset
+            addToIndex(offset: offset)
         } else if count >= Self.indexedFrom {
-            var built: [RequestID: Int] = [:]
-            built.reserveCapacity(count)
-            for record in live { built[requestID(of: record)] = dropped + record.start }
-            index = built
+            rebuildIndex()
         }
     }
 
@@ -242,6 +282,46 @@ package struct IdempotencyTable: Hashable, Sendable {
         }
         // A million tenants read from a snapshot must not each keep growth slack.
         records = records.exactlySized()
+    }
+}
+
+/// The index of a table with many remembered requests: open addressing with linear probing, each
+/// slot 0 (empty) or a record's absolute position (`dropped + offset`) plus 1, found by a hash of
+/// the request id's UTF-8 bytes; the id is compared in the record itself, so no key is stored.
+///
+/// Why not `[RequestID: Int]`: hashing a `String` (Unicode-aware) and, for evictions, making the
+/// evicted record's id a `String` again took 2-3% of ledgerd's CPU at peak, and each entry cost 32
+/// to 64 bytes (more with heap-allocated ids such as UUIDs); a slot is 8 bytes. Evicted records are
+/// not removed (that would need backward-shift deletion): their slots stay taken and never match,
+/// and a rebuild drops them once three quarters of the slots are taken.
+struct RequestIndex {
+    /// `capacity` slots (a power of two), then the number taken.
+    private(set) var slots: [Int]
+
+    init(capacity: Int) { slots = [Int](repeating: 0, count: capacity + 1) }
+
+    var capacity: Int { slots.count - 1 }
+
+    /// Slots taken, by live or evicted records.
+    var taken: Int { slots[capacity] }
+
+    /// Adds a record's absolute position (its id not in the index yet), below three quarters full.
+    mutating func insert(_ position: Int, hash: Int) {
+        let mask = capacity - 1
+        var slot = hash & mask
+        while slots[slot] != 0 { slot = (slot + 1) & mask }
+        slots[slot] = position + 1
+        slots[capacity] += 1
+    }
+
+    /// FNV-1a over the bytes (the index lives in memory only, so any fixed function would do).
+    static func hash(_ bytes: UnsafeBufferPointer<UInt8>) -> Int {
+        var hash: UInt64 = 0xCBF2_9CE4_8422_2325
+        for byte in bytes {
+            hash ^= UInt64(byte)
+            hash &*= 0x0000_0100_0000_01B3
+        }
+        return Int(truncatingIfNeeded: hash ^ (hash >> 29))
     }
 }
 
