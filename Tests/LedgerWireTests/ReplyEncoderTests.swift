@@ -1,6 +1,5 @@
 import Foundation
 import LedgerCore
-import LedgerTesting
 @testable import LedgerWire
 import NIOCore
 import SwiftProtobuf
@@ -10,140 +9,7 @@ import Testing
 /// bytes must be exactly SwiftProtobuf's, for every value a field can take.
 @Suite("Reply encoder")
 struct ReplyEncoderTests {
-    /// Reproducible values from a seed.
-    struct Values {
-        var random: SeededGenerator
-        init(seed: UInt64) { random = SeededGenerator(state: seed) }
-        mutating func next() -> UInt64 { random.next() }
-        mutating func below(_ bound: Int) -> Int { Int(next() % UInt64(bound)) }
-        mutating func chance(_ percent: Int) -> Bool { below(100) < percent }
-
-        /// 0, small, 1-byte and 2-byte varint edges, large, the maximum.
-        mutating func uint64() -> UInt64 {
-            switch below(8) {
-            case 0: return 0
-            case 1: return UInt64(below(128))
-            case 2: return [127, 128, 16_383, 16_384][below(4)]
-            case 3: return UInt64.max
-            case 4: return next() >> UInt64(below(64))
-            default: return UInt64(below(1_000_000))
-            }
-        }
-
-        mutating func int64() -> Int64 {
-            switch below(6) {
-            case 0: return 0
-            case 1: return -Int64(below(1_000)) - 1
-            case 2: return [Int64.min, Int64.max, -1][below(3)]
-            default: return 1_780_000_000_000 + Int64(below(1_000_000_000))
-            }
-        }
-
-        /// Empty, ASCII, multi-byte UTF-8, and long enough for a two-byte length.
-        mutating func string() -> String {
-            switch below(6) {
-            case 0: return ""
-            case 1: return "é€😀-" + String(below(1_000))
-            case 2: return String(repeating: "x", count: 100 + below(300))
-            default: return "hold-\(next() % 100_000)"
-            }
-        }
-
-        /// A known value, 0, or one the build does not know (SwiftProtobuf keeps it as UNRECOGNIZED).
-        mutating func enumRaw(known: Int) -> Int {
-            switch below(6) {
-            case 0: return 0
-            case 1: return [99, -3, Int(Int32.max)][below(3)]
-            default: return 1 + below(known)
-            }
-        }
-
-        mutating func hold() -> Tokenledger_V1_Hold {
-            var hold = Tokenledger_V1_Hold()
-            hold.id = string()
-            hold.member = string()
-            hold.state = Tokenledger_V1_HoldState(rawValue: enumRaw(known: 4))!
-            hold.amount = uint64()
-            hold.held = uint64()
-            hold.captured = uint64()
-            hold.overdraftCaptured = uint64()
-            hold.refunded = uint64()
-            hold.createdAtMs = int64()
-            hold.expiresAtMs = int64()
-            hold.resolvedAtMs = int64()
-            hold.catalogVersion = string()
-            for _ in 0..<below(4) { hold.items.append(.with { $0.feature = string(); $0.quantity = uint64() }) }
-            for _ in 0..<below(4) { hold.allocations.append(.with { $0.grantID = uint64(); $0.amount = uint64() }) }
-            for _ in 0..<below(3) { hold.captures.append(.with { $0.grantID = uint64(); $0.amount = uint64() }) }
-            return hold
-        }
-
-        mutating func error() -> WireError {
-            var error = WireError()
-            error.code = WireErrorCode(rawValue: enumRaw(known: 20))!
-            error.message = string()
-            switch below(7) {
-            case 0: error.budget = .with { $0.remaining = uint64(); $0.cap = uint64(); $0.resetsAtMs = int64() }
-            case 1: error.plan = .with { $0.remaining = uint64(); $0.limit = uint64(); $0.resetsAtMs = int64() }
-            case 2: error.balance = .with { $0.available = uint64(); $0.requested = uint64() }
-            case 3: error.limit = .with { $0.name = string(); $0.value = uint64() }
-            case 4: error.owner = .with { $0.shard = UInt32(truncatingIfNeeded: uint64()); $0.address = string(); $0.epoch = uint64() }
-            case 5:
-                error.quota = .with {
-                    $0.feature = string()
-                    $0.used = uint64()
-                    $0.limit = uint64()
-                    $0.resetsAtMs = int64()
-                    $0.requested = uint64()
-                }
-            default: break
-            }
-            return error
-        }
-
-        /// A reply of a kind the fast path covers; the hold left out now and then.
-        mutating func response() -> WireResponse {
-            var response = WireResponse()
-            response.callID = uint64()
-            response.replayed = chance(30)
-            response.lsn = uint64()
-            let withHold = !chance(10)
-            switch below(9) {
-            case 0: response.error = error()
-            case 1: response.reserve = .with { if withHold { $0.hold = hold() } }
-            case 2:
-                response.commit = .with {
-                    if withHold { $0.hold = hold() }
-                    $0.captured = uint64()
-                    $0.released = uint64()
-                }
-            case 3:
-                response.release = .with {
-                    if withHold { $0.hold = hold() }
-                    $0.released = uint64()
-                }
-            case 4:
-                response.refund = .with {
-                    if withHold { $0.hold = hold() }
-                    $0.refunded = uint64()
-                    $0.newGrantID = uint64()
-                }
-            case 5:
-                response.charge = .with {
-                    if withHold { $0.hold = hold() }
-                    $0.charged = uint64()
-                }
-            case 6: response.extendHold = .with { if withHold { $0.hold = hold() } }
-            case 7:
-                response.increaseHold = .with {
-                    if withHold { $0.hold = hold() }
-                    $0.increased = uint64()
-                }
-            default: break  // no result at all
-            }
-            return response
-        }
-    }
+    typealias Values = RandomWireValues
 
     /// The frame ledgerd writes, and SwiftProtobuf's bytes in a frame.
     static func frames(_ response: WireResponse) throws -> (written: [UInt8], expected: [UInt8]) {
@@ -214,5 +80,102 @@ struct ReplyEncoderTests {
             let (written, expected) = try Self.frames(response)
             #expect(written == expected)
         }
+    }
+}
+
+extension RandomWireValues {
+    /// A known value, 0, or one the build does not know (SwiftProtobuf keeps it as UNRECOGNIZED).
+    mutating func enumRaw(known: Int) -> Int {
+        switch below(6) {
+        case 0: return 0
+        case 1: return [99, -3, Int(Int32.max)][below(3)]
+        default: return 1 + below(known)
+        }
+    }
+
+    mutating func hold() -> Tokenledger_V1_Hold {
+        var hold = Tokenledger_V1_Hold()
+        hold.id = string()
+        hold.member = string()
+        hold.state = Tokenledger_V1_HoldState(rawValue: enumRaw(known: 4))!
+        hold.amount = uint64()
+        hold.held = uint64()
+        hold.captured = uint64()
+        hold.overdraftCaptured = uint64()
+        hold.refunded = uint64()
+        hold.createdAtMs = int64()
+        hold.expiresAtMs = int64()
+        hold.resolvedAtMs = int64()
+        hold.catalogVersion = string()
+        for _ in 0..<below(4) { hold.items.append(.with { $0.feature = string(); $0.quantity = uint64() }) }
+        for _ in 0..<below(4) { hold.allocations.append(.with { $0.grantID = uint64(); $0.amount = uint64() }) }
+        for _ in 0..<below(3) { hold.captures.append(.with { $0.grantID = uint64(); $0.amount = uint64() }) }
+        return hold
+    }
+
+    mutating func error() -> WireError {
+        var error = WireError()
+        error.code = WireErrorCode(rawValue: enumRaw(known: 20))!
+        error.message = string()
+        switch below(7) {
+        case 0: error.budget = .with { $0.remaining = uint64(); $0.cap = uint64(); $0.resetsAtMs = int64() }
+        case 1: error.plan = .with { $0.remaining = uint64(); $0.limit = uint64(); $0.resetsAtMs = int64() }
+        case 2: error.balance = .with { $0.available = uint64(); $0.requested = uint64() }
+        case 3: error.limit = .with { $0.name = string(); $0.value = uint64() }
+        case 4: error.owner = .with { $0.shard = UInt32(truncatingIfNeeded: uint64()); $0.address = string(); $0.epoch = uint64() }
+        case 5:
+            error.quota = .with {
+                $0.feature = string()
+                $0.used = uint64()
+                $0.limit = uint64()
+                $0.resetsAtMs = int64()
+                $0.requested = uint64()
+            }
+        default: break
+        }
+        return error
+    }
+
+    /// A reply of a kind the fast path covers; the hold left out now and then.
+    mutating func response() -> WireResponse {
+        var response = WireResponse()
+        response.callID = uint64()
+        response.replayed = chance(30)
+        response.lsn = uint64()
+        let withHold = !chance(10)
+        switch below(9) {
+        case 0: response.error = error()
+        case 1: response.reserve = .with { if withHold { $0.hold = hold() } }
+        case 2:
+            response.commit = .with {
+                if withHold { $0.hold = hold() }
+                $0.captured = uint64()
+                $0.released = uint64()
+            }
+        case 3:
+            response.release = .with {
+                if withHold { $0.hold = hold() }
+                $0.released = uint64()
+            }
+        case 4:
+            response.refund = .with {
+                if withHold { $0.hold = hold() }
+                $0.refunded = uint64()
+                $0.newGrantID = uint64()
+            }
+        case 5:
+            response.charge = .with {
+                if withHold { $0.hold = hold() }
+                $0.charged = uint64()
+            }
+        case 6: response.extendHold = .with { if withHold { $0.hold = hold() } }
+        case 7:
+            response.increaseHold = .with {
+                if withHold { $0.hold = hold() }
+                $0.increased = uint64()
+            }
+        default: break  // no result at all
+        }
+        return response
     }
 }

@@ -1,4 +1,3 @@
-import LedgerTesting
 @testable import LedgerWire
 import NIOCore
 import SwiftProtobuf
@@ -9,88 +8,7 @@ import Testing
 /// plain request a client sends.
 @Suite("Request decoder")
 struct RequestDecoderTests {
-    struct Values {
-        var random: SeededGenerator
-        init(seed: UInt64) { random = SeededGenerator(state: seed) }
-        mutating func below(_ bound: Int) -> Int { Int(random.next() % UInt64(bound)) }
-
-        mutating func uint64() -> UInt64 {
-            switch below(5) {
-            case 0: return 0
-            case 1: return UInt64.max
-            case 2: return [127, 128, 16_383, 16_384][below(4)]
-            default: return random.next() >> UInt64(below(64))
-            }
-        }
-
-        mutating func string() -> String {
-            switch below(5) {
-            case 0: return ""
-            case 1: return "é€😀-\(below(1_000))"
-            case 2: return String(repeating: "r", count: 100 + below(200))
-            default: return "id-\(random.next() % 100_000)"
-            }
-        }
-
-        /// A request of a kind the fast path reads (some with fields it leaves to SwiftProtobuf).
-        mutating func request() -> WireRequest {
-            var request = WireRequest()
-            request.callID = uint64()
-            if below(4) == 0 { request.traceParent = "00-\(string())-01" }
-            switch below(7) {
-            case 0:
-                request.reserve = .with {
-                    $0.requestID = string()
-                    $0.tenant = string()
-                    $0.holdID = string()
-                    $0.member = string()
-                    switch below(4) {
-                    case 0: break
-                    case 1: $0.items = .with { $0.items = [.with { $0.feature = "transcription"; $0.quantity = 3 }] }
-                    default: $0.tokens = uint64()  // 0 included: a oneof member is present when 0
-                    }
-                    $0.ttlMs = uint64()
-                }
-            case 1:
-                request.commit = .with {
-                    $0.requestID = string()
-                    $0.tenant = string()
-                    $0.holdID = string()
-                    $0.amount = uint64()
-                    $0.partial = below(2) == 0
-                }
-            case 2:
-                request.release = .with {
-                    $0.requestID = string()
-                    $0.tenant = string()
-                    $0.holdID = string()
-                }
-            case 3:
-                request.refund = .with {
-                    $0.requestID = string()
-                    $0.tenant = string()
-                    $0.holdID = string()
-                    $0.amount = uint64()
-                }
-            case 4:
-                request.balance = .with {
-                    $0.tenant = string()
-                    $0.member = string()
-                }
-            case 5:
-                request.charge = .with {
-                    $0.requestID = string()
-                    $0.tenant = string()
-                    $0.holdID = string()
-                    $0.member = string()
-                    if below(4) == 0 { $0.items = .with { $0.items = [.with { $0.feature = "report"; $0.quantity = 1 }] } } else { $0.tokens = uint64() }
-                }
-            default:
-                break  // no call
-            }
-            return request
-        }
-    }
+    typealias Values = RandomWireValues
 
     /// Whether the fast path should read it: no priced items.
     static func isPlain(_ request: WireRequest) -> Bool {
@@ -176,5 +94,66 @@ struct RequestDecoderTests {
         #expect((try? WireRequest(serializedBytes: badUTF8)) == nil)
         // An empty frame is an empty request, as SwiftProtobuf reads it.
         #expect(RequestDecoder.decode(ByteBuffer()) == WireRequest())
+    }
+}
+
+extension RandomWireValues {
+    /// A request of a kind the fast path reads (some with fields it leaves to SwiftProtobuf).
+    mutating func request() -> WireRequest {
+        var request = WireRequest()
+        request.callID = uint64()
+        if below(4) == 0 { request.traceParent = "00-\(string())-01" }
+        switch below(7) {
+        case 0:
+            request.reserve = .with {
+                $0.requestID = string()
+                $0.tenant = string()
+                $0.holdID = string()
+                $0.member = string()
+                switch below(4) {
+                case 0: break
+                case 1: $0.items = .with { $0.items = [.with { $0.feature = "transcription"; $0.quantity = 3 }] }
+                default: $0.tokens = uint64()  // 0 included: a oneof member is present when 0
+                }
+                $0.ttlMs = uint64()
+            }
+        case 1:
+            request.commit = .with {
+                $0.requestID = string()
+                $0.tenant = string()
+                $0.holdID = string()
+                $0.amount = uint64()
+                $0.partial = below(2) == 0
+            }
+        case 2:
+            request.release = .with {
+                $0.requestID = string()
+                $0.tenant = string()
+                $0.holdID = string()
+            }
+        case 3:
+            request.refund = .with {
+                $0.requestID = string()
+                $0.tenant = string()
+                $0.holdID = string()
+                $0.amount = uint64()
+            }
+        case 4:
+            request.balance = .with {
+                $0.tenant = string()
+                $0.member = string()
+            }
+        case 5:
+            request.charge = .with {
+                $0.requestID = string()
+                $0.tenant = string()
+                $0.holdID = string()
+                $0.member = string()
+                if below(4) == 0 { $0.items = .with { $0.items = [.with { $0.feature = "report"; $0.quantity = 1 }] } } else { $0.tokens = uint64() }
+            }
+        default:
+            break  // no call
+        }
+        return request
     }
 }
