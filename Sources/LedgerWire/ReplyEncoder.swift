@@ -18,10 +18,9 @@ extension ByteBuffer {
     /// message), writing the metering calls' replies without SwiftProtobuf's visitors.
     public mutating func writeFrame(_ response: WireResponse) throws {
         guard let size = ReplyEncoder.size(of: response) else {
-            let bytes: [UInt8] = try response.serializedBytes()
-            writeInteger(UInt32(bytes.count), endianness: .big)
-            writeBytes(bytes)
-            return
+            // Any other reply: SwiftProtobuf's encoding (the generic `writeFrame`).
+            let message: any SwiftProtobuf.Message = response
+            return try writeFrame(message)
         }
         writeInteger(UInt32(size), endianness: .big)
         writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
