@@ -17,66 +17,72 @@ extension ByteBuffer {
     /// Appends `response` as one frame, its length then its bytes (``writeFrame(_:)`` for any
     /// message), writing the metering calls' replies without SwiftProtobuf's visitors.
     public mutating func writeFrame(_ response: WireResponse) throws {
-        guard let size = ReplyEncoder.size(of: response) else {
+        guard let sized = ReplyEncoder.size(of: response) else {
             // Any other reply: SwiftProtobuf's encoding (the generic `writeFrame`).
             let message: any SwiftProtobuf.Message = response
             return try writeFrame(message)
         }
-        writeInteger(UInt32(size), endianness: .big)
-        writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
+        writeInteger(UInt32(sized.total), endianness: .big)
+        writeWithUnsafeMutableBytes(minimumWritableBytes: sized.total) { raw in
             var out = ProtoOut(raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
-            ReplyEncoder.write(response, to: &out)
-            precondition(out.count == size, "reply encoded to \(out.count) bytes, sized \(size)")
-            return size
+            ReplyEncoder.write(response, sized, to: &out)
+            precondition(out.count == sized.total, "reply encoded to \(out.count) bytes, sized \(sized.total)")
+            return sized.total
         }
     }
 }
 
 /// Sizes and writes the replies the fast path covers.
 enum ReplyEncoder {
-    /// The encoded size of `response`, or nil when the fast path does not cover it.
-    static func size(of response: WireResponse) -> Int? {
+    /// A reply the fast path covers, with the sizes its write needs (each computed once).
+    struct Sized {
+        /// The whole reply's encoded size.
+        var total: Int
+        /// The result's encoded size (after its tag and length); 0 without a result.
+        var result = 0
+        /// The result's hold's encoded size, when it has one.
+        var hold: Int?
+    }
+
+    /// The encoded sizes of `response`, or nil when the fast path does not cover it.
+    static func size(of response: WireResponse) -> Sized? {
         guard response.unknownFields.data.isEmpty else { return nil }
-        var total = ProtoSize.uint64(response.callID) + ProtoSize.bool(response.replayed) + ProtoSize.uint64(response.lsn)
+        var sized = Sized(total: ProtoSize.uint64(response.callID) + ProtoSize.bool(response.replayed) + ProtoSize.uint64(response.lsn))
+        var tagSize = 1
         switch response.result {
         case nil:
-            break
+            return sized
         case .error(let error)?:
             guard let body = size(of: error) else { return nil }
-            total += 1 + ProtoSize.message(body)
+            sized.result = body
         case .reserve(let result)?:
-            guard result.unknownFields.data.isEmpty, let body = holdResultSize(result.hasHold ? result.hold : nil) else { return nil }
-            total += 1 + ProtoSize.message(body)
+            guard result.unknownFields.data.isEmpty, sized.sizeHold(result.hasHold ? result.hold : nil) else { return nil }
         case .commit(let result)?:
-            guard result.unknownFields.data.isEmpty, let hold = holdResultSize(result.hasHold ? result.hold : nil) else { return nil }
-            total += 1 + ProtoSize.message(hold + ProtoSize.uint64(result.captured) + ProtoSize.uint64(result.released))
+            guard result.unknownFields.data.isEmpty, sized.sizeHold(result.hasHold ? result.hold : nil) else { return nil }
+            sized.result += ProtoSize.uint64(result.captured) + ProtoSize.uint64(result.released)
         case .release(let result)?:
-            guard result.unknownFields.data.isEmpty, let hold = holdResultSize(result.hasHold ? result.hold : nil) else { return nil }
-            total += 1 + ProtoSize.message(hold + ProtoSize.uint64(result.released))
+            guard result.unknownFields.data.isEmpty, sized.sizeHold(result.hasHold ? result.hold : nil) else { return nil }
+            sized.result += ProtoSize.uint64(result.released)
         case .refund(let result)?:
-            guard result.unknownFields.data.isEmpty, let hold = holdResultSize(result.hasHold ? result.hold : nil) else { return nil }
-            total += 1 + ProtoSize.message(hold + ProtoSize.uint64(result.refunded) + ProtoSize.uint64(result.newGrantID))
+            guard result.unknownFields.data.isEmpty, sized.sizeHold(result.hasHold ? result.hold : nil) else { return nil }
+            sized.result += ProtoSize.uint64(result.refunded) + ProtoSize.uint64(result.newGrantID)
         case .charge(let result)?:
-            guard result.unknownFields.data.isEmpty, let hold = holdResultSize(result.hasHold ? result.hold : nil) else { return nil }
-            total += 2 + ProtoSize.message(hold + ProtoSize.uint64(result.charged))
+            guard result.unknownFields.data.isEmpty, sized.sizeHold(result.hasHold ? result.hold : nil) else { return nil }
+            sized.result += ProtoSize.uint64(result.charged)
+            tagSize = 2
         case .extendHold(let result)?:
-            guard result.unknownFields.data.isEmpty, let hold = holdResultSize(result.hasHold ? result.hold : nil) else { return nil }
-            total += 2 + ProtoSize.message(hold)
+            guard result.unknownFields.data.isEmpty, sized.sizeHold(result.hasHold ? result.hold : nil) else { return nil }
+            tagSize = 2
         case .increaseHold(let result)?:
-            guard result.unknownFields.data.isEmpty, let hold = holdResultSize(result.hasHold ? result.hold : nil) else { return nil }
-            total += 2 + ProtoSize.message(hold + ProtoSize.uint64(result.increased))
+            guard result.unknownFields.data.isEmpty, sized.sizeHold(result.hasHold ? result.hold : nil) else { return nil }
+            sized.result += ProtoSize.uint64(result.increased)
+            tagSize = 2
         default:
             return nil
         }
-        return total
-    }
-
-    /// The size of a result's `hold` field (1, tag and length included; 0 when absent), or nil when
-    /// the hold carries unknown fields.
-    private static func holdResultSize(_ hold: Tokenledger_V1_Hold?) -> Int? {
-        guard let hold else { return 0 }
-        guard let body = size(of: hold) else { return nil }
-        return 1 + ProtoSize.message(body)
+        // Fields 3 and 10-13 have one-byte tags, 36-38 two-byte ones.
+        sized.total += tagSize + ProtoSize.message(sized.result)
+        return sized
     }
 
     static func size(of hold: Tokenledger_V1_Hold) -> Int? {
@@ -142,12 +148,12 @@ enum ReplyEncoder {
             + ProtoSize.int64(quota.resetsAtMs) + ProtoSize.uint64(quota.requested)
     }
 
-    /// Writes a response that ``size(of:)`` sized.
-    static func write(_ response: WireResponse, to out: inout ProtoOut) {
+    /// Writes a response that ``size(of:)`` sized, with those sizes.
+    static func write(_ response: WireResponse, _ sized: Sized, to out: inout ProtoOut) {
         out.uint64(1, response.callID)
         out.bool(2, response.replayed)
         if case .error(let error)? = response.result {
-            out.messageHeader(3, size(of: error)!)
+            out.messageHeader(3, sized.result)
             write(error, to: &out)
         }
         out.uint64(4, response.lsn)
@@ -155,48 +161,43 @@ enum ReplyEncoder {
         case nil, .error?:
             break
         case .reserve(let result)?:
-            out.messageHeader(10, holdResultSize(result.hasHold ? result.hold : nil)!)
-            writeHold(of: result.hasHold ? result.hold : nil, to: &out)
+            out.messageHeader(10, sized.result)
+            writeHold(result.hold, sized, to: &out)
         case .commit(let result)?:
-            let hold = result.hasHold ? result.hold : nil
-            out.messageHeader(11, holdResultSize(hold)! + ProtoSize.uint64(result.captured) + ProtoSize.uint64(result.released))
-            writeHold(of: hold, to: &out)
+            out.messageHeader(11, sized.result)
+            writeHold(result.hold, sized, to: &out)
             out.uint64(2, result.captured)
             out.uint64(3, result.released)
         case .release(let result)?:
-            let hold = result.hasHold ? result.hold : nil
-            out.messageHeader(12, holdResultSize(hold)! + ProtoSize.uint64(result.released))
-            writeHold(of: hold, to: &out)
+            out.messageHeader(12, sized.result)
+            writeHold(result.hold, sized, to: &out)
             out.uint64(2, result.released)
         case .refund(let result)?:
-            let hold = result.hasHold ? result.hold : nil
-            out.messageHeader(13, holdResultSize(hold)! + ProtoSize.uint64(result.refunded) + ProtoSize.uint64(result.newGrantID))
-            writeHold(of: hold, to: &out)
+            out.messageHeader(13, sized.result)
+            writeHold(result.hold, sized, to: &out)
             out.uint64(2, result.refunded)
             out.uint64(3, result.newGrantID)
         case .charge(let result)?:
-            let hold = result.hasHold ? result.hold : nil
-            out.messageHeader(36, holdResultSize(hold)! + ProtoSize.uint64(result.charged))
-            writeHold(of: hold, to: &out)
+            out.messageHeader(36, sized.result)
+            writeHold(result.hold, sized, to: &out)
             out.uint64(2, result.charged)
         case .extendHold(let result)?:
-            let hold = result.hasHold ? result.hold : nil
-            out.messageHeader(37, holdResultSize(hold)!)
-            writeHold(of: hold, to: &out)
+            out.messageHeader(37, sized.result)
+            writeHold(result.hold, sized, to: &out)
         case .increaseHold(let result)?:
-            let hold = result.hasHold ? result.hold : nil
-            out.messageHeader(38, holdResultSize(hold)! + ProtoSize.uint64(result.increased))
-            writeHold(of: hold, to: &out)
+            out.messageHeader(38, sized.result)
+            writeHold(result.hold, sized, to: &out)
             out.uint64(2, result.increased)
         default:
             preconditionFailure("not sized by ReplyEncoder.size(of:)")
         }
     }
 
-    /// A result's field 1, the hold, when present.
-    private static func writeHold(of hold: Tokenledger_V1_Hold?, to out: inout ProtoOut) {
-        guard let hold else { return }
-        out.messageHeader(1, size(of: hold)!)
+    /// A result's field 1, the hold, when it has one (``Sized/hold``).
+    private static func writeHold(_ hold: @autoclosure () -> Tokenledger_V1_Hold, _ sized: Sized, to out: inout ProtoOut) {
+        guard let holdSize = sized.hold else { return }
+        let hold = hold()
+        out.messageHeader(1, holdSize)
         out.string(1, hold.id)
         out.string(2, hold.member)
         out.enumeration(3, hold.state.rawValue)
@@ -263,6 +264,17 @@ enum ReplyEncoder {
             out.int64(4, quota.resetsAtMs)
             out.uint64(5, quota.requested)
         }
+    }
+}
+
+extension ReplyEncoder.Sized {
+    /// Counts a result's hold (field 1) when it has one; false when the hold carries unknown fields.
+    fileprivate mutating func sizeHold(_ hold: Tokenledger_V1_Hold?) -> Bool {
+        guard let hold else { return true }
+        guard let body = ReplyEncoder.size(of: hold) else { return false }
+        self.hold = body
+        result += 1 + ProtoSize.message(body)
+        return true
     }
 }
 
