@@ -200,15 +200,13 @@ package struct IdempotencyTable: Hashable, Sendable {
         }
     }
 
-    /// Indexes the live record at `offset`, rebuilding the index first when three quarters of its
-    /// slots are taken (by live records or evicted ones).
-    private mutating func addToIndex(offset: Int) {
+    /// Indexes the record of `id` just appended at `offset`, rebuilding the index first when three
+    /// quarters of its slots are taken (by live records or evicted ones).
+    private mutating func addToIndex(_ id: RequestID, offset: Int) {
         guard var index, (index.taken + 1) * 4 <= index.capacity * 3 else { return rebuildIndex() }
         self.index = nil  // unique while it is changed
-        let record = record(at: offset)
-        records.withUnsafeBufferPointer { bytes in
-            index.insert(dropped + offset, hash: RequestIndex.hash(UnsafeBufferPointer(rebasing: bytes[record.id])))
-        }
+        var key = id.rawValue
+        key.withUTF8 { index.insert(dropped + offset, hash: RequestIndex.hash($0)) }
         self.index = index
     }
 
@@ -267,7 +265,7 @@ package struct IdempotencyTable: Hashable, Sendable {
         records = writer.bytes
         count += 1
         if index != nil {
-            addToIndex(offset: offset)
+            addToIndex(id, offset: offset)
         } else if count >= Self.indexedFrom {
             rebuildIndex()
         }
