@@ -284,24 +284,25 @@ final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
 
     /// Decodes a request frame into a call, or the error reply.
     static func decode(_ frame: ByteBuffer) -> Decoded {
-        let request: WireRequest
         // The metering calls' plain requests without SwiftProtobuf's decoder (they carry no
         // unknown field by construction); every other frame through it.
-        let plain = RequestDecoder.decode(frame)
-        if let plain {
-            request = plain
-        } else {
+        if let plain = RequestDecoder.decode(frame) {
             do {
-                request = try WireRequest(frame: frame)
+                return .call(try LedgerCall(plain.call), callID: plain.callID, traceParent: plain.traceParent)
             } catch {
-                return .refused(
-                    WireResponse(callID: 0, error: LedgerError(.invalidArgument, "the frame is not a valid Request message: \(error)")),
-                    rpc: "unreadable")
+                return .refused(WireResponse(callID: plain.callID, error: error), rpc: plain.rpcName)
             }
         }
+        let request: WireRequest
         do {
-            let call = plain != nil ? try LedgerCall(request) : try LedgerService.decode(request)
-            return .call(call, callID: request.callID, traceParent: request.traceParent)
+            request = try WireRequest(frame: frame)
+        } catch {
+            return .refused(
+                WireResponse(callID: 0, error: LedgerError(.invalidArgument, "the frame is not a valid Request message: \(error)")),
+                rpc: "unreadable")
+        }
+        do {
+            return .call(try LedgerService.decode(request), callID: request.callID, traceParent: request.traceParent)
         } catch {
             return .refused(WireResponse(callID: request.callID, error: error), rpc: request.rpcName)
         }

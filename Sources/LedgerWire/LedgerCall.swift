@@ -81,6 +81,11 @@ public enum LedgerCall: Hashable, Sendable {
     /// business rules (amounts, limits, state) are LedgerCore's to check.
     public init(_ request: WireRequest) throws(LedgerError) {
         guard let call = request.call else { throw LedgerError(.invalidArgument, "the request names no call") }
+        try self.init(call)
+    }
+
+    /// Decodes a request's call (the envelope's oneof), as the initializer from the envelope does.
+    public init(_ call: WireRequest.OneOf_Call) throws(LedgerError) {
         switch call {
         case .reserve(let message): self = try Self.reserve(message)
         case .charge(let message): self = try Self.charge(message)
@@ -435,7 +440,10 @@ extension LedgerCall {
 
 extension WireRequest {
     /// The RPC's name in metrics for a request that may not decode into a ``LedgerCall``.
-    public var rpcName: String {
+    public var rpcName: String { Self.rpcName(of: call) }
+
+    /// The RPC's name of a call (the envelope's oneof), "none" without one.
+    public static func rpcName(of call: OneOf_Call?) -> String {
         switch call {
         case .reserve?: return "reserve"
         case .charge?: return "charge"

@@ -12,38 +12,63 @@ import SwiftProtobuf
 // nil and the frame goes through SwiftProtobuf as before, which decodes it or says what is wrong.
 // So the fast path never decides an error, and where it answers, it answers what SwiftProtobuf
 // would (`RequestDecoderTests`: random requests and random damage, both decoders compared).
+//
+// It reads into the call's own message (a plain struct) and leaves out the request envelope, whose
+// oneof SwiftProtobuf keeps in a heap-allocated storage class that every read of the call copies
+// out of; and identifiers (ASCII by the identifier rule) become strings without the generic UTF-8
+// validation.
 public enum RequestDecoder {
+    /// A plain request as read: the envelope's fields and its call.
+    public struct Plain: Sendable {
+        public var callID: UInt64 = 0
+        public var traceParent = ""
+        public var call: WireRequest.OneOf_Call
+
+        /// The envelope SwiftProtobuf would have read.
+        public var request: WireRequest {
+            var request = WireRequest()
+            request.callID = callID
+            request.traceParent = traceParent
+            request.call = call
+            return request
+        }
+
+        public var rpcName: String { WireRequest.rpcName(of: call) }
+    }
+
     /// The request in `frame` when it is one of the plain shapes above, with no unknown field;
-    /// nil otherwise.
-    public static func decode(_ frame: ByteBuffer) -> WireRequest? {
+    /// nil otherwise (a frame without a call too: SwiftProtobuf's path says what is wrong).
+    public static func decode(_ frame: ByteBuffer) -> Plain? {
         frame.withUnsafeReadableBytes { raw in
             var input = ProtoIn(raw)
             return request(&input)
         }
     }
 
-    private static func request(_ input: inout ProtoIn) -> WireRequest? {
-        var request = WireRequest()
-        var haveCall = false
+    private static func request(_ input: inout ProtoIn) -> Plain? {
+        var callID: UInt64 = 0
+        var traceParent = ""
+        var call: WireRequest.OneOf_Call?
         let read = fields(&input) { field, wireType, input in
             switch (field, wireType) {
-            case (1, 0): return input.read(&request.callID)
-            case (2, 2): return input.read(&request.traceParent)
+            case (1, 0): return input.read(&callID)
+            case (2, 2): return input.read(&traceParent)
             case (10, 2), (11, 2), (12, 2), (13, 2), (15, 2), (36, 2):
-                guard !haveCall, var body = input.nested() else { return false }
-                haveCall = true
+                guard call == nil, var body = input.nested() else { return false }
                 switch field {
-                case 10: return message(&body, into: &request.reserve, reserveField)
-                case 11: return message(&body, into: &request.commit, commitField)
-                case 12: return message(&body, into: &request.release, releaseField)
-                case 13: return message(&body, into: &request.refund, refundField)
-                case 15: return message(&body, into: &request.balance, balanceField)
-                default: return message(&body, into: &request.charge, chargeField)
+                case 10: call = message(&body, reserveField).map { .reserve($0) }
+                case 11: call = message(&body, commitField).map { .commit($0) }
+                case 12: call = message(&body, releaseField).map { .release($0) }
+                case 13: call = message(&body, refundField).map { .refund($0) }
+                case 15: call = message(&body, balanceField).map { .balance($0) }
+                default: call = message(&body, chargeField).map { .charge($0) }
                 }
+                return call != nil
             default: return false
             }
         }
-        return read ? request : nil
+        guard read, let call else { return nil }
+        return Plain(callID: callID, traceParent: traceParent, call: call)
     }
 
     /// Reads every field of a message with `read`, which returns false for a field the fast path
@@ -56,14 +81,13 @@ public enum RequestDecoder {
         return true
     }
 
-    /// Reads a call's message with `field` (one of the functions below) and sets it.
+    /// Reads a call's message with `field` (one of the functions below).
     private static func message<M: SwiftProtobuf.Message>(
-        _ input: inout ProtoIn, into target: inout M, _ field: (_ field: Int, _ wireType: Int, _ input: inout ProtoIn, _ message: inout M) -> Bool
-    ) -> Bool {
+        _ input: inout ProtoIn, _ field: (_ field: Int, _ wireType: Int, _ input: inout ProtoIn, _ message: inout M) -> Bool
+    ) -> M? {
         var message = M()
-        guard fields(&input, { number, wireType, input in field(number, wireType, &input, &message) }) else { return false }
-        target = message
-        return true
+        guard fields(&input, { number, wireType, input in field(number, wireType, &input, &message) }) else { return nil }
+        return message
     }
 
     private static func reserveField(_ field: Int, _ wireType: Int, _ input: inout ProtoIn, _ message: inout Tokenledger_V1_ReserveRequest) -> Bool {
@@ -218,6 +242,11 @@ struct ProtoIn {
         guard let length = varint(), length <= UInt64(end - offset) else { return nil }
         let start = offset
         offset += Int(length)
-        return String(validating: UnsafeRawBufferPointer(rebasing: bytes[start..<offset]), as: UTF8.self)
+        let text = UnsafeRawBufferPointer(rebasing: bytes[start..<offset])
+        // ASCII (every identifier) is valid UTF-8 as it is; the generic validation costs more.
+        var high: UInt8 = 0
+        for byte in text { high |= byte }
+        guard high >= 0x80 else { return text.withMemoryRebound(to: UInt8.self) { String(decoding: $0, as: UTF8.self) } }
+        return String(validating: text, as: UTF8.self)
     }
 }

@@ -10,18 +10,19 @@ import Testing
 struct RequestDecoderTests {
     typealias Values = RandomWireValues
 
-    /// Whether the fast path should read it: no priced items.
+    /// Whether the fast path should read it: a call, and no priced items.
     static func isPlain(_ request: WireRequest) -> Bool {
         switch request.call {
         case .reserve(let message)?: if case .items? = message.amount { return false }
         case .charge(let message)?: if case .items? = message.amount { return false }
+        case nil: return false
         default: break
         }
         return true
     }
 
     static func decoded(_ bytes: [UInt8]) -> (fast: WireRequest?, slow: WireRequest?) {
-        (RequestDecoder.decode(ByteBuffer(bytes: bytes)), try? WireRequest(serializedBytes: bytes))
+        (RequestDecoder.decode(ByteBuffer(bytes: bytes))?.request, try? WireRequest(serializedBytes: bytes))
     }
 
     @Test("every plain metering request reads as SwiftProtobuf reads it; priced items are left to SwiftProtobuf")
@@ -77,7 +78,7 @@ struct RequestDecoderTests {
         reserve.callID = 7
         reserve.reserve = .with { $0.requestID = "r"; $0.tenant = "acme"; $0.holdID = "h"; $0.tokens = 5 }
         let bytes: [UInt8] = try reserve.serializedBytes()
-        #expect(RequestDecoder.decode(ByteBuffer(bytes: bytes)) == reserve)
+        #expect(RequestDecoder.decode(ByteBuffer(bytes: bytes))?.request == reserve)
         // An unknown field inside the call (field 99, varint): SwiftProtobuf keeps it and the server
         // refuses the request.
         var unknown = reserve
@@ -92,8 +93,9 @@ struct RequestDecoderTests {
         let badUTF8: [UInt8] = [0x52, 0x04, 0x12, 0x02, 0xC3, 0x28]  // reserve { tenant: C3 28 }
         #expect(RequestDecoder.decode(ByteBuffer(bytes: badUTF8)) == nil)
         #expect((try? WireRequest(serializedBytes: badUTF8)) == nil)
-        // An empty frame is an empty request, as SwiftProtobuf reads it.
-        #expect(RequestDecoder.decode(ByteBuffer()) == WireRequest())
+        // A request without a call (an empty frame): SwiftProtobuf's path refuses it.
+        #expect(RequestDecoder.decode(ByteBuffer()) == nil)
+        #expect(RequestDecoder.decode(ByteBuffer(bytes: [0x08, 0x07])) == nil)
     }
 }
 
