@@ -27,8 +27,13 @@ public enum FileSystem {
 
     /// Writes a new file completely and fsyncs it (used for `.torn` files and the manifest).
     public static func writeFile(_ path: String, _ bytes: [UInt8], faults: StorageFaults? = nil) throws(StorageError) {
+        try writeFile(path, parts: [bytes], faults: faults)
+    }
+
+    /// `writeFile` of `parts` one after the other.
+    static func writeFile(_ path: String, parts: [[UInt8]], faults: StorageFaults? = nil) throws(StorageError) {
         let file = try DurableFile(path: path, flags: O_WRONLY | O_CREAT | O_TRUNC, faults: faults)
-        try file.write(bytes)
+        for part in parts { try file.write(part) }
         try file.fullSync()
         file.close()
     }
@@ -38,8 +43,13 @@ public enum FileSystem {
     /// never a mix (a leftover `.tmp` is the caller's to clean up). Snapshots, the manifest and
     /// the webhook cursor are written this way.
     public static func replaceFile(_ path: String, _ bytes: [UInt8], faults: StorageFaults? = nil) throws(StorageError) {
+        try replaceFile(path, parts: [bytes], faults: faults)
+    }
+
+    /// `replaceFile` with the file's bytes in `parts`, written one after the other.
+    static func replaceFile(_ path: String, parts: [[UInt8]], faults: StorageFaults? = nil) throws(StorageError) {
         let temporary = path + ".tmp"
-        try writeFile(temporary, bytes, faults: faults)
+        try writeFile(temporary, parts: parts, faults: faults)
         try rename(temporary, path)
         let directory: Substring
         if let slash = path.lastIndex(of: "/") {

@@ -52,20 +52,24 @@ public struct SnapshotStore: Sendable {
         return UInt64(name.dropFirst("snapshot-".count).dropLast(".snap".count))
     }
 
-    /// The encoded file for `body` at `lsn`.
-    public static func encode(lsn: UInt64, body: [UInt8]) -> [UInt8] {
-        var bytes = headerMagic
-        bytes.reserveCapacity(headerSize + body.count + footerSize)
-        bytes.appendLittleEndian(formatVersion)
-        bytes.appendLittleEndian(UInt32(0))
-        bytes.appendLittleEndian(lsn)
-        bytes.appendLittleEndian(UInt64(body.count))
-        bytes.append(contentsOf: body)
-        bytes.append(contentsOf: footerMagic)
-        bytes.appendLittleEndian(lsn)
-        bytes.appendLittleEndian(CRC32C.checksum(bytes))
-        bytes.appendLittleEndian(UInt32(0))
-        return bytes
+    /// The parts of the snapshot file for `body` at `lsn` around it: the header, and the footer,
+    /// whose checksum covers the header, the body and the footer's own fields before it. Written
+    /// around the body as it is, so that a snapshot's bytes are not copied once more (a large
+    /// state's body is hundreds of MB).
+    static func frame(lsn: UInt64, body: [UInt8]) -> (header: [UInt8], footer: [UInt8]) {
+        var header = headerMagic
+        header.reserveCapacity(headerSize)
+        header.appendLittleEndian(formatVersion)
+        header.appendLittleEndian(UInt32(0))
+        header.appendLittleEndian(lsn)
+        header.appendLittleEndian(UInt64(body.count))
+        var footer = footerMagic
+        footer.reserveCapacity(footerSize)
+        footer.appendLittleEndian(lsn)
+        let checksum = CRC32C.checksum(footer, continuing: CRC32C.checksum(body, continuing: CRC32C.checksum(header)))
+        footer.appendLittleEndian(checksum)
+        footer.appendLittleEndian(UInt32(0))
+        return (header, footer)
     }
 
     /// The LSN and body of a snapshot file's bytes, or why they are not a valid snapshot.
@@ -94,7 +98,8 @@ public struct SnapshotStore: Sendable {
     /// the two newest. Returns the LSNs kept, newest first.
     @discardableResult
     public func write(lsn: UInt64, body: [UInt8]) throws(StorageError) -> [UInt64] {
-        try FileSystem.replaceFile(directory + "/" + Self.name(lsn: lsn), Self.encode(lsn: lsn, body: body), faults: faults)
+        let (header, footer) = Self.frame(lsn: lsn, body: body)
+        try FileSystem.replaceFile(directory + "/" + Self.name(lsn: lsn), parts: [header, body, footer], faults: faults)
         let all = try snapshotLSNs()
         for old in all.dropFirst(Self.keptCount) { try FileSystem.remove(directory + "/" + Self.name(lsn: old)) }
         if all.count > Self.keptCount { try FileSystem.syncDirectory(directory, faults: faults) }
