@@ -176,7 +176,7 @@ final class LedgerGRPCService: Tokenledger_V1_Ledger.ServiceProtocol {
                 call, callID: callID, principal: peer.principal!, watches: peer.watches, syncBy: .logWriter,
                 traceParent: traceParent,
                 replies: LedgerService.Replies(
-                    finish: { response in continuation.resume(returning: response ?? WireResponse()) },
+                    finish: { reply in continuation.resume(returning: reply?.response ?? WireResponse()) },
                     send: { _ in }))
         }
         if case .error(let error)? = response.result { throw GRPCErrors.status(error) }

@@ -27,7 +27,7 @@ import X509
 /// A call of the connection that finished: its reply to write, or nil after a stream (a watch)
 /// that wrote its replies itself.
 struct FinishedCall: Sendable {
-    var reply: WireResponse?
+    var reply: CallReply?
 }
 
 final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
@@ -192,7 +192,7 @@ final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
         switch Self.decode(frame) {
         case .refused(let response, let rpc):
             service.metrics.record(rpc: rpc, code: LedgerService.code(of: response), duration: .zero)
-            return report(FinishedCall(reply: response))
+            return report(FinishedCall(reply: .message(response)))
         case .call(let decoded, let id, let parent):
             (call, callID, traceParent) = (decoded, id, parent)
         }

@@ -46,13 +46,13 @@ public final class LedgerService: Sendable {
         /// The call is over: its reply, or nil after a stream whose replies went through `send`.
         /// Called exactly once per call, from whichever thread finished it; it must be quick (a
         /// metering call's completion runs on the thread that made it durable).
-        public var finish: @Sendable (WireResponse?) -> Void
+        public var finish: @Sendable (CallReply?) -> Void
         /// One reply of a stream (a watch's updates): returns once the front door took it, so that a
         /// slow reader slows the stream down; throws when it cannot take it any more.
         public var send: @Sendable (WireResponse) async throws -> Void
 
         public init(
-            finish: @escaping @Sendable (WireResponse?) -> Void, send: @escaping @Sendable (WireResponse) async throws -> Void
+            finish: @escaping @Sendable (CallReply?) -> Void, send: @escaping @Sendable (WireResponse) async throws -> Void
         ) {
             self.finish = finish
             self.send = send
@@ -79,16 +79,17 @@ public final class LedgerService: Sendable {
         let start = ContinuousClock.now
         let rpc = call.rpcName
         let traced = tracing?.begin(call, rpc: rpc, traceParent: traceParent)
-        let finish: @Sendable (WireResponse?) -> Void = { [metrics] response in
-            if let response {
-                let code = Self.code(of: response)
+        let finishReply: @Sendable (CallReply?) -> Void = { [metrics] reply in
+            if let reply {
+                let code = Self.code(of: reply)
                 metrics.record(rpc: rpc, code: code, duration: ContinuousClock.now - start)
-                traced?.end(response, code: code)
+                traced?.end(reply.response, code: code)
             } else {
                 traced?.end(nil, code: "ok")
             }
-            replies.finish(response)
+            replies.finish(reply)
         }
+        let finish: @Sendable (WireResponse?) -> Void = { response in finishReply(response.map(CallReply.message)) }
         do {
             try principal.authorize(call)
         } catch {
@@ -115,7 +116,14 @@ public final class LedgerService: Sendable {
             shard.submit(body, requestID: requestID, syncBy: syncBy, trace: traced?.shard) { [self] outcome in
                 finishAdmitted()
                 switch outcome {
-                case .success(let result): finish(WireResponse(callID: callID, result: result))
+                case .success(let result):
+                    // A successful result goes out as the ledger gave it (the framed port writes
+                    // it without building the message); a refusal as its message.
+                    if case .success = result.outcome {
+                        finishReply(.command(callID: callID, result))
+                    } else {
+                        finish(WireResponse(callID: callID, result: result))
+                    }
                 case .failure(let error): finish(failure(error, callID: callID))
                 }
             }
@@ -221,6 +229,14 @@ public final class LedgerService: Sendable {
     static func code(of response: WireResponse) -> String {
         if case .error(let error)? = response.result { return error.code.domain?.rawValue ?? "unknown" }
         return "ok"
+    }
+
+    /// A reply's code in metrics: a command's reply carries a successful outcome.
+    static func code(of reply: CallReply) -> String {
+        switch reply {
+        case .command: "ok"
+        case .message(let response): code(of: response)
+        }
     }
 
     /// Takes one of the server-wide in-flight slots; false when all are taken.

@@ -1,3 +1,4 @@
+import LedgerCore
 import NIOCore
 import SwiftProtobuf
 
@@ -12,6 +13,11 @@ import SwiftProtobuf
 // fields 2 and 4 as the generated `traverse` does). Tests hold the two encodings byte for byte
 // equal over random replies (`ReplyEncoderTests`). Any other reply, or one carrying unknown fields,
 // goes through SwiftProtobuf.
+//
+// A command's successful result (``CallReply/command(callID:_:)``) is written from the ledger's
+// own values, without the `Response` message: `MeteringResult` and `HoldWireFields` read the
+// message and the ledger's `Hold` alike, so the one encoder below writes both, and the tests hold
+// the ledger's results written this way equal to their messages' SwiftProtobuf encoding.
 
 extension ByteBuffer {
     /// Appends `response` as one frame, its length then its bytes (``writeFrame(_:)`` for any
@@ -22,14 +28,180 @@ extension ByteBuffer {
             let message: any SwiftProtobuf.Message = response
             return try writeFrame(message)
         }
-        writeInteger(UInt32(sized.total), endianness: .big)
-        writeWithUnsafeMutableBytes(minimumWritableBytes: sized.total) { raw in
-            var out = ProtoOut(raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
-            ReplyEncoder.write(response, sized, to: &out)
-            precondition(out.count == sized.total, "reply encoded to \(out.count) bytes, sized \(sized.total)")
-            return sized.total
+        writeEncodedFrame(sized.total) { ReplyEncoder.write(response, sized, to: &$0) }
+    }
+
+    /// Appends `reply` as one frame: a command's metering result written straight from the ledger's
+    /// values, anything else as its message is written.
+    public mutating func writeFrame(_ reply: CallReply) throws {
+        guard case .command(let callID, let result) = reply, let metering = MeteringResult(result.outcome) else {
+            return try writeFrame(reply.response)
+        }
+        let envelope = Envelope(callID: callID, replayed: result.replayed, lsn: result.lsn)
+        var sized = ReplyEncoder.Sized(total: envelope.size)
+        guard ReplyEncoder.size(metering, into: &sized) else { return try writeFrame(reply.response) }
+        writeEncodedFrame(sized.total) { out in
+            envelope.writeHead(to: &out)
+            envelope.writeLSN(to: &out)
+            ReplyEncoder.write(metering, sized, to: &out)
         }
     }
+
+    /// A frame of `size` bytes that `write` writes.
+    private mutating func writeEncodedFrame(_ size: Int, _ write: (inout ProtoOut) -> Void) {
+        writeInteger(UInt32(size), endianness: .big)
+        writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
+            var out = ProtoOut(raw.baseAddress!.assumingMemoryBound(to: UInt8.self))
+            write(&out)
+            precondition(out.count == size, "reply encoded to \(out.count) bytes, sized \(size)")
+            return size
+        }
+    }
+}
+
+/// `Response`'s own fields, which every reply has: call id (1), replayed (2), lsn (4).
+private struct Envelope {
+    var callID: UInt64
+    var replayed: Bool
+    var lsn: UInt64
+
+    var size: Int { ProtoSize.uint64(callID) + ProtoSize.bool(replayed) + ProtoSize.uint64(lsn) }
+
+    init(callID: UInt64, replayed: Bool, lsn: UInt64) {
+        self.callID = callID
+        self.replayed = replayed
+        self.lsn = lsn
+    }
+
+    init(_ response: WireResponse) { self.init(callID: response.callID, replayed: response.replayed, lsn: response.lsn) }
+
+    /// Fields 1 and 2; an error (field 3) goes between them and ``writeLSN(to:)``.
+    func writeHead(to out: inout ProtoOut) {
+        out.uint64(1, callID)
+        out.bool(2, replayed)
+    }
+
+    func writeLSN(to out: inout ProtoOut) { out.uint64(4, lsn) }
+}
+
+/// A metering call's result as the wire carries it: `Response.result`'s case `field`, whose message
+/// is the hold (its field 1) and the uint64 fields 2 and 3 (0: absent, as proto3 writes them).
+/// Read alike from SwiftProtobuf's message and from the ledger's outcome.
+struct MeteringResult<Hold: HoldWireFields> {
+    var field: Int
+    var hold: Hold?
+    var second: UInt64 = 0
+    var third: UInt64 = 0
+}
+
+extension MeteringResult where Hold == DomainHold {
+    /// The result of a metering command's outcome; nil for the other outcomes.
+    init?(_ outcome: Result<CommandOutcome, LedgerError>) {
+        guard case .success(let outcome) = outcome else { return nil }
+        switch outcome {
+        case .reserved(let hold): self.init(field: 10, hold: DomainHold(hold))
+        case .committed(let hold, let captured, let released): self.init(field: 11, hold: DomainHold(hold), second: captured, third: released)
+        case .released(let hold, let released): self.init(field: 12, hold: DomainHold(hold), second: released)
+        case .refunded(let hold, let refunded, let newGrant):
+            self.init(field: 13, hold: DomainHold(hold), second: refunded, third: newGrant?.rawValue ?? 0)
+        case .charged(let hold, let charged): self.init(field: 36, hold: DomainHold(hold), second: charged)
+        case .holdExtended(let hold): self.init(field: 37, hold: DomainHold(hold))
+        case .holdIncreased(let hold, let increased): self.init(field: 38, hold: DomainHold(hold), second: increased)
+        default: return nil
+        }
+    }
+}
+
+extension MeteringResult where Hold == Tokenledger_V1_Hold {
+    /// The result of a response's metering case; nil for the other cases, or when a result message
+    /// carries unknown fields.
+    init?(_ result: WireResponse.OneOf_Result?) {
+        func hold(_ message: some HasWireHold) -> Tokenledger_V1_Hold? { message.hasHold ? message.hold : nil }
+        switch result {
+        case .reserve(let result)? where result.unknownFields.data.isEmpty: self.init(field: 10, hold: hold(result))
+        case .commit(let result)? where result.unknownFields.data.isEmpty:
+            self.init(field: 11, hold: hold(result), second: result.captured, third: result.released)
+        case .release(let result)? where result.unknownFields.data.isEmpty: self.init(field: 12, hold: hold(result), second: result.released)
+        case .refund(let result)? where result.unknownFields.data.isEmpty:
+            self.init(field: 13, hold: hold(result), second: result.refunded, third: result.newGrantID)
+        case .charge(let result)? where result.unknownFields.data.isEmpty: self.init(field: 36, hold: hold(result), second: result.charged)
+        case .extendHold(let result)? where result.unknownFields.data.isEmpty: self.init(field: 37, hold: hold(result))
+        case .increaseHold(let result)? where result.unknownFields.data.isEmpty:
+            self.init(field: 38, hold: hold(result), second: result.increased)
+        default: return nil
+        }
+    }
+}
+
+/// The result messages that carry a hold.
+protocol HasWireHold {
+    var hasHold: Bool { get }
+    var hold: Tokenledger_V1_Hold { get }
+}
+
+extension Tokenledger_V1_ReserveResult: HasWireHold {}
+extension Tokenledger_V1_CommitResult: HasWireHold {}
+extension Tokenledger_V1_ReleaseResult: HasWireHold {}
+extension Tokenledger_V1_RefundResult: HasWireHold {}
+extension Tokenledger_V1_ChargeResult: HasWireHold {}
+extension Tokenledger_V1_ExtendHoldResult: HasWireHold {}
+extension Tokenledger_V1_IncreaseHoldResult: HasWireHold {}
+
+/// A hold's fields as `Hold` on the wire has them, read from SwiftProtobuf's message or from the
+/// ledger's `Hold` (``DomainHold``) alike, so that one encoder writes both.
+protocol HoldWireFields {
+    /// False when the hold carries what the fast path does not write (unknown fields).
+    var isPlain: Bool { get }
+    var id: String { get }
+    var member: String { get }
+    var stateNumber: Int { get }
+    var amount: UInt64 { get }
+    var held: UInt64 { get }
+    var captured: UInt64 { get }
+    var overdraftCaptured: UInt64 { get }
+    var refunded: UInt64 { get }
+    var createdAtMs: Int64 { get }
+    var expiresAtMs: Int64 { get }
+    var resolvedAtMs: Int64 { get }
+    var catalogVersion: String { get }
+    func eachItem(_ body: (_ feature: String, _ quantity: UInt64) -> Void)
+    func eachAllocation(_ body: (_ grantID: UInt64, _ amount: UInt64) -> Void)
+    func eachCapture(_ body: (_ grantID: UInt64, _ amount: UInt64) -> Void)
+}
+
+extension Tokenledger_V1_Hold: HoldWireFields {
+    var isPlain: Bool {
+        unknownFields.data.isEmpty && items.allSatisfy { $0.unknownFields.data.isEmpty }
+            && allocations.allSatisfy { $0.unknownFields.data.isEmpty } && captures.allSatisfy { $0.unknownFields.data.isEmpty }
+    }
+    var stateNumber: Int { state.rawValue }
+    func eachItem(_ body: (String, UInt64) -> Void) { for item in items { body(item.feature, item.quantity) } }
+    func eachAllocation(_ body: (UInt64, UInt64) -> Void) { for allocation in allocations { body(allocation.grantID, allocation.amount) } }
+    func eachCapture(_ body: (UInt64, UInt64) -> Void) { for capture in captures { body(capture.grantID, capture.amount) } }
+}
+
+/// The ledger's `Hold` read as the wire's (the mapping of `Tokenledger_V1_Hold.init(_:)`).
+struct DomainHold: HoldWireFields {
+    let hold: Hold
+
+    init(_ hold: Hold) { self.hold = hold }
+
+    var isPlain: Bool { true }
+    var id: String { hold.id.rawValue }
+    var member: String { hold.member?.rawValue ?? "" }
+    var stateNumber: Int { Tokenledger_V1_HoldState(hold.state).rawValue }
+    var amount: UInt64 { hold.amount }
+    var held: UInt64 { hold.held }
+    var captured: UInt64 { hold.captured }
+    var overdraftCaptured: UInt64 { hold.overdraftCaptured }
+    var refunded: UInt64 { hold.refunded }
+    var createdAtMs: Int64 { hold.createdAt.millisecondsSinceEpoch }
+    var expiresAtMs: Int64 { hold.expiresAt.millisecondsSinceEpoch }
+    var resolvedAtMs: Int64 { hold.resolvedAt?.millisecondsSinceEpoch ?? 0 }
+    var catalogVersion: String { hold.catalogVersion ?? "" }
+    func eachItem(_ body: (String, UInt64) -> Void) { for item in hold.items { body(item.feature, item.quantity) } }
+    func eachAllocation(_ body: (UInt64, UInt64) -> Void) { for allocation in hold.allocations { body(allocation.grant.rawValue, allocation.amount) } }
+    func eachCapture(_ body: (UInt64, UInt64) -> Void) { for capture in hold.captures { body(capture.grant.rawValue, capture.amount) } }
 }
 
 /// Sizes and writes the replies the fast path covers.
@@ -47,73 +219,50 @@ enum ReplyEncoder {
     /// The encoded sizes of `response`, or nil when the fast path does not cover it.
     static func size(of response: WireResponse) -> Sized? {
         guard response.unknownFields.data.isEmpty else { return nil }
-        var sized = Sized(total: ProtoSize.uint64(response.callID) + ProtoSize.bool(response.replayed) + ProtoSize.uint64(response.lsn))
-        var tagSize = 1
+        var sized = Sized(total: Envelope(response).size)
         switch response.result {
         case nil:
             return sized
         case .error(let error)?:
             guard let body = size(of: error) else { return nil }
             sized.result = body
-        case .reserve(let result)?:
-            guard result.unknownFields.data.isEmpty, sized.sizeHold(result.hasHold ? result.hold : nil) else { return nil }
-        case .commit(let result)?:
-            guard result.unknownFields.data.isEmpty, sized.sizeHold(result.hasHold ? result.hold : nil) else { return nil }
-            sized.result += ProtoSize.uint64(result.captured) + ProtoSize.uint64(result.released)
-        case .release(let result)?:
-            guard result.unknownFields.data.isEmpty, sized.sizeHold(result.hasHold ? result.hold : nil) else { return nil }
-            sized.result += ProtoSize.uint64(result.released)
-        case .refund(let result)?:
-            guard result.unknownFields.data.isEmpty, sized.sizeHold(result.hasHold ? result.hold : nil) else { return nil }
-            sized.result += ProtoSize.uint64(result.refunded) + ProtoSize.uint64(result.newGrantID)
-        case .charge(let result)?:
-            guard result.unknownFields.data.isEmpty, sized.sizeHold(result.hasHold ? result.hold : nil) else { return nil }
-            sized.result += ProtoSize.uint64(result.charged)
-            tagSize = 2
-        case .extendHold(let result)?:
-            guard result.unknownFields.data.isEmpty, sized.sizeHold(result.hasHold ? result.hold : nil) else { return nil }
-            tagSize = 2
-        case .increaseHold(let result)?:
-            guard result.unknownFields.data.isEmpty, sized.sizeHold(result.hasHold ? result.hold : nil) else { return nil }
-            sized.result += ProtoSize.uint64(result.increased)
-            tagSize = 2
-        default:
-            return nil
+            sized.total += 1 + ProtoSize.message(body)
+            return sized
+        case let result:
+            guard let metering = MeteringResult<Tokenledger_V1_Hold>(result), size(metering, into: &sized) else { return nil }
+            return sized
         }
-        // Fields 3 and 10-13 have one-byte tags, 36-38 two-byte ones.
-        sized.total += tagSize + ProtoSize.message(sized.result)
-        return sized
     }
 
-    static func size(of hold: Tokenledger_V1_Hold) -> Int? {
-        guard hold.unknownFields.data.isEmpty else { return nil }
-        var total = ProtoSize.string(hold.id) + ProtoSize.string(hold.member) + ProtoSize.enumeration(hold.state.rawValue)
+    /// Adds a metering result's sizes to `sized`; false when its hold carries unknown fields.
+    static func size<Hold: HoldWireFields>(_ metering: MeteringResult<Hold>, into sized: inout Sized) -> Bool {
+        if let hold = metering.hold {
+            guard hold.isPlain else { return false }
+            let body = size(of: hold)
+            sized.hold = body
+            sized.result += 1 + ProtoSize.message(body)
+        }
+        sized.result += ProtoSize.uint64(metering.second) + ProtoSize.uint64(metering.third)
+        // Fields 10-13 have one-byte tags, 36-38 two-byte ones.
+        sized.total += (metering.field < 16 ? 1 : 2) + ProtoSize.message(sized.result)
+        return true
+    }
+
+    private static func size(of hold: some HoldWireFields) -> Int {
+        var total = ProtoSize.string(hold.id) + ProtoSize.string(hold.member) + ProtoSize.enumeration(hold.stateNumber)
         total += ProtoSize.uint64(hold.amount) + ProtoSize.uint64(hold.held) + ProtoSize.uint64(hold.captured)
         total += ProtoSize.uint64(hold.overdraftCaptured) + ProtoSize.uint64(hold.refunded)
         total += ProtoSize.int64(hold.createdAtMs) + ProtoSize.int64(hold.expiresAtMs) + ProtoSize.int64(hold.resolvedAtMs)
         total += ProtoSize.string(hold.catalogVersion)
-        for item in hold.items {
-            guard item.unknownFields.data.isEmpty else { return nil }
-            total += 1 + ProtoSize.message(size(of: item))
-        }
-        for allocation in hold.allocations {
-            guard allocation.unknownFields.data.isEmpty else { return nil }
-            total += 1 + ProtoSize.message(size(of: allocation))
-        }
-        for capture in hold.captures {
-            guard capture.unknownFields.data.isEmpty else { return nil }
-            total += 1 + ProtoSize.message(size(of: capture))
-        }
+        hold.eachItem { feature, quantity in total += 1 + ProtoSize.message(itemSize(feature, quantity)) }
+        hold.eachAllocation { grantID, amount in total += 1 + ProtoSize.message(allocationSize(grantID, amount)) }
+        hold.eachCapture { grantID, amount in total += 1 + ProtoSize.message(allocationSize(grantID, amount)) }
         return total
     }
 
-    private static func size(of item: Tokenledger_V1_PricedItem) -> Int {
-        ProtoSize.string(item.feature) + ProtoSize.uint64(item.quantity)
-    }
+    private static func itemSize(_ feature: String, _ quantity: UInt64) -> Int { ProtoSize.string(feature) + ProtoSize.uint64(quantity) }
 
-    private static func size(of allocation: Tokenledger_V1_Allocation) -> Int {
-        ProtoSize.uint64(allocation.grantID) + ProtoSize.uint64(allocation.amount)
-    }
+    private static func allocationSize(_ grantID: UInt64, _ amount: UInt64) -> Int { ProtoSize.uint64(grantID) + ProtoSize.uint64(amount) }
 
     static func size(of error: WireError) -> Int? {
         guard error.unknownFields.data.isEmpty else { return nil }
@@ -150,57 +299,32 @@ enum ReplyEncoder {
 
     /// Writes a response that ``size(of:)`` sized, with those sizes.
     static func write(_ response: WireResponse, _ sized: Sized, to out: inout ProtoOut) {
-        out.uint64(1, response.callID)
-        out.bool(2, response.replayed)
+        let envelope = Envelope(response)
+        envelope.writeHead(to: &out)
         if case .error(let error)? = response.result {
             out.messageHeader(3, sized.result)
             write(error, to: &out)
         }
-        out.uint64(4, response.lsn)
-        switch response.result {
-        case nil, .error?:
-            break
-        case .reserve(let result)?:
-            out.messageHeader(10, sized.result)
-            writeHold(result.hold, sized, to: &out)
-        case .commit(let result)?:
-            out.messageHeader(11, sized.result)
-            writeHold(result.hold, sized, to: &out)
-            out.uint64(2, result.captured)
-            out.uint64(3, result.released)
-        case .release(let result)?:
-            out.messageHeader(12, sized.result)
-            writeHold(result.hold, sized, to: &out)
-            out.uint64(2, result.released)
-        case .refund(let result)?:
-            out.messageHeader(13, sized.result)
-            writeHold(result.hold, sized, to: &out)
-            out.uint64(2, result.refunded)
-            out.uint64(3, result.newGrantID)
-        case .charge(let result)?:
-            out.messageHeader(36, sized.result)
-            writeHold(result.hold, sized, to: &out)
-            out.uint64(2, result.charged)
-        case .extendHold(let result)?:
-            out.messageHeader(37, sized.result)
-            writeHold(result.hold, sized, to: &out)
-        case .increaseHold(let result)?:
-            out.messageHeader(38, sized.result)
-            writeHold(result.hold, sized, to: &out)
-            out.uint64(2, result.increased)
-        default:
-            preconditionFailure("not sized by ReplyEncoder.size(of:)")
-        }
+        envelope.writeLSN(to: &out)
+        guard let metering = MeteringResult<Tokenledger_V1_Hold>(response.result) else { return }
+        write(metering, sized, to: &out)
     }
 
-    /// A result's field 1, the hold, when it has one (``Sized/hold``).
-    private static func writeHold(_ hold: @autoclosure () -> Tokenledger_V1_Hold, _ sized: Sized, to out: inout ProtoOut) {
-        guard let holdSize = sized.hold else { return }
-        let hold = hold()
-        out.messageHeader(1, holdSize)
+    /// Writes a metering result that ``size(_:into:)`` sized.
+    static func write<Hold: HoldWireFields>(_ metering: MeteringResult<Hold>, _ sized: Sized, to out: inout ProtoOut) {
+        out.messageHeader(metering.field, sized.result)
+        if let hold = metering.hold, let holdSize = sized.hold {
+            out.messageHeader(1, holdSize)
+            write(hold, to: &out)
+        }
+        out.uint64(2, metering.second)
+        out.uint64(3, metering.third)
+    }
+
+    private static func write(_ hold: some HoldWireFields, to out: inout ProtoOut) {
         out.string(1, hold.id)
         out.string(2, hold.member)
-        out.enumeration(3, hold.state.rawValue)
+        out.enumeration(3, hold.stateNumber)
         out.uint64(4, hold.amount)
         out.uint64(5, hold.held)
         out.uint64(6, hold.captured)
@@ -210,20 +334,20 @@ enum ReplyEncoder {
         out.int64(10, hold.expiresAtMs)
         out.int64(11, hold.resolvedAtMs)
         out.string(12, hold.catalogVersion)
-        for item in hold.items {
-            out.messageHeader(13, size(of: item))
-            out.string(1, item.feature)
-            out.uint64(2, item.quantity)
+        hold.eachItem { feature, quantity in
+            out.messageHeader(13, itemSize(feature, quantity))
+            out.string(1, feature)
+            out.uint64(2, quantity)
         }
-        write(hold.allocations, field: 14, to: &out)
-        write(hold.captures, field: 15, to: &out)
-    }
-
-    private static func write(_ allocations: [Tokenledger_V1_Allocation], field: Int, to out: inout ProtoOut) {
-        for allocation in allocations {
-            out.messageHeader(field, size(of: allocation))
-            out.uint64(1, allocation.grantID)
-            out.uint64(2, allocation.amount)
+        hold.eachAllocation { grantID, amount in
+            out.messageHeader(14, allocationSize(grantID, amount))
+            out.uint64(1, grantID)
+            out.uint64(2, amount)
+        }
+        hold.eachCapture { grantID, amount in
+            out.messageHeader(15, allocationSize(grantID, amount))
+            out.uint64(1, grantID)
+            out.uint64(2, amount)
         }
     }
 
@@ -264,17 +388,6 @@ enum ReplyEncoder {
             out.int64(4, quota.resetsAtMs)
             out.uint64(5, quota.requested)
         }
-    }
-}
-
-extension ReplyEncoder.Sized {
-    /// Counts a result's hold (field 1) when it has one; false when the hold carries unknown fields.
-    fileprivate mutating func sizeHold(_ hold: Tokenledger_V1_Hold?) -> Bool {
-        guard let hold else { return true }
-        guard let body = ReplyEncoder.size(of: hold) else { return false }
-        self.hold = body
-        result += 1 + ProtoSize.message(body)
-        return true
     }
 }
 

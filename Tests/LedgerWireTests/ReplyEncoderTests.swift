@@ -36,18 +36,26 @@ struct ReplyEncoderTests {
         #expect(covered == 20_000)
     }
 
-    @Test("replies made from the ledger's own results encode to SwiftProtobuf's bytes")
+    @Test("replies made from the ledger's own results encode to SwiftProtobuf's bytes, through the message and straight from the result")
     func repliesOfRealCommands() throws {
         var ledger = LedgerState(time: LedgerTime(millisecondsSinceEpoch: 1_780_000_000_000))
         var count = 0
-        func run(_ body: CommandBody, covered: Bool = true) throws {
+        var direct = 0
+        func run(_ body: CommandBody, covered: Bool = true, requestID: RequestID? = nil) throws {
             count += 1
-            let result = ledger.apply(LedgerCommand(time: ledger.time, requestID: RequestID("r\(count)"), body: body))
+            var result = ledger.apply(LedgerCommand(time: ledger.time, requestID: requestID ?? RequestID("r\(count)"), body: body))
+            result.lsn = UInt64(count) * 1_000_003
             let response = WireResponse(callID: UInt64(count), result: result)
             #expect((ReplyEncoder.size(of: response) != nil) == covered, "\(body) -> \(response)")
             let (written, expected) = try Self.frames(response)
             try #require(written == expected, "\(body)")
+            // The framed port's reply of a command: the result itself, not the message.
+            var buffer = ByteBuffer()
+            try buffer.writeFrame(CallReply.command(callID: UInt64(count), result))
+            try #require(Array(buffer.readableBytesView) == expected, "\(body)")
+            if MeteringResult(result.outcome) != nil { direct += 1 }
         }
+        defer { #expect(direct == 15) }
         try run(.createTenant("acme", TenantSettings()), covered: false)
         try run(.setMember("acme", "ana", MemberSettings(budget: Budget(cap: 50, period: PeriodRule(unit: .day)))), covered: false)
         try run(.grant("acme", GrantRequest(kind: .purchase, amount: 1_000)), covered: false)
@@ -62,6 +70,18 @@ struct ReplyEncoderTests {
         try run(.reserve("acme", ReserveRequest(hold: "h4", amount: .tokens(9))))
         try run(.release("acme", "h4"))
         try run(.commit("acme", "missing", amount: 1, final: true))  // not found
+        // Holds across grants (allocations and captures of several), priced items, a replay.
+        try run(.grant("acme", GrantRequest(kind: .promo, amount: 25)), covered: false)
+        try run(.reserve("acme", ReserveRequest(hold: "h5", amount: .tokens(990))))
+        try run(.commit("acme", "h5", amount: 980, final: false))
+        try run(.commit("acme", "h5", amount: 10, final: true), requestID: "last")
+        try run(.commit("acme", "h5", amount: 10, final: true), requestID: "last")  // replayed
+        try run(.grant("acme", GrantRequest(kind: .purchase, amount: 500)), covered: false)
+        let catalog = try PriceCatalog(version: "v7", features: [FeaturePrice(name: "transcription", unit: "minute", rate: 8)])
+        try run(.installCatalog(catalog), covered: false)
+        try run(.reserve("acme", ReserveRequest(hold: "h6", member: "ana", amount: .items([PricedItem(feature: "transcription", quantity: 3)]))))
+        try run(.charge("acme", ReserveRequest(hold: "c2", amount: .items([PricedItem(feature: "transcription", quantity: 1)]))))
+        try run(.release("acme", "h6"))
     }
 
     @Test("replies the fast path does not cover, or carrying unknown fields, go through SwiftProtobuf")
