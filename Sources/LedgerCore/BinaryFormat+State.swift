@@ -308,8 +308,11 @@ extension CommandOutcome: BinaryCodable {
 }
 
 extension StoredOutcome: BinaryCodable {
-    package func encode(to writer: inout BinaryWriter) {
-        switch self {
+    package func encode(to writer: inout BinaryWriter) { Self.write(result, to: &writer) }
+
+    /// Writes a result as its stored outcome is written, without making the outcome first.
+    static func write(_ result: Result<CommandOutcome, LedgerError>, to writer: inout BinaryWriter) {
+        switch result {
         case .success(let outcome):
             writer.tag(0)
             writer.write(outcome)

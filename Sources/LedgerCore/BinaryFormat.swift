@@ -86,6 +86,29 @@ public struct BinaryWriter {
 
     /// Removes written bytes (the tenant id inside a remembered request's body).
     mutating func removeBytes(_ range: Range<Int>) { bytes.removeSubrange(range) }
+
+    /// Replaces written bytes with two varints, back to back (lengths that come before what they
+    /// measure: room is left for them, then filled in). The bytes after `range` move only when the
+    /// varints' size differs from the room left.
+    mutating func replaceBytes(_ range: Range<Int>, withVarints first: UInt64, _ second: UInt64) {
+        let size = Self.varintSize(first) + Self.varintSize(second)
+        if size != range.count { bytes.replaceSubrange(range, with: repeatElement(0, count: size)) }
+        var offset = range.lowerBound
+        func put(_ value: UInt64) {
+            var value = value
+            while value >= 0x80 {
+                bytes[offset] = UInt8(truncatingIfNeeded: value) | 0x80
+                offset += 1
+                value >>= 7
+            }
+            bytes[offset] = UInt8(value)
+            offset += 1
+        }
+        put(first)
+        put(second)
+    }
+
+    static func varintSize(_ value: UInt64) -> Int { value < 0x80 ? 1 : (70 - value.leadingZeroBitCount) / 7 }
 }
 
 /// Why bytes are not a valid binary form.

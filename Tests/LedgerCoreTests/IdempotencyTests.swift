@@ -49,6 +49,34 @@ import Testing
         ledger.fail(.reserve(acme, ReserveRequest(hold: "h", amount: .tokens(99), ttl: .seconds(60))), .idempotencyConflict, requestID: "op-1")
     }
 
+    /// A record's lengths are written after its bytes, into room left for the usual sizes: shorter
+    /// (a small refusal), as left, and longer (a body of thousands of items) must all read back.
+    @Test func requestsOfEverySizeReplayTheirOutcomes() throws {
+        var ledger = ledger()
+        var sent: [(String, CommandBody, CommandResult)] = []
+        for n in 0..<12 {
+            let items = (0..<(n % 3 == 2 ? 3_000 : n % 3)).map { PricedItem(feature: "feature-\($0)", quantity: 1) }
+            let body: CommandBody =
+                items.isEmpty
+                ? .release(acme, HoldID("missing-\(n)"))
+                : .reserve(acme, ReserveRequest(hold: HoldID("h\(n)"), amount: .items(items)))
+            let id = "op-\(n)"
+            sent.append((id, body, ledger.run(body, requestID: id)))
+            let reserve = CommandBody.reserve(acme, ReserveRequest(hold: HoldID("t\(n)"), amount: .tokens(1)))
+            let reserveID = "tokens-\(n)"
+            sent.append((reserveID, reserve, ledger.run(reserve, requestID: reserveID)))
+        }
+        #expect(ledger.tenant(acme).idempotency.storedBytes > 3 * 16_384)
+        for _ in 0..<2 {
+            for (id, body, first) in sent {
+                let again = ledger.run(body, requestID: id)
+                #expect(again.replayed && again.outcome == first.outcome, "\(id)")
+            }
+            ledger.fail(.release(acme, "other"), .idempotencyConflict, requestID: "op-2")
+            ledger.state = try LedgerState(binary: ledger.state.binaryEncoded)
+        }
+    }
+
     @Test func sameIDWithADifferentCommandIsAConflict() {
         var ledger = ledger()
         ledger.ok(.reserve(acme, ReserveRequest(hold: "h", amount: .tokens(100))), requestID: "op-1")
