@@ -91,25 +91,34 @@ public struct BinaryWriter {
     /// measure: room is left for them, then filled in). The bytes after `range` move only when the
     /// varints' size differs from the room left.
     mutating func replaceBytes(_ range: Range<Int>, withVarints first: UInt64, _ second: UInt64) {
-        let size = Self.varintSize(first) + Self.varintSize(second)
+        let size = Varint.size(first) + Varint.size(second)
         if size != range.count { bytes.replaceSubrange(range, with: repeatElement(0, count: size)) }
-        var offset = range.lowerBound
-        func put(_ value: UInt64) {
-            var value = value
-            while value >= 0x80 {
-                bytes[offset] = UInt8(truncatingIfNeeded: value) | 0x80
-                offset += 1
-                value >>= 7
-            }
-            bytes[offset] = UInt8(value)
-            offset += 1
+        bytes.withUnsafeMutableBufferPointer { buffer in
+            let start = buffer.baseAddress! + range.lowerBound
+            _ = Varint.write(second, at: start + Varint.write(first, at: start))
         }
-        put(first)
-        put(second)
     }
-
-    static func varintSize(_ value: UInt64) -> Int { value < 0x80 ? 1 : (70 - value.leadingZeroBitCount) / 7 }
 }
+
+/// Varints (LEB128, as protobuf writes them) into memory sized beforehand.
+public enum Varint {
+    /// The bytes `value` takes.
+    @inlinable @inline(__always)
+    public static func size(_ value: UInt64) -> Int { value < 0x80 ? 1 : (70 - value.leadingZeroBitCount) / 7 }
+
+    /// Writes `value` at `base`; returns the bytes written.
+    @inlinable @inline(__always)
+    public static func write(_ value: UInt64, at base: UnsafeMutablePointer<UInt8>) -> Int {
+        var value = value
+        var count = 0
+        while value >= 0x80 {
+            base[count] = UInt8(truncatingIfNeeded: value) | 0x80
+            count += 1
+            value >>= 7
+        }
+        base[count] = UInt8(value)
+        return count + 1
+    }}
 
 /// Why bytes are not a valid binary form.
 public struct BinaryFormatError: Error, Hashable, Sendable, CustomStringConvertible {

@@ -396,7 +396,7 @@ enum ReplyEncoder {
 /// `Response.result` cases from 16 on, whose two-byte tags the callers count themselves.
 enum ProtoSize {
     @inline(__always)
-    static func varint(_ value: UInt64) -> Int { value < 0x80 ? 1 : (70 - value.leadingZeroBitCount) / 7 }
+    static func varint(_ value: UInt64) -> Int { Varint.size(value) }
 
     @inline(__always)
     static func uint64(_ value: UInt64) -> Int { value == 0 ? 0 : 1 + varint(value) }
@@ -430,16 +430,7 @@ struct ProtoOut {
     init(_ base: UnsafeMutablePointer<UInt8>) { self.base = base }
 
     @inline(__always)
-    mutating func varint(_ value: UInt64) {
-        var value = value
-        while value >= 0x80 {
-            base[count] = UInt8(truncatingIfNeeded: value) | 0x80
-            count += 1
-            value >>= 7
-        }
-        base[count] = UInt8(value)
-        count += 1
-    }
+    mutating func varint(_ value: UInt64) { count += Varint.write(value, at: base + count) }
 
     @inline(__always)
     private mutating func tag(_ field: Int, _ wireType: Int) { varint(UInt64(field << 3 | wireType)) }
