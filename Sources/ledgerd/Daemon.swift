@@ -32,6 +32,7 @@ struct Daemon {
     }
 
     private func run(loops: MultiThreadedEventLoopGroup, ticks: EventLoopTicks) async -> Int32 {
+        logger.info("allocator", metadata: ["glibc.tunables": "\(MallocTuning.current ?? "")"])
         do {
             try FileManager.default.createDirectory(atPath: options.dataDirectory, withIntermediateDirectories: true)
         } catch {

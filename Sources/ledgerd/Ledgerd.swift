@@ -35,6 +35,7 @@ struct Ledgerd: AsyncParsableCommand {
 
     /// `ledgerd restore ...` is the restore tool; anything else serves.
     static func main() async {
+        MallocTuning.applyByExecutingAgain()
         let arguments = Array(CommandLine.arguments.dropFirst())
         if arguments.first == "restore" {
             RestoreCommand.main(Array(arguments.dropFirst()))

@@ -68,6 +68,28 @@ struct LedgerdProcessTests {
         #expect(restarted.process.wait() == 0)
     }
 
+    @Test("ledgerd executes itself once with glibc's tcache set to 256 blocks, keeping an operator's own setting")
+    func mallocTuning() throws {
+        let directory = TemporaryDirectory("ledgerd-malloc")
+        /// The tunables the server runs with, as it logs them at start.
+        var runs = 0
+        func tunables(_ environment: [String: String]) throws -> String? {
+            runs += 1
+            let dataPath = directory.path + "/data-\(runs)"
+            let server = try StartedLedgerd(dataPath: dataPath, logPath: dataPath + ".log", environment: environment)
+            server.process.kill(SIGTERM)
+            server.process.wait()
+            let log = try String(contentsOfFile: dataPath + ".log", encoding: .utf8)
+            guard let line = log.split(separator: "\n").first(where: { $0.contains("allocator") }),
+                let range = line.range(of: "glibc.tunables=")
+            else { return nil }
+            return String(line[range.upperBound...].prefix { $0 != " " })
+        }
+        #expect(try tunables([:]) == "glibc.malloc.tcache_count=256")
+        #expect(try tunables(["GLIBC_TUNABLES": "glibc.malloc.trim_threshold=1048576"]) == "glibc.malloc.trim_threshold=1048576:glibc.malloc.tcache_count=256")
+        #expect(try tunables(["GLIBC_TUNABLES": "glibc.malloc.tcache_count=7"]) == "glibc.malloc.tcache_count=7")
+    }
+
     @Test("--event-loops 1 with a sync interval: one shard by default, calls made durable, state kept across a restart")
     func oneLoopAndASyncInterval() async throws {
         let directory = TemporaryDirectory("ledgerd-one-loop")
