@@ -237,8 +237,13 @@ public protocol BinaryCodable {
 
 extension BinaryCodable {
     /// The binary form of this value alone.
-    public var binaryEncoded: [UInt8] {
-        var writer = BinaryWriter()
+    public var binaryEncoded: [UInt8] { binaryEncoded(capacity: 256) }
+
+    /// The binary form, written into room for `capacity` bytes reserved up front: a large value
+    /// (a snapshot's state, hundreds of MB) then does not grow its buffer by doubling, copying
+    /// what was written at every step.
+    public func binaryEncoded(capacity: Int) -> [UInt8] {
+        var writer = BinaryWriter(capacity: capacity)
         encode(to: &writer)
         return writer.bytes
     }

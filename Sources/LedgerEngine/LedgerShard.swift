@@ -408,20 +408,23 @@ public final class LedgerShard: Sendable {
     /// writing happen outside the lock; under it the shard only hands over a copy-on-write copy.
     @discardableResult
     public func snapshot() async throws -> Bool {
-        let taken: (state: LedgerState, lsn: UInt64)? = try core.withLock { core in
+        let taken: (state: LedgerState, lsn: UInt64, estimate: Int)? = try core.withLock { core in
             if let failure = core.failure { throw EngineError.unavailable(failure) }
             guard !core.snapshotInProgress, !core.backupInProgress, core.appliedLSN > core.snapshotLSN else { return nil }
+            // The state grew by at most about what was logged since the last snapshot: room for
+            // that is reserved (pages untouched past the end cost nothing), not grown by doubling.
+            let estimate = core.lastSnapshotBytes + core.logBytesSinceSnapshot + 4_096
             core.snapshotInProgress = true
             core.recordsSinceSnapshot = 0
             core.logBytesSinceSnapshot = 0
             core.lastSnapshotAt = monotonicNanoseconds()
-            return (core.state, core.appliedLSN)
+            return (core.state, core.appliedLSN, estimate)
         }
-        guard let (copy, lsn) = taken else { return false }
+        guard let (copy, lsn, estimate) = taken else { return false }
         defer { core.withLock { $0.snapshotInProgress = false } }
         try await durable(lsn)
         let started = monotonicNanoseconds()
-        let body = copy.binaryEncoded
+        let body = copy.binaryEncoded(capacity: estimate)
         guard let (wal, snapshots) = local else {
             try await (log as! any ExternalShardLog).writeSnapshot(lsn: lsn, body: body)
             snapshotWritten(lsn: lsn, bytes: body.count, started: started)
