@@ -1,3 +1,4 @@
+import LedgerCore
 import NIOCore
 import SwiftProtobuf
 
@@ -242,11 +243,6 @@ struct ProtoIn {
         guard let length = varint(), length <= UInt64(end - offset) else { return nil }
         let start = offset
         offset += Int(length)
-        let text = UnsafeRawBufferPointer(rebasing: bytes[start..<offset])
-        // ASCII (every identifier) is valid UTF-8 as it is; the generic validation costs more.
-        var high: UInt8 = 0
-        for byte in text { high |= byte }
-        guard high >= 0x80 else { return text.withMemoryRebound(to: UInt8.self) { String(decoding: $0, as: UTF8.self) } }
-        return String(validating: text, as: UTF8.self)
+        return UnsafeRawBufferPointer(rebasing: bytes[start..<offset]).withMemoryRebound(to: UInt8.self, String.init(validatingUTF8:))
     }
 }
