@@ -69,8 +69,8 @@ final class DurableFile {
     /// Writes zeros from `offset` up to `length` (at explicit offsets: the file position stays), so
     /// that later writes inside change no metadata: their fdatasync then writes the data alone, not
     /// the inode too. Zeros written, not `posix_fallocate`: ext4 allocates with unwritten extents,
-    /// and the first write into each block converts its extent, a journal commit in the next
-    /// fdatasync (docs/storage.md has the measurement).
+    /// and the first write into each block converts its extent, metadata that the next fdatasync
+    /// must write too (docs/storage.md has the measurement).
     func preallocate(from offset: Int, to length: Int) throws(StorageError) {
         var position = offset
         while position < length {
