@@ -446,7 +446,7 @@ extension Tenant: BinaryCodable {
         guard !active.contains(where: { $0.rawValue == 0 }) else { throw reader.fail("grant id 0 in the burn-down order") }
         activeGrants = GrantIDList(active)
         pendingGrantCount = try Self.readCount(&reader, "pending grant count")
-        holds = try reader.readDictionary()
+        holds = try reader.read()
         openHoldCount = try Self.readCount(&reader, "open hold count")
         heldTotal = try reader.read()
         debt = try reader.read()

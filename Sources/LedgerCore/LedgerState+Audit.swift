@@ -89,7 +89,8 @@ extension Tenant {
         var open = 0
         var heldByMember: [MemberID: Tokens] = [:]
         var heldPerGrant: [GrantID: Tokens] = [:]
-        for hold in holds.values {
+        let allHolds = holds.values
+        for hold in allHolds {
             let allocated = hold.allocations.reduce(Tokens(0)) { $0 + $1.amount }
             let captures = hold.captures.reduce(Tokens(0)) { $0 + $1.amount }
             if allocated != hold.held { fail("hold \(hold.id): held \(hold.held) != allocations \(allocated)") }
@@ -112,7 +113,7 @@ extension Tenant {
         if let period = planPeriod {
             // The period's quota units are those its holds still count.
             var counted: [String: UInt64] = [:]
-            for hold in holds.values {
+            for hold in allHolds {
                 guard let quota = hold.quota, quota.periodStart == period.start, quota.generation == period.generation else { continue }
                 for units in quota.units { counted[units.feature, default: 0] += units.units }
             }

@@ -27,13 +27,13 @@ extension LedgerState {
     }
 
     /// The tenant's open holds (of `member` only, when given), after the hold id `after`, at most
-    /// `limit`. Reads every hold of the tenant (resolved ones are kept): O(holds) per page.
+    /// `limit`. Reads the tenant's open holds (resolved ones are kept apart): O(open holds) per page.
     public func openHolds(_ tenantID: TenantID, member: MemberID?, after: HoldID?, limit: Int) throws(LedgerError) -> HoldPage {
         let tenant = try tenant(tenantID)
         try Self.checkPageLimit(limit)
         if let member { try IdentifierRule.check(member.rawValue, field: "member id") }
-        var open = tenant.holds.values.filter { hold in
-            hold.state == .held && (member == nil || hold.member == member)
+        var open = tenant.holds.open.values.filter { hold in
+            (member == nil || hold.member == member)
                 && (after == nil || after! < hold.id)
         }
         open.sort { $0.id < $1.id }

@@ -151,7 +151,7 @@ public struct LedgerState: Hashable, Sendable {
         due.prune { item in
             guard case .holdExpiry(let holdID) = item.kind else { return false }
             guard let position = tenants.position(of: item.tenant),
-                let hold = tenants[at: position].holds[holdID]
+                let hold = tenants[at: position].holds.open[holdID]
             else { return true }
             return hold.state != .held || hold.expiresAt != item.time
         }

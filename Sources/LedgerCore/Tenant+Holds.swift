@@ -196,7 +196,7 @@ extension Tenant {
         if let member = request.member { try IdentifierRule.check(member.rawValue, field: "member id") }
         let ttl = charging ? 0 : try Self.holdTTLMilliseconds(request.ttl)
         let (amount, catalogVersion, items, costs) = try Self.price(request.amount, catalog: ctx.catalog)
-        guard holds[request.hold] == nil else { throw LedgerError(.alreadyExists, "hold \(request.hold) exists already") }
+        guard !holds.contains(request.hold) else { throw LedgerError(.alreadyExists, "hold \(request.hold) exists already") }
         guard charging || openHoldCount < Limits.openHoldsPerTenantMax else {
             throw LedgerError.limit("open_holds_per_tenant_max", UInt64(Limits.openHoldsPerTenantMax), "tenant \(id) has \(Limits.openHoldsPerTenantMax) open holds already")
         }
@@ -235,7 +235,7 @@ extension Tenant {
             for count in units { planPeriod!.count(count, adding: true) }
             hold.quota = HoldQuota(periodStart: period.start, generation: period.generation, units: units)
         }
-        holds[request.hold] = hold
+        holds.update(hold)
         if !charging { ctx.schedule(hold.expiresAt, .holdExpiry(request.hold)) }
         return hold
     }
@@ -310,7 +310,7 @@ extension Tenant {
             resolve(&hold, as: .committed, returning: .release, ctx)
             returnQuotaIfUnspent(&hold)
         }
-        holds[holdID] = hold
+        holds.update(hold)
         return .committed(hold, captured: amount, released: released)
     }
 
@@ -320,7 +320,7 @@ extension Tenant {
         var hold = try openHold(holdID)
         let milliseconds = try Self.holdTTLMilliseconds(ttl)
         hold.expiresAt = ctx.now.adding(milliseconds: milliseconds)
-        holds[holdID] = hold
+        holds.update(hold)
         ctx.schedule(hold.expiresAt, .holdExpiry(holdID))
         return hold
     }
@@ -355,7 +355,7 @@ extension Tenant {
         heldTotal += amount
         hold.amount += amount
         hold.held += amount
-        holds[holdID] = hold
+        holds.update(hold)
         return .holdIncreased(hold, increased: amount)
     }
 
@@ -407,16 +407,16 @@ extension Tenant {
         let released = hold.held
         resolve(&hold, as: .released, returning: .release, ctx)
         returnQuotaIfUnspent(&hold)
-        holds[holdID] = hold
+        holds.update(hold)
         return .released(hold, released: released)
     }
 
     mutating func expireHold(_ holdID: HoldID, _ ctx: inout ApplyContext) {
-        guard var hold = holds[holdID], hold.state == .held, hold.expiresAt == ctx.now else { return }
+        guard var hold = holds.open[holdID], hold.expiresAt == ctx.now else { return }
         let released = hold.held
         resolve(&hold, as: .expired, returning: .holdExpired, ctx)
         returnQuotaIfUnspent(&hold)
-        holds[holdID] = hold
+        holds.update(hold)
         ctx.emit(id, .holdExpired(hold: holdID, released: released))
     }
 
@@ -482,7 +482,7 @@ extension Tenant {
             planPeriod!.used -= min(amount, period.used)
         }
         returnQuotaIfUnspent(&hold)
-        holds[holdID] = hold
+        holds.update(hold)
         return .refunded(hold, refunded: amount, newGrant: newGrant)
     }
 }

@@ -60,7 +60,7 @@ public struct Tenant: Hashable, Sendable {
     public internal(set) var grants: [Grant] = []
     /// Active grants in burn-down order (may still list some with nothing left; pruned lazily).
     var activeGrants = GrantIDList()
-    public internal(set) var holds: [HoldID: Hold] = [:]
+    public internal(set) var holds = HoldTable()
     // Counts bounded by ``Limits/activeGrantsPerTenantMax`` and ``Limits/openHoldsPerTenantMax``:
     // 4 bytes each, side by side.
     private var storedPendingGrantCount: Int32 = 0

@@ -336,6 +336,6 @@ extension Tenant {
     /// history entries and remembered requests take at least half their in-memory bytes, and each
     /// grant, hold and member at least 8 bytes.
     var encodedCountLowerBound: Int {
-        history.storedBytes / 2 + idempotency.storedBytes / 2 + 8 * (grants.count + holds.count + members.count)
+        history.storedBytes / 2 + idempotency.storedBytes / 2 + 8 * (grants.count + members.count) + holds.encodedCountLowerBound
     }
 }

@@ -63,7 +63,8 @@ import Testing
             }
             // A resolved hold never changes state again.
             for (tenantID, tenant) in state.tenants {
-                for (holdID, hold) in tenant.holds {
+                for hold in tenant.holds.values {
+                    let holdID = hold.id
                     if let earlier = resolved[tenantID]?[holdID], earlier != hold.state {
                         Issue.record("seed \(seed) step \(step): hold \(holdID) went from \(earlier) to \(hold.state)")
                         return nil
