@@ -69,38 +69,37 @@ public final class LedgerMetrics: Sendable {
         tokensHeld = registry.makeGauge(descriptor: Self.name("tokens_held", "", "Tokens held by open holds."))
     }
 
-    private struct CallKey: Hashable {
-        var rpc: String
-        var code: String
+    /// One RPC's series: its latency histogram and a counter per result code ("ok" apart).
+    private struct RPCSeries {
+        var latency: DurationHistogram
+        var ok: Counter?
+        var failures: [String: Counter] = [:]
     }
 
     /// The per-call series, made once each: asking the registry on every call (it builds the
     /// name, validates labels and looks up under its lock) was a visible share of ledgerd's CPU at
-    /// peak (docs/benchmarks.md).
-    private let callSeries = Mutex<(counters: [CallKey: Counter], latencies: [String: DurationHistogram])>(([:], [:]))
-
-    /// The value under `key`, made by `make` and kept on first use.
-    private static func kept<Key: Hashable, Value>(_ key: Key, in table: inout [Key: Value], make: () -> Value) -> Value {
-        if let value = table[key] { return value }
-        let value = make()
-        table[key] = value
-        return value
-    }
+    /// peak (docs/benchmarks.md). Keyed by RPC alone, so a successful call hashes one string.
+    private let callSeries = Mutex<[String: RPCSeries]>([:])
 
     /// A finished call: its RPC, its result code ("ok" or the error code) and how long it took.
     public func record(rpc: String, code: String, duration: Duration) {
         let (counter, histogram) = callSeries.withLock { series in
-            let counter = Self.kept(CallKey(rpc: rpc, code: code), in: &series.counters) {
-                registry.makeCounter(
-                    descriptor: Self.name("calls", "total", "Calls served, by RPC and result code."),
-                    labels: [("rpc", rpc), ("code", code)])
+            if let entry = series[rpc] {
+                if code == "ok", let ok = entry.ok { return (ok, entry.latency) }
+                if code != "ok", let failure = entry.failures[code] { return (failure, entry.latency) }
             }
-            let histogram = Self.kept(rpc, in: &series.latencies) {
-                registry.makeDurationHistogram(
-                    descriptor: Self.name("call_duration", "seconds", "Call latency from decoded request to reply, by RPC."),
-                    labels: [("rpc", rpc)], buckets: Self.durationBuckets)
-            }
-            return (counter, histogram)
+            // The first call of this RPC, or of this code.
+            var entry =
+                series[rpc]
+                ?? RPCSeries(
+                    latency: registry.makeDurationHistogram(
+                        descriptor: Self.name("call_duration", "seconds", "Call latency from decoded request to reply, by RPC."),
+                        labels: [("rpc", rpc)], buckets: Self.durationBuckets))
+            let counter = registry.makeCounter(
+                descriptor: Self.name("calls", "total", "Calls served, by RPC and result code."), labels: [("rpc", rpc), ("code", code)])
+            if code == "ok" { entry.ok = counter } else { entry.failures[code] = counter }
+            series[rpc] = entry
+            return (counter, entry.latency)
         }
         counter.increment()
         histogram.record(duration)
