@@ -271,14 +271,16 @@ public final class LedgerShard: Sendable {
         _ value: T, at lsn: UInt64, events: [LedgerEvent], trace: ShardTrace? = nil,
         _ completion: @escaping @Sendable (Result<T, any Error>) -> Void
     ) {
-        whenDurable(lsn) { [hub] outcome in
+        // The log's callback itself, not `whenDurable`'s wrapper around one: one closure context
+        // per call instead of two.
+        log.whenDurable(lsn) { [self] outcome in
             switch outcome {
             case .success(let batch):
                 trace?.batch = batch
                 hub?.publish(events)
                 completion(.success(value))
             case .failure(let error):
-                completion(.failure(error))
+                completion(.failure(durabilityFailed(error)))
             }
         }
     }
@@ -317,8 +319,7 @@ public final class LedgerShard: Sendable {
         do {
             try await log.waitDurable(lsn)
         } catch {
-            markFailed(error)
-            throw EngineError.unavailable("\(error)")
+            throw durabilityFailed(error)
         }
     }
 
@@ -326,15 +327,15 @@ public final class LedgerShard: Sendable {
         log.whenDurable(lsn) { [self] outcome in
             switch outcome {
             case .success(let batch): completion(.success(batch))
-            case .failure(let error):
-                markFailed(error)
-                completion(.failure(EngineError.unavailable("\(error)")))
+            case .failure(let error): completion(.failure(durabilityFailed(error)))
             }
         }
     }
 
-    private func markFailed(_ error: StorageError) {
+    /// The log could not make a record durable: the shard answers nothing more.
+    private func durabilityFailed(_ error: StorageError) -> EngineError {
         core.withLock { core in core.failure = core.failure ?? "\(error)" }
+        return EngineError.unavailable("\(error)")
     }
 
     /// Reads the state after applying whatever fell due, once everything it shows is durable.

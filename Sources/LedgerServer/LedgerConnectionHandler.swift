@@ -50,6 +50,9 @@ final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
     /// Adds a finished call to the outbox and schedules `deliver` when it was empty; nil once the
     /// connection is over.
     private var report: (@Sendable (FinishedCall) -> Void)?
+    /// How every call of this connection answers (through `report`; a watch's stream through the
+    /// channel): made once per connection rather than two closures per call; nil once it is over.
+    private var replies: LedgerService.Replies?
     private let watches = ConnectionWatches()
     private var principal: Principal?
     private var peer = "?"
@@ -75,13 +78,18 @@ final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
         peer = context.channel.remoteAddress.map { "\($0)" } ?? "?"
         let (outbox, loop) = (outbox, context.eventLoop)
         let bound = NIOLoopBound((self, context), eventLoop: loop)
-        report = { call in
+        let report: @Sendable (FinishedCall) -> Void = { call in
             guard outbox.add(call) else { return }
             loop.execute {
                 let (handler, context) = bound.value
                 handler.deliver(context: context)
             }
         }
+        self.report = report
+        let channel = context.channel
+        replies = LedgerService.Replies(
+            finish: { response in report(FinishedCall(reply: response)) },
+            send: { response in try await channel.writeAndFlush(try LedgerServer.encode(response)).get() })
     }
 
     // MARK: Inbound
@@ -196,12 +204,8 @@ final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
         case .call(let decoded, let id, let parent):
             (call, callID, traceParent) = (decoded, id, parent)
         }
-        let channel = context.channel
-        let replies = LedgerService.Replies(
-            finish: { response in report(FinishedCall(reply: response)) },
-            send: { response in try await channel.writeAndFlush(try LedgerServer.encode(response)).get() })
         if let shard = service.serve(
-            call, callID: callID, principal: principal!, watches: watches, syncBy: syncBy, traceParent: traceParent, replies: replies)
+            call, callID: callID, principal: principal!, watches: watches, syncBy: syncBy, traceParent: traceParent, replies: replies!)
         {
             groupCommit.needsSync(shard)
         }
@@ -262,8 +266,9 @@ final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
             }
         case .reportOver:
             // Breaks the cycle handler -> report -> handler (kept until now: calls that finish
-            // after the close still report through it).
+            // after the close still report through it; `replies` holds the channel).
             report = nil
+            replies = nil
             onOver()
         }
     }

@@ -79,7 +79,9 @@ public final class LedgerService: Sendable {
         let start = ContinuousClock.now
         let rpc = call.rpcName
         let traced = tracing?.begin(call, rpc: rpc, traceParent: traceParent)
-        let finishReply: @Sendable (CallReply?) -> Void = { [metrics] reply in
+        // Local functions, not closure values: the command path's completion below calls them
+        // without a context of their own being allocated for every call.
+        @Sendable func finishReply(_ reply: CallReply?) {
             if let reply {
                 let code = Self.code(of: reply)
                 metrics.record(rpc: rpc, code: code, duration: ContinuousClock.now - start)
@@ -89,7 +91,7 @@ public final class LedgerService: Sendable {
             }
             replies.finish(reply)
         }
-        let finish: @Sendable (WireResponse?) -> Void = { response in finishReply(response.map(CallReply.message)) }
+        @Sendable func finish(_ response: WireResponse?) { finishReply(response.map(CallReply.message)) }
         do {
             try principal.authorize(call)
         } catch {
