@@ -51,7 +51,9 @@ let package = Package(
         .target(name: "LedgerCore", swiftSettings: strictSettings),
         // WAL segments, snapshots, recovery scan, data-directory manifest and lock. Stores
         // checksummed bytes; knows nothing of the ledger's domain or the network.
-        .target(name: "LedgerStore", swiftSettings: strictSettings),
+        .target(name: "LedgerStore", dependencies: ["CCRC32C"], swiftSettings: strictSettings),
+        // CRC-32C with the processor's instruction where there is one (LedgerStore's CRC32C).
+        .target(name: "CCRC32C"),
         // Shards around the state machine: recover, apply, append, answer after durability; snapshots.
         .target(name: "LedgerEngine", dependencies: ["LedgerCore", "LedgerStore"], swiftSettings: strictSettings),
         // The wire contract: generated protobuf types (Generated/, never edited by hand), the frame

@@ -1,7 +1,15 @@
+import CCRC32C
+
 /// CRC-32C (Castagnoli, polynomial 0x1EDC6F41, reflected 0x82F63B78), the checksum of WAL records
-/// and snapshots. Slicing-by-8: eight table lookups per 8 bytes, about 1-2 GB/s in release builds,
-/// far below the cost of the fdatasync that follows every batch.
+/// and snapshots. With the processor's crc32 instruction where it has one (SSE 4.2 on x86-64:
+/// eight bytes an instruction, several GB/s), else slicing-by-8 (eight table lookups per 8 bytes,
+/// about 1-2 GB/s in release builds). Every WAL record is checksummed twice (written, then checked
+/// as recovery will), and every snapshot and recovery checksums the whole state: the table-driven
+/// version was 1.7% of ledgerd's CPU at peak.
 public enum CRC32C {
+    /// Whether this process uses the processor's instruction (tests compare both ways).
+    package static let usesHardware = tokenledger_crc32c_hardware() != 0
+
     private static let tables: [[UInt32]] = {
         var tables = [[UInt32]](repeating: [UInt32](repeating: 0, count: 256), count: 8)
         for byte in 0..<256 {
@@ -20,6 +28,12 @@ public enum CRC32C {
 
     /// The checksum of `bytes`, continuing from `crc` (the checksum of what came before).
     public static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
+        guard usesHardware, let base = bytes.baseAddress else { return tableDriven(bytes, continuing: crc) }
+        return ~tokenledger_crc32c_update(~crc, base.assumingMemoryBound(to: UInt8.self), bytes.count)
+    }
+
+    /// `checksum` by tables, on any processor.
+    package static func tableDriven(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
         var value = ~crc
         var index = 0
         let count = bytes.count
