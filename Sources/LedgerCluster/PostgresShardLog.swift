@@ -89,9 +89,11 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
     // MARK: ShardLog
 
     public func append(_ body: [UInt8], syncBy: SyncBy) throws(StorageError) -> UInt64 {
-        guard body.count <= WALFormat.recordBodyMax else {
-            throw StorageError.recordTooLarge(size: body.count, limit: WALFormat.recordBodyMax)
-        }
+        try append(syncBy: syncBy) { $0.append(contentsOf: body) }.lsn
+    }
+
+    /// Queues one record whose body `encodeBody` appends to the pending batch itself.
+    public func append(syncBy: SyncBy, encodingBody encodeBody: (inout [UInt8]) -> Void) throws(StorageError) -> (lsn: UInt64, bodySize: Int) {
         lock.lock()
         if let failure {
             lock.unlock()
@@ -102,12 +104,18 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
             throw StorageError.stopped(reason: "shard \(shard) is being handed over")
         }
         let lsn = nextLSN
+        let bodySize: Int
+        do {
+            bodySize = try WALFormat.appendRecord(lsn: lsn, to: &pending, encodingBody: encodeBody)
+        } catch {
+            lock.unlock()
+            throw error
+        }
         nextLSN += 1
-        body.withUnsafeBytes { WALFormat.appendRecord(lsn: lsn, body: $0, to: &pending) }
         let wake = queueLocked()
         lock.unlock()
         if wake { writer.wake(self) }
-        return lsn
+        return (lsn, bodySize)
     }
 
     /// Nothing to do on the caller's thread: the node's writer sends the batch.

@@ -39,6 +39,11 @@ public struct BinaryWriter {
         swap(&self.bytes, &bytes)
     }
 
+    /// Hands the bytes back to the array an `init(appendingTo:)` writer took them from.
+    mutating func giveBack(to bytes: inout [UInt8]) {
+        swap(&self.bytes, &bytes)
+    }
+
     @inline(__always)
     public mutating func writeVarint(_ value: UInt64) {
         var value = value
@@ -246,6 +251,13 @@ extension BinaryCodable {
         var writer = BinaryWriter(capacity: capacity)
         encode(to: &writer)
         return writer.bytes
+    }
+
+    /// Appends the binary form to `bytes` in place (a log's pending batch), without an array of its own.
+    public func encode(appendingTo bytes: inout [UInt8]) {
+        var writer = BinaryWriter(appendingTo: &bytes)
+        encode(to: &writer)
+        writer.giveBack(to: &bytes)
     }
 
     /// Decodes a value that must take all of `bytes`, written in format `version`.

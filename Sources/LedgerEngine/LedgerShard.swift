@@ -291,20 +291,21 @@ public final class LedgerShard: Sendable {
         _ command: LedgerCommand, core: inout Core, log: any ShardLog, syncBy: SyncBy = .logWriter
     ) throws -> (CommandResult, UInt64) {
         if let failure = core.failure { throw EngineError.unavailable(failure) }
-        let bytes = command.binaryEncoded
         let result = core.state.apply(command)
         do {
-            let lsn = try log.append(bytes, syncBy: syncBy)
+            // Encoded into the log's pending batch itself (the command is a value: the same bytes
+            // as before it was applied).
+            let (lsn, bodySize) = try log.append(syncBy: syncBy) { command.encode(appendingTo: &$0) }
             // Applied in log order: each command applied gets the next position of the log.
             precondition(lsn == core.appliedLSN + 1, "shard applied LSN \(core.appliedLSN) but logged \(lsn)")
             core.appliedLSN = lsn
+            core.recordsSinceSnapshot += 1
+            core.logBytesSinceSnapshot += bodySize
         } catch {
             // The state now holds a change the log does not: this shard must never answer again.
             core.failure = "\(error)"
             throw EngineError.unavailable("\(error)")
         }
-        core.recordsSinceSnapshot += 1
-        core.logBytesSinceSnapshot += bytes.count
         return (result, core.appliedLSN)
     }
 

@@ -9,6 +9,9 @@
 public protocol ShardLog: AnyObject, Sendable {
     /// Queues one record and returns its LSN; never waits for I/O. Called under the shard's lock.
     func append(_ body: [UInt8], syncBy: SyncBy) throws(StorageError) -> UInt64
+    /// `append` of the body `encodeBody` appends to the bytes it is given: the log may hand it its
+    /// pending batch, so the record is encoded in place. Returns the LSN and the body's size.
+    func append(syncBy: SyncBy, encodingBody encodeBody: (inout [UInt8]) -> Void) throws(StorageError) -> (lsn: UInt64, bodySize: Int)
     /// Makes what is pending durable on the caller's thread (`SyncBy.caller`); a log that cannot
     /// (a remote one) hands it to its own writer instead. Returns 0, or the nanoseconds to wait
     /// before calling again when the log's sync interval has not passed since its last batch (the

@@ -28,16 +28,28 @@ public enum WALFormat {
     /// Largest record body (``StorageLimits/recordBodyMax``).
     public static let recordBodyMax = StorageLimits.recordBodyMax
 
-    /// Appends one record to `buffer`.
-    public static func appendRecord(lsn: UInt64, body: UnsafeRawBufferPointer, to buffer: inout [UInt8]) {
+    /// Appends one record whose body `encodeBody` appends to `buffer` in place (no array of its own
+    /// first); returns the body's size. A body over ``recordBodyMax`` is taken back out and refused.
+    public static func appendRecord(
+        lsn: UInt64, to buffer: inout [UInt8], encodingBody encodeBody: (inout [UInt8]) -> Void
+    ) throws(StorageError) -> Int {
         let start = buffer.count
-        buffer.appendLittleEndian(recordMagic)
-        buffer.appendLittleEndian(UInt32(body.count))
-        buffer.appendLittleEndian(lsn)
-        buffer.appendLittleEndian(UInt32(0))
-        let headerCRC = buffer[start..<(start + 20)].withUnsafeBytes { CRC32C.checksum($0) }
-        buffer.appendLittleEndian(CRC32C.checksum(body, continuing: headerCRC))
-        buffer.append(contentsOf: body)
+        buffer.append(contentsOf: repeatElement(0, count: recordHeaderSize))
+        encodeBody(&buffer)
+        let bodySize = buffer.count - start - recordHeaderSize
+        guard bodySize <= recordBodyMax else {
+            buffer.removeSubrange(start...)
+            throw StorageError.recordTooLarge(size: bodySize, limit: recordBodyMax)
+        }
+        buffer.withUnsafeMutableBytes { raw in
+            raw.storeBytes(of: recordMagic.littleEndian, toByteOffset: start, as: UInt32.self)
+            raw.storeBytes(of: UInt32(bodySize).littleEndian, toByteOffset: start + 4, as: UInt32.self)
+            raw.storeBytes(of: lsn.littleEndian, toByteOffset: start + 8, as: UInt64.self)
+            let headerCRC = CRC32C.checksum(UnsafeRawBufferPointer(rebasing: raw[start..<(start + 20)]))
+            let body = UnsafeRawBufferPointer(rebasing: raw[(start + recordHeaderSize)...])
+            raw.storeBytes(of: CRC32C.checksum(body, continuing: headerCRC).littleEndian, toByteOffset: start + 20, as: UInt32.self)
+        }
+        return bodySize
     }
 
     public static func segmentHeader(firstLSN: UInt64) -> [UInt8] {

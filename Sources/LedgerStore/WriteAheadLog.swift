@@ -198,25 +198,30 @@ public final class WriteAheadLog: @unchecked Sendable {
     /// `syncBy: .caller` leaves the writing to the caller: it must call ``syncPending()`` after (on
     /// the same thread, soon), as the writer thread is not told of the record.
     public func append(_ body: UnsafeRawBufferPointer, syncBy: SyncBy = .logWriter) throws(StorageError) -> UInt64 {
-        guard body.count <= WALFormat.recordBodyMax else {
-            throw StorageError.recordTooLarge(size: body.count, limit: WALFormat.recordBodyMax)
-        }
+        try append(syncBy: syncBy) { $0.append(contentsOf: body) }.lsn
+    }
+
+    /// Queues one record whose body `encodeBody` appends to the pending batch itself (under the
+    /// log's lock): no array per record. Returns its LSN and the body's size.
+    public func append(
+        syncBy: SyncBy = .logWriter, encodingBody encodeBody: (inout [UInt8]) -> Void
+    ) throws(StorageError) -> (lsn: UInt64, bodySize: Int) {
         mutex.lock()
         defer { mutex.unlock() }
         if let failure { throw StorageError.stopped(reason: failure.description) }
         guard !closing else { throw StorageError.stopped(reason: "the log is closed") }
         let lsn = nextLSN
-        nextLSN += 1
         // The pending batch holds exactly the LSNs from its first to the one just assigned.
         assert(lsn == pendingFirstLSN + UInt64(pendingRecords), "WAL LSNs not contiguous in the pending batch")
         let start = pending.count
-        WALFormat.appendRecord(lsn: lsn, body: body, to: &pending)
+        let bodySize = try WALFormat.appendRecord(lsn: lsn, to: &pending, encodingBody: encodeBody)
+        nextLSN += 1
         // Check the record right after encoding, as recovery will check it after reading.
         let check = pending.withUnsafeBytes { WALFormat.checkRecord($0, at: start) }
         precondition(check == .valid(lsn: lsn, body: (start + WALFormat.recordHeaderSize)..<pending.count), "WAL record failed its own check")
         pendingRecords += 1
         if syncBy == .logWriter { wakeWriter.signal() }
-        return lsn
+        return (lsn, bodySize)
     }
 
     public func append(_ body: [UInt8], syncBy: SyncBy = .logWriter) throws(StorageError) -> UInt64 {

@@ -82,6 +82,28 @@ import Testing
         }
         log.close()
     }
+
+    /// Records encoded into the pending batch in place (how a shard appends) are the records an
+    /// array would have made; an oversized one is taken back out and uses no LSN.
+    @Test func recordsEncodedInPlaceReadBackAndAnOversizedOneLeavesNoTrace() async throws {
+        let directory = TemporaryDirectory()
+        let log = try WriteAheadLog(directory: directory.path, recovered: try WALRecovery.recover(directory: directory.path, afterLSN: 0))
+        let bodies = (0..<50).map { n in (0..<(n * 37 % 300)).map { UInt8(truncatingIfNeeded: $0 &* 13 &+ n) } }
+        for (n, body) in bodies.enumerated() {
+            if n == 20 {
+                #expect(throws: StorageError.recordTooLarge(size: WALFormat.recordBodyMax + 1, limit: WALFormat.recordBodyMax)) {
+                    _ = try log.append(syncBy: .logWriter) { $0.append(contentsOf: repeatElement(7, count: WALFormat.recordBodyMax + 1)) }
+                }
+            }
+            let appended = n.isMultiple(of: 2) ? try log.append(syncBy: .logWriter) { $0.append(contentsOf: body) } : (try log.append(body), body.count)
+            #expect(appended == (UInt64(n + 1), body.count))
+        }
+        try await log.waitDurable(UInt64(bodies.count))
+        log.close()
+        let recovered = try WALRecovery.recover(directory: directory.path, afterLSN: 0)
+        #expect(recovered.records.map(\.lsn) == Array(1...UInt64(bodies.count)))
+        #expect(recovered.records.map(\.body) == bodies)
+    }
 }
 
 @Suite struct RecoveryTests {
