@@ -106,7 +106,7 @@ public struct LedgerState: Hashable, Sendable {
             tenants[at: position].settle(&ctx)
             tenants[at: position].idempotency.remember(requestID, body: command.body, result: outcome, now: now)
         }
-        finish(tenantID, ctx, events: &events)
+        finish(tenantID, at: position, &ctx, events: &events)
         return (outcome, false)
     }
 
@@ -137,7 +137,7 @@ public struct LedgerState: Hashable, Sendable {
             var ctx = ApplyContext(now: item.time, requestID: nil, catalog: catalog)
             tenants[at: position].handle(item.kind, &ctx)
             tenants[at: position].settle(&ctx)
-            finish(item.tenant, ctx, events: &events)
+            finish(item.tenant, at: position, &ctx, events: &events)
         }
     }
 
@@ -157,17 +157,25 @@ public struct LedgerState: Hashable, Sendable {
         }
     }
 
-    private mutating func finish(_ tenantID: TenantID, _ ctx: ApplyContext, events: inout [LedgerEvent]) {
+    /// Schedules what the command or due item asked for and logs its events, numbered, in the
+    /// tenant's event log (`position`: the tenant's, already found; nil when there is none).
+    private mutating func finish(_ tenantID: TenantID, at position: Int?, _ ctx: inout ApplyContext, events: inout [LedgerEvent]) {
         for (time, kind) in ctx.scheduled {
             dueSequence += 1
             due.insert(DueItem(time: time, sequence: dueSequence, tenant: tenantID, kind: kind))
         }
         if due.count >= due.pruneAt { pruneDue() }
-        guard !ctx.events.isEmpty, let position = tenants.position(of: tenantID) else { return }
-        // In place: the log's storage is not copied.
-        for var event in ctx.events {
-            tenants.appendEvent(&event, at: position)
-            events.append(event)
+        guard !ctx.events.isEmpty, let position else { return }
+        // In place: the log's storage is not copied. A command's events (nothing gathered before
+        // them) are numbered in the array they were emitted into, not copied into another.
+        if events.isEmpty {
+            swap(&events, &ctx.events)
+            for index in events.indices { tenants.appendEvent(&events[index], at: position) }
+        } else {
+            for var event in ctx.events {
+                tenants.appendEvent(&event, at: position)
+                events.append(event)
+            }
         }
     }
 }
