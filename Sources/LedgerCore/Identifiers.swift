@@ -5,7 +5,14 @@
 public enum IdentifierRule {
     /// Whether `text` is a valid identifier.
     public static func isValid(_ text: String) -> Bool {
-        let utf8 = text.utf8
+        // Over the UTF-8 view's own storage where it has one (native strings, small ones too): the
+        // view's iterator took 1.7x (10-byte ids) to 2.3x (25-byte ids) as long per id.
+        if let valid = text.utf8.withContiguousStorageIfAvailable(isValid) { return valid }
+        return Array(text.utf8).withUnsafeBufferPointer(isValid)
+    }
+
+    /// Whether these UTF-8 bytes are a valid identifier.
+    public static func isValid(_ utf8: UnsafeBufferPointer<UInt8>) -> Bool {
         guard !utf8.isEmpty, utf8.count <= Limits.idLengthMax else { return false }
         for byte in utf8 {
             switch byte {
