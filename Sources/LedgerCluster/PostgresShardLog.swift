@@ -89,7 +89,10 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
     // MARK: ShardLog
 
     public func append(_ body: [UInt8], syncBy: SyncBy) throws(StorageError) -> UInt64 {
-        try append(syncBy: syncBy) { $0.append(contentsOf: body) }.lsn
+        guard body.count <= WALFormat.recordBodyMax else {
+            throw StorageError.recordTooLarge(size: body.count, limit: WALFormat.recordBodyMax)
+        }
+        return try append(syncBy: syncBy) { $0.append(contentsOf: body) }.lsn
     }
 
     /// Queues one record whose body `encodeBody` appends to the pending batch itself.

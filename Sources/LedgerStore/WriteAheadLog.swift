@@ -198,7 +198,11 @@ public final class WriteAheadLog: @unchecked Sendable {
     /// `syncBy: .caller` leaves the writing to the caller: it must call ``syncPending()`` after (on
     /// the same thread, soon), as the writer thread is not told of the record.
     public func append(_ body: UnsafeRawBufferPointer, syncBy: SyncBy = .logWriter) throws(StorageError) -> UInt64 {
-        try append(syncBy: syncBy) { $0.append(contentsOf: body) }.lsn
+        // Refused before it is copied into the batch (and grows it) when its size is known already.
+        guard body.count <= WALFormat.recordBodyMax else {
+            throw StorageError.recordTooLarge(size: body.count, limit: WALFormat.recordBodyMax)
+        }
+        return try append(syncBy: syncBy) { $0.append(contentsOf: body) }.lsn
     }
 
     /// Queues one record whose body `encodeBody` appends to the pending batch itself (under the
