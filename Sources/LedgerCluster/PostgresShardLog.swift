@@ -88,13 +88,6 @@ public final class PostgresShardLog: ExternalShardLog, @unchecked Sendable {
 
     // MARK: ShardLog
 
-    public func append(_ body: [UInt8], syncBy: SyncBy) throws(StorageError) -> UInt64 {
-        guard body.count <= WALFormat.recordBodyMax else {
-            throw StorageError.recordTooLarge(size: body.count, limit: WALFormat.recordBodyMax)
-        }
-        return try append(syncBy: syncBy) { $0.append(contentsOf: body) }.lsn
-    }
-
     /// Queues one record whose body `encodeBody` appends to the pending batch itself.
     public func append(syncBy: SyncBy, encodingBody encodeBody: (inout [UInt8]) -> Void) throws(StorageError) -> (lsn: UInt64, bodySize: Int) {
         lock.lock()

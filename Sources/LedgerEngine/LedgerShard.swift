@@ -271,8 +271,7 @@ public final class LedgerShard: Sendable {
         _ value: T, at lsn: UInt64, events: [LedgerEvent], trace: ShardTrace? = nil,
         _ completion: @escaping @Sendable (Result<T, any Error>) -> Void
     ) {
-        // The log's callback itself, not `whenDurable`'s wrapper around one: one closure context
-        // per call instead of two.
+        // The log's callback itself, not a wrapper around one: one closure context per call.
         log.whenDurable(lsn) { [self] outcome in
             switch outcome {
             case .success(let batch):
@@ -321,15 +320,6 @@ public final class LedgerShard: Sendable {
             try await log.waitDurable(lsn)
         } catch {
             throw durabilityFailed(error)
-        }
-    }
-
-    private func whenDurable(_ lsn: UInt64, _ completion: @escaping @Sendable (Result<DurableBatch?, any Error>) -> Void) {
-        log.whenDurable(lsn) { [self] outcome in
-            switch outcome {
-            case .success(let batch): completion(.success(batch))
-            case .failure(let error): completion(.failure(durabilityFailed(error)))
-            }
         }
     }
 

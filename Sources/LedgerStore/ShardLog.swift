@@ -7,10 +7,9 @@
 /// A shard's log: LSNs assigned in append order, durability learnt by callback or await, and
 /// fail-stop (after the first failure nothing more is acknowledged).
 public protocol ShardLog: AnyObject, Sendable {
-    /// Queues one record and returns its LSN; never waits for I/O. Called under the shard's lock.
-    func append(_ body: [UInt8], syncBy: SyncBy) throws(StorageError) -> UInt64
-    /// `append` of the body `encodeBody` appends to the bytes it is given: the log may hand it its
-    /// pending batch, so the record is encoded in place. Returns the LSN and the body's size.
+    /// Queues one record, whose body `encodeBody` appends to the bytes it is given (the log's
+    /// pending batch, so the record is encoded in place), and returns its LSN and the body's size;
+    /// never waits for I/O. Called under the shard's lock.
     func append(syncBy: SyncBy, encodingBody encodeBody: (inout [UInt8]) -> Void) throws(StorageError) -> (lsn: UInt64, bodySize: Int)
     /// Makes what is pending durable on the caller's thread (`SyncBy.caller`); a log that cannot
     /// (a remote one) hands it to its own writer instead. Returns 0, or the nanoseconds to wait
