@@ -24,9 +24,9 @@ public struct HoldTable: Hashable, Sendable {
     public private(set) var open: [HoldID: Hold] = [:]
     /// Resolved holds, one record each (above), oldest first.
     private var records: [UInt8] = []
-    /// Empty below ``indexedFrom`` resolved holds (they are found by reading the records); then a
-    /// power of two of slots, each 0 or `tag << positionBits | (record offset + 1)`.
-    private var slots: [Int] = []
+    /// Nil below ``indexedFrom`` resolved holds (they are found by reading the records); then the
+    /// records' offsets by their ids' hashes.
+    private var index: RequestIndex?
     /// Live records.
     private var resolvedCount = 0
     /// Bytes of dead records.
@@ -135,23 +135,13 @@ public struct HoldTable: Hashable, Sendable {
 
     /// The live record of the resolved hold whose id is `wanted`, and its slot (-1 unindexed).
     private func resolved(_ wanted: UnsafeBufferPointer<UInt8>, hash: Int) -> (offset: Int, slot: Int)? {
-        if slots.isEmpty {
-            var found: Int?
-            forEachLiveRecord { offset, _ in if found == nil, has(wanted, at: offset) { found = offset } }
-            return found.map { ($0, -1) }
+        if let index {
+            // Every slot points at a live record: a replaced one's slot is pointed at its successor.
+            return index.find(hash: hash) { has(wanted, at: $0) }.map { ($0.position, $0.slot) }
         }
-        let tag = RequestIndex.tag(hash)
-        let mask = slots.count - 1
-        var slot = hash & mask
-        while true {
-            let stored = slots[slot]
-            if stored == 0 { return nil }
-            if stored >> RequestIndex.positionBits == tag {
-                let offset = (stored & RequestIndex.positionMask) - 1
-                if has(wanted, at: offset) { return (offset, slot) }
-            }
-            slot = (slot + 1) & mask
-        }
+        var found: Int?
+        forEachLiveRecord { offset, _ in if found == nil, has(wanted, at: offset) { found = offset } }
+        return found.map { ($0, -1) }
     }
 
     /// Finishes a record appended at `offset` (its header still zero): live, indexed, and the
@@ -160,8 +150,8 @@ public struct HoldTable: Hashable, Sendable {
         setHeader(at: offset, length: records.count - offset - Self.headerSize, live: true)
         guard let replaced else {
             resolvedCount += 1
-            if !slots.isEmpty, (resolvedCount + 1) * 4 <= slots.count * 3 {
-                insert(offset, hash: hash)
+            if let taken = index?.taken, let capacity = index?.capacity, (taken + 1) * 4 <= capacity * 3 {
+                index!.insert(offset, hash: hash)
             } else if resolvedCount >= Self.indexedFrom {
                 rebuildIndex()
             }
@@ -170,33 +160,23 @@ public struct HoldTable: Hashable, Sendable {
         let old = header(at: replaced.offset)
         setHeader(at: replaced.offset, length: old.length, live: false)
         deadBytes += Self.headerSize + old.length
-        if replaced.slot >= 0 { slots[replaced.slot] = RequestIndex.tag(hash) << RequestIndex.positionBits | (offset + 1) }
+        if replaced.slot >= 0 { index!.repoint(replaced.slot, to: offset) }
         if deadBytes >= Self.compactFrom, deadBytes * 2 > records.count { compact() }
-    }
-
-    private mutating func insert(_ offset: Int, hash: Int) {
-        precondition(offset + 1 < RequestIndex.positionMask, "resolved holds beyond 2^40 bytes")
-        let mask = slots.count - 1
-        var slot = hash & mask
-        while slots[slot] != 0 { slot = (slot + 1) & mask }
-        slots[slot] = RequestIndex.tag(hash) << RequestIndex.positionBits | (offset + 1)
     }
 
     /// Indexes the live records afresh (at most half full), or drops the index below ``indexedFrom``.
     private mutating func rebuildIndex() {
         guard resolvedCount >= Self.indexedFrom else {
-            slots = []
+            index = nil
             return
         }
         var capacity = 16
         while capacity < 2 * resolvedCount { capacity *= 2 }
-        slots = [Int](repeating: 0, count: capacity)
-        var live: [(offset: Int, hash: Int)] = []
-        live.reserveCapacity(resolvedCount)
+        var rebuilt = RequestIndex(capacity: capacity, base: 0)
         records.withUnsafeBufferPointer { bytes in
-            forEachLiveRecord { offset, _ in live.append((offset, RequestIndex.hash(UnsafeBufferPointer(rebasing: bytes[idRange(at: offset)])))) }
+            forEachLiveRecord { offset, _ in rebuilt.insert(offset, hash: RequestIndex.hash(UnsafeBufferPointer(rebasing: bytes[idRange(at: offset)]))) }
         }
-        for (offset, hash) in live { insert(offset, hash: hash) }
+        index = rebuilt
     }
 
     /// Drops the dead records.

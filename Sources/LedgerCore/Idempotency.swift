@@ -185,24 +185,17 @@ package struct IdempotencyTable: Hashable, Sendable {
 
     /// The live record with request id `wanted`, found through the index.
     private func indexedRecord(_ wanted: UnsafeBufferPointer<UInt8>, _ index: RequestIndex) -> Record? {
-        let hash = RequestIndex.hash(wanted)
-        let tag = RequestIndex.tag(hash)
-        let mask = index.capacity - 1
-        var slot = hash & mask
-        while true {
-            let stored = index.slots[slot]
-            if stored == 0 { return nil }
-            // Another id's slot is passed over by its tag, without reading its record. A record
-            // evicted since it was indexed (before `head`, or compacted away) never matches.
-            if stored >> RequestIndex.positionBits == tag {
-                let offset = index.base + (stored & RequestIndex.positionMask) - 1 - dropped
-                if offset >= head {
-                    let record = record(at: offset)
-                    if has(wanted, record) { return record }
-                }
-            }
-            slot = (slot + 1) & mask
+        var found: Record?
+        _ = index.find(hash: RequestIndex.hash(wanted)) { position in
+            // A record evicted since it was indexed (before `head`, or compacted away) never matches.
+            let offset = position - dropped
+            guard offset >= head else { return false }
+            let record = record(at: offset)
+            guard has(wanted, record) else { return false }
+            found = record
+            return true
         }
+        return found
     }
 
     /// Indexes the record of `id` just appended at `offset`, rebuilding the index first when three
@@ -360,6 +353,31 @@ struct RequestIndex {
         while slots[slot] != 0 { slot = (slot + 1) & mask }
         slots[slot] = Self.tag(hash) << Self.positionBits | (position - base + 1)
         slots[capacity] += 1
+    }
+
+    /// The slot, from the hash's on, of the first position whose tag is the hash's and that
+    /// `matches` (an absolute position; the caller compares the ids in its record), or nil when an
+    /// empty slot comes first.
+    func find(hash: Int, _ matches: (Int) -> Bool) -> (slot: Int, position: Int)? {
+        let tag = Self.tag(hash)
+        let mask = capacity - 1
+        var slot = hash & mask
+        while true {
+            let stored = slots[slot]
+            if stored == 0 { return nil }
+            // Another id's slot is passed over by its tag, without reading its record.
+            if stored >> Self.positionBits == tag {
+                let position = base + (stored & Self.positionMask) - 1
+                if matches(position) { return (slot, position) }
+            }
+            slot = (slot + 1) & mask
+        }
+    }
+
+    /// Points a slot `find` gave at its id's record moved to the absolute `position`.
+    mutating func repoint(_ slot: Int, to position: Int) {
+        precondition(holds(position), "record position \(position) beyond the index's range from \(base)")
+        slots[slot] = slots[slot] & ~Self.positionMask | (position - base + 1)
     }
 
     /// FNV-1a over the bytes (the index lives in memory only, so any fixed function would do).
