@@ -479,7 +479,7 @@ extension TenantTable: BinaryCodable {
     // now in creation order.
     public func encode(to writer: inout BinaryWriter) {
         writer.writeVarint(UInt64(count))
-        encodeTenants(to: &writer)
+        encodeTenants(to: &writer, flushingAt: .max) { (_: inout BinaryWriter) in }
     }
 
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
@@ -504,8 +504,20 @@ extension TenantTable: BinaryCodable {
 
 extension LedgerState: BinaryCodable {
     public func encode(to writer: inout BinaryWriter) {
+        encode(to: &writer, flushingAt: .max) { (_: inout BinaryWriter) in }
+    }
+
+    /// The binary form written in parts (a snapshot streamed to its file): whenever the writer
+    /// holds `chunk` bytes or more between two tenants (or two tenants' events), `flush` is called
+    /// to take them (`BinaryWriter.drain`). What is left at the end is the caller's to take. A
+    /// part is at least one tenant's encoding, however large.
+    public func encode<E: Error>(
+        to writer: inout BinaryWriter, flushingAt chunk: Int, _ flush: (inout BinaryWriter) throws(E) -> Void
+    ) throws(E) {
         writer.write(time)
-        writer.write(tenants)
+        // The form of `TenantTable`'s encoding, in parts.
+        writer.writeVarint(UInt64(tenants.count))
+        try tenants.encodeTenants(to: &writer, flushingAt: chunk, flush)
         writer.write(catalog)
         writer.write(due.items)
         writer.write(dueSequence)
@@ -517,6 +529,7 @@ extension LedgerState: BinaryCodable {
         for (tenant, log) in logs {
             writer.write(tenant)
             log.encode(to: &writer, tenant: tenant)
+            if writer.bytes.count >= chunk { try flush(&writer) }
         }
     }
 

@@ -89,6 +89,21 @@ public struct BinaryWriter {
 
     public mutating func tag(_ value: UInt8) { bytes.append(value) }
 
+    /// Hands the bytes written so far to `take` and empties the writer, keeping its room (a value
+    /// written in parts, see `LedgerState.encode(to:flushingAt:_:)`).
+    public mutating func drain<E: Error>(_ take: (UnsafeRawBufferPointer) throws(E) -> Void) throws(E) {
+        let result: Result<Void, E> = bytes.withUnsafeBytes { buffer in
+            do throws(E) {
+                try take(buffer)
+                return .success(())
+            } catch {
+                return .failure(error)
+            }
+        }
+        try result.get()
+        bytes.removeAll(keepingCapacity: true)
+    }
+
     /// Removes written bytes (the tenant id inside a remembered request's body).
     mutating func removeBytes(_ range: Range<Int>) { bytes.removeSubrange(range) }
 

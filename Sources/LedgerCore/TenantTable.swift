@@ -289,8 +289,11 @@ public struct TenantTable: Sendable {
     }
 
     /// Writes every tenant's id and encoding in creation order; a frozen tenant's encoding is
-    /// copied as it is.
-    func encodeTenants(to writer: inout BinaryWriter) {
+    /// copied as it is. `flush` is called between tenants whenever the writer holds `chunk` bytes
+    /// or more (`LedgerState.encode(to:flushingAt:_:)`).
+    func encodeTenants<E: Error>(
+        to writer: inout BinaryWriter, flushingAt chunk: Int, _ flush: (inout BinaryWriter) throws(E) -> Void
+    ) throws(E) {
         for position in hot.indices {
             if let box = hot[position] {
                 writer.write(box.tenant.id)
@@ -299,6 +302,7 @@ public struct TenantTable: Sendable {
                 writer.write(id(at: position))
                 frozen[position].withUnsafeBufferPointer { writer.appendBytes($0) }
             }
+            if writer.bytes.count >= chunk { try flush(&writer) }
         }
     }
 }

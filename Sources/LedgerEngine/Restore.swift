@@ -67,7 +67,7 @@ public enum Restore {
         for (index, state) in states.enumerated() where reports[index].throughLSN > 0 {
             let shard = directory.shardPath(index)
             try FileSystem.makeDirectory(shard)
-            _ = try SnapshotStore(directory: shard).write(lsn: reports[index].throughLSN, body: state.binaryEncoded)
+            _ = try SnapshotStore(directory: shard).write(lsn: reports[index].throughLSN, state: state)
         }
         return Report(shards: reports, tenants: tenants, catalogCompleted: completed)
     }

@@ -60,6 +60,52 @@ public enum CRC32C {
         return ~value
     }
 
+    /// The checksum of A followed by B from the checksums of A and of B (B's from 0) and B's
+    /// length, as zlib's `crc32_combine` (polynomial arithmetic modulo the CRC's polynomial):
+    /// a snapshot streamed to its file is checksummed as it goes, and its header, which holds
+    /// the body's length and comes first, is checksummed at the end.
+    public static func combine(_ first: UInt32, _ second: UInt32, secondLength: Int) -> UInt32 {
+        precondition(secondLength >= 0)
+        return multiplyModP(xToThe8N(UInt64(secondLength)), first) ^ second
+    }
+
+    private static let polynomial: UInt32 = 0x82F6_3B78
+
+    /// a(x) * b(x) modulo the polynomial, in the reflected form (the highest bit is x^0).
+    private static func multiplyModP(_ a: UInt32, _ b: UInt32) -> UInt32 {
+        var a = a, b = b, product: UInt32 = 0
+        var mask: UInt32 = 1 << 31
+        while a != 0 {
+            if a & mask != 0 {
+                product ^= b
+                a ^= mask
+            }
+            mask >>= 1
+            b = b & 1 != 0 ? (b >> 1) ^ polynomial : b >> 1
+        }
+        return product
+    }
+
+    /// x^(2^k) modulo the polynomial, for k in 0..<32.
+    private static let powersOfTwo: [UInt32] = {
+        var table = [UInt32](repeating: 0, count: 32)
+        table[0] = 1 << 30  // x^1
+        for k in 1..<32 { table[k] = multiplyModP(table[k - 1], table[k - 1]) }
+        return table
+    }()
+
+    /// x^(8n) modulo the polynomial: the shift of a checksum past n zero bytes.
+    private static func xToThe8N(_ n: UInt64) -> UInt32 {
+        var result: UInt32 = 1 << 31  // x^0
+        var n = n, k = 3
+        while n != 0 {
+            if n & 1 != 0 { result = multiplyModP(powersOfTwo[k & 31], result) }
+            n >>= 1
+            k += 1
+        }
+        return result
+    }
+
     public static func checksum<Bytes: Collection>(_ bytes: Bytes, continuing crc: UInt32 = 0) -> UInt32
     where Bytes.Element == UInt8 {
         if let result = bytes.withContiguousStorageIfAvailable({ checksum(UnsafeRawBufferPointer($0), continuing: crc) }) {

@@ -37,16 +37,30 @@ final class DurableFile {
         }
     }
 
-    func write(_ bytes: [UInt8]) throws(StorageError) {
+    func write(_ bytes: [UInt8], at offset: Int? = nil) throws(StorageError) {
         let result: Result<Void, StorageError> = bytes.withUnsafeBytes { buffer in
             do throws(StorageError) {
-                try write(buffer)
+                if let offset { try write(buffer, at: offset) } else { try write(buffer) }
                 return .success(())
             } catch {
                 return .failure(error)
             }
         }
         try result.get()
+    }
+
+    /// Writes `bytes` at `offset` (pwrite: the file position stays).
+    func write(_ bytes: UnsafeRawBufferPointer, at offset: Int) throws(StorageError) {
+        try faults?.checkWrite(path)
+        var done = 0
+        while done < bytes.count {
+            let written = Glibc.pwrite(descriptor, bytes.baseAddress! + done, bytes.count - done, off_t(offset + done))
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw StorageError.io(operation: "pwrite", path: path, errno: errno)
+            }
+            done += written
+        }
     }
 
     /// fdatasync: the data and what is needed to read it back (the size), not the timestamps.

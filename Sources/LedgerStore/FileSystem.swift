@@ -27,13 +27,8 @@ public enum FileSystem {
 
     /// Writes a new file completely and fsyncs it (used for `.torn` files and the manifest).
     public static func writeFile(_ path: String, _ bytes: [UInt8], faults: StorageFaults? = nil) throws(StorageError) {
-        try writeFile(path, parts: [bytes], faults: faults)
-    }
-
-    /// `writeFile` of `parts` one after the other.
-    static func writeFile(_ path: String, parts: [[UInt8]], faults: StorageFaults? = nil) throws(StorageError) {
         let file = try DurableFile(path: path, flags: O_WRONLY | O_CREAT | O_TRUNC, faults: faults)
-        for part in parts { try file.write(part) }
+        try file.write(bytes)
         try file.fullSync()
         file.close()
     }
@@ -43,13 +38,19 @@ public enum FileSystem {
     /// never a mix (a leftover `.tmp` is the caller's to clean up). Snapshots, the manifest and
     /// the webhook cursor are written this way.
     public static func replaceFile(_ path: String, _ bytes: [UInt8], faults: StorageFaults? = nil) throws(StorageError) {
-        try replaceFile(path, parts: [bytes], faults: faults)
+        try replaceFile(path, faults: faults) { file throws(StorageError) in try file.write(bytes) }
     }
 
-    /// `replaceFile` with the file's bytes in `parts`, written one after the other.
-    static func replaceFile(_ path: String, parts: [[UInt8]], faults: StorageFaults? = nil) throws(StorageError) {
+    /// `replaceFile` with the new file's bytes written by `write` (into `path.tmp`, which is then
+    /// fsynced, closed and renamed).
+    static func replaceFile(
+        _ path: String, faults: StorageFaults?, writing write: (DurableFile) throws(StorageError) -> Void
+    ) throws(StorageError) {
         let temporary = path + ".tmp"
-        try writeFile(temporary, parts: parts, faults: faults)
+        let file = try DurableFile(path: temporary, flags: O_WRONLY | O_CREAT | O_TRUNC, faults: faults)
+        try write(file)
+        try file.fullSync()
+        file.close()
         try rename(temporary, path)
         let directory: Substring
         if let slash = path.lastIndex(of: "/") {

@@ -52,24 +52,41 @@ public struct SnapshotStore: Sendable {
         return UInt64(name.dropFirst("snapshot-".count).dropLast(".snap".count))
     }
 
-    /// The parts of the snapshot file for `body` at `lsn` around it: the header, and the footer,
-    /// whose checksum covers the header, the body and the footer's own fields before it. Written
-    /// around the body as it is, so that a snapshot's bytes are not copied once more (a large
-    /// state's body is hundreds of MB).
-    static func frame(lsn: UInt64, body: [UInt8]) -> (header: [UInt8], footer: [UInt8]) {
+    /// The header of a snapshot at `lsn` whose body is `bodyLength` bytes.
+    static func header(lsn: UInt64, bodyLength: Int) -> [UInt8] {
         var header = headerMagic
         header.reserveCapacity(headerSize)
         header.appendLittleEndian(formatVersion)
         header.appendLittleEndian(UInt32(0))
         header.appendLittleEndian(lsn)
-        header.appendLittleEndian(UInt64(body.count))
-        var footer = footerMagic
-        footer.reserveCapacity(footerSize)
-        footer.appendLittleEndian(lsn)
-        let checksum = CRC32C.checksum(footer, continuing: CRC32C.checksum(body, continuing: CRC32C.checksum(header)))
-        footer.appendLittleEndian(checksum)
-        footer.appendLittleEndian(UInt32(0))
-        return (header, footer)
+        header.appendLittleEndian(UInt64(bodyLength))
+        return header
+    }
+
+    /// Where a snapshot's body goes as it is encoded: straight into the file, checksummed on the
+    /// way, so that a state of hundreds of MB is never held encoded in memory as a whole (and each
+    /// part is checksummed and copied to the file while still in the processor's cache).
+    public struct BodySink: ~Copyable {
+        fileprivate let file: DurableFile
+        /// The body's checksum from 0 and its length so far.
+        fileprivate var checksum: UInt32 = 0
+        public private(set) var count = 0
+
+        fileprivate init(file: DurableFile) { self.file = file }
+
+        /// Appends the next bytes of the body.
+        public mutating func append(_ bytes: UnsafeRawBufferPointer) throws(StorageError) {
+            try file.write(bytes)
+            checksum = CRC32C.checksum(bytes, continuing: checksum)
+            count += bytes.count
+        }
+
+        /// `append` of an array's bytes.
+        public mutating func append(_ bytes: [UInt8]) throws(StorageError) {
+            try file.write(bytes)
+            checksum = CRC32C.checksum(bytes, continuing: checksum)
+            count += bytes.count
+        }
     }
 
     /// The LSN and body of a snapshot file's bytes, or why they are not a valid snapshot.
@@ -98,13 +115,40 @@ public struct SnapshotStore: Sendable {
     /// the two newest. Returns the LSNs kept, newest first.
     @discardableResult
     public func write(lsn: UInt64, body: [UInt8]) throws(StorageError) -> [UInt64] {
-        let (header, footer) = Self.frame(lsn: lsn, body: body)
-        try FileSystem.replaceFile(directory + "/" + Self.name(lsn: lsn), parts: [header, body, footer], faults: faults)
+        try write(lsn: lsn) { sink throws(StorageError) in try sink.append(body) }.kept
+    }
+
+    /// `write` with the body appended to the sink by `encodeBody` as it is encoded: the header's
+    /// place is left, the body written, then the footer, then the header (its length and the
+    /// checksum, which covers the header first, are known at the end: the body's own checksum is
+    /// combined with the header's). Returns the LSNs kept, newest first, and the body's length.
+    public func write(
+        lsn: UInt64, encodingBody encodeBody: (inout BodySink) throws(StorageError) -> Void
+    ) throws(StorageError) -> (kept: [UInt64], bodyBytes: Int) {
+        var bodyBytes = 0
+        try FileSystem.replaceFile(directory + "/" + Self.name(lsn: lsn), faults: faults) { file throws(StorageError) in
+            try file.write(Self.placeholder)
+            var sink = BodySink(file: file)
+            try encodeBody(&sink)
+            let header = Self.header(lsn: lsn, bodyLength: sink.count)
+            var footer = Self.footerMagic
+            footer.reserveCapacity(Self.footerSize)
+            footer.appendLittleEndian(lsn)
+            let checksum = CRC32C.checksum(
+                footer, continuing: CRC32C.combine(CRC32C.checksum(header), sink.checksum, secondLength: sink.count))
+            footer.appendLittleEndian(checksum)
+            footer.appendLittleEndian(UInt32(0))
+            try file.write(footer)
+            try file.write(header, at: 0)
+            bodyBytes = sink.count
+        }
         let all = try snapshotLSNs()
         for old in all.dropFirst(Self.keptCount) { try FileSystem.remove(directory + "/" + Self.name(lsn: old)) }
         if all.count > Self.keptCount { try FileSystem.syncDirectory(directory, faults: faults) }
-        return Array(all.prefix(Self.keptCount))
+        return (Array(all.prefix(Self.keptCount)), bodyBytes)
     }
+
+    private static let placeholder = [UInt8](repeating: 0, count: headerSize)
 
     /// LSNs of the snapshot files present, newest first.
     public func snapshotLSNs() throws(StorageError) -> [UInt64] {

@@ -49,3 +49,23 @@ extension CRC32CTests {
         #endif
     }
 }
+
+extension CRC32CTests {
+    /// The checksum of A then B from A's and B's alone (a streamed snapshot's header is
+    /// checksummed after its body): at every split of random bytes, B empty included, and for a
+    /// B longer than any table step.
+    @Test func combiningTwoChecksumsEqualsTheChecksumOfBoth() {
+        var random = SeededGenerator(state: 33)
+        let bytes = (0..<600).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+        for split in 0...bytes.count {
+            let combined = CRC32C.combine(
+                CRC32C.checksum(bytes[..<split]), CRC32C.checksum(bytes[split...]), secondLength: bytes.count - split)
+            #expect(combined == CRC32C.checksum(bytes), "split \(split)")
+        }
+        let long = [UInt8](repeating: 0xA5, count: 3_000_001)
+        let header = Array("header".utf8)
+        #expect(
+            CRC32C.combine(CRC32C.checksum(header), CRC32C.checksum(long), secondLength: long.count)
+                == CRC32C.checksum(long, continuing: CRC32C.checksum(header)))
+    }
+}

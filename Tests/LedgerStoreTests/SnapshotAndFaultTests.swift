@@ -39,6 +39,50 @@ import Testing
         #expect(throws: StorageError.self) { try store.loadNewest() }
     }
 
+    /// A body handed over in parts makes the same file, byte for byte, as the body whole (the
+    /// header written last, the checksum combined), whatever the parts' sizes; it loads back.
+    @Test func aBodyWrittenInPartsMakesTheSameFileAsTheBodyWhole() throws {
+        let directory = TemporaryDirectory()
+        let whole = SnapshotStore(directory: directory.path + "/whole")
+        let parts = SnapshotStore(directory: directory.path + "/parts")
+        try FileSystem.makeDirectory(whole.directory)
+        try FileSystem.makeDirectory(parts.directory)
+        var random = SeededGenerator(state: 7)
+        for (lsn, size) in [(1, 0), (2, 1), (3, 5_000), (4, 70_001)] as [(UInt64, Int)] {
+            let bytes = (0..<size).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            try whole.write(lsn: lsn, body: bytes)
+            let written = try parts.write(lsn: lsn) { sink throws(StorageError) in
+                var offset = 0
+                while offset < bytes.count {
+                    let count = min(bytes.count - offset, Int(random.next() % 3_000))
+                    try sink.append(Array(bytes[offset..<(offset + count)]))
+                    offset += count
+                }
+            }
+            #expect(written.bodyBytes == size)
+            #expect(try FileSystem.readFile(parts.path(lsn: lsn)) == FileSystem.readFile(whole.path(lsn: lsn)), "size \(size)")
+            #expect(try parts.loadNewest().map { Array($0.body) } == bytes)
+        }
+    }
+
+    /// A write that fails partway through a streamed body leaves the snapshots as they were: no new
+    /// `.snap`, the previous newest still loaded, the temporary file cleaned up at the next start.
+    @Test func aWriteFailingPartwayThroughAStreamedBodyLeavesNoSnapshot() throws {
+        let directory = TemporaryDirectory()
+        let faults = StorageFaults()
+        let store = SnapshotStore(directory: directory.path, faults: faults)
+        try store.write(lsn: 10, body: body(10, size: 500))
+        faults.failWrites(after: 3, errno: ENOSPC)
+        #expect(throws: StorageError.self) {
+            try store.write(lsn: 20) { sink throws(StorageError) in
+                for part in 0..<10 { try sink.append(body(UInt64(part), size: 100)) }
+            }
+        }
+        #expect(try store.snapshotLSNs() == [10])
+        #expect(try store.loadNewest()?.lsn == 10)
+        #expect(try store.removeTemporaries() == 1)
+    }
+
     @Test func leftoverTemporaryFilesAreRemoved() throws {
         let directory = TemporaryDirectory()
         let store = SnapshotStore(directory: directory.path)
