@@ -431,8 +431,7 @@ extension Tenant: BinaryCodable {
         writer.write(belowThreshold)
         writer.write(planPeriod)
         writer.write(planGeneration)
-        writer.writeVarint(UInt64(history.count))
-        for entry in history { writer.write(entry) }
+        history.encodeEntries(to: &writer)
         idempotency.encode(to: &writer, tenant: id)
         writer.write(UInt64(belowThresholds))
     }

@@ -190,6 +190,23 @@ public struct BinaryReader {
         }
     }
 
+    /// Passes over a string's binary form (its length, then its bytes) without making the string;
+    /// returns where the form lies.
+    mutating func skipString() throws(BinaryFormatError) -> Range<Int> {
+        let start = offset
+        let length = try readVarint()
+        guard length <= UInt64(bytes.count - offset) else { throw fail("string length \(length) larger than the data") }
+        offset += Int(length)
+        return start..<offset
+    }
+
+    /// Passes over a value's binary form; returns where it lies.
+    mutating func skip<T: BinaryCodable>(_ type: T.Type) throws(BinaryFormatError) -> Range<Int> {
+        let start = offset
+        _ = try T(from: &self)
+        return start..<offset
+    }
+
     /// A count of elements, each of which takes at least one byte: bounded by what is left, so a
     /// hostile count cannot make the reader reserve memory.
     public mutating func readCount() throws(BinaryFormatError) -> Int {

@@ -51,6 +51,25 @@ import Testing
         #expect(HistoryLog(renumbered) == nil)
     }
 
+    /// A snapshot's history is written from the compact encoding by copying bytes
+    /// (`HistoryLog.encodeEntries`): it must be exactly the entries' own binary forms, every
+    /// optional field present and absent, ids over 15 bytes and non-ASCII, times going backwards,
+    /// across checkpoints, and the empty log.
+    @Test func historyIsWrittenForASnapshotExactlyAsItsEntriesEncode() throws {
+        for count in [0, 1, 31, 32, 33, 300] {
+            let entries = count == 0 ? [] : sampleEntries(count)
+            var log = HistoryLog()
+            for entry in entries { log.append(entry) }
+            var expected = BinaryWriter()
+            expected.write(entries)
+            var written = BinaryWriter()
+            log.encodeEntries(to: &written)
+            #expect(written.bytes == expected.bytes, "\(count) entries")
+            var reader = BinaryReader(written.bytes)
+            #expect(try reader.readArray(HistoryEntry.self) == entries)
+        }
+    }
+
     @Test func historySurvivesASnapshotAndPagesFromACursor() throws {
         var ledger = TestLedger()
         let acme: TenantID = "acme"
