@@ -262,7 +262,12 @@ public final class LedgerShard: Sendable {
         trace?.applied(shard: index)
         var result = applied.0
         result.lsn = applied.1
-        answer(result, at: applied.1, events: result.events, trace: trace, completion)
+        // The log's callback itself, not a wrapper around one, and not through the generic
+        // `answer`: there `completion` is passed at its most general abstraction, which cost a
+        // thunk's context per call besides the callback's own.
+        log.whenDurable(applied.1) { [self, result] outcome in
+            completion(durable(outcome, trace: trace, events: result.events).map { result })
+        }
     }
 
     /// Calls `completion` with `value` once the log is durable through `lsn`, after publishing the
@@ -271,16 +276,23 @@ public final class LedgerShard: Sendable {
         _ value: T, at lsn: UInt64, events: [LedgerEvent], trace: ShardTrace? = nil,
         _ completion: @escaping @Sendable (Result<T, any Error>) -> Void
     ) {
-        // The log's callback itself, not a wrapper around one: one closure context per call.
         log.whenDurable(lsn) { [self] outcome in
-            switch outcome {
-            case .success(let batch):
-                trace?.batch = batch
-                hub?.publish(events)
-                completion(.success(value))
-            case .failure(let error):
-                completion(.failure(durabilityFailed(error)))
-            }
+            completion(durable(outcome, trace: trace, events: events).map { value })
+        }
+    }
+
+    /// What the log's callback says for the calls it made durable: the batch noted in their trace
+    /// and their events published, or the shard's failure.
+    private func durable(
+        _ outcome: Result<DurableBatch?, StorageError>, trace: ShardTrace?, events: [LedgerEvent]
+    ) -> Result<Void, any Error> {
+        switch outcome {
+        case .success(let batch):
+            trace?.batch = batch
+            hub?.publish(events)
+            return .success(())
+        case .failure(let error):
+            return .failure(durabilityFailed(error))
         }
     }
 
