@@ -160,10 +160,12 @@ public struct LedgerState: Hashable, Sendable {
     /// Schedules what the command or due item asked for and logs its events, numbered, in the
     /// tenant's event log (`position`: the tenant's, already found; nil when there is none).
     private mutating func finish(_ tenantID: TenantID, at position: Int?, _ ctx: inout ApplyContext, events: inout [LedgerEvent]) {
-        for (time, kind) in ctx.scheduled {
+        func insert(_ time: LedgerTime, _ kind: DueKind) {
             dueSequence += 1
             due.insert(DueItem(time: time, sequence: dueSequence, tenant: tenantID, kind: kind))
         }
+        if let (time, kind) = ctx.firstScheduled { insert(time, kind) }
+        for (time, kind) in ctx.moreScheduled { insert(time, kind) }
         if due.count >= due.pruneAt { pruneDue() }
         guard !ctx.events.isEmpty, let position else { return }
         // In place: the log's storage is not copied. A command's events (nothing gathered before

@@ -390,9 +390,15 @@ struct ApplyContext {
     let requestID: RequestID?
     let catalog: PriceCatalog?
     var events: [LedgerEvent] = []
-    var scheduled: [(LedgerTime, DueKind)] = []
+    /// What the command asked to schedule, in order: the first item inline (a command schedules
+    /// one at most, as a reserve its expiry, or none; an array made for it was an allocation per
+    /// reserve), any others after it.
+    private(set) var firstScheduled: (LedgerTime, DueKind)?
+    private(set) var moreScheduled: [(LedgerTime, DueKind)] = []
 
-    mutating func schedule(_ time: LedgerTime, _ kind: DueKind) { scheduled.append((time, kind)) }
+    mutating func schedule(_ time: LedgerTime, _ kind: DueKind) {
+        if firstScheduled == nil { firstScheduled = (time, kind) } else { moreScheduled.append((time, kind)) }
+    }
 
     mutating func emit(_ tenant: TenantID, _ kind: LedgerEvent.Kind) {
         events.append(LedgerEvent(tenant: tenant, time: now, kind: kind))
