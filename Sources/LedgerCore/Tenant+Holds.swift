@@ -279,6 +279,10 @@ extension Tenant {
             extraDebt = extra - fromPool
         }
 
+        // Every check is behind: the table's copy of the hold goes, so that its allocations are
+        // this value's alone and change in place below (they were copied, an allocation every
+        // commit); `holds.update` stores the hold again at the end.
+        holds.dropOpen(holdID)
         // Capture from the hold's own allocations, in the order they were reserved.
         var toCapture = min(amount, hold.held)
         var index = 0
