@@ -216,20 +216,20 @@ final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
     private func deliver(context: ChannelHandlerContext) {
         let finished = outbox.take()
         machine.callsFinished(finished.count)
-        let replies = finished.compactMap(\.reply)
         // Calls that finished after the connection closed: their replies have nowhere to go.
         if machine.state == .closed || machine.state == .over { return settle(context: context) }
-        if !replies.isEmpty {
-            var buffer = context.channel.allocator.buffer(capacity: 128 * replies.count)
-            for reply in replies {
-                do {
-                    try buffer.writeFrame(reply)
-                } catch {
-                    logger.error("reply not encoded", metadata: ["call.id": "\(reply.callID)", "error": "\(error)"])
-                }
+        // The replies written where they are (not gathered into an array of their own first).
+        var buffer: ByteBuffer? = nil
+        for call in finished {
+            guard let reply = call.reply else { continue }
+            if buffer == nil { buffer = context.channel.allocator.buffer(capacity: 128 * finished.count) }
+            do {
+                try buffer!.writeFrame(reply)
+            } catch {
+                logger.error("reply not encoded", metadata: ["call.id": "\(reply.callID)", "error": "\(error)"])
             }
-            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
         }
+        if let buffer { context.writeAndFlush(wrapOutboundOut(buffer), promise: nil) }
         continueCalls(context: context)
     }
 
