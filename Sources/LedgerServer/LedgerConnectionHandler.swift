@@ -47,6 +47,8 @@ final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
     private var machine: StateMachine
     /// Calls that finished, handed from whichever thread finished them to the event loop.
     private let outbox = EventLoopBatch<FinishedCall>()
+    /// The outbox's calls while `deliver` writes them; empty otherwise (its room is reused).
+    private var delivering: [FinishedCall] = []
     /// Adds a finished call to the outbox and schedules `deliver` when it was empty; nil once the
     /// connection is over.
     private var report: (@Sendable (FinishedCall) -> Void)?
@@ -214,21 +216,25 @@ final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
     /// Writes what the outbox holds (one buffer, one flush), then starts waiting frames, reads more
     /// or closes, as the state machine now allows.
     private func deliver(context: ChannelHandlerContext) {
-        let finished = outbox.take()
-        machine.callsFinished(finished.count)
+        outbox.take(into: &delivering)
+        machine.callsFinished(delivering.count)
         // Calls that finished after the connection closed: their replies have nowhere to go.
-        if machine.state == .closed || machine.state == .over { return settle(context: context) }
+        if machine.state == .closed || machine.state == .over {
+            delivering.removeAll(keepingCapacity: true)
+            return settle(context: context)
+        }
         // The replies written where they are (not gathered into an array of their own first).
         var buffer: ByteBuffer? = nil
-        for call in finished {
+        for call in delivering {
             guard let reply = call.reply else { continue }
-            if buffer == nil { buffer = context.channel.allocator.buffer(capacity: 128 * finished.count) }
+            if buffer == nil { buffer = context.channel.allocator.buffer(capacity: 128 * delivering.count) }
             do {
                 try buffer!.writeFrame(reply)
             } catch {
                 logger.error("reply not encoded", metadata: ["call.id": "\(reply.callID)", "error": "\(error)"])
             }
         }
+        delivering.removeAll(keepingCapacity: true)
         if let buffer { context.writeAndFlush(wrapOutboundOut(buffer), promise: nil) }
         continueCalls(context: context)
     }

@@ -28,6 +28,19 @@ public final class EventLoopBatch<Item: Sendable>: Sendable {
         }
     }
 
+    /// Swaps everything added since the last take into `items`, which must be empty: the batch
+    /// goes on with `items`' storage, so a drain that empties its array (keeping its room) and
+    /// passes it again allocates nothing (`take()` returns an array the batch no longer owns, and
+    /// gets new room for each batch).
+    @inlinable
+    public func take(into items: inout [Item]) {
+        precondition(items.isEmpty, "taking into an array that holds items")
+        state.withLock { state in
+            state.scheduled = false
+            swap(&state.items, &items)
+        }
+    }
+
     /// Everything added since the last take (called by the drain, on the event loop).
     @inlinable
     public func take() -> [Item] {
