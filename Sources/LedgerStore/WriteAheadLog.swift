@@ -427,6 +427,8 @@ public final class WriteAheadLog: @unchecked Sendable {
         // Waiters are appended in LSN order almost always (appends and waits come from one shard),
         // so the ready ones are a prefix; the general case is handled all the same.
         var ready: [Waiter] = []
+        // Room for all at once: grown by doubling, a batch of 30 calls cost six allocations.
+        ready.reserveCapacity(waiters.count)
         var kept = 0
         for index in waiters.indices {
             if waiters[index].lsn <= durable {
