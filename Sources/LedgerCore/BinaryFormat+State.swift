@@ -477,8 +477,15 @@ extension TenantTable: BinaryCodable {
     // The form of the `[TenantID: Tenant]` dictionary it replaced (count, then id and tenant pairs),
     // now in creation order.
     public func encode(to writer: inout BinaryWriter) {
+        encode(to: &writer, flushingAt: .max) { (_: inout BinaryWriter) in }
+    }
+
+    /// The same form written in parts (`LedgerState.encode(to:flushingAt:_:)`).
+    func encode<E: Error>(
+        to writer: inout BinaryWriter, flushingAt chunk: Int, _ flush: (inout BinaryWriter) throws(E) -> Void
+    ) throws(E) {
         writer.writeVarint(UInt64(count))
-        encodeTenants(to: &writer, flushingAt: .max) { (_: inout BinaryWriter) in }
+        try encodeTenants(to: &writer, flushingAt: chunk, flush)
     }
 
     public init(from reader: inout BinaryReader) throws(BinaryFormatError) {
@@ -514,9 +521,7 @@ extension LedgerState: BinaryCodable {
         to writer: inout BinaryWriter, flushingAt chunk: Int, _ flush: (inout BinaryWriter) throws(E) -> Void
     ) throws(E) {
         writer.write(time)
-        // The form of `TenantTable`'s encoding, in parts.
-        writer.writeVarint(UInt64(tenants.count))
-        try tenants.encodeTenants(to: &writer, flushingAt: chunk, flush)
+        try tenants.encode(to: &writer, flushingAt: chunk, flush)
         writer.write(catalog)
         writer.write(due.items)
         writer.write(dueSequence)

@@ -47,7 +47,8 @@ final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
     private var machine: StateMachine
     /// Calls that finished, handed from whichever thread finished them to the event loop.
     private let outbox = EventLoopBatch<FinishedCall>()
-    /// The outbox's calls while `deliver` writes them; empty otherwise (its room is reused).
+    /// The outbox's calls while `deliver` writes them; empty otherwise (its room is reused, up to
+    /// `clearDelivering`'s bound).
     private var delivering: [FinishedCall] = []
     /// Adds a finished call to the outbox and schedules `deliver` when it was empty; nil once the
     /// connection is over.
@@ -220,7 +221,7 @@ final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
         machine.callsFinished(delivering.count)
         // Calls that finished after the connection closed: their replies have nowhere to go.
         if machine.state == .closed || machine.state == .over {
-            delivering.removeAll(keepingCapacity: true)
+            clearDelivering()
             return settle(context: context)
         }
         // The replies written where they are (not gathered into an array of their own first).
@@ -234,9 +235,15 @@ final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
                 logger.error("reply not encoded", metadata: ["call.id": "\(reply.callID)", "error": "\(error)"])
             }
         }
-        delivering.removeAll(keepingCapacity: true)
+        clearDelivering()
         if let buffer { context.writeAndFlush(wrapOutboundOut(buffer), promise: nil) }
         continueCalls(context: context)
+    }
+
+    /// Empties `delivering` for the next delivery, keeping room for up to 64 calls (each a few
+    /// hundred bytes); a larger burst's room is given back rather than held for the connection's life.
+    private func clearDelivering() {
+        if delivering.capacity > 64 { delivering = [] } else { delivering.removeAll(keepingCapacity: true) }
     }
 
     /// Starts the queued frames that may start, reads more or closes; or, when the loop's turn is
