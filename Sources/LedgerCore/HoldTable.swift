@@ -65,20 +65,20 @@ public struct HoldTable: Hashable, Sendable {
     }
 
     /// Removes an open hold's value, for a command that changes a copy of it and stores that with
-    /// `update`, which must follow (see `Tenant.commit`).
+    /// `update(_:droppedOpen: true)`, which must follow (see `Tenant.commit`).
     mutating func dropOpen(_ id: HoldID) { open.removeValue(forKey: id) }
 
     /// Stores `hold` under its id: as a value while it is open, in its binary form once resolved. A
-    /// hold resolves at most once, so a resolved hold is never stored as open again.
-    public mutating func update(_ hold: Hold) {
+    /// hold resolves at most once, so a resolved hold is never stored as open again. `droppedOpen`:
+    /// the hold was open and its value taken out with `dropOpen`.
+    public mutating func update(_ hold: Hold, droppedOpen: Bool = false) {
         if hold.state == .held {
             open[hold.id] = hold
             return
         }
-        // A hold that was open has no resolved record yet (it resolves once); only a resolved one
-        // changed again (a refund) replaces its record. (One dropped with `dropOpen` is looked up
-        // and not found.)
-        let wasOpen = open.removeValue(forKey: hold.id) != nil
+        // A hold that was open has no resolved record yet (it resolves once), so none is looked
+        // for; only a resolved one changed again (a refund) replaces its record.
+        let wasOpen = droppedOpen || open.removeValue(forKey: hold.id) != nil
         var key = hold.id.rawValue
         let hash = key.withUTF8 { RequestIndex.hash($0) }
         let replaced = wasOpen ? nil : key.withUTF8 { resolved($0, hash: hash) }

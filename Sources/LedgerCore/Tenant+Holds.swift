@@ -281,7 +281,7 @@ extension Tenant {
 
         // Every check is behind: the table's copy of the hold goes, so that its allocations are
         // this value's alone and change in place below (they were copied, an allocation every
-        // commit); `holds.update` stores the hold again at the end.
+        // commit); `holds.update(_:droppedOpen:)` stores the hold again at the end.
         holds.dropOpen(holdID)
         // Capture from the hold's own allocations, in the order they were reserved.
         var toCapture = min(amount, hold.held)
@@ -314,7 +314,7 @@ extension Tenant {
             resolve(&hold, as: .committed, returning: .release, ctx)
             returnQuotaIfUnspent(&hold)
         }
-        holds.update(hold)
+        holds.update(hold, droppedOpen: true)
         return .committed(hold, captured: amount, released: released)
     }
 
