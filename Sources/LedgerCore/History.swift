@@ -201,15 +201,11 @@ public struct HistoryLog: Sendable, RandomAccessCollection {
     /// was most of what encoding a busy tenant for a snapshot cost.
     func encodeEntries(to writer: inout BinaryWriter) {
         writer.writeVarint(UInt64(count))
-        var reader = BinaryReader(bytes)
-        var time: Int64 = 0
         bytes.withUnsafeBufferPointer { stored in
-            func copy(_ range: Range<Int>) { writer.appendBytes(UnsafeBufferPointer(rebasing: stored[range])) }
-            func copyOptional(_ present: Bool, _ skip: (inout BinaryReader) -> Range<Int>) {
-                guard present else { return writer.tag(0) }
-                writer.tag(1)
-                copy(skip(&reader))
-            }
+            // The reader is the closure's own (not captured): a captured one was boxed and every
+            // read of it paid a dynamic exclusivity check.
+            var reader = BinaryReader(bytes)
+            var time: Int64 = 0
             // Written by `append` from valid values: cannot fail.
             for position in 0..<count {
                 let kind = try! reader.skip(HistoryKind.self)
@@ -217,17 +213,22 @@ public struct HistoryLog: Sendable, RandomAccessCollection {
                 let delta = try! reader.read(Int64.self)
                 time = position % Self.checkpointInterval == 0 ? delta : time &+ delta
                 let amount = try! reader.skip(Tokens.self)
+                let member = flags & 1 != 0 ? try! reader.skipString() : nil
+                let hold = flags & 2 != 0 ? try! reader.skipString() : nil
+                let grant = flags & 4 != 0 ? try! reader.skip(GrantID.self) : nil
+                let source = flags & 8 != 0 ? try! reader.skip(GrantKind.self) : nil
+                let requestID = flags & 16 != 0 ? try! reader.skipString() : nil
                 writer.writeVarint(UInt64(position + 1))
                 writer.write(time)
-                copy(kind)
+                writer.appendBytes(UnsafeBufferPointer(rebasing: stored[kind]))
                 // Member, hold, grant and source, then the amount, then the request id: each
                 // optional one as a presence byte, then its form as stored.
-                copyOptional(flags & 1 != 0) { try! $0.skipString() }
-                copyOptional(flags & 2 != 0) { try! $0.skipString() }
-                copyOptional(flags & 4 != 0) { try! $0.skip(GrantID.self) }
-                copyOptional(flags & 8 != 0) { try! $0.skip(GrantKind.self) }
-                copy(amount)
-                copyOptional(flags & 16 != 0) { try! $0.skipString() }
+                writer.appendOptional(member, of: stored)
+                writer.appendOptional(hold, of: stored)
+                writer.appendOptional(grant, of: stored)
+                writer.appendOptional(source, of: stored)
+                writer.appendBytes(UnsafeBufferPointer(rebasing: stored[amount]))
+                writer.appendOptional(requestID, of: stored)
             }
         }
     }
@@ -250,5 +251,14 @@ extension HistoryLog: Hashable {
     public func hash(into hasher: inout Hasher) {
         hasher.combine(count)
         hasher.combine(bytes.count)
+    }
+}
+
+extension BinaryWriter {
+    /// An optional field of `HistoryLog.encodeEntries`: a presence byte, then the stored bytes.
+    fileprivate mutating func appendOptional(_ range: Range<Int>?, of stored: UnsafeBufferPointer<UInt8>) {
+        guard let range else { return tag(0) }
+        tag(1)
+        appendBytes(UnsafeBufferPointer(rebasing: stored[range]))
     }
 }

@@ -3,6 +3,7 @@
 //
 //   ledger-storage-bench replay DIR [RECORDS]
 //   ledger-storage-bench snapshot DIR [TENANTS]
+//   ledger-storage-bench snapshot-busy [TENANTS] [PAIRS]
 //   ledger-storage-bench group-commit DIR WRITERS [SECONDS]
 //
 // Each prints one line of `key=value` figures. Build with -c release; scripts/bench-storage runs all.
@@ -100,6 +101,37 @@ func snapshot(directory: String, tenants: Int) async throws {
             + "rss_bytes_per_tenant=\(rssBuilt / tenants)")
 }
 
+/// Encoding a busy ledger for a snapshot: `pairs` reserve+commit pairs spread over `tenants`, so
+/// most of the state is history, remembered requests and resolved holds (what a snapshot of a
+/// server under load holds). Encoded as the shard does, in parts of 1 MiB each checksummed and then
+/// dropped (no file: the encoding is measured), best of five.
+func snapshotBusy(tenants: Int, pairs: Int) {
+    var state = LedgerState(time: start)
+    for command in workload(records: 2 * tenants + 2 * pairs, tenants: tenants) { _ = state.apply(command) }
+    var best = Double.infinity
+    var bytes = 0
+    var checksum: UInt32 = 0
+    for _ in 0..<5 {
+        bytes = 0
+        checksum = 0
+        var writer = BinaryWriter()
+        let began = monotonicNanoseconds()
+        state.encode(to: &writer, flushingAt: 1 << 20) { (writer: inout BinaryWriter) in
+            writer.drain { part in
+                bytes += part.count
+                checksum = CRC32C.checksum(part, continuing: checksum)
+            }
+        }
+        writer.drain { part in
+            bytes += part.count
+            checksum = CRC32C.checksum(part, continuing: checksum)
+        }
+        best = min(best, seconds(since: began))
+    }
+    print("benchmark=snapshot_busy tenants=\(tenants) pairs=\(pairs) bytes=\(bytes) crc32c=\(checksum) encode_seconds=\(best) "
+        + "encode_ns_per_pair=\(Int(best * 1e9 / Double(pairs)))")
+}
+
 func groupCommit(directory: String, writers: Int, duration: Double) async throws {
     let shard = try LedgerShard(directory: directory, index: 0)
     _ = try await shard.execute(.createTenant("bench", TenantSettings()), requestID: "c")
@@ -142,11 +174,13 @@ func groupCommit(directory: String, writers: Int, duration: Double) async throws
 
 let arguments = CommandLine.arguments
 guard arguments.count >= 3 else {
-    print("usage: ledger-storage-bench replay|snapshot|group-commit DIR [N] [SECONDS]")
+    print("usage: ledger-storage-bench replay|snapshot|group-commit DIR [N] [SECONDS], or snapshot-busy TENANTS [PAIRS]")
     exit(2)
 }
 switch arguments[1] {
 case "replay": try await replay(directory: arguments[2], records: arguments.count > 3 ? Int(arguments[3])! : 1_000_000)
+case "snapshot-busy":
+    snapshotBusy(tenants: arguments.count > 2 ? Int(arguments[2])! : 1_000, pairs: arguments.count > 3 ? Int(arguments[3])! : 1_000_000)
 case "snapshot": try await snapshot(directory: arguments[2], tenants: arguments.count > 3 ? Int(arguments[3])! : 1_000_000)
 case "group-commit":
     try await groupCommit(directory: arguments[2], writers: Int(arguments[3])!, duration: arguments.count > 4 ? Double(arguments[4])! : 5)
