@@ -250,9 +250,9 @@ public final class LedgerShard: Sendable {
         _ body: CommandBody, requestID: RequestID?, syncBy: SyncBy = .logWriter, trace: ShardTrace? = nil,
         completion: @escaping @Sendable (Result<CommandResult, any Error>) -> Void
     ) {
-        let applied: (CommandResult, UInt64)
+        let result: CommandResult
         do {
-            applied = try core.withLock { core in
+            result = try core.withLock { core in
                 try Self.applyAndLog(
                     LedgerCommand(time: clock.now(), requestID: requestID, body: body), core: &core, log: log, syncBy: syncBy)
             }
@@ -260,13 +260,18 @@ public final class LedgerShard: Sendable {
             return completion(.failure(error))
         }
         trace?.applied(shard: index)
-        var result = applied.0
-        result.lsn = applied.1
         // The log's callback itself, not a wrapper around one, and not through the generic
         // `answer`: there `completion` is passed at its most general abstraction, which cost a
-        // thunk's context per call besides the callback's own.
-        log.whenDurable(applied.1) { [self, result] outcome in
-            completion(durable(outcome, trace: trace, events: result.events).map { result })
+        // thunk's context per call besides the callback's own. The result is moved into it: each
+        // copy of a `CommandResult` (a tuple with the position, then the value with it set) cost
+        // a walk of its payload with a retain per reference in it, and a destroy later.
+        log.whenDurable(result.lsn) { [self, result = consume result] outcome in
+            // Not `Result.map`: it is not specialized here, and called generically it cost an
+            // allocation of its own.
+            switch durable(outcome, trace: trace, events: result.events) {
+            case .success: completion(.success(result))
+            case .failure(let error): completion(.failure(error))
+            }
         }
     }
 
@@ -297,12 +302,12 @@ public final class LedgerShard: Sendable {
     }
 
     /// Called with the lock held: apply and append happen together, so commands are logged in the
-    /// order they are applied.
+    /// order they are applied. The result carries the position of the record that logged it.
     private static func applyAndLog(
         _ command: LedgerCommand, core: inout Core, log: any ShardLog, syncBy: SyncBy = .logWriter
-    ) throws -> (CommandResult, UInt64) {
+    ) throws -> CommandResult {
         if let failure = core.failure { throw EngineError.unavailable(failure) }
-        let result = core.state.apply(command)
+        var result = core.state.apply(command)
         do {
             // Encoded into the log's pending batch itself (the command is a value: the same bytes
             // as before it was applied).
@@ -317,7 +322,8 @@ public final class LedgerShard: Sendable {
             core.failure = "\(error)"
             throw EngineError.unavailable("\(error)")
         }
-        return (result, core.appliedLSN)
+        result.lsn = core.appliedLSN
+        return result
     }
 
     /// Writes and syncs the log's pending records on the caller's thread and answers the calls they
@@ -378,9 +384,8 @@ public final class LedgerShard: Sendable {
             var lsn = core.appliedLSN
             var events: [LedgerEvent] = []
             if let due = core.state.nextDueTime, due <= clock.now() {
-                let tick: CommandResult
-                (tick, lsn) = try Self.applyAndLog(LedgerCommand(time: clock.now(), requestID: nil, body: .tick), core: &core, log: log)
-                events = tick.events
+                let tick = try Self.applyAndLog(LedgerCommand(time: clock.now(), requestID: nil, body: .tick), core: &core, log: log)
+                (lsn, events) = (tick.lsn, tick.events)
             }
             return (try body(core.state), lsn, events)
         }
