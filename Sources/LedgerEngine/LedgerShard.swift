@@ -247,14 +247,16 @@ public final class LedgerShard: Sendable {
     /// `trace`, when the call is traced, learns when the command was applied and logged and which
     /// batch made it durable (before `completion` runs).
     public func submit(
-        _ body: CommandBody, requestID: RequestID?, syncBy: SyncBy = .logWriter, trace: ShardTrace? = nil,
+        _ body: consuming CommandBody, requestID: consuming RequestID?, syncBy: SyncBy = .logWriter, trace: ShardTrace? = nil,
         completion: @escaping @Sendable (Result<CommandResult, any Error>) -> Void
     ) {
         let result: CommandResult
         do {
+            // The body and id moved into the command, which is handed on in place (each copy of a
+            // body walks its payload); its time is read under the lock, in the log's order.
+            var command = LedgerCommand(time: .epoch, requestID: requestID, body: body)
             result = try core.withLock { core in
-                try Self.applyAndLog(
-                    LedgerCommand(time: clock.now(), requestID: requestID, body: body), core: &core, log: log, syncBy: syncBy)
+                try Self.applyAndLog(&command, at: clock.now(), core: &core, log: log, syncBy: syncBy)
             }
         } catch {
             return completion(.failure(error))
@@ -304,9 +306,10 @@ public final class LedgerShard: Sendable {
     /// Called with the lock held: apply and append happen together, so commands are logged in the
     /// order they are applied. The result carries the position of the record that logged it.
     private static func applyAndLog(
-        _ command: LedgerCommand, core: inout Core, log: any ShardLog, syncBy: SyncBy = .logWriter
+        _ command: inout LedgerCommand, at time: LedgerTime, core: inout Core, log: any ShardLog, syncBy: SyncBy = .logWriter
     ) throws -> CommandResult {
         if let failure = core.failure { throw EngineError.unavailable(failure) }
+        command.time = time
         var result = core.state.apply(command)
         do {
             // Encoded into the log's pending batch itself (the command is a value: the same bytes
@@ -384,7 +387,8 @@ public final class LedgerShard: Sendable {
             var lsn = core.appliedLSN
             var events: [LedgerEvent] = []
             if let due = core.state.nextDueTime, due <= clock.now() {
-                let tick = try Self.applyAndLog(LedgerCommand(time: clock.now(), requestID: nil, body: .tick), core: &core, log: log)
+                var command = LedgerCommand(time: .epoch, requestID: nil, body: .tick)
+                let tick = try Self.applyAndLog(&command, at: clock.now(), core: &core, log: log)
                 (lsn, events) = (tick.lsn, tick.events)
             }
             return (try body(core.state), lsn, events)
