@@ -34,17 +34,19 @@ extension ByteBuffer {
     /// Appends `reply` as one frame: a command's metering result written straight from the ledger's
     /// values, anything else as its message is written.
     public mutating func writeFrame(_ reply: CallReply) throws {
-        guard case .command(let callID, let result) = reply, let metering = MeteringResult(result.outcome) else {
-            return try writeFrame(reply.response)
-        }
+        guard case .command(let callID, let result) = reply else { return try writeFrame(reply.response) }
         let envelope = Envelope(callID: callID, replayed: result.replayed, lsn: result.lsn)
-        var sized = ReplyEncoder.Sized(total: envelope.size)
-        guard ReplyEncoder.size(metering, into: &sized) else { return try writeFrame(reply.response) }
-        writeEncodedFrame(sized.total) { out in
-            envelope.writeHead(to: &out)
-            envelope.writeLSN(to: &out)
-            ReplyEncoder.write(metering, sized, to: &out)
+        let written = MeteringResult.with(result.outcome) { metering in
+            var sized = ReplyEncoder.Sized(total: envelope.size)
+            guard ReplyEncoder.size(metering, into: &sized) else { return false }
+            writeEncodedFrame(sized.total) { out in
+                envelope.writeHead(to: &out)
+                envelope.writeLSN(to: &out)
+                ReplyEncoder.write(metering, sized, to: &out)
+            }
+            return true
         }
+        if written != true { try writeFrame(reply.response) }
     }
 
     /// A frame of `size` bytes that `write` writes.
@@ -95,18 +97,23 @@ struct MeteringResult<Hold: HoldWireFields> {
 }
 
 extension MeteringResult where Hold == DomainHold {
-    /// The result of a metering command's outcome; nil for the other outcomes.
-    init?(_ outcome: Result<CommandOutcome, LedgerError>) {
+    /// `body`'s answer for the result of a metering command's outcome, nil for the other outcomes.
+    /// The hold is lent to `body` (``DomainHold``), not copied: copying a `Hold` retained every
+    /// reference in it and destroying the copy released them again, and passing the outcome to an
+    /// initializer (which takes it owned) copied all of it first. `body` must not keep the result.
+    static func with<R>(_ outcome: Result<CommandOutcome, LedgerError>, _ body: (Self) -> R) -> R? {
         guard case .success(let outcome) = outcome else { return nil }
+        func lend(_ field: Int, _ hold: LedgerCore.Hold, _ second: UInt64 = 0, _ third: UInt64 = 0) -> R {
+            withUnsafePointer(to: hold) { body(Self(field: field, hold: DomainHold($0), second: second, third: third)) }
+        }
         switch outcome {
-        case .reserved(let hold): self.init(field: 10, hold: DomainHold(hold))
-        case .committed(let hold, let captured, let released): self.init(field: 11, hold: DomainHold(hold), second: captured, third: released)
-        case .released(let hold, let released): self.init(field: 12, hold: DomainHold(hold), second: released)
-        case .refunded(let hold, let refunded, let newGrant):
-            self.init(field: 13, hold: DomainHold(hold), second: refunded, third: newGrant?.rawValue ?? 0)
-        case .charged(let hold, let charged): self.init(field: 36, hold: DomainHold(hold), second: charged)
-        case .holdExtended(let hold): self.init(field: 37, hold: DomainHold(hold))
-        case .holdIncreased(let hold, let increased): self.init(field: 38, hold: DomainHold(hold), second: increased)
+        case .reserved(let hold): return lend(10, hold)
+        case .committed(let hold, let captured, let released): return lend(11, hold, captured, released)
+        case .released(let hold, let released): return lend(12, hold, released)
+        case .refunded(let hold, let refunded, let newGrant): return lend(13, hold, refunded, newGrant?.rawValue ?? 0)
+        case .charged(let hold, let charged): return lend(36, hold, charged)
+        case .holdExtended(let hold): return lend(37, hold)
+        case .holdIncreased(let hold, let increased): return lend(38, hold, increased)
         default: return nil
         }
     }
@@ -180,28 +187,31 @@ extension Tokenledger_V1_Hold: HoldWireFields {
     func eachCapture(_ body: (UInt64, UInt64) -> Void) { for capture in captures { body(capture.grantID, capture.amount) } }
 }
 
-/// The ledger's `Hold` read as the wire's (the mapping of `Tokenledger_V1_Hold.init(_:)`).
+/// The ledger's `Hold` read as the wire's (the mapping of `Tokenledger_V1_Hold.init(_:)`), lent for
+/// the length of one `MeteringResult.with` (each field read where it is, the hold not copied).
 struct DomainHold: HoldWireFields {
-    let hold: Hold
+    private let hold: UnsafePointer<Hold>
 
-    init(_ hold: Hold) { self.hold = hold }
+    init(_ hold: UnsafePointer<Hold>) { self.hold = hold }
 
     var isPlain: Bool { true }
-    var id: String { hold.id.rawValue }
-    var member: String { hold.member?.rawValue ?? "" }
-    var stateNumber: Int { Tokenledger_V1_HoldState(hold.state).rawValue }
-    var amount: UInt64 { hold.amount }
-    var held: UInt64 { hold.held }
-    var captured: UInt64 { hold.captured }
-    var overdraftCaptured: UInt64 { hold.overdraftCaptured }
-    var refunded: UInt64 { hold.refunded }
-    var createdAtMs: Int64 { hold.createdAt.millisecondsSinceEpoch }
-    var expiresAtMs: Int64 { hold.expiresAt.millisecondsSinceEpoch }
-    var resolvedAtMs: Int64 { hold.resolvedAt?.millisecondsSinceEpoch ?? 0 }
-    var catalogVersion: String { hold.catalogVersion ?? "" }
-    func eachItem(_ body: (String, UInt64) -> Void) { for item in hold.items { body(item.feature, item.quantity) } }
-    func eachAllocation(_ body: (UInt64, UInt64) -> Void) { for allocation in hold.allocations { body(allocation.grant.rawValue, allocation.amount) } }
-    func eachCapture(_ body: (UInt64, UInt64) -> Void) { for capture in hold.captures { body(capture.grant.rawValue, capture.amount) } }
+    var id: String { hold.pointee.id.rawValue }
+    var member: String { hold.pointee.member?.rawValue ?? "" }
+    var stateNumber: Int { Tokenledger_V1_HoldState(hold.pointee.state).rawValue }
+    var amount: UInt64 { hold.pointee.amount }
+    var held: UInt64 { hold.pointee.held }
+    var captured: UInt64 { hold.pointee.captured }
+    var overdraftCaptured: UInt64 { hold.pointee.overdraftCaptured }
+    var refunded: UInt64 { hold.pointee.refunded }
+    var createdAtMs: Int64 { hold.pointee.createdAt.millisecondsSinceEpoch }
+    var expiresAtMs: Int64 { hold.pointee.expiresAt.millisecondsSinceEpoch }
+    var resolvedAtMs: Int64 { hold.pointee.resolvedAt?.millisecondsSinceEpoch ?? 0 }
+    var catalogVersion: String { hold.pointee.catalogVersion ?? "" }
+    func eachItem(_ body: (String, UInt64) -> Void) { for item in hold.pointee.items { body(item.feature, item.quantity) } }
+    func eachAllocation(_ body: (UInt64, UInt64) -> Void) {
+        for allocation in hold.pointee.allocations { body(allocation.grant.rawValue, allocation.amount) }
+    }
+    func eachCapture(_ body: (UInt64, UInt64) -> Void) { for capture in hold.pointee.captures { body(capture.grant.rawValue, capture.amount) } }
 }
 
 /// Sizes and writes the replies the fast path covers.
