@@ -52,7 +52,7 @@ final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
     private var delivering: [FinishedCall] = []
     /// Adds a finished call to the outbox and schedules `deliver` when it was empty; nil once the
     /// connection is over.
-    private var report: (@Sendable (FinishedCall) -> Void)?
+    private var report: (@Sendable (consuming FinishedCall) -> Void)?
     /// How every call of this connection answers (through `report`; a watch's stream through the
     /// channel): made once per connection rather than two closures per call; nil once it is over.
     private var replies: LedgerService.Replies?
@@ -81,8 +81,8 @@ final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
         peer = context.channel.remoteAddress.map { "\($0)" } ?? "?"
         let (outbox, loop) = (outbox, context.eventLoop)
         let bound = NIOLoopBound((self, context), eventLoop: loop)
-        let report: @Sendable (FinishedCall) -> Void = { call in
-            guard outbox.add(call) else { return }
+        let report: @Sendable (consuming FinishedCall) -> Void = { call in
+            guard outbox.add(consume call) else { return }
             loop.execute {
                 let (handler, context) = bound.value
                 handler.deliver(context: context)
@@ -91,7 +91,7 @@ final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
         self.report = report
         let channel = context.channel
         replies = LedgerService.Replies(
-            finish: { response in report(FinishedCall(reply: response)) },
+            finish: { response in report(FinishedCall(reply: consume response)) },
             send: { response in try await channel.writeAndFlush(try LedgerServer.encode(response)).get() })
     }
 
@@ -224,10 +224,12 @@ final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
             clearDelivering()
             return settle(context: context)
         }
-        // The replies written where they are (not gathered into an array of their own first).
+        // The replies written where they are (not gathered into an array of their own first), each
+        // taken out of its place (`for call in delivering`, or reading an element, copied the call:
+        // a walk of its result with a retain per reference in it).
         var buffer: ByteBuffer? = nil
-        for call in delivering {
-            guard let reply = call.reply else { continue }
+        for index in delivering.indices {
+            guard let reply = delivering[index].reply.take() else { continue }
             if buffer == nil { buffer = context.channel.allocator.buffer(capacity: 128 * delivering.count) }
             do {
                 try buffer!.writeFrame(reply)

@@ -46,13 +46,15 @@ public final class LedgerService: Sendable {
         /// The call is over: its reply, or nil after a stream whose replies went through `send`.
         /// Called exactly once per call, from whichever thread finished it; it must be quick (a
         /// metering call's completion runs on the thread that made it durable).
-        public var finish: @Sendable (CallReply?) -> Void
+        /// The reply is handed over (consumed), not lent: it is stored for the connection's next
+        /// write, and a lent one had to be copied there.
+        public var finish: @Sendable (consuming CallReply?) -> Void
         /// One reply of a stream (a watch's updates): returns once the front door took it, so that a
         /// slow reader slows the stream down; throws when it cannot take it any more.
         public var send: @Sendable (WireResponse) async throws -> Void
 
         public init(
-            finish: @escaping @Sendable (CallReply?) -> Void, send: @escaping @Sendable (WireResponse) async throws -> Void
+            finish: @escaping @Sendable (consuming CallReply?) -> Void, send: @escaping @Sendable (WireResponse) async throws -> Void
         ) {
             self.finish = finish
             self.send = send
@@ -81,7 +83,7 @@ public final class LedgerService: Sendable {
         let traced = tracing?.begin(call, rpc: rpc, traceParent: traceParent)
         // Local functions, not closure values: the command path's completion below calls them
         // without a context of their own being allocated for every call.
-        @Sendable func finishReply(_ reply: CallReply?) {
+        @Sendable func finishReply(_ reply: consuming CallReply?) {
             if let reply {
                 let code = Self.code(of: reply)
                 metrics.record(rpc: rpc, code: code, duration: ContinuousClock.now - start)

@@ -18,11 +18,14 @@ public final class EventLoopBatch<Item: Sendable>: Sendable {
 
     public init() {}
 
-    /// Adds `item`; true when no drain is scheduled yet, and the caller must schedule one.
+    /// Adds `item`; true when no drain is scheduled yet, and the caller must schedule one. The
+    /// item is consumed: moved into the batch, not copied.
     @inlinable
-    public func add(_ item: Item) -> Bool {
-        state.withLock { state in
-            state.items.append(item)
+    public func add(_ item: consuming Item) -> Bool {
+        // Taken out of an optional inside the lock's closure, which cannot consume a capture.
+        var item = Optional(item)
+        return state.withLock { state in
+            state.items.append(item.take()!)
             defer { state.scheduled = true }
             return !state.scheduled
         }
