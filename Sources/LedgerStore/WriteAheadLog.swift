@@ -402,7 +402,8 @@ public final class WriteAheadLog: @unchecked Sendable {
             let made = DurableBatch(
                 firstLSN: firstLSN, lastLSN: durable, bytes: batchBytes, startedAt: startedAt, syncedAt: startedAt + elapsed,
                 byWriterThread: byWriterThread)
-            for waiter in ready { waiter.resume(.success(made)) }
+            // Resumed where they are (a for-in copied each waiter out of the array).
+            for index in ready.indices { ready[index].waiter.resume(.success(made)) }
             mutex.lock()
         }
         return true
@@ -423,16 +424,22 @@ public final class WriteAheadLog: @unchecked Sendable {
 
     /// Removes and returns the waiters whose records are durable, oldest first. Called with the
     /// mutex held; they are resumed after it is released.
-    private func takeReadyWaiters() -> [Waiter] {
+    private func takeReadyWaiters() -> [(lsn: UInt64, waiter: Waiter)] {
+        // Room for all at once: grown by doubling, a batch of 30 calls cost six allocations.
+        var ready: [(lsn: UInt64, waiter: Waiter)] = []
+        ready.reserveCapacity(waiters.count)
+        // Usually every waiter is ready (a sync covers all that was appended before it): the array
+        // is taken whole, no waiter copied, and the new room left for the next batch's waiters.
+        if waiters.allSatisfy({ $0.lsn <= durable }) {
+            swap(&ready, &waiters)
+            return ready
+        }
         // Waiters are appended in LSN order almost always (appends and waits come from one shard),
         // so the ready ones are a prefix; the general case is handled all the same.
-        var ready: [Waiter] = []
-        // Room for all at once: grown by doubling, a batch of 30 calls cost six allocations.
-        ready.reserveCapacity(waiters.count)
         var kept = 0
         for index in waiters.indices {
             if waiters[index].lsn <= durable {
-                ready.append(waiters[index].waiter)
+                ready.append(waiters[index])
             } else {
                 waiters.swapAt(kept, index)
                 kept += 1
