@@ -308,7 +308,7 @@ final class LedgerConnectionHandler: ChannelDuplexHandler, ConnectionProgress {
         // unknown field by construction); every other frame through it.
         if let plain = RequestDecoder.decode(frame) {
             do {
-                return .call(try LedgerCall(plain.call), callID: plain.callID, traceParent: plain.traceParent)
+                return .call(try LedgerCall.of(plain.call), callID: plain.callID, traceParent: plain.traceParent)
             } catch {
                 return .refused(WireResponse(callID: plain.callID, error: error), rpc: plain.rpcName)
             }

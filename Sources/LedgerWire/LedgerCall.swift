@@ -85,66 +85,71 @@ public enum LedgerCall: Hashable, Sendable {
     }
 
     /// Decodes a request's call (the envelope's oneof), as the initializer from the envelope does.
-    public init(_ call: WireRequest.OneOf_Call) throws(LedgerError) {
+    public init(_ call: WireRequest.OneOf_Call) throws(LedgerError) { self = try Self.of(call) }
+
+    /// The initializer's work, as a static function: an initializer takes its argument owned, so
+    /// a caller still holding the call (the framed port's decoder) copied all of it to pass it.
+    public static func of(_ call: WireRequest.OneOf_Call) throws(LedgerError) -> LedgerCall {
+        let decoded: LedgerCall
         switch call {
-        case .reserve(let message): self = try Self.reserve(message)
-        case .charge(let message): self = try Self.charge(message)
+        case .reserve(let message): decoded = try Self.reserve(message)
+        case .charge(let message): decoded = try Self.charge(message)
         case .extendHold(let message):
-            self = .command(
+            decoded = .command(
                 .extendHold(try tenantID(message.tenant), try identifier(message.holdID, "hold_id"), ttl: try Self.ttl(message.ttlMs)),
                 try requestID(message.requestID))
         case .increaseHold(let message):
-            self = .command(
+            decoded = .command(
                 .increaseHold(try tenantID(message.tenant), try identifier(message.holdID, "hold_id"), amount: message.tokens),
                 try requestID(message.requestID))
         case .commit(let message):
-            self = .command(
+            decoded = .command(
                 .commit(
                     try tenantID(message.tenant), try identifier(message.holdID, "hold_id"), amount: message.amount,
                     final: !message.partial), try requestID(message.requestID))
         case .release(let message):
-            self = .command(
+            decoded = .command(
                 .release(try tenantID(message.tenant), try identifier(message.holdID, "hold_id")),
                 try requestID(message.requestID))
         case .refund(let message):
-            self = .command(
+            decoded = .command(
                 .refund(try tenantID(message.tenant), try identifier(message.holdID, "hold_id"), amount: message.amount),
                 try requestID(message.requestID))
         case .estimate(let message):
-            self = .estimate(
+            decoded = .estimate(
                 try tenantID(message.tenant), member: try optionalMember(message.member),
                 items: try pricedItems(message.items))
         case .balance(let message):
-            self = .balance(try tenantID(message.tenant), member: try optionalMember(message.member))
+            decoded = .balance(try tenantID(message.tenant), member: try optionalMember(message.member))
         case .createTenant(let message):
-            self = .command(
+            decoded = .command(
                 .createTenant(try tenantID(message.tenant), try tenantSettings(message.settings)),
                 try requestID(message.requestID))
-        case .configureTenant(let message): self = try Self.configureTenant(message)
+        case .configureTenant(let message): decoded = try Self.configureTenant(message)
         case .setMember(let message):
             var settings = MemberSettings()
             if message.hasBudget { settings.budget = try budget(message.budget) }
             if case .lowBalanceThreshold(let threshold)? = message.threshold { settings.lowBalanceThreshold = threshold }
             settings.lowBalanceThresholds = try thresholds(message.lowBalanceThresholds, "low_balance_thresholds")
-            self = .command(
+            decoded = .command(
                 .setMember(try tenantID(message.tenant), try identifier(message.member, "member"), settings),
                 try requestID(message.requestID))
-        case .grant(let message): self = try Self.grant(message)
+        case .grant(let message): decoded = try Self.grant(message)
         case .purchase(let message):
             try checkNote(message.note)
-            self = .command(
+            decoded = .command(
                 .purchase(try tenantID(message.tenant), moneyMinor: message.moneyMinor, note: message.note),
                 try requestID(message.requestID))
         case .voidGrant(let message):
-            self = .command(
+            decoded = .command(
                 .voidGrant(try tenantID(message.tenant), try grantID(message.grantID)), try requestID(message.requestID))
         case .refundPurchase(let message):
-            self = .command(
+            decoded = .command(
                 .refundPurchase(try tenantID(message.tenant), try grantID(message.grantID)),
                 try requestID(message.requestID))
-        case .history(let message): self = try Self.history(message)
+        case .history(let message): decoded = try Self.history(message)
         case .listHolds(let message):
-            self = .listHolds(
+            decoded = .listHolds(
                 try tenantID(message.tenant), member: try optionalMember(message.member),
                 after: message.afterHoldID.isEmpty ? nil : try identifier(message.afterHoldID, "after_hold_id"),
                 limit: try Self.pageLimit(message.limit))
@@ -154,38 +159,39 @@ public enum LedgerCall: Hashable, Sendable {
                 guard let known = message.state.domain else { throw LedgerError(.invalidArgument, "state: unknown grant state") }
                 state = known
             }
-            self = .listGrants(
+            decoded = .listGrants(
                 try tenantID(message.tenant), state: state, after: GrantID(message.afterGrantID), limit: try Self.pageLimit(message.limit))
         case .listTenants(let message):
-            self = .listTenants(
+            decoded = .listTenants(
                 after: message.afterTenant.isEmpty ? nil : try tenantID(message.afterTenant), limit: try Self.pageLimit(message.limit))
-        case .catalog: self = .catalog
+        case .catalog: decoded = .catalog
         case .installCatalog(let message):
             guard message.json.utf8.count <= Limits.catalogBytesMax else {
                 throw LedgerError(
                     .limitExceeded, "the catalog is larger than \(Limits.catalogBytesMax) bytes",
                     details: .limit(name: "catalog_bytes_max", value: UInt64(Limits.catalogBytesMax)))
             }
-            self = .installCatalog(try PriceCatalog(json: Array(message.json.utf8)))
-        case .health: self = .health
-        case .shardMap: self = .shardMap
-        case .adminSnapshot: self = .adminSnapshot
-        case .adminAudit: self = .adminAudit
+            decoded = .installCatalog(try PriceCatalog(json: Array(message.json.utf8)))
+        case .health: decoded = .health
+        case .shardMap: decoded = .shardMap
+        case .adminSnapshot: decoded = .adminSnapshot
+        case .adminAudit: decoded = .adminAudit
         case .adminBackup(let message):
             let directory = message.directory
             guard directory.hasPrefix("/"), directory.utf8.count <= 4_096, !directory.contains("\0") else {
                 throw LedgerError(.invalidArgument, "directory: give an absolute path of at most 4096 bytes on the server's machine")
             }
-            self = .adminBackup(directory: directory)
+            decoded = .adminBackup(directory: directory)
         case .watch(let message):
             switch message.resume {
-            case .afterEventID(let id)?: self = .watch(try tenantID(message.tenant), after: id)
-            case nil: self = .watch(try tenantID(message.tenant), after: nil)
+            case .afterEventID(let id)?: decoded = .watch(try tenantID(message.tenant), after: id)
+            case nil: decoded = .watch(try tenantID(message.tenant), after: nil)
             }
         case .unwatch(let message):
             guard message.watchCallID != 0 else { throw LedgerError(.invalidArgument, "watch_call_id: name the watch's call id") }
-            self = .unwatch(watchCallID: message.watchCallID)
+            decoded = .unwatch(watchCallID: message.watchCallID)
         }
+        return decoded
     }
 
     private static func reserve(_ message: Tokenledger_V1_ReserveRequest) throws(LedgerError) -> LedgerCall {

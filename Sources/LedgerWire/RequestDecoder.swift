@@ -50,25 +50,30 @@ public enum RequestDecoder {
         var callID: UInt64 = 0
         var traceParent = ""
         var call: WireRequest.OneOf_Call?
+        // Whether `call` is set, kept apart: comparing `call` with nil copied it.
+        var hasCall = false
         let read = fields(&input) { field, wireType, input in
             switch (field, wireType) {
             case (1, 0): return input.read(&callID)
             case (2, 2): return input.read(&traceParent)
             case (10, 2), (11, 2), (12, 2), (13, 2), (15, 2), (36, 2):
-                guard call == nil, var body = input.nested() else { return false }
+                guard !hasCall, var body = input.nested() else { return false }
+                hasCall = true
+                // Each message moved into the call (`Optional.map`'s closure borrows its value, and
+                // wrapping it copied the message).
                 switch field {
-                case 10: call = message(&body, reserveField).map { .reserve($0) }
-                case 11: call = message(&body, commitField).map { .commit($0) }
-                case 12: call = message(&body, releaseField).map { .release($0) }
-                case 13: call = message(&body, refundField).map { .refund($0) }
-                case 15: call = message(&body, balanceField).map { .balance($0) }
-                default: call = message(&body, chargeField).map { .charge($0) }
+                case 10: guard let message = message(&body, reserveField) else { return false }; call = .reserve(message)
+                case 11: guard let message = message(&body, commitField) else { return false }; call = .commit(message)
+                case 12: guard let message = message(&body, releaseField) else { return false }; call = .release(message)
+                case 13: guard let message = message(&body, refundField) else { return false }; call = .refund(message)
+                case 15: guard let message = message(&body, balanceField) else { return false }; call = .balance(message)
+                default: guard let message = message(&body, chargeField) else { return false }; call = .charge(message)
                 }
-                return call != nil
+                return true
             default: return false
             }
         }
-        guard read, let call else { return nil }
+        guard read, let call = call.take() else { return nil }
         return Plain(callID: callID, traceParent: traceParent, call: call)
     }
 
