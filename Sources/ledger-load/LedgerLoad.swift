@@ -96,6 +96,10 @@ struct Run: AsyncParsableCommand {
     @Flag(name: .customLong("setup-only"), help: "Create and fund the tenants, then stop (for memory measurements).")
     var setupOnly = false
     @Flag(name: .customLong("no-check"), help: "Skip the invariant check at the end.") var noCheck = false
+    @Option(
+        name: .customLong("server-pid"),
+        help: "A server process on this machine (repeatable): its CPU time (utime+stime) over the measured run alone, not the setup or the check, is reported as server_cpu_s.")
+    var serverPIDs: [Int32] = []
     @Flag(help: "Print the report as JSON on stdout.") var json = false
     @Flag(help: "No progress line.") var quiet = false
 
@@ -106,6 +110,9 @@ struct Run: AsyncParsableCommand {
         }
         guard amount >= 1, amount <= Limits.amountMax else { throw ValidationError("--amount must be 1 to \(Limits.amountMax)") }
         if let rate, rate <= 0 { throw ValidationError("--rate must be above 0") }
+        for pid in serverPIDs where ProcessCPU.seconds([pid]) == nil {
+            throw ValidationError("--server-pid \(pid): no such process, or its /proc entry cannot be read")
+        }
         if let duration, duration <= 0 { throw ValidationError("--duration must be above 0") }
         if let operations, operations < 0 { throw ValidationError("--operations must be 0 or more") }
         if redis, mix != "pair=1" && mix != "pair" { throw ValidationError("--redis runs the pair mix only") }
@@ -160,7 +167,7 @@ struct Run: AsyncParsableCommand {
         }
 
         let plan = try makePlan(names, holdTTL: holdTTLMilliseconds.map { .milliseconds(Int64(clamping: $0)) })
-        let (stats, elapsed) = try await measure(plan) { state in
+        let (stats, elapsed, serverCPU) = try await measure(plan) { state in
             if grpc {
                 let (grpcHost, grpcPort) = try parseAddress(grpcServer)
                 guard let certificatePath = configuration.certificatePath, let privateKeyPath = configuration.privateKeyPath else {
@@ -191,7 +198,7 @@ struct Run: AsyncParsableCommand {
         if !echo && !noCheck {
             check = await checkInvariants(stats, names: names, holdPrefix: plan.holdPrefix, clients: clients, lanes: lanes)
         }
-        try report(plan, stats: stats, elapsed: elapsed, check: check)
+        try report(plan, stats: stats, elapsed: elapsed, serverCPU: serverCPU, check: check)
     }
 
     /// The pair workload against Redis (see RedisLoad), with the same plan, report and check shape.
@@ -207,8 +214,9 @@ struct Run: AsyncParsableCommand {
             throw LoadError.failed("Redis at \(server): \(error)")
         }
         defer { session.close() }
-        let (stats, elapsed) = await measure(plan) { state in await session.run(plan, state: state) }
-        try report(plan, stats: stats, elapsed: elapsed, check: noCheck ? nil : await session.check(stats, plan: plan))
+        let (stats, elapsed, serverCPU) = await measure(plan) { state in await session.run(plan, state: state) }
+        try report(
+            plan, stats: stats, elapsed: elapsed, serverCPU: serverCPU, check: noCheck ? nil : await session.check(stats, plan: plan))
     }
 
     /// The run's tenant names, PREFIX-0 ... (PREFIX: --tenant-prefix, or a fresh random one).
@@ -232,23 +240,27 @@ struct Run: AsyncParsableCommand {
     /// long they took, in seconds.
     private func measure(
         _ plan: RunPlan, _ lanes: (RunState) async throws -> LaneStats
-    ) async rethrows -> (stats: LaneStats, elapsed: Double) {
+    ) async rethrows -> (stats: LaneStats, elapsed: Double, serverCPU: Double?) {
+        let cpuBefore = serverPIDs.isEmpty ? nil : ProcessCPU.seconds(serverPIDs)
         let start = monotonicNanoseconds()
         let state = RunState(operations: plan.operations, duration: plan.duration, start: start)
         let ticker = Task { await showProgress(state, start: start) }
         defer { ticker.cancel() }
         let stats = try await lanes(state)
         let elapsed = Double(monotonicNanoseconds() - start) / 1e9
+        // Read once the lanes are done, before the check's reads (its calls are not the run's).
+        let serverCPU = cpuBefore.flatMap { before in ProcessCPU.seconds(serverPIDs).map { $0 - before } }
         ticker.cancel()
         _ = await ticker.result
         progress(quiet ? "" : "\n")
-        return (stats, elapsed)
+        return (stats, elapsed, serverCPU)
     }
 
     /// Prints the report; exit 1 when the check found violations.
-    private func report(_ plan: RunPlan, stats: LaneStats, elapsed: Double, check: CheckResult?) throws {
+    private func report(_ plan: RunPlan, stats: LaneStats, elapsed: Double, serverCPU: Double?, check: CheckResult?) throws {
         let report = Report(
-            plan: plan, connections: connections, pipeline: pipeline, elapsed: elapsed, stats: stats, check: check)
+            plan: plan, connections: connections, pipeline: pipeline, elapsed: elapsed, stats: stats, check: check,
+            serverCPUSeconds: serverCPU)
         print(json ? report.json() : report.text())
         if let check, !check.violations.isEmpty { throw ExitCode(1) }
     }
@@ -335,3 +347,21 @@ final class Counter: Sendable {
 }
 
 import Synchronization
+
+/// A process's CPU time from /proc (utime + stime), for `--server-pid`.
+enum ProcessCPU {
+    /// The CPU seconds the processes have used so far; nil when one cannot be read.
+    static func seconds(_ pids: [Int32]) -> Double? {
+        var ticks = 0
+        for pid in pids {
+            guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+                let end = stat.lastIndex(of: ")")
+            else { return nil }
+            // After the command's name (which may hold spaces): state is field 3, utime 14, stime 15.
+            let fields = stat[stat.index(after: end)...].split(separator: " ")
+            guard fields.count > 12, let user = Int(fields[11]), let system = Int(fields[12]) else { return nil }
+            ticks += user + system
+        }
+        return Double(ticks) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+}

@@ -10,6 +10,8 @@ struct Report {
     let elapsed: Double
     let stats: LaneStats
     let check: CheckResult?
+    /// The `--server-pid` processes' CPU seconds over the measured run.
+    var serverCPUSeconds: Double? = nil
 
     static let percentiles: [(String, Double)] = [("p50", 50), ("p90", 90), ("p99", 99), ("p99.9", 99.9)]
 
@@ -48,6 +50,11 @@ struct Report {
         lines.append(
             "calls      \(Report.grouped(stats.calls))  \(Report.grouped(Int(callsPerSecond))) calls/s")
         lines.append("latency    ms: \(latencyLine(all))")
+        if let serverCPUSeconds, stats.calls > 0 {
+            lines.append(
+                "server CPU \(String(format: "%.2f", serverCPUSeconds)) s over the run, "
+                    + "\(String(format: "%.1f", serverCPUSeconds / Double(stats.calls) * 1e6)) µs per call")
+        }
         if stats.pairs.totalCount > 0 {
             lines.append("  pairs    \(Report.grouped(Int(stats.pairs.totalCount))) reserve+commit, \(latencyLine(stats.pairs))")
         }
@@ -112,6 +119,7 @@ struct Report {
             ("by_call", .object(byCall)),
             ("errors", .object(stats.errors.sorted { $0.key < $1.key }.map { ($0.key, .unsigned(UInt64($0.value))) })),
             ("check", checkJSON),
+            ("server_cpu_s", serverCPUSeconds.map { .decimal($0, places: 3) } ?? .null),
         ]).text
     }
 }

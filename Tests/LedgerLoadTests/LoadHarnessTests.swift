@@ -47,13 +47,19 @@ struct LoadHarnessTests {
             ledgerd.process.kill(SIGTERM)
             ledgerd.process.wait()
         }
+        let cpuBefore = try #require(Self.cpuSeconds(ledgerd.process.pid))
         let (status, report) = try Self.load(
             [
                 "--server", "127.0.0.1:\(ledgerd.port)", "--data-dir", data, "--connections", "2", "--pipeline", "8",
                 "--tenants", "20", "--distribution", "zipf", "--operations", "400",
-                "--mix", "pair=4,release=1,refund=1,estimate=1,balance=1",
+                "--mix", "pair=4,release=1,refund=1,estimate=1,balance=1", "--server-pid", "\(ledgerd.process.pid)",
             ], log: directory.path + "/load.log")
+        let cpuWhole = try #require(Self.cpuSeconds(ledgerd.process.pid)) - cpuBefore
         #expect(status == 0)
+        // --server-pid: ledgerd's CPU over the measured run, within what it spent over the whole
+        // invocation (which adds the setup's 40 calls and the check's reads).
+        let cpuRun = try #require(report["server_cpu_s"] as? Double)
+        #expect(cpuRun >= 0 && cpuRun <= cpuWhole + 0.011, "run \(cpuRun) s, whole \(cpuWhole) s")
         #expect(report["errors_total"] as? Int == 0)
         let calls = try #require(report["calls"] as? Int)
         #expect(calls > 400 && calls <= 800)  // 400 operations of one or two calls
@@ -130,6 +136,28 @@ struct LoadHarnessTests {
         let violations = try #require(check["violations"] as? [String])
         #expect(violations.count == 1)
         #expect(violations.first?.contains("the history has 11 committed holds, the clients saw 10 commits succeed") == true)
+    }
+
+    /// utime+stime of `pid` in seconds, from /proc.
+    static func cpuSeconds(_ pid: pid_t) -> Double? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let end = stat.lastIndex(of: ")") else {
+            return nil
+        }
+        let fields = stat[stat.index(after: end)...].split(separator: " ")
+        guard fields.count > 12, let user = Double(fields[11]), let system = Double(fields[12]) else { return nil }
+        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
+    }
+
+    @Test("--server-pid names a process to measure: one that does not exist is refused before any call")
+    func serverPIDMustExist() async throws {
+        let directory = TemporaryDirectory("load-pid")
+        let process = try ChildProcess(
+            builtProduct("ledger-load"), ["--server", "127.0.0.1:1", "--server-pid", "2147483646", "--quiet"],
+            stderrPath: directory.path + "/load.log")
+        let status = process.wait()
+        #expect(status != 0)
+        let log = try String(contentsOfFile: directory.path + "/load.log", encoding: .utf8)
+        #expect(log.contains("--server-pid 2147483646: no such process"), "\(log)")
     }
 
     @Test("the echo server answers every call kind over TLS without a ledger")
