@@ -66,12 +66,13 @@ package struct DueQueue: Hashable, Sendable, Codable {
         hasher.combine(items.count)
     }
 
-    package mutating func insert(_ item: DueItem) {
+    /// Adds `item`, consumed (moved into the heap, not copied).
+    package mutating func insert(_ item: consuming DueItem) {
         items.append(item)
         var child = items.count - 1
         while child > 0 {
             let parent = (child - 1) / 2
-            guard items[child].precedes(items[parent]) else { break }
+            guard precedes(child, parent) else { break }
             items.swapAt(child, parent)
             child = parent
         }
@@ -92,14 +93,20 @@ package struct DueQueue: Hashable, Sendable, Codable {
         pruneAt = max(Self.pruneSizeMin, 2 * items.count)
     }
 
+    /// Whether the item at `a` precedes the one at `b`, read in place (`items[a].precedes(items[b])`
+    /// copied both items, a retain for each id in them, at every step of a sift).
+    private func precedes(_ a: Int, _ b: Int) -> Bool {
+        items.withUnsafeBufferPointer { $0[a].precedes($0[b]) }
+    }
+
     private mutating func siftDown(from start: Int) {
         var parent = start
         while true {
             let left = 2 * parent + 1
             let right = left + 1
             var smallest = parent
-            if left < items.count, items[left].precedes(items[smallest]) { smallest = left }
-            if right < items.count, items[right].precedes(items[smallest]) { smallest = right }
+            if left < items.count, precedes(left, smallest) { smallest = left }
+            if right < items.count, precedes(right, smallest) { smallest = right }
             guard smallest != parent else { break }
             items.swapAt(parent, smallest)
             parent = smallest

@@ -164,7 +164,7 @@ public struct LedgerState: Hashable, Sendable {
             dueSequence += 1
             due.insert(DueItem(time: time, sequence: dueSequence, tenant: tenantID, kind: kind))
         }
-        if let (time, kind) = ctx.firstScheduled { insert(time, kind) }
+        if let (time, kind) = ctx.takeFirstScheduled() { insert(time, kind) }
         for (time, kind) in ctx.moreScheduled { insert(time, kind) }
         if due.count >= due.pruneAt { pruneDue() }
         guard !ctx.events.isEmpty, let position else { return }

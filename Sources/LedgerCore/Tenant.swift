@@ -397,8 +397,12 @@ struct ApplyContext {
     private(set) var moreScheduled: [(LedgerTime, DueKind)] = []
 
     mutating func schedule(_ time: LedgerTime, _ kind: DueKind) {
-        if firstScheduled == nil { firstScheduled = (time, kind) } else { moreScheduled.append((time, kind)) }
+        // `case .none`, not `== nil`: comparing with nil copied the optional to compare it.
+        if case .none = firstScheduled { firstScheduled = (time, kind) } else { moreScheduled.append((time, kind)) }
     }
+
+    /// The first scheduled item, moved out (the context ends after `finish` takes it).
+    mutating func takeFirstScheduled() -> (LedgerTime, DueKind)? { firstScheduled.take() }
 
     mutating func emit(_ tenant: TenantID, _ kind: LedgerEvent.Kind) {
         events.append(LedgerEvent(tenant: tenant, time: now, kind: kind))
