@@ -3,7 +3,7 @@
 //
 //   ledger-storage-bench replay DIR [RECORDS]
 //   ledger-storage-bench snapshot DIR [TENANTS]
-//   ledger-storage-bench snapshot-busy [TENANTS] [PAIRS]
+//   ledger-storage-bench snapshot-busy TENANTS [PAIRS]
 //   ledger-storage-bench group-commit DIR WRITERS [SECONDS]
 //
 // Each prints one line of `key=value` figures. Build with -c release; scripts/bench-storage runs all.
@@ -111,21 +111,20 @@ func snapshotBusy(tenants: Int, pairs: Int) {
     var best = Double.infinity
     var bytes = 0
     var checksum: UInt32 = 0
+    /// Takes a part as the shard's snapshot sink does: counted and checksummed, then dropped.
+    func take(_ writer: inout BinaryWriter) {
+        writer.drain { part in
+            bytes += part.count
+            checksum = CRC32C.checksum(part, continuing: checksum)
+        }
+    }
     for _ in 0..<5 {
         bytes = 0
         checksum = 0
         var writer = BinaryWriter()
         let began = monotonicNanoseconds()
-        state.encode(to: &writer, flushingAt: 1 << 20) { (writer: inout BinaryWriter) in
-            writer.drain { part in
-                bytes += part.count
-                checksum = CRC32C.checksum(part, continuing: checksum)
-            }
-        }
-        writer.drain { part in
-            bytes += part.count
-            checksum = CRC32C.checksum(part, continuing: checksum)
-        }
+        state.encode(to: &writer, flushingAt: 1 << 20, take)
+        take(&writer)
         best = min(best, seconds(since: began))
     }
     print("benchmark=snapshot_busy tenants=\(tenants) pairs=\(pairs) bytes=\(bytes) crc32c=\(checksum) encode_seconds=\(best) "
@@ -180,7 +179,7 @@ guard arguments.count >= 3 else {
 switch arguments[1] {
 case "replay": try await replay(directory: arguments[2], records: arguments.count > 3 ? Int(arguments[3])! : 1_000_000)
 case "snapshot-busy":
-    snapshotBusy(tenants: arguments.count > 2 ? Int(arguments[2])! : 1_000, pairs: arguments.count > 3 ? Int(arguments[3])! : 1_000_000)
+    snapshotBusy(tenants: Int(arguments[2])!, pairs: arguments.count > 3 ? Int(arguments[3])! : 1_000_000)
 case "snapshot": try await snapshot(directory: arguments[2], tenants: arguments.count > 3 ? Int(arguments[3])! : 1_000_000)
 case "group-commit":
     try await groupCommit(directory: arguments[2], writers: Int(arguments[3])!, duration: arguments.count > 4 ? Double(arguments[4])! : 5)
