@@ -61,7 +61,7 @@ public final class LedgerServer: Service, Sendable {
         let registry = ConnectionRegistry(connectionsMax: limits.connectionsMax, metrics: service.metrics)
         service.metrics.setConnectionsMax(limits.connectionsMax)
         let access = configuration.access
-        let groupCommits = EventLoopGroupCommits(ticks: ticks)
+        let groupCommits = EventLoopGroupCommits(ticks: ticks, coalescing: configuration.coalescing)
         let serverChannel = try await ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)

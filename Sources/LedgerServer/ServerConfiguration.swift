@@ -21,6 +21,10 @@ public struct ServerConfiguration: Sendable {
     public var serverVersion: String = "tokenledger 0.1.0"
     /// Spans of the calls (ledgerd --otel-endpoint); nil: no tracing, and no cost.
     public var tracing: CallTracing? = nil
+    /// How long an event loop waits, after a group commit of fewer than
+    /// ``EventLoopGroupCommit/coalescingBatchMax`` calls, before it looks at its sockets again
+    /// (ledgerd `--coalesce-us`); zero: it does not. docs/operations.md has the trade-off.
+    public var coalescing: Duration = .zero
 
     public init(certificatePath: String, privateKeyPath: String, clientCAPath: String) {
         self.certificatePath = certificatePath

@@ -226,6 +226,7 @@ struct Daemon {
         if let value = options.idleTimeoutSeconds { configuration.limits.idleTimeout = .seconds(value) }
         if let value = options.handshakeTimeoutSeconds { configuration.limits.handshakeTimeout = .seconds(value) }
         if let value = options.frameReadTimeoutSeconds { configuration.limits.frameReadTimeout = .seconds(value) }
+        configuration.coalescing = .microseconds(options.coalesceMicroseconds ?? DaemonOptions.coalesceMicrosecondsDefault)
         return configuration
     }
 

@@ -9,6 +9,8 @@ import Foundation
 struct DaemonOptions: Sendable, Equatable {
     /// See `--sync-interval-us` (docs/operations.md, docs/benchmarks.md for the measurements).
     static let syncIntervalMicrosecondsDefault = 0
+    /// See `--coalesce-us` (docs/operations.md).
+    static let coalesceMicrosecondsDefault = 0
     /// Event loops (threads serving connections): half the cores, at least one. Each loop reads,
     /// applies, logs, syncs and answers its calls itself; two loops on the same shards sync each
     /// shard's log separately and hand records to its writer thread when the other is syncing, and
@@ -31,6 +33,8 @@ struct DaemonOptions: Sendable, Equatable {
     var inFlightMax: Int? = nil
     /// Microseconds from the end of one fdatasync of a shard's log to the next batch's write.
     var syncIntervalMicroseconds: Int? = nil
+    /// Microseconds an event loop waits after a light group commit before reading again.
+    var coalesceMicroseconds: Int? = nil
     var connectionsMax: Int? = nil
     var idleTimeoutSeconds: Int? = nil
     var handshakeTimeoutSeconds: Int? = nil
@@ -273,6 +277,10 @@ struct DaemonSetting: Sendable {
             "sync_interval_us", "sync-interval-us",
             "Local mode: microseconds a shard's log waits after an fdatasync before writing the next batch, gathering more calls into each sync (default \(DaemonOptions.syncIntervalMicrosecondsDefault); 0: none).",
             0...100_000, \.syncIntervalMicroseconds),
+        .integer(
+            "coalesce_us", "coalesce-us",
+            "Microseconds an event loop waits, after syncing fewer than 16 calls of its own, before it reads its sockets again, so that the calls arriving meanwhile share one sync (default \(DaemonOptions.coalesceMicrosecondsDefault); 0: none). Less CPU per call at low rates, up to that much more latency.",
+            0...10_000, \.coalesceMicroseconds),
         .integer("frame_size_max", "frame-size-max", "Largest request frame in bytes (default 1048576).", 64...(64 << 20), \.frameSizeMax),
         .integer("in_flight_max", "in-flight-max", "Calls in flight per connection (default 256).", 1...65_536, \.inFlightMax),
         .integer("connections_max", "connections-max", "Open connections (default 4096).", 1...1_000_000, \.connectionsMax),

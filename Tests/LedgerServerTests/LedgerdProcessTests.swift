@@ -166,6 +166,7 @@ struct LedgerdProcessTests {
             (["--shards", "0"], "--shards"),
             (["--event-loops", "0"], "--event-loops must be 1 to 256, not 0"),
             (["--sync-interval-us", "-5"], "--sync-interval-us"),
+            (["--coalesce-us", "20000"], "--coalesce-us must be 0 to 10000, not 20000"),
             (["--tls-cert", "/nonexistent.pem"], "--tls-key"),
             (["--log-level", "loud"], "log level"),
             (["--catalog", "/nonexistent.json"], "catalog"),
