@@ -88,7 +88,8 @@ public struct LedgerState: Hashable, Sendable {
             // One access to the tenant for the replay check, the command, what it settles and
             // remembering it: reading the tenant's idempotency table through a read access
             // copied it out (a retain of each of its arrays, on a tenant often not in cache), and
-            // each further access checked the box's uniqueness again.
+            // each further access checked the box's uniqueness again. (A replay to a frozen tenant
+            // thaws it now; it is frozen again once idle, `TenantTable.freezeIdle`.)
             switch tenants[at: position].applyRemembering(command.body, requestID, &ctx) {
             case .replayed(let result): return (result, true)
             case .applied(let result): outcome = result
