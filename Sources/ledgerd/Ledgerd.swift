@@ -88,6 +88,9 @@ struct Ledgerd: AsyncParsableCommand {
             }
             if options.archiveDirectory != nil { throw ValidationError("--archive-dir is the local mode's; in cluster mode PostgreSQL keeps the log") }
             if options.shardCount != nil { throw ValidationError("in cluster mode the shard count is the cluster's (ledgerd cluster init --shards)") }
+            // The loop syncs nothing itself there (the node's writer sends each batch to
+            // PostgreSQL): a wait would only delay reading.
+            if (options.coalesceMicroseconds ?? 0) > 0 { throw ValidationError("--coalesce-us is the local mode's; in cluster mode the node's writer batches for PostgreSQL") }
         } else if options.postgresURL != nil || options.nodeID != nil || options.advertise != nil || options.leaseMilliseconds != nil {
             throw ValidationError("--postgres-url, --node-id, --advertise and --lease-ms need --storage postgres")
         }

@@ -279,7 +279,7 @@ struct DaemonSetting: Sendable {
             0...100_000, \.syncIntervalMicroseconds),
         .integer(
             "coalesce_us", "coalesce-us",
-            "Microseconds an event loop waits, after syncing fewer than 16 calls of its own, before it reads its sockets again, so that the calls arriving meanwhile share one sync (default \(DaemonOptions.coalesceMicrosecondsDefault); 0: none). Less CPU per call at low rates, up to that much more latency.",
+            "Local mode: microseconds an event loop waits, after syncing fewer than 16 calls of its own, before it reads its sockets again, so that the calls arriving meanwhile share one sync (default \(DaemonOptions.coalesceMicrosecondsDefault); 0: none). Less CPU per call at low rates, up to that much more latency.",
             0...10_000, \.coalesceMicroseconds),
         .integer("frame_size_max", "frame-size-max", "Largest request frame in bytes (default 1048576).", 64...(64 << 20), \.frameSizeMax),
         .integer("in_flight_max", "in-flight-max", "Calls in flight per connection (default 256).", 1...65_536, \.inFlightMax),

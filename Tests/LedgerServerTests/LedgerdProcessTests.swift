@@ -167,6 +167,7 @@ struct LedgerdProcessTests {
             (["--event-loops", "0"], "--event-loops must be 1 to 256, not 0"),
             (["--sync-interval-us", "-5"], "--sync-interval-us"),
             (["--coalesce-us", "20000"], "--coalesce-us must be 0 to 10000, not 20000"),
+            (["--storage", "postgres", "--postgres-url", "postgres://u@127.0.0.1:5432/d", "--coalesce-us", "500"], "--coalesce-us is the local mode's"),
             (["--tls-cert", "/nonexistent.pem"], "--tls-key"),
             (["--log-level", "loud"], "log level"),
             (["--catalog", "/nonexistent.json"], "catalog"),
