@@ -81,28 +81,30 @@ public struct LedgerState: Hashable, Sendable {
         } catch {
             return (.failure(error), false)
         }
+        var position = tenants.position(of: tenantID)
+        if let position, let entry = tenants[at: position].idempotency.entry(requestID) {
+            guard entry.matches(command.body) else {
+                return (.failure(LedgerError(.idempotencyConflict, "request id \(requestID) was used for a different command at \(entry.time)")), false)
+            }
+            return (entry.outcome.result, true)
+        }
         var ctx = ApplyContext(now: now, requestID: requestID, catalog: catalog)
         let outcome: Result<CommandOutcome, LedgerError>
-        var position = tenants.position(of: tenantID)
-        if let position {
-            // One access to the tenant for the replay check, the command, what it settles and
-            // remembering it: reading the tenant's idempotency table through a read access
-            // copied it out (a retain of each of its arrays, on a tenant often not in cache), and
-            // each further access checked the box's uniqueness again. (A replay to a frozen tenant
-            // thaws it now; it is frozen again once idle, `TenantTable.freezeIdle`.)
-            switch tenants[at: position].applyRemembering(command.body, requestID, &ctx) {
-            case .replayed(let result): return (result, true)
-            case .applied(let result): outcome = result
-            }
-        } else if case .createTenant(_, let settings) = command.body {
+        if case .createTenant(_, let settings) = command.body {
             outcome = createTenant(tenantID, settings, &ctx)
             position = tenants.position(of: tenantID)
-            if let position {
-                tenants[at: position].settle(&ctx)
-                tenants[at: position].idempotency.remember(requestID, body: command.body, result: outcome, now: now)
+        } else if let position {
+            do {
+                outcome = .success(try tenants[at: position].performEmittingMovement(command.body, &ctx))
+            } catch {
+                outcome = .failure(error)
             }
         } else {
             return (.failure(LedgerError.notFound("tenant \(tenantID)")), false)
+        }
+        if let position {
+            tenants[at: position].settle(&ctx)
+            tenants[at: position].idempotency.remember(requestID, body: command.body, result: outcome, now: now)
         }
         finish(tenantID, at: position, &ctx, events: &events)
         return (outcome, false)
@@ -177,41 +179,6 @@ public struct LedgerState: Hashable, Sendable {
                 events.append(event)
             }
         }
-    }
-}
-
-/// What ``Tenant/applyRemembering(_:_:_:)`` did with a command.
-enum RememberedStep {
-    /// The request id was remembered: its outcome (or an idempotency conflict); nothing changed.
-    case replayed(Result<CommandOutcome, LedgerError>)
-    /// The command ran (or failed), what it caused was settled and its outcome remembered.
-    case applied(Result<CommandOutcome, LedgerError>)
-}
-
-extension Tenant {
-    /// A command for this existing tenant, in one access: answered from the idempotency table
-    /// when its request id is remembered; otherwise run (a `createTenant` fails: the tenant
-    /// exists), settled and remembered.
-    mutating func applyRemembering(_ body: CommandBody, _ requestID: RequestID, _ ctx: inout ApplyContext) -> RememberedStep {
-        if let entry = idempotency.entry(requestID) {
-            guard entry.matches(body) else {
-                return .replayed(.failure(LedgerError(.idempotencyConflict, "request id \(requestID) was used for a different command at \(entry.time)")))
-            }
-            return .replayed(entry.outcome.result)
-        }
-        let outcome: Result<CommandOutcome, LedgerError>
-        if case .createTenant = body {
-            outcome = .failure(LedgerError(.alreadyExists, "tenant \(id) exists already"))
-        } else {
-            do {
-                outcome = .success(try performEmittingMovement(body, &ctx))
-            } catch {
-                outcome = .failure(error)
-            }
-        }
-        settle(&ctx)
-        idempotency.remember(requestID, body: body, result: outcome, now: ctx.now)
-        return .applied(outcome)
     }
 }
 
