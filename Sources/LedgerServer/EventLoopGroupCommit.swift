@@ -95,6 +95,8 @@ final class EventLoopGroupCommit {
         }
         if calls > 0, calls < Self.coalescingBatchMax, deferred.isEmpty, coalescing.tv_sec > 0 || coalescing.tv_nsec > 0 {
             // Queued after the deliveries the syncs above queued: the replies are written first.
+            // (Calls whose records the log's writer thread took, because a batch was being written
+            // when this loop came to sync, are delivered when that thread is done: after the wait.)
             let bound = NIOLoopBound(self, eventLoop: loop)
             loop.execute { bound.value.waitCoalescing() }
         }
