@@ -49,8 +49,8 @@ final class EventLoopGroupCommit {
     /// Calls noted since the last commit.
     private var noted = 0
     private var scheduled = false
-    /// The coalescing wait (0: none).
-    private let coalescing: timespec
+    /// The coalescing wait; nil: none.
+    private let coalescing: timespec?
     /// Shards whose log's sync interval had not passed: synced when `timerArmed`'s timer fires.
     private var deferred: [LedgerShard] = []
     private var timerArmed = false
@@ -61,8 +61,8 @@ final class EventLoopGroupCommit {
     init(loop: any EventLoop, ticks: EventLoopTicks?, coalescing: Duration = .zero) {
         self.loop = loop
         turn = EventLoopTurn(loop: loop, ticks: ticks)
-        let (seconds, attoseconds) = max(coalescing, .zero).components
-        self.coalescing = timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000))
+        let (seconds, attoseconds) = coalescing.components
+        self.coalescing = coalescing > .zero ? timespec(tv_sec: Int(seconds), tv_nsec: Int(attoseconds / 1_000_000_000)) : nil
     }
 
     /// Notes that `shard` holds a record this loop appended with `syncBy: .caller`: it is synced after
@@ -93,12 +93,11 @@ final class EventLoopGroupCommit {
             if !deferred.contains(where: { $0 === shard }) { deferred.append(shard) }
             soonest = min(soonest, wait)
         }
-        if calls > 0, calls < Self.coalescingBatchMax, deferred.isEmpty, coalescing.tv_sec > 0 || coalescing.tv_nsec > 0 {
+        if let coalescing, calls > 0, calls < Self.coalescingBatchMax, deferred.isEmpty {
             // Queued after the deliveries the syncs above queued: the replies are written first.
             // (Calls whose records the log's writer thread took, because a batch was being written
             // when this loop came to sync, are delivered when that thread is done: after the wait.)
-            let bound = NIOLoopBound(self, eventLoop: loop)
-            loop.execute { bound.value.waitCoalescing() }
+            loop.execute { Self.wait(coalescing) }
         }
         guard !deferred.isEmpty, !timerArmed else { return }
         timerArmed = true
@@ -108,8 +107,8 @@ final class EventLoopGroupCommit {
 
     /// Blocks the loop for the coalescing time, as its fdatasync does: the sockets' new data waits
     /// in their buffers and is read together after it.
-    private func waitCoalescing() {
-        var asked = coalescing
+    private static func wait(_ time: timespec) {
+        var asked = time
         var remaining = timespec()
         while nanosleep(&asked, &remaining) != 0, errno == EINTR { asked = remaining }
     }
